@@ -1,0 +1,307 @@
+/* quant.c - the storage schemes: payload layout, reference (scalar)
+ * dequantization and quantization. Runtimes add SIMD kernels on top; this file
+ * is the definition they are tested against. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static const uint32_t tier_bits[4] = {16, 8, 4, 2};
+
+static uint64_t pad64(uint64_t v) { return nsq__align_up(v, NSQ__TENSOR_ALIGN); }
+
+uint64_t nsq_tiered_size(uint64_t n_groups, uint32_t g, const uint64_t n[4])
+{
+    uint64_t s = pad64((n_groups + 3) / 4) + pad64(n[0] * 2 * g);
+    for (int t = 1; t < 4; t++) s += pad64(n[t] * g * tier_bits[t] / 8) + pad64(n[t] * 4);
+    return s;
+}
+
+uint64_t nsq_refine_size(uint64_t n_quant_groups, uint32_t g, uint32_t bits)
+{
+    return pad64(n_quant_groups * g * bits / 8);
+}
+
+static inline uint32_t tier_of(const uint8_t *map, uint64_t g) { return (map[g / 4] >> (2 * (g % 4))) & 3u; }
+
+/* Code j of a group record of G codes at b bits (spec: Code packing). */
+static inline uint32_t code_at(const uint8_t *rec, uint32_t G, uint32_t b, uint32_t j)
+{
+    uint32_t stride = G * b / 8; /* bytes per record = codes per plane */
+    return (rec[j % stride] >> (b * (j / stride))) & ((1u << b) - 1);
+}
+
+static inline void code_put(uint8_t *rec, uint32_t G, uint32_t b, uint32_t j, uint32_t q)
+{
+    uint32_t stride = G * b / 8;
+    rec[j % stride] |= (uint8_t)(q << (b * (j / stride)));
+}
+
+static nsq_status bad(nsq_diag *d, const uint8_t *base, const uint8_t *at, const char *rule, const char *what)
+{
+    return nsq__fail(d, NSQ_E_TENSOR, (uint64_t)(at - base), rule, "%s (at payload byte %llu)", what,
+                     (unsigned long long)(at - base));
+}
+
+static nsq_status view_tiered(nsq_view *v, nsq_diag *d)
+{
+    const uint8_t *p = v->data;
+    uint32_t G = v->group_size;
+    uint64_t ng = v->n_groups, mapb = (ng + 3) / 4;
+    if (v->size < pad64(mapb)) return bad(d, v->data, p, "R-TIER-1", "payload shorter than its tier map");
+    v->tier_map = p;
+    for (uint64_t g = 0; g < ng; g++) v->n_tier[tier_of(p, g)]++;
+    if (ng % 4 && (p[mapb - 1] >> (2 * (ng % 4))))
+        return bad(d, v->data, p + mapb - 1, "R-TIER-2", "unused tier map bits are not zero");
+    if (!nsq__all_zero(p + mapb, pad64(mapb) - mapb)) return bad(d, v->data, p + mapb, "R-TIER-2", "map padding not zero");
+    if (nsq_tiered_size(ng, G, v->n_tier) != v->size)
+        return nsq__fail(d, NSQ_E_TENSOR, 0, "R-TIER-3", "payload is %llu bytes, its tier map implies %llu",
+                         (unsigned long long)v->size, (unsigned long long)nsq_tiered_size(ng, G, v->n_tier));
+    p += pad64(mapb);
+    for (int t = 0; t < 4; t++) {
+        uint64_t cb = v->n_tier[t] * G * tier_bits[t] / 8, pb = t ? v->n_tier[t] * 4 : 0;
+        v->codes[t] = p;
+        if (!nsq__all_zero(p + cb, pad64(cb) - cb)) return bad(d, v->data, p + cb, "R-TIER-2", "stream padding not zero");
+        p += pad64(cb);
+        if (!t) continue;
+        v->params[t] = p;
+        for (uint64_t i = 0; i < 2 * v->n_tier[t]; i++)
+            if (!isfinite(nsq_f16_to_f32(nsq__rd16(p + 2 * i))))
+                return bad(d, v->data, p + 2 * i, "R-TIER-4", "a scale or minimum is not finite");
+        if (!nsq__all_zero(p + pb, pad64(pb) - pb)) return bad(d, v->data, p + pb, "R-TIER-2", "stream padding not zero");
+        p += pad64(pb);
+    }
+    return NSQ_OK;
+}
+
+nsq_status nsq_view_init(uint32_t scheme, uint64_t rows, uint64_t cols, uint32_t group_size, const uint8_t *data,
+                         uint64_t size, nsq_view *v, nsq_diag *d)
+{
+    if (!v || (!data && size)) return NSQ_E_ARG;
+    memset(v, 0, sizeof *v);
+    v->scheme = scheme;
+    v->group_size = group_size;
+    v->rows = rows;
+    v->cols = cols;
+    v->data = data;
+    v->size = size;
+    uint64_t n;
+    if (nsq__mul(rows, cols, &n)) return NSQ_E_ARG;
+    switch (scheme) {
+    case NSQ_SCHEME_F32: return size == 4 * n ? NSQ_OK : nsq__fail(d, NSQ_E_TENSOR, 0, "R-TEN-6", "F32 size mismatch");
+    case NSQ_SCHEME_F16:
+    case NSQ_SCHEME_BF16: return size == 2 * n ? NSQ_OK : nsq__fail(d, NSQ_E_TENSOR, 0, "R-TEN-6", "16-bit size mismatch");
+    case NSQ_SCHEME_TIERED:
+        if ((group_size != 32 && group_size != 64 && group_size != 128 && group_size != 256) || cols % group_size)
+            return NSQ_E_ARG;
+        v->n_groups = n / group_size;
+        return view_tiered(v, d);
+    default: return NSQ_E_ARG;
+    }
+}
+
+nsq_status nsq_refine_view_init(const nsq_view *base, uint32_t bits, const uint8_t *codes, uint64_t size,
+                                nsq_refine_view *out, nsq_diag *d)
+{
+    if (!base || !out || base->scheme != NSQ_SCHEME_TIERED || (bits != 1 && bits != 2 && bits != 4 && bits != 8))
+        return NSQ_E_ARG;
+    uint64_t nq = base->n_groups - base->n_tier[NSQ_TIER_F16];
+    uint64_t cb = nq * base->group_size * bits / 8;
+    if (size != pad64(cb))
+        return nsq__fail(d, NSQ_E_TENSOR, 0, "R-TIER-5", "refinement is %llu bytes, %llu quantized groups need %llu",
+                         (unsigned long long)size, (unsigned long long)nq, (unsigned long long)pad64(cb));
+    if (!nsq__all_zero(codes + cb, size - cb)) return nsq__fail(d, NSQ_E_TENSOR, cb, "R-TIER-2", "refinement padding not zero");
+    out->bits = bits;
+    out->codes = codes;
+    out->size = size;
+    return NSQ_OK;
+}
+
+static void dequant_plain(const nsq_view *v, uint64_t row0, uint64_t nrows, float *out)
+{
+    uint64_t n = nrows * v->cols, first = row0 * v->cols;
+    const uint8_t *p = v->data;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t k = first + i;
+        out[i] = v->scheme == NSQ_SCHEME_F32   ? nsq__rdf32(p + 4 * k)
+                 : v->scheme == NSQ_SCHEME_F16 ? nsq_f16_to_f32(nsq__rd16(p + 2 * k))
+                                               : nsq_bf16_to_f32(nsq__rd16(p + 2 * k));
+    }
+}
+
+/* Decodes one group (global index g, rank idx[t] within its tier stream and
+ * rank qidx among quantized groups) into out[G]. */
+static void dequant_group(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref, uint32_t t, uint64_t rank,
+                          uint64_t qrank, float *out)
+{
+    uint32_t G = v->group_size, b = tier_bits[t];
+    if (t == NSQ_TIER_F16) {
+        const uint8_t *h = v->codes[0] + rank * 2 * G;
+        for (uint32_t j = 0; j < G; j++) out[j] = nsq_f16_to_f32(nsq__rd16(h + 2 * j));
+        return;
+    }
+    const uint8_t *rec = v->codes[t] + rank * G * b / 8, *pm = v->params[t] + rank * 4;
+    float dd = nsq_f16_to_f32(nsq__rd16(pm)), m = nsq_f16_to_f32(nsq__rd16(pm + 2));
+    for (uint32_t j = 0; j < G; j++) {
+        float prod = dd * (float)code_at(rec, G, b, j); /* rounded separately: no FMA (-ffp-contract=off) */
+        out[j] = prod + m;
+    }
+    float step = dd;
+    for (uint32_t l = 0; l < n_ref; l++) {
+        uint32_t k = refs[l].bits;
+        const uint8_t *rr = refs[l].codes + qrank * G * k / 8;
+        float denom = (float)(1u << (k + 1));
+        for (uint32_t j = 0; j < G; j++) {
+            float c = (float)(2 * code_at(rr, G, k, j) + 1) / denom - 0.5f;
+            float prod = step * c;
+            out[j] = out[j] + prod;
+        }
+        step = step / (float)(1u << k);
+    }
+}
+
+nsq_status nsq_dequantize_rows(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref, uint64_t row0,
+                               uint64_t nrows, float *out)
+{
+    uint64_t end;
+    if (!v || !out || (n_ref && !refs) || nsq__add(row0, nrows, &end) || end > v->rows) return NSQ_E_ARG;
+    if (v->scheme != NSQ_SCHEME_TIERED) {
+        if (n_ref) return NSQ_E_ARG;
+        dequant_plain(v, row0, nrows, out);
+        return NSQ_OK;
+    }
+    uint32_t G = v->group_size;
+    uint64_t gpr = v->cols / G, g0 = row0 * gpr, g1 = end * gpr, rank[4] = {0, 0, 0, 0};
+    for (uint64_t g = 0; g < g0; g++) rank[tier_of(v->tier_map, g)]++;
+    for (uint64_t g = g0; g < g1; g++) {
+        uint32_t t = tier_of(v->tier_map, g);
+        dequant_group(v, refs, n_ref, t, rank[t], g - rank[0], out + (g - g0) * G);
+        rank[t]++;
+    }
+    return NSQ_OK;
+}
+
+/* ---- quantization ---- */
+
+/* Weighted squared error of quantizing x[G] with (d, m) at b bits; writes codes to q if non-NULL. */
+static double group_error(const float *x, const float *wt, uint32_t G, uint32_t b, float d, float m, uint8_t *q)
+{
+    uint32_t qmax = (1u << b) - 1;
+    double err = 0;
+    for (uint32_t j = 0; j < G; j++) {
+        float r = d > 0 ? nearbyintf((x[j] - m) / d) : 0;
+        uint32_t c = r < 0 ? 0 : r > (float)qmax ? qmax : (uint32_t)r;
+        float prod = d * (float)c;
+        double e = (double)(prod + m) - x[j];
+        err += (wt ? wt[j] : 1.0) * e * e;
+        if (q) q[j] = (uint8_t)c;
+    }
+    return err;
+}
+
+static int f16_ok(float v) { return isfinite(nsq_f16_to_f32(nsq_f32_to_f16(v))); }
+
+/* Chooses f16 (d, m) for one group: min/max, then, with weights, a small
+ * search over shrunken ranges that minimises the weighted error. */
+static nsq_status fit_group(const float *x, const float *wt, uint32_t G, uint32_t b, uint16_t *dh, uint16_t *mh)
+{
+    float lo = x[0], hi = x[0];
+    for (uint32_t j = 1; j < G; j++) {
+        lo = x[j] < lo ? x[j] : lo;
+        hi = x[j] > hi ? x[j] : hi;
+    }
+    if (!f16_ok(lo) || !f16_ok(hi) || !f16_ok(hi - lo)) return NSQ_E_ARG;
+    float qmax = (float)((1u << b) - 1), best = INFINITY;
+    int steps = wt ? 8 : 1;
+    for (int a = 0; a < steps; a++)
+        for (int c = 0; c < steps; c++) {
+            float l = lo + (hi - lo) * 0.04f * (float)a, h = hi - (hi - lo) * 0.04f * (float)c;
+            uint16_t d16 = nsq_f32_to_f16((h - l) / qmax), m16 = nsq_f32_to_f16(l);
+            double e = group_error(x, wt, G, b, nsq_f16_to_f32(d16), nsq_f16_to_f32(m16), NULL);
+            if (e < best) {
+                best = (float)e;
+                *dh = d16;
+                *mh = m16;
+            }
+        }
+    return NSQ_OK;
+}
+
+nsq_status nsq_quantize_tiered(const float *w, uint64_t rows, uint64_t cols, uint32_t G, const uint8_t *tiers,
+                               const float *col_weight, uint8_t *out, uint64_t out_size)
+{
+    if (!w || !tiers || !out || (G != 32 && G != 64 && G != 128 && G != 256) || cols % G) return NSQ_E_ARG;
+    uint64_t ng = rows * cols / G, n[4] = {0, 0, 0, 0};
+    for (uint64_t g = 0; g < ng; g++) {
+        if (tiers[g] > 3) return NSQ_E_ARG;
+        n[tiers[g]]++;
+    }
+    if (out_size != nsq_tiered_size(ng, G, n)) return NSQ_E_ARG;
+    memset(out, 0, out_size);
+    uint8_t *codes[4], *params[4] = {NULL, NULL, NULL, NULL}, *p = out + pad64((ng + 3) / 4);
+    for (int t = 0; t < 4; t++) {
+        codes[t] = p;
+        p += pad64(n[t] * G * tier_bits[t] / 8);
+        if (t) {
+            params[t] = p;
+            p += pad64(n[t] * 4);
+        }
+    }
+    uint64_t rank[4] = {0, 0, 0, 0};
+    uint8_t q[256];
+    for (uint64_t g = 0; g < ng; g++) {
+        uint32_t t = tiers[g];
+        const float *x = w + g * G, *wt = col_weight ? col_weight + (g % (cols / G)) * G : NULL;
+        out[g / 4] |= (uint8_t)(t << (2 * (g % 4)));
+        if (t == NSQ_TIER_F16) {
+            for (uint32_t j = 0; j < G; j++) {
+                if (!f16_ok(x[j])) return NSQ_E_ARG;
+                nsq__wr16(codes[0] + (rank[0] * G + j) * 2, nsq_f32_to_f16(x[j]));
+            }
+        } else {
+            uint16_t dh = 0, mh = 0;
+            uint32_t b = tier_bits[t];
+            if (fit_group(x, wt, G, b, &dh, &mh)) return NSQ_E_ARG;
+            nsq__wr16(params[t] + rank[t] * 4, dh);
+            nsq__wr16(params[t] + rank[t] * 4 + 2, mh);
+            group_error(x, NULL, G, b, nsq_f16_to_f32(dh), nsq_f16_to_f32(mh), q);
+            uint8_t *rec = codes[t] + rank[t] * G * b / 8;
+            for (uint32_t j = 0; j < G; j++) code_put(rec, G, b, j, q[j]);
+        }
+        rank[t]++;
+    }
+    return NSQ_OK;
+}
+
+nsq_status nsq_quantize_refinement(const float *w, const nsq_view *v, const nsq_refine_view *lower, uint32_t n_lower,
+                                   uint32_t bits, uint8_t *out, uint64_t out_size)
+{
+    if (!w || !v || !out || v->scheme != NSQ_SCHEME_TIERED || (n_lower && !lower) ||
+        (bits != 1 && bits != 2 && bits != 4 && bits != 8))
+        return NSQ_E_ARG;
+    uint32_t G = v->group_size;
+    uint64_t nq = v->n_groups - v->n_tier[0], rank[4] = {0, 0, 0, 0};
+    if (out_size != nsq_refine_size(nq, G, bits)) return NSQ_E_ARG;
+    memset(out, 0, out_size);
+    float cur[256];
+    uint32_t rmax = (1u << bits) - 1;
+    for (uint64_t g = 0; g < v->n_groups; g++) {
+        uint32_t t = tier_of(v->tier_map, g);
+        uint64_t qr = g - rank[0];
+        dequant_group(v, lower, n_lower, t, rank[t], qr, cur);
+        if (t != NSQ_TIER_F16) {
+            const uint8_t *pm = v->params[t] + rank[t] * 4;
+            float step = nsq_f16_to_f32(nsq__rd16(pm));
+            for (uint32_t l = 0; l < n_lower; l++) step = step / (float)(1u << lower[l].bits);
+            uint8_t *rec = out + qr * G * bits / 8;
+            for (uint32_t j = 0; j < G; j++) {
+                float r = step > 0 ? nearbyintf((w[g * G + j] - cur[j]) / step * (float)(1u << bits) +
+                                                ((float)(1u << bits) - 1) / 2)
+                                   : 0;
+                code_put(rec, G, bits, j, r < 0 ? 0 : r > (float)rmax ? rmax : (uint32_t)r);
+            }
+        }
+        rank[t]++;
+    }
+    return NSQ_OK;
+}
