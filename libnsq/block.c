@@ -6,6 +6,7 @@
 #include <zstd.h>
 
 #define XXH_INLINE_ALL
+#include <stdio.h>
 #include <xxhash.h>
 
 typedef struct {
@@ -100,8 +101,8 @@ static nsq_status in_tensor(nsq_status st, const nsq__tensor *t, nsq_diag *d)
 {
     if (st && d) {
         char msg[sizeof d->message];
-        snprintf(msg, sizeof msg, "tensor %s: %s", t->name, d->message);
-        memcpy(d->message, msg, sizeof msg);
+        memcpy(msg, d->message, sizeof msg);
+        snprintf(d->message, sizeof d->message, "tensor %.64s: %.180s", t->name, msg);
         d->offset = UINT64_MAX; /* payload offsets are relative to the raw block */
     }
     return st;

@@ -117,7 +117,7 @@ static nsq_status parse_refinement(nsq_file *f, const uint8_t *p, uint64_t off, 
 static uint64_t elem_size(uint32_t scheme) { return scheme == NSQ_SCHEME_F32 ? 4 : 2; }
 
 /* Record fields, shape and size rules of one tensor (spec: Tensor record). */
-static nsq_status check_tensor(nsq_file *f, nsq__tensor *t, uint32_t i, nsq_diag *d)
+static nsq_status check_tensor(nsq_file *f, nsq__tensor *t, nsq_diag *d)
 {
     uint64_t off = t->record_off;
     if (t->scheme != NSQ_SCHEME_F32 && t->scheme != NSQ_SCHEME_F16 && t->scheme != NSQ_SCHEME_BF16 &&
@@ -198,7 +198,7 @@ static nsq_status parse_tensor(nsq_file *f, nsq__cur *c, uint32_t i, nsq_diag *d
         t->refine[l].offset = nsq__rd64(p + 8);
         t->refine[l].size = nsq__rd64(p + 16);
     }
-    return check_tensor(f, t, i, d);
+    return check_tensor(f, t, d);
 }
 
 /* Tensors of a block, and each refinement's parts, are packed from 0 with

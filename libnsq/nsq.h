@@ -196,7 +196,7 @@ typedef struct {
     uint64_t size;
 } nsq_tokenizer_file;
 
-NSQ_API uint32_t nsq_tokenizer_kind(const nsq_file *f);
+NSQ_API uint32_t nsq_tokenizer_get_kind(const nsq_file *f);
 NSQ_API uint32_t nsq_tokenizer_file_count(const nsq_file *f);
 NSQ_API nsq_status nsq_tokenizer_file_at(const nsq_file *f, uint32_t i, nsq_tokenizer_file *out);
 NSQ_API nsq_status nsq_tokenizer_file_find(const nsq_file *f, const char *name,

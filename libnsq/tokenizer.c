@@ -52,7 +52,7 @@ nsq_status nsq__parse_tokenizer(nsq_file *f, const nsq__section *s, nsq_diag *d)
     return NSQ_OK;
 }
 
-uint32_t nsq_tokenizer_kind(const nsq_file *f) { return f->tok_kind; }
+uint32_t nsq_tokenizer_get_kind(const nsq_file *f) { return f->tok_kind; }
 uint32_t nsq_tokenizer_file_count(const nsq_file *f) { return f->tok_count; }
 
 nsq_status nsq_tokenizer_file_at(const nsq_file *f, uint32_t i, nsq_tokenizer_file *out)

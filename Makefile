@@ -1,0 +1,69 @@
+# nsq - build, test and fuzz. `make` builds everything; `make test` runs the suite.
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+# Dequantization is specified as fl(d*q)+m: no fused multiply-add anywhere.
+BASE    := $(WARN) -D_GNU_SOURCE -ffp-contract=off -fvisibility=hidden -Ilibnsq
+LIBS    := -lzstd -lxxhash -lm
+BUILD   ?= build
+PREFIX  ?= /usr/local
+
+LIB_SRC := $(wildcard libnsq/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_PIC := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
+TOOLS   := nsq-inspect nsq-verify
+TOOL_BIN := $(TOOLS:%=$(BUILD)/%)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TEST_HELPERS := $(BUILD)/tests/mkfixtures
+
+.PHONY: all lib tools test unit asan fuzz fuzz-smoke demo conformance clean
+all: lib tools $(UNIT_BIN) $(TEST_HELPERS)
+lib: $(BUILD)/libnsq.a $(BUILD)/libnsq.so
+tools: $(TOOL_BIN)
+
+$(BUILD)/%.o: %.c libnsq/nsq.h libnsq/internal.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) -c $< -o $@
+$(BUILD)/pic/%.o: %.c libnsq/nsq.h libnsq/internal.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) -fPIC -c $< -o $@
+$(BUILD)/libnsq.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(BUILD)/libnsq.so: $(LIB_PIC)
+	$(CC) -shared -Wl,-soname,libnsq.so.0 $(CFLAGS) $^ -o $@ $(LIBS)
+
+$(BUILD)/nsq-%: tools/nsq-%/main.c tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
+	$(CC) $(BASE) -Itools/common $(CFLAGS) tools/nsq-$*/main.c tools/common/cli.c -o $@ $(BUILD)/libnsq.a $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(BUILD)/libnsq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -Itests/unit $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a -lcmocka $(LIBS)
+$(BUILD)/tests/mkfixtures: tests/mkfixtures.c $(BUILD)/libnsq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a $(LIBS)
+
+test: all
+	@BUILD=$(BUILD) tests/run.sh
+
+asan:
+	$(MAKE) BUILD=build-asan CC=clang \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" test
+
+# libFuzzer targets; FUZZ_TIME seconds per target over the seed corpus.
+FUZZ_TARGETS := fuzz_open fuzz_block
+FUZZ_TIME ?= 20
+FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+fuzz: $(FUZZ_TARGETS:%=build-fuzz/%)
+build-fuzz/%: fuzz/%.c $(LIB_SRC) libnsq/nsq.h libnsq/internal.h
+	@mkdir -p build-fuzz
+	clang $(BASE) $(FUZZ_CFLAGS) $< $(LIB_SRC) -o $@ $(LIBS)
+fuzz-smoke: fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus-$$t; \
+	  build-fuzz/$$t -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	    build-fuzz/corpus-$$t fuzz/corpus/$$t 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY" || exit 1; \
+	done
+
+clean:
+	rm -rf build build-asan build-fuzz
