@@ -209,6 +209,7 @@ nsq_status nsq__parse_importance(nsq_file *f, const nsq__section *s, nsq_diag *d
 nsq_status nsq__parse_router(nsq_file *f, const nsq__section *s, nsq_diag *d);
 void nsq__free_metadata(nsq_file *f);
 void nsq__free_directory(nsq_file *f);
+void nsq__free_tokenizer(nsq_file *f);
 
 /* Validation helpers shared by reader and writer. */
 int nsq__valid_key(const char *k, size_t len);

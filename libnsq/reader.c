@@ -338,6 +338,7 @@ void nsq_close(nsq_file *f)
 {
     if (!f) return;
     nsq__free_metadata(f);
+    nsq__free_tokenizer(f);
     nsq__free_directory(f);
     free(f->sections);
     free(f->owned_sections);

@@ -52,6 +52,13 @@ nsq_status nsq__parse_tokenizer(nsq_file *f, const nsq__section *s, nsq_diag *d)
     return NSQ_OK;
 }
 
+void nsq__free_tokenizer(nsq_file *f)
+{
+    for (uint32_t i = 0; i < f->tok_count && f->tok; i++) free(f->tok[i].name);
+    free(f->tok);
+    f->tok = NULL;
+}
+
 uint32_t nsq_tokenizer_get_kind(const nsq_file *f) { return f->tok_kind; }
 uint32_t nsq_tokenizer_file_count(const nsq_file *f) { return f->tok_count; }
 

@@ -49,7 +49,7 @@ static int buf_put(buf *b, const void *src, size_t n)
 static int buf_zeros(buf *b, size_t n)
 {
     if (buf_reserve(b, n)) return -1;
-    memset(b->p + b->len, 0, n);
+    if (n) memset(b->p + b->len, 0, n);
     b->len += n;
     return 0;
 }
