@@ -17,7 +17,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_HELPERS := $(BUILD)/tests/mkfixtures
 
-.PHONY: all lib tools test unit asan fuzz fuzz-smoke demo conformance clean
+.PHONY: all lib tools test asan fuzz fuzz-smoke demo conformance clean
 all: lib tools $(UNIT_BIN) $(TEST_HELPERS)
 lib: $(BUILD)/libnsq.a $(BUILD)/libnsq.so
 tools: $(TOOL_BIN)
@@ -43,12 +43,16 @@ $(BUILD)/tests/mkfixtures: tests/mkfixtures.c $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a $(LIBS)
 
+ASAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+# The whole suite: plain and sanitizer builds, then the fuzz smoke runs.
 test: all
-	@BUILD=$(BUILD) tests/run.sh
+	$(MAKE) --no-print-directory BUILD=build-asan CC=clang CFLAGS="$(ASAN_CFLAGS)" all
+	FUZZ=1 tests/run.sh $(BUILD) build-asan
 
 asan:
-	$(MAKE) BUILD=build-asan CC=clang \
-	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" test
+	$(MAKE) --no-print-directory BUILD=build-asan CC=clang CFLAGS="$(ASAN_CFLAGS)" all
+	tests/run.sh build-asan
 
 # libFuzzer targets; FUZZ_TIME seconds per target over the seed corpus.
 FUZZ_TARGETS := fuzz_open fuzz_block
@@ -64,6 +68,10 @@ fuzz-smoke: fuzz
 	  build-fuzz/$$t -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
 	    build-fuzz/corpus-$$t fuzz/corpus/$$t 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY" || exit 1; \
 	done
+
+# Regenerates fixtures/conformance (commit the result with any format change).
+conformance: all
+	tests/gen-conformance.sh $(BUILD) fixtures/conformance
 
 clean:
 	rm -rf build build-asan build-fuzz

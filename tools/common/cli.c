@@ -22,7 +22,7 @@ void cli_usage(const cli_tool *t, FILE *out)
     for (size_t i = 0; i < t->n_flags; i++) fprintf(out, "  %-11s %s\n", t->flags[i].name, t->flags[i].help);
     fputs("  --help      show this help and exit\n"
           "  --version   show the version and exit\n"
-          "  --          end of options: the next argument is FILE\n"
+          "  --          end of options (for a FILE that starts with -)\n"
           "\nExit status:\n"
           "  0  success: the file is valid\n"
           "  1  the file is invalid or unreadable\n"
@@ -125,19 +125,16 @@ int cli_finish_stdout(const char *tool)
  * or code points above U+10FFFF), or 0 when the bytes there are not one. */
 static size_t utf8_seq(const unsigned char *s, size_t left)
 {
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000}; /* below it: overlong */
     unsigned c = s[0];
-    size_t n;
-    uint32_t cp, min;
-    if (c >= 0xC0 && c < 0xE0) n = 2, cp = c & 0x1F, min = 0x80;
-    else if (c >= 0xE0 && c < 0xF0) n = 3, cp = c & 0x0F, min = 0x800;
-    else if (c >= 0xF0 && c < 0xF8) n = 4, cp = c & 0x07, min = 0x10000;
-    else return 0;
-    if (left < n) return 0;
+    size_t n = c >= 0xC0 && c < 0xE0 ? 2 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xF0 && c < 0xF8 ? 4 : 0;
+    if (n == 0 || left < n) return 0;
+    uint32_t cp = c & (0x7Fu >> n); /* the lead byte's payload bits */
     for (size_t k = 1; k < n; k++) {
         if ((s[k] & 0xC0) != 0x80) return 0;
         cp = (cp << 6) | (s[k] & 0x3F);
     }
-    return cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) ? 0 : n;
+    return cp < min_cp[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) ? 0 : n;
 }
 
 void cli_escape(FILE *out, const char *str, size_t len)

@@ -145,7 +145,7 @@ static void short_g(double v, int is_float, char *buf, size_t len)
     for (int p = 6; p <= 17; p++) {
         snprintf(buf, len, "%.*g", p, v);
         double back = strtod(buf, NULL);
-        if (is_float ? (float)back == (float)v : back == v) return;
+        if (is_float ? (float)back == (float)v : back == v) return; /* exact equality is the point */
     }
 }
 
@@ -355,7 +355,7 @@ static void human_router(const model *m)
         puts("router: none");
         return;
     }
-    short_g(r.temperature, 1, buf, sizeof buf);
+    short_g((double)r.temperature, 1, buf, sizeof buf);
     printf("router: input_dim %" PRIu32 ", hidden_dim %" PRIu32 ", activation %s, temperature %s\n", r.input_dim,
            r.hidden_dim, act_name(r.activation), buf);
     for (uint32_t b = 0; b < r.block_count; b++) {
@@ -553,7 +553,7 @@ static void json_router(cli_json *j, const model *m)
     cli_json_kv_u64(j, "input_dim", r.input_dim);
     cli_json_kv_u64(j, "hidden_dim", r.hidden_dim);
     cli_json_kv_cstr(j, "activation", act_name(r.activation));
-    cli_json_kv_f64(j, "temperature", r.temperature);
+    cli_json_kv_f64(j, "temperature", (double)r.temperature); /* exact: every float is a double */
     cli_json_key(j, "choices");
     cli_json_array(j);
     for (uint32_t b = 0; b < r.block_count; b++) {
