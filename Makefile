@@ -69,6 +69,12 @@ fuzz-smoke: fuzz
 	    build-fuzz/corpus-$$t fuzz/corpus/$$t 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY" || exit 1; \
 	done
 
+# The main job on a bundled model: inspect and verify it.
+DEMO_MODEL := fixtures/conformance/router.nsq
+demo: tools
+	$(BUILD)/nsq-inspect --blocks $(DEMO_MODEL)
+	$(BUILD)/nsq-verify $(DEMO_MODEL)
+
 # Regenerates fixtures/conformance (commit the result with any format change).
 conformance: all
 	tests/gen-conformance.sh $(BUILD) fixtures/conformance
