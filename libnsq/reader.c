@@ -114,8 +114,11 @@ static nsq_status parse_section_table(nsq_file *f, const uint8_t *tab, uint64_t 
             return nsq__fail(d, NSQ_E_RANGE, eoff + 8, "R-SEC-4",
                              "section %u range [%llu, +%llu) is misaligned or outside the file", i,
                              (unsigned long long)s->offset, (unsigned long long)s->size);
-        if (i > 0 && s->offset <= f->sections[i - 1].offset)
-            return nsq__fail(d, NSQ_E_RANGE, eoff + 8, "R-SEC-5", "section %u is not in increasing offset order", i);
+        /* non-overlapping too, so the sections together never exceed the file */
+        if (i > 0 && s->offset < f->sections[i - 1].offset + f->sections[i - 1].size)
+            return nsq__fail(d, NSQ_E_RANGE, eoff + 8, "R-SEC-5",
+                             "section %u starts before section %u ends (sections are in increasing, non-overlapping order)",
+                             i, i - 1);
     }
     const uint32_t need = (1u << NSQ__SEC_METADATA) | (1u << NSQ__SEC_TOKENIZER) | (1u << NSQ__SEC_DIRECTORY);
     if ((seen & need) != need)

@@ -377,9 +377,9 @@ static nsq_status check_payload(nsq_writer *w, wtensor *t, const uint8_t *data, 
         return werr(w, NSQ_E_ARG, "R-TEN-6", "%s: %llu bytes for %llu elements", t->name, (unsigned long long)t->size,
                     (unsigned long long)n);
     }
-    nsq_diag d;
-    if (nsq_view_init(t->scheme, n / t->cols, t->cols, t->group_size, data, t->size, v, &d))
-        return werr(w, d.status, d.rule, "%s: %s", t->name, d.message);
+    nsq_diag d = {0};
+    nsq_status st = nsq_view_init(t->scheme, n / t->cols, t->cols, t->group_size, data, t->size, v, &d);
+    if (st) return werr(w, st, d.rule, "%s: %s", t->name, d.message[0] ? d.message : "invalid payload or group size");
     return NSQ_OK;
 }
 
@@ -428,9 +428,11 @@ nsq_status nsq_writer_add_refinement(nsq_writer *w, uint32_t level, uint32_t bit
     if (level != t->n_refine + 1 || level > NSQ_MAX_REFINEMENTS)
         return werr(w, NSQ_E_ARG, "R-DIR-10", "%s: refinement level %u, expected %u", t->name, level, t->n_refine + 1);
     nsq_refine_view rv;
-    nsq_diag d;
-    if (nsq_refine_view_init(&w->last_view, bits, codes, size, &rv, &d))
-        return werr(w, d.status, d.rule, "%s: refinement %u: %s", t->name, level, d.message);
+    nsq_diag d = {0};
+    nsq_status st = nsq_refine_view_init(&w->last_view, bits, codes, size, &rv, &d);
+    if (st)
+        return werr(w, st, d.rule, "%s: refinement %u: %s", t->name, level, d.message[0] ? d.message : "invalid bits");
+    if (size == 0) return werr(w, NSQ_E_ARG, "R-TEN-11", "%s: no quantized groups to refine", t->name);
     buf *b = &w->level[level - 1];
     if (buf_align(b, NSQ__TENSOR_ALIGN)) return nomem(w);
     t->refine[level - 1] = (nsq_tensor_refinement){(uint8_t)bits, b->len, size};
@@ -458,8 +460,9 @@ static nsq_status write_range(nsq_writer *w, const buf *raw, uint32_t *comp, uin
             free(z);
             return werr(w, NSQ_E_COMPRESSION, "", "zstd: %s", ZSTD_getErrorName(k));
         }
-        if (raw->len / NSQ__MAX_ZSTD_RATIO > k) {
-            *comp = NSQ_COMP_NONE; /* too compressible for a reader's bomb check */
+        if (k >= raw->len || raw->len / NSQ__MAX_ZSTD_RATIO > k) {
+            /* no gain, or too compressible for a reader's bomb check */
+            *comp = NSQ_COMP_NONE;
         } else {
             out = z;
             n = k;
