@@ -11,7 +11,9 @@ PREFIX  ?= /usr/local
 LIB_SRC := $(wildcard libnsq/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB_PIC := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
-TOOLS   := nsq-inspect nsq-verify
+TOOLS   := nsq-inspect nsq-verify nsq-convert
+CONVERT_SRC := $(wildcard tools/nsq-convert/*.c)
+CONVERT_HDR := $(wildcard tools/nsq-convert/*.h)
 TOOL_BIN := $(TOOLS:%=$(BUILD)/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -33,12 +35,15 @@ $(BUILD)/libnsq.a: $(LIB_OBJ)
 $(BUILD)/libnsq.so: $(LIB_PIC)
 	$(CC) -shared -Wl,-soname,libnsq.so.0 $(CFLAGS) $^ -o $@ $(LIBS)
 
+$(BUILD)/nsq-convert: $(CONVERT_SRC) $(CONVERT_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
+	$(CC) $(BASE) -Itools/common $(CFLAGS) $(CONVERT_SRC) tools/common/cli.c -o $@ $(BUILD)/libnsq.a -ljansson -lyaml -lpthread $(LIBS)
+
 $(BUILD)/nsq-%: tools/nsq-%/main.c tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
 	$(CC) $(BASE) -Itools/common $(CFLAGS) tools/nsq-$*/main.c tools/common/cli.c -o $@ $(BUILD)/libnsq.a $(LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(BUILD)/libnsq.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(CONVERT_SRC) $(CONVERT_HDR) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itests/unit $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a -lcmocka $(LIBS)
+	$(CC) $(BASE) -Itests/unit -Itools/nsq-convert $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a -lcmocka -ljansson -lpthread $(LIBS)
 $(BUILD)/tests/mkfixtures: tests/mkfixtures.c $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a $(LIBS)

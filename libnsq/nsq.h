@@ -369,14 +369,19 @@ NSQ_API nsq_status nsq_quantize_refinement(const float *w, const nsq_view *base,
 typedef struct nsq_writer nsq_writer;
 
 /*! nsq_writer_open() : starts a file at path. Output goes to a temporary file in
- *  the same directory; nsq_writer_finish() fsyncs and renames it into place.
- *  An existing file at path is untouched until then. */
+ *  the same directory (unnamed where the file system allows, so nothing is
+ *  left behind if the process dies); nsq_writer_finish() fsyncs and renames it
+ *  into place. An existing file at path is untouched until then. */
 NSQ_API nsq_status nsq_writer_open(const char *path, nsq_writer **out, nsq_diag *diag);
 /*! nsq_writer_abort() : removes the temporary file and frees the writer. */
 NSQ_API void nsq_writer_abort(nsq_writer *w);
 /*! nsq_writer_finish() : writes sections, validates the whole file by reopening
  *  it, renames into place and frees the writer (also on failure). */
 NSQ_API nsq_status nsq_writer_finish(nsq_writer *w, nsq_diag *diag);
+
+/*! nsq_writer_zstd_level() : compression level for blocks begun with
+ *  NSQ_COMP_ZSTD (default 9). */
+NSQ_API nsq_status nsq_writer_zstd_level(nsq_writer *w, int level);
 
 NSQ_API nsq_status nsq_writer_meta_u64(nsq_writer *w, const char *key, uint64_t v);
 NSQ_API nsq_status nsq_writer_meta_i64(nsq_writer *w, const char *key, int64_t v);

@@ -48,6 +48,10 @@ static nsq_status view_tiered(nsq_view *v, nsq_diag *d)
     const uint8_t *p = v->data;
     uint32_t G = v->group_size;
     uint64_t ng = v->n_groups, mapb = (ng + 3) / 4;
+    if (!ng) /* empty matrix: data may be NULL, so do no pointer arithmetic on it */
+        return v->size ? nsq__fail(d, NSQ_E_TENSOR, 0, "R-TIER-3", "payload is %llu bytes, its tier map implies 0",
+                                   (unsigned long long)v->size)
+                       : NSQ_OK;
     if (v->size < pad64(mapb)) return bad(d, v->data, p, "R-TIER-1", "payload shorter than its tier map");
     v->tier_map = p;
     for (uint64_t g = 0; g < ng; g++) v->n_tier[tier_of(p, g)]++;
@@ -103,14 +107,16 @@ nsq_status nsq_view_init(uint32_t scheme, uint64_t rows, uint64_t cols, uint32_t
 nsq_status nsq_refine_view_init(const nsq_view *base, uint32_t bits, const uint8_t *codes, uint64_t size,
                                 nsq_refine_view *out, nsq_diag *d)
 {
-    if (!base || !out || base->scheme != NSQ_SCHEME_TIERED || (bits != 1 && bits != 2 && bits != 4 && bits != 8))
+    if (!base || !out || (!codes && size) || base->scheme != NSQ_SCHEME_TIERED ||
+        (bits != 1 && bits != 2 && bits != 4 && bits != 8))
         return NSQ_E_ARG;
     uint64_t nq = base->n_groups - base->n_tier[NSQ_TIER_F16];
     uint64_t cb = nq * base->group_size * bits / 8;
     if (size != pad64(cb))
         return nsq__fail(d, NSQ_E_TENSOR, 0, "R-TIER-5", "refinement is %llu bytes, %llu quantized groups need %llu",
                          (unsigned long long)size, (unsigned long long)nq, (unsigned long long)pad64(cb));
-    if (!nsq__all_zero(codes + cb, size - cb)) return nsq__fail(d, NSQ_E_TENSOR, cb, "R-TIER-2", "refinement padding not zero");
+    if (size > cb && !nsq__all_zero(codes + cb, size - cb)) /* codes may be NULL when size is 0 */
+        return nsq__fail(d, NSQ_E_TENSOR, cb, "R-TIER-2", "refinement padding not zero");
     out->bits = bits;
     out->codes = codes;
     out->size = size;
@@ -207,6 +213,7 @@ static nsq_status fit_group(const float *x, const float *wt, uint32_t G, uint32_
 {
     float lo = x[0], hi = x[0];
     for (uint32_t j = 1; j < G; j++) {
+        if (isnan(x[j])) return NSQ_E_ARG; /* a NaN slips past the min/max comparisons */
         lo = x[j] < lo ? x[j] : lo;
         hi = x[j] > hi ? x[j] : hi;
     }

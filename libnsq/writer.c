@@ -89,8 +89,8 @@ typedef struct {
 } wtensor;
 
 struct nsq_writer {
-    char *path, *tmp;
-    int fd;
+    char *path, *tmp; /* tmp: the temporary file's name, or /proc/self/fd/N when it has none */
+    int fd, anonymous, zstd_level;
     uint64_t pos; /* bytes written so far */
     nsq_status err; /* sticky: once set, only abort/finish are meaningful */
     nsq_diag diag;
@@ -164,8 +164,18 @@ nsq_status nsq_writer_open(const char *path, nsq_writer **out, nsq_diag *d)
         free(w);
         return nsq__fail(d, NSQ_E_NOMEM, UINT64_MAX, "", "writer");
     }
-    snprintf(w->tmp, n + 16, "%s.tmp-XXXXXX", path);
-    w->fd = mkstemp(w->tmp);
+    /* an unnamed file vanishes by itself if the process dies before finish */
+    char *dir = strdup(path);
+    w->fd = dir ? open(dirname(dir), O_TMPFILE | O_RDWR | O_CLOEXEC, 0644) : -1;
+    free(dir);
+    w->anonymous = w->fd >= 0;
+    if (w->anonymous) {
+        snprintf(w->tmp, n + 16, "/proc/self/fd/%d", w->fd);
+    } else {
+        snprintf(w->tmp, n + 16, "%s.tmp-XXXXXX", path);
+        w->fd = mkstemp(w->tmp);
+    }
+    w->zstd_level = ZSTD_LEVEL;
     if (w->fd < 0) {
         nsq_status st = nsq__fail(d, NSQ_E_IO, UINT64_MAX, "", "%s: cannot create a temporary file: %s", path,
                                   strerror(errno));
@@ -212,7 +222,7 @@ void nsq_writer_abort(nsq_writer *w)
 {
     if (!w) return;
     if (w->fd >= 0) close(w->fd);
-    unlink(w->tmp);
+    if (!w->anonymous) unlink(w->tmp);
     free_writer(w);
 }
 
@@ -455,7 +465,7 @@ static nsq_status write_range(nsq_writer *w, const buf *raw, uint32_t *comp, uin
     if (*comp == NSQ_COMP_ZSTD) {
         size_t cap = ZSTD_compressBound(raw->len);
         if (!(z = malloc(cap))) return nomem(w);
-        size_t k = ZSTD_compress(z, cap, raw->p, raw->len, ZSTD_LEVEL);
+        size_t k = ZSTD_compress(z, cap, raw->p, raw->len, w->zstd_level);
         if (ZSTD_isError(k)) {
             free(z);
             return werr(w, NSQ_E_COMPRESSION, "", "zstd: %s", ZSTD_getErrorName(k));
@@ -749,20 +759,44 @@ static void sync_dir(const char *path)
     free(copy);
 }
 
+/* Gives the finished file the name path, replacing any file there. */
+static nsq_status publish(nsq_writer *w)
+{
+    if (w->anonymous) { /* link the unnamed file under a fresh name first: rename is what replaces atomically */
+        size_t n = strlen(w->path) + 48;
+        char *name = malloc(n);
+        if (!name) return nomem(w);
+        int rc = -1;
+        for (unsigned k = 0; k < 100 && rc != 0; k++) {
+            snprintf(name, n, "%s.tmp-%ld-%u", w->path, (long)getpid(), k);
+            rc = linkat(AT_FDCWD, w->tmp, AT_FDCWD, name, AT_SYMLINK_FOLLOW);
+            if (rc != 0 && errno != EEXIST) break;
+        }
+        if (rc != 0) {
+            free(name);
+            return werr(w, NSQ_E_IO, "", "%s: cannot link the finished file: %s", w->path, strerror(errno));
+        }
+        free(w->tmp);
+        w->tmp = name;
+        w->anonymous = 0;
+    }
+    if (rename(w->tmp, w->path) != 0) return werr(w, NSQ_E_IO, "", "rename %s -> %s: %s", w->tmp, w->path, strerror(errno));
+    return NSQ_OK;
+}
+
 nsq_status nsq_writer_finish(nsq_writer *w, nsq_diag *d)
 {
     if (!w) return nsq__fail(d, NSQ_E_ARG, UINT64_MAX, "", "NULL writer");
     if (!w->err && w->in_block) werr(w, NSQ_E_STATE, "", "finish with block %u still open", w->block_count);
     if (!w->err && !w->tok_kind) werr(w, NSQ_E_STATE, "R-SEC-6", "no tokenizer was added");
-    if (!w->err && !write_tail(w) && fsync(w->fd) != 0) werr(w, NSQ_E_IO, "", "%s: fsync: %s", w->tmp, strerror(errno));
+    if (!w->err && !write_tail(w) && fsync(w->fd) != 0) werr(w, NSQ_E_IO, "", "%s: fsync: %s", w->path, strerror(errno));
+    if (!w->err) validate_tmp(w);
+    if (!w->err) publish(w);
     if (!w->err) {
         int rc = close(w->fd);
         w->fd = -1;
-        if (rc != 0) werr(w, NSQ_E_IO, "", "%s: close: %s", w->tmp, strerror(errno));
+        if (rc != 0) werr(w, NSQ_E_IO, "", "%s: close: %s", w->path, strerror(errno));
     }
-    if (!w->err) validate_tmp(w);
-    if (!w->err && rename(w->tmp, w->path) != 0)
-        werr(w, NSQ_E_IO, "", "rename %s -> %s: %s", w->tmp, w->path, strerror(errno));
     nsq_status st = w->err;
     if (st) {
         if (d) *d = w->diag;
@@ -771,5 +805,14 @@ nsq_status nsq_writer_finish(nsq_writer *w, nsq_diag *d)
     }
     sync_dir(w->path);
     free_writer(w);
+    return NSQ_OK;
+}
+
+nsq_status nsq_writer_zstd_level(nsq_writer *w, int level)
+{
+    if (w->err) return w->err;
+    if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel())
+        return werr(w, NSQ_E_ARG, "", "zstd level %d outside %d..%d", level, ZSTD_minCLevel(), ZSTD_maxCLevel());
+    w->zstd_level = level;
     return NSQ_OK;
 }

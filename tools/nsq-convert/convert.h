@@ -1,0 +1,115 @@
+/* convert.h - the pieces of nsq-convert: the Hugging Face config, the tensor
+ * plan of each architecture, and the quantization policy. */
+#ifndef NSQ_CONVERT_H
+#define NSQ_CONVERT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nsq.h"
+#include "safetensors.h"
+
+typedef enum { ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN2, ARCH_GPT2 } arch_id;
+
+/* Extra RoPE scaling parameters, stored as model.rope.scaling.<name> when present. */
+enum { ROPE_LOW_FREQ, ROPE_HIGH_FREQ, ROPE_ORIG_MAX_POS, ROPE_BETA_FAST, ROPE_BETA_SLOW, ROPE_ATTN_FACTOR,
+       ROPE_N_EXTRA };
+extern const char *const rope_extra_keys[ROPE_N_EXTRA];
+
+typedef struct {
+    arch_id arch;
+    const char *arch_name; /* general.architecture */
+    char hf_arch[64];
+    uint64_t hidden, n_layers, n_heads, n_kv_heads, head_dim, inter, vocab, ctx, sliding_window;
+    double norm_eps, rope_theta, rope_factor;
+    double rope_extra[ROPE_N_EXTRA];
+    unsigned rope_extra_set; /* bit i: rope_extra[i] present */
+    char rope_type[16];      /* none|linear|dynamic|llama3|yarn */
+    const char *norm_type, *activation, *position;
+    int attention_bias, mlp_bias, tied_head;
+    int64_t bos_id, eos_id;
+    int64_t eos_ids[8];
+    uint32_t n_eos;
+    int add_bos;
+    char dtype[16];    /* torch dtype named by the config, "" if absent */
+    uint64_t config_hash; /* XXH3 of config.json */
+} hf_config;
+
+/* Reads DIR/config.json (+ generation_config.json, tokenizer_config.json,
+ * tokenizer.json for BOS/EOS facts). -1 with a message naming the file. */
+int hf_load_config(const char *dir, hf_config *c, char *err, size_t errlen);
+
+/* ---- tensor plan ---- */
+typedef enum { ROLE_EMBED, ROLE_POS_EMBED, ROLE_NORM, ROLE_BIAS, ROLE_MATRIX, ROLE_HEAD } tensor_role;
+
+typedef struct {
+    const st_tensor *src;
+    tensor_role role;
+    int layer;  /* -1 outside the layers */
+    int conv1d; /* source stored [in][out] (GPT-2 Conv1D) */
+    uint64_t rows, cols; /* the matrix as nsq stores it when quantized: [out][in] */
+} plan_tensor;
+
+typedef struct {
+    plan_tensor *t;
+    size_t n;
+} tensor_plan;
+
+/* Matches every checkpoint tensor to the architecture's expected list and
+ * checks its shape against the config; -1 with a message naming the tensor. */
+int arch_plan(const hf_config *c, const st_model *m, tensor_plan *p, char *err, size_t errlen);
+void arch_plan_free(tensor_plan *p);
+
+/* ---- quantization policy ---- */
+typedef enum { KEEP_SOURCE, KEEP_F16, UNIFORM_Q8, UNIFORM_Q4, UNIFORM_Q2 } dense_policy;
+
+typedef struct {
+    int lossless;
+    uint32_t group_size;
+    double split[3];     /* fractions of groups at Q8, Q4, Q2 (--tiers) */
+    double bpw;          /* > 0: allocate tiers for this body bpw (--bpw) */
+    uint32_t refine_bits;
+    dense_policy embed, head;
+    int threads;
+} quant_opts;
+
+/* An encoded tensor ready for nsq_writer_add_tensor. */
+typedef struct {
+    uint32_t scheme, n_dims, group_size;
+    uint64_t dims[2];
+    uint8_t *data;
+    uint64_t size;
+    uint8_t *refine;
+    uint64_t refine_size;
+    float *group_stats; /* importance per group (TIERED) */
+    uint64_t n_groups;
+    uint64_t n_tier[4];
+    double sq_error;    /* sum of squared quantization error */
+} encoded;
+
+/* Under --bpw the tiers of all layer matrices are chosen together: each
+ * group takes the tier minimising err + lambda * bits, with lambda set so the
+ * body fits the budget. err holds, per group, the squared error at Q8, Q4, Q2. */
+typedef struct {
+    double lambda, predicted_bpw;
+    float *err;
+    uint64_t *first_group; /* per plan tensor: index of its first group in err */
+} bpw_plan;
+
+int policy_allocate(const tensor_plan *p, const quant_opts *o, bpw_plan *out, char *err, size_t errlen);
+void bpw_plan_free(bpw_plan *bp);
+/* Encodes plan tensor i; bp is NULL unless --bpw. */
+int policy_encode(const tensor_plan *p, size_t i, const quant_opts *o, const bpw_plan *bp, encoded *e, char *err,
+                  size_t errlen);
+void encoded_free(encoded *e);
+/* Group size used for a matrix with cols columns: the requested one, or the
+ * largest supported one dividing cols; 0 if none does. */
+uint32_t policy_group_size(uint32_t wanted, uint64_t cols);
+
+/* Runs fn(i, ctx) for i in [0, n) on up to threads threads. */
+void parallel_for(size_t n, int threads, void (*fn)(size_t i, void *ctx), void *ctx);
+
+/* Bits a group of G weights costs at each tier, stream padding excluded. */
+double tier_group_bits(uint32_t tier, uint32_t group_size);
+
+#endif

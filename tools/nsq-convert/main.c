@@ -1,0 +1,523 @@
+/* nsq-convert - a Hugging Face checkpoint directory to .nsq.
+ *
+ *   nsq-convert HF_DIR OUT.nsq [options]     (see usage() or --help)
+ *
+ * Reads config.json and the safetensors shards (memory-mapped), checks every
+ * tensor against the architecture, then writes block by block: the embeddings,
+ * K transformer layers per block, and the output block. Layer matrices are
+ * quantized into importance tiers unless --lossless. The writer validates the
+ * finished file before it replaces OUT.nsq. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "convert.h"
+
+#define TOOL "nsq-convert"
+
+typedef struct {
+    const char *in, *out;
+    quant_opts q;
+    uint32_t layers_per_block;
+    int zstd, zstd_level, quiet, json;
+    char recipe[512];
+} options;
+
+typedef struct {
+    uint64_t file_size, elements, body_elements, body_bytes, refine_bytes, n_tier[4];
+    double sq_error, quant_elements, seconds;
+} summary;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: " TOOL " HF_DIR OUT.nsq [options]\n"
+            "Converts a Hugging Face checkpoint directory (config.json, model.safetensors or\n"
+            "shards with model.safetensors.index.json, tokenizer files) into an .nsq file.\n"
+            "Supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel.\n\n"
+            "options:\n"
+            "  --lossless              store every tensor bit-exactly in its source dtype\n"
+            "  --tiers Q8:Q4:Q2        percent of each layer matrix's groups per tier, by\n"
+            "                          importance (default 10:20:70)\n"
+            "  --bpw X                 instead, choose tiers for all layer matrices together so\n"
+            "                          the layer blocks take at most X bits per weight\n"
+            "  --group-size G          weights per group: 32, 64, 128 or 256 (default 64)\n"
+            "  --refine BITS           add one refinement layer of 1, 2, 4 or 8 bits per weight\n"
+            "  --embed POLICY          embeddings: source, f16, q8, q4, q2 (default q8)\n"
+            "  --head POLICY           output head, same choices (default q8)\n"
+            "  --layers-per-block K    transformer layers per block (default 1)\n"
+            "  --zstd[=LEVEL]          zstd-compress blocks (default level 9)\n"
+            "  --threads N             quantization threads (default: all cores)\n"
+            "  --quiet                 no progress on stderr\n"
+            "  --json                  print a JSON summary on stdout\n"
+            "  --help, --version\n\n"
+            "exit status: 0 success, 1 conversion failed (no output file is left), 2 usage error\n");
+}
+
+static int parse_policy(const char *s, dense_policy *p)
+{
+    static const struct { const char *name; dense_policy p; } t[] = {
+        {"source", KEEP_SOURCE}, {"f16", KEEP_F16}, {"q8", UNIFORM_Q8}, {"q4", UNIFORM_Q4}, {"q2", UNIFORM_Q2}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (strcmp(s, t[i].name) == 0) return *p = t[i].p, 0;
+    return -1;
+}
+
+static int parse_tiers(const char *s, double split[3])
+{
+    double a, b, c;
+    char extra;
+    if (sscanf(s, "%lf:%lf:%lf%c", &a, &b, &c, &extra) != 3 || a < 0 || b < 0 || c < 0 || fabs(a + b + c - 100) > 1e-6)
+        return -1;
+    split[0] = a / 100;
+    split[1] = b / 100;
+    split[2] = c / 100;
+    return 0;
+}
+
+static int parse_uint(const char *s, long lo, long hi, long *v)
+{
+    char *end;
+    *v = strtol(s, &end, 10);
+    return *s && !*end && *v >= lo && *v <= hi ? 0 : -1;
+}
+
+static const char *policy_name(dense_policy p)
+{
+    static const char *n[] = {"source", "f16", "q8", "q4", "q2"};
+    return n[p];
+}
+
+static int parse_args(int argc, char **argv, options *o)
+{
+    static const struct option longs[] = {
+        {"lossless", no_argument, 0, 'L'}, {"tiers", required_argument, 0, 't'}, {"bpw", required_argument, 0, 'b'},
+        {"group-size", required_argument, 0, 'g'}, {"refine", required_argument, 0, 'r'},
+        {"embed", required_argument, 0, 'e'}, {"head", required_argument, 0, 'H'},
+        {"layers-per-block", required_argument, 0, 'k'}, {"zstd", optional_argument, 0, 'z'},
+        {"threads", required_argument, 0, 'j'}, {"quiet", no_argument, 0, 'q'}, {"json", no_argument, 0, 'J'},
+        {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+    long v;
+    char *end;
+    int c, bad = 0;
+    opterr = 0;
+    while (!bad && (c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+        case 'L': o->q.lossless = 1; break;
+        case 't': bad = parse_tiers(optarg, o->q.split) ? fprintf(stderr, TOOL ": --tiers wants A:B:C summing to 100\n") : 0; break;
+        case 'b':
+            o->q.bpw = strtod(optarg, &end);
+            bad = *end || !(o->q.bpw > 0 && o->q.bpw <= 32) ? fprintf(stderr, TOOL ": --bpw wants a number in (0, 32]\n") : 0;
+            break;
+        case 'g':
+            bad = parse_uint(optarg, 32, 256, &v) || (v & (v - 1)) ? fprintf(stderr, TOOL ": --group-size is 32, 64, 128 or 256\n") : 0;
+            o->q.group_size = (uint32_t)v;
+            break;
+        case 'r':
+            bad = parse_uint(optarg, 1, 8, &v) || (v & (v - 1)) ? fprintf(stderr, TOOL ": --refine is 1, 2, 4 or 8\n") : 0;
+            o->q.refine_bits = (uint32_t)v;
+            break;
+        case 'e': bad = parse_policy(optarg, &o->q.embed) ? fprintf(stderr, TOOL ": unknown --embed %s\n", optarg) : 0; break;
+        case 'H': bad = parse_policy(optarg, &o->q.head) ? fprintf(stderr, TOOL ": unknown --head %s\n", optarg) : 0; break;
+        case 'k':
+            bad = parse_uint(optarg, 1, 65536, &v) ? fprintf(stderr, TOOL ": --layers-per-block wants 1..65536\n") : 0;
+            o->layers_per_block = (uint32_t)v;
+            break;
+        case 'z':
+            o->zstd = 1;
+            bad = optarg && parse_uint(optarg, -7, 22, &v) ? fprintf(stderr, TOOL ": --zstd level is -7..22\n") : 0;
+            if (optarg) o->zstd_level = (int)v;
+            break;
+        case 'j':
+            bad = parse_uint(optarg, 1, 64, &v) ? fprintf(stderr, TOOL ": --threads wants 1..64\n") : 0;
+            o->q.threads = (int)v;
+            break;
+        case 'q': o->quiet = 1; break;
+        case 'J': o->json = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf(TOOL " %s (format %d.%d)\n", nsq_version_string(), NSQ_FORMAT_MAJOR, NSQ_FORMAT_MINOR); return 0;
+        default: fprintf(stderr, TOOL ": unknown option %s\n", argv[optind - 1]); bad = 1;
+        }
+    }
+    if (!bad && argc - optind != 2) {
+        fprintf(stderr, TOOL ": expected HF_DIR and OUT.nsq\n");
+        bad = 1;
+    }
+    if (bad) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    o->in = argv[optind];
+    o->out = argv[optind + 1];
+    return -1;
+}
+
+static void describe_recipe(options *o)
+{
+    if (o->q.lossless) {
+        snprintf(o->recipe, sizeof o->recipe, "lossless layers_per_block=%u zstd=%d", o->layers_per_block,
+                 o->zstd ? o->zstd_level : 0);
+        return;
+    }
+    char mode[64];
+    if (o->q.bpw > 0) snprintf(mode, sizeof mode, "bpw=%g", o->q.bpw);
+    else snprintf(mode, sizeof mode, "tiers=%g:%g:%g", 100 * o->q.split[0], 100 * o->q.split[1], 100 * o->q.split[2]);
+    snprintf(o->recipe, sizeof o->recipe, "%s group_size=%u refine=%u embed=%s head=%s layers_per_block=%u zstd=%d "
+             "importance=magnitude",
+             mode, o->q.group_size, o->q.refine_bits, policy_name(o->q.embed), policy_name(o->q.head), o->layers_per_block,
+             o->zstd ? o->zstd_level : 0);
+}
+
+/* ---- metadata and tokenizer ---- */
+static nsq_status write_metadata(nsq_writer *w, const hf_config *c, const st_model *m, const options *o)
+{
+    nsq_status st = 0;
+    char hash[24], source[4096];
+    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)c->config_hash);
+    const char *base = strrchr(o->in, '/') && strrchr(o->in, '/')[1] ? strrchr(o->in, '/') + 1 : o->in;
+    snprintf(source, sizeof source, "%s (%s)", base, c->hf_arch);
+#define S(k, v) st = st ? st : nsq_writer_meta_str(w, k, v, strlen(v))
+#define U(k, v) st = st ? st : nsq_writer_meta_u64(w, k, v)
+#define B(k, v) st = st ? st : nsq_writer_meta_bool(w, k, v)
+#define F(k, v) st = st ? st : nsq_writer_meta_f64(w, k, v)
+#define I(k, v) st = st ? st : nsq_writer_meta_i64(w, k, v)
+    S("general.architecture", c->arch_name);
+    S("model.activation", c->activation);
+    B("model.attention_bias", c->attention_bias);
+    U("model.context_length", c->ctx);
+    U("model.head_dim", c->head_dim);
+    U("model.hidden_size", c->hidden);
+    U("model.intermediate_size", c->inter);
+    B("model.mlp_bias", c->mlp_bias);
+    U("model.n_heads", c->n_heads);
+    U("model.n_kv_heads", c->n_kv_heads);
+    U("model.n_layers", c->n_layers);
+    F("model.norm.epsilon", c->norm_eps);
+    S("model.norm.type", c->norm_type);
+    S("model.position", c->position);
+    F("model.rope.scaling.factor", c->rope_factor);
+    S("model.rope.scaling.type", c->rope_type);
+    F("model.rope.theta", c->rope_theta);
+    U("model.sliding_window", c->sliding_window);
+    B("model.tied_head", c->tied_head);
+    U("model.vocab_size", c->vocab);
+    if (c->arch == ARCH_GPT2) B("model.conv1d_transposed", !o->q.lossless);
+    for (int i = 0; i < ROPE_N_EXTRA; i++) {
+        char key[96];
+        snprintf(key, sizeof key, "model.rope.scaling.%s", rope_extra_keys[i]);
+        if (c->rope_extra_set & (1u << i)) F(key, c->rope_extra[i]);
+    }
+    S("provenance.converter", TOOL " " NSQ_VERSION_STRING);
+    S("provenance.recipe", o->recipe);
+    S("provenance.source", source);
+    S("provenance.source.config_xxh3", hash);
+    if (c->dtype[0]) S("provenance.source.dtype", c->dtype);
+    const char **names = malloc((m->n_tensors ? m->n_tensors : 1) * sizeof *names);
+    if (!names) return NSQ_E_NOMEM;
+    for (size_t i = 0; i < m->n_tensors; i++) names[i] = m->tensors[i].name;
+    st = st ? st : nsq_writer_meta_array(w, "provenance.source.tensors", NSQ_META_STRING, names, (uint32_t)m->n_tensors);
+    free(names);
+    B("tokenizer.add_bos", c->add_bos);
+    I("tokenizer.bos_id", c->bos_id);
+    I("tokenizer.eos_id", c->eos_id);
+    if (c->n_eos > 1) st = st ? st : nsq_writer_meta_array(w, "tokenizer.eos_ids", NSQ_META_I64, c->eos_ids, c->n_eos);
+#undef S
+#undef U
+#undef B
+#undef F
+#undef I
+    return st;
+}
+
+static uint8_t *read_file(const char *path, uint64_t *size)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return NULL;
+    uint8_t *p = NULL;
+    if (fseek(fp, 0, SEEK_END) == 0) {
+        long n = ftell(fp);
+        rewind(fp);
+        if (n >= 0 && (p = malloc((size_t)n + 1)) && fread(p, 1, (size_t)n, fp) != (size_t)n) {
+            free(p);
+            p = NULL;
+        }
+        *size = (uint64_t)n;
+    }
+    fclose(fp);
+    return p;
+}
+
+static int exists(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, R_OK) == 0;
+}
+
+/* tokenizer.json if present, else GPT-2 vocab.json + merges.txt, else
+ * SentencePiece tokenizer.model; tokenizer_config.json goes along. Names are
+ * listed in the byte order the format requires. */
+static int write_tokenizer(nsq_writer *w, const char *dir, char *err, size_t n)
+{
+    static const char *sets[3][4] = {{"tokenizer.json", "tokenizer_config.json", NULL},
+                                     {"merges.txt", "tokenizer_config.json", "vocab.json", NULL},
+                                     {"tokenizer.model", "tokenizer_config.json", NULL}};
+    static const nsq_tokenizer_kind kinds[3] = {NSQ_TOK_HF_JSON, NSQ_TOK_GPT2_BPE, NSQ_TOK_SENTENCEPIECE};
+    int k = exists(dir, "tokenizer.json") ? 0 : exists(dir, "vocab.json") && exists(dir, "merges.txt") ? 1
+            : exists(dir, "tokenizer.model") ? 2 : -1;
+    if (k < 0) {
+        snprintf(err, n, "%s: no tokenizer (tokenizer.json, vocab.json + merges.txt, or tokenizer.model)", dir);
+        return -1;
+    }
+    if (nsq_writer_tokenizer(w, kinds[k])) return -2;
+    for (int i = 0; sets[k][i]; i++) {
+        char path[4096];
+        uint64_t size = 0;
+        snprintf(path, sizeof path, "%s/%s", dir, sets[k][i]);
+        if (!exists(dir, sets[k][i]) && strcmp(sets[k][i], "tokenizer_config.json") == 0) continue;
+        uint8_t *data = read_file(path, &size);
+        if (!data) {
+            snprintf(err, n, "%.900s: cannot read", path);
+            return -1;
+        }
+        nsq_status st = nsq_writer_tokenizer_file(w, sets[k][i], data, size);
+        free(data);
+        if (st) return -2;
+    }
+    return 0;
+}
+
+/* ---- blocks ---- */
+typedef struct {
+    const tensor_plan *p;
+    const quant_opts *q;
+    const bpw_plan *bp;
+    const size_t *idx; /* plan indices of this block's tensors */
+    encoded *enc;
+    int *failed;
+    char (*errs)[256];
+} block_job;
+
+static void encode_one(size_t k, void *arg)
+{
+    block_job *j = arg;
+    j->failed[k] = policy_encode(j->p, j->idx[k], j->q, j->bp, &j->enc[k], j->errs[k], sizeof j->errs[k]);
+}
+
+typedef struct {
+    size_t done, total;
+    uint64_t bytes_done, bytes_total;
+    double t0;
+    int show;
+} progress;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void progress_show(progress *pg)
+{
+    if (!pg->show) return;
+    double dt = now() - pg->t0, rate = dt > 0 ? (double)pg->bytes_done / dt : 0;
+    double eta = rate > 0 ? (double)(pg->bytes_total - pg->bytes_done) / rate : 0;
+    fprintf(stderr, "\r" TOOL ": %zu/%zu tensors  %.1f MB/s  ETA %.0fs   ", pg->done, pg->total, rate / 1e6, eta);
+    if (pg->done == pg->total) fputc('\n', stderr);
+}
+
+static nsq_status add_encoded(nsq_writer *w, const plan_tensor *t, const encoded *e, const quant_opts *q, summary *s)
+{
+    nsq_status st = nsq_writer_add_tensor(w, t->src->name, (nsq_scheme)e->scheme, e->n_dims, e->dims, e->group_size,
+                                          e->data, e->size);
+    if (!st && e->refine) st = nsq_writer_add_refinement(w, 1, q->refine_bits, e->refine, e->refine_size);
+    if (!st && e->scheme == NSQ_SCHEME_TIERED && !q->lossless)
+        st = nsq_writer_importance_entry(w, t->src->name, e->group_stats, e->n_groups, NULL, 0);
+    s->elements += t->src->n_elements;
+    if (t->layer >= 0) {
+        s->body_elements += t->src->n_elements;
+        s->body_bytes += e->size;
+        s->refine_bytes += e->refine_size;
+    }
+    for (int k = 0; k < 4; k++) s->n_tier[k] += e->n_tier[k];
+    if (e->scheme == NSQ_SCHEME_TIERED) {
+        s->sq_error += e->sq_error;
+        s->quant_elements += (double)t->src->n_elements;
+    }
+    return st;
+}
+
+/* Encodes the tensors idx[0..n) in parallel and adds them in order as one block. */
+static int write_block(nsq_writer *w, const options *o, const tensor_plan *p, const bpw_plan *bp, nsq_block_kind kind,
+                       uint32_t first, uint32_t layers, const size_t *idx, size_t n, progress *pg, summary *s, char *err,
+                       size_t errlen)
+{
+    encoded *enc = calloc(n ? n : 1, sizeof *enc);
+    int *failed = calloc(n ? n : 1, sizeof *failed);
+    char(*errs)[256] = calloc(n ? n : 1, sizeof *errs);
+    int rc = !enc || !failed || !errs ? (snprintf(err, errlen, "out of memory"), -1) : 0;
+    if (!rc) {
+        block_job j = {p, &o->q, bp, idx, enc, failed, errs};
+        parallel_for(n, o->q.threads, encode_one, &j);
+    }
+    nsq_status st = rc ? 0 : nsq_writer_begin_block(w, kind, first, layers, o->zstd ? NSQ_COMP_ZSTD : NSQ_COMP_NONE);
+    for (size_t k = 0; k < n && !rc && !st; k++) {
+        if (failed[k]) {
+            snprintf(err, errlen, "%s", errs[k]);
+            rc = -1;
+            break;
+        }
+        st = add_encoded(w, &p->t[idx[k]], &enc[k], &o->q, s);
+        pg->done++;
+        pg->bytes_done += p->t[idx[k]].src->size;
+        progress_show(pg);
+    }
+    if (!rc && !st) st = nsq_writer_end_block(w, NULL);
+    for (size_t k = 0; k < n && enc; k++) encoded_free(&enc[k]);
+    free(enc);
+    free(failed);
+    free(errs);
+    return rc ? rc : st ? -2 : 0;
+}
+
+/* Embeddings, then K layers per block, then the final norm and head. */
+static int write_blocks(nsq_writer *w, const options *o, const hf_config *c, const tensor_plan *p, const bpw_plan *bp,
+                        summary *s, char *err, size_t n)
+{
+    size_t *idx = malloc((p->n ? p->n : 1) * sizeof *idx), k = 0;
+    progress pg = {0, p->n, 0, 0, now(), !o->quiet && isatty(2)};
+    if (!idx) return snprintf(err, n, "out of memory"), -1;
+    for (size_t i = 0; i < p->n; i++) pg.bytes_total += p->t[i].src->size;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->t[i].role == ROLE_EMBED || p->t[i].role == ROLE_POS_EMBED) idx[k++] = i;
+    int rc = write_block(w, o, p, bp, NSQ_BLOCK_EMBEDDINGS, 0, 0, idx, k, &pg, s, err, n);
+    for (uint64_t L = 0; L < c->n_layers && !rc; L += o->layers_per_block) {
+        uint64_t end = L + o->layers_per_block < c->n_layers ? L + o->layers_per_block : c->n_layers;
+        k = 0;
+        for (size_t i = 0; i < p->n; i++)
+            if (p->t[i].layer >= (int)L && p->t[i].layer < (int)end) idx[k++] = i;
+        rc = write_block(w, o, p, bp, NSQ_BLOCK_LAYERS, (uint32_t)L, (uint32_t)(end - L), idx, k, &pg, s, err, n);
+    }
+    k = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->t[i].layer < 0 && (p->t[i].role == ROLE_NORM || p->t[i].role == ROLE_HEAD)) idx[k++] = i;
+    if (!rc) rc = write_block(w, o, p, bp, NSQ_BLOCK_OUTPUT, 0, 0, idx, k, &pg, s, err, n);
+    free(idx);
+    return rc;
+}
+
+/* ---- summary ---- */
+static void print_summary(const options *o, const summary *s, const bpw_plan *bp)
+{
+    double body = s->body_elements ? 8.0 * (double)s->body_bytes / (double)s->body_elements : 0;
+    double body_ref = s->body_elements ? 8.0 * (double)(s->body_bytes + s->refine_bytes) / (double)s->body_elements : 0;
+    double file = s->elements ? 8.0 * (double)s->file_size / (double)s->elements : 0;
+    double rmse = s->quant_elements > 0 ? sqrt(s->sq_error / s->quant_elements) : 0;
+    if (!o->quiet)
+        fprintf(stderr, TOOL ": wrote %s: %llu bytes, %.4f bpw body%s, %.4f bpw whole file, %.1f s\n", o->out,
+                (unsigned long long)s->file_size, body, o->q.refine_bits ? " (base)" : "", file, s->seconds);
+    if (!o->json) return;
+    cli_json j;
+    cli_json_init(&j, stdout);
+    cli_json_object(&j);
+    cli_json_kv_cstr(&j, "file", o->out);
+    cli_json_kv_cstr(&j, "recipe", o->recipe);
+    cli_json_kv_u64(&j, "file_size", s->file_size);
+    cli_json_kv_u64(&j, "n_elements", s->elements);
+    cli_json_kv_u64(&j, "body_elements", s->body_elements);
+    cli_json_kv_u64(&j, "body_bytes", s->body_bytes);
+    cli_json_kv_u64(&j, "refinement_bytes", s->refine_bytes);
+    cli_json_key(&j, "bpw_body");
+    cli_json_fixed6(&j, body);
+    cli_json_key(&j, "bpw_body_with_refinements");
+    cli_json_fixed6(&j, body_ref);
+    cli_json_key(&j, "bpw_file");
+    cli_json_fixed6(&j, file);
+    cli_json_key(&j, "bpw_target");
+    if (o->q.bpw > 0) cli_json_fixed6(&j, o->q.bpw);
+    else cli_json_null(&j);
+    cli_json_key(&j, "lambda");
+    if (bp) cli_json_f64(&j, bp->lambda);
+    else cli_json_null(&j);
+    cli_json_key(&j, "tiers");
+    cli_json_object(&j);
+    static const char *names[4] = {"f16", "q8", "q4", "q2"};
+    for (int k = 0; k < 4; k++) cli_json_kv_u64(&j, names[k], s->n_tier[k]);
+    cli_json_end_object(&j);
+    cli_json_key(&j, "rmse_quantized");
+    cli_json_f64(&j, rmse);
+    cli_json_key(&j, "seconds");
+    cli_json_fixed6(&j, s->seconds);
+    cli_json_end_object(&j);
+    cli_json_done(&j);
+}
+
+static int convert(options *o)
+{
+    char err[1024] = "";
+    hf_config c;
+    st_model m = {0};
+    tensor_plan p = {0};
+    bpw_plan bp = {0};
+    summary s = {0};
+    nsq_writer *w = NULL;
+    nsq_diag d;
+    double t0 = now();
+    int rc = hf_load_config(o->in, &c, err, sizeof err);
+    if (!rc) rc = st_open_dir(o->in, &m, err, sizeof err);
+    if (!rc) rc = arch_plan(&c, &m, &p, err, sizeof err);
+    if (!rc && o->q.bpw > 0 && !o->q.lossless) rc = policy_allocate(&p, &o->q, &bp, err, sizeof err);
+    cli_diag_init(&d);
+    nsq_status st = rc ? 0 : nsq_writer_open(o->out, &w, &d);
+    if (!rc && !st && o->zstd) st = nsq_writer_zstd_level(w, o->zstd_level);
+    if (!rc && !st) st = write_metadata(w, &c, &m, o);
+    if (!rc && !st && (rc = write_tokenizer(w, o->in, err, sizeof err)) == -2) rc = 0, st = NSQ_E_ARG;
+    if (!rc && !st && !o->q.lossless)
+        st = nsq_writer_importance(w, NSQ_IMP_MAGNITUDE, o->q.bpw > 0 ? o->q.bpw : 0,
+                                   "magnitude: per-group sum of squared weights; no calibration data");
+    if (!rc && !st && (rc = write_blocks(w, o, &c, &p, o->q.bpw > 0 && !o->q.lossless ? &bp : NULL, &s, err, sizeof err)) == -2)
+        rc = 0, st = NSQ_E_ARG;
+    if (w && (rc || st)) {
+        if (st) nsq_writer_end_block(w, &d); /* fetches the writer's sticky error */
+        nsq_writer_abort(w);
+    } else if (w) {
+        st = nsq_writer_finish(w, &d);
+    }
+    if (!rc && !st) {
+        FILE *fp = fopen(o->out, "rb");
+        if (fp && fseek(fp, 0, SEEK_END) == 0) s.file_size = (uint64_t)ftell(fp);
+        if (fp) fclose(fp);
+        s.seconds = now() - t0;
+        print_summary(o, &s, o->q.bpw > 0 && !o->q.lossless ? &bp : NULL);
+    }
+    bpw_plan_free(&bp);
+    arch_plan_free(&p);
+    st_close(&m);
+    if (rc) fprintf(stderr, TOOL ": %s\n", err);
+    else if (st) cli_report(TOOL, o->out, st, &d);
+    return rc || st ? CLI_EXIT_INVALID : (o->json ? cli_finish_stdout(TOOL) : CLI_EXIT_OK);
+}
+
+int main(int argc, char **argv)
+{
+    options o = {0};
+    o.q.group_size = 64;
+    o.q.split[0] = 0.10;
+    o.q.split[1] = 0.20;
+    o.q.split[2] = 0.70;
+    o.q.embed = o.q.head = UNIFORM_Q8;
+    o.layers_per_block = 1;
+    o.zstd_level = 9;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    o.q.threads = cores > 0 ? (int)(cores > 64 ? 64 : cores) : 1;
+    int r = parse_args(argc, argv, &o);
+    if (r >= 0) return r;
+    describe_recipe(&o);
+    return convert(&o);
+}

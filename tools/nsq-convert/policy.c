@@ -1,0 +1,367 @@
+/* policy.c - how each tensor is stored: verbatim, uniformly quantized, or
+ * tiered by importance (a fixed split per tensor, or a bit budget shared by
+ * all layer matrices), plus optional refinement codes. */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert.h"
+
+static const uint32_t tier_bits[4] = {16, 8, 4, 2};
+
+double tier_group_bits(uint32_t tier, uint32_t group_size)
+{
+    return (double)group_size * tier_bits[tier] + (tier ? 32 : 0); /* f16 scale and minimum */
+}
+
+uint32_t policy_group_size(uint32_t wanted, uint64_t cols)
+{
+    for (uint32_t g = wanted; g >= 32; g /= 2)
+        if (cols % g == 0) return g;
+    return 0;
+}
+
+/* ---- threads ---- */
+typedef struct {
+    atomic_size_t next;
+    size_t n;
+    void (*fn)(size_t, void *);
+    void *ctx;
+} pool_job;
+
+static void *pool_worker(void *arg)
+{
+    pool_job *j = arg;
+    for (size_t i; (i = atomic_fetch_add(&j->next, 1)) < j->n;) j->fn(i, j->ctx);
+    return NULL;
+}
+
+void parallel_for(size_t n, int threads, void (*fn)(size_t i, void *ctx), void *ctx)
+{
+    pool_job j = {0, n, fn, ctx};
+    pthread_t tid[64];
+    int k = 0;
+    for (; k < threads - 1 && k < 64 && (size_t)k + 1 < n; k++)
+        if (pthread_create(&tid[k], NULL, pool_worker, &j)) break;
+    pool_worker(&j);
+    while (k > 0) pthread_join(tid[--k], NULL);
+}
+
+/* ---- source data ---- */
+static uint32_t elem_bytes(st_dtype d) { return d == ST_F32 ? 4 : 2; }
+static uint32_t scheme_of(st_dtype d) { return d == ST_F32 ? NSQ_SCHEME_F32 : d == ST_F16 ? NSQ_SCHEME_F16 : NSQ_SCHEME_BF16; }
+
+/* The matrix as nsq stores it, [rows][cols] = [out][in], in f32. */
+static float *load_matrix(const plan_tensor *t)
+{
+    uint64_t n = t->rows * t->cols;
+    float *w = malloc(n * sizeof *w), *tmp = t->conv1d ? malloc(n * sizeof *tmp) : NULL;
+    if (!w || (t->conv1d && !tmp)) {
+        free(w);
+        free(tmp);
+        return NULL;
+    }
+    if (!t->conv1d) {
+        st_to_f32(t->src, 0, n, w);
+        return w;
+    }
+    st_to_f32(t->src, 0, n, tmp); /* [in][out] */
+    for (uint64_t r = 0; r < t->rows; r++)
+        for (uint64_t c = 0; c < t->cols; c++) w[r * t->cols + c] = tmp[c * t->rows + r];
+    free(tmp);
+    return w;
+}
+
+static int copy_source(const plan_tensor *t, int transpose, encoded *e)
+{
+    const st_tensor *s = t->src;
+    uint32_t es = elem_bytes(s->dtype);
+    e->scheme = scheme_of(s->dtype);
+    e->size = s->size;
+    if (!(e->data = malloc(e->size ? e->size : 1))) return -1;
+    if (!transpose) {
+        e->n_dims = s->n_dims;
+        memcpy(e->dims, s->dims, s->n_dims * sizeof *e->dims);
+        memcpy(e->data, s->data, e->size);
+        return 0;
+    }
+    e->n_dims = 2;
+    e->dims[0] = t->rows;
+    e->dims[1] = t->cols;
+    for (uint64_t r = 0; r < t->rows; r++)
+        for (uint64_t c = 0; c < t->cols; c++) memcpy(e->data + (r * t->cols + c) * es, s->data + (c * t->rows + r) * es, es);
+    return 0;
+}
+
+/* ---- per-group statistics ---- */
+static void group_energy(const float *w, uint64_t ng, uint32_t G, float *out)
+{
+    for (uint64_t g = 0; g < ng; g++) {
+        double s = 0;
+        for (uint32_t j = 0; j < G; j++) s += (double)w[g * G + j] * w[g * G + j];
+        out[g] = (float)s;
+    }
+}
+
+/* Squared error of storing one group at tier t, measured by encoding it. */
+static double group_error(const float *x, uint32_t G, uint8_t tier)
+{
+    uint8_t buf[1024];
+    float y[256];
+    uint64_t n[4] = {0, 0, 0, 0};
+    n[tier] = 1;
+    uint64_t size = nsq_tiered_size(1, G, n);
+    nsq_view v;
+    if (nsq_quantize_tiered(x, 1, G, G, &tier, NULL, buf, size) || nsq_view_init(NSQ_SCHEME_TIERED, 1, G, G, buf, size, &v, NULL) ||
+        nsq_dequantize_rows(&v, NULL, 0, 0, 1, y))
+        return INFINITY; /* out of f16 range: this tier cannot hold the group */
+    double e = 0;
+    for (uint32_t j = 0; j < G; j++) e += ((double)x[j] - y[j]) * ((double)x[j] - y[j]);
+    return e;
+}
+
+typedef struct {
+    float *score;
+    uint64_t g;
+} ranked;
+
+static int cmp_ranked(const void *a, const void *b)
+{
+    const ranked *x = a, *y = b;
+    float sx = x->score[x->g], sy = y->score[y->g];
+    if (sx != sy) return sx > sy ? -1 : 1;
+    return x->g < y->g ? -1 : x->g > y->g;
+}
+
+/* The seed split: the most important groups at Q8, the next at Q4, the rest at Q2. */
+static int split_tiers(const float *score, uint64_t ng, const double split[3], uint8_t *tiers)
+{
+    ranked *r = malloc(ng * sizeof *r);
+    if (!r) return -1;
+    for (uint64_t g = 0; g < ng; g++) r[g] = (ranked){(float *)score, g};
+    qsort(r, ng, sizeof *r, cmp_ranked);
+    uint64_t n8 = (uint64_t)llround(split[0] * (double)ng), n4 = (uint64_t)llround((split[0] + split[1]) * (double)ng);
+    for (uint64_t k = 0; k < ng; k++) tiers[r[k].g] = k < n8 ? NSQ_TIER_Q8 : k < n4 ? NSQ_TIER_Q4 : NSQ_TIER_Q2;
+    free(r);
+    return 0;
+}
+
+static uint8_t best_tier(const float *err3, uint32_t G, double lambda)
+{
+    uint8_t best = NSQ_TIER_F16;
+    double cost = lambda * tier_group_bits(NSQ_TIER_F16, G); /* f16 error taken as 0 */
+    for (uint8_t t = 1; t < 4; t++) {
+        double c = err3[t - 1] + lambda * tier_group_bits(t, G);
+        if (c < cost) {
+            cost = c;
+            best = t;
+        }
+    }
+    return best;
+}
+
+/* ---- --bpw: one budget for all layer matrices ---- */
+static int quantized_matrix(const plan_tensor *t, const quant_opts *o)
+{
+    return !o->lossless && t->role == ROLE_MATRIX && policy_group_size(o->group_size, t->cols);
+}
+
+typedef struct {
+    const tensor_plan *p;
+    const quant_opts *o;
+    bpw_plan *bp;
+    atomic_int failed;
+} alloc_ctx;
+
+static void measure_tensor(size_t i, void *arg)
+{
+    alloc_ctx *a = arg;
+    const plan_tensor *t = &a->p->t[i];
+    if (!quantized_matrix(t, a->o)) return;
+    uint32_t G = policy_group_size(a->o->group_size, t->cols);
+    float *w = load_matrix(t);
+    if (!w) {
+        a->failed = 1;
+        return;
+    }
+    float *err = a->bp->err + 3 * a->bp->first_group[i];
+    for (uint64_t g = 0; g < t->rows * t->cols / G; g++)
+        for (uint8_t k = 1; k < 4; k++) err[3 * g + k - 1] = (float)group_error(w + g * G, G, k);
+    free(w);
+}
+
+/* Exact bytes of the layer blocks' tensors if every group takes its best tier at lambda. */
+static double body_bits(const tensor_plan *p, const quant_opts *o, const bpw_plan *bp, double lambda)
+{
+    double bits = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        const plan_tensor *t = &p->t[i];
+        if (t->layer < 0) continue;
+        if (!quantized_matrix(t, o)) {
+            bits += 8.0 * (double)t->src->size;
+            continue;
+        }
+        uint32_t G = policy_group_size(o->group_size, t->cols);
+        uint64_t ng = t->rows * t->cols / G, n[4] = {0, 0, 0, 0};
+        const float *err = bp->err + 3 * bp->first_group[i];
+        for (uint64_t g = 0; g < ng; g++) n[best_tier(err + 3 * g, G, lambda)]++;
+        bits += 8.0 * (double)nsq_tiered_size(ng, G, n);
+    }
+    return bits;
+}
+
+int policy_allocate(const tensor_plan *p, const quant_opts *o, bpw_plan *bp, char *err, size_t n)
+{
+    memset(bp, 0, sizeof *bp);
+    uint64_t groups = 0, elements = 0;
+    if (!(bp->first_group = calloc(p->n ? p->n : 1, sizeof *bp->first_group))) goto nomem;
+    for (size_t i = 0; i < p->n; i++) {
+        const plan_tensor *t = &p->t[i];
+        if (t->layer >= 0) elements += t->src->n_elements;
+        bp->first_group[i] = groups;
+        if (quantized_matrix(t, o)) groups += t->rows * t->cols / policy_group_size(o->group_size, t->cols);
+    }
+    if (!(bp->err = malloc(3 * (groups ? groups : 1) * sizeof *bp->err))) goto nomem;
+    alloc_ctx a = {p, o, bp, 0};
+    parallel_for(p->n, o->threads, measure_tensor, &a);
+    if (a.failed) goto nomem;
+    double budget = o->bpw * (double)elements, lo = -60, hi = 40; /* log10 lambda */
+    if (body_bits(p, o, bp, pow(10, hi)) > budget) {
+        snprintf(err, n, "--bpw %.3f is below what this model can reach (%.3f with every group at 2 bits)", o->bpw,
+                 body_bits(p, o, bp, pow(10, hi)) / (double)elements);
+        bpw_plan_free(bp);
+        return -1;
+    }
+    for (int it = 0; it < 100; it++) { /* the smallest lambda (most bits) within budget */
+        double mid = (lo + hi) / 2;
+        if (body_bits(p, o, bp, pow(10, mid)) > budget) lo = mid;
+        else hi = mid;
+    }
+    bp->lambda = pow(10, hi);
+    bp->predicted_bpw = body_bits(p, o, bp, bp->lambda) / (double)elements;
+    return 0;
+nomem:
+    snprintf(err, n, "out of memory measuring quantization errors");
+    bpw_plan_free(bp);
+    return -1;
+}
+
+void bpw_plan_free(bpw_plan *bp)
+{
+    free(bp->err);
+    free(bp->first_group);
+    memset(bp, 0, sizeof *bp);
+}
+
+/* ---- encoding ---- */
+static int encode_tiered(const float *w, uint64_t rows, uint64_t cols, uint32_t G, const uint8_t *tiers,
+                         uint32_t refine_bits, encoded *e)
+{
+    uint64_t ng = rows * cols / G;
+    for (uint64_t g = 0; g < ng; g++) e->n_tier[tiers[g]]++;
+    e->scheme = NSQ_SCHEME_TIERED;
+    e->n_dims = 2;
+    e->dims[0] = rows;
+    e->dims[1] = cols;
+    e->group_size = G;
+    e->n_groups = ng;
+    e->size = nsq_tiered_size(ng, G, e->n_tier);
+    if (!(e->data = malloc(e->size))) return -1;
+    if (nsq_quantize_tiered(w, rows, cols, G, tiers, NULL, e->data, e->size)) return -2;
+    nsq_view v;
+    if (nsq_view_init(NSQ_SCHEME_TIERED, rows, cols, G, e->data, e->size, &v, NULL)) return -2;
+    if (refine_bits && e->n_tier[NSQ_TIER_F16] < ng) {
+        e->refine_size = nsq_refine_size(ng - e->n_tier[NSQ_TIER_F16], G, refine_bits);
+        if (!(e->refine = malloc(e->refine_size))) return -1;
+        if (nsq_quantize_refinement(w, &v, NULL, 0, refine_bits, e->refine, e->refine_size)) return -2;
+    }
+    float *y = malloc(cols * sizeof *y);
+    if (!y) return -1;
+    for (uint64_t r = 0; r < rows; r++) {
+        nsq_dequantize_rows(&v, NULL, 0, r, 1, y);
+        for (uint64_t c = 0; c < cols; c++) e->sq_error += ((double)w[r * cols + c] - y[c]) * ((double)w[r * cols + c] - y[c]);
+    }
+    free(y);
+    return 0;
+}
+
+static int encode_matrix(const tensor_plan *p, size_t i, const quant_opts *o, const bpw_plan *bp, uint8_t uniform,
+                         encoded *e)
+{
+    const plan_tensor *t = &p->t[i];
+    uint32_t G = policy_group_size(o->group_size, t->cols);
+    uint64_t ng = G ? t->rows * t->cols / G : 0;
+    float *w = load_matrix(t);
+    uint8_t *tiers = malloc(ng ? ng : 1);
+    e->group_stats = malloc((ng ? ng : 1) * sizeof *e->group_stats);
+    int rc = !w || !tiers || !e->group_stats ? -1 : 0;
+    if (!rc) {
+        group_energy(w, ng, G, e->group_stats);
+        if (uniform) memset(tiers, uniform, ng);
+        else if (bp) for (uint64_t g = 0; g < ng; g++) tiers[g] = best_tier(bp->err + 3 * (bp->first_group[i] + g), G, bp->lambda);
+        else rc = split_tiers(e->group_stats, ng, o->split, tiers);
+    }
+    if (!rc) rc = encode_tiered(w, t->rows, t->cols, G, tiers, uniform ? 0 : o->refine_bits, e);
+    free(w);
+    free(tiers);
+    return rc;
+}
+
+static uint8_t uniform_tier(dense_policy d)
+{
+    return d == UNIFORM_Q8 ? NSQ_TIER_Q8 : d == UNIFORM_Q4 ? NSQ_TIER_Q4 : d == UNIFORM_Q2 ? NSQ_TIER_Q2 : 0;
+}
+
+static int encode_f16(const plan_tensor *t, encoded *e)
+{
+    uint64_t n = t->src->n_elements;
+    float *w = malloc(n * sizeof *w);
+    e->scheme = NSQ_SCHEME_F16;
+    e->n_dims = t->src->n_dims;
+    memcpy(e->dims, t->src->dims, e->n_dims * sizeof *e->dims);
+    e->size = 2 * n;
+    if (!w || !(e->data = malloc(e->size))) {
+        free(w);
+        return -1;
+    }
+    st_to_f32(t->src, 0, n, w);
+    for (uint64_t k = 0; k < n; k++) {
+        uint16_t h = nsq_f32_to_f16(w[k]);
+        e->data[2 * k] = (uint8_t)h;
+        e->data[2 * k + 1] = (uint8_t)(h >> 8);
+    }
+    free(w);
+    return 0;
+}
+
+int policy_encode(const tensor_plan *p, size_t i, const quant_opts *o, const bpw_plan *bp, encoded *e, char *err, size_t n)
+{
+    const plan_tensor *t = &p->t[i];
+    memset(e, 0, sizeof *e);
+    dense_policy d = t->role == ROLE_HEAD ? o->head : o->embed;
+    int dense = t->role == ROLE_EMBED || t->role == ROLE_POS_EMBED || t->role == ROLE_HEAD;
+    int rc;
+    if (o->lossless || t->role == ROLE_NORM || t->role == ROLE_BIAS || (dense && d == KEEP_SOURCE))
+        rc = copy_source(t, 0, e);
+    else if (dense && d == KEEP_F16)
+        rc = encode_f16(t, e);
+    else if (!policy_group_size(o->group_size, t->cols))
+        rc = copy_source(t, t->conv1d, e); /* no group size divides the rows */
+    else
+        rc = encode_matrix(p, i, o, bp, dense ? uniform_tier(d) : 0, e);
+    if (rc == -1) snprintf(err, n, "tensor %s: out of memory", t->src->name);
+    else if (rc) snprintf(err, n, "tensor %s: a value is outside the f16 range of the scales", t->src->name);
+    if (rc) encoded_free(e);
+    return rc ? -1 : 0;
+}
+
+void encoded_free(encoded *e)
+{
+    free(e->data);
+    free(e->refine);
+    free(e->group_stats);
+    memset(e, 0, sizeof *e);
+}
