@@ -17,7 +17,7 @@ CONVERT_HDR := $(wildcard tools/nsq-convert/*.h)
 TOOL_BIN := $(TOOLS:%=$(BUILD)/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-TEST_HELPERS := $(BUILD)/tests/mkfixtures
+TEST_HELPERS := $(BUILD)/tests/mkfixtures $(BUILD)/tests/roundtrip
 
 .PHONY: all lib tools test asan fuzz fuzz-smoke demo conformance clean
 all: lib tools $(UNIT_BIN) $(TEST_HELPERS)
@@ -44,6 +44,9 @@ $(BUILD)/nsq-%: tools/nsq-%/main.c tools/common/cli.c tools/common/cli.h $(BUILD
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(CONVERT_SRC) $(CONVERT_HDR) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itests/unit -Itools/nsq-convert $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a -lcmocka -ljansson -lpthread $(LIBS)
+$(BUILD)/tests/roundtrip: tests/roundtrip.c tools/nsq-convert/safetensors.c $(BUILD)/libnsq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -Itools/nsq-convert $(CFLAGS) $< tools/nsq-convert/safetensors.c -o $@ $(BUILD)/libnsq.a -ljansson $(LIBS)
 $(BUILD)/tests/mkfixtures: tests/mkfixtures.c $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a $(LIBS)

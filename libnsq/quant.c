@@ -92,9 +92,13 @@ nsq_status nsq_view_init(uint32_t scheme, uint64_t rows, uint64_t cols, uint32_t
     uint64_t n;
     if (nsq__mul(rows, cols, &n)) return NSQ_E_ARG;
     switch (scheme) {
-    case NSQ_SCHEME_F32: return size == 4 * n ? NSQ_OK : nsq__fail(d, NSQ_E_TENSOR, 0, "R-TEN-6", "F32 size mismatch");
+    /* size == 4n (2n) without computing 4n, which can wrap for a huge rows x cols */
+    case NSQ_SCHEME_F32:
+        return size % 4 == 0 && size / 4 == n ? NSQ_OK : nsq__fail(d, NSQ_E_TENSOR, 0, "R-TEN-6", "F32 size mismatch");
     case NSQ_SCHEME_F16:
-    case NSQ_SCHEME_BF16: return size == 2 * n ? NSQ_OK : nsq__fail(d, NSQ_E_TENSOR, 0, "R-TEN-6", "16-bit size mismatch");
+    case NSQ_SCHEME_BF16:
+        return size % 2 == 0 && size / 2 == n ? NSQ_OK
+                                               : nsq__fail(d, NSQ_E_TENSOR, 0, "R-TEN-6", "16-bit size mismatch");
     case NSQ_SCHEME_TIERED:
         if ((group_size != 32 && group_size != 64 && group_size != 128 && group_size != 256) || cols % group_size)
             return NSQ_E_ARG;
