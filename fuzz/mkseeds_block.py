@@ -120,6 +120,7 @@ def main():
     write("tiered-rows0", header("tiered", rows=0))
     write("f32-rows0", header("f32", rows=0, cols_sel=4))
     write("huge-f16", header("f16", rows=0x80) + struct.pack("<QQ", 1 << 63, 1))
+    write("huge-f16-valid", header("f16", rows=0x80) + struct.pack("<QQ", 3, 2) + tail(12))
     write("huge-tiered", header("tiered", rows=0x80) + struct.pack("<QQ", 1 << 40, 3) + bytes(64))
 
 

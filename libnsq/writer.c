@@ -425,8 +425,9 @@ nsq_status nsq_writer_add_tensor(nsq_writer *w, const char *name, nsq_scheme sch
     t->offset = w->raw.len;
     if (w->raw.len + size > NSQ__MAX_RAW_SIZE) return werr(w, NSQ_E_LIMIT, "R-DIR-7", "block larger than 2^36 bytes");
     if (buf_put(&w->raw, data, (size_t)size)) return nomem(w);
-    /* the view of the copy stays valid for refinements until the next tensor */
-    return check_payload(w, t, w->raw.p + t->offset, &w->last_view);
+    /* the view of the copy stays valid for refinements until the next tensor;
+     * raw.p is still NULL when only empty payloads were added (no NULL + 0) */
+    return check_payload(w, t, w->raw.p ? w->raw.p + t->offset : NULL, &w->last_view);
 }
 
 nsq_status nsq_writer_add_refinement(nsq_writer *w, uint32_t level, uint32_t bits, const void *codes, uint64_t size)
@@ -567,8 +568,8 @@ nsq_status nsq_writer_importance_entry(nsq_writer *w, const char *name, const fl
 {
     if (w->err) return w->err;
     if (!w->has_importance) return werr(w, NSQ_E_STATE, "", "importance entry before nsq_writer_importance");
-    uint32_t i = w->tensor_count;
-    while (i > 0 && name && strcmp(w->tensors[i - 1].name, name) != 0) i--;
+    uint32_t i = name ? w->tensor_count : 0; /* a NULL name matches no tensor */
+    while (i > 0 && strcmp(w->tensors[i - 1].name, name) != 0) i--;
     if (i == 0) return werr(w, NSQ_E_NOT_FOUND, "R-IMP-4", "importance for unknown tensor %.64s", name ? name : "(null)");
     const wtensor *t = &w->tensors[--i];
     if (t->scheme != NSQ_SCHEME_TIERED || (w->imp_count && i <= w->imp_last))
@@ -738,7 +739,7 @@ static nsq_status validate_tmp(nsq_writer *w)
 {
     nsq_file *f;
     nsq_diag d;
-    nsq_status st = nsq_open(w->tmp, 0, &f, &d);
+    nsq_status st = nsq_open(w->tmp, NSQ_OPEN_PREAD, &f, &d); /* one block in memory at a time */
     if (!st) {
         st = nsq_verify(f, &d);
         nsq_close(f);

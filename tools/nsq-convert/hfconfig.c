@@ -1,6 +1,7 @@
 /* hfconfig.c - a Hugging Face model's config.json (both the transformers 4
  * and 5 spellings), with the defaults transformers applies to missing keys,
  * plus the BOS/EOS facts from generation_config.json and the tokenizer files. */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -28,9 +29,11 @@ static json_t *load_json(const char *dir, const char *name, int required, char *
     json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!j) {
         FILE *fp = fopen(path, "r");
+        int e = errno;
         if (fp) fclose(fp);
         if (!fp && !required) return NULL;
-        snprintf(err, n, "%s: %s (line %d)", path, fp ? je.text : "cannot open", je.line);
+        if (fp) snprintf(err, n, "%s: %s (line %d)", path, je.text, je.line);
+        else snprintf(err, n, "%s: cannot open: %s", path, strerror(e));
         return NULL;
     }
     if (!json_is_object(j)) {

@@ -374,6 +374,7 @@ static int write_block(nsq_writer *w, const options *o, const tensor_plan *p, co
             break;
         }
         st = add_encoded(w, &p->t[idx[k]], &enc[k], &o->q, s);
+        st_release(p->t[idx[k]].src);
         pg->done++;
         pg->bytes_done += p->t[idx[k]].src->size;
         progress_show(pg);
@@ -484,7 +485,7 @@ static int convert(options *o)
     if (!rc && !st && (rc = write_blocks(w, o, &c, &p, o->q.bpw > 0 && !o->q.lossless ? &bp : NULL, &s, err, sizeof err)) == -2)
         rc = 0, st = NSQ_E_ARG;
     if (w && (rc || st)) {
-        if (st) nsq_writer_end_block(w, &d); /* fetches the writer's sticky error */
+        if (st) st = nsq_writer_end_block(w, &d); /* the writer's sticky error, with its message */
         nsq_writer_abort(w);
     } else if (w) {
         st = nsq_writer_finish(w, &d);

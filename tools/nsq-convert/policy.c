@@ -278,11 +278,14 @@ static int encode_tiered(const float *w, uint64_t rows, uint64_t cols, uint32_t 
         if (!(e->refine = malloc(e->refine_size))) return -1;
         if (nsq_quantize_refinement(w, &v, NULL, 0, refine_bits, e->refine, e->refine_size)) return -2;
     }
-    float *y = malloc(cols * sizeof *y);
+    /* decode in chunks of about 1M weights: each call re-counts the tier map up to its first row */
+    uint64_t chunk = cols >= (1u << 20) ? 1 : (1u << 20) / cols;
+    float *y = malloc(chunk * cols * sizeof *y);
     if (!y) return -1;
-    for (uint64_t r = 0; r < rows; r++) {
-        nsq_dequantize_rows(&v, NULL, 0, r, 1, y);
-        for (uint64_t c = 0; c < cols; c++) e->sq_error += ((double)w[r * cols + c] - y[c]) * ((double)w[r * cols + c] - y[c]);
+    for (uint64_t r = 0; r < rows; r += chunk) {
+        uint64_t nr = rows - r < chunk ? rows - r : chunk;
+        nsq_dequantize_rows(&v, NULL, 0, r, nr, y);
+        for (uint64_t k = 0; k < nr * cols; k++) e->sq_error += ((double)w[r * cols + k] - y[k]) * ((double)w[r * cols + k] - y[k]);
     }
     free(y);
     return 0;

@@ -746,3 +746,11 @@ void st_to_f32(const st_tensor *t, uint64_t i0, uint64_t n, float *out)
     for (uint64_t i = k; i < n; i++)
         out[i] = NAN;
 }
+
+void st_release(const st_tensor *t)
+{
+    /* the pages are clean file pages: dropping them only costs a re-read */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)t->data + page - 1) & ~(page - 1), hi = ((uintptr_t)t->data + t->size) & ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}

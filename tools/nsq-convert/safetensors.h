@@ -44,4 +44,7 @@ void st_close(st_model *m);
 /* Converts n elements of t starting at element i0 to f32. */
 void st_to_f32(const st_tensor *t, uint64_t i0, uint64_t n, float *out);
 
+/* Lets the kernel drop t's mapped pages from memory (they stay readable). */
+void st_release(const st_tensor *t);
+
 #endif
