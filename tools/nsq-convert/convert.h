@@ -63,6 +63,15 @@ void arch_plan_free(tensor_plan *p);
 /* ---- quantization policy ---- */
 typedef enum { KEEP_SOURCE, KEEP_F16, UNIFORM_Q8, UNIFORM_Q4, UNIFORM_Q2 } dense_policy;
 
+/* A recipe's override for the tensors whose names match a pattern. */
+typedef struct {
+    char match[160];      /* fnmatch(3) pattern */
+    int has_policy, has_split;
+    dense_policy policy;  /* store the tensor this way */
+    double split[3];      /* or tier it with this split */
+    uint32_t group_size;  /* 0: the global one */
+} tensor_rule;
+
 typedef struct {
     int lossless;
     uint32_t group_size;
@@ -71,7 +80,19 @@ typedef struct {
     uint32_t refine_bits;
     dense_policy embed, head;
     int threads;
+    tensor_rule *rules; /* first match wins */
+    size_t n_rules;
 } quant_opts;
+
+/* Options a recipe may set besides quant_opts. */
+typedef struct {
+    uint32_t layers_per_block;
+    int zstd, zstd_level;
+} recipe_opts;
+
+/* Reads a YAML recipe into o and q; -1 with "FILE:LINE: problem" in err. */
+int recipe_load(const char *path, recipe_opts *o, quant_opts *q, char *err, size_t errlen);
+const tensor_rule *recipe_match(const quant_opts *q, const char *name);
 
 /* An encoded tensor ready for nsq_writer_add_tensor. */
 typedef struct {

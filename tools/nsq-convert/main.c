@@ -21,7 +21,7 @@
 #define TOOL "nsq-convert"
 
 typedef struct {
-    const char *in, *out;
+    const char *in, *out, *recipe_path;
     quant_opts q;
     uint32_t layers_per_block;
     int zstd, zstd_level, quiet, json;
@@ -53,6 +53,8 @@ static void usage(FILE *out)
             "  --layers-per-block K    transformer layers per block (default 1)\n"
             "  --zstd[=LEVEL]          zstd-compress blocks (default level 9)\n"
             "  --threads N             quantization threads (default: all cores)\n"
+            "  --recipe FILE.yaml      options and per-tensor overrides (see README); flags given\n"
+            "                          on the command line take precedence\n"
             "  --quiet                 no progress on stderr\n"
             "  --json                  print a JSON summary on stdout\n"
             "  --help, --version\n\n"
@@ -101,7 +103,8 @@ static int parse_args(int argc, char **argv, options *o)
         {"embed", required_argument, 0, 'e'}, {"head", required_argument, 0, 'H'},
         {"layers-per-block", required_argument, 0, 'k'}, {"zstd", optional_argument, 0, 'z'},
         {"threads", required_argument, 0, 'j'}, {"quiet", no_argument, 0, 'q'}, {"json", no_argument, 0, 'J'},
-        {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+        {"recipe", required_argument, 0, 'R'}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0}};
     long v;
     char *end;
     int c, bad = 0;
@@ -138,6 +141,7 @@ static int parse_args(int argc, char **argv, options *o)
             o->q.threads = (int)v;
             break;
         case 'q': o->quiet = 1; break;
+        case 'R': break; /* loaded before the other flags */
         case 'J': o->json = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf(TOOL " %s (format %d.%d)\n", nsq_version_string(), NSQ_FORMAT_MAJOR, NSQ_FORMAT_MINOR); return 0;
@@ -154,6 +158,27 @@ static int parse_args(int argc, char **argv, options *o)
     }
     o->in = argv[optind];
     o->out = argv[optind + 1];
+    return -1;
+}
+
+/* A recipe sets defaults; the other flags, parsed after it, override them. */
+static int load_recipe_arg(int argc, char **argv, options *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *v = strncmp(argv[i], "--recipe=", 9) == 0 ? argv[i] + 9 : strcmp(argv[i], "--recipe") == 0 ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "--") == 0) break;
+        if (!v) continue;
+        recipe_opts ro = {o->layers_per_block, o->zstd, o->zstd_level};
+        char err[1024];
+        if (recipe_load(v, &ro, &o->q, err, sizeof err)) {
+            fprintf(stderr, TOOL ": %s\n", err);
+            return CLI_EXIT_USAGE;
+        }
+        o->layers_per_block = ro.layers_per_block;
+        o->zstd = ro.zstd;
+        o->zstd_level = ro.zstd_level;
+        o->recipe_path = v;
+    }
     return -1;
 }
 
@@ -174,6 +199,24 @@ static void describe_recipe(options *o)
 }
 
 /* ---- metadata and tokenizer ---- */
+static uint8_t *read_file(const char *path, uint64_t *size)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return NULL;
+    uint8_t *p = NULL;
+    if (fseek(fp, 0, SEEK_END) == 0) {
+        long n = ftell(fp);
+        rewind(fp);
+        if (n >= 0 && (p = malloc((size_t)n + 1)) && fread(p, 1, (size_t)n, fp) != (size_t)n) {
+            free(p);
+            p = NULL;
+        }
+        *size = (uint64_t)n;
+    }
+    fclose(fp);
+    return p;
+}
+
 static nsq_status write_metadata(nsq_writer *w, const hf_config *c, const st_model *m, const options *o)
 {
     nsq_status st = 0;
@@ -214,6 +257,13 @@ static nsq_status write_metadata(nsq_writer *w, const hf_config *c, const st_mod
     }
     S("provenance.converter", TOOL " " NSQ_VERSION_STRING);
     S("provenance.recipe", o->recipe);
+    if (o->recipe_path) {
+        uint64_t size = 0;
+        char *text = (char *)read_file(o->recipe_path, &size);
+        if (!text) return NSQ_E_IO;
+        st = st ? st : nsq_writer_meta_str(w, "provenance.recipe.yaml", text, (size_t)size);
+        free(text);
+    }
     S("provenance.source", source);
     S("provenance.source.config_xxh3", hash);
     if (c->dtype[0]) S("provenance.source.dtype", c->dtype);
@@ -232,24 +282,6 @@ static nsq_status write_metadata(nsq_writer *w, const hf_config *c, const st_mod
 #undef F
 #undef I
     return st;
-}
-
-static uint8_t *read_file(const char *path, uint64_t *size)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    uint8_t *p = NULL;
-    if (fseek(fp, 0, SEEK_END) == 0) {
-        long n = ftell(fp);
-        rewind(fp);
-        if (n >= 0 && (p = malloc((size_t)n + 1)) && fread(p, 1, (size_t)n, fp) != (size_t)n) {
-            free(p);
-            p = NULL;
-        }
-        *size = (uint64_t)n;
-    }
-    fclose(fp);
-    return p;
 }
 
 static int exists(const char *dir, const char *name)
@@ -517,7 +549,8 @@ int main(int argc, char **argv)
     o.zstd_level = 9;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o.q.threads = cores > 0 ? (int)(cores > 64 ? 64 : cores) : 1;
-    int r = parse_args(argc, argv, &o);
+    int r = load_recipe_arg(argc, argv, &o);
+    if (r < 0) r = parse_args(argc, argv, &o);
     if (r >= 0) return r;
     describe_recipe(&o);
     return convert(&o);

@@ -123,6 +123,13 @@ static double group_error(const float *x, uint32_t G, uint8_t tier)
     return e;
 }
 
+/* Tier counts of the seed split for ng groups. */
+static void split_counts(const double split[3], uint64_t ng, uint64_t n[4])
+{
+    uint64_t n8 = (uint64_t)llround(split[0] * (double)ng), n84 = (uint64_t)llround((split[0] + split[1]) * (double)ng);
+    n[0] = 0, n[1] = n8, n[2] = n84 - n8, n[3] = ng - n84;
+}
+
 typedef struct {
     float *score;
     uint64_t g;
@@ -143,8 +150,9 @@ static int split_tiers(const float *score, uint64_t ng, const double split[3], u
     if (!r) return -1;
     for (uint64_t g = 0; g < ng; g++) r[g] = (ranked){(float *)score, g};
     qsort(r, ng, sizeof *r, cmp_ranked);
-    uint64_t n8 = (uint64_t)llround(split[0] * (double)ng), n4 = (uint64_t)llround((split[0] + split[1]) * (double)ng);
-    for (uint64_t k = 0; k < ng; k++) tiers[r[k].g] = k < n8 ? NSQ_TIER_Q8 : k < n4 ? NSQ_TIER_Q4 : NSQ_TIER_Q2;
+    uint64_t n[4];
+    split_counts(split, ng, n);
+    for (uint64_t k = 0; k < ng; k++) tiers[r[k].g] = k < n[1] ? NSQ_TIER_Q8 : k < n[1] + n[2] ? NSQ_TIER_Q4 : NSQ_TIER_Q2;
     free(r);
     return 0;
 }
@@ -164,9 +172,31 @@ static uint8_t best_tier(const float *err3, uint32_t G, double lambda)
 }
 
 /* ---- --bpw: one budget for all layer matrices ---- */
+static uint32_t group_size_for(const plan_tensor *t, const quant_opts *o)
+{
+    const tensor_rule *r = recipe_match(o, t->src->name);
+    return policy_group_size(r && r->group_size ? r->group_size : o->group_size, t->cols);
+}
+
+/* Layer matrices whose tiers the budget chooses (a recipe rule fixes the others). */
 static int quantized_matrix(const plan_tensor *t, const quant_opts *o)
 {
-    return !o->lossless && t->role == ROLE_MATRIX && policy_group_size(o->group_size, t->cols);
+    const tensor_rule *r = recipe_match(o, t->src->name);
+    return !o->lossless && t->role == ROLE_MATRIX && !(r && (r->has_policy || r->has_split)) && group_size_for(t, o);
+}
+
+/* Bytes of a layer-block tensor the budget does not choose. */
+static uint64_t fixed_bytes(const plan_tensor *t, const quant_opts *o)
+{
+    const tensor_rule *r = recipe_match(o, t->src->name);
+    uint32_t G = group_size_for(t, o);
+    uint64_t ng = G ? t->rows * t->cols / G : 0, n[4] = {0, 0, 0, 0};
+    if (o->lossless || !G || (r && r->has_policy && r->policy == KEEP_SOURCE) || (t->role != ROLE_MATRIX && !(r && r->has_policy)))
+        return t->src->size;
+    if (r && r->has_policy && r->policy == KEEP_F16) return 2 * t->src->n_elements;
+    if (r && r->has_policy) n[r->policy == UNIFORM_Q8 ? 1 : r->policy == UNIFORM_Q4 ? 2 : 3] = ng;
+    else split_counts(r && r->has_split ? r->split : o->split, ng, n);
+    return nsq_tiered_size(ng, G, n);
 }
 
 typedef struct {
@@ -181,7 +211,7 @@ static void measure_tensor(size_t i, void *arg)
     alloc_ctx *a = arg;
     const plan_tensor *t = &a->p->t[i];
     if (!quantized_matrix(t, a->o)) return;
-    uint32_t G = policy_group_size(a->o->group_size, t->cols);
+    uint32_t G = group_size_for(t, a->o);
     float *w = load_matrix(t);
     if (!w) {
         a->failed = 1;
@@ -201,10 +231,10 @@ static double body_bits(const tensor_plan *p, const quant_opts *o, const bpw_pla
         const plan_tensor *t = &p->t[i];
         if (t->layer < 0) continue;
         if (!quantized_matrix(t, o)) {
-            bits += 8.0 * (double)t->src->size;
+            bits += 8.0 * (double)fixed_bytes(t, o);
             continue;
         }
-        uint32_t G = policy_group_size(o->group_size, t->cols);
+        uint32_t G = group_size_for(t, o);
         uint64_t ng = t->rows * t->cols / G, n[4] = {0, 0, 0, 0};
         const float *err = bp->err + 3 * bp->first_group[i];
         for (uint64_t g = 0; g < ng; g++) n[best_tier(err + 3 * g, G, lambda)]++;
@@ -222,7 +252,7 @@ int policy_allocate(const tensor_plan *p, const quant_opts *o, bpw_plan *bp, cha
         const plan_tensor *t = &p->t[i];
         if (t->layer >= 0) elements += t->src->n_elements;
         bp->first_group[i] = groups;
-        if (quantized_matrix(t, o)) groups += t->rows * t->cols / policy_group_size(o->group_size, t->cols);
+        if (quantized_matrix(t, o)) groups += t->rows * t->cols / group_size_for(t, o);
     }
     if (!(bp->err = malloc(3 * (groups ? groups : 1) * sizeof *bp->err))) goto nomem;
     alloc_ctx a = {p, o, bp, 0};
@@ -295,8 +325,9 @@ static int encode_matrix(const tensor_plan *p, size_t i, const quant_opts *o, co
                          encoded *e)
 {
     const plan_tensor *t = &p->t[i];
-    uint32_t G = policy_group_size(o->group_size, t->cols);
-    uint64_t ng = G ? t->rows * t->cols / G : 0;
+    const tensor_rule *rule = recipe_match(o, t->src->name);
+    uint32_t G = group_size_for(t, o);
+    uint64_t ng = t->rows * t->cols / G;
     float *w = load_matrix(t);
     uint8_t *tiers = malloc(ng ? ng : 1);
     e->group_stats = malloc((ng ? ng : 1) * sizeof *e->group_stats);
@@ -304,8 +335,9 @@ static int encode_matrix(const tensor_plan *p, size_t i, const quant_opts *o, co
     if (!rc) {
         group_energy(w, ng, G, e->group_stats);
         if (uniform) memset(tiers, uniform, ng);
-        else if (bp) for (uint64_t g = 0; g < ng; g++) tiers[g] = best_tier(bp->err + 3 * (bp->first_group[i] + g), G, bp->lambda);
-        else rc = split_tiers(e->group_stats, ng, o->split, tiers);
+        else if (bp && quantized_matrix(t, o))
+            for (uint64_t g = 0; g < ng; g++) tiers[g] = best_tier(bp->err + 3 * (bp->first_group[i] + g), G, bp->lambda);
+        else rc = split_tiers(e->group_stats, ng, rule && rule->has_split ? rule->split : o->split, tiers);
     }
     if (!rc) rc = encode_tiered(w, t->rows, t->cols, G, tiers, uniform ? 0 : o->refine_bits, e);
     free(w);
@@ -321,16 +353,17 @@ static uint8_t uniform_tier(dense_policy d)
 static int encode_f16(const plan_tensor *t, encoded *e)
 {
     uint64_t n = t->src->n_elements;
-    float *w = malloc(n * sizeof *w);
+    float *w = t->conv1d ? load_matrix(t) : malloc(n * sizeof *w);
     e->scheme = NSQ_SCHEME_F16;
     e->n_dims = t->src->n_dims;
     memcpy(e->dims, t->src->dims, e->n_dims * sizeof *e->dims);
+    if (t->conv1d) e->dims[0] = t->rows, e->dims[1] = t->cols;
     e->size = 2 * n;
     if (!w || !(e->data = malloc(e->size))) {
         free(w);
         return -1;
     }
-    st_to_f32(t->src, 0, n, w);
+    if (!t->conv1d) st_to_f32(t->src, 0, n, w);
     for (uint64_t k = 0; k < n; k++) {
         uint16_t h = nsq_f32_to_f16(w[k]);
         e->data[2 * k] = (uint8_t)h;
@@ -343,15 +376,21 @@ static int encode_f16(const plan_tensor *t, encoded *e)
 int policy_encode(const tensor_plan *p, size_t i, const quant_opts *o, const bpw_plan *bp, encoded *e, char *err, size_t n)
 {
     const plan_tensor *t = &p->t[i];
+    const tensor_rule *rule = recipe_match(o, t->src->name);
     memset(e, 0, sizeof *e);
-    dense_policy d = t->role == ROLE_HEAD ? o->head : o->embed;
     int dense = t->role == ROLE_EMBED || t->role == ROLE_POS_EMBED || t->role == ROLE_HEAD;
-    int rc;
-    if (o->lossless || t->role == ROLE_NORM || t->role == ROLE_BIAS || (dense && d == KEEP_SOURCE))
-        rc = copy_source(t, 0, e);
+    dense_policy d = rule && rule->has_policy ? rule->policy : t->role == ROLE_HEAD ? o->head : o->embed;
+    dense |= rule && rule->has_policy;
+    int vector = t->src->n_dims != 2, rc;
+    if (dense && vector && d != KEEP_SOURCE && d != KEEP_F16) {
+        snprintf(err, n, "tensor %s: a recipe can quantize only 2-D tensors", t->src->name);
+        return -1;
+    }
+    if (o->lossless || (!dense && (t->role == ROLE_NORM || t->role == ROLE_BIAS)) || (dense && d == KEEP_SOURCE))
+        rc = copy_source(t, !o->lossless && t->conv1d, e);
     else if (dense && d == KEEP_F16)
         rc = encode_f16(t, e);
-    else if (!policy_group_size(o->group_size, t->cols))
+    else if (!group_size_for(t, o))
         rc = copy_source(t, t->conv1d, e); /* no group size divides the rows */
     else
         rc = encode_matrix(p, i, o, bp, dense ? uniform_tier(d) : 0, e);
