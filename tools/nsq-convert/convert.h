@@ -106,6 +106,7 @@ typedef struct {
     uint64_t n_groups;
     uint64_t n_tier[4];
     double sq_error;    /* sum of squared quantization error */
+    double sq_error_refined; /* the same with the refinement applied */
 } encoded;
 
 /* Under --bpw the tiers of all layer matrices are chosen together: each

@@ -30,7 +30,7 @@ typedef struct {
 
 typedef struct {
     uint64_t file_size, elements, body_elements, body_bytes, refine_bytes, n_tier[4];
-    double sq_error, quant_elements, seconds;
+    double sq_error, sq_error_refined, quant_elements, seconds;
 } summary;
 
 static void usage(FILE *out)
@@ -380,6 +380,7 @@ static nsq_status add_encoded(nsq_writer *w, const plan_tensor *t, const encoded
     for (int k = 0; k < 4; k++) s->n_tier[k] += e->n_tier[k];
     if (e->scheme == NSQ_SCHEME_TIERED) {
         s->sq_error += e->sq_error;
+        s->sq_error_refined += e->refine ? e->sq_error_refined : e->sq_error;
         s->quant_elements += (double)t->src->n_elements;
     }
     return st;
@@ -485,6 +486,8 @@ static void print_summary(const options *o, const summary *s, const bpw_plan *bp
     cli_json_end_object(&j);
     cli_json_key(&j, "rmse_quantized");
     cli_json_f64(&j, rmse);
+    cli_json_key(&j, "rmse_refined");
+    cli_json_f64(&j, s->quant_elements > 0 ? sqrt(s->sq_error_refined / s->quant_elements) : 0);
     cli_json_key(&j, "seconds");
     cli_json_fixed6(&j, s->seconds);
     cli_json_end_object(&j);

@@ -308,15 +308,20 @@ static int encode_tiered(const float *w, uint64_t rows, uint64_t cols, uint32_t 
         if (!(e->refine = malloc(e->refine_size))) return -1;
         if (nsq_quantize_refinement(w, &v, NULL, 0, refine_bits, e->refine, e->refine_size)) return -2;
     }
+    nsq_refine_view rv;
+    if (e->refine && nsq_refine_view_init(&v, refine_bits, e->refine, e->refine_size, &rv, NULL)) return -2;
     /* decode in chunks of about 1M weights: each call re-counts the tier map up to its first row */
     uint64_t chunk = cols >= (1u << 20) ? 1 : (1u << 20) / cols;
     float *y = malloc(chunk * cols * sizeof *y);
     if (!y) return -1;
-    for (uint64_t r = 0; r < rows; r += chunk) {
-        uint64_t nr = rows - r < chunk ? rows - r : chunk;
-        nsq_dequantize_rows(&v, NULL, 0, r, nr, y);
-        for (uint64_t k = 0; k < nr * cols; k++) e->sq_error += ((double)w[r * cols + k] - y[k]) * ((double)w[r * cols + k] - y[k]);
-    }
+    for (int refined = 0; refined <= (e->refine != NULL); refined++)
+        for (uint64_t r = 0; r < rows; r += chunk) {
+            uint64_t nr = rows - r < chunk ? rows - r : chunk;
+            double sum = 0;
+            nsq_dequantize_rows(&v, &rv, (uint32_t)refined, r, nr, y);
+            for (uint64_t k = 0; k < nr * cols; k++) sum += ((double)w[r * cols + k] - y[k]) * ((double)w[r * cols + k] - y[k]);
+            *(refined ? &e->sq_error_refined : &e->sq_error) += sum;
+        }
     free(y);
     return 0;
 }
