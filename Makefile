@@ -77,11 +77,12 @@ fuzz-smoke: fuzz
 	    build-fuzz/corpus-$$t fuzz/corpus/$$t 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY" || exit 1; \
 	done
 
-# The main job on a bundled model: inspect and verify it.
-DEMO_MODEL := fixtures/conformance/router.nsq
+# The main job on a bundled model: convert it, inspect and verify the result.
 demo: tools
-	$(BUILD)/nsq-inspect --blocks $(DEMO_MODEL)
-	$(BUILD)/nsq-verify $(DEMO_MODEL)
+	@mkdir -p $(BUILD)/demo
+	$(BUILD)/nsq-convert fixtures/models/tiny-llama $(BUILD)/demo/tiny-llama.nsq
+	$(BUILD)/nsq-inspect --blocks $(BUILD)/demo/tiny-llama.nsq
+	$(BUILD)/nsq-verify $(BUILD)/demo/tiny-llama.nsq
 
 # Regenerates fixtures/conformance (commit the result with any format change).
 conformance: all
