@@ -202,6 +202,38 @@ NSQ_API nsq_status nsq_tokenizer_file_at(const nsq_file *f, uint32_t i, nsq_toke
 NSQ_API nsq_status nsq_tokenizer_file_find(const nsq_file *f, const char *name,
                                            nsq_tokenizer_file *out);
 
+/* ---- Tokenizer: encoding and decoding text ----
+ * Built from the embedded tokenizer section (or from files, for tools that
+ * read a tokenizer without a model). Immutable once built: any number of
+ * threads may encode and decode with one nsq_tokenizer. */
+typedef struct nsq_tokenizer nsq_tokenizer;
+
+NSQ_API nsq_status nsq_tokenizer_load(const nsq_file *f, nsq_tokenizer **out, nsq_diag *diag);
+/*! nsq_tokenizer_from_files() : kind and named files as the tokenizer section
+ *  would hold them (e.g. "tokenizer.json"; "vocab.json" + "merges.txt"). */
+NSQ_API nsq_status nsq_tokenizer_from_files(nsq_tokenizer_kind kind, uint32_t n_files, const char *const *names,
+                                            const uint8_t *const *data, const uint64_t *sizes, nsq_tokenizer **out,
+                                            nsq_diag *diag);
+NSQ_API void nsq_tokenizer_free(nsq_tokenizer *t);
+NSQ_API uint32_t nsq_tokenizer_vocab_size(const nsq_tokenizer *t);
+
+/*! nsq_tokenize() : encodes len bytes of UTF-8 text. With add_special, adds
+ *  what the tokenizer's post-processor adds (e.g. BOS). *ids is malloc'ed
+ *  (free it with free()); *n_ids its length. */
+NSQ_API nsq_status nsq_tokenize(const nsq_tokenizer *t, const char *text, size_t len, int add_special, int32_t **ids,
+                                size_t *n_ids);
+/*! nsq_detokenize() : decodes ids to UTF-8 text as the reference decoder
+ *  does (byte-level and byte-fallback bytes reassembled). *text is malloc'ed
+ *  and NUL-terminated; *len excludes the NUL. */
+NSQ_API nsq_status nsq_detokenize(const nsq_tokenizer *t, const int32_t *ids, size_t n_ids, int skip_special, char **text,
+                                  size_t *len);
+/*! nsq_token_bytes() : the raw bytes token id stands for when generated after
+ *  prev_id (-1 at the start), for streaming output: byte-level and byte
+ *  fallback tokens give their bytes, which may be an incomplete UTF-8 sequence
+ *  that later tokens complete. Writes at most cap bytes to buf and the full
+ *  length to *len. */
+NSQ_API nsq_status nsq_token_bytes(const nsq_tokenizer *t, int32_t prev_id, int32_t id, char *buf, size_t cap, size_t *len);
+
 /* ---- Blocks and refinements ---- */
 typedef struct {
     uint32_t kind, first_layer, n_layers, compression;

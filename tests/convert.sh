@@ -52,29 +52,27 @@ cv_break() { # cv_break NAME DIR
     esac
 }
 
-# Generates every checkpoint not generated yet, in parallel.
+# Generates every checkpoint not generated yet (one gen_hf.py run for all).
 cv_generate() {
-    local spec name pids=() names=() i rc=0
+    local spec name todo=()
     mkdir -p "$TMP/cv-models"
     for spec in "${CV_MODELS[@]}"; do
         name=${spec%%|*}
-        [ -d "$(cv_model "$name")" ] && continue
-        # shellcheck disable=SC2086 # the arguments are words
-        { "$CV_PY" tests/gen_hf.py "$(cv_model "$name").part" ${spec#*|} &&
-            cv_break "$name" "$(cv_model "$name").part" &&
-            mv "$(cv_model "$name").part" "$(cv_model "$name")"; } &
-        pids+=($!)
-        names+=("$name")
+        [ -d "$(cv_model "$name")" ] || todo+=("$name")
     done
-    for i in "${!pids[@]}"; do
-        wait "${pids[$i]}" || { echo "generating ${names[$i]} failed"; rc=1; }
+    [ ${#todo[@]} -gt 0 ] || return 0
+    for spec in "${CV_MODELS[@]}"; do
+        name=${spec%%|*}
+        [ -d "$(cv_model "$name")" ] || printf '%q %s\n' "$(cv_model "$name").part" "${spec#*|}"
+    done | "$CV_PY" tests/gen_hf.py --batch || return 1
+    for name in "${todo[@]}"; do
+        cv_break "$name" "$(cv_model "$name").part" && mv "$(cv_model "$name").part" "$(cv_model "$name")" || return 1
     done
-    return $rc
 }
 
 # Python assertions over nsq-inspect --json output (d; m: metadata by key,
 # t: tensors by name, blocks) and nsq-convert --json output (s).
-cv_assert() { # cv_assert INSPECT_JSON SUMMARY_JSON|- EXPR...
+cv_assert() { # cv_assert INSPECT_JSON SUMMARY_JSON|- EXPRS... (each line of each argument one expression)
     "$CV_PY" - "$@" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -99,7 +97,7 @@ def schemes(prefix=""):
     return {x["scheme"] for n, x in t.items() if n.startswith(prefix)}
 
 bad = 0
-for expr in sys.argv[3:]:
+for expr in [line for arg in sys.argv[3:] for line in arg.split("\n") if line.strip()]:
     try:
         ok = eval(expr)
     except Exception as e:
@@ -117,11 +115,9 @@ EOF
 
 # Converts SRC to $CVD/NAME.nsq, which must pass nsq-verify and roundtrip
 # (RT: "exact" or a tolerance), then holds the assertions.
-cv_mode() { # cv_mode B SRC NAME RT EXPRS OPTIONS... (EXPRS: newline-separated)
+cv_mode() { # cv_mode B SRC NAME RT EXPRS OPTIONS... (EXPRS: one per line)
     local b=$1 src=$2 out=$CVD/$3.nsq rt=$4 exprs=$5
     shift 5
-    local -a ex=()
-    [ -n "$exprs" ] && mapfile -t ex <<<"$exprs"
     rm -f "$out"
     "$b/nsq-convert" "$src" "$out" --quiet --json "$@" >"$out.summary" || { echo "nsq-convert $src $out $* failed"; return 1; }
     "$b/nsq-verify" "$out" || return 1
@@ -131,7 +127,7 @@ cv_mode() { # cv_mode B SRC NAME RT EXPRS OPTIONS... (EXPRS: newline-separated)
         "$b/tests/roundtrip" "$src" "$out" --tol "$rt" || return 1
     fi
     "$b/nsq-inspect" --json --tensors --blocks "$out" >"$out.json" || return 1
-    [ ${#ex[@]} -eq 0 ] || cv_assert "$out.json" "$out.summary" "${ex[@]}"
+    [ -z "$exprs" ] || cv_assert "$out.json" "$out.summary" "$exprs"
 }
 
 cv_same_meta() { # cv_same_meta A.json B.json PREFIX...: equal metadata under the prefixes
@@ -331,7 +327,7 @@ m.get('model.conv1d_transposed', False) is False"
 s['bpw_target'] == 3.0 and s['lambda'] > 0
 d['importance']['target_bpw'] == 3.0" --bpw 3.0
         check "$n --bpw 4.5" cv_mode "$b" "$src" $m-bpw45 0.5 "4.4 <= s['bpw_body'] <= 4.5
-s['tiers']['q8'] > json.load(open('$CVD/$m-bpw3.nsq.summary'))['tiers']['q8']" --bpw 4.5
+s['tiers']['q2'] < json.load(open('$CVD/$m-bpw3.nsq.summary'))['tiers']['q2']" --bpw 4.5
         check "$n --refine 2" cv_mode "$b" "$src" $m-refine 0.5 "d['refinement_count'] == $layers
 s['refinement_bytes'] > 0
 all(len(b['refinements']) == 1 for b in blocks if b['kind'] == 'layers')

@@ -11,6 +11,9 @@ the same bytes.
             --kv-heads 2 --inter 128 --vocab 128] [--config-style v4|v5]
             [--rope-scaling linear:2.0|dynamic:F|llama3:8.0|yarn:F]
 
+  gen_hf.py --batch     reads one "OUT_DIR OPTIONS..." line per checkpoint from
+                        stdin (numpy is imported once)
+
 Test hooks for broken checkpoints (each may be repeated):
   --drop NAME            leave tensor NAME out
   --extra NAME           add a tensor NAME of shape [hidden] that no model has
@@ -289,7 +292,7 @@ def write_json(path, obj):
         f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def main(argv):
+def generate(argv):
     a = parse_args(argv)
     if a.inter is None and a.arch != "gpt2":
         a.inter = 128
@@ -324,6 +327,16 @@ def main(argv):
         dst = os.path.join(a.out, n)
         shutil.copyfile(os.path.join(FIXTURES, src, n), dst)
         os.chmod(dst, 0o644)  # the fixtures are read-only; tests delete and edit copies
+
+
+def main(argv):
+    if argv == ["--batch"]:  # one checkpoint per stdin line: OUT_DIR [OPTIONS...]
+        import shlex
+        for line in sys.stdin:
+            if line.strip() and not line.lstrip().startswith("#"):
+                generate(shlex.split(line))
+    else:
+        generate(argv)
 
 
 if __name__ == "__main__":

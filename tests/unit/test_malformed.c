@@ -458,8 +458,7 @@ static uint64_t vm_size_kb(void)
 
 static void test_lying_counts(void **state)
 {
-    (void)state;
-    char *dir = tu_mkdtemp();
+    const char *dir = *state;
     lie_results *res = mmap(NULL, sizeof *res, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(res != MAP_FAILED);
     int limited = 0;
@@ -493,8 +492,6 @@ static void test_lying_counts(void **state)
     print_message("%zu lying counts and sizes x 2 open modes: clean errors%s\n", N_LIES,
                   limited ? " (address space limited to +64 MiB)" : "");
     munmap(res, sizeof *res);
-    tu_rmtree(dir);
-    free(dir);
 }
 
 /* ---- (e) the conformance set ---- */
@@ -543,7 +540,7 @@ static void test_conformance_manifest(void **state)
 /* Odd arguments to the openers. */
 static void test_open_arguments(void **state)
 {
-    (void)state;
+    const char *dir = *state;
     nsq_file *f = (nsq_file *)&f;
     nsq_diag d;
     memset(&d, 0, sizeof d);
@@ -561,7 +558,7 @@ static void test_open_arguments(void **state)
     assert_status(nsq_open(FIXDIR "/invalid/R-SEC-7.nsq", 0, &f, NULL), NSQ_E_CHECKSUM);
     assert_status(nsq_verify(NULL, &d), NSQ_E_ARG);
     /* an empty file */
-    char *dir = tu_mkdtemp(), *p = tu_join(dir, "empty.nsq");
+    char *p = tu_join(dir, "empty.nsq");
     assert_int_equal(tu_write_file(p, "", 0), 0);
     memset(&d, 0, sizeof d);
     assert_status(nsq_open(p, 0, &f, &d), NSQ_E_TRUNCATED);
@@ -571,21 +568,19 @@ static void test_open_arguments(void **state)
     assert_int_equal(tu_write_file(p, "GGUF\0\0\0\0", 8), 0);
     assert_status(nsq_open(p, 0, &f, &d), NSQ_E_MAGIC);
     assert_diag(&d, NSQ_E_MAGIC, "R-HDR-1");
-    tu_rmtree(dir);
     free(p);
-    free(dir);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_open_arguments),
+        cmocka_unit_test_setup_teardown(test_open_arguments, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test(test_conformance_manifest),
         cmocka_unit_test(test_truncate_router),
         cmocka_unit_test(test_truncate_tiered_zstd),
         cmocka_unit_test(test_flip_router),
         cmocka_unit_test(test_flip_tiered_zstd),
-        cmocka_unit_test(test_lying_counts),
+        cmocka_unit_test_setup_teardown(test_lying_counts, tu_setup_tmpdir, tu_teardown_tmpdir),
     };
     const char *only = getenv("NSQ_TEST_FILTER"); /* e.g. NSQ_TEST_FILTER='test_flip*' */
     if (only) cmocka_set_test_filter(only);

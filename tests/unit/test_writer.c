@@ -224,6 +224,8 @@ static int setup_model(void **state)
     nsq_status st = write_model(M.path, &d);
     if (st) {
         fprintf(stderr, "writing the model failed: %s %s %s\n", nsq_status_name(st), d.rule, d.message);
+        tu_rmtree(M.dir);
+        tu_rmtree(misuse_dir); /* the group teardown does not run after a failed setup */
         return -1;
     }
     return 0;
@@ -899,8 +901,8 @@ static void assert_listing(const char *dir, const char *want)
 
 static void test_atomic_abort(void **state)
 {
-    (void)state;
-    char *dir = tu_mkdtemp(), *path = tu_join(dir, "model.nsq");
+    const char *dir = *state;
+    char *path = tu_join(dir, "model.nsq");
     assert_int_equal(tu_write_file(path, old_content, sizeof old_content), 0);
     nsq_writer *w;
     nsq_diag d;
@@ -916,15 +918,13 @@ static void test_atomic_abort(void **state)
     assert_target(path, old_content, sizeof old_content);
     assert_listing(dir, "model.nsq");
     nsq_writer_abort(NULL); /* harmless */
-    tu_rmtree(dir);
     free(path);
-    free(dir);
 }
 
 static void test_atomic_failed_finish(void **state)
 {
-    (void)state;
-    char *dir = tu_mkdtemp(), *path = tu_join(dir, "model.nsq");
+    const char *dir = *state;
+    char *path = tu_join(dir, "model.nsq");
     assert_int_equal(tu_write_file(path, old_content, sizeof old_content), 0);
     nsq_writer *w;
     nsq_diag d;
@@ -977,15 +977,13 @@ static void test_atomic_failed_finish(void **state)
     assert_status(nsq_writer_open(NULL, &w, &d), NSQ_E_ARG);
     free(nowhere);
 
-    tu_rmtree(dir);
     free(path);
-    free(dir);
 }
 
 static void test_atomic_replace(void **state)
 {
-    (void)state;
-    char *dir = tu_mkdtemp(), *path = tu_join(dir, "model.nsq");
+    const char *dir = *state;
+    char *path = tu_join(dir, "model.nsq");
     assert_int_equal(tu_write_file(path, old_content, sizeof old_content), 0);
     nsq_diag d;
     /* while a writer is open the old file is still there, untouched */
@@ -1017,9 +1015,7 @@ static void test_atomic_replace(void **state)
     assert_ok(tu_write_minimal_model(p2, 1, &d));
     assert_listing(dir, "model.nsq|new.nsq");
     free(p2);
-    tu_rmtree(dir);
     free(path);
-    free(dir);
 }
 
 /* ---- misuse ---- */
@@ -1397,9 +1393,9 @@ int main(void)
         cmocka_unit_test(test_roundtrip_memory),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_router_eval_variants),
-        cmocka_unit_test(test_atomic_abort),
-        cmocka_unit_test(test_atomic_failed_finish),
-        cmocka_unit_test(test_atomic_replace),
+        cmocka_unit_test_setup_teardown(test_atomic_abort, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_atomic_failed_finish, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_atomic_replace, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test(test_misuse_state),
         cmocka_unit_test(test_misuse_metadata),
         cmocka_unit_test(test_misuse_tensors),

@@ -250,6 +250,23 @@ static TU_UNUSED void tu_rmtree(const char *dir)
     rmdir(dir);
 }
 
+/* cmocka fixtures: a fresh temporary directory in *state, removed after the
+ * test whether it passed or not. */
+static TU_UNUSED int tu_setup_tmpdir(void **state)
+{
+    *state = tu_mkdtemp();
+    return 0;
+}
+static TU_UNUSED int tu_teardown_tmpdir(void **state)
+{
+    if (*state) {
+        tu_rmtree(*state);
+        free(*state);
+        *state = NULL;
+    }
+    return 0;
+}
+
 static TU_UNUSED int tu_cmp_str_(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Entries of dir (without . and ..), sorted and joined with '|', e.g. "a.nsq|b".
