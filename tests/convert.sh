@@ -318,7 +318,7 @@ t['$tm']['group_size'] == 64
 d['importance']['method'] == 'magnitude' and d['importance']['entries'] > 0"
         check "$n --lossless" cv_mode "$b" "$src" $m-lossless exact "schemes() == {'$([ $m = llama ] && echo bf16 || echo f16)'}
 d['importance'] is None
-m.get('model.conv1d_transposed', False) is False"
+m.get('model.conv1d_transposed', False) is False" --lossless
         check "$n --tiers 10:20:70" cv_mode "$b" "$src" $m-tiers 0.5 "split_is(0.1, 0.2, 0.7)" --tiers 10:20:70
         check "$n --tiers 10:20:70 is the default" cmp "$CVD/$m-default.nsq" "$CVD/$m-tiers.nsq"
         check "$n --tiers 100:0:0" cv_mode "$b" "$src" $m-q8 0.01 "split_is(1, 0, 0)" --tiers 100:0:0
@@ -353,7 +353,7 @@ t['transformer.wpe.weight']['scheme'] == 'f16'" --embed f16 --head source
     for g in llama-v4 llama-v5 llama-linear-v4 llama-linear-v5 llama-llama3 llama-f32 llama-f16 llama-sharded \
         mistral-v4 mistral-v5 qwen2-tied qwen2-untied gpt2-tied gpt2-untied; do
         check "$b nsq-convert $g default" cv_mode "$b" "$(cv_model $g)" $g 0.5 ""
-        check "$b nsq-convert $g --lossless" cv_mode "$b" "$(cv_model $g)" $g-lossless exact ""
+        check "$b nsq-convert $g --lossless" cv_mode "$b" "$(cv_model $g)" $g-lossless exact "" --lossless
     done
     local L="$CVD/llama-v4.nsq.json" common="m['model.hidden_size'] == 64 and m['model.n_layers'] == 2
 m['model.n_heads'] == 4 and m['model.n_kv_heads'] == 2 and m['model.head_dim'] == 16

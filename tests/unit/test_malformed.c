@@ -205,7 +205,7 @@ static void truncate_all(const char *name)
             cases++;
         }
     }
-    print_message("%s: %u truncated opens, all failed cleanly\n", name, cases);
+    print_message("# %s: %u truncated opens, all failed cleanly\n", name, cases);
     free(L.buf);
 }
 
@@ -279,7 +279,7 @@ static void flip_all(const char *name, unsigned block_stride)
         }
         L.buf[o] ^= 0xFF;
     }
-    print_message("%s: %u header/table/section flips (%u opened without checksums, %u of those verified), "
+    print_message("# %s: %u header/table/section flips (%u opened without checksums, %u of those verified), "
                   "%u block flips, %u padding flips; %lu values decoded\n",
                   name, n_meta, n_meta_nock_ok, verify_ok, n_block, n_pad, n_decoded);
     /* the unflipped file is fine */
@@ -489,7 +489,7 @@ static void test_lying_counts(void **state)
                 fail_msg("%s (%s, %s): got %s %s, expected %s %s", lies[k].what, lies[k].file, m ? "pread" : "memory",
                          nsq_status_name((nsq_status)res->st[k][m]), res->rule[k][m], nsq_status_name(lies[k].st),
                          lies[k].rule);
-    print_message("%zu lying counts and sizes x 2 open modes: clean errors%s\n", N_LIES,
+    print_message("# %zu lying counts and sizes x 2 open modes: clean errors%s\n", N_LIES,
                   limited ? " (address space limited to +64 MiB)" : "");
     munmap(res, sizeof *res);
 }
@@ -533,7 +533,7 @@ static void test_conformance_manifest(void **state)
         free(buf);
     }
     fclose(fp);
-    print_message("conformance: %u files (%u valid) x 3 open modes as listed in MANIFEST\n", files, valid);
+    print_message("# conformance: %u files (%u valid) x 3 open modes as listed in MANIFEST\n", files, valid);
     assert_true(files >= 90 && valid >= 10);
 }
 

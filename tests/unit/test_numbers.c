@@ -165,7 +165,7 @@ static void test_f32_to_f16_reference(void **state)
         assert_int_equal(want & 0x8000, f < 0 ? 0x8000 : 0);
     }
     free(grid);
-    print_message("f32->f16: %u patterns checked against the reference\n", n);
+    print_message("# f32->f16: %u patterns checked against the reference\n", n);
 }
 
 /* bf16 is the top half of an f32: exhaustively h << 16. */

@@ -274,7 +274,7 @@ static void test_tiered_round_trip(void **state)
     n_cases = 0;
     for (int gi = 0; gi < 4; gi++)
         for (int p = 0; p < N_PATTERNS; p++) run_case(group_sizes[gi], p, &r);
-    print_message("TIERED: %u group-size x tier-pattern cases\n", n_cases);
+    print_message("# TIERED: %u group-size x tier-pattern cases\n", n_cases);
     assert_int_equal(n_cases, 4 * N_PATTERNS);
 }
 
@@ -336,7 +336,7 @@ static void test_weighted_fit(void **state)
         if (eb > ea * (1 + 1e-6) + 1e-12) fail_msg("group %llu: weighted error %g > min/max fit's %g", (unsigned long long)g, eb, ea);
         better += eb < ea * (1 - 1e-6);
     }
-    print_message("weighted fit improved %d of %llu groups\n", better, (unsigned long long)ng);
+    print_message("# weighted fit improved %d of %llu groups\n", better, (unsigned long long)ng);
     free(pa);
     free(pb);
 }
@@ -535,7 +535,7 @@ static void test_invalid_payloads(void **state)
         }
         free(codes);
     }
-    print_message("invalid TIERED payloads: %u cases\n", cases);
+    print_message("# invalid TIERED payloads: %u cases\n", cases);
     free(pay);
 }
 

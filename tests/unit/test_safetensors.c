@@ -122,7 +122,7 @@ static void expect_bad(const fixture *f, const char *hdr, size_t dlen, const cha
     assert_contains(err, needle);
     assert_contains(err, needle2);
     if (getenv("ST_VERBOSE"))
-        print_message("%s\n", err);
+        print_message("# %s\n", err);
 }
 
 static void expect_bad_dir(const fixture *f, const char *needle, const char *needle2,
@@ -137,7 +137,7 @@ static void expect_bad_dir(const fixture *f, const char *needle, const char *nee
     assert_contains(err, needle2);
     assert_contains(err, needle3);
     if (getenv("ST_VERBOSE"))
-        print_message("%s\n", err);
+        print_message("# %s\n", err);
 }
 
 /* ---- byte building -------------------------------------------------------- */

@@ -55,20 +55,44 @@ typedef struct {
     pthread_mutex_t mu;
 } matmul_job;
 
-/* y[t][o0..o0+64) = b + sum_i x[t][i] * wt[i][o], in order of i for every o. */
+/* y[t][o0..o0+64) = b + sum_i x[t][i] * wt[i][o], in order of i for every o.
+ * Four tokens share each load of a weight row; AVX2 and the baseline build
+ * give identical results (separate multiply and add, same order). */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 static void matmul_chunk(const matmul_job *j, uint32_t chunk)
 {
     const linear *l = j->l;
     uint32_t o0 = chunk * CHUNK, w = l->out - o0 < CHUNK ? l->out - o0 : CHUNK;
-    for (uint32_t t = 0; t < j->n; t++) {
-        float acc[CHUNK];
-        for (uint32_t o = 0; o < w; o++) acc[o] = l->b ? l->b[o0 + o] : 0.0f;
-        const float *x = j->x + (size_t)t * l->in;
-        for (uint32_t i = 0; i < l->in; i++) {
-            const float xi = x[i], *wr = l->wt + (size_t)i * l->out + o0;
-            for (uint32_t o = 0; o < w; o++) acc[o] += xi * wr[o];
+    for (uint32_t t = 0; t < j->n; t += 4) {
+        uint32_t nt = j->n - t < 4 ? j->n - t : 4;
+        float acc[4][CHUNK];
+        const float *x[4];
+        for (uint32_t u = 0; u < 4; u++) {
+            x[u] = j->x + (size_t)(t + (u < nt ? u : 0)) * l->in;
+            for (uint32_t o = 0; o < CHUNK; o++) acc[u][o] = l->b && o < w ? l->b[o0 + o] : 0.0f;
         }
-        memcpy(j->y + (size_t)t * l->out + o0, acc, w * sizeof *acc);
+        for (uint32_t i = 0; i < l->in; i++) {
+            const float *wr = l->wt + (size_t)i * l->out + o0;
+            const float x0 = x[0][i], x1 = x[1][i], x2 = x[2][i], x3 = x[3][i];
+            if (w == CHUNK) {
+                for (uint32_t o = 0; o < CHUNK; o++) {
+                    acc[0][o] += x0 * wr[o];
+                    acc[1][o] += x1 * wr[o];
+                    acc[2][o] += x2 * wr[o];
+                    acc[3][o] += x3 * wr[o];
+                }
+            } else {
+                for (uint32_t o = 0; o < w; o++) {
+                    acc[0][o] += x0 * wr[o];
+                    acc[1][o] += x1 * wr[o];
+                    acc[2][o] += x2 * wr[o];
+                    acc[3][o] += x3 * wr[o];
+                }
+            }
+        }
+        for (uint32_t u = 0; u < nt; u++) memcpy(j->y + (size_t)(t + u) * l->out + o0, acc[u], w * sizeof *acc[u]);
     }
 }
 

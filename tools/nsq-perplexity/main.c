@@ -1,0 +1,287 @@
+/* nsq-perplexity - perplexity of a model on a text, and with --kld its
+ * divergence from a base model.
+ *
+ *   nsq-perplexity MODEL.nsq TEXT_FILE [--ctx 256] [--json] [--kld BASE.nsq] [--threads N]
+ *
+ * Definition (the reference's): the whole text tokenized once without special
+ * tokens, cut into consecutive non-overlapping windows of --ctx tokens (the
+ * short tail dropped), each window run alone from position 0, every token of
+ * a window but its first scored; PPL = exp(mean NLL). With --kld the base runs
+ * the same window first and its log-probabilities are compared position by
+ * position in memory: mean KL(base || model), top-1 agreement, and PPL change. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "model.h"
+#include "sampler.h"
+
+#define TOOL "nsq-perplexity"
+
+typedef struct {
+    const char *model, *text, *base;
+    uint32_t ctx, threads, max_windows;
+    int json, quiet, max_refine;
+} options;
+
+typedef struct {
+    double nll, base_nll, kld;
+    uint64_t scored, agree;
+    uint32_t windows;
+    double seconds;
+} result;
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: " TOOL " MODEL.nsq TEXT_FILE [options]\n"
+                 "Perplexity of MODEL on TEXT_FILE (windows of --ctx tokens, each from position 0).\n\n"
+                 "options:\n"
+                 "  --ctx N             window length in tokens (default 256)\n"
+                 "  --kld BASE.nsq      also KL(base || model), top-1 agreement and PPL change vs BASE\n"
+                 "  --max-windows N     evaluate only the first N windows\n"
+                 "  --refine-levels N   use at most N refinement levels of each block (default: all)\n"
+                 "  --threads N         threads (default: all cores)\n"
+                 "  --json              print a JSON summary on stdout\n"
+                 "  --quiet             no progress on stderr\n"
+                 "  --help, --version\n\n"
+                 "exit status: 0 success, 1 error, 2 usage error\n");
+}
+
+static int parse_args(int argc, char **argv, options *o)
+{
+    static const struct option longs[] = {
+        {"ctx", required_argument, 0, 'c'}, {"kld", required_argument, 0, 'k'}, {"threads", required_argument, 0, 'j'},
+        {"max-windows", required_argument, 0, 'w'}, {"refine-levels", required_argument, 0, 'R'},
+        {"json", no_argument, 0, 'J'}, {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+    int c, bad = 0;
+    long v = 0;
+    char *end;
+    opterr = 0;
+    while (!bad && (c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        if (c == 'c' || c == 'j' || c == 'w' || c == 'R') {
+            v = strtol(optarg, &end, 10);
+            bad = *end || v < (c == 'R' ? 0 : c == 'c' ? 2 : 1) || v > 1000000;
+        }
+        switch (c) {
+        case 'c': o->ctx = (uint32_t)v; break;
+        case 'j': o->threads = (uint32_t)v; break;
+        case 'w': o->max_windows = (uint32_t)v; break;
+        case 'R': o->max_refine = (int)v; break;
+        case 'k': o->base = optarg; break;
+        case 'J': o->json = 1; break;
+        case 'q': o->quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf(TOOL " %s (format %d.%d)\n", nsq_version_string(), NSQ_FORMAT_MAJOR, NSQ_FORMAT_MINOR); return 0;
+        default: bad = 1;
+        }
+        if (bad) fprintf(stderr, TOOL ": invalid option or value: %s\n", argv[optind - 1]);
+    }
+    if (!bad && argc - optind != 2) {
+        fprintf(stderr, TOOL ": expected MODEL.nsq and TEXT_FILE\n");
+        bad = 1;
+    }
+    if (bad) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    o->model = argv[optind];
+    o->text = argv[optind + 1];
+    return -1;
+}
+
+static char *read_text(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    char *p = NULL;
+    if (fp && fseek(fp, 0, SEEK_END) == 0) {
+        long n = ftell(fp);
+        rewind(fp);
+        if (n >= 0 && (p = malloc((size_t)n + 1)) && fread(p, 1, (size_t)n, fp) != (size_t)n) {
+            free(p);
+            p = NULL;
+        }
+        *len = (size_t)n;
+    }
+    if (fp) fclose(fp);
+    return p;
+}
+
+/* log-softmax of row into lp (double, for stable sums over 100k+ positions). */
+static void log_softmax(const float *row, uint32_t n, double *lp)
+{
+    float mx = row[argmax(row, n)];
+    double sum = 0;
+    for (uint32_t i = 0; i < n; i++) sum += exp((double)row[i] - mx);
+    double lse = mx + log(sum);
+    for (uint32_t i = 0; i < n; i++) lp[i] = (double)row[i] - lse;
+}
+
+typedef struct {
+    model m;
+    nsq_file *f;
+    model_state st;
+    float *logits; /* [ctx][vocab] */
+} runner;
+
+static int runner_open(runner *r, const char *path, const options *o, char *err, size_t n)
+{
+    memset(r, 0, sizeof *r);
+    if (model_load(path, 0, o->max_refine, &r->m, &r->f, err, n)) return -1;
+    if (o->ctx > r->m.c.ctx) return snprintf(err, n, "%s: --ctx %u exceeds the model's context of %u", path, o->ctx, r->m.c.ctx), -1;
+    r->logits = malloc((size_t)o->ctx * r->m.c.vocab * sizeof *r->logits);
+    if (!r->logits || state_init(&r->st, &r->m, o->ctx, o->threads)) return snprintf(err, n, "out of memory"), -1;
+    return 0;
+}
+
+static void runner_close(runner *r)
+{
+    free(r->logits);
+    state_free(&r->st);
+    model_free(&r->m);
+    if (r->f) nsq_close(r->f);
+}
+
+/* Scores one window: token t+1 predicted from the logits at t. */
+static void score_window(const runner *mod, const runner *base, const int32_t *w, uint32_t ctx, double *lp, double *lq,
+                         result *res)
+{
+    uint32_t V = mod->m.c.vocab;
+    for (uint32_t t = 0; t + 1 < ctx; t++) {
+        const float *row = mod->logits + (size_t)t * V;
+        log_softmax(row, V, lq);
+        res->nll -= lq[w[t + 1]];
+        res->scored++;
+        if (!base) continue;
+        const float *brow = base->logits + (size_t)t * V;
+        log_softmax(brow, V, lp);
+        res->base_nll -= lp[w[t + 1]];
+        double kl = 0;
+        for (uint32_t i = 0; i < V; i++) kl += exp(lp[i]) * (lp[i] - lq[i]);
+        res->kld += kl;
+        res->agree += argmax(row, V) == argmax(brow, V);
+    }
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int evaluate(const options *o, runner *mod, runner *base, const int32_t *ids, size_t n_ids, result *res)
+{
+    uint32_t V = mod->m.c.vocab, windows = (uint32_t)(n_ids / o->ctx);
+    if (o->max_windows && o->max_windows < windows) windows = o->max_windows;
+    double *lp = malloc(V * sizeof *lp), *lq = malloc(V * sizeof *lq), t0 = now();
+    int show = !o->quiet && isatty(2);
+    if (!lp || !lq) return free(lp), free(lq), -1;
+    for (uint32_t k = 0; k < windows; k++) {
+        const int32_t *w = ids + (size_t)k * o->ctx;
+        if (base) forward(&base->m, &base->st, w, o->ctx, 0, base->logits, 1);
+        forward(&mod->m, &mod->st, w, o->ctx, 0, mod->logits, 1);
+        score_window(mod, base, w, o->ctx, lp, lq, res);
+        res->windows++;
+        if (show) {
+            double dt = now() - t0;
+            fprintf(stderr, "\r" TOOL ": window %u/%u  PPL %.4f  ETA %.0fs   ", k + 1, windows, exp(res->nll / (double)res->scored),
+                    dt / (k + 1) * (windows - k - 1));
+        }
+    }
+    if (show) fputc('\n', stderr);
+    res->seconds = now() - t0;
+    free(lp);
+    free(lq);
+    return 0;
+}
+
+static void report(const options *o, const result *r, size_t n_ids)
+{
+    double ppl = exp(r->nll / (double)r->scored), bppl = exp(r->base_nll / (double)r->scored);
+    if (!o->json) {
+        printf("perplexity %.4f over %llu scored tokens (%u windows of %u; %zu tokens in the text)\n", ppl,
+               (unsigned long long)r->scored, r->windows, o->ctx, n_ids);
+        if (o->base)
+            printf("base perplexity %.4f, delta %+.3f%%, mean KLD %.6f, top-1 agreement %.3f%%\n", bppl,
+                   100 * (ppl / bppl - 1), r->kld / (double)r->scored, 100.0 * (double)r->agree / (double)r->scored);
+        return;
+    }
+    cli_json j;
+    cli_json_init(&j, stdout);
+    cli_json_object(&j);
+    cli_json_kv_cstr(&j, "model", o->model);
+    cli_json_kv_cstr(&j, "text", o->text);
+    cli_json_kv_u64(&j, "ctx", o->ctx);
+    cli_json_kv_u64(&j, "windows", r->windows);
+    cli_json_kv_u64(&j, "scored_tokens", r->scored);
+    cli_json_key(&j, "ppl");
+    cli_json_f64(&j, ppl);
+    cli_json_key(&j, "base");
+    if (o->base) {
+        cli_json_object(&j);
+        cli_json_kv_cstr(&j, "model", o->base);
+        cli_json_key(&j, "ppl");
+        cli_json_f64(&j, bppl);
+        cli_json_key(&j, "delta_ppl_percent");
+        cli_json_f64(&j, 100 * (ppl / bppl - 1));
+        cli_json_key(&j, "mean_kld");
+        cli_json_f64(&j, r->kld / (double)r->scored);
+        cli_json_key(&j, "top1_agreement_percent");
+        cli_json_f64(&j, 100.0 * (double)r->agree / (double)r->scored);
+        cli_json_end_object(&j);
+    } else {
+        cli_json_null(&j);
+    }
+    cli_json_key(&j, "seconds");
+    cli_json_f64(&j, r->seconds);
+    cli_json_end_object(&j);
+    cli_json_done(&j);
+}
+
+static int run(const options *o)
+{
+    char err[1024] = "";
+    runner mod, base;
+    nsq_tokenizer *tok = NULL;
+    nsq_diag d;
+    int32_t *ids = NULL;
+    size_t n_ids = 0, len = 0;
+    result res;
+    memset(&res, 0, sizeof res);
+    memset(&base, 0, sizeof base);
+    char *text = read_text(o->text, &len);
+    int rc = text ? 0 : (snprintf(err, sizeof err, "%s: cannot read", o->text), -1);
+    if (!rc) rc = runner_open(&mod, o->model, o, err, sizeof err);
+    if (!rc && o->base) rc = runner_open(&base, o->base, o, err, sizeof err);
+    if (!rc && o->base && base.m.c.vocab != mod.m.c.vocab) rc = (snprintf(err, sizeof err, "the base model has another vocabulary"), -1);
+    cli_diag_init(&d);
+    if (!rc && nsq_tokenizer_load(mod.f, &tok, &d)) rc = (snprintf(err, sizeof err, "%s: tokenizer: %s", o->model, d.message), -1);
+    if (!rc && nsq_tokenize(tok, text, len, 0, &ids, &n_ids)) rc = (snprintf(err, sizeof err, "%s: cannot tokenize", o->text), -1);
+    if (!rc && n_ids < o->ctx) rc = (snprintf(err, sizeof err, "%s: fewer than --ctx %u tokens", o->text, o->ctx), -1);
+    if (!rc && evaluate(o, &mod, o->base ? &base : NULL, ids, n_ids, &res)) rc = (snprintf(err, sizeof err, "out of memory"), -1);
+    if (!rc) report(o, &res, n_ids);
+    if (rc) fprintf(stderr, TOOL ": %s\n", err);
+    free(ids);
+    free(text);
+    nsq_tokenizer_free(tok);
+    runner_close(&mod);
+    if (o->base) runner_close(&base);
+    return rc ? CLI_EXIT_INVALID : cli_finish_stdout(TOOL);
+}
+
+int main(int argc, char **argv)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    options o = {0};
+    o.ctx = 256;
+    o.max_refine = -1;
+    o.threads = cores > 0 ? (uint32_t)(cores > 64 ? 64 : cores) : 1;
+    int r = parse_args(argc, argv, &o);
+    return r >= 0 ? r : run(&o);
+}

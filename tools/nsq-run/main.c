@@ -1,0 +1,292 @@
+/* nsq-run - generates a continuation of a prompt with a .nsq model on the CPU.
+ *
+ *   nsq-run MODEL.nsq "prompt" [options]   (see usage())
+ *
+ * Only the continuation goes to stdout, streamed as tokens are produced, with
+ * UTF-8 sequences split across tokens held back until complete; diagnostics
+ * and --stats go to stderr. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "model.h"
+#include "sampler.h"
+
+#define TOOL "nsq-run"
+
+typedef struct {
+    const char *model, *prompt, *prompt_ids, *dump_logits;
+    uint32_t n, top_k, threads;
+    float temp, top_p;
+    uint64_t seed;
+    int ignore_eos, stats, print_ids, no_mmap, max_refine;
+} options;
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: " TOOL " MODEL.nsq \"prompt\" [options]\n"
+                 "Prints the prompt's continuation on stdout.\n\n"
+                 "options:\n"
+                 "  -n N                tokens to generate (default 64)\n"
+                 "  --temp T            sampling temperature; 0 = greedy (default 0)\n"
+                 "  --top-k K           sample among the K most likely tokens (default: all)\n"
+                 "  --top-p P           sample among the most likely tokens of total mass P (default 1)\n"
+                 "  --seed S            random seed for sampling (default 1)\n"
+                 "  --threads N         threads (default: all cores)\n"
+                 "  --prompt-ids 1,2,3  use these token ids as the prompt instead of text\n"
+                 "  --dump-logits PATH  write the prompt positions' logits, f32 LE [n_positions][vocab]\n"
+                 "  --stop-at-eos       stop at the end-of-sequence token (default)\n"
+                 "  --ignore-eos        keep generating past it\n"
+                 "  --print-ids         print generated token ids instead of text\n"
+                 "  --refine-levels N   use at most N refinement levels of each block (default: all)\n"
+                 "  --no-mmap           read blocks with positioned reads instead of mapping the file\n"
+                 "  --stats             tokens/s for prompt and generation, and peak RSS, on stderr\n"
+                 "  --help, --version\n\n"
+                 "exit status: 0 success, 1 error, 2 usage error\n");
+}
+
+static int parse_num(const char *s, double lo, double hi, double *v)
+{
+    char *end;
+    *v = strtod(s, &end);
+    return *s && !*end && *v >= lo && *v <= hi ? 0 : -1;
+}
+
+static int parse_args(int argc, char **argv, options *o)
+{
+    static const struct option longs[] = {
+        {"temp", required_argument, 0, 't'}, {"top-k", required_argument, 0, 'k'}, {"top-p", required_argument, 0, 'p'},
+        {"seed", required_argument, 0, 's'}, {"threads", required_argument, 0, 'j'},
+        {"prompt-ids", required_argument, 0, 'I'}, {"dump-logits", required_argument, 0, 'D'},
+        {"stop-at-eos", no_argument, 0, 'E'}, {"ignore-eos", no_argument, 0, 'G'}, {"print-ids", no_argument, 0, 'P'},
+        {"refine-levels", required_argument, 0, 'R'}, {"no-mmap", no_argument, 0, 'M'}, {"stats", no_argument, 0, 'S'},
+        {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+    double v;
+    int c, bad = 0;
+    opterr = 0;
+    while (!bad && (c = getopt_long(argc, argv, "n:", longs, NULL)) != -1) {
+        switch (c) {
+        case 'n': bad = parse_num(optarg, 0, 1e9, &v); o->n = (uint32_t)v; break;
+        case 't': bad = parse_num(optarg, 0, 100, &v); o->temp = (float)v; break;
+        case 'k': bad = parse_num(optarg, 0, 1e9, &v); o->top_k = (uint32_t)v; break;
+        case 'p': bad = parse_num(optarg, 0, 1, &v) || v == 0; o->top_p = (float)v; break;
+        case 's': bad = parse_num(optarg, 0, 1.8e19, &v); o->seed = (uint64_t)v; break;
+        case 'j': bad = parse_num(optarg, 1, 64, &v); o->threads = (uint32_t)v; break;
+        case 'R': bad = parse_num(optarg, 0, 16, &v); o->max_refine = (int)v; break;
+        case 'I': o->prompt_ids = optarg; break;
+        case 'D': o->dump_logits = optarg; break;
+        case 'E': o->ignore_eos = 0; break;
+        case 'G': o->ignore_eos = 1; break;
+        case 'P': o->print_ids = 1; break;
+        case 'M': o->no_mmap = 1; break;
+        case 'S': o->stats = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf(TOOL " %s (format %d.%d)\n", nsq_version_string(), NSQ_FORMAT_MAJOR, NSQ_FORMAT_MINOR); return 0;
+        default: bad = 1;
+        }
+        if (bad) fprintf(stderr, TOOL ": invalid option or value: %s\n", argv[optind - 1]);
+    }
+    int want = o->prompt_ids ? 1 : 2;
+    if (!bad && argc - optind != want) {
+        fprintf(stderr, TOOL ": expected MODEL.nsq and %s\n", o->prompt_ids ? "no prompt text" : "a prompt");
+        bad = 1;
+    }
+    if (bad) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    o->model = argv[optind];
+    o->prompt = o->prompt_ids ? NULL : argv[optind + 1];
+    return -1;
+}
+
+static int parse_ids(const char *s, uint32_t vocab, int32_t **ids, size_t *n)
+{
+    size_t cap = 16;
+    *n = 0;
+    *ids = malloc(cap * sizeof **ids);
+    while (*ids && *s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 0 || (uint64_t)v >= vocab) return -1;
+        if (*n == cap && !(*ids = realloc(*ids, (cap *= 2) * sizeof **ids))) return -1;
+        (*ids)[(*n)++] = (int32_t)v;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return -1;
+    }
+    return *ids && *n ? 0 : -1;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- output ---- */
+typedef struct {
+    char buf[256];
+    size_t len;
+} utf8_out;
+
+/* Length of the prefix of p[0..n) that does not end inside a UTF-8 sequence. */
+static size_t complete_prefix(const char *p, size_t n)
+{
+    size_t i = n, back = 0;
+    while (i > 0 && back < 4 && ((unsigned char)p[i - 1] & 0xC0) == 0x80) i--, back++;
+    if (i == 0) return n;
+    unsigned char lead = (unsigned char)p[i - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    return need > back + 1 && need > 1 ? i - 1 : n;
+}
+
+static void emit(utf8_out *u, const char *bytes, size_t n, int flush)
+{
+    if (u->len + n > sizeof u->buf) { /* never more than one partial sequence is held */
+        fwrite(u->buf, 1, u->len, stdout);
+        u->len = 0;
+    }
+    if (n > sizeof u->buf) {
+        fwrite(bytes, 1, n, stdout);
+        n = 0;
+    }
+    memcpy(u->buf + u->len, bytes, n);
+    u->len += n;
+    size_t k = flush ? u->len : complete_prefix(u->buf, u->len);
+    fwrite(u->buf, 1, k, stdout);
+    memmove(u->buf, u->buf + k, u->len - k);
+    u->len -= k;
+    fflush(stdout);
+}
+
+static int dump_logits(const char *path, const float *logits, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    int ok = fp && fwrite(logits, sizeof *logits, n, fp) == n; /* the host is little-endian */
+    if (fp && fclose(fp)) ok = 0;
+    if (!ok) fprintf(stderr, TOOL ": %s: cannot write\n", path);
+    return ok ? 0 : -1;
+}
+
+/* ---- generation ---- */
+typedef struct {
+    double prompt_s, gen_s;
+    size_t prompt_n, gen_n;
+} timing;
+
+static int generate(const options *o, const model *m, nsq_tokenizer *tok, const int32_t *prompt, size_t n_prompt,
+                    timing *tm)
+{
+    model_state st;
+    sampler sm;
+    uint32_t V = m->c.vocab;
+    if (n_prompt + o->n > m->c.ctx) {
+        fprintf(stderr, TOOL ": prompt (%zu tokens) + -n %u exceeds the model's context of %u tokens\n", n_prompt, o->n,
+                m->c.ctx);
+        return -1;
+    }
+    float *logits = malloc((o->dump_logits ? n_prompt : 1) * (size_t)V * sizeof *logits);
+    if (!logits || state_init(&st, m, (uint32_t)n_prompt, o->threads) ||
+        sampler_init(&sm, V, o->temp, o->top_k, o->top_p, o->seed)) {
+        fprintf(stderr, TOOL ": out of memory\n");
+        free(logits);
+        return -1;
+    }
+    double t0 = now();
+    forward(m, &st, prompt, (uint32_t)n_prompt, 0, logits, o->dump_logits != NULL);
+    tm->prompt_s = now() - t0;
+    tm->prompt_n = n_prompt;
+    int rc = o->dump_logits ? dump_logits(o->dump_logits, logits, n_prompt * V) : 0;
+    const float *last = logits + (o->dump_logits ? (n_prompt - 1) * (size_t)V : 0);
+    utf8_out out = {{0}, 0};
+    int32_t prev = prompt[n_prompt - 1], next = 0;
+    t0 = now();
+    for (uint32_t i = 0; i < o->n && !rc; i++) {
+        next = sampler_next(&sm, last);
+        if (next == m->c.eos_id && !o->ignore_eos) break;
+        if (o->print_ids) {
+            printf("%s%d", i ? " " : "", next);
+            fflush(stdout);
+        } else {
+            char piece[256];
+            size_t len;
+            if (!nsq_token_bytes(tok, prev, next, piece, sizeof piece, &len)) emit(&out, piece, len < sizeof piece ? len : sizeof piece, 0);
+        }
+        prev = next;
+        tm->gen_n++;
+        if (i + 1 < o->n) {
+            forward(m, &st, &next, 1, (uint32_t)(n_prompt + i), logits, 0);
+            last = logits;
+        }
+    }
+    tm->gen_s = now() - t0;
+    emit(&out, "", 0, 1);
+    if (o->print_ids) printf("\n");
+    sampler_free(&sm);
+    state_free(&st);
+    free(logits);
+    return rc;
+}
+
+static void print_stats(const timing *t)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    fprintf(stderr, TOOL ": prompt %zu tokens in %.3f s (%.1f tok/s); generated %zu tokens in %.3f s (%.1f tok/s); "
+                    "peak RSS %.1f MiB\n",
+            t->prompt_n, t->prompt_s, t->prompt_s > 0 ? (double)t->prompt_n / t->prompt_s : 0, t->gen_n, t->gen_s,
+            t->gen_s > 0 ? (double)t->gen_n / t->gen_s : 0, (double)ru.ru_maxrss / 1024.0);
+}
+
+static int run(const options *o)
+{
+    model m;
+    nsq_file *f;
+    nsq_tokenizer *tok = NULL;
+    nsq_diag d;
+    char err[1024];
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    timing tm = {0, 0, 0, 0};
+    if (model_load(o->model, o->no_mmap ? NSQ_OPEN_PREAD : 0, o->max_refine, &m, &f, err, sizeof err)) {
+        fprintf(stderr, TOOL ": %s\n", err);
+        return CLI_EXIT_INVALID;
+    }
+    int rc = 0;
+    if (!o->print_ids || o->prompt) {
+        cli_diag_init(&d);
+        nsq_status st = nsq_tokenizer_load(f, &tok, &d);
+        if (st) cli_report(TOOL, o->model, st, &d), rc = -1;
+    }
+    if (!rc && o->prompt_ids && parse_ids(o->prompt_ids, m.c.vocab, &ids, &n_ids))
+        fprintf(stderr, TOOL ": --prompt-ids wants comma-separated ids below %u\n", m.c.vocab), rc = -1;
+    if (!rc && o->prompt && nsq_tokenize(tok, o->prompt, strlen(o->prompt), 1, &ids, &n_ids))
+        fprintf(stderr, TOOL ": the prompt could not be tokenized\n"), rc = -1;
+    if (!rc && n_ids == 0) fprintf(stderr, TOOL ": the prompt is empty\n"), rc = -1;
+    if (!rc) rc = generate(o, &m, tok, ids, n_ids, &tm);
+    if (!rc && o->stats) print_stats(&tm);
+    free(ids);
+    nsq_tokenizer_free(tok);
+    model_free(&m);
+    nsq_close(f);
+    return rc ? CLI_EXIT_INVALID : cli_finish_stdout(TOOL);
+}
+
+int main(int argc, char **argv)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    options o = {0};
+    o.n = 64;
+    o.top_p = 1.0f;
+    o.seed = 1;
+    o.max_refine = -1;
+    o.threads = cores > 0 ? (uint32_t)(cores > 64 ? 64 : cores) : 1;
+    int r = parse_args(argc, argv, &o);
+    return r >= 0 ? r : run(&o);
+}
