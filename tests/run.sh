@@ -101,11 +101,15 @@ tool_tests() {
     check "$b nsq-inspect human output" bash -c "'$b/nsq-inspect' --blocks --tensors '$CONF/router.nsq' | grep -q 'lm_head.weight'"
 }
 
+source tests/convert.sh
+source tests/runtime.sh
 for b in "$@"; do
     for t in "$b"/tests/test_*; do
         [ -x "$t" ] && run_unit "$t"
     done
     tool_tests "$b"
+    convert_tests "$b"
+    runtime_tests "$b"
 done
 check "conformance files regenerate identically" regenerates_identically "$1"
 
