@@ -209,8 +209,11 @@ cv_unwritable() { # cv_unwritable B
     local rc out=/proc/nsq-convert-test-$$.nsq
     "$b/nsq-convert" "$(cv_model llama-v4)" "$out" --quiet 2>"$CVD/fail.err"
     rc=$?
-    [ $rc -eq 1 ] && grep -q "$out: .*cannot create a temporary file" "$CVD/fail.err" && [ ! -e "$out" ] ||
-        { echo "exit $rc, want 1:"; cat "$CVD/fail.err"; return 1; }
+    if [ $rc -ne 1 ] || ! grep -q "$out: .*cannot create a temporary file" "$CVD/fail.err" || [ -e "$out" ]; then
+        echo "exit $rc, want 1:"
+        cat "$CVD/fail.err"
+        return 1
+    fi
 }
 
 cv_no_dir() { # cv_no_dir B PARENT: OUT.nsq under a directory PARENT/sub that cannot exist
@@ -218,8 +221,11 @@ cv_no_dir() { # cv_no_dir B PARENT: OUT.nsq under a directory PARENT/sub that ca
     before=$(ls -A "$CVD")
     "$b/nsq-convert" "$(cv_model llama-v4)" "$parent/sub/OUT.nsq" --quiet 2>"$CVD/fail.err"
     rc=$?
-    [ $rc -eq 1 ] && grep -Eq "$parent/sub/OUT.nsq: .*cannot create a temporary file: (No such file|Not a directory)" "$CVD/fail.err" ||
-        { echo "exit $rc, want 1:"; cat "$CVD/fail.err"; return 1; }
+    if [ $rc -ne 1 ] || ! grep -Eq "$parent/sub/OUT.nsq: .*cannot create a temporary file: (No such file|Not a directory)" "$CVD/fail.err"; then
+        echo "exit $rc, want 1:"
+        cat "$CVD/fail.err"
+        return 1
+    fi
     [ "$before" = "$(ls -A "$CVD")" ] || { echo "$CVD changed"; return 1; }
 }
 
@@ -239,7 +245,7 @@ cv_replaces() { # cv_replaces B
 # kill -9 in the middle of writing: the unnamed temporary file goes with the
 # process; OUT.nsq stays as it was and nothing else appears.
 cv_interrupted() { # cv_interrupted B
-    local b=$1 dir=$CVD/killed big pid i seen= rc
+    local b=$1 dir=$CVD/killed big pid i fd seen='' rc
     big=$(cv_model big)
     if [ ! -d "$big" ]; then
         # shellcheck disable=SC2086
@@ -251,7 +257,10 @@ cv_interrupted() { # cv_interrupted B
     "$b/nsq-convert" "$big" "$dir/OUT.nsq" --quiet --threads 1 --zstd=19 2>"$CVD/kill.err" &
     pid=$!
     for ((i = 0; i < 1000; i++)); do # until it holds a file in $dir open
-        if ls -l "/proc/$pid/fd" 2>/dev/null | grep -q -- "$dir/"; then seen=1; break; fi
+        for fd in "/proc/$pid/fd/"*; do
+            [[ $(readlink "$fd" 2>/dev/null) == "$dir/"* ]] && seen=1
+        done
+        [ -n "$seen" ] && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.01
     done

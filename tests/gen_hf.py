@@ -10,6 +10,10 @@ the same bytes.
             [--shards N] [--tied] [--hidden 64 --layers 2 --heads 4
             --kv-heads 2 --inter 128 --vocab 128] [--config-style v4|v5]
             [--rope-scaling linear:2.0|dynamic:F|llama3:8.0|yarn:F]
+            [--ctx N] [--sliding-window N] [--seed N]
+
+GPT-2 defaults to n_inner null (4 * hidden). As transformers 4 does, a v4
+GPT-2 config omits tie_word_embeddings when it is true (the default).
 
   gen_hf.py --batch     reads one "OUT_DIR OPTIONS..." line per checkpoint from
                         stdin (numpy is imported once)

@@ -1,0 +1,236 @@
+/* tok_internal.h - private to the tokenizer (tokenize.c and tok_*.c): the
+ * built tokenizer, its configuration and the containers it is made of.
+ *
+ * The pipeline follows Hugging Face `tokenizers`: added tokens are cut out of
+ * the text first, the rest is normalized, pre-tokenized (each pre-tokenizer
+ * splits every piece of the one before it) and each piece is encoded by the
+ * BPE model. Decoding maps ids to token strings and runs the decoder chain. */
+#ifndef NSQ_TOK_INTERNAL_H
+#define NSQ_TOK_INTERNAL_H
+
+#include "internal.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdlib.h>
+
+#define NSQ__TOK_MAX_ID (1u << 24) /* ids at or above are refused (real vocabularies: < 300k) */
+#define NSQ__TOK_MAX_STAGES 16u    /* normalizers, pre-tokenizers, decoders each (after flattening) */
+#define NSQ__TOK_CP_TABLE 0x10000u /* one-character tokens below this code point are in a table */
+
+/*-************************************
+ *  Containers
+ **************************************/
+typedef struct {
+    char *p;
+    size_t n, cap;
+} nsq__tbuf;
+
+int nsq__tbuf_grow(nsq__tbuf *b, size_t extra); /* 0, or -1 when out of memory */
+void nsq__tbuf_free(nsq__tbuf *b);
+static inline int nsq__tbuf_put(nsq__tbuf *b, const void *s, size_t n)
+{
+    if (b->cap - b->n < n && nsq__tbuf_grow(b, n)) return -1;
+    if (n) memcpy(b->p + b->n, s, n);
+    b->n += n;
+    return 0;
+}
+static inline int nsq__tbuf_putc(nsq__tbuf *b, char c) { return nsq__tbuf_put(b, &c, 1); }
+int nsq__tbuf_put_cp(nsq__tbuf *b, uint32_t cp); /* UTF-8 encoded */
+
+typedef struct {
+    int32_t *p;
+    size_t n, cap;
+} nsq__ibuf;
+
+int nsq__ibuf_push(nsq__ibuf *b, int32_t v);
+
+/* string -> u32; keys are copied. */
+typedef struct {
+    uint32_t off, len, val, hash;
+} nsq__sment;
+typedef struct {
+    uint32_t *slot; /* entry index + 1; 0 is empty */
+    uint32_t mask;
+    nsq__sment *ent;
+    uint32_t n, cap;
+    nsq__tbuf keys;
+} nsq__smap;
+
+int nsq__smap_put(nsq__smap *m, const char *k, size_t n, uint32_t val); /* replaces; -1 out of memory */
+int nsq__smap_get(const nsq__smap *m, const char *k, size_t n, uint32_t *val); /* 1 if found */
+void nsq__smap_free(nsq__smap *m);
+
+/* (id, id) -> (rank, id): the BPE merges. */
+typedef struct {
+    uint64_t key; /* a << 32 | b; UINT64_MAX is empty */
+    uint32_t rank, id;
+} nsq__pment;
+typedef struct {
+    nsq__pment *e;
+    size_t mask, n;
+} nsq__pmap;
+
+int nsq__pmap_put(nsq__pmap *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t id); /* replaces */
+void nsq__pmap_free(nsq__pmap *m);
+static inline const nsq__pment *nsq__pmap_get(const nsq__pmap *m, uint32_t a, uint32_t b)
+{
+    if (!m->e) return NULL;
+    uint64_t k = (uint64_t)a << 32 | b;
+    size_t i = (size_t)((k * 0x9E3779B97F4A7C15ull) >> 29) & m->mask;
+    for (;; i = (i + 1) & m->mask) {
+        if (m->e[i].key == k) return &m->e[i];
+        if (m->e[i].key == UINT64_MAX) return NULL;
+    }
+}
+
+/*-************************************
+ *  UTF-8 and Unicode
+ **************************************/
+/* Length of the valid UTF-8 sequence at s[0..n) (strict: no overlongs,
+ * surrogates or code points above U+10FFFF) and its code point; 0 if none. */
+size_t nsq__utf8_next(const uint8_t *s, size_t n, uint32_t *cp);
+/* 1 if s[0..n) is valid UTF-8 (NUL allowed). */
+int nsq__utf8_ok(const uint8_t *s, size_t n);
+/* Appends s, each maximal invalid subpart replaced by U+FFFD (as Rust's
+ * String::from_utf8_lossy and Python's errors="replace"). */
+int nsq__utf8_lossy(nsq__tbuf *out, const uint8_t *s, size_t n);
+/* Decodes the code point at s (valid UTF-8 assumed); *len its byte length. */
+uint32_t nsq__utf8_at(const char *s, size_t *len);
+int nsq__uni_space(uint32_t cp); /* Rust char::is_whitespace */
+int nsq__uni_alnum(uint32_t cp); /* Rust char::is_alphanumeric (approximately) */
+
+/* GPT-2's byte <-> character map of byte-level BPE. */
+uint32_t nsq__byte_char(uint8_t b);
+int nsq__char_byte(uint32_t cp); /* -1 when cp is not one of the 256 */
+
+/*-************************************
+ *  Configuration
+ **************************************/
+enum { NSQ__N_NFC, NSQ__N_NFD, NSQ__N_NFKC, NSQ__N_NFKD, NSQ__N_LOWER, NSQ__N_PREPEND, NSQ__N_REPLACE, NSQ__N_STRIP };
+typedef struct {
+    int kind;
+    char *a;           /* PREPEND: the text; REPLACE: the literal pattern (re == NULL) */
+    size_t alen;
+    char *b;           /* REPLACE: the content */
+    size_t blen;
+    pcre2_code *re;    /* REPLACE with a Regex pattern */
+    int left, right;   /* STRIP */
+} nsq__tnorm;
+
+enum { NSQ__P_SPLIT, NSQ__P_BYTELEVEL, NSQ__P_METASPACE };
+enum { NSQ__B_REMOVED, NSQ__B_ISOLATED, NSQ__B_MERGED_PREV, NSQ__B_MERGED_NEXT, NSQ__B_CONTIGUOUS };
+enum { NSQ__PREPEND_NEVER, NSQ__PREPEND_FIRST, NSQ__PREPEND_ALWAYS };
+typedef struct {
+    int kind;
+    pcre2_code *re;    /* SPLIT (Regex) and BYTELEVEL with use_regex */
+    char *lit;         /* SPLIT with a String pattern */
+    size_t litlen;
+    int behavior, invert;
+    int add_prefix_space; /* BYTELEVEL */
+    char rep[4];          /* METASPACE: the replacement character, UTF-8 */
+    size_t replen;
+    int prepend, split;   /* METASPACE */
+} nsq__tpre;
+
+enum { NSQ__D_BYTELEVEL, NSQ__D_REPLACE, NSQ__D_BYTEFALLBACK, NSQ__D_FUSE, NSQ__D_STRIP, NSQ__D_METASPACE,
+       NSQ__D_BPE };
+typedef struct {
+    int kind;
+    char *a;          /* REPLACE: the literal pattern; BPE: the suffix */
+    size_t alen;
+    char *b;          /* REPLACE: the content */
+    size_t blen;
+    pcre2_code *re;   /* REPLACE with a Regex pattern */
+    uint32_t ch;      /* STRIP: the character; METASPACE: the replacement */
+    size_t start, stop;
+    int prepend;      /* METASPACE */
+} nsq__tdec;
+
+typedef struct {
+    uint32_t id;
+    char *s;          /* content */
+    size_t len;
+    char *ns;         /* content after the normalizers (normalized tokens) */
+    size_t nlen;
+    uint8_t special, lstrip, rstrip, single_word, normalized;
+} nsq__tadded;
+
+/* Added tokens of one kind (normalized or not) by first byte, longest first. */
+typedef struct {
+    uint32_t *idx;
+    uint32_t start[257];
+} nsq__tmatch;
+
+enum { NSQ__F_VALID = 1, NSQ__F_ADDED = 2, NSQ__F_SPECIAL = 4 };
+
+struct nsq_tokenizer {
+    uint32_t n_ids;       /* 1 + the largest id */
+    uint32_t *str_off, *str_len;
+    nsq__tbuf strs;       /* id -> token string (what decoders see) */
+    uint8_t *flags;       /* NSQ__F_* per id */
+
+    /* BPE model */
+    nsq__smap vocab;
+    nsq__pmap merges;
+    int32_t unk_id;       /* -1: none */
+    int byte_fallback, fuse_unk, ignore_merges;
+    char *prefix, *suffix; /* continuing_subword_prefix, end_of_word_suffix; NULL if none */
+    size_t prefix_len, suffix_len;
+    int32_t byte_tok[256]; /* "<0xXX>", -1 when absent */
+    int32_t *cp_tok;       /* one-character tokens by code point (NULL with a prefix or suffix) */
+
+    /* pipeline */
+    nsq__tadded *added;
+    uint32_t n_added;
+    nsq__tmatch match_raw, match_norm;
+    nsq__tnorm norm[NSQ__TOK_MAX_STAGES];
+    uint32_t n_norm;
+    nsq__tpre pre[NSQ__TOK_MAX_STAGES];
+    uint32_t n_pre;
+    nsq__tdec dec[NSQ__TOK_MAX_STAGES];
+    uint32_t n_dec;
+    int has_decoder;
+    nsq__ibuf pp_before, pp_after; /* what add_special adds around the ids */
+};
+
+/*-************************************
+ *  Between the modules
+ **************************************/
+/* The tokenizer's files as the section holds them; NULL when absent. */
+typedef struct {
+    const uint8_t *json, *vocab, *merges, *config;
+    size_t json_len, vocab_len, merges_len, config_len;
+} nsq__tokfiles;
+
+/* tok_json.c: fills a zeroed tokenizer from its files. */
+nsq_status nsq__tok_build(nsq_tokenizer *t, const nsq__tokfiles *f, nsq_diag *d);
+/* Compiles a regex as the pre-tokenizers use it (UTF, UCP, JIT when available). */
+pcre2_code *nsq__tok_regex(const char *pat, size_t len, char *err, size_t errlen);
+/* Runs the normalizers over s[0..n) into out (cleared first). */
+nsq_status nsq__tok_normalize(const nsq_tokenizer *t, const char *s, size_t n, nsq__tbuf *out,
+                              pcre2_match_data *md, pcre2_match_context *mc);
+/* Literal or regex replacement of every match in s[0..n), appended to out. */
+nsq_status nsq__tok_replace(const char *s, size_t n, const char *pat, size_t plen, const pcre2_code *re,
+                            const char *rep, size_t rlen, nsq__tbuf *out, pcre2_match_data *md,
+                            pcre2_match_context *mc);
+
+/* tok_bpe.c: the BPE model on one piece. */
+typedef struct {
+    int32_t id, prev, next;
+} nsq__bsym;
+typedef struct {
+    uint32_t rank, pos, id;
+} nsq__bmerge;
+typedef struct {
+    nsq__bsym *sym;
+    size_t nsym, capsym;
+    nsq__bmerge *heap;
+    size_t nheap, capheap;
+    char tmp[64];
+} nsq__bpe_scratch;
+
+nsq_status nsq__bpe_encode(const nsq_tokenizer *t, const char *w, size_t n, nsq__bpe_scratch *sc, nsq__ibuf *out);
+void nsq__bpe_scratch_free(nsq__bpe_scratch *sc);
+
+#endif

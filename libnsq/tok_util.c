@@ -1,0 +1,358 @@
+/* tok_util.c - the tokenizer's containers (buffers, hash maps) and UTF-8,
+ * Unicode and byte-level helpers. */
+#include "tok_internal.h"
+
+#define XXH_INLINE_ALL
+#include <utf8proc.h>
+#include <xxhash.h>
+
+/*-************************************
+ *  Buffers
+ **************************************/
+int nsq__tbuf_grow(nsq__tbuf *b, size_t extra)
+{
+    size_t need;
+    if (__builtin_add_overflow(b->n, extra, &need)) return -1;
+    if (need <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2) return -1;
+        cap *= 2;
+    }
+    char *p = realloc(b->p, cap);
+    if (!p) return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+void nsq__tbuf_free(nsq__tbuf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->n = b->cap = 0;
+}
+
+int nsq__tbuf_put_cp(nsq__tbuf *b, uint32_t cp)
+{
+    char u[4];
+    size_t n;
+    if (cp < 0x80) {
+        u[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (char)(0xC0 | cp >> 6);
+        u[1] = (char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (char)(0xE0 | cp >> 12);
+        u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        u[2] = (char)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        u[0] = (char)(0xF0 | cp >> 18);
+        u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        u[3] = (char)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    return nsq__tbuf_put(b, u, n);
+}
+
+int nsq__ibuf_push(nsq__ibuf *b, int32_t v)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 256;
+        if (cap > SIZE_MAX / sizeof *b->p) return -1;
+        int32_t *p = realloc(b->p, cap * sizeof *p);
+        if (!p) return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    b->p[b->n++] = v;
+    return 0;
+}
+
+/*-************************************
+ *  String map (open addressing, linear probing)
+ **************************************/
+static uint32_t smap_hash(const char *k, size_t n) { return (uint32_t)XXH3_64bits(k, n); }
+
+static int smap_rehash(nsq__smap *m, uint32_t slots)
+{
+    uint32_t *s = calloc(slots, sizeof *s);
+    if (!s) return -1;
+    free(m->slot);
+    m->slot = s;
+    m->mask = slots - 1;
+    for (uint32_t e = 0; e < m->n; e++) {
+        uint32_t i = m->ent[e].hash & m->mask;
+        while (s[i]) i = (i + 1) & m->mask;
+        s[i] = e + 1;
+    }
+    return 0;
+}
+
+int nsq__smap_put(nsq__smap *m, const char *k, size_t n, uint32_t val)
+{
+    if (n > UINT32_MAX || m->keys.n + n > UINT32_MAX || m->n >= (1u << 30)) return -1;
+    uint32_t h = smap_hash(k, n);
+    if (m->slot) {
+        for (uint32_t i = h & m->mask; m->slot[i]; i = (i + 1) & m->mask) {
+            nsq__sment *e = &m->ent[m->slot[i] - 1];
+            if (e->hash == h && e->len == n && memcmp(m->keys.p + e->off, k, n) == 0) {
+                e->val = val;
+                return 0;
+            }
+        }
+    }
+    if (m->n == m->cap) {
+        uint32_t cap = m->cap ? 2 * m->cap : 64;
+        nsq__sment *e = realloc(m->ent, (size_t)cap * sizeof *e);
+        if (!e) return -1;
+        m->ent = e;
+        m->cap = cap;
+    }
+    if (!m->slot || (uint64_t)(m->n + 1) * 2 > (uint64_t)m->mask + 1) { /* load factor <= 1/2 */
+        uint32_t slots = m->slot ? 2 * (m->mask + 1) : 128;
+        if (smap_rehash(m, slots)) return -1;
+    }
+    uint32_t off = (uint32_t)m->keys.n;
+    if (nsq__tbuf_put(&m->keys, k, n)) return -1;
+    m->ent[m->n] = (nsq__sment){off, (uint32_t)n, val, h};
+    uint32_t i = h & m->mask;
+    while (m->slot[i]) i = (i + 1) & m->mask;
+    m->slot[i] = ++m->n;
+    return 0;
+}
+
+int nsq__smap_get(const nsq__smap *m, const char *k, size_t n, uint32_t *val)
+{
+    if (!m->slot) return 0;
+    uint32_t h = smap_hash(k, n);
+    for (uint32_t i = h & m->mask; m->slot[i]; i = (i + 1) & m->mask) {
+        const nsq__sment *e = &m->ent[m->slot[i] - 1];
+        if (e->hash == h && e->len == n && memcmp(m->keys.p + e->off, k, n) == 0) {
+            *val = e->val;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void nsq__smap_free(nsq__smap *m)
+{
+    free(m->slot);
+    free(m->ent);
+    nsq__tbuf_free(&m->keys);
+    memset(m, 0, sizeof *m);
+}
+
+/*-************************************
+ *  Pair map
+ **************************************/
+static int pmap_insert(nsq__pment *e, size_t mask, nsq__pment v)
+{
+    size_t i = (size_t)((v.key * 0x9E3779B97F4A7C15ull) >> 29) & mask;
+    for (;; i = (i + 1) & mask) {
+        if (e[i].key == v.key) {
+            e[i] = v;
+            return 0; /* replaced */
+        }
+        if (e[i].key == UINT64_MAX) {
+            e[i] = v;
+            return 1;
+        }
+    }
+}
+
+int nsq__pmap_put(nsq__pmap *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t id)
+{
+    if (!m->e || (m->n + 1) * 2 > m->mask + 1) {
+        size_t slots = m->e ? 2 * (m->mask + 1) : 256;
+        if (slots > SIZE_MAX / sizeof(nsq__pment)) return -1;
+        nsq__pment *e = malloc(slots * sizeof *e);
+        if (!e) return -1;
+        for (size_t i = 0; i < slots; i++) e[i].key = UINT64_MAX;
+        for (size_t i = 0; m->e && i <= m->mask; i++)
+            if (m->e[i].key != UINT64_MAX) pmap_insert(e, slots - 1, m->e[i]);
+        free(m->e);
+        m->e = e;
+        m->mask = slots - 1;
+    }
+    m->n += (size_t)pmap_insert(m->e, m->mask, (nsq__pment){(uint64_t)a << 32 | b, rank, id});
+    return 0;
+}
+
+void nsq__pmap_free(nsq__pmap *m)
+{
+    free(m->e);
+    memset(m, 0, sizeof *m);
+}
+
+/*-************************************
+ *  UTF-8
+ **************************************/
+size_t nsq__utf8_next(const uint8_t *s, size_t n, uint32_t *cp)
+{
+    if (!n) return 0;
+    uint8_t b = s[0];
+    if (b < 0x80) {
+        *cp = b;
+        return 1;
+    }
+    size_t len;
+    uint8_t lo = 0x80, hi = 0xBF;
+    uint32_t c;
+    if (b >= 0xC2 && b <= 0xDF) {
+        len = 2;
+        c = b & 0x1F;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+        len = 3;
+        c = b & 0x0F;
+        if (b == 0xE0) lo = 0xA0;
+        if (b == 0xED) hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        len = 4;
+        c = b & 0x07;
+        if (b == 0xF0) lo = 0x90;
+        if (b == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (n < len) return 0;
+    for (size_t i = 1; i < len; i++) {
+        uint8_t x = s[i];
+        if (x < lo || x > hi) return 0;
+        lo = 0x80, hi = 0xBF;
+        c = c << 6 | (x & 0x3F);
+    }
+    *cp = c;
+    return len;
+}
+
+int nsq__utf8_ok(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        uint32_t cp;
+        size_t l = nsq__utf8_next(s + i, n - i, &cp);
+        if (!l) return 0;
+        i += l;
+    }
+    return 1;
+}
+
+/* Length of the longest prefix of s that could begin a valid sequence (>= 1). */
+static size_t utf8_bad_len(const uint8_t *s, size_t n)
+{
+    uint8_t b = s[0];
+    size_t len;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (b >= 0xC2 && b <= 0xDF) len = 2;
+    else if (b >= 0xE0 && b <= 0xEF) {
+        len = 3;
+        if (b == 0xE0) lo = 0xA0;
+        if (b == 0xED) hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        len = 4;
+        if (b == 0xF0) lo = 0x90;
+        if (b == 0xF4) hi = 0x8F;
+    } else {
+        return 1;
+    }
+    size_t i = 1;
+    for (; i < len && i < n; i++) {
+        if (s[i] < lo || s[i] > hi) break;
+        lo = 0x80, hi = 0xBF;
+    }
+    return i;
+}
+
+int nsq__utf8_lossy(nsq__tbuf *out, const uint8_t *s, size_t n)
+{
+    size_t i = 0, run = 0; /* run: start of pending valid bytes */
+    while (i < n) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        uint32_t cp;
+        size_t l = nsq__utf8_next(s + i, n - i, &cp);
+        if (l) {
+            i += l;
+            continue;
+        }
+        if (nsq__tbuf_put(out, s + run, i - run) || nsq__tbuf_put(out, "\xEF\xBF\xBD", 3)) return -1;
+        i += utf8_bad_len(s + i, n - i);
+        run = i;
+    }
+    return nsq__tbuf_put(out, s + run, n - run);
+}
+
+uint32_t nsq__utf8_at(const char *s, size_t *len)
+{
+    const uint8_t *u = (const uint8_t *)s;
+    if (u[0] < 0x80) {
+        *len = 1;
+        return u[0];
+    }
+    if (u[0] < 0xE0) {
+        *len = 2;
+        return (uint32_t)(u[0] & 0x1F) << 6 | (u[1] & 0x3F);
+    }
+    if (u[0] < 0xF0) {
+        *len = 3;
+        return (uint32_t)(u[0] & 0x0F) << 12 | (uint32_t)(u[1] & 0x3F) << 6 | (u[2] & 0x3F);
+    }
+    *len = 4;
+    return (uint32_t)(u[0] & 0x07) << 18 | (uint32_t)(u[1] & 0x3F) << 12 | (uint32_t)(u[2] & 0x3F) << 6 |
+           (u[3] & 0x3F);
+}
+
+/*-************************************
+ *  Unicode classes
+ **************************************/
+int nsq__uni_space(uint32_t c)
+{
+    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+int nsq__uni_alnum(uint32_t c)
+{
+    if (c < 0x80) return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+    switch (utf8proc_category((utf8proc_int32_t)c)) {
+    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT: case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_NO:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/*-************************************
+ *  Byte-level map (GPT-2's bytes_to_unicode)
+ **************************************/
+static int byte_printable(unsigned b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174; }
+
+/* The 68 other bytes, in order (0..32, 127..160, 173), become U+0100..U+0143. */
+uint32_t nsq__byte_char(uint8_t b)
+{
+    if (b <= 32) return 256u + b;
+    if (b >= 127 && b <= 160) return b + 162u;
+    if (b == 173) return 323;
+    return b;
+}
+
+int nsq__char_byte(uint32_t cp)
+{
+    if (cp < 256) return byte_printable(cp) ? (int)cp : -1;
+    if (cp <= 288) return (int)(cp - 256);
+    if (cp <= 322) return (int)(cp - 162);
+    return cp == 323 ? 173 : -1;
+}
