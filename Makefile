@@ -4,7 +4,7 @@ CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 # Dequantization is specified as fl(d*q)+m: no fused multiply-add anywhere.
 BASE    := $(WARN) -D_GNU_SOURCE -ffp-contract=off -fvisibility=hidden -Ilibnsq
-LIBS    := -lzstd -lxxhash -lm
+LIBS    := -lzstd -lxxhash -lpcre2-8 -lutf8proc -ljansson -lm
 BUILD   ?= build
 PREFIX  ?= /usr/local
 
@@ -80,8 +80,10 @@ build-fuzz/%: fuzz/%.c $(LIB_SRC) libnsq/nsq.h libnsq/internal.h
 fuzz-smoke: fuzz
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p build-fuzz/corpus-$$t; \
-	  build-fuzz/$$t -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
-	    build-fuzz/corpus-$$t fuzz/corpus/$$t 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY" || exit 1; \
+	  build-fuzz/$$t -max_total_time=$(FUZZ_TIME) -timeout=25 -print_final_stats=1 \
+	    -artifact_prefix=build-fuzz/ build-fuzz/corpus-$$t fuzz/corpus/$$t >build-fuzz/$$t.log 2>&1; rc=$$?; \
+	  grep -E "stat::number_of_executed_units|ERROR|SUMMARY" build-fuzz/$$t.log; \
+	  [ $$rc -eq 0 ] || { tail -40 build-fuzz/$$t.log; exit 1; }; \
 	done
 
 # The main job on a bundled model: convert it, inspect and verify the result.
