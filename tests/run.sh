@@ -103,6 +103,7 @@ tool_tests() {
 
 source tests/convert.sh
 source tests/runtime.sh
+source tests/arch.sh
 for b in "$@"; do
     for t in "$b"/tests/test_*; do
         [ -x "$t" ] && run_unit "$t"
@@ -110,6 +111,7 @@ for b in "$@"; do
     tool_tests "$b"
     convert_tests "$b"
     runtime_tests "$b"
+    arch_tests "$b"
 done
 check "conformance files regenerate identically" regenerates_identically "$1"
 

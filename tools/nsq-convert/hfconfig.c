@@ -201,6 +201,24 @@ static int read_sizes(json_t *cfg, hf_config *c, char *err, size_t n)
     return 0;
 }
 
+/* Variants the format has no field for are refused rather than run wrongly. */
+static int limits_unsupported(json_t *cfg, hf_config *c, char *err, size_t n)
+{
+    if (c->arch == ARCH_QWEN2 && c->sliding_window) { /* Qwen2 windows only layers >= max_window_layers */
+        uint64_t from = 28;
+        if (get_u64(cfg, "max_window_layers", &from) < 0) return snprintf(err, n, "config.json: max_window_layers is not an integer"), -1;
+        if (from >= c->n_layers) c->sliding_window = 0;
+        else if (from > 0)
+            return snprintf(err, n, "config.json: a sliding window on layers %llu.. only is not supported (one window for all "
+                                    "layers or none)", (unsigned long long)from), -1;
+    }
+    int by_layer = 0, scaled = 1;
+    if (c->arch == ARCH_GPT2 && (get_bool(cfg, "scale_attn_by_inverse_layer_idx", &by_layer) < 0 ||
+                                 get_bool(cfg, "scale_attn_weights", &scaled) < 0 || by_layer || !scaled))
+        return snprintf(err, n, "config.json: GPT-2 attention scaling other than 1/sqrt(head_dim) is not supported"), -1;
+    return 0;
+}
+
 static int read_flags(json_t *cfg, hf_config *c, char *err, size_t n)
 {
     uint64_t sw = 0;
@@ -218,6 +236,7 @@ static int read_flags(json_t *cfg, hf_config *c, char *err, size_t n)
     else if (r > 0) c->sliding_window = sw;
     else if (json_object_get(cfg, "sliding_window")) c->sliding_window = 0;
     if (c->arch == ARCH_GPT2 || c->arch == ARCH_QWEN2) c->mlp_bias = c->arch == ARCH_GPT2;
+    if (limits_unsupported(cfg, c, err, n)) return -1;
     const char *dt = json_string_value(json_object_get(cfg, "dtype"));
     if (!dt) dt = json_string_value(json_object_get(cfg, "torch_dtype"));
     snprintf(c->dtype, sizeof c->dtype, "%s", dt ? dt : "");
