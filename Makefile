@@ -11,7 +11,7 @@ PREFIX  ?= /usr/local
 LIB_SRC := $(wildcard libnsq/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB_PIC := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
-TOOLS   := nsq-inspect nsq-verify nsq-convert nsq-run nsq-perplexity
+TOOLS   := nsq-inspect nsq-verify nsq-convert nsq-run nsq-perplexity nsq-tokenize
 RUNTIME_SRC := $(wildcard tools/runtime/*.c)
 RUNTIME_HDR := $(wildcard tools/runtime/*.h)
 # the forward pass is plain loops: let the compiler vectorize them
@@ -28,10 +28,10 @@ all: lib tools $(UNIT_BIN) $(TEST_HELPERS)
 lib: $(BUILD)/libnsq.a $(BUILD)/libnsq.so
 tools: $(TOOL_BIN)
 
-$(BUILD)/%.o: %.c libnsq/nsq.h libnsq/internal.h
+$(BUILD)/%.o: %.c $(wildcard libnsq/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) -c $< -o $@
-$(BUILD)/pic/%.o: %.c libnsq/nsq.h libnsq/internal.h
+$(BUILD)/pic/%.o: %.c $(wildcard libnsq/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) -fPIC -c $< -o $@
 $(BUILD)/libnsq.a: $(LIB_OBJ)

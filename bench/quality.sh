@@ -2,7 +2,7 @@
 # Quality of each conversion mode against the lossless file: body and whole-file
 # bits per weight, perplexity on the evaluation text, its change, mean KL
 # divergence and top-1 agreement. Prints a markdown table.
-#   bench/quality.sh [BUILD_DIR] [OUT_DIR]
+#   bench/quality.sh [BUILD_DIR] [OUT_DIR] [MODEL...]   (after `make`)
 # Evaluation text: fixtures/corpus/eval-dev.txt (windows of 256 tokens).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,10 +18,12 @@ MODES=(
     "uniform 2-bit|--tiers 0:0:100"
     "10:20:70 + --refine 2|--tiers 10:20:70 --refine 2"
 )
-make -s -C . BUILD="$B" tools >/dev/null
+shift 2 || true
+MODELS=("${@:-tiny-llama}")
+[ $# -gt 0 ] || MODELS=(tiny-llama tiny-gpt2)
 echo "| model | mode | body bpw | file bpw | PPL | ΔPPL % | mean KLD | top-1 % |"
 echo "|---|---|---|---|---|---|---|---|"
-for model in tiny-llama tiny-gpt2; do
+for model in "${MODELS[@]}"; do
     base="$OUT/$model-lossless.nsq"
     "$B/nsq-convert" --quiet --lossless "fixtures/models/$model" "$base"
     for entry in "${MODES[@]}"; do

@@ -205,33 +205,63 @@ NSQ_API nsq_status nsq_tokenizer_file_find(const nsq_file *f, const char *name,
 /* ---- Tokenizer: encoding and decoding text ----
  * Built from the embedded tokenizer section (or from files, for tools that
  * read a tokenizer without a model). Immutable once built: any number of
- * threads may encode and decode with one nsq_tokenizer. */
+ * threads may encode and decode with one nsq_tokenizer.
+ *
+ * Ids match Hugging Face `tokenizers` for BPE models: tokenizer.json (byte-level
+ * and SentencePiece-style BPE with byte fallback; normalizers, pre-tokenizers,
+ * added tokens, decoders and post-processors as the file describes them) and
+ * GPT-2's vocab.json + merges.txt (byte-level BPE, GPT-2's regex). Other model
+ * types (WordPiece, Unigram, WordLevel), SentencePiece's tokenizer.model alone,
+ * and unknown pipeline components are NSQ_E_UNSUPPORTED, naming what is
+ * missing; malformed files are NSQ_E_TOKENIZER. */
 typedef struct nsq_tokenizer nsq_tokenizer;
 
+/*! nsq_tokenizer_load() : from f's tokenizer section (NSQ_E_NOT_FOUND when it
+ *  has none). The tokenizer copies what it needs: f may be closed after. */
 NSQ_API nsq_status nsq_tokenizer_load(const nsq_file *f, nsq_tokenizer **out, nsq_diag *diag);
 /*! nsq_tokenizer_from_files() : kind and named files as the tokenizer section
- *  would hold them (e.g. "tokenizer.json"; "vocab.json" + "merges.txt"). */
+ *  would hold them (e.g. "tokenizer.json"; "vocab.json" + "merges.txt"; with
+ *  "tokenizer_config.json" optionally). tokenizer.json, when given, describes
+ *  the whole pipeline whatever the kind. tokenizer_config.json adds BOS/EOS
+ *  (add_bos_token, add_eos_token) when tokenizer.json has no post-processor,
+ *  and, with vocab.json + merges.txt, its added_tokens_decoder entries. */
 NSQ_API nsq_status nsq_tokenizer_from_files(nsq_tokenizer_kind kind, uint32_t n_files, const char *const *names,
                                             const uint8_t *const *data, const uint64_t *sizes, nsq_tokenizer **out,
                                             nsq_diag *diag);
 NSQ_API void nsq_tokenizer_free(nsq_tokenizer *t);
+/*! nsq_tokenizer_vocab_size() : 1 + the largest id (model vocabulary and
+ *  added tokens). */
 NSQ_API uint32_t nsq_tokenizer_vocab_size(const nsq_tokenizer *t);
+/*! nsq_token_is_special() : 1 if id is a special added token (BOS, EOS, ...;
+ *  for vocab.json + merges.txt also "<|endoftext|>"), else 0. */
+NSQ_API int nsq_token_is_special(const nsq_tokenizer *t, int32_t id);
 
-/*! nsq_tokenize() : encodes len bytes of UTF-8 text. With add_special, adds
- *  what the tokenizer's post-processor adds (e.g. BOS). *ids is malloc'ed
- *  (free it with free()); *n_ids its length. */
+/*! nsq_tokenize() : encodes len bytes of UTF-8 text (invalid sequences are
+ *  read as U+FFFD). Added tokens, special ones included, are recognized in
+ *  the text. With add_special, adds what the tokenizer's post-processor adds
+ *  (e.g. BOS). *ids is malloc'ed, also when empty (free it with free());
+ *  *n_ids its length. */
 NSQ_API nsq_status nsq_tokenize(const nsq_tokenizer *t, const char *text, size_t len, int add_special, int32_t **ids,
                                 size_t *n_ids);
 /*! nsq_detokenize() : decodes ids to UTF-8 text as the reference decoder
- *  does (byte-level and byte-fallback bytes reassembled). *text is malloc'ed
- *  and NUL-terminated; *len excludes the NUL. */
+ *  does (byte-level and byte-fallback bytes reassembled, invalid UTF-8 shown
+ *  as U+FFFD). Ids outside the vocabulary are skipped, as are special tokens
+ *  with skip_special. *text is malloc'ed and NUL-terminated; *len excludes
+ *  the NUL. */
 NSQ_API nsq_status nsq_detokenize(const nsq_tokenizer *t, const int32_t *ids, size_t n_ids, int skip_special, char **text,
                                   size_t *len);
 /*! nsq_token_bytes() : the raw bytes token id stands for when generated after
  *  prev_id (-1 at the start), for streaming output: byte-level and byte
  *  fallback tokens give their bytes, which may be an incomplete UTF-8 sequence
- *  that later tokens complete. Writes at most cap bytes to buf and the full
- *  length to *len. */
+ *  that later tokens complete. For SentencePiece-style tokenizers U+2581 is
+ *  a space, and the leading space of the token that starts the text (prev_id
+ *  < 0, or prev_id is the BOS that add_special puts first) is dropped as the
+ *  Strip decoder does. Special tokens give their text (a stream printer skips
+ *  them with nsq_token_is_special). Concatenated, the bytes of a sequence
+ *  equal nsq_detokenize's text when that is valid UTF-8 (with skip_special,
+ *  when the printer skips special tokens).
+ *  Writes at most cap bytes to buf and the full length to *len; NSQ_E_ARG for
+ *  an id outside the vocabulary. */
 NSQ_API nsq_status nsq_token_bytes(const nsq_tokenizer *t, int32_t prev_id, int32_t id, char *buf, size_t cap, size_t *len);
 
 /* ---- Blocks and refinements ---- */

@@ -17,6 +17,8 @@
 #define NSQ__TOK_MAX_ID (1u << 24) /* ids at or above are refused (real vocabularies: < 300k) */
 #define NSQ__TOK_MAX_STAGES 16u    /* normalizers, pre-tokenizers, decoders each (after flattening) */
 #define NSQ__TOK_CP_TABLE 0x10000u /* one-character tokens below this code point are in a table */
+#define NSQ__TOK_CACHE_LEN 64u     /* pieces up to this many bytes are cached per nsq_tokenize call */
+#define NSQ__TOK_CACHE_N 65536u    /* and up to this many of them */
 
 /*-************************************
  *  Containers
@@ -30,7 +32,7 @@ int nsq__tbuf_grow(nsq__tbuf *b, size_t extra); /* 0, or -1 when out of memory *
 void nsq__tbuf_free(nsq__tbuf *b);
 static inline int nsq__tbuf_put(nsq__tbuf *b, const void *s, size_t n)
 {
-    if (b->cap - b->n < n && nsq__tbuf_grow(b, n)) return -1;
+    if ((b->cap - b->n < n || !b->p) && nsq__tbuf_grow(b, n)) return -1; /* p is never NULL after */
     if (n) memcpy(b->p + b->n, s, n);
     b->n += n;
     return 0;
@@ -44,6 +46,14 @@ typedef struct {
 } nsq__ibuf;
 
 int nsq__ibuf_push(nsq__ibuf *b, int32_t v);
+
+/* Triples of sizes: ranges of text and what they are. */
+typedef struct {
+    size_t *p;
+    size_t n, cap;
+} nsq__zbuf;
+
+int nsq__zbuf_push(nsq__zbuf *z, size_t a, size_t b, size_t c);
 
 /* string -> u32; keys are copied. */
 typedef struct {
@@ -98,7 +108,7 @@ int nsq__utf8_lossy(nsq__tbuf *out, const uint8_t *s, size_t n);
 /* Decodes the code point at s (valid UTF-8 assumed); *len its byte length. */
 uint32_t nsq__utf8_at(const char *s, size_t *len);
 int nsq__uni_space(uint32_t cp); /* Rust char::is_whitespace */
-int nsq__uni_alnum(uint32_t cp); /* Rust char::is_alphanumeric (approximately) */
+int nsq__uni_word(uint32_t cp);  /* \w of Rust's regex (single_word added tokens) */
 
 /* GPT-2's byte <-> character map of byte-level BPE. */
 uint32_t nsq__byte_char(uint8_t b);
@@ -179,6 +189,14 @@ struct nsq_tokenizer {
     size_t prefix_len, suffix_len;
     int32_t byte_tok[256]; /* "<0xXX>", -1 when absent */
     int32_t *cp_tok;       /* one-character tokens by code point (NULL with a prefix or suffix) */
+    uint32_t cp_tok_n;     /* code points below it are in cp_tok */
+    /* When no merge joins a symbol ending in another character with one that
+     * starts with chunk_rep (SentencePiece's U+2581), a piece can be cut before
+     * each chunk_rep that follows another character and encoded part by part
+     * with the same result: long unsplit pieces (Metaspace with split=false)
+     * then cost O(n) instead of one O(n log n) merge over the whole text. */
+    char chunk_rep[4];
+    size_t chunk_rep_len;
 
     /* pipeline */
     nsq__tadded *added;
@@ -229,6 +247,23 @@ typedef struct {
     size_t nheap, capheap;
     char tmp[64];
 } nsq__bpe_scratch;
+
+/* The state of one nsq_tokenize call. */
+typedef struct {
+    const nsq_tokenizer *t;
+    nsq__ibuf *out;
+    nsq__bpe_scratch bpe;
+    nsq__tbuf text[NSQ__TOK_MAX_STAGES], map[NSQ__TOK_MAX_STAGES];
+    nsq__zbuf parts[NSQ__TOK_MAX_STAGES], seg;
+    pcre2_match_data *md;
+    pcre2_match_context *mc; /* NULL: the defaults */
+    nsq__smap cache;      /* piece -> offset in cache_ids of [count, ids...] */
+    nsq__ibuf cache_ids;
+} nsq__tenc;
+
+/* tok_text.c: pre-tokenizer stage lv (and the ones after it, then the model)
+ * on the piece s[0..n); at_start: the piece begins the input text. */
+nsq_status nsq__tok_pretokenize(nsq__tenc *c, uint32_t lv, const char *s, size_t n, int at_start);
 
 nsq_status nsq__bpe_encode(const nsq_tokenizer *t, const char *w, size_t n, nsq__bpe_scratch *sc, nsq__ibuf *out);
 void nsq__bpe_scratch_free(nsq__bpe_scratch *sc);

@@ -13,7 +13,7 @@ int nsq__tbuf_grow(nsq__tbuf *b, size_t extra)
 {
     size_t need;
     if (__builtin_add_overflow(b->n, extra, &need)) return -1;
-    if (need <= b->cap) return 0;
+    if (need <= b->cap && b->p) return 0;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need) {
         if (cap > SIZE_MAX / 2) return -1;
@@ -70,6 +70,21 @@ int nsq__ibuf_push(nsq__ibuf *b, int32_t v)
         b->cap = cap;
     }
     b->p[b->n++] = v;
+    return 0;
+}
+
+int nsq__zbuf_push(nsq__zbuf *z, size_t a, size_t b, size_t c)
+{
+    if (z->cap - z->n < 3) {
+        size_t cap = z->cap ? 2 * z->cap : 96;
+        size_t *p = realloc(z->p, cap * sizeof *p);
+        if (!p) return -1;
+        z->p = p;
+        z->cap = cap;
+    }
+    z->p[z->n++] = a;
+    z->p[z->n++] = b;
+    z->p[z->n++] = c;
     return 0;
 }
 
@@ -276,6 +291,7 @@ static size_t utf8_bad_len(const uint8_t *s, size_t n)
 int nsq__utf8_lossy(nsq__tbuf *out, const uint8_t *s, size_t n)
 {
     size_t i = 0, run = 0; /* run: start of pending valid bytes */
+    if (!n) return nsq__tbuf_put(out, "", 0);
     while (i < n) {
         if (s[i] < 0x80) {
             i++;
@@ -323,12 +339,15 @@ int nsq__uni_space(uint32_t c)
            (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-int nsq__uni_alnum(uint32_t c)
+/* Rust regex's \w: Alphabetic, marks, decimal digits, connector punctuation, joiners. */
+int nsq__uni_word(uint32_t c)
 {
-    if (c < 0x80) return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+    if (c < 0x80) return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || c == '_';
+    if (c == 0x200C || c == 0x200D) return 1;
     switch (utf8proc_category((utf8proc_int32_t)c)) {
     case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT: case UTF8PROC_CATEGORY_LM:
-    case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_NO:
+    case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_PC:
         return 1;
     default:
         return 0;
