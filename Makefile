@@ -86,12 +86,13 @@ fuzz-smoke: fuzz
 	  [ $$rc -eq 0 ] || { tail -40 build-fuzz/$$t.log; exit 1; }; \
 	done
 
-# The main job on a bundled model: convert it, inspect and verify the result.
+# The main job on a bundled model: convert it to ~3.5 bits per weight, verify
+# the file, and continue a prompt with it.
 demo: tools
 	@mkdir -p $(BUILD)/demo
 	$(BUILD)/nsq-convert fixtures/models/tiny-llama $(BUILD)/demo/tiny-llama.nsq
-	$(BUILD)/nsq-inspect --blocks $(BUILD)/demo/tiny-llama.nsq
 	$(BUILD)/nsq-verify $(BUILD)/demo/tiny-llama.nsq
+	$(BUILD)/nsq-run $(BUILD)/demo/tiny-llama.nsq "The history of science is" -n 40 --stats
 
 # Regenerates fixtures/conformance (commit the result with any format change).
 conformance: all
