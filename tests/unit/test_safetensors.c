@@ -1,6 +1,6 @@
 /* test_safetensors.c - the safetensors reader of nsq-convert: valid single
  * files and sharded directories, every validation rule, and the real test
- * checkpoints under ../shared/models when they are there. The reader is
+ * checkpoints under fixtures/models. The reader is
  * compiled into this test directly. */
 #include "../../tools/nsq-convert/safetensors.c"
 
@@ -745,7 +745,7 @@ static void test_err_tensor_in_two_shards(void **state)
 static void test_real_tiny_llama(void **state)
 {
     (void)state;
-    const char *dir = "../shared/models/tiny-llama";
+    const char *dir = "fixtures/models/tiny-llama";
     struct stat sb;
     if (stat(dir, &sb) != 0)
         skip();
@@ -766,7 +766,7 @@ static void test_real_tiny_llama(void **state)
     assert_int_equal(t->dims[0], 4096);
     assert_int_equal(t->dims[1], 256);
     assert_int_equal(t->shard, 0);
-    assert_string_equal(m.shard_paths[0], "../shared/models/tiny-llama/model-00001-of-00003.safetensors");
+    assert_string_equal(m.shard_paths[0], "fixtures/models/tiny-llama/model-00001-of-00003.safetensors");
     float out[4];
     st_to_f32(t, 0, 4, out);
     assert_true(out[0] == -0.00213623046875f);
@@ -782,7 +782,7 @@ static void test_real_tiny_llama(void **state)
 static void test_real_tiny_gpt2(void **state)
 {
     (void)state;
-    const char *path = "../shared/models/tiny-gpt2/model.safetensors";
+    const char *path = "fixtures/models/tiny-gpt2/model.safetensors";
     struct stat sb;
     if (stat(path, &sb) != 0)
         skip();
@@ -808,7 +808,7 @@ static void test_real_tiny_gpt2(void **state)
     assert_true(out[3] == 0.1510009765625f);
     st_close(&m);
     /* and through st_open_dir */
-    assert_int_equal(st_open_dir("../shared/models/tiny-gpt2", &m, err, sizeof err), 0);
+    assert_int_equal(st_open_dir("fixtures/models/tiny-gpt2", &m, err, sizeof err), 0);
     assert_int_equal(m.n_tensors, 52);
     st_close(&m);
 }
