@@ -11,6 +11,8 @@
  * position in memory: mean KL(base || model), top-1 agreement, and PPL change. */
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,8 +127,6 @@ static void log_softmax(const float *row, uint32_t n, double *lp)
 typedef struct {
     model m;
     nsq_file *f;
-    model_state st;
-    float *logits; /* [ctx][vocab] */
 } runner;
 
 static int runner_open(runner *r, const char *path, const options *o, char *err, size_t n)
@@ -134,31 +134,26 @@ static int runner_open(runner *r, const char *path, const options *o, char *err,
     memset(r, 0, sizeof *r);
     if (model_load(path, 0, o->max_refine, &r->m, &r->f, err, n)) return -1;
     if (o->ctx > r->m.c.ctx) return snprintf(err, n, "%s: --ctx %u exceeds the model's context of %u", path, o->ctx, r->m.c.ctx), -1;
-    r->logits = malloc((size_t)o->ctx * r->m.c.vocab * sizeof *r->logits);
-    if (!r->logits || state_init(&r->st, &r->m, o->ctx, o->threads)) return snprintf(err, n, "out of memory"), -1;
     return 0;
 }
 
 static void runner_close(runner *r)
 {
-    free(r->logits);
-    state_free(&r->st);
     model_free(&r->m);
     if (r->f) nsq_close(r->f);
 }
 
 /* Scores one window: token t+1 predicted from the logits at t. */
-static void score_window(const runner *mod, const runner *base, const int32_t *w, uint32_t ctx, double *lp, double *lq,
-                         result *res)
+static void score_window(const float *logits, const float *base_logits, uint32_t V, const int32_t *w, uint32_t ctx,
+                         double *lp, double *lq, result *res)
 {
-    uint32_t V = mod->m.c.vocab;
     for (uint32_t t = 0; t + 1 < ctx; t++) {
-        const float *row = mod->logits + (size_t)t * V;
+        const float *row = logits + (size_t)t * V;
         log_softmax(row, V, lq);
         res->nll -= lq[w[t + 1]];
         res->scored++;
-        if (!base) continue;
-        const float *brow = base->logits + (size_t)t * V;
+        if (!base_logits) continue;
+        const float *brow = base_logits + (size_t)t * V;
         log_softmax(brow, V, lp);
         res->base_nll -= lp[w[t + 1]];
         double kl = 0;
@@ -175,30 +170,73 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int evaluate(const options *o, runner *mod, runner *base, const int32_t *ids, size_t n_ids, result *res)
+/* Windows are independent: each thread runs whole windows with its own state,
+ * and the per-window sums are added in window order, so the result does not
+ * depend on the thread count. */
+typedef struct {
+    const options *o;
+    const runner *mod, *base;
+    const int32_t *ids;
+    uint32_t windows;
+    atomic_uint next, done;
+    atomic_int failed;
+    result *part;
+    double t0;
+    int show;
+} eval_job;
+
+static void *eval_worker(void *arg)
 {
-    uint32_t V = mod->m.c.vocab, windows = (uint32_t)(n_ids / o->ctx);
-    if (o->max_windows && o->max_windows < windows) windows = o->max_windows;
-    double *lp = malloc(V * sizeof *lp), *lq = malloc(V * sizeof *lq), t0 = now();
-    int show = !o->quiet && isatty(2);
-    if (!lp || !lq) return free(lp), free(lq), -1;
-    for (uint32_t k = 0; k < windows; k++) {
-        const int32_t *w = ids + (size_t)k * o->ctx;
-        if (base) forward(&base->m, &base->st, w, o->ctx, 0, base->logits, 1);
-        forward(&mod->m, &mod->st, w, o->ctx, 0, mod->logits, 1);
-        score_window(mod, base, w, o->ctx, lp, lq, res);
-        res->windows++;
-        if (show) {
-            double dt = now() - t0;
-            fprintf(stderr, "\r" TOOL ": window %u/%u  PPL %.4f  ETA %.0fs   ", k + 1, windows, exp(res->nll / (double)res->scored),
-                    dt / (k + 1) * (windows - k - 1));
+    eval_job *j = arg;
+    uint32_t ctx = j->o->ctx, V = j->mod->m.c.vocab;
+    model_state sm, sb;
+    int have_b = j->base != NULL, ok = !state_init(&sm, &j->mod->m, ctx, 1);
+    if (ok && have_b && state_init(&sb, &j->base->m, ctx, 1)) state_free(&sm), ok = 0;
+    float *lm = malloc((size_t)ctx * V * sizeof *lm), *lb = have_b ? malloc((size_t)ctx * V * sizeof *lb) : NULL;
+    double *lp = malloc(V * sizeof *lp), *lq = malloc(V * sizeof *lq);
+    if (!ok || !lm || (have_b && !lb) || !lp || !lq) j->failed = 1;
+    for (uint32_t k; !j->failed && (k = atomic_fetch_add(&j->next, 1)) < j->windows;) {
+        const int32_t *w = j->ids + (size_t)k * ctx;
+        if (have_b) forward(&j->base->m, &sb, w, ctx, 0, lb, 1);
+        forward(&j->mod->m, &sm, w, ctx, 0, lm, 1);
+        score_window(lm, lb, V, w, ctx, lp, lq, &j->part[k]);
+        uint32_t d = atomic_fetch_add(&j->done, 1) + 1;
+        if (j->show) {
+            double dt = now() - j->t0;
+            fprintf(stderr, "\r" TOOL ": window %u/%u  ETA %.0fs   ", d, j->windows, dt / d * (j->windows - d));
         }
     }
-    if (show) fputc('\n', stderr);
-    res->seconds = now() - t0;
-    free(lp);
-    free(lq);
-    return 0;
+    if (ok) state_free(&sm);
+    if (ok && have_b) state_free(&sb);
+    free(lm), free(lb), free(lp), free(lq);
+    return NULL;
+}
+
+static int evaluate(const options *o, const runner *mod, const runner *base, const int32_t *ids, size_t n_ids, result *res)
+{
+    uint32_t windows = (uint32_t)(n_ids / o->ctx);
+    if (o->max_windows && o->max_windows < windows) windows = o->max_windows;
+    eval_job j = {o, mod, base, ids, windows, 0, 0, 0, calloc(windows ? windows : 1, sizeof(result)), now(),
+                  !o->quiet && isatty(2)};
+    if (!j.part) return -1;
+    pthread_t tid[64];
+    uint32_t k = 0;
+    for (; k + 1 < o->threads && k < 64 && k + 1 < windows; k++)
+        if (pthread_create(&tid[k], NULL, eval_worker, &j)) break;
+    eval_worker(&j);
+    while (k > 0) pthread_join(tid[--k], NULL);
+    if (j.show) fputc('\n', stderr);
+    for (uint32_t w = 0; w < windows; w++) {
+        res->nll += j.part[w].nll;
+        res->base_nll += j.part[w].base_nll;
+        res->kld += j.part[w].kld;
+        res->scored += j.part[w].scored;
+        res->agree += j.part[w].agree;
+    }
+    res->windows = windows;
+    res->seconds = now() - j.t0;
+    free(j.part);
+    return j.failed ? -1 : 0;
 }
 
 static void report(const options *o, const result *r, size_t n_ids)
