@@ -213,6 +213,7 @@ static void measure_tensor(size_t i, void *arg)
     if (!quantized_matrix(t, a->o)) return;
     uint32_t G = group_size_for(t, a->o);
     float *w = load_matrix(t);
+    st_release(t->src); /* read again when encoded; meanwhile the pages need not stay resident */
     if (!w) {
         a->failed = 1;
         return;
