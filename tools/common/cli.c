@@ -4,7 +4,9 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /*-************************************
  *  Arguments
@@ -295,4 +297,29 @@ void cli_json_kv_bool(cli_json *j, const char *key, int v)
 {
     cli_json_key(j, key);
     cli_json_bool(j, v);
+}
+
+char *cli_read_file(const char *path, size_t *size)
+{
+    FILE *fp = fopen(path, "rb");
+    char *p = NULL;
+    if (fp && fseek(fp, 0, SEEK_END) == 0) {
+        long n = ftell(fp);
+        rewind(fp);
+        if (n >= 0 && (p = malloc((size_t)n + 1)) && fread(p, 1, (size_t)n, fp) != (size_t)n) {
+            free(p);
+            p = NULL;
+        }
+        if (p) p[n] = 0;
+        *size = (size_t)n;
+    }
+    if (fp) fclose(fp);
+    return p;
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -42,6 +42,12 @@ const char *cli_message(const char *file, nsq_status st, const nsq_diag *d);
 /* Flushes stdout; a failed write there (full disk, closed pipe) is an error. */
 int cli_finish_stdout(const char *tool);
 
+/* ---- files and time ---- */
+/* A whole file in a malloc'ed buffer (NUL-terminated, *size bytes), or NULL. */
+char *cli_read_file(const char *path, size_t *size);
+/* Seconds on a monotonic clock. */
+double cli_now(void);
+
 /* ---- text ---- */
 /* s[0..len) as the inside of a JSON string: control characters as \u00XX,
  * valid UTF-8 as is, each byte of an invalid sequence as \uFFFD. */

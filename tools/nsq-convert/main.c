@@ -199,24 +199,6 @@ static void describe_recipe(options *o)
 }
 
 /* ---- metadata and tokenizer ---- */
-static uint8_t *read_file(const char *path, uint64_t *size)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    uint8_t *p = NULL;
-    if (fseek(fp, 0, SEEK_END) == 0) {
-        long n = ftell(fp);
-        rewind(fp);
-        if (n >= 0 && (p = malloc((size_t)n + 1)) && fread(p, 1, (size_t)n, fp) != (size_t)n) {
-            free(p);
-            p = NULL;
-        }
-        *size = (uint64_t)n;
-    }
-    fclose(fp);
-    return p;
-}
-
 static nsq_status write_metadata(nsq_writer *w, const hf_config *c, const st_model *m, const options *o)
 {
     nsq_status st = 0;
@@ -258,10 +240,10 @@ static nsq_status write_metadata(nsq_writer *w, const hf_config *c, const st_mod
     S("provenance.converter", TOOL " " NSQ_VERSION_STRING);
     S("provenance.recipe", o->recipe);
     if (o->recipe_path) {
-        uint64_t size = 0;
-        char *text = (char *)read_file(o->recipe_path, &size);
+        size_t size = 0;
+        char *text = cli_read_file(o->recipe_path, &size);
         if (!text) return NSQ_E_IO;
-        st = st ? st : nsq_writer_meta_str(w, "provenance.recipe.yaml", text, (size_t)size);
+        st = st ? st : nsq_writer_meta_str(w, "provenance.recipe.yaml", text, size);
         free(text);
     }
     S("provenance.source", source);
@@ -309,10 +291,10 @@ static int write_tokenizer(nsq_writer *w, const char *dir, char *err, size_t n)
     if (nsq_writer_tokenizer(w, kinds[k])) return -2;
     for (int i = 0; sets[k][i]; i++) {
         char path[4096];
-        uint64_t size = 0;
+        size_t size = 0;
         snprintf(path, sizeof path, "%s/%s", dir, sets[k][i]);
         if (!exists(dir, sets[k][i]) && strcmp(sets[k][i], "tokenizer_config.json") == 0) continue;
-        uint8_t *data = read_file(path, &size);
+        char *data = cli_read_file(path, &size);
         if (!data) {
             snprintf(err, n, "%.900s: cannot read", path);
             return -1;
@@ -348,17 +330,10 @@ typedef struct {
     int show;
 } progress;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void progress_show(progress *pg)
 {
     if (!pg->show) return;
-    double dt = now() - pg->t0, rate = dt > 0 ? (double)pg->bytes_done / dt : 0;
+    double dt = cli_now() - pg->t0, rate = dt > 0 ? (double)pg->bytes_done / dt : 0;
     double eta = rate > 0 ? (double)(pg->bytes_total - pg->bytes_done) / rate : 0;
     fprintf(stderr, "\r" TOOL ": %zu/%zu tensors  %.1f MB/s  ETA %.0fs   ", pg->done, pg->total, rate / 1e6, eta);
     if (pg->done == pg->total) fputc('\n', stderr);
@@ -425,7 +400,7 @@ static int write_blocks(nsq_writer *w, const options *o, const hf_config *c, con
                         summary *s, char *err, size_t n)
 {
     size_t *idx = malloc((p->n ? p->n : 1) * sizeof *idx), k = 0;
-    progress pg = {0, p->n, 0, 0, now(), !o->quiet && isatty(2)};
+    progress pg = {0, p->n, 0, 0, cli_now(), !o->quiet && isatty(2)};
     if (!idx) return snprintf(err, n, "out of memory"), -1;
     for (size_t i = 0; i < p->n; i++) pg.bytes_total += p->t[i].src->size;
     for (size_t i = 0; i < p->n; i++)
@@ -504,7 +479,7 @@ static int convert(options *o)
     summary s = {0};
     nsq_writer *w = NULL;
     nsq_diag d;
-    double t0 = now();
+    double t0 = cli_now();
     int rc = hf_load_config(o->in, &c, err, sizeof err);
     if (!rc) rc = st_open_dir(o->in, &m, err, sizeof err);
     if (!rc) rc = arch_plan(&c, &m, &p, err, sizeof err);
@@ -529,7 +504,7 @@ static int convert(options *o)
         FILE *fp = fopen(o->out, "rb");
         if (fp && fseek(fp, 0, SEEK_END) == 0) s.file_size = (uint64_t)ftell(fp);
         if (fp) fclose(fp);
-        s.seconds = now() - t0;
+        s.seconds = cli_now() - t0;
         print_summary(o, &s, o->q.bpw > 0 && !o->q.lossless ? &bp : NULL);
     }
     bpw_plan_free(&bp);

@@ -97,23 +97,6 @@ static int parse_args(int argc, char **argv, options *o)
     return -1;
 }
 
-static char *read_text(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    char *p = NULL;
-    if (fp && fseek(fp, 0, SEEK_END) == 0) {
-        long n = ftell(fp);
-        rewind(fp);
-        if (n >= 0 && (p = malloc((size_t)n + 1)) && fread(p, 1, (size_t)n, fp) != (size_t)n) {
-            free(p);
-            p = NULL;
-        }
-        *len = (size_t)n;
-    }
-    if (fp) fclose(fp);
-    return p;
-}
-
 /* log-softmax of row into lp (double, for stable sums over 100k+ positions). */
 static void log_softmax(const float *row, uint32_t n, double *lp)
 {
@@ -163,13 +146,6 @@ static void score_window(const float *logits, const float *base_logits, uint32_t
     }
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Windows are independent: each thread runs whole windows with its own state,
  * and the per-window sums are added in window order, so the result does not
  * depend on the thread count. */
@@ -202,7 +178,7 @@ static void *eval_worker(void *arg)
         score_window(lm, lb, V, w, ctx, lp, lq, &j->part[k]);
         uint32_t d = atomic_fetch_add(&j->done, 1) + 1;
         if (j->show) {
-            double dt = now() - j->t0;
+            double dt = cli_now() - j->t0;
             fprintf(stderr, "\r" TOOL ": window %u/%u  ETA %.0fs   ", d, j->windows, dt / d * (j->windows - d));
         }
     }
@@ -216,7 +192,7 @@ static int evaluate(const options *o, const runner *mod, const runner *base, con
 {
     uint32_t windows = (uint32_t)(n_ids / o->ctx);
     if (o->max_windows && o->max_windows < windows) windows = o->max_windows;
-    eval_job j = {o, mod, base, ids, windows, 0, 0, 0, calloc(windows ? windows : 1, sizeof(result)), now(),
+    eval_job j = {o, mod, base, ids, windows, 0, 0, 0, calloc(windows ? windows : 1, sizeof(result)), cli_now(),
                   !o->quiet && isatty(2)};
     if (!j.part) return -1;
     pthread_t tid[64];
@@ -234,7 +210,7 @@ static int evaluate(const options *o, const runner *mod, const runner *base, con
         res->agree += j.part[w].agree;
     }
     res->windows = windows;
-    res->seconds = now() - j.t0;
+    res->seconds = cli_now() - j.t0;
     free(j.part);
     return j.failed ? -1 : 0;
 }
@@ -293,7 +269,7 @@ static int run(const options *o)
     result res;
     memset(&res, 0, sizeof res);
     memset(&base, 0, sizeof base);
-    char *text = read_text(o->text, &len);
+    char *text = cli_read_file(o->text, &len);
     int rc = text ? 0 : (snprintf(err, sizeof err, "%s: cannot read", o->text), -1);
     if (!rc) rc = runner_open(&mod, o->model, o, err, sizeof err);
     if (!rc && o->base) rc = runner_open(&base, o->base, o, err, sizeof err);

@@ -122,13 +122,6 @@ static int parse_ids(const char *s, uint32_t vocab, int32_t **ids, size_t *n)
     return *ids && *n ? 0 : -1;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---- output ---- */
 typedef struct {
     char buf[256];
@@ -198,15 +191,15 @@ static int generate(const options *o, const model *m, nsq_tokenizer *tok, const 
         free(logits);
         return -1;
     }
-    double t0 = now();
+    double t0 = cli_now();
     forward(m, &st, prompt, (uint32_t)n_prompt, 0, logits, o->dump_logits != NULL);
-    tm->prompt_s = now() - t0;
+    tm->prompt_s = cli_now() - t0;
     tm->prompt_n = n_prompt;
     int rc = o->dump_logits ? dump_logits(o->dump_logits, logits, n_prompt * V) : 0;
     const float *last = logits + (o->dump_logits ? (n_prompt - 1) * (size_t)V : 0);
     utf8_out out = {{0}, 0};
     int32_t prev = prompt[n_prompt - 1], next = 0;
-    t0 = now();
+    t0 = cli_now();
     for (uint32_t i = 0; i < o->n && !rc; i++) {
         next = sampler_next(&sm, last);
         if (next == m->c.eos_id && !o->ignore_eos) break;
@@ -225,7 +218,7 @@ static int generate(const options *o, const model *m, nsq_tokenizer *tok, const 
             last = logits;
         }
     }
-    tm->gen_s = now() - t0;
+    tm->gen_s = cli_now() - t0;
     emit(&out, "", 0, 1);
     if (o->print_ids) printf("\n");
     sampler_free(&sm);

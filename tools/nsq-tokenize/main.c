@@ -420,13 +420,6 @@ static int run_stdin(const nsq_tokenizer *t, const options *o)
     return rc;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Encodes the file at least 3 times and for at least a second; the best run counts. */
 static int bench(const nsq_tokenizer *t, const options *o)
 {
@@ -441,9 +434,9 @@ static int bench(const nsq_tokenizer *t, const options *o)
     int runs = 0;
     while (runs < 3 || (total < 1.0 && runs < 1000)) {
         int32_t *ids;
-        double t0 = now();
+        double t0 = cli_now();
         nsq_status st = nsq_tokenize(t, (const char *)in, n, o->add_special, &ids, &n_ids);
-        double dt = now() - t0;
+        double dt = cli_now() - t0;
         if (st) {
             fprintf(stderr, "%s: %s: encoding failed: %s\n", TOOL, o->bench, nsq_status_name(st));
             free(in);
