@@ -213,6 +213,12 @@ void nsq__free_tokenizer(nsq_file *f);
 
 /* Validation helpers shared by reader and writer. */
 int nsq__valid_key(const char *k, size_t len);
+/* Length of the valid UTF-8 sequence at s[0..n) (strict: no overlongs,
+ * surrogates or code points above U+10FFFF) and its code point; 0 if none. */
+size_t nsq__utf8_next(const uint8_t *s, size_t n, uint32_t *cp);
+/* 1 if s[0..n) is valid UTF-8 (NUL allowed). */
+int nsq__utf8_ok(const uint8_t *s, size_t n);
+/* 1 if s[0..len) is valid UTF-8 without NUL: the format's rule for strings. */
 int nsq__valid_utf8(const uint8_t *s, size_t len);
 int nsq__valid_tok_name(const uint8_t *s, size_t len);
 int nsq__valid_tensor_name(const uint8_t *s, size_t len);

@@ -97,11 +97,6 @@ static inline const nsq__pment *nsq__pmap_get(const nsq__pmap *m, uint32_t a, ui
 /*-************************************
  *  UTF-8 and Unicode
  **************************************/
-/* Length of the valid UTF-8 sequence at s[0..n) (strict: no overlongs,
- * surrogates or code points above U+10FFFF) and its code point; 0 if none. */
-size_t nsq__utf8_next(const uint8_t *s, size_t n, uint32_t *cp);
-/* 1 if s[0..n) is valid UTF-8 (NUL allowed). */
-int nsq__utf8_ok(const uint8_t *s, size_t n);
 /* Appends s, each maximal invalid subpart replaced by U+FFFD (as Rust's
  * String::from_utf8_lossy and Python's errors="replace"). */
 int nsq__utf8_lossy(nsq__tbuf *out, const uint8_t *s, size_t n);

@@ -208,60 +208,6 @@ void nsq__pmap_free(nsq__pmap *m)
 /*-************************************
  *  UTF-8
  **************************************/
-size_t nsq__utf8_next(const uint8_t *s, size_t n, uint32_t *cp)
-{
-    if (!n) return 0;
-    uint8_t b = s[0];
-    if (b < 0x80) {
-        *cp = b;
-        return 1;
-    }
-    size_t len;
-    uint8_t lo = 0x80, hi = 0xBF;
-    uint32_t c;
-    if (b >= 0xC2 && b <= 0xDF) {
-        len = 2;
-        c = b & 0x1F;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-        len = 3;
-        c = b & 0x0F;
-        if (b == 0xE0) lo = 0xA0;
-        if (b == 0xED) hi = 0x9F;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        len = 4;
-        c = b & 0x07;
-        if (b == 0xF0) lo = 0x90;
-        if (b == 0xF4) hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        uint8_t x = s[i];
-        if (x < lo || x > hi) return 0;
-        lo = 0x80, hi = 0xBF;
-        c = c << 6 | (x & 0x3F);
-    }
-    *cp = c;
-    return len;
-}
-
-int nsq__utf8_ok(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        if (s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        uint32_t cp;
-        size_t l = nsq__utf8_next(s + i, n - i, &cp);
-        if (!l) return 0;
-        i += l;
-    }
-    return 1;
-}
-
 /* Length of the longest prefix of s that could begin a valid sequence (>= 1). */
 static size_t utf8_bad_len(const uint8_t *s, size_t n)
 {

@@ -21,29 +21,63 @@ int nsq__valid_key(const char *k, size_t len)
     return seg > 0;
 }
 
-/* Strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF, no NUL. */
-int nsq__valid_utf8(const uint8_t *s, size_t len)
+size_t nsq__utf8_next(const uint8_t *s, size_t n, uint32_t *cp)
+{
+    if (!n) return 0;
+    uint8_t b = s[0];
+    if (b < 0x80) {
+        *cp = b;
+        return 1;
+    }
+    size_t len;
+    uint8_t lo = 0x80, hi = 0xBF;
+    uint32_t c;
+    if (b >= 0xC2 && b <= 0xDF) {
+        len = 2;
+        c = b & 0x1F;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+        len = 3;
+        c = b & 0x0F;
+        if (b == 0xE0) lo = 0xA0;
+        if (b == 0xED) hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        len = 4;
+        c = b & 0x07;
+        if (b == 0xF0) lo = 0x90;
+        if (b == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (n < len) return 0;
+    for (size_t i = 1; i < len; i++) {
+        uint8_t x = s[i];
+        if (x < lo || x > hi) return 0;
+        lo = 0x80, hi = 0xBF;
+        c = c << 6 | (x & 0x3F);
+    }
+    *cp = c;
+    return len;
+}
+
+int nsq__utf8_ok(const uint8_t *s, size_t n)
 {
     size_t i = 0;
-    while (i < len) {
-        uint8_t c = s[i];
-        if (c == 0) return 0;
-        if (c < 0x80) { i++; continue; }
-        size_t n;
-        uint32_t cp, min;
-        if ((c & 0xE0) == 0xC0) { n = 2; cp = c & 0x1F; min = 0x80; }
-        else if ((c & 0xF0) == 0xE0) { n = 3; cp = c & 0x0F; min = 0x800; }
-        else if ((c & 0xF8) == 0xF0) { n = 4; cp = c & 0x07; min = 0x10000; }
-        else return 0;
-        if (len - i < n) return 0;
-        for (size_t j = 1; j < n; j++) {
-            if ((s[i + j] & 0xC0) != 0x80) return 0;
-            cp = (cp << 6) | (s[i + j] & 0x3F);
+    while (i < n) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
         }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-        i += n;
+        uint32_t cp;
+        size_t l = nsq__utf8_next(s + i, n - i, &cp);
+        if (!l) return 0;
+        i += l;
     }
     return 1;
+}
+
+int nsq__valid_utf8(const uint8_t *s, size_t len)
+{
+    return len == 0 || (memchr(s, 0, len) == NULL && nsq__utf8_ok(s, len));
 }
 
 int nsq__valid_tok_name(const uint8_t *s, size_t len)
