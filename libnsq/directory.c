@@ -114,8 +114,6 @@ static nsq_status parse_refinement(nsq_file *f, const uint8_t *p, uint64_t off, 
     return NSQ_OK;
 }
 
-static uint64_t elem_size(uint32_t scheme) { return scheme == NSQ_SCHEME_F32 ? 4 : 2; }
-
 /* Record fields, shape and size rules of one tensor (spec: Tensor record). */
 static nsq_status check_tensor(nsq_file *f, nsq__tensor *t, nsq_diag *d)
 {
@@ -137,9 +135,9 @@ static nsq_status check_tensor(nsq_file *f, nsq__tensor *t, nsq_diag *d)
         if (t->group_size || t->n_refine)
             return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-5", "tensor %s: group_size/n_refine must be 0 for this scheme",
                              t->name);
-        if (t->size != t->n_elements * elem_size(t->scheme))
+        if (t->size != t->n_elements * nsq__elem_size(t->scheme))
             return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-6", "tensor %s: size %llu, expected %llu", t->name,
-                             (unsigned long long)t->size, (unsigned long long)(t->n_elements * elem_size(t->scheme)));
+                             (unsigned long long)t->size, (unsigned long long)(t->n_elements * nsq__elem_size(t->scheme)));
         return NSQ_OK;
     }
     uint32_t g = t->group_size;

@@ -370,8 +370,6 @@ nsq_status nsq_writer_begin_block(nsq_writer *w, nsq_block_kind kind, uint32_t f
     return NSQ_OK;
 }
 
-static uint64_t elem_bytes(uint32_t scheme) { return scheme == NSQ_SCHEME_F32 ? 4 : 2; }
-
 /* Checks the payload exactly as a reader will (spec: Storage schemes). */
 static nsq_status check_payload(nsq_writer *w, wtensor *t, const uint8_t *data, nsq_view *v)
 {
@@ -383,7 +381,7 @@ static nsq_status check_payload(nsq_writer *w, wtensor *t, const uint8_t *data, 
     if (t->scheme == NSQ_SCHEME_TIERED) {
         if (t->n_dims != 2) return werr(w, NSQ_E_ARG, "R-TEN-7", "%s: TIERED tensors have 2 dims", t->name);
         t->n_groups = t->group_size ? n / t->group_size : 0;
-    } else if (t->group_size || t->size != n * elem_bytes(t->scheme)) {
+    } else if (t->group_size || t->size != n * nsq__elem_size(t->scheme)) {
         return werr(w, NSQ_E_ARG, "R-TEN-6", "%s: %llu bytes for %llu elements", t->name, (unsigned long long)t->size,
                     (unsigned long long)n);
     }
