@@ -68,6 +68,7 @@ static int read_config(const nsq_file *f, model_config *c, char *err, size_t err
     c->layernorm = str_is(f, "model.norm.type", "layernorm");
     c->learned_pos = str_is(f, "model.position", "learned");
     c->gated_mlp = c->arch != ARCH_GPT2;
+    nsq_meta_bool(f, "model.conv1d_transposed", 0, &c->conv1d_transposed); /* absent: stored as the source */
     return c->learned_pos ? 0 : read_rope(f, c, err, errlen);
 }
 
@@ -190,7 +191,7 @@ static int is_conv1d(const char *name)
 
 /* Decodes tensor i of a loaded block (with its loaded refinement levels) and places it. */
 static int load_tensor(model *m, const nsq_file *f, uint32_t i, const nsq_loaded *blk, const nsq_loaded *refs,
-                       uint32_t n_refs, int conv1d_transposed, char *err, size_t errlen)
+                       uint32_t n_refs, char *err, size_t errlen)
 {
     nsq_tensor t;
     nsq_view v;
@@ -204,7 +205,7 @@ static int load_tensor(model *m, const nsq_file *f, uint32_t i, const nsq_loaded
     float *w = malloc(v.rows * v.cols * sizeof *w);
     if (!w) return FAIL("out of memory decoding %s", t.name);
     nsq_dequantize_rows(&v, rv, levels, 0, v.rows, w);
-    source s = {w, v.rows, v.cols, m->c.arch == ARCH_GPT2 && is_conv1d(t.name) && !conv1d_transposed};
+    source s = {w, v.rows, v.cols, m->c.arch == ARCH_GPT2 && is_conv1d(t.name) && !m->c.conv1d_transposed};
     int rc = m->c.arch == ARCH_GPT2 ? place_gpt2(m, t.name, &s) : place_llama(m, t.name, &s);
     free(w);
     if (rc > 0) return FAIL("tensor %s is not part of this architecture", t.name);
@@ -224,10 +225,8 @@ static int load_block(model *m, const nsq_file *f, uint32_t b, int max_refine, c
     for (; loaded < n_refs && !rc; loaded++)
         if (nsq_refinement_load(f, b, loaded + 1, &refs[loaded], &d)) rc = FAIL("block %u refinement: %s", b, d.message);
     if (rc) loaded--;
-    int transposed = 0;
-    nsq_meta_bool(f, "model.conv1d_transposed", 0, &transposed);
     for (uint32_t i = blk.first_tensor; i < blk.first_tensor + blk.tensor_count && !rc; i++)
-        rc = load_tensor(m, f, i, &base, refs, n_refs, transposed, err, errlen);
+        rc = load_tensor(m, f, i, &base, refs, n_refs, err, errlen);
     for (uint32_t l = 0; l < loaded; l++) nsq_loaded_free(&refs[l]);
     nsq_loaded_free(&base);
     return rc;

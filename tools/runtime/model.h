@@ -17,6 +17,7 @@ typedef struct {
     model_arch arch;
     model_act act;
     int layernorm, learned_pos, tied_head, gated_mlp;
+    int conv1d_transposed; /* GPT-2 Conv1D weights stored [out][in] */
     uint32_t hidden, n_layers, n_heads, n_kv_heads, head_dim, inter, vocab, ctx, sliding_window;
     float norm_eps;
     double rope_theta, rope_factor, rope_low, rope_high, rope_orig_ctx;
