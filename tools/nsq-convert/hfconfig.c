@@ -5,8 +5,10 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "convert.h"
 
 const char *const rope_extra_keys[ROPE_N_EXTRA] = {"low_freq_factor", "high_freq_factor",
@@ -21,19 +23,24 @@ static const struct {
              {"Qwen2ForCausalLM", "qwen2", ARCH_QWEN2},
              {"GPT2LMHeadModel", "gpt2", ARCH_GPT2}};
 
-static json_t *load_json(const char *dir, const char *name, int required, char *err, size_t n)
+/* DIR/NAME as a JSON object; NULL if absent (an error only when required) or
+ * malformed. hash, if given, receives the XXH3 of the file's bytes. */
+static json_t *load_json(const char *dir, const char *name, int required, uint64_t *hash, char *err, size_t n)
 {
     char path[4096];
     json_error_t je;
+    size_t len = 0;
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    char *text = cli_read_file(path, &len);
+    if (!text) {
+        if (required) snprintf(err, n, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (hash) *hash = nsq_xxh3(text, len);
+    json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
     if (!j) {
-        FILE *fp = fopen(path, "r");
-        int e = errno;
-        if (fp) fclose(fp);
-        if (!fp && !required) return NULL;
-        if (fp) snprintf(err, n, "%s: %s (line %d)", path, je.text, je.line);
-        else snprintf(err, n, "%s: cannot open: %s", path, strerror(e));
+        snprintf(err, n, "%s: %s (line %d)", path, je.text, je.line);
         return NULL;
     }
     if (!json_is_object(j)) {
@@ -268,12 +275,12 @@ static int read_ids(json_t *x, int64_t *first, int64_t *all, uint32_t *n_all)
  * post-processor template starts the single sequence with a special token. */
 static void read_tokenizer_facts(const char *dir, hf_config *c, char *err, size_t n)
 {
-    json_t *tc = load_json(dir, "tokenizer_config.json", 0, err, n);
+    json_t *tc = load_json(dir, "tokenizer_config.json", 0, NULL, err, n);
     int add = -1;
     if (tc && json_is_boolean(json_object_get(tc, "add_bos_token"))) add = json_is_true(json_object_get(tc, "add_bos_token"));
     json_decref(tc);
     if (add < 0) {
-        json_t *tj = load_json(dir, "tokenizer.json", 0, err, n);
+        json_t *tj = load_json(dir, "tokenizer.json", 0, NULL, err, n);
         json_t *single = json_object_get(json_object_get(tj, "post_processor"), "single");
         add = json_is_array(single) && json_object_get(json_array_get(single, 0), "SpecialToken") != NULL;
         json_decref(tj);
@@ -285,7 +292,7 @@ static void read_tokenizer_facts(const char *dir, hf_config *c, char *err, size_
 int hf_load_config(const char *dir, hf_config *c, char *err, size_t n)
 {
     memset(c, 0, sizeof *c);
-    json_t *cfg = load_json(dir, "config.json", 1, err, n);
+    json_t *cfg = load_json(dir, "config.json", 1, &c->config_hash, err, n);
     if (!cfg) return -1;
     int rc = identify(cfg, c, err, n);
     if (!rc) {
@@ -298,7 +305,7 @@ int hf_load_config(const char *dir, hf_config *c, char *err, size_t n)
     if (!rc) {
         read_ids(json_object_get(cfg, "bos_token_id"), &c->bos_id, NULL, NULL);
         read_ids(json_object_get(cfg, "eos_token_id"), &c->eos_id, c->eos_ids, &c->n_eos);
-        json_t *gen = load_json(dir, "generation_config.json", 0, err, n);
+        json_t *gen = load_json(dir, "generation_config.json", 0, NULL, err, n);
         if (gen) {
             read_ids(json_object_get(gen, "bos_token_id"), &c->bos_id, NULL, NULL);
             read_ids(json_object_get(gen, "eos_token_id"), &c->eos_id, c->eos_ids, &c->n_eos);
@@ -307,14 +314,5 @@ int hf_load_config(const char *dir, hf_config *c, char *err, size_t n)
         read_tokenizer_facts(dir, c, err, n);
     }
     json_decref(cfg);
-    if (rc) return -1;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *fp = fopen(path, "rb");
-    static char buf[1 << 20]; /* configs are a few KB; a longer one hashes its first MiB */
-    if (fp) {
-        c->config_hash = nsq_xxh3(buf, fread(buf, 1, sizeof buf, fp));
-        fclose(fp);
-    }
-    return 0;
+    return rc ? -1 : 0;
 }
