@@ -51,6 +51,10 @@ $(BUILD)/nsq-%: tools/nsq-%/main.c tools/common/cli.c tools/common/cli.h $(BUILD
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(CONVERT_SRC) $(CONVERT_HDR) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itests/unit -Itools/nsq-convert $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a -lcmocka -ljansson -lpthread $(LIBS)
+KERNEL_SRC := $(filter tools/runtime/kernels%,$(RUNTIME_SRC))
+$(BUILD)/tests/test_kernels: tests/unit/test_kernels.c tests/unit/testutil.h $(KERNEL_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -Itests/unit -Itools/runtime $(CFLAGS) $< $(KERNEL_SRC) -o $@ $(BUILD)/libnsq.a -lcmocka $(LIBS)
 $(BUILD)/tests/roundtrip: tests/roundtrip.c tools/nsq-convert/safetensors.c $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itools/nsq-convert $(CFLAGS) $< tools/nsq-convert/safetensors.c -o $@ $(BUILD)/libnsq.a -ljansson $(LIBS)

@@ -358,6 +358,13 @@ NSQ_API nsq_status nsq_tensor_refine_view(const nsq_file *f, uint32_t i, uint32_
 NSQ_API nsq_status nsq_dequantize_rows(const nsq_view *v, const nsq_refine_view *refs,
                                        uint32_t n_ref, uint64_t row0, uint64_t nrows, float *out);
 
+/*! nsq_dequantize_group() : decodes TIERED group g alone (group_size floats),
+ *  for runtimes that keep the payload packed. rank[t] is the number of tier-t
+ *  groups before g, which a runtime counts once from the tier map (e.g. per
+ *  row); NSQ_E_ARG if the ranks cannot be those of g. */
+NSQ_API nsq_status nsq_dequantize_group(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref,
+                                        uint64_t g, const uint64_t rank[4], float *out);
+
 /*! nsq_verify() : every block and refinement checksum, decompression and tensor
  *  layout. Stops at the first problem. */
 NSQ_API nsq_status nsq_verify(const nsq_file *f, nsq_diag *diag);

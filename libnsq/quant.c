@@ -191,6 +191,17 @@ nsq_status nsq_dequantize_rows(const nsq_view *v, const nsq_refine_view *refs, u
     return NSQ_OK;
 }
 
+nsq_status nsq_dequantize_group(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref, uint64_t g,
+                                const uint64_t rank[4], float *out)
+{
+    if (!v || !rank || !out || (n_ref && !refs) || v->scheme != NSQ_SCHEME_TIERED || g >= v->n_groups) return NSQ_E_ARG;
+    uint32_t t = tier_of(v->tier_map, g);
+    /* ranks past a stream's end or a quantized rank past the refinement codes would read out of bounds */
+    if (rank[t] >= v->n_tier[t] || rank[0] > g || (t && g - rank[0] >= v->n_groups - v->n_tier[0])) return NSQ_E_ARG;
+    dequant_group(v, refs, n_ref, t, rank[t], g - rank[0], out);
+    return NSQ_OK;
+}
+
 /* ---- quantization ---- */
 
 /* Weighted squared error of quantizing x[G] with (d, m) at b bits; writes codes to q if non-NULL. */

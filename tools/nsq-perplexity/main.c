@@ -122,8 +122,7 @@ static int runner_open(runner *r, const char *path, const options *o, char *err,
 
 static void runner_close(runner *r)
 {
-    model_free(&r->m);
-    if (r->f) nsq_close(r->f);
+    model_free(&r->m); /* closes r->f */
 }
 
 /* Scores one window: token t+1 predicted from the logits at t. */

@@ -266,8 +266,7 @@ static int run(const options *o)
     if (!rc && o->stats) print_stats(&tm);
     free(ids);
     nsq_tokenizer_free(tok);
-    model_free(&m);
-    nsq_close(f);
+    model_free(&m); /* closes f */
     return rc ? CLI_EXIT_INVALID : cli_finish_stdout(TOOL);
 }
 

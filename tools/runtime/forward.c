@@ -3,7 +3,6 @@
  * biases) share one path; GPT-2 differs only in LayerNorm, learned positions
  * and an ungated GELU MLP, which the config flags select. All arithmetic f32. */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +16,8 @@ int state_init(model_state *s, const model *m, uint32_t max_batch, uint32_t n_th
     memset(s, 0, sizeof *s);
     s->max_batch = max_batch;
     s->n_threads = n_threads ? n_threads : 1;
+    s->kern = kern_detect();
+    s->pool = pool_create(s->n_threads);
     s->k_cache = calloc((size_t)c->n_layers * c->ctx * kvd, sizeof *s->k_cache);
     s->v_cache = calloc((size_t)c->n_layers * c->ctx * kvd, sizeof *s->v_cache);
     s->x = malloc(B * c->hidden * sizeof *s->x);
@@ -29,8 +30,9 @@ int state_init(model_state *s, const model *m, uint32_t max_batch, uint32_t n_th
     s->f1 = malloc(B * c->inter * sizeof *s->f1);
     s->f2 = malloc(B * c->inter * sizeof *s->f2);
     s->scores = malloc((size_t)c->ctx * sizeof *s->scores);
-    if (!s->k_cache || !s->v_cache || !s->x || !s->h || !s->q || !s->k || !s->v || !s->att || !s->o || !s->f1 || !s->f2 ||
-        !s->scores) {
+    size_t widest = wide > c->inter ? wide : c->inter;
+    if (!s->pool || !s->k_cache || !s->v_cache || !s->x || !s->h || !s->q || !s->k || !s->v || !s->att || !s->o ||
+        !s->f1 || !s->f2 || !s->scores || act8_reserve(&s->a, max_batch, (uint32_t)widest)) {
         state_free(s);
         return -1;
     }
@@ -41,83 +43,67 @@ void state_free(model_state *s)
 {
     float *p[] = {s->k_cache, s->v_cache, s->x, s->h, s->q, s->k, s->v, s->att, s->o, s->f1, s->f2, s->scores};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
+    act8_free(&s->a);
+    pool_free(s->pool);
     memset(s, 0, sizeof *s);
 }
 
-/* ---- matrix products ---- */
-#define CHUNK 64 /* outputs per task: a [in][64] slice of wt stays in cache across tokens */
+void state_bytes(const model_state *s, const model *m, uint64_t *kv, uint64_t *scratch)
+{
+    const model_config *c = &m->c;
+    uint64_t kvd = (uint64_t)c->n_kv_heads * c->head_dim, qd = (uint64_t)c->n_heads * c->head_dim, B = s->max_batch;
+    uint64_t wide = qd > c->hidden ? qd : c->hidden, widest = wide > c->inter ? wide : c->inter;
+    *kv = 2 * (uint64_t)c->n_layers * c->ctx * kvd * sizeof(float);
+    *scratch = (B * (2 * c->hidden + wide + 2 * qd + 2 * kvd + 2 * (uint64_t)c->inter) + c->ctx) * sizeof(float) +
+               B * widest * (1 + 2 * sizeof(float) / QBLOCK + 8 * sizeof(float) / QBLOCK);
+}
+
+/* ---- matrix products ----
+ * Tasks are slices of 64 outputs; each output is computed whole by one
+ * thread in a fixed order, so results do not depend on the thread count. */
+#define SLICE 64
+#define TOKENS 16 /* positions per pass over a slice: their int8 rows stay in cache */
 
 typedef struct {
     const linear *l;
     const float *x;
+    const act8 *a;
     float *y;
-    uint32_t n, chunks, next;
-    pthread_mutex_t mu;
+    uint32_t n;
+    kern_level kern;
 } matmul_job;
 
-/* y[t][o0..o0+64) = b + sum_i x[t][i] * wt[i][o], in order of i for every o.
- * Four tokens share each load of a weight row; AVX2 and the baseline build
- * give identical results (separate multiply and add, same order). */
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-static void matmul_chunk(const matmul_job *j, uint32_t chunk)
+static void matmul_task(void *ctx, uint32_t task)
 {
+    const matmul_job *j = ctx;
     const linear *l = j->l;
-    uint32_t o0 = chunk * CHUNK, w = l->out - o0 < CHUNK ? l->out - o0 : CHUNK;
-    for (uint32_t t = 0; t < j->n; t += 4) {
-        uint32_t nt = j->n - t < 4 ? j->n - t : 4;
-        float acc[4][CHUNK];
-        const float *x[4];
-        for (uint32_t u = 0; u < 4; u++) {
-            x[u] = j->x + (size_t)(t + (u < nt ? u : 0)) * l->in;
-            for (uint32_t o = 0; o < CHUNK; o++) acc[u][o] = l->b && o < w ? l->b[o0 + o] : 0.0f;
-        }
-        for (uint32_t i = 0; i < l->in; i++) {
-            const float *wr = l->wt + (size_t)i * l->out + o0;
-            const float x0 = x[0][i], x1 = x[1][i], x2 = x[2][i], x3 = x[3][i];
-            if (w == CHUNK) {
-                for (uint32_t o = 0; o < CHUNK; o++) {
-                    acc[0][o] += x0 * wr[o];
-                    acc[1][o] += x1 * wr[o];
-                    acc[2][o] += x2 * wr[o];
-                    acc[3][o] += x3 * wr[o];
-                }
-            } else {
-                for (uint32_t o = 0; o < w; o++) {
-                    acc[0][o] += x0 * wr[o];
-                    acc[1][o] += x1 * wr[o];
-                    acc[2][o] += x2 * wr[o];
-                    acc[3][o] += x3 * wr[o];
-                }
-            }
-        }
-        for (uint32_t u = 0; u < nt; u++) memcpy(j->y + (size_t)(t + u) * l->out + o0, acc[u], w * sizeof *acc[u]);
+    uint32_t o0 = task * SLICE, o1 = o0 + SLICE < l->out ? o0 + SLICE : l->out;
+    for (uint32_t t0 = 0; t0 < j->n; t0 += TOKENS) {
+        uint32_t nt = j->n - t0 < TOKENS ? j->n - t0 : TOKENS, nb = l->in / QBLOCK;
+        const float *x = j->x + (size_t)t0 * l->in;
+        float *y = j->y + (size_t)t0 * l->out + o0;
+        act8 a = *j->a; /* a view of rows t0.. */
+        if (a.q) a.q += (size_t)t0 * l->in, a.s += (size_t)t0 * nb, a.ms += (size_t)t0 * nb, a.sv += (size_t)t0 * nb * 8;
+        if (l->in_major) kern_cols(j->kern, l->w, l->off, x, nt, o0, o1, y, l->out);
+        else kern_rows(j->kern, l->w, l->off, x, &a, nt, o0, o1, y, l->out);
+        for (uint32_t t = 0; l->b && t < nt; t++)
+            for (uint32_t o = o0; o < o1; o++) y[(size_t)t * l->out + o - o0] += l->b[o];
     }
 }
 
-static void *matmul_worker(void *arg)
+/* Rounds the input of the next products to int8 once (see kernels.h). */
+static void round_input(model_state *s, const float *x, uint32_t n, uint32_t in) { act8_quantize(&s->a, x, n, in); }
+
+/* y[n][out] = x[n][in] W^T + b; x must be what round_input saw last when W is TIERED. */
+static void matmul(model_state *s, const linear *l, const float *x, uint32_t n, float *y)
 {
-    matmul_job *j = arg;
-    for (;;) {
-        pthread_mutex_lock(&j->mu);
-        uint32_t c = j->next++;
-        pthread_mutex_unlock(&j->mu);
-        if (c >= j->chunks) return NULL;
-        matmul_chunk(j, c);
-    }
+    matmul_job j = {l, x, &s->a, y, n, s->kern};
+    pool_run(s->pool, matmul_task, &j, (l->out + SLICE - 1) / SLICE);
 }
 
-/* Results do not depend on the thread count: each output sums in one order. */
-static void matmul(const linear *l, const float *x, uint32_t n, float *y, uint32_t threads)
+static void observe(model_state *s, uint32_t L, int which, const float *x, uint32_t n, uint32_t in)
 {
-    matmul_job j = {l, x, y, n, (l->out + CHUNK - 1) / CHUNK, 0, PTHREAD_MUTEX_INITIALIZER};
-    pthread_t tid[63];
-    uint32_t k = 0;
-    for (; k + 1 < threads && k < 63 && k + 1 < j.chunks; k++)
-        if (pthread_create(&tid[k], NULL, matmul_worker, &j)) break;
-    matmul_worker(&j);
-    while (k > 0) pthread_join(tid[--k], NULL);
+    if (s->observe) s->observe(s->observe_ctx, L, which, x, n, in);
 }
 
 /* ---- elementwise pieces ---- */
@@ -208,9 +194,13 @@ static void attention_block(const model *m, model_state *s, uint32_t L, uint32_t
     const layer *y = &m->layers[L];
     uint32_t H = c->hidden, kvd = c->n_kv_heads * c->head_dim;
     apply_norm(m, s->h, s->x, &y->attn_norm, n);
-    matmul(&y->q, s->h, n, s->q, s->n_threads);
-    matmul(&y->k, s->h, n, s->k, s->n_threads);
-    matmul(&y->v, s->h, n, s->v, s->n_threads);
+    observe(s, L, LIN_Q, s->h, n, H);
+    observe(s, L, LIN_K, s->h, n, H);
+    observe(s, L, LIN_V, s->h, n, H);
+    round_input(s, s->h, n, H);
+    matmul(s, &y->q, s->h, n, s->q);
+    matmul(s, &y->k, s->h, n, s->k);
+    matmul(s, &y->v, s->h, n, s->v);
     for (uint32_t t = 0; t < n; t++) {
         if (!c->learned_pos) {
             rope(m, s->q + (size_t)t * c->n_heads * c->head_dim, c->n_heads, pos0 + t);
@@ -221,7 +211,10 @@ static void attention_block(const model *m, model_state *s, uint32_t L, uint32_t
         memcpy(s->v_cache + at, s->v + (size_t)t * kvd, kvd * sizeof *s->v);
     }
     attention(m, s, L, n, pos0);
-    matmul(&y->o, s->att, n, s->o, s->n_threads);
+    uint32_t qd = c->n_heads * c->head_dim;
+    observe(s, L, LIN_O, s->att, n, qd);
+    round_input(s, s->att, n, qd);
+    matmul(s, &y->o, s->att, n, s->o);
     for (size_t i = 0; i < (size_t)n * H; i++) s->x[i] += s->o[i];
 }
 
@@ -232,32 +225,43 @@ static void mlp_block(const model *m, model_state *s, uint32_t L, uint32_t n)
     const layer *y = &m->layers[L];
     size_t len = (size_t)n * c->inter;
     apply_norm(m, s->h, s->x, &y->mlp_norm, n);
-    matmul(&y->up, s->h, n, s->f1, s->n_threads);
+    observe(s, L, LIN_UP, s->h, n, c->hidden);
+    if (c->gated_mlp) observe(s, L, LIN_GATE, s->h, n, c->hidden);
+    round_input(s, s->h, n, c->hidden);
+    matmul(s, &y->up, s->h, n, s->f1);
     if (c->gated_mlp) {
-        matmul(&y->gate, s->h, n, s->f2, s->n_threads);
+        matmul(s, &y->gate, s->h, n, s->f2);
         for (size_t i = 0; i < len; i++) s->f1[i] *= activate(c->act, s->f2[i]);
     } else {
         for (size_t i = 0; i < len; i++) s->f1[i] = activate(c->act, s->f1[i]);
     }
-    matmul(&y->down, s->f1, n, s->o, s->n_threads);
+    observe(s, L, LIN_DOWN, s->f1, n, c->inter);
+    round_input(s, s->f1, n, c->inter);
+    matmul(s, &y->down, s->f1, n, s->o);
     for (size_t i = 0; i < (size_t)n * c->hidden; i++) s->x[i] += s->o[i];
 }
 
-void forward(const model *m, model_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0, float *logits, int all_logits)
+int forward(const model *m, model_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0, float *logits,
+            int all_logits)
 {
     const model_config *c = &m->c;
     uint32_t H = c->hidden;
     for (uint32_t t = 0; t < n; t++) {
         float *x = s->x + (size_t)t * H;
-        memcpy(x, m->embed + (size_t)tokens[t] * H, H * sizeof *x);
-        if (c->learned_pos)
-            for (uint32_t i = 0; i < H; i++) x[i] += m->pos_embed[(size_t)(pos0 + t) * H + i];
+        wmat_row(m->embed, (uint32_t)tokens[t], x);
+        if (c->learned_pos) {
+            wmat_row(m->pos_embed, pos0 + t, s->h);
+            for (uint32_t i = 0; i < H; i++) x[i] += s->h[i];
+        }
     }
     for (uint32_t L = 0; L < c->n_layers; L++) {
+        if (model_need_layer(m, L)) return -1;
         attention_block(m, s, L, n, pos0);
         mlp_block(m, s, L, n);
     }
     uint32_t first = all_logits ? 0 : n - 1, rows = n - first;
     apply_norm(m, s->h, s->x + (size_t)first * H, &m->final_norm, rows);
-    matmul(&m->head, s->h, rows, logits, s->n_threads);
+    round_input(s, s->h, rows, H);
+    matmul(s, &m->head, s->h, rows, logits);
+    return 0;
 }

@@ -1,12 +1,15 @@
-/* model.c - reading a model for the runtime: the config from metadata, then
- * every block through libnsq's block interface (checksum verified on load),
- * each tensor decoded to f32 and placed by its Hugging Face name. */
+/* model.c - reading a model for the runtime: the config from metadata, and
+ * loading one block through libnsq's block interface (checksum verified):
+ * matrices stay packed, vectors (norms, biases) are decoded to f32, and each
+ * is placed by its Hugging Face name. residency.c decides which blocks are
+ * loaded when. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model.h"
+#include "residency.h"
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
 
@@ -96,41 +99,43 @@ static int rope_table(model *m)
 
 /* ---- placing tensors ---- */
 typedef struct {
-    const float *w; /* decoded [rows][cols] */
+    const wmat *w;    /* matrices */
+    const float *vec; /* vectors, decoded */
     uint64_t rows, cols;
     int stored_in_out; /* GPT-2 Conv1D as Hugging Face stores it: [in][out] */
 } source;
 
-static float *dup_floats(const float *p, uint64_t n)
+/* Rows [off, off+n) of the output dimension of src, as a linear. */
+static int set_linear(linear *l, const source *s, uint64_t off, uint64_t n)
 {
-    float *q = malloc(n * sizeof *q);
-    if (q) memcpy(q, p, n * sizeof *q);
-    return q;
-}
-
-/* Columns [c0, c0+n) of the output dimension of src into a linear. */
-static int set_linear(linear *l, const source *s, uint64_t c0, uint64_t n)
-{
-    uint64_t in = s->stored_in_out ? s->rows : s->cols;
-    if (!(l->wt = malloc(in * n * sizeof *l->wt))) return -1;
-    l->in = (uint32_t)in;
+    if (!s->w) return -1;
+    l->w = s->w;
+    l->off = (uint32_t)off;
+    l->in = (uint32_t)(s->stored_in_out ? s->rows : s->cols);
     l->out = (uint32_t)n;
-    for (uint64_t i = 0; i < in; i++)
-        for (uint64_t o = 0; o < n; o++)
-            l->wt[i * n + o] = s->stored_in_out ? s->w[i * s->cols + c0 + o] : s->w[(c0 + o) * s->cols + i];
+    l->in_major = s->stored_in_out;
     return 0;
 }
 
-static int set_vec(float **dst, const source *s, uint64_t off, uint64_t n)
+static int set_vec(const float **dst, const source *s, uint64_t off, uint64_t n)
 {
-    return (*dst = dup_floats(s->w + off, n)) ? 0 : -1;
+    (void)n;
+    if (!s->vec) return -1;
+    *dst = s->vec + off;
+    return 0;
+}
+
+static int set_mat(const wmat **dst, const source *s)
+{
+    *dst = s->w;
+    return s->w ? 0 : -1;
 }
 
 static int place_llama(model *m, const char *name, const source *s)
 {
     int L, k = 0;
     char rest[128];
-    if (strcmp(name, "model.embed_tokens.weight") == 0) return set_vec(&m->embed, s, 0, s->rows * s->cols);
+    if (strcmp(name, "model.embed_tokens.weight") == 0) return set_mat(&m->embed, s);
     if (strcmp(name, "model.norm.weight") == 0) return set_vec(&m->final_norm.w, s, 0, s->cols);
     if (strcmp(name, "lm_head.weight") == 0) return set_linear(&m->head, s, 0, s->rows);
     if (sscanf(name, "model.layers.%d.%127s%n", &L, rest, &k) != 2 || L < 0 || (uint32_t)L >= m->c.n_layers) return 1;
@@ -157,8 +162,8 @@ static int place_gpt2(model *m, const char *name, const source *s)
     int L;
     char rest[128];
     uint64_t H = m->c.hidden, len = s->rows * s->cols;
-    if (strcmp(n, "wte.weight") == 0) return set_vec(&m->embed, s, 0, len);
-    if (strcmp(n, "wpe.weight") == 0) return set_vec(&m->pos_embed, s, 0, len);
+    if (strcmp(n, "wte.weight") == 0) return set_mat(&m->embed, s);
+    if (strcmp(n, "wpe.weight") == 0) return set_mat(&m->pos_embed, s);
     if (strcmp(n, "ln_f.weight") == 0) return set_vec(&m->final_norm.w, s, 0, len);
     if (strcmp(n, "ln_f.bias") == 0) return set_vec(&m->final_norm.b, s, 0, len);
     if (strcmp(n, "lm_head.weight") == 0) return set_linear(&m->head, s, 0, s->rows);
@@ -189,118 +194,160 @@ static int is_conv1d(const char *name)
     return n > 7 && strcmp(name + n - 7, ".weight") == 0 && (strstr(name, ".attn.c_") || strstr(name, ".mlp.c_"));
 }
 
-/* Decodes tensor i of a loaded block (with its loaded refinement levels) and places it. */
-static int load_tensor(model *m, const nsq_file *f, uint32_t i, const nsq_loaded *blk, const nsq_loaded *refs,
-                       uint32_t n_refs, char *err, size_t errlen)
+/* Tensor i of a loaded block, with its loaded refinement levels, as a packed
+ * matrix (2-D) or a decoded vector (1-D), placed in m. */
+static int load_tensor(const model *m, uint32_t i, resident *r, uint32_t levels, char *err, size_t errlen)
 {
     nsq_tensor t;
-    nsq_view v;
-    nsq_refine_view rv[NSQ_MAX_REFINEMENTS];
     nsq_diag d;
-    nsq_tensor_at(f, i, &t);
-    if (nsq_tensor_view(f, i, blk, &v, &d)) return FAIL("%s", d.message);
-    uint32_t levels = t.n_refine < n_refs ? t.n_refine : n_refs;
-    for (uint32_t l = 0; l < levels; l++)
-        if (nsq_tensor_refine_view(f, i, l + 1, &v, &refs[l], &rv[l], &d)) return FAIL("%s", d.message);
-    float *w = malloc(v.rows * v.cols * sizeof *w);
-    if (!w) return FAIL("out of memory decoding %s", t.name);
-    nsq_dequantize_rows(&v, rv, levels, 0, v.rows, w);
-    source s = {w, v.rows, v.cols, m->c.arch == ARCH_GPT2 && is_conv1d(t.name) && !m->c.conv1d_transposed};
-    int rc = m->c.arch == ARCH_GPT2 ? place_gpt2(m, t.name, &s) : place_llama(m, t.name, &s);
-    free(w);
+    wmat *w = &r->mats[r->n_mats];
+    nsq_tensor_at(m->f, i, &t);
+    if (nsq_tensor_view(m->f, i, &r->base, &w->v, &d)) return FAIL("%s", d.message);
+    w->n_ref = t.n_refine < levels ? t.n_refine : levels;
+    for (uint32_t l = 0; l < w->n_ref; l++)
+        if (nsq_tensor_refine_view(m->f, i, l + 1, &w->v, &r->ref[l], &w->ref[l], &d)) return FAIL("%s", d.message);
+    source s = {NULL, NULL, w->v.rows, w->v.cols, m->c.arch == ARCH_GPT2 && is_conv1d(t.name) && !m->c.conv1d_transposed};
+    if (t.n_dims >= 2) {
+        if (s.stored_in_out && w->v.scheme == NSQ_SCHEME_TIERED)
+            return FAIL("%s: quantized GPT-2 weights must be stored transposed (model.conv1d_transposed)", t.name);
+        if (wmat_index(w)) return FAIL("out of memory indexing %s", t.name);
+        s.w = w;
+        r->n_mats++;
+    } else {
+        float *v = malloc(w->v.rows * w->v.cols * sizeof *v);
+        if (!v) return FAIL("out of memory decoding %s", t.name);
+        nsq_dequantize_rows(&w->v, w->ref, w->n_ref, 0, w->v.rows, v);
+        s.vec = r->vecs[r->n_vecs++] = v;
+    }
+    model *mm = (model *)m; /* placing writes the layer slots this block owns */
+    int rc = m->c.arch == ARCH_GPT2 ? place_gpt2(mm, t.name, &s) : place_llama(mm, t.name, &s);
     if (rc > 0) return FAIL("tensor %s is not part of this architecture", t.name);
-    return rc ? FAIL("out of memory placing %s", t.name) : 0;
+    return rc ? FAIL("tensor %s has the wrong rank for its role", t.name) : 0;
 }
 
-static int load_block(model *m, const nsq_file *f, uint32_t b, int max_refine, char *err, size_t errlen)
+int block_load(const model *m, uint32_t b, uint32_t levels, resident *r, char *err, size_t errlen)
 {
     nsq_block blk;
-    nsq_loaded base, refs[NSQ_MAX_REFINEMENTS];
     nsq_diag d;
-    nsq_block_at(f, b, &blk);
-    uint32_t n_refs = max_refine < 0 || (uint32_t)max_refine > blk.refinement_count ? blk.refinement_count : (uint32_t)max_refine;
-    if (nsq_block_load(f, b, &base, &d)) return FAIL("block %u: %s", b, d.message);
-    uint32_t loaded = 0;
+    memset(r, 0, sizeof *r);
+    nsq_block_at(m->f, b, &blk);
+    levels = levels < blk.refinement_count ? levels : blk.refinement_count;
+    if (nsq_block_load(m->f, b, &r->base, &d)) return FAIL("block %u: %s", b, d.message);
     int rc = 0;
-    for (; loaded < n_refs && !rc; loaded++)
-        if (nsq_refinement_load(f, b, loaded + 1, &refs[loaded], &d)) rc = FAIL("block %u refinement: %s", b, d.message);
-    if (rc) loaded--;
+    for (; r->n_ref < levels && !rc; r->n_ref++)
+        if (nsq_refinement_load(m->f, b, r->n_ref + 1, &r->ref[r->n_ref], &d))
+            rc = FAIL("block %u refinement %u: %s", b, r->n_ref + 1, d.message);
+    if (rc) r->n_ref--;
+    if (!rc && (!(r->mats = calloc(blk.tensor_count + 1, sizeof *r->mats)) ||
+                !(r->vecs = calloc(blk.tensor_count + 1, sizeof *r->vecs))))
+        rc = FAIL("out of memory");
     for (uint32_t i = blk.first_tensor; i < blk.first_tensor + blk.tensor_count && !rc; i++)
-        rc = load_tensor(m, f, i, &base, refs, n_refs, err, errlen);
-    for (uint32_t l = 0; l < loaded; l++) nsq_loaded_free(&refs[l]);
-    nsq_loaded_free(&base);
+        rc = load_tensor(m, i, r, r->n_ref, err, errlen);
+    for (uint32_t L = blk.first_layer; !rc && blk.kind == NSQ_BLOCK_LAYERS && L < blk.first_layer + blk.n_layers; L++)
+        rc = layer_complete(m, L, err, errlen);
+    if (rc) block_unload(m, b, r);
     return rc;
 }
 
-/* Every weight the forward pass reads is present, with the right shape. */
-static int check_complete(model *m, char *err, size_t errlen)
+void block_unload(const model *m, uint32_t b, resident *r)
+{
+    nsq_block blk;
+    nsq_block_at(m->f, b, &blk);
+    if (blk.kind == NSQ_BLOCK_LAYERS)
+        for (uint32_t L = blk.first_layer; L < blk.first_layer + blk.n_layers && L < m->c.n_layers; L++)
+            memset(&m->layers[L], 0, sizeof m->layers[L]);
+    for (uint32_t i = 0; r->mats && i < r->n_mats; i++) free(r->mats[i].rank);
+    for (uint32_t i = 0; r->vecs && i < r->n_vecs; i++) free(r->vecs[i]);
+    free(r->mats), free(r->vecs);
+    for (uint32_t l = 0; l < r->n_ref; l++) nsq_loaded_free(&r->ref[l]);
+    nsq_loaded_free(&r->base);
+    memset(r, 0, sizeof *r);
+}
+
+uint64_t block_cost(const nsq_file *f, uint32_t b, uint32_t levels)
+{
+    nsq_block blk;
+    nsq_refinement rf;
+    nsq_tensor t;
+    nsq_block_at(f, b, &blk);
+    uint64_t bytes = blk.raw_size;
+    for (uint32_t l = 1; l <= levels && l <= blk.refinement_count; l++)
+        if (!nsq_refinement_at(f, b, l, &rf)) bytes += rf.raw_size;
+    for (uint32_t i = blk.first_tensor; i < blk.first_tensor + blk.tensor_count; i++) {
+        nsq_tensor_at(f, i, &t);
+        uint64_t rows = t.dims[0];
+        for (uint32_t k = 1; k + 1 < t.n_dims; k++) rows *= t.dims[k];
+        if (t.n_dims < 2) bytes += t.n_elements * sizeof(float);
+        else if (t.scheme == NSQ_SCHEME_TIERED) bytes += rows * 4 * sizeof(uint32_t);
+    }
+    return bytes;
+}
+
+static int linear_ok(const linear *l, uint32_t in, uint32_t out)
+{
+    if (!l->w || l->in != in || l->out != out) return 0;
+    uint64_t stored = l->in_major ? l->w->v.cols : l->w->v.rows;
+    return (uint64_t)l->off + out <= stored;
+}
+
+int layer_complete(const model *m, uint32_t L, char *err, size_t errlen)
 {
     const model_config *c = &m->c;
     uint32_t H = c->hidden, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    if (!m->embed || !m->final_norm.w || (c->learned_pos && !m->pos_embed) || (c->layernorm && !m->final_norm.b))
-        return FAIL("embeddings, positions or final norm missing");
-    if (!c->tied_head && !(m->head.wt && m->head.in == H && m->head.out == c->vocab)) return FAIL("output head missing");
-    for (uint32_t L = 0; L < c->n_layers; L++) {
-        const layer *y = &m->layers[L];
-        struct { const linear *l; uint32_t in, out; } want[] = {{&y->q, H, qd}, {&y->k, H, kvd}, {&y->v, H, kvd},
-                                                                {&y->o, qd, H}, {&y->up, H, c->inter},
-                                                                {&y->down, c->inter, H}, {&y->gate, H, c->inter}};
-        for (size_t i = 0; i < 6 + (size_t)c->gated_mlp; i++)
-            if (!want[i].l->wt || want[i].l->in != want[i].in || want[i].l->out != want[i].out)
-                return FAIL("layer %u: a weight is missing or has the wrong shape", L);
-        if (!y->attn_norm.w || !y->mlp_norm.w || (c->layernorm && (!y->attn_norm.b || !y->mlp_norm.b)))
-            return FAIL("layer %u: a norm is missing", L);
-    }
+    const layer *y = &m->layers[L];
+    struct { const linear *l; uint32_t in, out; } want[] = {{&y->q, H, qd}, {&y->k, H, kvd}, {&y->v, H, kvd},
+                                                            {&y->o, qd, H}, {&y->up, H, c->inter},
+                                                            {&y->down, c->inter, H}, {&y->gate, H, c->inter}};
+    for (size_t i = 0; i < 6 + (size_t)c->gated_mlp; i++)
+        if (!linear_ok(want[i].l, want[i].in, want[i].out))
+            return FAIL("layer %u: a weight is missing or has the wrong shape", L);
+    if (!y->attn_norm.w || !y->mlp_norm.w || (c->layernorm && (!y->attn_norm.b || !y->mlp_norm.b)))
+        return FAIL("layer %u: a norm is missing", L);
     return 0;
 }
 
-int model_load(const char *path, unsigned open_flags, int max_refine, model *m, nsq_file **file, char *err, size_t errlen)
+/* The embedding, output and final-norm weights, once their blocks are loaded. */
+static int globals_complete(model *m, char *err, size_t errlen)
+{
+    const model_config *c = &m->c;
+    if (!m->embed || m->embed->v.rows != c->vocab || m->embed->v.cols != c->hidden || !m->final_norm.w ||
+        (c->learned_pos && !(m->pos_embed && m->pos_embed->v.rows >= c->ctx && m->pos_embed->v.cols == c->hidden)) ||
+        (c->layernorm && !m->final_norm.b))
+        return FAIL("embeddings, positions or final norm missing or of the wrong shape");
+    if (c->tied_head) m->head = (linear){m->embed, 0, c->hidden, c->vocab, 0, NULL};
+    if (!linear_ok(&m->head, c->hidden, c->vocab)) return FAIL("output head missing or of the wrong shape");
+    return 0;
+}
+
+int model_open(const char *path, const model_opts *o, model *m, char *err, size_t errlen)
 {
     nsq_diag d;
-    nsq_file *f;
     memset(m, 0, sizeof *m);
-    *file = NULL;
-    if (nsq_open(path, open_flags, &f, &d)) return FAIL("%s: %s", path, d.message);
-    int rc = read_config(f, &m->c, err, errlen);
+    unsigned flags = o->open_flags | (o->max_memory ? NSQ_OPEN_PREAD : 0);
+    if (nsq_open(path, flags, &m->f, &d)) return FAIL("%s: %s", path, d.message);
+    int rc = read_config(m->f, &m->c, err, errlen);
     if (!rc && !(m->layers = calloc(m->c.n_layers, sizeof *m->layers))) rc = FAIL("out of memory");
-    nsq_info info;
-    nsq_get_info(f, &info);
-    for (uint32_t b = 0; b < info.block_count && !rc; b++) rc = load_block(m, f, b, max_refine, err, errlen);
-    if (!rc) rc = check_complete(m, err, errlen);
-    if (!rc && m->c.tied_head) { /* the head is the embedding matrix, read along the other axis */
-        source s = {m->embed, m->c.vocab, m->c.hidden, 0};
-        if (set_linear(&m->head, &s, 0, m->c.vocab)) rc = FAIL("out of memory");
-    }
+    if (!rc) rc = residency_init(m, o, err, errlen);
+    if (!rc) rc = globals_complete(m, err, errlen);
     if (!rc && !m->c.learned_pos && rope_table(m)) rc = FAIL("out of memory");
-    if (rc) {
-        model_free(m);
-        nsq_close(f);
-        return -1;
-    }
-    *file = f;
-    return 0;
+    if (rc) model_free(m);
+    return rc;
 }
 
-static void free_linear(linear *l)
+int model_load(const char *path, unsigned open_flags, int max_refine, model *m, nsq_file **file, char *err,
+               size_t errlen)
 {
-    free(l->wt);
-    free(l->b);
+    model_opts o = {open_flags, max_refine, 0};
+    int rc = model_open(path, &o, m, err, errlen);
+    *file = rc ? NULL : m->f;
+    return rc;
 }
 
 void model_free(model *m)
 {
-    for (uint32_t L = 0; m->layers && L < m->c.n_layers; L++) {
-        layer *y = &m->layers[L];
-        linear *ls[] = {&y->q, &y->k, &y->v, &y->o, &y->gate, &y->up, &y->down};
-        for (size_t i = 0; i < 7; i++) free_linear(ls[i]);
-        free(y->attn_norm.w), free(y->attn_norm.b), free(y->mlp_norm.w), free(y->mlp_norm.b);
-    }
+    residency_free(m);
     free(m->layers);
-    free(m->embed);
-    free(m->pos_embed);
-    free(m->final_norm.w);
-    free(m->final_norm.b);
-    free_linear(&m->head);
     free(m->rope_inv_freq);
+    nsq_close(m->f);
     memset(m, 0, sizeof *m);
 }

@@ -1,13 +1,16 @@
 /* model.h - the CPU runtime's model: hyperparameters from the file's
- * metadata, weights decoded to f32 block by block, and one forward pass for
- * every supported architecture (forward.c). */
+ * metadata, weights kept packed as the file stores them (kernels.h), blocks
+ * resident all at once or streamed under a memory budget (residency.c), and
+ * one forward pass for every supported architecture (forward.c). */
 #ifndef NSQ_MODEL_H
 #define NSQ_MODEL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels.h"
 #include "nsq.h"
+#include "pool.h"
 
 typedef enum { ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN2, ARCH_GPT2 } model_arch;
 typedef enum { ACT_SILU, ACT_GELU_TANH, ACT_GELU, ACT_RELU } model_act;
@@ -26,15 +29,17 @@ typedef struct {
     int add_bos;
 } model_config;
 
-/* y[out] = W x + b with W stored transposed, wt[in][out], so the inner loop
- * runs along out for every input column. */
+/* y[out] = W x + b: rows [off, off+out) of a matrix stored [out][in], or
+ * columns [off, off+out) of one stored [in][out] (GPT-2 Conv1D, unquantized). */
 typedef struct {
-    float *wt, *b;
-    uint32_t in, out;
+    const wmat *w;
+    uint32_t off, in, out;
+    int in_major;
+    const float *b;
 } linear;
 
 typedef struct {
-    float *w, *b; /* b only for LayerNorm */
+    const float *w, *b; /* b only for LayerNorm */
 } norm;
 
 typedef struct {
@@ -42,36 +47,77 @@ typedef struct {
     linear q, k, v, o, gate, up, down; /* GPT-2: no gate; up = c_fc, down = c_proj */
 } layer;
 
+typedef struct residency residency;
+
 typedef struct {
     model_config c;
-    float *embed;     /* [vocab][hidden] */
-    float *pos_embed; /* [ctx][hidden], learned positions only */
-    layer *layers;
+    nsq_file *f;
+    const wmat *embed;     /* [vocab][hidden] */
+    const wmat *pos_embed; /* [ctx][hidden], learned positions only */
+    layer *layers;         /* filled while their block is resident */
     norm final_norm;
     linear head;
     float *rope_inv_freq; /* [head_dim / 2] */
+    residency *rs;
 } model;
 
-/* Opens path, reads the config and decodes every block (checksums verified),
- * applying up to max_refine refinement levels (-1: all there are). */
+typedef struct {
+    unsigned open_flags;  /* NSQ_OPEN_*; a budget implies NSQ_OPEN_PREAD */
+    int max_refine;       /* refinement levels per block, -1: all there are */
+    uint64_t max_memory;  /* bytes of resident weights, 0: no limit (the whole file) */
+} model_opts;
+
+/* Opens path and reads the config. Without a budget every block is loaded
+ * now (checksums verified); with one, the embedding and output blocks are,
+ * and layer blocks stream in as forward() needs them. */
+int model_open(const char *path, const model_opts *o, model *m, char *err, size_t errlen);
+/* model_open with no budget, returning the file too (it stays owned by m). */
 int model_load(const char *path, unsigned open_flags, int max_refine, model *m, nsq_file **file, char *err,
                size_t errlen);
 void model_free(model *m);
 
+/* What the weights need and what was done with them (residency.c). */
+typedef struct {
+    uint64_t budget, pinned, largest_block, all_blocks, all_refinements, minimum;
+    uint64_t resident_peak, loads, bytes_read, refine_levels_loaded, refine_levels_total;
+    int streaming, prefetch;
+    double read_s; /* time spent reading, verifying and indexing blocks */
+} model_usage;
+void model_get_usage(const model *m, model_usage *u);
+/* Refinement levels chosen for block b under the budget. */
+uint32_t model_block_refine(const model *m, uint32_t b);
+
+/* Called with the input rows of every layer matrix product, before it runs. */
+typedef void (*matmul_observer)(void *ctx, uint32_t layer, int which, const float *x, uint32_t n_tok, uint32_t in);
+enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN }; /* `which` */
+
 /* Per-sequence state: the KV cache and scratch buffers for up to max_batch
- * positions at a time. */
+ * positions at a time, and the threads that run the matrix products. */
 typedef struct {
     uint32_t max_batch, n_threads;
     float *k_cache, *v_cache; /* [layer][ctx][kv_dim] */
     float *x, *h, *q, *k, *v, *att, *o, *f1, *f2, *scores;
+    act8 a;
+    pool *pool;
+    kern_level kern;
+    matmul_observer observe; /* NULL = off */
+    void *observe_ctx;
 } model_state;
 
 int state_init(model_state *s, const model *m, uint32_t max_batch, uint32_t n_threads);
 void state_free(model_state *s);
+/* Bytes of the KV cache and of the scratch buffers. */
+void state_bytes(const model_state *s, const model *m, uint64_t *kv, uint64_t *scratch);
 
 /* Runs tokens[0..n) at positions pos0.. and writes logits: for every position
- * when all_logits ([n][vocab]), else for the last one only ([vocab]). */
-void forward(const model *m, model_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0, float *logits,
-             int all_logits);
+ * when all_logits ([n][vocab]), else for the last one only ([vocab]).
+ * Returns -1 when a streamed block cannot be read (the message is in err). */
+int forward(const model *m, model_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0, float *logits,
+            int all_logits);
+const char *model_error(const model *m);
+
+/* Residency, for forward(): makes layer L's block resident (and starts
+ * reading the next one). -1 on a read error. */
+int model_need_layer(const model *m, uint32_t L);
 
 #endif

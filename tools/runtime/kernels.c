@@ -1,0 +1,246 @@
+/* kernels.c - the scalar kernels every faster path is tested against, the
+ * activation rounding they share, and the dispatch by CPU features. The x86
+ * SIMD paths are in kernels_x86.c; another architecture adds its own file and
+ * a kern_level. */
+#include "kernels_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+kern_level kern_detect(void)
+{
+    const char *env = getenv("NSQ_KERNELS");
+    kern_level best = kern_x86_best();
+    if (env && strcmp(env, "scalar") == 0) return KERN_SCALAR;
+    if (env && strcmp(env, "avx2") == 0 && best >= KERN_AVX2) return KERN_AVX2;
+    return best;
+}
+
+const char *kern_name(kern_level k)
+{
+    return k == KERN_AVX512 ? "avx512" : k == KERN_AVX2 ? "avx2" : "scalar";
+}
+
+int wmat_index(wmat *w)
+{
+    const nsq_view *v = &w->v;
+    if (v->scheme != NSQ_SCHEME_TIERED) return 0;
+    uint64_t gpr = v->cols / v->group_size, r[4] = {0, 0, 0, 0};
+    if (!(w->rank = malloc(v->rows * sizeof *w->rank))) return -1;
+    for (uint64_t row = 0; row < v->rows; row++) {
+        for (int t = 0; t < 4; t++) w->rank[row][t] = (uint32_t)r[t];
+        for (uint64_t g = row * gpr; g < (row + 1) * gpr; g++) r[tier_at(v->tier_map, g)]++;
+    }
+    return 0;
+}
+
+uint64_t wmat_index_bytes(const wmat *w) { return w->rank ? w->v.rows * sizeof *w->rank : 0; }
+
+int act8_reserve(act8 *a, uint32_t n, uint32_t in)
+{
+    if (n <= a->cap_n && in <= a->cap_in) return 0;
+    n = n > a->cap_n ? n : a->cap_n;
+    in = in > a->cap_in ? in : a->cap_in;
+    act8_free(a);
+    size_t nb = (size_t)n * (in / QBLOCK + 1);
+    a->q = aligned_alloc(64, ((size_t)n * in + 63) / 64 * 64); /* sizes: multiples of the alignment */
+    a->s = malloc(nb * sizeof *a->s);
+    a->ms = malloc(nb * sizeof *a->ms);
+    a->sv = aligned_alloc(64, (nb + 1) / 2 * 2 * 8 * sizeof *a->sv);
+    if (!a->q || !a->s || !a->ms || !a->sv) {
+        act8_free(a);
+        return -1;
+    }
+    a->cap_n = n, a->cap_in = in;
+    return 0;
+}
+
+void act8_free(act8 *a)
+{
+    free(a->q), free(a->s), free(a->ms), free(a->sv);
+    memset(a, 0, sizeof *a);
+}
+
+/* Blocks round to nearest with their largest magnitude at 127. */
+void act8_quantize(act8 *a, const float *x, uint32_t n, uint32_t in)
+{
+    uint32_t nb = in / QBLOCK;
+    a->in = in;
+    for (uint32_t t = 0; t < n; t++)
+        for (uint32_t b = 0; b < nb; b++) {
+            const float *xb = x + (size_t)t * in + (size_t)b * QBLOCK;
+            int8_t *q = a->q + (size_t)t * in + (size_t)b * QBLOCK;
+            float amax = 0;
+            for (uint32_t j = 0; j < QBLOCK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+            float s = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0;
+            int32_t sum = 0;
+            for (uint32_t j = 0; j < QBLOCK; j++) sum += q[j] = (int8_t)nearbyintf(xb[j] * inv);
+            size_t k = (size_t)t * nb + b;
+            a->s[k] = s;
+            a->ms[k] = s * (float)sum;
+            for (int l = 0; l < 8; l++) a->sv[k * 8 + l] = s;
+        }
+}
+
+/* ---- scalar kernels ---- */
+
+static float dot_f32(const float *a, const float *b, uint32_t n)
+{
+    float acc = 0;
+    for (uint32_t i = 0; i < n; i++) acc += a[i] * b[i];
+    return acc;
+}
+
+float kern_plain_at(const wmat *w, uint64_t k)
+{
+    const uint8_t *p = w->v.data;
+    switch (w->v.scheme) {
+    case NSQ_SCHEME_F32: return nsq_f32_at(p, k);
+    case NSQ_SCHEME_F16: return nsq_f16_to_f32(rd16(p + 2 * k));
+    default: return nsq_bf16_to_f32(rd16(p + 2 * k));
+    }
+}
+
+float kern_group_refined(const wmat *w, uint64_t g, const uint64_t rank[4], const float *x)
+{
+    float buf[256];
+    nsq_dequantize_group(&w->v, w->ref, w->n_ref, g, rank, buf);
+    return dot_f32(buf, x, w->v.group_size);
+}
+
+float kern_tree8(const float a[8])
+{
+    float t0 = a[0] + a[4], t1 = a[1] + a[5], t2 = a[2] + a[6], t3 = a[3] + a[7];
+    return (t0 + t2) + (t1 + t3);
+}
+
+void kern_list_tiers(const wmat *w, uint64_t row, uint32_t gpr, uint32_t *buf, tier_lists *l)
+{
+    for (int t = 0; t < 4; t++) l->idx[t] = buf + (size_t)t * gpr, l->cnt[t] = 0;
+    for (uint32_t j = 0; j < gpr; j++) {
+        uint32_t t = tier_at(w->v.tier_map, row * gpr + j);
+        l->idx[t][l->cnt[t]++] = j;
+    }
+}
+
+/* One token's product with an unrefined tiered row, in the order of kernels.h. */
+static float row_canonical(const wmat *w, uint64_t row, const tier_lists *l, const float *x, const int8_t *xq,
+                           const float *s, const float *ms)
+{
+    uint32_t G = w->v.group_size, bpg = G / QBLOCK;
+    float acc[8] = {0}, macc = 0, facc = 0;
+    for (uint32_t t = 1; t < 4; t++) {
+        uint32_t b = tier_bits(t);
+        for (uint32_t i = 0; i < l->cnt[t]; i++) {
+            uint64_t rank = w->rank[row][t] + i;
+            const uint8_t *rec = w->v.codes[t] + rank * G * b / 8, *pm = w->v.params[t] + rank * 4;
+            uint32_t j = l->idx[t][i];
+            float d = nsq_f16_to_f32(rd16(pm)), m = nsq_f16_to_f32(rd16(pm + 2)), msum = 0;
+            for (uint32_t k = 0; k < bpg; k++) {
+                float ds = d * s[j * bpg + k];
+                for (uint32_t lane = 0; lane < 8; lane++) {
+                    int32_t dot = 0;
+                    for (uint32_t q = 0; q < 4; q++) {
+                        uint32_t c = k * QBLOCK + 4 * lane + q;
+                        dot += (int32_t)code_at(rec, G, b, c) * xq[j * G + c];
+                    }
+                    acc[lane] = fmaf((float)dot, ds, acc[lane]);
+                }
+                msum = k ? msum + ms[j * bpg + k] : ms[j * bpg + k];
+            }
+            macc = macc + m * msum;
+        }
+    }
+    for (uint32_t i = 0; i < l->cnt[0]; i++) {
+        const uint8_t *h = w->v.codes[0] + ((uint64_t)w->rank[row][0] + i) * 2 * G;
+        const float *xg = x + (size_t)l->idx[0][i] * G;
+        float p[8] = {0};
+        for (uint32_t k = 0; k < G; k++) p[k % 8] = fmaf(nsq_f16_to_f32(rd16(h + 2 * k)), xg[k], p[k % 8]);
+        facc = facc + kern_tree8(p);
+    }
+    return kern_tree8(acc) + macc + facc;
+}
+
+/* A refined row: each group decoded with its refinements, then an f32 product. */
+static float row_refined(const wmat *w, uint64_t row, const float *x)
+{
+    uint32_t G = w->v.group_size, gpr = (uint32_t)(w->v.cols / G);
+    uint64_t rank[4] = {w->rank[row][0], w->rank[row][1], w->rank[row][2], w->rank[row][3]};
+    float acc = 0;
+    for (uint32_t j = 0; j < gpr; j++) {
+        uint64_t g = row * gpr + j;
+        acc += kern_group_refined(w, g, rank, x + (size_t)j * G);
+        rank[tier_at(w->v.tier_map, g)]++;
+    }
+    return acc;
+}
+
+void kern_rows_tiered_scalar(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
+                             uint32_t r1, float *y, uint32_t ys)
+{
+    uint32_t in = (uint32_t)w->v.cols, gpr = in / w->v.group_size, nb = in / QBLOCK;
+    uint32_t *buf = malloc((size_t)4 * gpr * sizeof *buf);
+    if (!buf) abort();
+    for (uint32_t r = r0; r < r1; r++) {
+        uint64_t row = (uint64_t)off + r;
+        tier_lists l;
+        kern_list_tiers(w, row, gpr, buf, &l);
+        for (uint32_t t = 0; t < n; t++)
+            y[(size_t)t * ys + r - r0] = w->n_ref ? row_refined(w, row, x + (size_t)t * in)
+                                                  : row_canonical(w, row, &l, x + (size_t)t * in, a->q + (size_t)t * in,
+                                                                  a->s + (size_t)t * nb, a->ms + (size_t)t * nb);
+    }
+    free(buf);
+}
+
+static void rows_plain_scalar(const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
+                              float *y, uint32_t ys)
+{
+    uint64_t in = w->v.cols;
+    for (uint32_t r = r0; r < r1; r++)
+        for (uint32_t t = 0; t < n; t++) {
+            float acc = 0;
+            for (uint64_t i = 0; i < in; i++) acc += kern_plain_at(w, ((uint64_t)off + r) * in + i) * x[t * in + i];
+            y[(size_t)t * ys + r - r0] = acc;
+        }
+}
+
+void kern_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
+               uint32_t r1, float *y, uint32_t ys)
+{
+    if (k != KERN_SCALAR && kern_x86_rows(k, w, off, x, a, n, r0, r1, y, ys)) return;
+    if (w->v.scheme == NSQ_SCHEME_TIERED) kern_rows_tiered_scalar(w, off, x, a, n, r0, r1, y, ys);
+    else rows_plain_scalar(w, off, x, n, r0, r1, y, ys);
+}
+
+void kern_cols(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,
+               float *y, uint32_t ys)
+{
+    if (k != KERN_SCALAR && kern_x86_cols(k, w, off, x, n, c0, c1, y, ys)) return;
+    uint64_t ld = w->v.cols, in = w->v.rows;
+    for (uint32_t t = 0; t < n; t++) {
+        float *yt = y + (size_t)t * ys;
+        for (uint32_t c = c0; c < c1; c++) yt[c - c0] = 0;
+        for (uint64_t i = 0; i < in; i++) {
+            float xi = x[t * in + i];
+            for (uint32_t c = c0; c < c1; c++) yt[c - c0] += xi * kern_plain_at(w, i * ld + off + c);
+        }
+    }
+}
+
+void wmat_row(const wmat *w, uint32_t r, float *out)
+{
+    const nsq_view *v = &w->v;
+    if (v->scheme != NSQ_SCHEME_TIERED) {
+        for (uint64_t i = 0; i < v->cols; i++) out[i] = kern_plain_at(w, (uint64_t)r * v->cols + i);
+        return;
+    }
+    uint32_t G = v->group_size, gpr = (uint32_t)(v->cols / G);
+    uint64_t rank[4] = {w->rank[r][0], w->rank[r][1], w->rank[r][2], w->rank[r][3]};
+    for (uint32_t j = 0; j < gpr; j++) {
+        uint64_t g = (uint64_t)r * gpr + j;
+        nsq_dequantize_group(v, w->ref, w->n_ref, g, rank, out + (size_t)j * G);
+        rank[tier_at(v->tier_map, g)]++;
+    }
+}

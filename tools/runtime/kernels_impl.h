@@ -1,0 +1,41 @@
+/* kernels_impl.h - what kernels.c and the SIMD kernel files share: reading
+ * the packed TIERED layout (spec: Storage schemes) and each other's entry points. */
+#ifndef NSQ_KERNELS_IMPL_H
+#define NSQ_KERNELS_IMPL_H
+
+#include "kernels.h"
+
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t tier_at(const uint8_t *map, uint64_t g) { return (map[g / 4] >> (2 * (g % 4))) & 3u; }
+static inline uint32_t tier_bits(uint32_t t) { return t == 0 ? 16 : 16u >> t; }
+
+/* Code j of a group record of G codes at b bits: byte j % (G*b/8), plane j / (G*b/8). */
+static inline uint32_t code_at(const uint8_t *rec, uint32_t G, uint32_t b, uint32_t j)
+{
+    uint32_t stride = G * b / 8;
+    return (rec[j % stride] >> (b * (j / stride))) & ((1u << b) - 1);
+}
+
+float kern_plain_at(const wmat *w, uint64_t k);
+/* Group g with its refinements, decoded and multiplied by x[G] in f32. */
+float kern_group_refined(const wmat *w, uint64_t g, const uint64_t rank[4], const float *x);
+
+/* A row's group indices, tier by tier: idx[t][0..cnt[t]), buf holding 4 * gpr. */
+typedef struct {
+    uint32_t *idx[4], cnt[4];
+} tier_lists;
+void kern_list_tiers(const wmat *w, uint64_t row, uint32_t gpr, uint32_t *buf, tier_lists *l);
+/* ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)): the lane sum every level uses. */
+float kern_tree8(const float a[8]);
+/* The canonical TIERED product; SIMD levels reproduce it bit for bit. */
+void kern_rows_tiered_scalar(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
+                             uint32_t r1, float *y, uint32_t ys);
+
+kern_level kern_x86_best(void);
+/* 0 when the level has no kernel for this matrix (the caller runs the scalar one). */
+int kern_x86_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
+                  uint32_t r1, float *y, uint32_t ys);
+int kern_x86_cols(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,
+                  float *y, uint32_t ys);
+
+#endif

@@ -1,0 +1,360 @@
+/* kernels_x86.c - AVX2 and AVX-512 (VNNI) kernels, chosen at run time.
+ *
+ * TIERED rows: each row's groups are listed by tier first, so the loop over a
+ * tier has no branch and walks that tier's codes and (d, m) pairs in order.
+ * Groups of 64 take the vector path; other group sizes, refined matrices and
+ * F16-tier groups of other sizes take the scalar group code. Up to four
+ * tokens share every unpacked group. */
+#include "kernels_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define AVX2_T __attribute__((target("avx2,fma,f16c")))
+#define AVX512_T __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define TILE 4
+
+kern_level kern_x86_best(void)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        return KERN_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return KERN_AVX2;
+    return KERN_SCALAR;
+}
+
+static inline int32_t load32(const uint8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* The canonical lane sum, kern_tree8. */
+AVX2_T static inline float hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+/* ---------------- AVX-512 ---------------- */
+
+AVX512_T static inline float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+/* The 64 codes of a group in order, one byte each. */
+AVX512_T static inline __m512i codes_q8_512(const uint8_t *rec) { return _mm512_loadu_si512(rec); }
+AVX512_T static inline __m512i codes_q4_512(const uint8_t *rec)
+{
+    __m256i b = _mm256_loadu_si256((const __m256i *)rec), m = _mm256_set1_epi8(0x0F);
+    __m256i lo = _mm256_and_si256(b, m), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+AVX512_T static inline __m512i codes_q2_512(const uint8_t *rec)
+{
+    /* four copies of the 16 bytes, 128-bit lane p shifted right by 2p: plane p */
+    __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)rec));
+    v = _mm512_srlv_epi64(v, _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0));
+    return _mm512_and_si512(v, _mm512_set1_epi8(3));
+}
+
+/* One group of 64 for nt tokens (a constant after inlining): the 16 lanes of
+ * a VNNI dot product are the 8 lanes of each block of 32, added to the 8
+ * accumulators block by block as the canonical order has it. */
+AVX512_T static inline __attribute__((always_inline)) void group64_512(__m512i c, const uint8_t *pm, const act8 *a,
+                                                                        uint32_t t0, uint32_t nt, uint32_t j,
+                                                                        __m256 *acc, float *macc)
+{
+    __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(load32(pm)));
+    float d = _mm_cvtss_f32(dm), m = _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1));
+    uint32_t in = a->in, nb = in / QBLOCK;
+    for (uint32_t u = 0; u < nt; u++) {
+        size_t t = t0 + u, k = t * nb + 2 * (size_t)j;
+        __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c, _mm512_loadu_si512(a->q + t * in + (size_t)j * 64));
+        acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm512_castsi512_si256(dot)), _mm256_set1_ps(d * a->s[k]), acc[u]);
+        acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm512_extracti64x4_epi64(dot, 1)), _mm256_set1_ps(d * a->s[k + 1]), acc[u]);
+        macc[u] += m * (a->ms[k] + a->ms[k + 1]);
+    }
+}
+
+/* An F16-tier group of 64: 8 lanes, each summing every 8th product in order. */
+AVX2_T static inline float f16_group_256(const uint8_t *h, const float *x)
+{
+    __m256 s = _mm256_setzero_ps();
+    for (int q = 0; q < 8; q++)
+        s = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + 16 * q))), _mm256_loadu_ps(x + 8 * q), s);
+    return hsum256(s);
+}
+
+AVX512_T static inline __attribute__((always_inline)) void row64_512(const wmat *w, uint64_t row, const tier_lists *l,
+                                                                      const float *x, const act8 *a, uint32_t t0,
+                                                                      uint32_t nt, float *out)
+{
+    __m256 acc[TILE];
+    float macc[TILE] = {0, 0, 0, 0}, facc[TILE] = {0, 0, 0, 0};
+    for (uint32_t u = 0; u < TILE; u++) acc[u] = _mm256_setzero_ps();
+    const uint32_t *rk = w->rank[row];
+    for (uint32_t t = 1; t < 4; t++) {
+        uint32_t bytes = 64 * tier_bits(t) / 8;
+        const uint8_t *rec = w->v.codes[t] + (size_t)rk[t] * bytes, *pm = w->v.params[t] + (size_t)rk[t] * 4;
+        for (uint32_t i = 0; i < l->cnt[t]; i++, rec += bytes, pm += 4) {
+            __m512i c = t == 1 ? codes_q8_512(rec) : t == 2 ? codes_q4_512(rec) : codes_q2_512(rec);
+            group64_512(c, pm, a, t0, nt, l->idx[t][i], acc, macc);
+        }
+    }
+    const uint8_t *h = w->v.codes[0] + (size_t)rk[0] * 128;
+    for (uint32_t i = 0; i < l->cnt[0]; i++, h += 128)
+        for (uint32_t u = 0; u < nt; u++) facc[u] += f16_group_256(h, x + (size_t)(t0 + u) * a->in + (size_t)l->idx[0][i] * 64);
+    for (uint32_t u = 0; u < nt; u++) out[u] = hsum256(acc[u]) + macc[u] + facc[u];
+}
+
+AVX512_T static void rows_tiered_512(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
+                                     uint32_t r0, uint32_t r1, float *y, uint32_t ys)
+{
+    uint32_t gpr = (uint32_t)(w->v.cols / 64);
+    uint32_t *buf = malloc((size_t)4 * gpr * sizeof *buf);
+    if (!buf) abort();
+    for (uint32_t r = r0; r < r1; r++) {
+        uint64_t row = (uint64_t)off + r;
+        tier_lists l;
+        kern_list_tiers(w, row, gpr, buf, &l);
+        for (uint32_t t0 = 0; t0 < n; t0 += TILE) {
+            float out[TILE];
+            uint32_t nt = n - t0 < TILE ? n - t0 : TILE;
+            if (nt == TILE) row64_512(w, row, &l, x, a, t0, TILE, out);
+            else if (nt == 1) row64_512(w, row, &l, x, a, t0, 1, out);
+            else row64_512(w, row, &l, x, a, t0, nt, out);
+            for (uint32_t u = 0; u < nt; u++) y[(size_t)(t0 + u) * ys + r - r0] = out[u];
+        }
+    }
+    free(buf);
+}
+
+/* 16 weights of a plain matrix from element k on, as f32. */
+AVX512_T static inline __m512 plain16_512(uint32_t scheme, const uint8_t *p, uint64_t k)
+{
+    if (scheme == NSQ_SCHEME_F32) return _mm512_loadu_ps(p + 4 * k);
+    __m256i h = _mm256_loadu_si256((const __m256i *)(p + 2 * k));
+    if (scheme == NSQ_SCHEME_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+AVX512_T static void rows_plain_512(const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
+                                    float *y, uint32_t ys)
+{
+    uint64_t in = w->v.cols, body = in / 16 * 16;
+    for (uint32_t r = r0; r < r1; r++) {
+        uint64_t base = ((uint64_t)off + r) * in;
+        for (uint32_t t = 0; t < n; t++) {
+            const float *xt = x + (size_t)t * in;
+            __m512 s = _mm512_setzero_ps();
+            for (uint64_t i = 0; i < body; i += 16)
+                s = _mm512_fmadd_ps(plain16_512(w->v.scheme, w->v.data, base + i), _mm512_loadu_ps(xt + i), s);
+            float acc = hsum512(s);
+            for (uint64_t i = body; i < in; i++) acc += kern_plain_at(w, base + i) * xt[i];
+            y[(size_t)t * ys + r - r0] = acc;
+        }
+    }
+}
+
+/* In-major: every output column sums over the input rows in order. Columns
+ * past the last full 16 take the scalar tail, whatever the split. */
+AVX512_T static void cols_plain_512(const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,
+                                    float *y, uint32_t ys)
+{
+    uint64_t ld = w->v.cols, in = w->v.rows;
+    for (uint32_t t = 0; t < n; t++) {
+        float *yt = y + (size_t)t * ys;
+        uint32_t c = c0;
+        for (; c + 16 <= c1; c += 16) {
+            __m512 s = _mm512_setzero_ps();
+            for (uint64_t i = 0; i < in; i++)
+                s = _mm512_fmadd_ps(_mm512_set1_ps(x[t * in + i]), plain16_512(w->v.scheme, w->v.data, i * ld + off + c), s);
+            _mm512_storeu_ps(yt + c - c0, s);
+        }
+        for (; c < c1; c++) {
+            float acc = 0;
+            for (uint64_t i = 0; i < in; i++) acc = fmaf(x[t * in + i], kern_plain_at(w, i * ld + off + c), acc);
+            yt[c - c0] = acc;
+        }
+    }
+}
+
+/* ---------------- AVX2 ---------------- */
+
+
+/* Codes (u8, at most 15) times int8 activations, summed in 8 lanes. */
+AVX2_T static inline __m256i dot_small_256(__m256i c, __m256i xq)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(c, xq), _mm256_set1_epi16(1));
+}
+
+/* 8-bit codes split in nibbles so no pair sum saturates: 16 * (hi . x) + (lo . x). */
+AVX2_T static inline __m256i dot_q8_256(__m256i c, __m256i xq)
+{
+    __m256i m = _mm256_set1_epi8(0x0F);
+    __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(c, 4), m), xq);
+    __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(c, m), xq);
+    return _mm256_add_epi32(_mm256_madd_epi16(hi, _mm256_set1_epi16(16)), _mm256_madd_epi16(lo, _mm256_set1_epi16(1)));
+}
+
+/* Codes 32h..32h+31 of a 64-group of tier t. */
+AVX2_T static inline __m256i codes_half_256(uint32_t t, const uint8_t *rec, int h)
+{
+    __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    if (t == 1) return _mm256_loadu_si256((const __m256i *)(rec + 32 * h));
+    if (t == 2) {
+        __m256i b = _mm256_loadu_si256((const __m256i *)rec);
+        return _mm256_and_si256(h ? _mm256_srli_epi16(b, 4) : b, m4);
+    }
+    __m128i b = _mm_loadu_si128((const __m128i *)rec);
+    __m256i v = _mm256_set_m128i(_mm_srli_epi16(b, 2 + 4 * h), _mm_srli_epi16(b, 4 * h));
+    return _mm256_and_si256(v, m2);
+}
+
+AVX2_T static inline __attribute__((always_inline)) void row64_256(const wmat *w, uint64_t row, const tier_lists *l,
+                                                                    const float *x, const act8 *a, uint32_t t0,
+                                                                    uint32_t nt, float *out)
+{
+    __m256 acc[TILE];
+    float macc[TILE] = {0, 0, 0, 0}, facc[TILE] = {0, 0, 0, 0};
+    for (uint32_t u = 0; u < TILE; u++) acc[u] = _mm256_setzero_ps();
+    const uint32_t *rk = w->rank[row];
+    uint32_t in = a->in, nb = in / QBLOCK;
+    for (uint32_t t = 1; t < 4; t++) {
+        uint32_t bytes = 64 * tier_bits(t) / 8;
+        const uint8_t *rec = w->v.codes[t] + (size_t)rk[t] * bytes, *pm = w->v.params[t] + (size_t)rk[t] * 4;
+        for (uint32_t i = 0; i < l->cnt[t]; i++, rec += bytes, pm += 4) {
+            uint32_t j = l->idx[t][i];
+            __m256i c0 = codes_half_256(t, rec, 0), c1 = codes_half_256(t, rec, 1);
+            __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(load32(pm)));
+            float d = _mm_cvtss_f32(dm), m = _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1));
+            for (uint32_t u = 0; u < nt; u++) {
+                size_t tt = t0 + u, k = tt * nb + 2 * (size_t)j;
+                const int8_t *xq = a->q + tt * in + (size_t)j * 64;
+                __m256i x0 = _mm256_loadu_si256((const __m256i *)xq), x1 = _mm256_loadu_si256((const __m256i *)(xq + 32));
+                __m256i p0 = t == 1 ? dot_q8_256(c0, x0) : dot_small_256(c0, x0);
+                __m256i p1 = t == 1 ? dot_q8_256(c1, x1) : dot_small_256(c1, x1);
+                acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d * a->s[k]), acc[u]);
+                acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d * a->s[k + 1]), acc[u]);
+                macc[u] += m * (a->ms[k] + a->ms[k + 1]);
+            }
+        }
+    }
+    const uint8_t *h = w->v.codes[0] + (size_t)rk[0] * 128;
+    for (uint32_t i = 0; i < l->cnt[0]; i++, h += 128)
+        for (uint32_t u = 0; u < nt; u++) facc[u] += f16_group_256(h, x + (size_t)(t0 + u) * in + (size_t)l->idx[0][i] * 64);
+    for (uint32_t u = 0; u < nt; u++) out[u] = hsum256(acc[u]) + macc[u] + facc[u];
+}
+
+AVX2_T static void rows_tiered_256(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
+                                   uint32_t r0, uint32_t r1, float *y, uint32_t ys)
+{
+    uint32_t gpr = (uint32_t)(w->v.cols / 64);
+    uint32_t *buf = malloc((size_t)4 * gpr * sizeof *buf);
+    if (!buf) abort();
+    for (uint32_t r = r0; r < r1; r++) {
+        uint64_t row = (uint64_t)off + r;
+        tier_lists l;
+        kern_list_tiers(w, row, gpr, buf, &l);
+        for (uint32_t t0 = 0; t0 < n; t0 += TILE) {
+            float out[TILE];
+            uint32_t nt = n - t0 < TILE ? n - t0 : TILE;
+            if (nt == TILE) row64_256(w, row, &l, x, a, t0, TILE, out);
+            else if (nt == 1) row64_256(w, row, &l, x, a, t0, 1, out);
+            else row64_256(w, row, &l, x, a, t0, nt, out);
+            for (uint32_t u = 0; u < nt; u++) y[(size_t)(t0 + u) * ys + r - r0] = out[u];
+        }
+    }
+    free(buf);
+}
+
+AVX2_T static inline __m256 plain8_256(uint32_t scheme, const uint8_t *p, uint64_t k)
+{
+    if (scheme == NSQ_SCHEME_F32) return _mm256_loadu_ps((const float *)(p + 4 * k));
+    __m128i h = _mm_loadu_si128((const __m128i *)(p + 2 * k));
+    if (scheme == NSQ_SCHEME_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+AVX2_T static void rows_plain_256(const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
+                                  float *y, uint32_t ys)
+{
+    uint64_t in = w->v.cols, body = in / 8 * 8;
+    for (uint32_t r = r0; r < r1; r++) {
+        uint64_t base = ((uint64_t)off + r) * in;
+        for (uint32_t t = 0; t < n; t++) {
+            const float *xt = x + (size_t)t * in;
+            __m256 s = _mm256_setzero_ps();
+            for (uint64_t i = 0; i < body; i += 8)
+                s = _mm256_fmadd_ps(plain8_256(w->v.scheme, w->v.data, base + i), _mm256_loadu_ps(xt + i), s);
+            float acc = hsum256(s);
+            for (uint64_t i = body; i < in; i++) acc += kern_plain_at(w, base + i) * xt[i];
+            y[(size_t)t * ys + r - r0] = acc;
+        }
+    }
+}
+
+AVX2_T static void cols_plain_256(const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,
+                                  float *y, uint32_t ys)
+{
+    uint64_t ld = w->v.cols, in = w->v.rows;
+    for (uint32_t t = 0; t < n; t++) {
+        float *yt = y + (size_t)t * ys;
+        uint32_t c = c0;
+        for (; c + 8 <= c1; c += 8) {
+            __m256 s = _mm256_setzero_ps();
+            for (uint64_t i = 0; i < in; i++)
+                s = _mm256_fmadd_ps(_mm256_set1_ps(x[t * in + i]), plain8_256(w->v.scheme, w->v.data, i * ld + off + c), s);
+            _mm256_storeu_ps(yt + c - c0, s);
+        }
+        for (; c < c1; c++) {
+            float acc = 0;
+            for (uint64_t i = 0; i < in; i++) acc = fmaf(x[t * in + i], kern_plain_at(w, i * ld + off + c), acc);
+            yt[c - c0] = acc;
+        }
+    }
+}
+
+/* ---------------- dispatch ---------------- */
+
+int kern_x86_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
+                  uint32_t r1, float *y, uint32_t ys)
+{
+    if (w->v.scheme != NSQ_SCHEME_TIERED) {
+        (k == KERN_AVX512 ? rows_plain_512 : rows_plain_256)(w, off, x, n, r0, r1, y, ys);
+        return 1;
+    }
+    if (w->v.group_size != 64 || w->n_ref) kern_rows_tiered_scalar(w, off, x, a, n, r0, r1, y, ys);
+    else (k == KERN_AVX512 ? rows_tiered_512 : rows_tiered_256)(w, off, x, a, n, r0, r1, y, ys);
+    return 1;
+}
+
+int kern_x86_cols(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,
+                  float *y, uint32_t ys)
+{
+    (k == KERN_AVX512 ? cols_plain_512 : cols_plain_256)(w, off, x, n, c0, c1, y, ys);
+    return 1;
+}
+
+#else
+kern_level kern_x86_best(void) { return KERN_SCALAR; }
+int kern_x86_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
+                  uint32_t r1, float *y, uint32_t ys)
+{
+    (void)k, (void)w, (void)off, (void)x, (void)a, (void)n, (void)r0, (void)r1, (void)y, (void)ys;
+    return 0;
+}
+int kern_x86_cols(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,
+                  float *y, uint32_t ys)
+{
+    (void)k, (void)w, (void)off, (void)x, (void)n, (void)c0, (void)c1, (void)y, (void)ys;
+    return 0;
+}
+#endif

@@ -1,0 +1,119 @@
+/* pool.c - workers spin briefly on a job counter before they sleep: a token's
+ * forward pass posts a job per matrix, hundreds a second, and waking a sleeping
+ * thread costs more than most of them. */
+#include "pool.h"
+
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#define SPINS 20000 /* ~100 us of pause instructions before sleeping */
+
+struct pool {
+    uint32_t n;
+    pthread_t *tid;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* job number << 32 | next task to claim: one word, so a late worker can
+     * never claim a task of a job other than the one it saw */
+    _Atomic uint64_t next;
+    atomic_uint done; /* tasks finished in the current job */
+    atomic_int stop;
+    atomic_uint n_tasks; /* read by late workers while the next job is set up */
+    pool_fn fn;           /* fn and ctx are read only by a worker holding a task */
+    void *ctx;
+};
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__)
+    _mm_pause();
+#endif
+}
+
+static uint32_t job_of(uint64_t v) { return (uint32_t)(v >> 32); }
+
+static void work(pool *p, uint32_t job)
+{
+    for (;;) {
+        uint64_t v = atomic_load(&p->next);
+        if (job_of(v) != job || (uint32_t)v >= atomic_load(&p->n_tasks)) return;
+        if (atomic_compare_exchange_weak(&p->next, &v, v + 1)) { /* the job cannot end before done counts this */
+            p->fn(p->ctx, (uint32_t)v);
+            atomic_fetch_add(&p->done, 1);
+        }
+    }
+}
+
+static void *worker(void *arg)
+{
+    pool *p = arg;
+    uint32_t seen = 0, g;
+    for (;;) {
+        for (int i = 0; (g = job_of(atomic_load(&p->next))) == seen && i < SPINS; i++) cpu_relax();
+        if (g == seen) {
+            pthread_mutex_lock(&p->mu);
+            while ((g = job_of(atomic_load(&p->next))) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->cv, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->stop)) return NULL;
+        seen = g;
+        work(p, g);
+    }
+}
+
+pool *pool_create(uint32_t n_threads)
+{
+    pool *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n = n_threads ? n_threads : 1;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    if (!(p->tid = calloc(p->n, sizeof *p->tid))) {
+        free(p);
+        return NULL;
+    }
+    for (uint32_t i = 1; i < p->n; i++)
+        if (pthread_create(&p->tid[i], NULL, worker, p)) {
+            p->n = i; /* run with the threads that started */
+            break;
+        }
+    return p;
+}
+
+void pool_run(pool *p, pool_fn fn, void *ctx, uint32_t n_tasks)
+{
+    if (p->n == 1 || n_tasks == 1) {
+        for (uint32_t t = 0; t < n_tasks; t++) fn(ctx, t);
+        return;
+    }
+    /* close the previous job first, so no late claim can meet the new n_tasks */
+    uint32_t job = job_of(atomic_load(&p->next)) + 2;
+    atomic_store(&p->next, (uint64_t)(job - 1) << 32 | UINT32_MAX);
+    p->fn = fn, p->ctx = ctx;
+    atomic_store(&p->n_tasks, n_tasks);
+    atomic_store(&p->done, 0);
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->next, (uint64_t)job << 32);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    work(p, job);
+    while (atomic_load(&p->done) < n_tasks) cpu_relax();
+}
+
+uint32_t pool_threads(const pool *p) { return p->n; }
+
+void pool_free(pool *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->stop, 1);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (uint32_t i = 1; i < p->n; i++) pthread_join(p->tid[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->tid);
+    free(p);
+}

@@ -1,0 +1,302 @@
+/* residency.c - which blocks are in memory. Without a budget, all of them,
+ * loaded once. With one (--max-memory), the embedding and output blocks stay
+ * resident and layer blocks stream through the rest: read with positioned
+ * reads, checksummed, used, evicted; a background thread reads the next block
+ * while the current one computes.
+ *
+ * Eviction takes the block whose next use is farthest away. The forward pass
+ * visits layer blocks in a fixed cycle, and for a cycle least-recently-used is
+ * the worst choice there is: it always evicts the block needed next. The
+ * farthest-next-use block is the one just behind the current one.
+ *
+ * Refinement levels are planned once: when the budget holds every base block
+ * with room to spare, the spare goes to refinement levels of the blocks whose
+ * stored importance is largest; a streaming budget runs every block from its
+ * base. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "residency.h"
+
+#define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
+
+enum { ABSENT, LOADING, RESIDENT };
+
+struct residency {
+    uint32_t n_blocks, n_cycle;
+    nsq_block *blk;
+    resident *res;
+    uint8_t *state;
+    uint32_t *levels;    /* planned refinement levels */
+    uint64_t *cost;      /* resident bytes at those levels */
+    uint32_t *cycle;     /* layer blocks in the order the forward pass uses them */
+    uint32_t *pos;       /* block -> index in cycle */
+    uint32_t *of_layer;  /* layer -> block */
+    uint64_t budget, used, peak, pinned, largest, all_blocks, all_refinements, loads, bytes_read;
+    uint32_t refine_loaded, refine_total;
+    double read_s;
+    int streaming, prefetch, stop, failed;
+    int32_t current, want;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char err[512];
+};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Called with mu held; drops it while reading. */
+static int load_locked(const model *m, residency *rs, uint32_t b)
+{
+    rs->state[b] = LOADING;
+    rs->used += rs->cost[b]; /* reserved while reading, so no one else counts on it */
+    rs->peak = rs->used > rs->peak ? rs->used : rs->peak;
+    pthread_mutex_unlock(&rs->mu);
+    char err[512];
+    double t0 = now();
+    int rc = block_load(m, b, rs->levels[b], &rs->res[b], err, sizeof err);
+    double dt = now() - t0;
+    pthread_mutex_lock(&rs->mu);
+    rs->read_s += dt;
+    if (rc) {
+        rs->state[b] = ABSENT;
+        rs->used -= rs->cost[b];
+        if (!rs->failed) snprintf(rs->err, sizeof rs->err, "%s", err);
+        rs->failed = 1;
+    } else {
+        rs->state[b] = RESIDENT;
+        rs->loads++;
+        rs->bytes_read += rs->blk[b].stored_size;
+        rs->refine_loaded += rs->res[b].n_ref;
+    }
+    pthread_cond_broadcast(&rs->cv);
+    return rc;
+}
+
+/* Makes room for `need` bytes, never evicting `keep` or the current block. */
+static int evict_for(const model *m, residency *rs, uint64_t need, int32_t keep)
+{
+    while (rs->used + need > rs->budget) {
+        int32_t victim = -1;
+        uint32_t far = 0, cur = rs->current >= 0 ? rs->pos[rs->current] : 0;
+        for (uint32_t i = 0; i < rs->n_cycle; i++) {
+            uint32_t b = rs->cycle[i], dist = (i + rs->n_cycle - cur) % rs->n_cycle;
+            if (rs->state[b] == RESIDENT && (int32_t)b != keep && (int32_t)b != rs->current && dist >= far)
+                victim = (int32_t)b, far = dist;
+        }
+        if (victim < 0) return -1;
+        rs->refine_loaded -= rs->res[victim].n_ref;
+        block_unload(m, (uint32_t)victim, &rs->res[victim]);
+        rs->state[victim] = ABSENT;
+        rs->used -= rs->cost[victim];
+    }
+    return 0;
+}
+
+static void *prefetcher(void *arg)
+{
+    const model *m = arg;
+    residency *rs = m->rs;
+    pthread_mutex_lock(&rs->mu);
+    while (!rs->stop) {
+        if (rs->want < 0) {
+            pthread_cond_wait(&rs->cv, &rs->mu);
+            continue;
+        }
+        uint32_t b = (uint32_t)rs->want;
+        rs->want = -1;
+        if (rs->state[b] == ABSENT && !evict_for(m, rs, rs->cost[b], (int32_t)b)) load_locked(m, rs, b);
+    }
+    pthread_mutex_unlock(&rs->mu);
+    return NULL;
+}
+
+int model_need_layer(const model *m, uint32_t L)
+{
+    residency *rs = m->rs;
+    if (!rs->streaming) return 0;
+    uint32_t b = rs->of_layer[L];
+    pthread_mutex_lock(&rs->mu);
+    rs->current = (int32_t)b;
+    while (rs->state[b] != RESIDENT && !rs->failed) {
+        if (rs->state[b] == LOADING) pthread_cond_wait(&rs->cv, &rs->mu);
+        else if (evict_for(m, rs, rs->cost[b], (int32_t)b)) {
+            /* the prefetcher holds the only other slot: wait for it */
+            pthread_cond_wait(&rs->cv, &rs->mu);
+        } else load_locked(m, rs, b);
+    }
+    if (rs->prefetch && !rs->failed) {
+        uint32_t next = rs->cycle[(rs->pos[b] + 1) % rs->n_cycle];
+        if (rs->state[next] == ABSENT) {
+            rs->want = (int32_t)next;
+            pthread_cond_broadcast(&rs->cv);
+        }
+    }
+    int rc = rs->failed ? -1 : 0;
+    pthread_mutex_unlock(&rs->mu);
+    return rc;
+}
+
+const char *model_error(const model *m) { return m->rs ? m->rs->err : ""; }
+
+/* Sum of the stored importance of each block's tensors (0 without a section). */
+static void block_importance(const nsq_file *f, const residency *rs, double *imp)
+{
+    nsq_importance_info info;
+    nsq_importance_entry e;
+    nsq_tensor t;
+    if (nsq_importance_get(f, &info)) return;
+    for (uint32_t i = 0; i < info.entry_count; i++) {
+        if (nsq_importance_entry_at(f, i, &e) || nsq_tensor_at(f, e.tensor, &t) || t.block >= rs->n_blocks) continue;
+        for (uint64_t g = 0; g < e.n_group_stats; g++) {
+            float v = nsq_f32_at(e.group_stats, g);
+            if (isfinite(v)) imp[t.block] += v;
+        }
+    }
+}
+
+/* Refinement levels within the spare budget: level 1 of every block by
+ * decreasing importance, then level 2, and so on. */
+static void plan_refinements(const model *m, residency *rs, uint32_t max_levels, uint64_t spare)
+{
+    double *imp = calloc(rs->n_blocks, sizeof *imp);
+    uint32_t *order = malloc(rs->n_blocks * sizeof *order);
+    if (!imp || !order) goto done;
+    block_importance(m->f, rs, imp);
+    for (uint32_t i = 0; i < rs->n_blocks; i++) order[i] = i;
+    for (uint32_t i = 1; i < rs->n_blocks; i++) /* insertion sort: stable, few blocks */
+        for (uint32_t j = i; j > 0 && imp[order[j]] > imp[order[j - 1]]; j--) {
+            uint32_t tmp = order[j];
+            order[j] = order[j - 1], order[j - 1] = tmp;
+        }
+    for (uint32_t l = 1; l <= max_levels; l++)
+        for (uint32_t i = 0; i < rs->n_blocks; i++) {
+            uint32_t b = order[i];
+            if (rs->levels[b] != l - 1 || l > rs->blk[b].refinement_count) continue;
+            uint64_t extra = block_cost(m->f, b, l) - rs->cost[b];
+            if (extra > spare) continue;
+            spare -= extra;
+            rs->levels[b] = l;
+            rs->cost[b] += extra;
+        }
+done:
+    free(imp);
+    free(order);
+}
+
+static int alloc_tables(model *m, residency *rs, char *err, size_t errlen)
+{
+    nsq_info info;
+    nsq_get_info(m->f, &info);
+    uint32_t n = rs->n_blocks = info.block_count;
+    rs->blk = calloc(n + 1, sizeof *rs->blk);
+    rs->res = calloc(n + 1, sizeof *rs->res);
+    rs->state = calloc(n + 1, 1);
+    rs->levels = calloc(n + 1, sizeof *rs->levels);
+    rs->cost = calloc(n + 1, sizeof *rs->cost);
+    rs->cycle = calloc(n + 1, sizeof *rs->cycle);
+    rs->pos = calloc(n + 1, sizeof *rs->pos);
+    rs->of_layer = calloc(m->c.n_layers + 1, sizeof *rs->of_layer);
+    if (!rs->blk || !rs->res || !rs->state || !rs->levels || !rs->cost || !rs->cycle || !rs->pos || !rs->of_layer)
+        return FAIL("out of memory");
+    for (uint32_t L = 0; L < m->c.n_layers; L++) rs->of_layer[L] = UINT32_MAX;
+    for (uint32_t b = 0; b < n; b++) {
+        nsq_block *k = &rs->blk[b];
+        nsq_block_at(m->f, b, k);
+        if (k->kind != NSQ_BLOCK_LAYERS) continue;
+        rs->pos[b] = rs->n_cycle;
+        rs->cycle[rs->n_cycle++] = b;
+        for (uint32_t L = k->first_layer; L < k->first_layer + k->n_layers && L < m->c.n_layers; L++) rs->of_layer[L] = b;
+    }
+    for (uint32_t L = 0; L < m->c.n_layers; L++)
+        if (rs->of_layer[L] == UINT32_MAX) return FAIL("layer %u is in no block of the file", L);
+    return 0;
+}
+
+/* Costs, the minimum budget, the refinement plan and whether to stream. */
+static int plan(model *m, residency *rs, const model_opts *o, char *err, size_t errlen)
+{
+    uint32_t max_levels = o->max_refine < 0 ? NSQ_MAX_REFINEMENTS : (uint32_t)o->max_refine;
+    uint64_t bases = 0;
+    for (uint32_t b = 0; b < rs->n_blocks; b++) {
+        uint32_t all = rs->blk[b].refinement_count < max_levels ? rs->blk[b].refinement_count : max_levels;
+        rs->cost[b] = block_cost(m->f, b, 0);
+        rs->refine_total += all;
+        rs->all_refinements += block_cost(m->f, b, all) - rs->cost[b];
+        rs->all_blocks += rs->cost[b];
+        if (rs->blk[b].kind != NSQ_BLOCK_LAYERS) rs->pinned += rs->cost[b];
+        else rs->largest = rs->cost[b] > rs->largest ? rs->cost[b] : rs->largest;
+        bases += rs->cost[b];
+        if (!o->max_memory) rs->levels[b] = all, rs->cost[b] = block_cost(m->f, b, all);
+    }
+    rs->budget = o->max_memory;
+    if (!rs->budget) return 0;
+    if (rs->budget < rs->pinned + rs->largest)
+        return FAIL("--max-memory %.1f MiB is below the minimum of %.1f MiB for this file: the embedding and "
+                    "output blocks (%.1f MiB) plus its largest layer block (%.1f MiB)",
+                    rs->budget / 1048576.0, (rs->pinned + rs->largest) / 1048576.0, rs->pinned / 1048576.0,
+                    rs->largest / 1048576.0);
+    if (bases <= rs->budget) plan_refinements(m, rs, max_levels, rs->budget - bases);
+    else rs->streaming = 1;
+    rs->prefetch = rs->streaming && rs->budget >= rs->pinned + 2 * rs->largest && rs->n_cycle > 1;
+    return 0;
+}
+
+int residency_init(model *m, const model_opts *o, char *err, size_t errlen)
+{
+    residency *rs = m->rs = calloc(1, sizeof *rs);
+    if (!rs) return FAIL("out of memory");
+    pthread_mutex_init(&rs->mu, NULL);
+    pthread_cond_init(&rs->cv, NULL);
+    rs->current = rs->want = -1;
+    if (alloc_tables(m, rs, err, errlen) || plan(m, rs, o, err, errlen)) return -1;
+    pthread_mutex_lock(&rs->mu);
+    for (uint32_t b = 0; b < rs->n_blocks && !rs->failed; b++)
+        if (!rs->streaming || rs->blk[b].kind != NSQ_BLOCK_LAYERS) load_locked(m, rs, b);
+    pthread_mutex_unlock(&rs->mu);
+    if (rs->failed) return FAIL("%s", rs->err);
+    if (rs->prefetch && pthread_create(&rs->thread, NULL, prefetcher, m)) rs->prefetch = 0;
+    return 0;
+}
+
+void residency_free(model *m)
+{
+    residency *rs = m->rs;
+    if (!rs) return;
+    if (rs->prefetch) {
+        pthread_mutex_lock(&rs->mu);
+        rs->stop = 1;
+        pthread_cond_broadcast(&rs->cv);
+        pthread_mutex_unlock(&rs->mu);
+        pthread_join(rs->thread, NULL);
+    }
+    for (uint32_t b = 0; rs->state && b < rs->n_blocks; b++)
+        if (rs->state[b] == RESIDENT) block_unload(m, b, &rs->res[b]);
+    free(rs->blk), free(rs->res), free(rs->state), free(rs->levels), free(rs->cost);
+    free(rs->cycle), free(rs->pos), free(rs->of_layer);
+    pthread_mutex_destroy(&rs->mu);
+    pthread_cond_destroy(&rs->cv);
+    free(rs);
+    m->rs = NULL;
+}
+
+void model_get_usage(const model *m, model_usage *u)
+{
+    residency *rs = m->rs;
+    pthread_mutex_lock(&rs->mu);
+    *u = (model_usage){rs->budget, rs->pinned, rs->largest, rs->all_blocks, rs->all_refinements,
+                       rs->pinned + rs->largest, rs->peak, rs->loads, rs->bytes_read, rs->refine_loaded,
+                       rs->refine_total, rs->streaming, rs->prefetch, rs->read_s};
+    pthread_mutex_unlock(&rs->mu);
+}
+
+uint32_t model_block_refine(const model *m, uint32_t b) { return b < m->rs->n_blocks ? m->rs->levels[b] : 0; }

@@ -1,0 +1,30 @@
+/* residency.h - between model.c (loading and placing one block) and
+ * residency.c (which blocks are resident, within the budget). */
+#ifndef NSQ_RESIDENCY_H
+#define NSQ_RESIDENCY_H
+
+#include "model.h"
+
+/* One block of the file while resident: its bytes, its matrices (packed) and
+ * its vectors (decoded). */
+typedef struct {
+    nsq_loaded base, ref[NSQ_MAX_REFINEMENTS];
+    uint32_t n_ref;
+    wmat *mats;
+    float **vecs;
+    uint32_t n_mats, n_vecs;
+} resident;
+
+/* Loads block b with `levels` refinement levels and places its tensors in m. */
+int block_load(const model *m, uint32_t b, uint32_t levels, resident *r, char *err, size_t errlen);
+/* Takes block b's tensors out of m and frees them. */
+void block_unload(const model *m, uint32_t b, resident *r);
+/* Resident bytes of block b with `levels` refinement levels, from the directory. */
+uint64_t block_cost(const nsq_file *f, uint32_t b, uint32_t levels);
+/* Every weight of layer L is present with the right shape. */
+int layer_complete(const model *m, uint32_t L, char *err, size_t errlen);
+
+int residency_init(model *m, const model_opts *o, char *err, size_t errlen);
+void residency_free(model *m);
+
+#endif
