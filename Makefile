@@ -24,7 +24,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_HELPERS := $(BUILD)/tests/mkfixtures $(BUILD)/tests/roundtrip
 
 .PHONY: all lib tools test asan fuzz fuzz-smoke demo conformance clean
-all: lib tools $(UNIT_BIN) $(TEST_HELPERS)
+all: lib tools $(UNIT_BIN) $(TEST_HELPERS) $(BUILD)/bench/kernels
 lib: $(BUILD)/libnsq.a $(BUILD)/libnsq.so
 tools: $(TOOL_BIN)
 
@@ -55,6 +55,9 @@ KERNEL_SRC := $(filter tools/runtime/kernels%,$(RUNTIME_SRC))
 $(BUILD)/tests/test_kernels: tests/unit/test_kernels.c tests/unit/testutil.h $(KERNEL_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itests/unit -Itools/runtime $(CFLAGS) $< $(KERNEL_SRC) -o $@ $(BUILD)/libnsq.a -lcmocka $(LIBS)
+$(BUILD)/bench/kernels: bench/kernels.c $(KERNEL_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(KERNEL_SRC) -o $@ $(BUILD)/libnsq.a $(LIBS)
 $(BUILD)/tests/roundtrip: tests/roundtrip.c tools/nsq-convert/safetensors.c $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itools/nsq-convert $(CFLAGS) $< tools/nsq-convert/safetensors.c -o $@ $(BUILD)/libnsq.a -ljansson $(LIBS)

@@ -98,7 +98,7 @@ static void check_rows(const tmat *m, uint32_t n, uint32_t r0, uint32_t r1)
             for (uint32_t i = 0; i < in; i++) {
                 ref += (double)row[i] * x[t * in + i];
                 mag += fabs((double)row[i] * x[t * in + i]);
-                bound += fabs((double)row[i]) * 0.5 * a.s[t * (in / QBLOCK) + i / QBLOCK];
+                bound += fabs((double)row[i]) * 0.5 * a.s[t * act8_blocks(in) + i / QBLOCK];
             }
             assert_true(fabs(ys[t * R + r - r0] - ref) <= bound + 1e-5 * mag);
         }
@@ -126,6 +126,11 @@ static void test_tiered_every_tier(void **state)
         check_rows(&m, 5, 3, 20);
         free_mat(&m);
     }
+    tmat m; /* 37 groups a row: rows start mid-byte of the tier map, lists span words */
+    make_tiered(&m, 6, 37 * 64, 64, 0, 0);
+    check_rows(&m, 1, 0, 6);
+    check_rows(&m, 5, 1, 6);
+    free_mat(&m);
 }
 
 static void test_tiered_group_sizes_and_refinements(void **state)
@@ -176,19 +181,19 @@ static void test_plain_rows_and_cols(void **state)
 static void test_act8(void **state)
 {
     (void)state;
-    float x[2 * 64];
-    for (int i = 0; i < 128; i++) x[i] = frand() * (float)(1 + i);
+    float x[2 * 96]; /* two rows of 96: a full block and a half one each */
+    for (int i = 0; i < 192; i++) x[i] = frand() * (float)(1 + i);
     x[5] = 0;
     act8 a = {0};
-    assert_int_equal(act8_reserve(&a, 2, 64), 0);
-    act8_quantize(&a, x, 2, 64);
+    assert_int_equal(act8_reserve(&a, 2, 96), 0);
+    act8_quantize(&a, x, 2, 96);
     for (int b = 0; b < 4; b++) {
-        int sum = 0, peak = 0;
-        for (int j = 0; j < 32; j++) {
-            int q = a.q[b * 32 + j];
+        int sum = 0, peak = 0, t = b / 2, len = b % 2 ? 32 : 64;
+        for (int j = 0; j < len; j++) {
+            int at = t * 96 + (b % 2) * 64 + j, q = a.q[at];
             sum += q;
             peak = abs(q) > peak ? abs(q) : peak;
-            assert_true(fabsf(q * a.s[b] - x[b * 32 + j]) <= 0.5f * a.s[b] * 1.0001f);
+            assert_true(fabsf(q * a.s[b] - x[at]) <= 0.5f * a.s[b] * 1.0001f);
         }
         assert_int_equal(peak, 127);
         assert_true(fabsf(a.ms[b] - a.s[b] * (float)sum) <= 1e-6f * fabsf(a.ms[b]) + 1e-30f);

@@ -55,7 +55,7 @@ void state_bytes(const model_state *s, const model *m, uint64_t *kv, uint64_t *s
     uint64_t wide = qd > c->hidden ? qd : c->hidden, widest = wide > c->inter ? wide : c->inter;
     *kv = 2 * (uint64_t)c->n_layers * c->ctx * kvd * sizeof(float);
     *scratch = (B * (2 * c->hidden + wide + 2 * qd + 2 * kvd + 2 * (uint64_t)c->inter) + c->ctx) * sizeof(float) +
-               B * widest * (1 + 2 * sizeof(float) / QBLOCK + 8 * sizeof(float) / QBLOCK);
+               B * (widest + 2 * sizeof(float) * act8_blocks((uint32_t)widest));
 }
 
 /* ---- matrix products ----
@@ -79,11 +79,11 @@ static void matmul_task(void *ctx, uint32_t task)
     const linear *l = j->l;
     uint32_t o0 = task * SLICE, o1 = o0 + SLICE < l->out ? o0 + SLICE : l->out;
     for (uint32_t t0 = 0; t0 < j->n; t0 += TOKENS) {
-        uint32_t nt = j->n - t0 < TOKENS ? j->n - t0 : TOKENS, nb = l->in / QBLOCK;
+        uint32_t nt = j->n - t0 < TOKENS ? j->n - t0 : TOKENS, nb = act8_blocks(l->in);
         const float *x = j->x + (size_t)t0 * l->in;
         float *y = j->y + (size_t)t0 * l->out + o0;
         act8 a = *j->a; /* a view of rows t0.. */
-        if (a.q) a.q += (size_t)t0 * l->in, a.s += (size_t)t0 * nb, a.ms += (size_t)t0 * nb, a.sv += (size_t)t0 * nb * 8;
+        if (a.q) a.q += (size_t)t0 * l->in, a.s += (size_t)t0 * nb, a.ms += (size_t)t0 * nb;
         if (l->in_major) kern_cols(j->kern, l->w, l->off, x, nt, o0, o1, y, l->out);
         else kern_rows(j->kern, l->w, l->off, x, &a, nt, o0, o1, y, l->out);
         for (uint32_t t = 0; l->b && t < nt; t++)

@@ -43,12 +43,11 @@ int act8_reserve(act8 *a, uint32_t n, uint32_t in)
     n = n > a->cap_n ? n : a->cap_n;
     in = in > a->cap_in ? in : a->cap_in;
     act8_free(a);
-    size_t nb = (size_t)n * (in / QBLOCK + 1);
+    size_t nb = (size_t)n * act8_blocks(in);
     a->q = aligned_alloc(64, ((size_t)n * in + 63) / 64 * 64); /* sizes: multiples of the alignment */
     a->s = malloc(nb * sizeof *a->s);
     a->ms = malloc(nb * sizeof *a->ms);
-    a->sv = aligned_alloc(64, (nb + 1) / 2 * 2 * 8 * sizeof *a->sv);
-    if (!a->q || !a->s || !a->ms || !a->sv) {
+    if (!a->q || !a->s || !a->ms) {
         act8_free(a);
         return -1;
     }
@@ -58,28 +57,27 @@ int act8_reserve(act8 *a, uint32_t n, uint32_t in)
 
 void act8_free(act8 *a)
 {
-    free(a->q), free(a->s), free(a->ms), free(a->sv);
+    free(a->q), free(a->s), free(a->ms);
     memset(a, 0, sizeof *a);
 }
 
 /* Blocks round to nearest with their largest magnitude at 127. */
 void act8_quantize(act8 *a, const float *x, uint32_t n, uint32_t in)
 {
-    uint32_t nb = in / QBLOCK;
+    uint32_t nb = act8_blocks(in);
     a->in = in;
     for (uint32_t t = 0; t < n; t++)
         for (uint32_t b = 0; b < nb; b++) {
+            uint32_t len = in - b * QBLOCK < QBLOCK ? in - b * QBLOCK : QBLOCK;
             const float *xb = x + (size_t)t * in + (size_t)b * QBLOCK;
             int8_t *q = a->q + (size_t)t * in + (size_t)b * QBLOCK;
             float amax = 0;
-            for (uint32_t j = 0; j < QBLOCK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+            for (uint32_t j = 0; j < len; j++) amax = fmaxf(amax, fabsf(xb[j]));
             float s = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0;
             int32_t sum = 0;
-            for (uint32_t j = 0; j < QBLOCK; j++) sum += q[j] = (int8_t)nearbyintf(xb[j] * inv);
-            size_t k = (size_t)t * nb + b;
-            a->s[k] = s;
-            a->ms[k] = s * (float)sum;
-            for (int l = 0; l < 8; l++) a->sv[k * 8 + l] = s;
+            for (uint32_t j = 0; j < len; j++) sum += q[j] = (int8_t)nearbyintf(xb[j] * inv);
+            a->s[(size_t)t * nb + b] = s;
+            a->ms[(size_t)t * nb + b] = s * (float)sum;
         }
 }
 
@@ -115,12 +113,31 @@ float kern_tree8(const float a[8])
     return (t0 + t2) + (t1 + t3);
 }
 
+/* 2 * n bits of the tier map from group g on (n <= 32), without reading past
+ * the map's padded end. */
+static uint64_t map_bits(const nsq_view *v, uint64_t g, uint32_t n)
+{
+    uint64_t byte = g / 4, end = ((v->n_groups + 3) / 4 + 63) / 64 * 64, w = 0;
+    uint8_t b[9] = {0};
+    memcpy(b, v->tier_map + byte, end - byte < 9 ? end - byte : 9);
+    for (int i = 7; i >= 0; i--) w = w << 8 | b[i];
+    uint32_t sh = 2 * (uint32_t)(g % 4);
+    w = sh ? w >> sh | (uint64_t)b[8] << (64 - sh) : w;
+    return n == 32 ? w : w & ((1ull << (2 * n)) - 1);
+}
+
+/* Masks with bit 2j set where group j has tier t, then their set bits in order. */
 void kern_list_tiers(const wmat *w, uint64_t row, uint32_t gpr, uint32_t *buf, tier_lists *l)
 {
+    const uint64_t ev = 0x5555555555555555ull;
     for (int t = 0; t < 4; t++) l->idx[t] = buf + (size_t)t * gpr, l->cnt[t] = 0;
-    for (uint32_t j = 0; j < gpr; j++) {
-        uint32_t t = tier_at(w->v.tier_map, row * gpr + j);
-        l->idx[t][l->cnt[t]++] = j;
+    for (uint32_t j0 = 0; j0 < gpr; j0 += 32) {
+        uint32_t n = gpr - j0 < 32 ? gpr - j0 : 32;
+        uint64_t bits = map_bits(&w->v, row * gpr + j0, n), lo = bits & ev, hi = bits >> 1 & ev;
+        uint64_t valid = n == 32 ? ev : ev & ((1ull << (2 * n)) - 1);
+        uint64_t m[4] = {~lo & ~hi & valid, lo & ~hi, ~lo & hi, lo & hi};
+        for (int t = 0; t < 4; t++)
+            for (; m[t]; m[t] &= m[t] - 1) l->idx[t][l->cnt[t]++] = j0 + (uint32_t)__builtin_ctzll(m[t]) / 2;
     }
 }
 
@@ -128,28 +145,36 @@ void kern_list_tiers(const wmat *w, uint64_t row, uint32_t gpr, uint32_t *buf, t
 static float row_canonical(const wmat *w, uint64_t row, const tier_lists *l, const float *x, const int8_t *xq,
                            const float *s, const float *ms)
 {
-    uint32_t G = w->v.group_size, bpg = G / QBLOCK;
-    float acc[8] = {0}, macc = 0, facc = 0;
+    uint32_t G = w->v.group_size;
+    float acc[8] = {0}, facc = 0;
     for (uint32_t t = 1; t < 4; t++) {
-        uint32_t b = tier_bits(t);
-        for (uint32_t i = 0; i < l->cnt[t]; i++) {
+        uint32_t b = tier_bits(t), cnt = l->cnt[t];
+        for (uint32_t i = 0; i < (cnt + 7) / 8 * 8; i++) {
+            if (i >= cnt) {
+                acc[i % 8] += 0.0f;
+                continue;
+            }
             uint64_t rank = w->rank[row][t] + i;
             const uint8_t *rec = w->v.codes[t] + rank * G * b / 8, *pm = w->v.params[t] + rank * 4;
             uint32_t j = l->idx[t][i];
-            float d = nsq_f16_to_f32(rd16(pm)), m = nsq_f16_to_f32(rd16(pm + 2)), msum = 0;
-            for (uint32_t k = 0; k < bpg; k++) {
-                float ds = d * s[j * bpg + k];
-                for (uint32_t lane = 0; lane < 8; lane++) {
-                    int32_t dot = 0;
-                    for (uint32_t q = 0; q < 4; q++) {
-                        uint32_t c = k * QBLOCK + 4 * lane + q;
-                        dot += (int32_t)code_at(rec, G, b, c) * xq[j * G + c];
-                    }
-                    acc[lane] = fmaf((float)dot, ds, acc[lane]);
-                }
-                msum = k ? msum + ms[j * bpg + k] : ms[j * bpg + k];
+            float q = 0, msum = 0;
+            if (G < QBLOCK) { /* half a block */
+                int32_t dot = 0, sx = 0;
+                for (uint32_t c = 0; c < G; c++) dot += (int32_t)code_at(rec, G, b, c) * xq[j * G + c], sx += xq[j * G + c];
+                float sb = s[j * G / QBLOCK];
+                q = sb * (float)dot;
+                msum = sb * (float)sx;
             }
-            macc = macc + m * msum;
+            for (uint32_t k = 0; k < G / QBLOCK; k++) {
+                int32_t dot = 0;
+                for (uint32_t c = k * QBLOCK; c < (k + 1) * QBLOCK; c++) dot += (int32_t)code_at(rec, G, b, c) * xq[j * G + c];
+                uint32_t blk = j * (G / QBLOCK) + k;
+                float p = s[blk] * (float)dot;
+                q = k ? q + p : p;
+                msum = k ? msum + ms[blk] : ms[blk];
+            }
+            float v = nsq_f16_to_f32(rd16(pm)) * q + nsq_f16_to_f32(rd16(pm + 2)) * msum;
+            acc[i % 8] = acc[i % 8] + v;
         }
     }
     for (uint32_t i = 0; i < l->cnt[0]; i++) {
@@ -159,7 +184,7 @@ static float row_canonical(const wmat *w, uint64_t row, const tier_lists *l, con
         for (uint32_t k = 0; k < G; k++) p[k % 8] = fmaf(nsq_f16_to_f32(rd16(h + 2 * k)), xg[k], p[k % 8]);
         facc = facc + kern_tree8(p);
     }
-    return kern_tree8(acc) + macc + facc;
+    return kern_tree8(acc) + facc;
 }
 
 /* A refined row: each group decoded with its refinements, then an f32 product. */
@@ -179,7 +204,7 @@ static float row_refined(const wmat *w, uint64_t row, const float *x)
 void kern_rows_tiered_scalar(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
                              uint32_t r1, float *y, uint32_t ys)
 {
-    uint32_t in = (uint32_t)w->v.cols, gpr = in / w->v.group_size, nb = in / QBLOCK;
+    uint32_t in = (uint32_t)w->v.cols, gpr = in / w->v.group_size, nb = act8_blocks(in);
     uint32_t *buf = malloc((size_t)4 * gpr * sizeof *buf);
     if (!buf) abort();
     for (uint32_t r = r0; r < r1; r++) {

@@ -1,11 +1,25 @@
 /* kernels.h - matrix products read straight from the packed storage schemes.
  *
- * TIERED matrices multiply activations rounded to int8 in blocks of 32 (one
- * f32 scale a block), so each quantized group is an integer dot product:
- *   sum_j (d*q_j + m) * x_j  ~  d * sum_b s_b * (q . xq)_b  +  m * sum_b s_b * sum(xq_b)
- * F16-tier groups and the F32/F16/BF16 schemes use the f32 activations.
- * Every path (scalar, AVX2, AVX-512) computes the same integer sums; only the
- * order of the f32 additions differs. */
+ * TIERED matrices multiply activations rounded to int8 in blocks of 64 (one
+ * f32 scale s_b a block), so each quantized group is integer dot products:
+ *   sum_j (d*q_j + m) * x_j  ~  d * sum_b s_b * I_b  +  m * sum_b s_b * sum(xq_b)
+ * with I_b = (q . xq) over block b. Rounding x to int8 makes the output of
+ * a layer a discontinuous function of its input, so any difference between
+ * two paths can grow through the layers: every path therefore computes one
+ * canonical sum, bit for bit. For one row and token:
+ *   - groups are taken tier by tier (Q8, Q4, Q2), each tier in row order;
+ *   - group value v = (d * q) + (m * msum), every operation rounded to f32:
+ *     a group of 64 has q = s_b*I_b and msum = ms_b = s_b * sum(xq_b) of its
+ *     block; larger groups sum their blocks' terms in order; a group of 32,
+ *     half a block, has q = s_b*I and msum = s_b * sum(xq) over its half;
+ *   - the k-th group of a tier goes to accumulator k % 8 (acc += v), and a
+ *     tier whose count is not a multiple of 8 adds +0 to the remaining ones;
+ *   - an F16-tier group adds (f32) the kern_tree8 sum of 8 lanes, lane l
+ *     accumulating fmaf(h_j, x_j, .) over j = l, l+8, ... in order;
+ *   - the result is kern_tree8(acc) + (the F16 groups' sum).
+ * Refined matrices decode each group (libnsq) and sum f32 products in row
+ * order, the same code at every level. The F32/F16/BF16 schemes use the f32
+ * activations and may differ between levels by f32 reassociation. */
 #ifndef NSQ_KERNELS_H
 #define NSQ_KERNELS_H
 
@@ -13,7 +27,10 @@
 
 #include "nsq.h"
 
-#define QBLOCK 32 /* activation values per int8 scale */
+#define QBLOCK 64 /* activation values per int8 scale */
+
+/* Blocks of a row of in activations (the last may be shorter). */
+static inline uint32_t act8_blocks(uint32_t in) { return (in + QBLOCK - 1) / QBLOCK; }
 
 /* A weight matrix as the file stores it, kept packed. */
 typedef struct {
@@ -23,12 +40,12 @@ typedef struct {
     uint32_t (*rank)[4]; /* TIERED: per row, the tier-stream ranks of its first group */
 } wmat;
 
-/* n rows of activations rounded to int8: q[n][in], and per block of 32 the
- * scale s and s * sum(q). Owned by the caller; zero-initialise it. */
+/* n rows of activations rounded to int8: q[n][in], and per block of 64 the
+ * scale s and s * sum(q) ([n][act8_blocks(in)]). Owned by the caller;
+ * zero-initialise it. */
 typedef struct {
     int8_t *q;
     float *s, *ms;
-    float *sv; /* s repeated 8 times a block, for vector lanes */
     uint32_t in, cap_n, cap_in;
 } act8;
 

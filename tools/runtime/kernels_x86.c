@@ -1,10 +1,10 @@
 /* kernels_x86.c - AVX2 and AVX-512 (VNNI) kernels, chosen at run time.
  *
- * TIERED rows: each row's groups are listed by tier first, so the loop over a
- * tier has no branch and walks that tier's codes and (d, m) pairs in order.
- * Groups of 64 take the vector path; other group sizes, refined matrices and
- * F16-tier groups of other sizes take the scalar group code. Up to four
- * tokens share every unpacked group. */
+ * TIERED rows with groups of 64 (other sizes and refined matrices take the
+ * scalar code): a row's groups are listed tier by tier and taken 8 at a time,
+ * so (d, m) of 8 groups convert in one go and their integer sums reduce
+ * together; then the canonical arithmetic of kernels.h runs in 8 lanes. Up to
+ * four tokens share every unpacked group. */
 #include "kernels_impl.h"
 
 #include <math.h>
@@ -64,25 +64,6 @@ AVX512_T static inline __m512i codes_q2_512(const uint8_t *rec)
     return _mm512_and_si512(v, _mm512_set1_epi8(3));
 }
 
-/* One group of 64 for nt tokens (a constant after inlining): the 16 lanes of
- * a VNNI dot product are the 8 lanes of each block of 32, added to the 8
- * accumulators block by block as the canonical order has it. */
-AVX512_T static inline __attribute__((always_inline)) void group64_512(__m512i c, const uint8_t *pm, const act8 *a,
-                                                                        uint32_t t0, uint32_t nt, uint32_t j,
-                                                                        __m256 *acc, float *macc)
-{
-    __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(load32(pm)));
-    float d = _mm_cvtss_f32(dm), m = _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1));
-    uint32_t in = a->in, nb = in / QBLOCK;
-    for (uint32_t u = 0; u < nt; u++) {
-        size_t t = t0 + u, k = t * nb + 2 * (size_t)j;
-        __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c, _mm512_loadu_si512(a->q + t * in + (size_t)j * 64));
-        acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm512_castsi512_si256(dot)), _mm256_set1_ps(d * a->s[k]), acc[u]);
-        acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm512_extracti64x4_epi64(dot, 1)), _mm256_set1_ps(d * a->s[k + 1]), acc[u]);
-        macc[u] += m * (a->ms[k] + a->ms[k + 1]);
-    }
-}
-
 /* An F16-tier group of 64: 8 lanes, each summing every 8th product in order. */
 AVX2_T static inline float f16_group_256(const uint8_t *h, const float *x)
 {
@@ -92,26 +73,86 @@ AVX2_T static inline float f16_group_256(const uint8_t *h, const float *x)
     return hsum256(s);
 }
 
+/* d[8] and m[8] of up to 8 consecutive groups from their (d, m) f16 pairs. */
+AVX2_T static inline void params8_256(const uint8_t *pm, __m256i lanes, __m256 *d, __m256 *m)
+{
+    __m256i pr = _mm256_maskload_epi32((const int *)pm, lanes); /* never reads past the last group */
+    __m256 a = _mm256_cvtph_ps(_mm256_castsi256_si128(pr)), b = _mm256_cvtph_ps(_mm256_extracti128_si256(pr, 1));
+    *d = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+    *m = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+}
+
+/* The group values of one chunk for one token: lane g gets d*(s*I) + m*ms
+ * of group g (its activation block is g's index j), or +0 past the chunk. */
+AVX2_T static inline __m256 chunk_value_256(__m256i I, __m256 d, __m256 m, __m256i j, __m256i lanes, const act8 *a,
+                                            size_t tt)
+{
+    uint32_t nb = act8_blocks(a->in);
+    __m256 s = _mm256_i32gather_ps(a->s + tt * nb, j, 4), ms = _mm256_i32gather_ps(a->ms + tt * nb, j, 4);
+    __m256 v = _mm256_add_ps(_mm256_mul_ps(d, _mm256_mul_ps(s, _mm256_cvtepi32_ps(I))), _mm256_mul_ps(m, ms));
+    return _mm256_and_ps(v, _mm256_castsi256_ps(lanes));
+}
+
+/* Lane g: the sum of the 8 lanes of v[g] (exact: integers). */
+AVX2_T static inline __m256i sum8x8(const __m256i v[8])
+{
+    __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
+    __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
+    __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+AVX2_T static inline __m256i lane_mask(uint32_t ng)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)ng), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Up to 8 groups of tier t (ng, a constant after inlining) for nt tokens. */
+AVX512_T static inline __attribute__((always_inline)) void chunk_512(uint32_t t, const uint8_t *rec, const uint8_t *pm,
+                                                                      const uint32_t *idx, uint32_t ng, const act8 *a,
+                                                                      uint32_t t0, uint32_t nt, __m256 *acc)
+{
+    uint32_t bytes = 8 * tier_bits(t), in = a->in;
+    __m512i c[8];
+    for (uint32_t g = 0; g < 8; g++)
+        c[g] = g >= ng ? _mm512_setzero_si512()
+               : t == 1 ? codes_q8_512(rec + g * bytes)
+               : t == 2 ? codes_q4_512(rec + g * bytes)
+                        : codes_q2_512(rec + g * bytes);
+    __m256i lanes = lane_mask(ng), j = _mm256_maskload_epi32((const int *)idx, lanes);
+    __m256 d, m;
+    params8_256(pm, lanes, &d, &m);
+    for (uint32_t u = 0; u < nt; u++) {
+        size_t tt = t0 + u;
+        const int8_t *xq = a->q + tt * in;
+        __m256i dots[8];
+        for (uint32_t g = 0; g < 8; g++) {
+            __m512i dot = g < ng ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), c[g], _mm512_loadu_si512(xq + (size_t)idx[g] * 64))
+                                 : _mm512_setzero_si512();
+            dots[g] = _mm256_add_epi32(_mm512_castsi512_si256(dot), _mm512_extracti64x4_epi64(dot, 1));
+        }
+        acc[u] = _mm256_add_ps(acc[u], chunk_value_256(sum8x8(dots), d, m, j, lanes, a, tt));
+    }
+}
+
 AVX512_T static inline __attribute__((always_inline)) void row64_512(const wmat *w, uint64_t row, const tier_lists *l,
                                                                       const float *x, const act8 *a, uint32_t t0,
                                                                       uint32_t nt, float *out)
 {
     __m256 acc[TILE];
-    float macc[TILE] = {0, 0, 0, 0}, facc[TILE] = {0, 0, 0, 0};
+    float facc[TILE] = {0, 0, 0, 0};
     for (uint32_t u = 0; u < TILE; u++) acc[u] = _mm256_setzero_ps();
     const uint32_t *rk = w->rank[row];
     for (uint32_t t = 1; t < 4; t++) {
-        uint32_t bytes = 64 * tier_bits(t) / 8;
+        uint32_t bytes = 8 * tier_bits(t), i = 0;
         const uint8_t *rec = w->v.codes[t] + (size_t)rk[t] * bytes, *pm = w->v.params[t] + (size_t)rk[t] * 4;
-        for (uint32_t i = 0; i < l->cnt[t]; i++, rec += bytes, pm += 4) {
-            __m512i c = t == 1 ? codes_q8_512(rec) : t == 2 ? codes_q4_512(rec) : codes_q2_512(rec);
-            group64_512(c, pm, a, t0, nt, l->idx[t][i], acc, macc);
-        }
+        for (; i + 8 <= l->cnt[t]; i += 8) chunk_512(t, rec + i * bytes, pm + 4 * i, l->idx[t] + i, 8, a, t0, nt, acc);
+        if (i < l->cnt[t]) chunk_512(t, rec + i * bytes, pm + 4 * i, l->idx[t] + i, l->cnt[t] - i, a, t0, nt, acc);
     }
     const uint8_t *h = w->v.codes[0] + (size_t)rk[0] * 128;
     for (uint32_t i = 0; i < l->cnt[0]; i++, h += 128)
         for (uint32_t u = 0; u < nt; u++) facc[u] += f16_group_256(h, x + (size_t)(t0 + u) * a->in + (size_t)l->idx[0][i] * 64);
-    for (uint32_t u = 0; u < nt; u++) out[u] = hsum256(acc[u]) + macc[u] + facc[u];
+    for (uint32_t u = 0; u < nt; u++) out[u] = hsum256(acc[u]) + facc[u];
 }
 
 AVX512_T static void rows_tiered_512(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
@@ -218,39 +259,50 @@ AVX2_T static inline __m256i codes_half_256(uint32_t t, const uint8_t *rec, int 
     return _mm256_and_si256(v, m2);
 }
 
+AVX2_T static inline __attribute__((always_inline)) void chunk_256(uint32_t t, const uint8_t *rec, const uint8_t *pm,
+                                                                    const uint32_t *idx, uint32_t ng, const act8 *a,
+                                                                    uint32_t t0, uint32_t nt, __m256 *acc)
+{
+    uint32_t bytes = 8 * tier_bits(t), in = a->in;
+    __m256i lanes = lane_mask(ng), j = _mm256_maskload_epi32((const int *)idx, lanes);
+    __m256 d, m;
+    params8_256(pm, lanes, &d, &m);
+    for (uint32_t u = 0; u < nt; u++) {
+        size_t tt = t0 + u;
+        __m256i dots[8];
+        for (uint32_t g = 0; g < 8; g++) {
+            if (g >= ng) {
+                dots[g] = _mm256_setzero_si256();
+                continue;
+            }
+            const int8_t *xq = a->q + tt * in + (size_t)idx[g] * 64;
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)xq), x1 = _mm256_loadu_si256((const __m256i *)(xq + 32));
+            __m256i c0 = codes_half_256(t, rec + g * bytes, 0), c1 = codes_half_256(t, rec + g * bytes, 1);
+            dots[g] = t == 1 ? _mm256_add_epi32(dot_q8_256(c0, x0), dot_q8_256(c1, x1))
+                             : _mm256_add_epi32(dot_small_256(c0, x0), dot_small_256(c1, x1));
+        }
+        acc[u] = _mm256_add_ps(acc[u], chunk_value_256(sum8x8(dots), d, m, j, lanes, a, tt));
+    }
+}
+
 AVX2_T static inline __attribute__((always_inline)) void row64_256(const wmat *w, uint64_t row, const tier_lists *l,
                                                                     const float *x, const act8 *a, uint32_t t0,
                                                                     uint32_t nt, float *out)
 {
     __m256 acc[TILE];
-    float macc[TILE] = {0, 0, 0, 0}, facc[TILE] = {0, 0, 0, 0};
+    float facc[TILE] = {0, 0, 0, 0};
     for (uint32_t u = 0; u < TILE; u++) acc[u] = _mm256_setzero_ps();
     const uint32_t *rk = w->rank[row];
-    uint32_t in = a->in, nb = in / QBLOCK;
     for (uint32_t t = 1; t < 4; t++) {
-        uint32_t bytes = 64 * tier_bits(t) / 8;
+        uint32_t bytes = 8 * tier_bits(t), i = 0;
         const uint8_t *rec = w->v.codes[t] + (size_t)rk[t] * bytes, *pm = w->v.params[t] + (size_t)rk[t] * 4;
-        for (uint32_t i = 0; i < l->cnt[t]; i++, rec += bytes, pm += 4) {
-            uint32_t j = l->idx[t][i];
-            __m256i c0 = codes_half_256(t, rec, 0), c1 = codes_half_256(t, rec, 1);
-            __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(load32(pm)));
-            float d = _mm_cvtss_f32(dm), m = _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1));
-            for (uint32_t u = 0; u < nt; u++) {
-                size_t tt = t0 + u, k = tt * nb + 2 * (size_t)j;
-                const int8_t *xq = a->q + tt * in + (size_t)j * 64;
-                __m256i x0 = _mm256_loadu_si256((const __m256i *)xq), x1 = _mm256_loadu_si256((const __m256i *)(xq + 32));
-                __m256i p0 = t == 1 ? dot_q8_256(c0, x0) : dot_small_256(c0, x0);
-                __m256i p1 = t == 1 ? dot_q8_256(c1, x1) : dot_small_256(c1, x1);
-                acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d * a->s[k]), acc[u]);
-                acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d * a->s[k + 1]), acc[u]);
-                macc[u] += m * (a->ms[k] + a->ms[k + 1]);
-            }
-        }
+        for (; i + 8 <= l->cnt[t]; i += 8) chunk_256(t, rec + i * bytes, pm + 4 * i, l->idx[t] + i, 8, a, t0, nt, acc);
+        if (i < l->cnt[t]) chunk_256(t, rec + i * bytes, pm + 4 * i, l->idx[t] + i, l->cnt[t] - i, a, t0, nt, acc);
     }
     const uint8_t *h = w->v.codes[0] + (size_t)rk[0] * 128;
     for (uint32_t i = 0; i < l->cnt[0]; i++, h += 128)
-        for (uint32_t u = 0; u < nt; u++) facc[u] += f16_group_256(h, x + (size_t)(t0 + u) * in + (size_t)l->idx[0][i] * 64);
-    for (uint32_t u = 0; u < nt; u++) out[u] = hsum256(acc[u]) + macc[u] + facc[u];
+        for (uint32_t u = 0; u < nt; u++) facc[u] += f16_group_256(h, x + (size_t)(t0 + u) * a->in + (size_t)l->idx[0][i] * 64);
+    for (uint32_t u = 0; u < nt; u++) out[u] = hsum256(acc[u]) + facc[u];
 }
 
 AVX2_T static void rows_tiered_256(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
