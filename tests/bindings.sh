@@ -65,6 +65,9 @@ bindings_tests() {
         *) check "$b python dequantizes $file like libnsq" "$BT_PY" "$BT_CHECK" dequant "$b" "$CONF/$file" ;;
         esac
     done <"$CONF/MANIFEST"
+    # Without NSQ_PY_ZSTD, a zstandard module is preferred to the zstd program.
+    check "$b python, zstd program, dequantizes router-zstd.nsq like libnsq" env NSQ_PY_ZSTD=program \
+        "$BT_PY" "$BT_CHECK" dequant "$b" "$CONF/router-zstd.nsq"
     for rule in R-BLK-1 R-BLK-2 R-TIER-2 R-TIER-3 R-TIER-4; do
         check "$b python and libnsq refuse the same tensors of $rule.nsq" "$BT_PY" "$BT_CHECK" errors "$b" "$CONF/invalid/$rule.nsq"
     done

@@ -14,11 +14,14 @@ XXH3-64 is computed in pure Python (slow: about 1 s per few MiB). Zstandard
 blocks are decoded with the first decoder found: the module compression.zstd
 (Python 3.14), the module zstandard (Debian: python3-zstandard), or the zstd
 program. With none, a file that requires Zstandard is refused with R-HDR-4 and a
-message saying so. NSQ_PY_ZSTD=none disables every decoder (for tests).
+message saying so. NSQ_PY_ZSTD=program skips the modules, =none every decoder.
 
 CLI: nsq.py inspect FILE | verify FILE | dump FILE TENSOR [--refine N] > raw.f32
 """
 
+import argparse
+import functools
+import importlib
 import json
 import math
 import mmap
@@ -222,11 +225,11 @@ STATUS = {"NSQ_E_MAGIC": 4, "NSQ_E_VERSION": 5, "NSQ_E_UNSUPPORTED": 6, "NSQ_E_T
 
 
 class NsqError(Exception):
-    """An invalid file: .rule is the spec rule id (or None), .status the status name."""
+    """An invalid file: .rule is the spec rule id, .status the status name, .code its value."""
 
     def __init__(self, rule, status, message):
-        super().__init__("%s (%s): %s" % (rule or "-", status, message))
-        self.rule, self.status = rule, status
+        super().__init__("%s (%s): %s" % (rule, status, message))
+        self.rule, self.status, self.code = rule, status, STATUS[status]
 
 
 def _check(cond, rule, status, message):
@@ -235,30 +238,36 @@ def _check(cond, rule, status, message):
 
 
 def _zstd_decoder():
-    """A function bytes -> bytes, or None when no Zstandard decoder is available."""
-    if os.environ.get("NSQ_PY_ZSTD") == "none":
+    """A function bytes -> bytes raising ValueError on corrupt data, or None when no
+    Zstandard decoder is available. NSQ_PY_ZSTD=none: none; =program: the zstd program."""
+    choice = os.environ.get("NSQ_PY_ZSTD", "")
+    if choice == "none":
         return None
-    try:
-        from compression import zstd as mod   # Python 3.14
-        return mod.decompress
-    except ImportError:
-        pass
-    try:
-        import zstandard
-        return lambda data: zstandard.ZstdDecompressor().decompress(data)
-    except ImportError:
-        pass
+    for name in ("compression.zstd", "zstandard") if choice != "program" else ():
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        return functools.partial(_zstd_module, mod)
     prog = shutil.which("zstd")
-    if prog is None:
-        return None
+    return functools.partial(_zstd_program, prog) if prog else None
 
-    def run(data):
-        res = subprocess.run([prog, "-d", "-c", "-q", "--memory=2048MB"], input=data,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-        if res.returncode != 0:
-            raise ValueError(res.stderr.decode(errors="replace").strip())
-        return res.stdout
-    return run
+
+def _zstd_module(mod, data):
+    try:
+        if mod.__name__ == "zstandard":   # windows up to 2 GiB, as one-pass decoding allows
+            return mod.ZstdDecompressor(max_window_size=1 << 31).decompress(data)
+        return mod.decompress(data, options={mod.DecompressionParameter.window_log_max: 31})
+    except mod.ZstdError as e:
+        raise ValueError(str(e)) from None
+
+
+def _zstd_program(prog, data):
+    res = subprocess.run([prog, "-d", "-c", "-q", "--memory=2048MB"], input=data,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    if res.returncode != 0:
+        raise ValueError(res.stderr.decode(errors="replace").strip())
+    return res.stdout
 
 
 def _zstd_frame_size(buf):
@@ -340,11 +349,8 @@ class _Cursor:
     def __init__(self, buf, status):
         self.buf, self.pos, self.status = buf, 0, status
 
-    def need(self, n, rule, what):
-        _check(self.pos + n <= len(self.buf), rule, self.status, "%s runs past the section" % what)
-
     def take(self, n, rule, what):
-        self.need(n, rule, what)
+        _check(self.pos + n <= len(self.buf), rule, self.status, "%s runs past the section" % what)
         self.pos += n
         return self.buf[self.pos - n:self.pos]
 
@@ -359,10 +365,6 @@ def _utf8(raw):
     except UnicodeDecodeError:
         return None
     return None if "\0" in text else text
-
-
-def _finite_f32s(buf):
-    return all(math.isfinite(x) for x in _le_array("f", buf))
 
 
 # ---------------------------------------------------------------------------
@@ -736,7 +738,7 @@ class NsqFile:
             _check(m != 0 and m & ~7 == 0 and (b.refinements or not m & 4) and
                    (not edge or (m & 3) == 2), "R-RTR-3", "ROUTER", "block %d choice_mask 0x%x" % (b.index, m))
         _check(buf[32 + nb:start] == bytes(start - 32 - nb), "R-RTR-5", "ROUTER", "padding after choice_mask")
-        _check(_finite_f32s(buf[start:]), "R-RTR-6", "ROUTER", "a parameter is not finite")
+        _check(all(math.isfinite(x) for x in _le_array("f", buf[start:])), "R-RTR-6", "ROUTER", "a parameter is not finite")
         return {"feature": feature, "input_dim": dim, "hidden_dim": hidden,
                 "activation": ("identity", "relu", "tanh")[act], "temperature": temp,
                 "choice_mask": list(masks), "parameters": _le_array("f", buf[start:])}
@@ -791,13 +793,10 @@ class NsqFile:
             self._raw[key] = raw
         return self._raw[key]
 
-    def _ranges(self, block):
-        return [block] + block.refinements
-
     def verify(self):
         """Full verification (spec 14.3, last paragraph): every rule the open did not check."""
         for b in self.blocks:
-            for rng in self._ranges(b):
+            for rng in [b] + b.refinements:
                 raw = self._load(rng)
                 members = [t for t in b.tensors if rng.level == 0 or t.n_refine >= rng.level]
                 pos = 0
@@ -975,31 +974,33 @@ def open(path):   # noqa: A001 - the module's entry point mirrors the builtin
 # CLI
 
 def _main(argv):
-    usage = "usage: nsq.py inspect FILE | verify FILE | dump FILE TENSOR [--refine N]"
-    if len(argv) < 2 or argv[0] not in ("inspect", "verify", "dump"):
-        print(usage, file=sys.stderr)
-        return 2
+    ap = argparse.ArgumentParser(prog="nsq.py", description="Read .nsq files (spec/nsq-format.md).")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("inspect", help="print the file's structure as JSON").add_argument("file")
+    sub.add_parser("verify", help="check every rule, block contents included").add_argument("file")
+    dump = sub.add_parser("dump", help="write a tensor's f32 values, raw little-endian, to stdout")
+    dump.add_argument("file")
+    dump.add_argument("tensor")
+    dump.add_argument("--refine", type=int, default=0, metavar="N", help="refinement levels to apply")
+    args = ap.parse_args(argv)
     try:
-        with open(argv[1]) as f:
-            if argv[0] == "inspect":
+        with open(args.file) as f:
+            if args.cmd == "inspect":
                 json.dump(f.describe(), sys.stdout, indent=1)
                 print()
-            elif argv[0] == "verify":
+            elif args.cmd == "verify":
                 f.verify()
-                print("%s: ok" % argv[1])
+                print("%s: ok" % args.file)
             else:
-                if len(argv) not in (3, 5) or (len(argv) == 5 and argv[3] != "--refine"):
-                    print(usage, file=sys.stderr)
-                    return 2
-                values = f.dequantize(argv[2], int(argv[4]) if len(argv) == 5 else 0)
+                values = f.dequantize(args.tensor, max(args.refine, 0))
                 if sys.byteorder == "big":
                     values.byteswap()
                 sys.stdout.buffer.write(values.tobytes())
-    except NsqError as e:
-        print("%s: %s" % (argv[1], e), file=sys.stderr)
+    except (NsqError, OSError) as e:
+        print("%s: %s" % (args.file, e), file=sys.stderr)
         return 1
-    except KeyError as e:
-        print("%s: no tensor %s" % (argv[1], e), file=sys.stderr)
+    except KeyError:
+        print("%s: no tensor %s" % (args.file, args.tensor), file=sys.stderr)
         return 1
     return 0
 
