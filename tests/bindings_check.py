@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 
+sys.dont_write_bytecode = True   # leave no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bindings", "python"))
 import nsq  # noqa: E402
 
