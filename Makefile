@@ -21,7 +21,7 @@ CONVERT_HDR := $(wildcard tools/nsq-convert/*.h)
 TOOL_BIN := $(TOOLS:%=$(BUILD)/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-TEST_HELPERS := $(BUILD)/tests/mkfixtures $(BUILD)/tests/roundtrip
+TEST_HELPERS := $(BUILD)/tests/mkfixtures $(BUILD)/tests/roundtrip $(BUILD)/tests/dequant_dump
 
 .PHONY: all lib tools test asan fuzz fuzz-smoke demo conformance clean
 all: lib tools $(UNIT_BIN) $(TEST_HELPERS) $(BUILD)/bench/kernels
@@ -62,6 +62,9 @@ $(BUILD)/tests/roundtrip: tests/roundtrip.c tools/nsq-convert/safetensors.c $(BU
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itools/nsq-convert $(CFLAGS) $< tools/nsq-convert/safetensors.c -o $@ $(BUILD)/libnsq.a -ljansson $(LIBS)
 $(BUILD)/tests/mkfixtures: tests/mkfixtures.c $(BUILD)/libnsq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a $(LIBS)
+$(BUILD)/tests/dequant_dump: tests/dequant_dump.c $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a $(LIBS)
 

@@ -104,6 +104,7 @@ tool_tests() {
 source tests/convert.sh
 source tests/runtime.sh
 source tests/arch.sh
+source tests/bindings.sh
 for b in "$@"; do
     for t in "$b"/tests/test_*; do
         [ -x "$t" ] && run_unit "$t"
@@ -112,6 +113,7 @@ for b in "$@"; do
     convert_tests "$b"
     runtime_tests "$b"
     arch_tests "$b"
+    bindings_tests "$b"
 done
 check "conformance files regenerate identically" regenerates_identically "$1"
 
