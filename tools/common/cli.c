@@ -323,3 +323,23 @@ double cli_now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+int cli_parse_size(const char *s, uint64_t *bytes)
+{
+    char *end;
+    double v = strtod(s, &end);
+    static const char units[] = "KMGT";
+    double mul = 1;
+    if (end == s || !(v > 0)) return -1;
+    if (*end) {
+        const char *u = strchr(units, *end >= 'a' ? *end - 32 : *end);
+        if (!u) return -1;
+        for (const char *k = units; k <= u; k++) mul *= 1024;
+        end++;
+        if (*end == 'i') end++;
+        if (*end == 'B') end++;
+    }
+    if (*end || v * mul >= 1.8e19) return -1;
+    *bytes = (uint64_t)(v * mul);
+    return *bytes ? 0 : -1;
+}

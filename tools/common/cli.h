@@ -48,6 +48,9 @@ char *cli_read_file(const char *path, size_t *size);
 /* Seconds on a monotonic clock. */
 double cli_now(void);
 
+/* "512M", "2G", "1.5GiB", "1000000": bytes (K, M, G, T are powers of 1024). -1 if malformed or 0. */
+int cli_parse_size(const char *s, uint64_t *bytes);
+
 /* ---- text ---- */
 /* s[0..len) as the inside of a JSON string: control characters as \u00XX,
  * valid UTF-8 as is, each byte of an invalid sequence as \uFFFD. */

@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "model.h"
+#include "probe.h"
 #include "sampler.h"
 
 #define TOOL "nsq-run"
@@ -24,12 +25,14 @@ typedef struct {
     uint32_t n, top_k, threads;
     float temp, top_p;
     uint64_t seed;
-    int ignore_eos, stats, print_ids, no_mmap, max_refine;
+    int ignore_eos, stats, print_ids, no_mmap, max_refine, plan, cold;
+    uint64_t max_memory;
 } options;
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: " TOOL " MODEL.nsq \"prompt\" [options]\n"
+                 "       " TOOL " MODEL.nsq --plan [--max-memory SIZE]\n"
                  "Prints the prompt's continuation on stdout.\n\n"
                  "options:\n"
                  "  -n N                tokens to generate (default 64)\n"
@@ -45,7 +48,14 @@ static void usage(FILE *out)
                  "  --print-ids         print generated token ids instead of text\n"
                  "  --refine-levels N   use at most N refinement levels of each block (default: all)\n"
                  "  --no-mmap           read blocks with positioned reads instead of mapping the file\n"
-                 "  --stats             tokens/s for prompt and generation, and peak RSS, on stderr\n"
+                 "  --max-memory SIZE   keep resident weights within SIZE (e.g. 512M, 2G): layer blocks\n"
+                 "                      stream from the file; refinements only where they fit.\n"
+                 "                      The KV cache and scratch buffers are not part of SIZE.\n"
+                 "  --cold              with --max-memory: drop each block's pages from the page\n"
+                 "                      cache after reading it, so every read comes from the disk\n"
+                 "  --plan              print what each part needs, disk reads per token and the\n"
+                 "                      expected speed at --max-memory, then exit\n"
+                 "  --stats             speed, peak RSS and weight residency, on stderr\n"
                  "  --help, --version\n\n"
                  "exit status: 0 success, 1 error, 2 usage error\n");
 }
@@ -65,6 +75,7 @@ static int parse_args(int argc, char **argv, options *o)
         {"prompt-ids", required_argument, 0, 'I'}, {"dump-logits", required_argument, 0, 'D'},
         {"stop-at-eos", no_argument, 0, 'E'}, {"ignore-eos", no_argument, 0, 'G'}, {"print-ids", no_argument, 0, 'P'},
         {"refine-levels", required_argument, 0, 'R'}, {"no-mmap", no_argument, 0, 'M'}, {"stats", no_argument, 0, 'S'},
+        {"max-memory", required_argument, 0, 'X'}, {"plan", no_argument, 0, 'L'}, {"cold", no_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     double v;
     int c, bad = 0;
@@ -85,13 +96,16 @@ static int parse_args(int argc, char **argv, options *o)
         case 'P': o->print_ids = 1; break;
         case 'M': o->no_mmap = 1; break;
         case 'S': o->stats = 1; break;
+        case 'X': bad = cli_parse_size(optarg, &o->max_memory); break;
+        case 'L': o->plan = 1; break;
+        case 'C': o->cold = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf(TOOL " %s (format %d.%d)\n", nsq_version_string(), NSQ_FORMAT_MAJOR, NSQ_FORMAT_MINOR); return 0;
         default: bad = 1;
         }
         if (bad) fprintf(stderr, TOOL ": invalid option or value: %s\n", argv[optind - 1]);
     }
-    int want = o->prompt_ids ? 1 : 2;
+    int want = o->prompt_ids || o->plan ? 1 : 2;
     if (!bad && argc - optind != want) {
         fprintf(stderr, TOOL ": expected MODEL.nsq and %s\n", o->prompt_ids ? "no prompt text" : "a prompt");
         bad = 1;
@@ -101,7 +115,7 @@ static int parse_args(int argc, char **argv, options *o)
         return CLI_EXIT_USAGE;
     }
     o->model = argv[optind];
-    o->prompt = o->prompt_ids ? NULL : argv[optind + 1];
+    o->prompt = o->prompt_ids || o->plan ? NULL : argv[optind + 1];
     return -1;
 }
 
@@ -171,6 +185,7 @@ static int dump_logits(const char *path, const float *logits, size_t n)
 typedef struct {
     double prompt_s, gen_s;
     size_t prompt_n, gen_n;
+    uint64_t kv, scratch;
 } timing;
 
 static int generate(const options *o, const model *m, nsq_tokenizer *tok, const int32_t *prompt, size_t n_prompt,
@@ -191,11 +206,12 @@ static int generate(const options *o, const model *m, nsq_tokenizer *tok, const 
         free(logits);
         return -1;
     }
+    state_bytes(&st, m, &tm->kv, &tm->scratch);
     double t0 = cli_now();
-    forward(m, &st, prompt, (uint32_t)n_prompt, 0, logits, o->dump_logits != NULL);
+    int rc = forward(m, &st, prompt, (uint32_t)n_prompt, 0, logits, o->dump_logits != NULL);
     tm->prompt_s = cli_now() - t0;
     tm->prompt_n = n_prompt;
-    int rc = o->dump_logits ? dump_logits(o->dump_logits, logits, n_prompt * V) : 0;
+    if (!rc && o->dump_logits) rc = dump_logits(o->dump_logits, logits, n_prompt * V);
     const float *last = logits + (o->dump_logits ? (n_prompt - 1) * (size_t)V : 0);
     utf8_out out = {{0}, 0};
     int32_t prev = prompt[n_prompt - 1], next = 0;
@@ -214,47 +230,108 @@ static int generate(const options *o, const model *m, nsq_tokenizer *tok, const 
         prev = next;
         tm->gen_n++;
         if (i + 1 < o->n) {
-            forward(m, &st, &next, 1, (uint32_t)(n_prompt + i), logits, 0);
+            rc = forward(m, &st, &next, 1, (uint32_t)(n_prompt + i), logits, 0);
             last = logits;
         }
     }
     tm->gen_s = cli_now() - t0;
     emit(&out, "", 0, 1);
     if (o->print_ids) printf("\n");
+    if (rc) fprintf(stderr, TOOL ": %s\n", model_error(m));
     sampler_free(&sm);
     state_free(&st);
     free(logits);
     return rc;
 }
 
-static void print_stats(const timing *t)
+#define MIB(x) ((double)(x) / 1048576.0)
+
+/* What the weights, the KV cache and the scratch buffers need, and what the
+ * budget means for reads and speed, from measured bandwidths. */
+static void print_plan(const options *o, const model *m)
+{
+    model_usage u;
+    model_state probe = {0};
+    uint64_t kv, scratch1, scratchp;
+    model_get_usage(m, &u);
+    probe.max_batch = 1;
+    state_bytes(&probe, m, &kv, &scratch1);
+    probe.max_batch = 512;
+    state_bytes(&probe, m, &kv, &scratchp);
+    double mem = probe_mem_read(o->threads, 256u << 20, 3);
+    nsq_block blk;
+    uint64_t off = 0, len = 0;
+    for (uint32_t b = 0; !nsq_block_at(m->f, b, &blk); b++)
+        if (blk.stored_size > len) off = blk.offset, len = blk.stored_size;
+    double disk = probe_file_read(o->model, off, len, 1);
+    if (o->max_memory) printf("plan for %s, --max-memory %.1f MiB of resident weights\n", o->model, MIB(o->max_memory));
+    else printf("plan for %s, no --max-memory: the whole file resident\n", o->model);
+    printf("  embedding and output blocks          %10.1f MiB (always resident)\n", MIB(u.pinned));
+    printf("  all blocks (base)                    %10.1f MiB, largest layer block %.1f MiB\n", MIB(u.all_blocks),
+           MIB(u.largest_block));
+    printf("  refinement levels                    %10.1f MiB, %llu of %llu levels fit\n", MIB(u.all_refinements),
+           (unsigned long long)(u.streaming ? 0 : u.refine_levels_total ? u.refine_levels_loaded : 0),
+           (unsigned long long)u.refine_levels_total);
+    printf("  minimum budget                       %10.1f MiB\n", MIB(u.minimum));
+    printf("  KV cache (%u positions)            %10.1f MiB (not in the budget)\n", m->c.ctx, MIB(kv));
+    printf("  scratch, 1 / 512 positions at a time %10.1f / %.1f MiB (not in the budget)\n", MIB(scratch1), MIB(scratchp));
+    printf("  layer blocks                         %s\n", u.streaming ? (u.prefetch ? "streamed, next block read ahead"
+                                                                                   : "streamed, no room to read ahead")
+                                                                   : "all resident");
+    printf("  weights read per token               %10.1f MiB from memory, %.1f MiB from the file\n",
+           MIB(u.token_bytes), MIB(u.reads_per_token));
+    printf("  measured: memory read %.1f GB/s (%u threads), file read %.2f GB/s (cold)\n", mem, o->threads, disk);
+    if (mem > 0 && disk > 0)
+        printf("  expected generation, bandwidth bound %10.1f tokens/s\n",
+               1.0 / ((double)u.token_bytes / (mem * 1e9) + (double)u.reads_per_token / (disk * 1e9)));
+}
+
+static void print_stats(const timing *t, const model *m)
 {
     struct rusage ru;
+    model_usage u;
     getrusage(RUSAGE_SELF, &ru);
+    model_get_usage(m, &u);
     fprintf(stderr, TOOL ": prompt %zu tokens in %.3f s (%.1f tok/s); generated %zu tokens in %.3f s (%.1f tok/s); "
                     "peak RSS %.1f MiB\n",
             t->prompt_n, t->prompt_s, t->prompt_s > 0 ? (double)t->prompt_n / t->prompt_s : 0, t->gen_n, t->gen_s,
             t->gen_s > 0 ? (double)t->gen_n / t->gen_s : 0, (double)ru.ru_maxrss / 1024.0);
+    fprintf(stderr, TOOL ": weights %s: peak %.1f MiB resident%s%.1f MiB; %llu block loads, %.1f MiB read in %.3f s\n",
+            u.streaming ? "streamed" : "resident", MIB(u.resident_peak), u.budget ? " of a budget of " : ", file ",
+            MIB(u.budget ? u.budget : u.all_blocks + u.all_refinements), (unsigned long long)u.loads, MIB(u.bytes_read),
+            u.read_s);
+    fprintf(stderr, TOOL ": KV cache %.1f MiB, scratch %.1f MiB (outside the budget)\n", MIB(t->kv), MIB(t->scratch));
+    if (!u.refine_levels_total) return;
+    fprintf(stderr, TOOL ": refinement levels loaded per block:");
+    nsq_block blk;
+    for (uint32_t b = 0; !nsq_block_at(m->f, b, &blk); b++)
+        if (blk.refinement_count) fprintf(stderr, " %u:%u/%u", b, model_block_refine(m, b), blk.refinement_count);
+    fputc('\n', stderr);
 }
 
 static int run(const options *o)
 {
     model m;
-    nsq_file *f;
     nsq_tokenizer *tok = NULL;
     nsq_diag d;
     char err[1024];
     int32_t *ids = NULL;
     size_t n_ids = 0;
-    timing tm = {0, 0, 0, 0};
-    if (model_load(o->model, o->no_mmap ? NSQ_OPEN_PREAD : 0, o->max_refine, &m, &f, err, sizeof err)) {
+    timing tm = {0, 0, 0, 0, 0, 0};
+    model_opts mo = {o->no_mmap ? NSQ_OPEN_PREAD : 0, o->max_refine, o->max_memory, o->cold};
+    if (model_open(o->model, &mo, &m, err, sizeof err)) {
         fprintf(stderr, TOOL ": %s\n", err);
         return CLI_EXIT_INVALID;
+    }
+    if (o->plan) {
+        print_plan(o, &m);
+        model_free(&m);
+        return cli_finish_stdout(TOOL);
     }
     int rc = 0;
     if (!o->print_ids || o->prompt) {
         cli_diag_init(&d);
-        nsq_status st = nsq_tokenizer_load(f, &tok, &d);
+        nsq_status st = nsq_tokenizer_load(m.f, &tok, &d);
         if (st) cli_report(TOOL, o->model, st, &d), rc = -1;
     }
     if (!rc && o->prompt_ids && parse_ids(o->prompt_ids, m.c.vocab, &ids, &n_ids))
@@ -263,10 +340,10 @@ static int run(const options *o)
         fprintf(stderr, TOOL ": the prompt could not be tokenized\n"), rc = -1;
     if (!rc && n_ids == 0) fprintf(stderr, TOOL ": the prompt is empty\n"), rc = -1;
     if (!rc) rc = generate(o, &m, tok, ids, n_ids, &tm);
-    if (!rc && o->stats) print_stats(&tm);
+    if (!rc && o->stats) print_stats(&tm, &m);
     free(ids);
     nsq_tokenizer_free(tok);
-    model_free(&m); /* closes f */
+    model_free(&m);
     return rc ? CLI_EXIT_INVALID : cli_finish_stdout(TOOL);
 }
 

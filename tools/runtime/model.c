@@ -327,7 +327,7 @@ int model_open(const char *path, const model_opts *o, model *m, char *err, size_
     if (nsq_open(path, flags, &m->f, &d)) return FAIL("%s: %s", path, d.message);
     int rc = read_config(m->f, &m->c, err, errlen);
     if (!rc && !(m->layers = calloc(m->c.n_layers, sizeof *m->layers))) rc = FAIL("out of memory");
-    if (!rc) rc = residency_init(m, o, err, errlen);
+    if (!rc) rc = residency_init(m, path, o, err, errlen);
     if (!rc) rc = globals_complete(m, err, errlen);
     if (!rc && !m->c.learned_pos && rope_table(m)) rc = FAIL("out of memory");
     if (rc) model_free(m);
@@ -337,7 +337,7 @@ int model_open(const char *path, const model_opts *o, model *m, char *err, size_
 int model_load(const char *path, unsigned open_flags, int max_refine, model *m, nsq_file **file, char *err,
                size_t errlen)
 {
-    model_opts o = {open_flags, max_refine, 0};
+    model_opts o = {open_flags, max_refine, 0, 0};
     int rc = model_open(path, &o, m, err, errlen);
     *file = rc ? NULL : m->f;
     return rc;

@@ -65,6 +65,7 @@ typedef struct {
     unsigned open_flags;  /* NSQ_OPEN_*; a budget implies NSQ_OPEN_PREAD */
     int max_refine;       /* refinement levels per block, -1: all there are */
     uint64_t max_memory;  /* bytes of resident weights, 0: no limit (the whole file) */
+    int drop_cache;       /* streaming: drop each block's file pages after reading it (cold reads) */
 } model_opts;
 
 /* Opens path and reads the config. Without a budget every block is loaded
@@ -80,6 +81,8 @@ void model_free(model *m);
 typedef struct {
     uint64_t budget, pinned, largest_block, all_blocks, all_refinements, minimum;
     uint64_t resident_peak, loads, bytes_read, refine_levels_loaded, refine_levels_total;
+    uint64_t reads_per_token; /* file bytes the streaming policy reads per token, steady state */
+    uint64_t token_bytes;     /* weight bytes one generated token reads from memory */
     int streaming, prefetch;
     double read_s; /* time spent reading, verifying and indexing blocks */
 } model_usage;

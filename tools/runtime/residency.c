@@ -13,12 +13,14 @@
  * with room to spare, the spare goes to refinement levels of the blocks whose
  * stored importance is largest; a streaming budget runs every block from its
  * base. */
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "residency.h"
 
@@ -36,10 +38,11 @@ struct residency {
     uint32_t *cycle;     /* layer blocks in the order the forward pass uses them */
     uint32_t *pos;       /* block -> index in cycle */
     uint32_t *of_layer;  /* layer -> block */
-    uint64_t budget, used, peak, pinned, largest, all_blocks, all_refinements, loads, bytes_read;
+    uint64_t budget, used, peak, pinned, largest, all_blocks, all_refinements, loads, bytes_read, token_bytes;
     uint32_t refine_loaded, refine_total;
     double read_s;
     int streaming, prefetch, stop, failed;
+    int cold_fd; /* >= 0: drop the file pages of each block read */
     int32_t current, want;
     pthread_t thread;
     pthread_mutex_t mu;
@@ -54,6 +57,16 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static void drop_pages(const nsq_file *f, int fd, uint32_t b, uint32_t levels)
+{
+    nsq_block blk;
+    nsq_refinement rf;
+    nsq_block_at(f, b, &blk);
+    posix_fadvise(fd, (off_t)blk.offset, (off_t)blk.stored_size, POSIX_FADV_DONTNEED);
+    for (uint32_t l = 1; l <= levels; l++)
+        if (!nsq_refinement_at(f, b, l, &rf)) posix_fadvise(fd, (off_t)rf.offset, (off_t)rf.stored_size, POSIX_FADV_DONTNEED);
+}
+
 /* Called with mu held; drops it while reading. */
 static int load_locked(const model *m, residency *rs, uint32_t b)
 {
@@ -65,6 +78,7 @@ static int load_locked(const model *m, residency *rs, uint32_t b)
     double t0 = now();
     int rc = block_load(m, b, rs->levels[b], &rs->res[b], err, sizeof err);
     double dt = now() - t0;
+    if (rs->cold_fd >= 0) drop_pages(m->f, rs->cold_fd, b, rs->levels[b]);
     pthread_mutex_lock(&rs->mu);
     rs->read_s += dt;
     if (rc) {
@@ -148,6 +162,46 @@ int model_need_layer(const model *m, uint32_t L)
 
 const char *model_error(const model *m) { return m->rs ? m->rs->err : ""; }
 
+/* Evicts, in the dry run, as evict_for does. */
+static int sim_evict(const residency *rs, uint8_t *in, uint64_t *used, uint64_t need, uint32_t cur, uint32_t keep)
+{
+    while (*used + need > rs->budget) {
+        int32_t victim = -1;
+        uint32_t far = 0;
+        for (uint32_t i = 0; i < rs->n_cycle; i++) {
+            uint32_t b = rs->cycle[i], dist = (i + rs->n_cycle - rs->pos[cur]) % rs->n_cycle;
+            if (in[b] && b != keep && b != cur && dist >= far) victim = (int32_t)b, far = dist;
+        }
+        if (victim < 0) return -1;
+        in[victim] = 0;
+        *used -= rs->cost[victim];
+    }
+    return 0;
+}
+
+/* File bytes read per token once the policy is in its steady state: a dry
+ * run of three forward passes, the last one counted. */
+static uint64_t simulate_reads(const residency *rs)
+{
+    uint8_t *in = calloc(rs->n_blocks + 1, 1);
+    uint64_t used = rs->pinned, reads = 0;
+    if (!in || !rs->streaming) return free(in), 0;
+    for (int pass = 0; pass < 3; pass++)
+        for (uint32_t i = 0; i < rs->n_cycle; i++) {
+            uint32_t b = rs->cycle[i], next = rs->cycle[(i + 1) % rs->n_cycle];
+            if (!in[b] && !sim_evict(rs, in, &used, rs->cost[b], b, b)) {
+                in[b] = 1, used += rs->cost[b];
+                reads += pass == 2 ? rs->blk[b].stored_size : 0;
+            }
+            if (rs->prefetch && !in[next] && !sim_evict(rs, in, &used, rs->cost[next], b, next)) {
+                in[next] = 1, used += rs->cost[next];
+                reads += pass == 2 ? rs->blk[next].stored_size : 0; /* one pass's worth of loads */
+            }
+        }
+    free(in);
+    return reads;
+}
+
 /* Sum of the stored importance of each block's tensors (0 without a section). */
 static void block_importance(const nsq_file *f, const residency *rs, double *imp)
 {
@@ -222,6 +276,8 @@ static int alloc_tables(model *m, residency *rs, char *err, size_t errlen)
     return 0;
 }
 
+static void token_bytes(const model *m, residency *rs);
+
 /* Costs, the minimum budget, the refinement plan and whether to stream. */
 static int plan(model *m, residency *rs, const model_opts *o, char *err, size_t errlen)
 {
@@ -239,26 +295,45 @@ static int plan(model *m, residency *rs, const model_opts *o, char *err, size_t 
         if (!o->max_memory) rs->levels[b] = all, rs->cost[b] = block_cost(m->f, b, all);
     }
     rs->budget = o->max_memory;
-    if (!rs->budget) return 0;
-    if (rs->budget < rs->pinned + rs->largest)
-        return FAIL("--max-memory %.1f MiB is below the minimum of %.1f MiB for this file: the embedding and "
-                    "output blocks (%.1f MiB) plus its largest layer block (%.1f MiB)",
-                    rs->budget / 1048576.0, (rs->pinned + rs->largest) / 1048576.0, rs->pinned / 1048576.0,
-                    rs->largest / 1048576.0);
-    if (bases <= rs->budget) plan_refinements(m, rs, max_levels, rs->budget - bases);
-    else rs->streaming = 1;
-    rs->prefetch = rs->streaming && rs->budget >= rs->pinned + 2 * rs->largest && rs->n_cycle > 1;
+    if (rs->budget) {
+        if (rs->budget < rs->pinned + rs->largest)
+            return FAIL("--max-memory %.1f MiB is below the minimum of %.1f MiB for this file: the embedding and "
+                        "output blocks (%.1f MiB) plus its largest layer block (%.1f MiB)",
+                        rs->budget / 1048576.0, (rs->pinned + rs->largest) / 1048576.0, rs->pinned / 1048576.0,
+                        rs->largest / 1048576.0);
+        if (bases <= rs->budget) plan_refinements(m, rs, max_levels, rs->budget - bases);
+        else rs->streaming = 1;
+        rs->prefetch = rs->streaming && rs->budget >= rs->pinned + 2 * rs->largest && rs->n_cycle > 1;
+    }
+    token_bytes(m, rs);
     return 0;
 }
 
-int residency_init(model *m, const model_opts *o, char *err, size_t errlen)
+/* A token reads every layer and output matrix once, and of the embedding one
+ * row, unless it is also the output head. */
+static void token_bytes(const model *m, residency *rs)
+{
+    nsq_refinement rf;
+    for (uint32_t b = 0; b < rs->n_blocks; b++) {
+        if (rs->blk[b].kind == NSQ_BLOCK_EMBEDDINGS && !m->c.tied_head) continue;
+        rs->token_bytes += rs->blk[b].raw_size;
+        for (uint32_t l = 1; l <= rs->levels[b]; l++)
+            if (!nsq_refinement_at(m->f, b, l, &rf)) rs->token_bytes += rf.raw_size;
+    }
+}
+
+
+int residency_init(model *m, const char *path, const model_opts *o, char *err, size_t errlen)
 {
     residency *rs = m->rs = calloc(1, sizeof *rs);
     if (!rs) return FAIL("out of memory");
+    rs->cold_fd = -1;
     pthread_mutex_init(&rs->mu, NULL);
     pthread_cond_init(&rs->cv, NULL);
     rs->current = rs->want = -1;
     if (alloc_tables(m, rs, err, errlen) || plan(m, rs, o, err, errlen)) return -1;
+    if (o->drop_cache && rs->streaming && (rs->cold_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return FAIL("%s: cannot open for --cold", path);
     pthread_mutex_lock(&rs->mu);
     for (uint32_t b = 0; b < rs->n_blocks && !rs->failed; b++)
         if (!rs->streaming || rs->blk[b].kind != NSQ_BLOCK_LAYERS) load_locked(m, rs, b);
@@ -283,6 +358,7 @@ void residency_free(model *m)
         if (rs->state[b] == RESIDENT) block_unload(m, b, &rs->res[b]);
     free(rs->blk), free(rs->res), free(rs->state), free(rs->levels), free(rs->cost);
     free(rs->cycle), free(rs->pos), free(rs->of_layer);
+    if (rs->cold_fd >= 0) close(rs->cold_fd);
     pthread_mutex_destroy(&rs->mu);
     pthread_cond_destroy(&rs->cv);
     free(rs);
@@ -295,7 +371,8 @@ void model_get_usage(const model *m, model_usage *u)
     pthread_mutex_lock(&rs->mu);
     *u = (model_usage){rs->budget, rs->pinned, rs->largest, rs->all_blocks, rs->all_refinements,
                        rs->pinned + rs->largest, rs->peak, rs->loads, rs->bytes_read, rs->refine_loaded,
-                       rs->refine_total, rs->streaming, rs->prefetch, rs->read_s};
+                       rs->refine_total, simulate_reads(rs), rs->token_bytes, rs->streaming, rs->prefetch,
+                       rs->read_s};
     pthread_mutex_unlock(&rs->mu);
 }
 

@@ -24,7 +24,7 @@ uint64_t block_cost(const nsq_file *f, uint32_t b, uint32_t levels);
 /* Every weight of layer L is present with the right shape. */
 int layer_complete(const model *m, uint32_t L, char *err, size_t errlen);
 
-int residency_init(model *m, const model_opts *o, char *err, size_t errlen);
+int residency_init(model *m, const char *path, const model_opts *o, char *err, size_t errlen);
 void residency_free(model *m);
 
 #endif
