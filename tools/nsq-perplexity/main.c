@@ -29,6 +29,7 @@ typedef struct {
     const char *model, *text, *base;
     uint32_t ctx, threads, max_windows;
     int json, quiet, max_refine;
+    uint64_t max_memory;
 } options;
 
 typedef struct {
@@ -47,6 +48,8 @@ static void usage(FILE *out)
                  "  --kld BASE.nsq      also KL(base || model), top-1 agreement and PPL change vs BASE\n"
                  "  --max-windows N     evaluate only the first N windows\n"
                  "  --refine-levels N   use at most N refinement levels of each block (default: all)\n"
+                 "  --max-memory SIZE   keep MODEL's resident weights within SIZE (e.g. 300M): layer\n"
+                 "                      blocks stream from the file, windows run one at a time\n"
                  "  --threads N         threads (default: all cores)\n"
                  "  --json              print a JSON summary on stdout\n"
                  "  --quiet             no progress on stderr\n"
@@ -60,6 +63,7 @@ static int parse_args(int argc, char **argv, options *o)
         {"ctx", required_argument, 0, 'c'}, {"kld", required_argument, 0, 'k'}, {"threads", required_argument, 0, 'j'},
         {"max-windows", required_argument, 0, 'w'}, {"refine-levels", required_argument, 0, 'R'},
         {"json", no_argument, 0, 'J'}, {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
+        {"max-memory", required_argument, 0, 'X'},
         {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     int c, bad = 0;
     long v = 0;
@@ -76,6 +80,7 @@ static int parse_args(int argc, char **argv, options *o)
         case 'w': o->max_windows = (uint32_t)v; break;
         case 'R': o->max_refine = (int)v; break;
         case 'k': o->base = optarg; break;
+        case 'X': bad = cli_parse_size(optarg, &o->max_memory); break;
         case 'J': o->json = 1; break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); return 0;
@@ -112,17 +117,19 @@ typedef struct {
     nsq_file *f;
 } runner;
 
-static int runner_open(runner *r, const char *path, const options *o, char *err, size_t n)
+static int runner_open(runner *r, const char *path, const options *o, uint64_t max_memory, char *err, size_t n)
 {
+    model_opts mo = {0, o->max_refine, max_memory, 0};
     memset(r, 0, sizeof *r);
-    if (model_load(path, 0, o->max_refine, &r->m, &r->f, err, n)) return -1;
+    if (model_open(path, &mo, &r->m, err, n)) return -1;
+    r->f = r->m.f;
     if (o->ctx > r->m.c.ctx) return snprintf(err, n, "%s: --ctx %u exceeds the model's context of %u", path, o->ctx, r->m.c.ctx), -1;
     return 0;
 }
 
 static void runner_close(runner *r)
 {
-    model_free(&r->m); /* closes r->f */
+    model_free(&r->m);
 }
 
 /* Scores one window: token t+1 predicted from the logits at t. */
@@ -158,6 +165,7 @@ typedef struct {
     result *part;
     double t0;
     int show;
+    uint32_t state_threads; /* threads inside each forward pass */
 } eval_job;
 
 static void *eval_worker(void *arg)
@@ -165,15 +173,17 @@ static void *eval_worker(void *arg)
     eval_job *j = arg;
     uint32_t ctx = j->o->ctx, V = j->mod->m.c.vocab;
     model_state sm, sb;
-    int have_b = j->base != NULL, ok = !state_init(&sm, &j->mod->m, ctx, 1);
-    if (ok && have_b && state_init(&sb, &j->base->m, ctx, 1)) state_free(&sm), ok = 0;
+    int have_b = j->base != NULL, ok = !state_init(&sm, &j->mod->m, ctx, j->state_threads);
+    if (ok && have_b && state_init(&sb, &j->base->m, ctx, j->state_threads)) state_free(&sm), ok = 0;
     float *lm = malloc((size_t)ctx * V * sizeof *lm), *lb = have_b ? malloc((size_t)ctx * V * sizeof *lb) : NULL;
     double *lp = malloc(V * sizeof *lp), *lq = malloc(V * sizeof *lq);
     if (!ok || !lm || (have_b && !lb) || !lp || !lq) j->failed = 1;
     for (uint32_t k; !j->failed && (k = atomic_fetch_add(&j->next, 1)) < j->windows;) {
         const int32_t *w = j->ids + (size_t)k * ctx;
-        if (have_b) forward(&j->base->m, &sb, w, ctx, 0, lb, 1);
-        forward(&j->mod->m, &sm, w, ctx, 0, lm, 1);
+        if ((have_b && forward(&j->base->m, &sb, w, ctx, 0, lb, 1)) || forward(&j->mod->m, &sm, w, ctx, 0, lm, 1)) {
+            j->failed = 1;
+            break;
+        }
         score_window(lm, lb, V, w, ctx, lp, lq, &j->part[k]);
         uint32_t d = atomic_fetch_add(&j->done, 1) + 1;
         if (j->show) {
@@ -191,12 +201,15 @@ static int evaluate(const options *o, const runner *mod, const runner *base, con
 {
     uint32_t windows = (uint32_t)(n_ids / o->ctx);
     if (o->max_windows && o->max_windows < windows) windows = o->max_windows;
+    /* Streaming shares one block cache, so windows then run one at a time with
+     * the threads inside the forward pass; else each thread runs windows. */
+    int streaming = o->max_memory != 0;
     eval_job j = {o, mod, base, ids, windows, 0, 0, 0, calloc(windows ? windows : 1, sizeof(result)), cli_now(),
-                  !o->quiet && isatty(2)};
+                  !o->quiet && isatty(2), streaming ? o->threads : 1};
     if (!j.part) return -1;
     pthread_t tid[64];
     uint32_t k = 0;
-    for (; k + 1 < o->threads && k < 64 && k + 1 < windows; k++)
+    for (; !streaming && k + 1 < o->threads && k < 64 && k + 1 < windows; k++)
         if (pthread_create(&tid[k], NULL, eval_worker, &j)) break;
     eval_worker(&j);
     while (k > 0) pthread_join(tid[--k], NULL);
@@ -270,14 +283,15 @@ static int run(const options *o)
     memset(&base, 0, sizeof base);
     char *text = cli_read_file(o->text, &len);
     int rc = text ? 0 : (snprintf(err, sizeof err, "%s: cannot read", o->text), -1);
-    if (!rc) rc = runner_open(&mod, o->model, o, err, sizeof err);
-    if (!rc && o->base) rc = runner_open(&base, o->base, o, err, sizeof err);
+    if (!rc) rc = runner_open(&mod, o->model, o, o->max_memory, err, sizeof err);
+    if (!rc && o->base) rc = runner_open(&base, o->base, o, 0, err, sizeof err);
     if (!rc && o->base && base.m.c.vocab != mod.m.c.vocab) rc = (snprintf(err, sizeof err, "the base model has another vocabulary"), -1);
     cli_diag_init(&d);
     if (!rc && nsq_tokenizer_load(mod.f, &tok, &d)) rc = (snprintf(err, sizeof err, "%s: tokenizer: %s", o->model, d.message), -1);
     if (!rc && nsq_tokenize(tok, text, len, 0, &ids, &n_ids)) rc = (snprintf(err, sizeof err, "%s: cannot tokenize", o->text), -1);
     if (!rc && n_ids < o->ctx) rc = (snprintf(err, sizeof err, "%s: fewer than --ctx %u tokens", o->text, o->ctx), -1);
-    if (!rc && evaluate(o, &mod, o->base ? &base : NULL, ids, n_ids, &res)) rc = (snprintf(err, sizeof err, "out of memory"), -1);
+    if (!rc && evaluate(o, &mod, o->base ? &base : NULL, ids, n_ids, &res))
+        rc = (snprintf(err, sizeof err, "%s", *model_error(&mod.m) ? model_error(&mod.m) : "out of memory"), -1);
     if (!rc) report(o, &res, n_ids);
     if (rc) fprintf(stderr, TOOL ": %s\n", err);
     free(ids);

@@ -83,13 +83,6 @@ void act8_quantize(act8 *a, const float *x, uint32_t n, uint32_t in)
 
 /* ---- scalar kernels ---- */
 
-static float dot_f32(const float *a, const float *b, uint32_t n)
-{
-    float acc = 0;
-    for (uint32_t i = 0; i < n; i++) acc += a[i] * b[i];
-    return acc;
-}
-
 float kern_plain_at(const wmat *w, uint64_t k)
 {
     const uint8_t *p = w->v.data;
@@ -100,11 +93,34 @@ float kern_plain_at(const wmat *w, uint64_t k)
     }
 }
 
-float kern_group_refined(const wmat *w, uint64_t g, const uint64_t rank[4], const float *x)
+/* Group g decoded with its refinements, as the spec defines it (the same
+ * values as nsq_dequantize_group), planes unpacked in loops that vectorize.
+ * rank[t]: tier-t groups before g. */
+void kern_decode_group(const wmat *w, uint64_t g, const uint64_t rank[4], float *out)
 {
-    float buf[256];
-    nsq_dequantize_group(&w->v, w->ref, w->n_ref, g, rank, buf);
-    return dot_f32(buf, x, w->v.group_size);
+    const nsq_view *v = &w->v;
+    uint32_t G = v->group_size, t = tier_at(v->tier_map, g);
+    if (t == NSQ_TIER_F16) {
+        const uint8_t *h = v->codes[0] + rank[0] * 2 * G;
+        for (uint32_t j = 0; j < G; j++) out[j] = nsq_f16_to_f32(rd16(h + 2 * j));
+        return;
+    }
+    uint32_t b = tier_bits(t), stride = G * b / 8;
+    const uint8_t *rec = v->codes[t] + rank[t] * stride, *pm = v->params[t] + rank[t] * 4;
+    float d = nsq_f16_to_f32(rd16(pm)), m = nsq_f16_to_f32(rd16(pm + 2)), step = d;
+    for (uint32_t p = 0; p < 8 / b; p++)
+        for (uint32_t i = 0; i < stride; i++) out[p * stride + i] = d * (float)((rec[i] >> (b * p)) & ((1u << b) - 1)) + m;
+    for (uint32_t l = 0; l < w->n_ref; l++) {
+        uint32_t k = w->ref[l].bits, rs = G * k / 8;
+        const uint8_t *rr = w->ref[l].codes + (g - rank[0]) * rs;
+        float denom = (float)(1u << (k + 1));
+        for (uint32_t p = 0; p < 8 / k; p++)
+            for (uint32_t i = 0; i < rs; i++) {
+                float c = (float)(2 * ((rr[i] >> (k * p)) & ((1u << k) - 1)) + 1) / denom - 0.5f;
+                out[p * rs + i] = out[p * rs + i] + step * c;
+            }
+        step = step / (float)(1u << k);
+    }
 }
 
 float kern_tree8(const float a[8])
@@ -187,18 +203,36 @@ static float row_canonical(const wmat *w, uint64_t row, const tier_lists *l, con
     return kern_tree8(acc) + facc;
 }
 
-/* A refined row: each group decoded with its refinements, then an f32 product. */
-static float row_refined(const wmat *w, uint64_t row, const float *x)
+void kern_fma_lanes_scalar(const float *wv, const float *x, uint32_t n, float acc[8])
 {
-    uint32_t G = w->v.group_size, gpr = (uint32_t)(w->v.cols / G);
-    uint64_t rank[4] = {w->rank[row][0], w->rank[row][1], w->rank[row][2], w->rank[row][3]};
-    float acc = 0;
-    for (uint32_t j = 0; j < gpr; j++) {
-        uint64_t g = row * gpr + j;
-        acc += kern_group_refined(w, g, rank, x + (size_t)j * G);
-        rank[tier_at(w->v.tier_map, g)]++;
+    for (uint32_t i = 0; i < n; i++) acc[i % 8] = fmaf(wv[i], x[i], acc[i % 8]);
+}
+
+/* Refined rows: each group decoded once, then for every token 8 lanes that
+ * run along the whole row (lane = column % 8), summed by kern_tree8. */
+void kern_rows_refined(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
+                       float *y, uint32_t ys)
+{
+    uint32_t G = w->v.group_size, in = (uint32_t)w->v.cols, gpr = in / G;
+    float buf[256], acc[TOKENS_MAX][8];
+    for (uint32_t r = r0; r < r1; r++) {
+        uint64_t row = (uint64_t)off + r;
+        for (uint32_t t0 = 0; t0 < n; t0 += TOKENS_MAX) {
+            uint32_t nt = n - t0 < TOKENS_MAX ? n - t0 : TOKENS_MAX;
+            uint64_t rank[4] = {w->rank[row][0], w->rank[row][1], w->rank[row][2], w->rank[row][3]};
+            memset(acc, 0, sizeof acc);
+            for (uint32_t j = 0; j < gpr; j++) {
+                uint64_t g = row * gpr + j;
+                kern_decode_group(w, g, rank, buf);
+                rank[tier_at(w->v.tier_map, g)]++;
+                for (uint32_t u = 0; u < nt; u++) {
+                    const float *xg = x + (size_t)(t0 + u) * in + (size_t)j * G;
+                    if (k == KERN_SCALAR || !kern_x86_fma_lanes(k, buf, xg, G, acc[u])) kern_fma_lanes_scalar(buf, xg, G, acc[u]);
+                }
+            }
+            for (uint32_t u = 0; u < nt; u++) y[(size_t)(t0 + u) * ys + r - r0] = kern_tree8(acc[u]);
+        }
     }
-    return acc;
 }
 
 void kern_rows_tiered_scalar(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
@@ -212,9 +246,8 @@ void kern_rows_tiered_scalar(const wmat *w, uint32_t off, const float *x, const 
         tier_lists l;
         kern_list_tiers(w, row, gpr, buf, &l);
         for (uint32_t t = 0; t < n; t++)
-            y[(size_t)t * ys + r - r0] = w->n_ref ? row_refined(w, row, x + (size_t)t * in)
-                                                  : row_canonical(w, row, &l, x + (size_t)t * in, a->q + (size_t)t * in,
-                                                                  a->s + (size_t)t * nb, a->ms + (size_t)t * nb);
+            y[(size_t)t * ys + r - r0] = row_canonical(w, row, &l, x + (size_t)t * in, a->q + (size_t)t * in,
+                                                       a->s + (size_t)t * nb, a->ms + (size_t)t * nb);
     }
     free(buf);
 }
@@ -234,8 +267,10 @@ static void rows_plain_scalar(const wmat *w, uint32_t off, const float *x, uint3
 void kern_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
                uint32_t r1, float *y, uint32_t ys)
 {
-    if (k != KERN_SCALAR && kern_x86_rows(k, w, off, x, a, n, r0, r1, y, ys)) return;
-    if (w->v.scheme == NSQ_SCHEME_TIERED) kern_rows_tiered_scalar(w, off, x, a, n, r0, r1, y, ys);
+    if (k != KERN_SCALAR && !(w->v.scheme == NSQ_SCHEME_TIERED && w->n_ref) && kern_x86_rows(k, w, off, x, a, n, r0, r1, y, ys))
+        return;
+    if (w->v.scheme == NSQ_SCHEME_TIERED && w->n_ref) kern_rows_refined(k, w, off, x, n, r0, r1, y, ys);
+    else if (w->v.scheme == NSQ_SCHEME_TIERED) kern_rows_tiered_scalar(w, off, x, a, n, r0, r1, y, ys);
     else rows_plain_scalar(w, off, x, n, r0, r1, y, ys);
 }
 
@@ -265,7 +300,7 @@ void wmat_row(const wmat *w, uint32_t r, float *out)
     uint64_t rank[4] = {w->rank[r][0], w->rank[r][1], w->rank[r][2], w->rank[r][3]};
     for (uint32_t j = 0; j < gpr; j++) {
         uint64_t g = (uint64_t)r * gpr + j;
-        nsq_dequantize_group(v, w->ref, w->n_ref, g, rank, out + (size_t)j * G);
+        kern_decode_group(w, g, rank, out + (size_t)j * G);
         rank[tier_at(v->tier_map, g)]++;
     }
 }

@@ -17,9 +17,16 @@ static inline uint32_t code_at(const uint8_t *rec, uint32_t G, uint32_t b, uint3
 }
 
 float kern_plain_at(const wmat *w, uint64_t k);
-/* Group g with its refinements, decoded and multiplied by x[G] in f32. */
-float kern_group_refined(const wmat *w, uint64_t g, const uint64_t rank[4], const float *x);
+#define TOKENS_MAX 16 /* tokens a kernel call takes at most (forward.c passes 16) */
 
+/* Group g with its refinements decoded to f32, as libnsq does; rank[t]: the
+ * tier-t groups before g. */
+void kern_decode_group(const wmat *w, uint64_t g, const uint64_t rank[4], float *out);
+/* acc[i % 8] = fmaf(w[i], x[i], acc[i % 8]) for i < n in order (n % 8 == 0). */
+void kern_fma_lanes_scalar(const float *w, const float *x, uint32_t n, float acc[8]);
+int kern_x86_fma_lanes(kern_level k, const float *w, const float *x, uint32_t n, float acc[8]);
+void kern_rows_refined(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
+                       float *y, uint32_t ys);
 /* A row's group indices, tier by tier: idx[t][0..cnt[t]), buf holding 4 * gpr. */
 typedef struct {
     uint32_t *idx[4], cnt[4];

@@ -376,6 +376,20 @@ AVX2_T static void cols_plain_256(const wmat *w, uint32_t off, const float *x, u
 
 /* ---------------- dispatch ---------------- */
 
+AVX2_T static void fma_lanes_256(const float *w, const float *x, uint32_t n, float acc[8])
+{
+    __m256 a = _mm256_loadu_ps(acc);
+    for (uint32_t i = 0; i < n; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a);
+    _mm256_storeu_ps(acc, a);
+}
+
+int kern_x86_fma_lanes(kern_level k, const float *w, const float *x, uint32_t n, float acc[8])
+{
+    (void)k;
+    fma_lanes_256(w, x, n, acc);
+    return 1;
+}
+
 int kern_x86_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
                   uint32_t r1, float *y, uint32_t ys)
 {
@@ -383,7 +397,7 @@ int kern_x86_rows(kern_level k, const wmat *w, uint32_t off, const float *x, con
         (k == KERN_AVX512 ? rows_plain_512 : rows_plain_256)(w, off, x, n, r0, r1, y, ys);
         return 1;
     }
-    if (w->v.group_size != 64 || w->n_ref) kern_rows_tiered_scalar(w, off, x, a, n, r0, r1, y, ys);
+    if (w->v.group_size != 64) kern_rows_tiered_scalar(w, off, x, a, n, r0, r1, y, ys);
     else (k == KERN_AVX512 ? rows_tiered_512 : rows_tiered_256)(w, off, x, a, n, r0, r1, y, ys);
     return 1;
 }
@@ -397,6 +411,11 @@ int kern_x86_cols(kern_level k, const wmat *w, uint32_t off, const float *x, uin
 
 #else
 kern_level kern_x86_best(void) { return KERN_SCALAR; }
+int kern_x86_fma_lanes(kern_level k, const float *w, const float *x, uint32_t n, float acc[8])
+{
+    (void)k, (void)w, (void)x, (void)n, (void)acc;
+    return 0;
+}
 int kern_x86_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
                   uint32_t r1, float *y, uint32_t ys)
 {
