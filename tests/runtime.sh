@@ -20,6 +20,81 @@ rt_thread_invariant() { # same greedy ids and logits bytes with 1 and 2 threads
         cmp "$TMP/rt1.ids" "$TMP/rt2.ids" && cmp "$TMP/rt1.f32" "$TMP/rt2.f32"
 }
 
+# Greedy ids and logits of a short run, to compare runs: rt_ids_logits TAG BUILD MODEL [nsq-run options]
+rt_ids_logits() {
+    local tag=$1 b=$2 m=$3; shift 3
+    "$b/nsq-run" "$m" --prompt-ids 1,450,495,310,1046,338,263 -n 12 --ignore-eos --print-ids \
+        --dump-logits "$TMP/$tag.f32" "$@" >"$TMP/$tag.ids"
+}
+
+rt_same() { # rt_same TAG1 TAG2: identical ids and logits bytes
+    cmp "$TMP/$1.ids" "$TMP/$2.ids" && cmp "$TMP/$1.f32" "$TMP/$2.f32"
+}
+
+# Every kernel level this CPU runs gives the scalar kernels' ids and logits, bit for bit.
+rt_kernels_agree() {
+    local b=$1 m=$2 k
+    NSQ_KERNELS=scalar rt_ids_logits k-scalar "$b" "$m" || return 1
+    for k in avx2 native; do
+        NSQ_KERNELS=$k rt_ids_logits "k-$k" "$b" "$m" && rt_same k-scalar "k-$k" || { echo "level $k differs"; return 1; }
+    done
+}
+
+rt_threads_agree() {
+    local b=$1 m=$2
+    rt_ids_logits th1 "$b" "$m" --threads 1 && rt_ids_logits th3 "$b" "$m" --threads 3 && rt_same th1 th3
+}
+
+rt_plan_value() { # rt_plan_value BUILD MODEL LABEL: the MiB figure on the --plan line starting with LABEL
+    "$1/nsq-run" "$2" --plan | awk -v l="$3" 'index($0, "  " l) == 1 { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) { print $i; exit } }'
+}
+
+# Streamed under a budget (with and without room to read ahead, warm and
+# cold), the output is the unlimited run's, bit for bit.
+rt_budget_agrees() {
+    local b=$1 m=$2 min largest
+    min=$(rt_plan_value "$b" "$m" "minimum budget") && largest=$(rt_plan_value "$b" "$m" "all blocks") || return 1
+    rt_ids_logits full "$b" "$m" || return 1
+    for mm in "$min" "$(awk -v a="$min" 'BEGIN { print a * 1.4 }')"; do
+        rt_ids_logits "mm" "$b" "$m" --max-memory "${mm}M" --stats 2>"$TMP/mm.err" || { cat "$TMP/mm.err"; return 1; }
+        grep -q "weights streamed" "$TMP/mm.err" || { echo "budget ${mm}M did not stream"; cat "$TMP/mm.err"; return 1; }
+        rt_same full mm || { echo "budget ${mm}M differs"; return 1; }
+    done
+    rt_ids_logits cold "$b" "$m" --max-memory "${min}M" --cold && rt_same full cold
+}
+
+# Peak resident weights never exceed the budget.
+rt_budget_respected() {
+    local b=$1 m=$2 min
+    min=$(rt_plan_value "$b" "$m" "minimum budget") || return 1
+    "$b/nsq-run" "$m" --prompt-ids 1,2,3 -n 4 --max-memory "${min}M" --stats 2>&1 >/dev/null |
+        awk '/weights streamed: peak/ { p = $5; for (i = 1; i <= NF; i++) if ($i == "budget") bud = $(i + 2); ok = p <= bud } END { exit !ok }'
+}
+
+# With refinements that do not all fit, every block runs and some refinements
+# load; the perplexity lies between base-only and fully refined.
+rt_refine_degrades() {
+    local b=$1 m=$2 all base part ppl
+    base=$(rt_plan_value "$b" "$m" "all blocks") && all=$(rt_plan_value "$b" "$m" "refinement levels") || return 1
+    part=$(awk -v a="$base" -v r="$all" 'BEGIN { print a + r / 2 + 0.05 }')
+    "$b/nsq-run" "$m" --prompt-ids 1,2,3 -n 2 --max-memory "${part}M" --stats 2>"$TMP/rf.err" >/dev/null || return 1
+    grep -q "refinement levels loaded per block:.* [0-9]*:0/" "$TMP/rf.err" && grep -q "refinement levels loaded per block:.* [0-9]*:[12]/" "$TMP/rf.err" ||
+        { echo "want some refined and some base-only blocks:"; cat "$TMP/rf.err"; return 1; }
+    ppl() { "$b/nsq-perplexity" --json --quiet --max-windows 3 "$@" "$m" fixtures/corpus/eval-dev.txt | $RT_PY -c 'import json,sys; print(json.load(sys.stdin)["ppl"])'; }
+    local p0 p1 p2
+    p0=$(ppl --refine-levels 0) && p1=$(ppl --max-memory "${part}M") && p2=$(ppl) || return 1
+    $RT_PY -c 'import sys; a,b,c=map(float,sys.argv[1:]); print(a,b,c); sys.exit(not (c < b < a))' "$p0" "$p1" "$p2"
+}
+
+rt_ppl_budget_agrees() {
+    local b=$1 m=$2 min a c
+    min=$(rt_plan_value "$b" "$m" "minimum budget") || return 1
+    a=$("$b/nsq-perplexity" --json --quiet --max-windows 2 "$m" fixtures/corpus/eval-dev.txt | grep -o '"ppl":[^,]*')
+    c=$("$b/nsq-perplexity" --json --quiet --max-windows 2 --max-memory "${min}M" "$m" fixtures/corpus/eval-dev.txt | grep -o '"ppl":[^,]*')
+    echo "unlimited $a, streamed $c"
+    [ -n "$a" ] && [ "$a" = "$c" ]
+}
+
 runtime_tests() {
     local b=$1 name
     mkdir -p "$TMP/rt-$b"
@@ -30,6 +105,20 @@ runtime_tests() {
         check "$b nsq-run $name is thread-count invariant" rt_thread_invariant "$b" "$m" 1,2,3,4,5,6,7,8
         check "$b nsq-run $name --no-mmap matches" bash -c "'$b/nsq-run' '$m' --prompt-ids 5,6,7 -n 8 --print-ids --ignore-eos > '$TMP/a.ids' && '$b/nsq-run' '$m' --no-mmap --prompt-ids 5,6,7 -n 8 --print-ids --ignore-eos > '$TMP/b.ids' && cmp '$TMP/a.ids' '$TMP/b.ids'"
     done
+    local q="$TMP/rt-$b/q.nsq" r="$TMP/rt-$b/r.nsq"
+    check "$b convert tiny-llama default, one layer a block" "$b/nsq-convert" --quiet fixtures/models/tiny-llama "$q"
+    check "$b convert tiny-gpt2 --refine 2" "$b/nsq-convert" --quiet --refine 2 fixtures/models/tiny-gpt2 "$r"
+    for m in "$q" "$r"; do
+        check "$b kernel levels agree bit for bit ($(basename "$m"))" rt_kernels_agree "$b" "$m"
+        check "$b quantized thread-count invariance ($(basename "$m"))" rt_threads_agree "$b" "$m"
+        check "$b --max-memory streaming equals unlimited ($(basename "$m"))" rt_budget_agrees "$b" "$m"
+    done
+    check "$b --max-memory peak within the budget" rt_budget_respected "$b" "$q"
+    check "$b --max-memory below the minimum names it" stderr_says "below the minimum of" "$b/nsq-run" "$q" --max-memory 100K --prompt-ids 1 -n 1
+    check "$b --max-memory bad size" exit_code 2 "$b/nsq-run" "$q" --max-memory 12X --prompt-ids 1 -n 1
+    check "$b --plan" bash -c "'$b/nsq-run' '$q' --plan --max-memory 3M | grep -q 'expected generation'"
+    check "$b refinements degrade under a budget" rt_refine_degrades "$b" "$r"
+    check "$b nsq-perplexity --max-memory equals unlimited" rt_ppl_budget_agrees "$b" "$q"
     check "$b nsq-run context overflow" stderr_says "exceeds the model's context" "$b/nsq-run" "$TMP/rt-$b/tiny-gpt2.nsq" --prompt-ids 1,2,3 -n 100000
     check "$b nsq-run bad ids" exit_code 1 "$b/nsq-run" "$TMP/rt-$b/tiny-gpt2.nsq" --prompt-ids 1,x
     check "$b nsq-run usage" exit_code 2 "$b/nsq-run" "$TMP/rt-$b/tiny-gpt2.nsq"
