@@ -42,7 +42,9 @@ in_exports() {
     [ -s "$TMP/in-api" ] && diff "$TMP/in-api" "$TMP/in-syms"
 }
 
-in_soname() { readelf -d "$1" | grep -q "(SONAME) *Library soname: \[$IN_SONAME\]"; }
+# (Outputs are captured before grep -q, which would otherwise end the pipe
+# early: with pipefail, the writer's SIGPIPE fails the check at random.)
+in_soname() { local d; d=$(readelf -d "$1") && grep -q "(SONAME) *Library soname: \[$IN_SONAME\]" <<<"$d"; }
 
 # nsq.pc's private libraries (for libnsq.a) are the ones libnsq.so needs.
 in_private_libs() { # in_private_libs PREFIX
@@ -67,9 +69,11 @@ in_build_consumer() { # in_build_consumer PREFIX shared|static|whole
 }
 
 in_linkage() { # the shared build loads libnsq from the prefix; the static one needs no libnsq
-    local p=$1
-    LD_LIBRARY_PATH="$p/lib" ldd "$TMP/in-oot/consumer-shared" | grep -q "$IN_SONAME => $p/lib/$IN_SONAME" &&
-        ! readelf -d "$TMP/in-oot/consumer-static" | grep -q 'libnsq'
+    local p=$1 shared static
+    shared=$(LD_LIBRARY_PATH="$p/lib" ldd "$TMP/in-oot/consumer-shared") &&
+        static=$(readelf -d "$TMP/in-oot/consumer-static") || return 1
+    grep -q "$IN_SONAME => $p/lib/$IN_SONAME" <<<"$shared" && ! grep -q 'libnsq' <<<"$static" ||
+        { printf '%s\n' "$shared" "$static"; return 1; }
 }
 
 in_consumer() { LD_LIBRARY_PATH="$IN_PREFIX/lib" "$TMP/in-oot/consumer-$1" "${@:2}"; }
