@@ -4,9 +4,19 @@ CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 # Dequantization is specified as fl(d*q)+m: no fused multiply-add anywhere.
 BASE    := $(WARN) -D_GNU_SOURCE -ffp-contract=off -fvisibility=hidden -Ilibnsq
-LIBS    := -lzstd -lxxhash -lpcre2-8 -lutf8proc -ljansson -lm
+# What libnsq links (xxhash is compiled in with XXH_INLINE_ALL); nsq.pc.in lists the same.
+LIBS    := -lzstd -lpcre2-8 -lutf8proc -ljansson -lm
 BUILD   ?= build
-PREFIX  ?= /usr/local
+
+# Installation directories (DESTDIR stages them, e.g. for packaging).
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# The library's version, from nsq.h; the soname changes with its major number.
+VERSION := $(shell sed -n 's/.*define NSQ_VERSION_STRING "\(.*\)"/\1/p' libnsq/nsq.h)
+SONAME  := libnsq.so.$(firstword $(subst ., ,$(VERSION)))
 
 LIB_SRC := $(wildcard libnsq/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -23,7 +33,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_HELPERS := $(BUILD)/tests/mkfixtures $(BUILD)/tests/roundtrip $(BUILD)/tests/dequant_dump
 
-.PHONY: all lib tools test asan fuzz fuzz-smoke demo conformance clean
+.PHONY: all lib tools test asan fuzz fuzz-smoke demo conformance install uninstall clean
 all: lib tools $(UNIT_BIN) $(TEST_HELPERS) $(BUILD)/bench/kernels
 lib: $(BUILD)/libnsq.a $(BUILD)/libnsq.so
 tools: $(TOOL_BIN)
@@ -37,7 +47,7 @@ $(BUILD)/pic/%.o: %.c $(wildcard libnsq/*.h)
 $(BUILD)/libnsq.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 $(BUILD)/libnsq.so: $(LIB_PIC)
-	$(CC) -shared -Wl,-soname,libnsq.so.0 $(CFLAGS) $^ -o $@ $(LIBS)
+	$(CC) -shared -Wl,-soname,$(SONAME) $(CFLAGS) $^ -o $@ $(LIBS)
 
 $(BUILD)/nsq-convert: $(CONVERT_SRC) $(CONVERT_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
 	$(CC) $(BASE) -Itools/common $(CFLAGS) $(CONVERT_SRC) tools/common/cli.c -o $@ $(BUILD)/libnsq.a -ljansson -lyaml -lpthread $(LIBS)
@@ -50,7 +60,7 @@ $(BUILD)/nsq-%: tools/nsq-%/main.c tools/common/cli.c tools/common/cli.h $(BUILD
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(CONVERT_SRC) $(CONVERT_HDR) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itests/unit -Itools/nsq-convert $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a -lcmocka -ljansson -lpthread $(LIBS)
+	$(CC) $(BASE) -Itests/unit -Itools/nsq-convert $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a -lcmocka -ljansson -lxxhash -lpthread $(LIBS)
 KERNEL_SRC := $(filter tools/runtime/kernels%,$(RUNTIME_SRC))
 $(BUILD)/tests/test_kernels: tests/unit/test_kernels.c tests/unit/testutil.h $(KERNEL_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
@@ -107,6 +117,25 @@ demo: tools
 # Regenerates fixtures/conformance (commit the result with any format change).
 conformance: all
 	tests/gen-conformance.sh $(BUILD) fixtures/conformance
+
+# Headers, both libraries (libnsq.so.VERSION with its soname and development
+# links), the tools and nsq.pc for pkg-config.
+install: lib tools
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' libnsq/nsq.pc.in >$(BUILD)/nsq.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 libnsq/nsq.h $(DESTDIR)$(INCLUDEDIR)/nsq.h
+	install -m 644 $(BUILD)/libnsq.a $(DESTDIR)$(LIBDIR)/libnsq.a
+	install -m 755 $(BUILD)/libnsq.so $(DESTDIR)$(LIBDIR)/libnsq.so.$(VERSION)
+	ln -sf libnsq.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libnsq.so
+	install -m 644 $(BUILD)/nsq.pc $(DESTDIR)$(PKGCONFIGDIR)/nsq.pc
+	install -m 755 $(TOOL_BIN) $(DESTDIR)$(BINDIR)
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/nsq.h $(DESTDIR)$(PKGCONFIGDIR)/nsq.pc $(TOOLS:%=$(DESTDIR)$(BINDIR)/%)
+	rm -f $(DESTDIR)$(LIBDIR)/libnsq.a $(DESTDIR)$(LIBDIR)/libnsq.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	    $(DESTDIR)$(LIBDIR)/libnsq.so
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -1,6 +1,7 @@
 #!/bin/bash
-# Writes the conformance set into DIR: the files from mkfixtures, plus, for each
-# valid file, the expected `nsq-inspect --json --blocks --tensors` output.
+# Writes the conformance set into DIR: the files from mkfixtures (with MANIFEST,
+# and VERSION: the format version from nsq.h), plus, for each valid file, the
+# expected `nsq-inspect --json --blocks --tensors` output.
 #   tests/gen-conformance.sh BUILD_DIR OUT_DIR
 set -euo pipefail
 build=$1 out=$2

@@ -324,7 +324,8 @@ typedef struct {
 #define ROUTER "router"
 static const mutation mutations[] = {
     /* valid: what readers must accept */
-    {"valid-future-minor", ROUTER, "NSQ_OK", "", F_HDR, 0, {P(A_ABS, 0, 0, 10, OP_SET, 2, 1), P(A_ABS, 0, 0, 100, OP_SET, 1, 0x5A)}},
+    {"valid-future-minor", ROUTER, "NSQ_OK", "", F_HDR, 0,
+     {P(A_ABS, 0, 0, 10, OP_SET, 2, NSQ_FORMAT_MINOR + 1), P(A_ABS, 0, 0, 100, OP_SET, 1, 0x5A)}},
     {"valid-unknown-optional-flag", ROUTER, "NSQ_OK", "", F_HDR, 0, {P(A_ABS, 0, 0, 24, OP_XOR, 8, 1ull << 40)}},
     {"valid-unknown-section", ROUTER, "NSQ_OK", "", F_HDR, 0,
      {P(A_TABLE, 3, 0, 0, OP_SET, 4, 99), P(A_ABS, 0, 0, 24, OP_XOR, 8, NSQ_OPT_IMPORTANCE)}},
@@ -685,6 +686,10 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/invalid", argv[1]);
     mkdir(argv[1], 0755);
     mkdir(path, 0755);
+    /* The format version the set tests; the suite checks it against the spec. */
+    snprintf(path, sizeof path, "%s/VERSION", argv[1]);
+    FILE *version = fopen(path, "w");
+    if (!version || fprintf(version, "%d.%d\n", NSQ_FORMAT_MAJOR, NSQ_FORMAT_MINOR) < 0 || fclose(version)) die(path);
     snprintf(path, sizeof path, "%s/MANIFEST", argv[1]);
     FILE *manifest = fopen(path, "w");
     if (!manifest) die(path);

@@ -67,6 +67,20 @@ regenerates_identically() {
     diff -r "$TMP/conf" "$CONF"
 }
 
+# tests/check-version.sh fails, saying what to do, on a copy of the tree where
+# the spec or nsq.h moved to another format version and the set did not follow.
+version_mismatch_caught() {
+    local edit v=$TMP/ver
+    for edit in "spec/nsq-format.md|s/\(version\) [0-9]*\.[0-9]*/\1 99.99/" "libnsq/nsq.h|s/\(NSQ_FORMAT_MINOR\) [0-9]*/\1 99/"; do
+        rm -rf "$v" && mkdir -p "$v/spec" "$v/libnsq" "$v/fixtures" &&
+            cp spec/nsq-format.md "$v/spec/" && cp libnsq/nsq.h "$v/libnsq/" && cp -r "$CONF" "$v/fixtures/" &&
+            tests/check-version.sh "$v" >/dev/null || return 1
+        sed -i "${edit#*|}" "$v/${edit%%|*}"
+        tests/check-version.sh "$v" >"$TMP/ver.out" && { echo "passed after editing ${edit%%|*}"; return 1; }
+        grep -q "make conformance" "$TMP/ver.out" || return 1
+    done
+}
+
 exit_code() { # exit_code WANT COMMAND...
     local want=$1; shift
     "$@" >"$TMP/ec.out" 2>"$TMP/ec.err"
@@ -105,6 +119,7 @@ source tests/convert.sh
 source tests/runtime.sh
 source tests/arch.sh
 source tests/bindings.sh
+source tests/install.sh
 for b in "$@"; do
     for t in "$b"/tests/test_*; do
         [ -x "$t" ] && run_unit "$t"
@@ -116,6 +131,9 @@ for b in "$@"; do
     bindings_tests "$b"
 done
 check "conformance files regenerate identically" regenerates_identically "$1"
+check "format version: spec, nsq.h and the conformance set agree" tests/check-version.sh
+check "format version check fails when they disagree" version_mismatch_caught
+install_tests "$1"
 
 if [ "${FUZZ:-0}" = 1 ]; then
     for t in fuzz_open fuzz_block; do

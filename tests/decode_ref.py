@@ -1,0 +1,107 @@
+#!/usr/bin/python3
+"""Decodes every tensor of an .nsq file to f32 with numpy, from the spec alone
+(sections 8 and 9), as a reference that shares no code with libnsq.
+
+    decode_ref.py FILE.nsq INSPECT.json OUTDIR
+
+INSPECT.json is `nsq-inspect --json --blocks --tensors FILE` (it locates the
+blocks and tensors; the bytes are read here). Tensor i, decoded with all its
+refinement levels, goes to OUTDIR/i.f32 as little-endian f32; the tensor
+names are printed in that order, one a line."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+F32 = np.float32
+
+
+def pad64(n):
+    return (n + 63) // 64 * 64
+
+
+def load_range(data, r):
+    """The raw bytes of a block or refinement range (section 8.1)."""
+    stored = data[r["offset"]:r["offset"] + r["stored_size"]]
+    if r["compression"] == "zstd":
+        stored = subprocess.run(["zstd", "-dcq"], input=stored, capture_output=True, check=True).stdout
+    assert len(stored) == r["raw_size"]
+    return stored
+
+
+def codes(buf, n, g, b):
+    """n code records of g codes of b bits, as bit planes (section 9.4)."""
+    rec = np.frombuffer(buf, np.uint8, n * g * b // 8).reshape(n, g * b // 8)
+    return np.concatenate([(rec >> (b * p)) & ((1 << b) - 1) for p in range(8 // b)], axis=1).astype(F32)
+
+
+def tiered(p, rows, cols, g, parts):
+    """A TIERED payload (section 9.3), refinement parts applied in order (9.6)."""
+    ng = rows * cols // g
+    tmap = np.frombuffer(p, np.uint8, (ng + 3) // 4)
+    tier = ((tmap[:, None] >> (2 * np.arange(4))) & 3).reshape(-1)[:ng]
+    out = np.empty((ng, g), F32)
+    pos = pad64((ng + 3) // 4)
+    n0 = int((tier == 0).sum())
+    out[tier == 0] = np.frombuffer(p, "<f2", n0 * g, pos).reshape(n0, g).astype(F32)
+    pos += pad64(n0 * 2 * g)
+    step = np.zeros(ng, F32)
+    for t, b in ((1, 8), (2, 4), (3, 2)):
+        n = int((tier == t).sum())
+        q = codes(p[pos:], n, g, b)
+        pos += pad64(n * g * b // 8)
+        dm = np.frombuffer(p, "<f2", 2 * n, pos).reshape(n, 2).astype(F32)
+        pos += pad64(4 * n)
+        out[tier == t] = dm[:, :1] * q + dm[:, 1:]  # fl(fl(d*q) + m): numpy never fuses
+        step[tier == t] = dm[:, 0]
+    quant = tier != 0  # refinement codes follow the quantized rank
+    v, s = out[quant], step[quant][:, None]
+    for bits, part in parts:
+        c = (F32(2) * codes(part, len(v), g, bits) + F32(1)) / F32(2 ** (bits + 1)) - F32(0.5)
+        v = v + s * c
+        s = s / F32(2 ** bits)
+    out[quant] = v
+    return out
+
+
+def refinement_parts(tensors, block, ranges):
+    """Each tensor's part in each level of its block, packed as R-TEN-10 says."""
+    parts = {}
+    for level, raw in enumerate(ranges, 1):
+        pos = 0
+        for i, t in enumerate(tensors):
+            if t["block"] != block or len(t.get("refinements", [])) < level:
+                continue
+            r = t["refinements"][level - 1]
+            off = pad64(pos)
+            parts.setdefault(i, []).append((r["bits"], raw[off:off + r["size"]]))
+            pos = off + r["size"]
+    return parts
+
+
+def main(path, inspect, outdir):
+    data = open(path, "rb").read()
+    d = json.load(open(inspect))
+    tensors = d["tensors"]
+    for blk in d["blocks"]:
+        raw = load_range(data, blk)
+        parts = refinement_parts(tensors, blk["index"], [load_range(data, r) for r in blk["refinements"]])
+        for i, t in enumerate(tensors):
+            if t["block"] != blk["index"]:
+                continue
+            p = raw[t["offset"]:t["offset"] + t["size"]]
+            n = int(np.prod(t["shape"]))
+            if t["scheme"] == "tiered":
+                w = tiered(p, t["shape"][0], t["shape"][1], t["group_size"], parts.get(i, []))
+            elif t["scheme"] == "bf16":
+                w = (np.frombuffer(p, "<u2", n).astype(np.uint32) << 16).view(F32)
+            else:
+                w = np.frombuffer(p, {"f32": "<f4", "f16": "<f2"}[t["scheme"]], n).astype(F32)
+            w.astype("<f4").tofile(f"{outdir}/{i}.f32")
+    for t in tensors:
+        print(t["name"])
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
