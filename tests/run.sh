@@ -104,6 +104,7 @@ tool_tests() {
 source tests/convert.sh
 source tests/runtime.sh
 source tests/arch.sh
+source tests/kaitai.sh
 for b in "$@"; do
     for t in "$b"/tests/test_*; do
         [ -x "$t" ] && run_unit "$t"
@@ -114,6 +115,7 @@ for b in "$@"; do
     arch_tests "$b"
 done
 check "conformance files regenerate identically" regenerates_identically "$1"
+kaitai_tests "$1"
 
 if [ "${FUZZ:-0}" = 1 ]; then
     for t in fuzz_open fuzz_block; do

@@ -5,9 +5,10 @@
 // with nsq-inspect's JSON, and checks that each invalid file is rejected for
 // the rule the manifest names, or is listed below as out of Kaitai's reach.
 //
-//   node tests/kaitai/check.js OUTDIR [NSQ_INSPECT]
+//   node tests/kaitai/check.js [-v] OUTDIR [NSQ_INSPECT]
 //
-// OUTDIR receives the generated parser. With NSQ_INSPECT, the expected JSON
+// OUTDIR receives the generated parser. -v also prints, for each file that
+// passes, how it was read or rejected. With NSQ_INSPECT, the expected JSON
 // is that program's `--json --blocks --tensors` output; without it, the
 // stored fixtures/conformance/*.json (the same text, see tests/run.sh).
 'use strict';
@@ -180,8 +181,10 @@ function manifest() {
 }
 
 async function main() {
-  const [outDir, inspect] = process.argv.slice(2);
-  if (!outDir) { console.error('usage: check.js OUTDIR [NSQ_INSPECT]'); process.exit(2); }
+  const args = process.argv.slice(2);
+  const verbose = args[0] === '-v';
+  const [outDir, inspect] = verbose ? args.slice(1) : args;
+  if (!outDir) { console.error('usage: check.js [-v] OUTDIR [NSQ_INSPECT]'); process.exit(2); }
   keepSourcePaths();
   const ksy = YAML.parse(fs.readFileSync(KSY, 'utf8'));
   const Nsq = await buildParser(ksy, outDir);
@@ -191,7 +194,11 @@ async function main() {
     const { problems, how } = status === 'NSQ_OK'
       ? { problems: checkValid(Nsq, ksy, full, inspect), how: 'matches nsq-inspect' }
       : checkInvalid(Nsq, ksy, full, rule);
-    if (problems.length === 0) { pass++; console.log(`ok ${file}: ${how}`); continue; }
+    if (problems.length === 0) {
+      pass++;
+      if (verbose) console.log(`ok ${file}: ${how}`);
+      continue;
+    }
     fail++;
     console.log(`not ok ${file}`);
     for (const p of problems.slice(0, 10)) console.log(`    ${p}`);
