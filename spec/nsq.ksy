@@ -149,7 +149,7 @@ types:
       - id: reserved
         size: 64
         valid:
-          expr: _root.header.version_minor > 0 or _.max == 0
+          expr: version_minor > 0 or _.max == 0
         doc: Zero unless version_minor is above 0 (R-HDR-9).
       - id: table_in_file
         size: 0
@@ -263,10 +263,10 @@ types:
     instances:
       find_n_layers:
         pos: 0
-        type: meta_finder("model.n_layers", 0)
+        type: meta_finder(_root.metadata, "model.n_layers", 0)
       find_hidden_size:
         pos: 0
-        type: meta_finder("model.hidden_size", 0)
+        type: meta_finder(_root.metadata, "model.hidden_size", 0)
       n_layers:
         value: entries[find_n_layers.index].values[0].u64_value
         if: find_n_layers.index >= 0
@@ -279,19 +279,21 @@ types:
   meta_finder:
     doc: Index of the entry whose key is `key`, searching from entry i, or -1.
     params:
+      - id: metadata
+        type: metadata
       - id: key
         type: str
       - id: i
         type: u4
     seq:
       - id: next
-        type: meta_finder(key, i + 1)
-        if: i < _root.metadata.entry_count and _root.metadata.entries[i].key.text != key
+        type: meta_finder(metadata, key, i + 1)
+        if: i < metadata.entry_count and metadata.entries[i].key.text != key
     instances:
       index:
         value: >-
-          i >= _root.metadata.entry_count ? -1
-          : _root.metadata.entries[i].key.text == key ? i : next.index.as<s4>
+          i >= metadata.entry_count ? -1
+          : metadata.entries[i].key.text == key ? i : next.index.as<s4>
 
   meta_entry:
     params:
@@ -652,7 +654,7 @@ types:
         doc: Index of the block's first refinement record.
       refinement_scan:
         pos: 0
-        type: refinement_scan(index, ref_start)
+        type: refinement_scan(_parent, index, ref_start)
       ref_end:
         value: refinement_scan.end
       n_levels:
@@ -662,17 +664,17 @@ types:
   refinement_scan:
     doc: Index after the last refinement record of `block`, starting at record k.
     params:
+      - id: dir
+        type: directory
       - id: block
         type: u4
       - id: k
         type: u4
     seq:
       - id: next
-        type: refinement_scan(block, k + 1)
+        type: refinement_scan(dir, block, k + 1)
         if: has_more
     instances:
-      dir:
-        value: _root.directory
       has_more:
         value: k < dir.refinement_count and dir.refinements[k].block == block
       end:

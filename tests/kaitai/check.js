@@ -63,11 +63,13 @@ function keepSourcePaths() {
   }
 }
 
-async function buildParser(ksy, outDir) {
-  // Debug mode records where each field lies, for exact 64-bit reads.
-  const files = await compiler.compile('javascript', ksy, null, true);
-  fs.mkdirSync(outDir, { recursive: true });
-  const file = path.join(outDir, 'Nsq.js');
+// The parser generated from the .ksy, in debug mode (which records where each
+// field lies, for exact 64-bit reads) or as ordinary users generate it.
+async function buildParser(ksy, outDir, debug) {
+  const files = await compiler.compile('javascript', ksy, null, debug);
+  const dir = path.join(outDir, debug ? 'debug' : 'plain');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'Nsq.js');
   fs.writeFileSync(file, files['Nsq.js']);
   const exports = {};
   const load = new Function('exports', 'require', fs.readFileSync(file, 'utf8'));
@@ -88,10 +90,13 @@ function walk(obj, seen) {
   }
 }
 
-function parseFile(Nsq, file) {
+// Parses a whole file with both parsers { debug, plain }; the tree returned is
+// the debug one.
+function parseFile(parsers, file) {
   const buf = fs.readFileSync(file);
   const bytes = new Uint8Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length));
-  const nsq = new Nsq(new KaitaiStream(bytes.buffer));
+  walk(new parsers.plain(new KaitaiStream(bytes.buffer)), new Set());
+  const nsq = new parsers.debug(new KaitaiStream(bytes.buffer));
   nsq._read();
   walk(nsq, new Set());
   return { nsq, bytes };
@@ -113,9 +118,9 @@ function rejection(ksy, err) {
   throw err;
 }
 
-function tryParse(Nsq, ksy, file) {
+function tryParse(parsers, ksy, file) {
   try {
-    return { parsed: parseFile(Nsq, file) };
+    return { parsed: parseFile(parsers, file) };
   } catch (err) {
     return { rejected: rejection(ksy, err) };
   }
@@ -137,12 +142,12 @@ function parseExactJson(text) {
     ? `{"bigint":"${t}"}` : t)));
 }
 
-function checkValid(Nsq, ksy, file, inspect) {
-  const r = tryParse(Nsq, ksy, file);
+function checkValid(parsers, ksy, file, inspect) {
+  const r = tryParse(parsers, ksy, file);
   if (r.rejected) return [`rejected: ${describeRejection(r.rejected)}`];
   const problems = hereProblems(r.parsed).map((p) => `${p.rule}: ${p.text}`);
   try {
-    return problems.concat(compareInspect(Nsq, r.parsed, parseExactJson(expectedJson(inspect, file))));
+    return problems.concat(compareInspect(parsers.debug, r.parsed, parseExactJson(expectedJson(inspect, file))));
   } catch (err) { // a payload of a compressed block, parsed after decompression
     return problems.concat([`rejected: ${describeRejection(rejection(ksy, err))}`]);
   }
@@ -154,8 +159,8 @@ function describeRejection(rej) {
 }
 
 // Problems with how an invalid file fares, and a note of how it was rejected.
-function checkInvalid(Nsq, ksy, file, rule) {
-  const r = tryParse(Nsq, ksy, file);
+function checkInvalid(parsers, ksy, file, rule) {
+  const r = tryParse(parsers, ksy, file);
   const rej = r.rejected || null;
   const how = describeRejection(rej);
   if (OUT_OF_REACH[rule]) {
@@ -187,13 +192,13 @@ async function main() {
   if (!outDir) { console.error('usage: check.js [-v] OUTDIR [NSQ_INSPECT]'); process.exit(2); }
   keepSourcePaths();
   const ksy = YAML.parse(fs.readFileSync(KSY, 'utf8'));
-  const Nsq = await buildParser(ksy, outDir);
+  const parsers = { debug: await buildParser(ksy, outDir, true), plain: await buildParser(ksy, outDir, false) };
   let pass = 0, fail = 0;
   for (const { file, status, rule } of manifest()) {
     const full = path.join(CONF, file);
     const { problems, how } = status === 'NSQ_OK'
-      ? { problems: checkValid(Nsq, ksy, full, inspect), how: 'matches nsq-inspect' }
-      : checkInvalid(Nsq, ksy, full, rule);
+      ? { problems: checkValid(parsers, ksy, full, inspect), how: 'matches nsq-inspect' }
+      : checkInvalid(parsers, ksy, full, rule);
     if (problems.length === 0) {
       pass++;
       if (verbose) console.log(`ok ${file}: ${how}`);
