@@ -27,9 +27,7 @@ doc: |
   checksums (R-HDR-10, R-SEC-7, R-BLK-1), Zstandard frames (R-BLK-2), strict
   UTF-8 (R-META-7, R-IMP-2), the coverage rule (R-LAY-1..3, which needs the
   ranges sorted by offset), the required metadata keys and their values
-  (R-META-11, R-META-12), unique tensor names (R-TEN-13), and the packing of
-  refinement parts in their levels (R-TEN-10, R-TEN-11 for levels,
-  R-BLK-3 in refinement ranges).
+  (R-META-11, R-META-12), and unique tensor names (R-TEN-13).
 doc-ref: spec/nsq-format.md
 
 seq:
@@ -538,7 +536,7 @@ types:
         repeat-expr: refinement_count
       - id: tensors
         type: >-
-          tensor_record(_index == 0 ? -1 : tensors[_index - 1].block,
+          tensor_record(_index, _index == 0 ? -1 : tensors[_index - 1].block,
           _index == 0 ? 0 : tensors[_index - 1].end)
         repeat: expr
         repeat-expr: tensor_count
@@ -680,6 +678,31 @@ types:
       end:
         value: 'has_more ? next.end.as<u4> : k'
 
+  part_finder:
+    doc: |
+      End of the last part of `level` in `block` among tensor records j, j-1,
+      ... (records of later blocks are passed over), or 0 when there is none.
+    params:
+      - id: dir
+        type: directory
+      - id: level
+        type: u4
+      - id: block
+        type: u4
+      - id: j
+        type: s8
+    seq:
+      - id: next
+        type: part_finder(dir, level, block, j - 1)
+        if: j >= 0 and not found and dir.tensors[j].block >= block
+    instances:
+      found:
+        value: j >= 0 and dir.tensors[j].block == block and dir.tensors[j].n_refine >= level
+      end:
+        value: >-
+          found ? dir.tensors[j].refine[level - 1].end
+          : (j >= 0 and dir.tensors[j].block >= block) ? next.end.as<u8> : 0
+
   raw_range:
     doc: The uncompressed bytes of a block or refinement range.
     seq: []
@@ -742,6 +765,14 @@ types:
     instances:
       zstd_so_far:
         value: prev_zstd or compression == compression::zstd
+      last_part:
+        pos: 0
+        type: part_finder(_parent, level, block, _parent.tensor_count - 1)
+        valid:
+          expr: _.end == raw_size
+        doc: |
+          The level's parts end at its raw_size, so it has at least one
+          (R-TEN-11).
       raw:
         io: _root._io
         pos: offset
@@ -757,6 +788,8 @@ types:
 
   tensor_record:
     params:
+      - id: index
+        type: u4
       - id: prev_block
         type: s8
       - id: prev_end
@@ -947,7 +980,25 @@ types:
         valid:
           expr: _ <= (_parent.n_groups * _parent.group_size * bits / 8 + 63) / 64 * 64
         doc: R-TEN-9
+      - id: previous
+        type: part_finder(_parent._parent, level, _parent.block, _parent.index - 1)
+        doc: The previous part of this level in the block.
+      - id: packed
+        size: 0
+        valid:
+          expr: offset == (previous.end + 63) / 64 * 64
+        doc: At the next multiple of 64 after the previous part (R-TEN-10).
     instances:
+      end:
+        value: offset + size
+      padding_before:
+        io: range.raw._io
+        pos: previous.end
+        size: offset - previous.end
+        if: range.compression == compression::none
+        valid:
+          expr: _.length == 0 or _.max == 0
+        doc: R-BLK-3
       range:
         value: _parent._parent.refinements[_parent.range.ref_start + level - 1]
         doc: The refinement record of (block, level).
