@@ -6,8 +6,8 @@ const KaitaiStream = require('kaitai-struct/KaitaiStream');
 
 // Kaitai's JavaScript runtime reads u8/s8 as doubles; the debug positions give
 // the exact 64-bit value of a field.
-function exact64(bytes, obj, field, index, signed) {
-  const d = index === undefined ? obj._debug[field] : obj._debug[field].arr[index];
+function exact64(bytes, obj, field, signed) {
+  const d = obj._debug[field];
   const view = new DataView(bytes.buffer, d.ioOffset + d.start, 8);
   return signed ? view.getBigInt64(0, true) : view.getBigUint64(0, true);
 }
@@ -26,7 +26,7 @@ function featureNames(bits, names) {
 function metaValue(ctx, v, type) {
   switch (type) {
     case 'u64': return exact64(ctx.bytes, v, 'u64Value');
-    case 'i64': return exact64(ctx.bytes, v, 'i64Value', undefined, true);
+    case 'i64': return exact64(ctx.bytes, v, 'i64Value', true);
     case 'f64': return v.f64Value;
     case 'bool': return v.boolValue === 1;
     default: return v.stringValue;
@@ -147,7 +147,8 @@ function differences(actual, expected, where, out) {
   return out;
 }
 
-// { Nsq, parsed: { nsq, bytes }, expected } -> list of differences.
+// The differences between what the .ksy reads from a parsed file
+// ({ nsq, bytes }, Nsq being the generated class) and nsq-inspect's JSON.
 function compareInspect(Nsq, { nsq, bytes }, expected) {
   const raws = new Map();
   const rawOf = (i) => {
