@@ -17,11 +17,18 @@ doc: |
     the same repeated list (0 or -1 for the first), which lets a rule that
     relates neighbours (ordering, packing, layer tiling) be checked while the
     list is read.
+  * Types named `..._finder` or `..._scan` search a list by recursion, the
+    only loop Kaitai has (finding a section by kind, a metadata key, the
+    refinement records of a block, the previous refinement part of a level).
   * Sections, blocks, refinement ranges and payloads are instances located by
-    the offsets in the file; they and their rules are read when accessed.
-  * Zstandard-compressed ranges are opaque bytes (`compressed`): their
-    payloads are described by `raw_range`'s users only for uncompressed
-    ranges.
+    the offsets in the file: they, and the rules on them, are read when
+    accessed. Reading every instance applies every rule stated here.
+  * A Zstandard-compressed range is opaque bytes (`compressed`); the payloads
+    of a range are described only where it is stored uncompressed (`raw`).
+  * u8 fields are exact in languages with 64-bit integers; Kaitai's
+    JavaScript runtime reads them as doubles, exact up to 2^53, which covers
+    every offset and size of a valid file (file_size <= 2^48) but not
+    checksums.
 
   Not expressible here, and left to a reader (spec/nsq-format.md section 14):
   checksums (R-HDR-10, R-SEC-7, R-BLK-1), Zstandard frames (R-BLK-2), strict
