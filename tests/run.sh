@@ -120,6 +120,7 @@ source tests/runtime.sh
 source tests/arch.sh
 source tests/bindings.sh
 source tests/install.sh
+source tests/kaitai.sh
 for b in "$@"; do
     for t in "$b"/tests/test_*; do
         [ -x "$t" ] && run_unit "$t"
@@ -134,6 +135,7 @@ check "conformance files regenerate identically" regenerates_identically "$1"
 check "format version: spec, nsq.h and the conformance set agree" tests/check-version.sh
 check "format version check fails when they disagree" version_mismatch_caught
 install_tests "$1"
+kaitai_tests "$1"
 
 if [ "${FUZZ:-0}" = 1 ]; then
     for t in fuzz_open fuzz_block; do
