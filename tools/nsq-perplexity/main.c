@@ -280,6 +280,7 @@ static int run(const options *o)
     size_t n_ids = 0, len = 0;
     result res;
     memset(&res, 0, sizeof res);
+    memset(&mod, 0, sizeof mod);
     memset(&base, 0, sizeof base);
     char *text = cli_read_file(o->text, &len);
     int rc = text ? 0 : (snprintf(err, sizeof err, "%s: cannot read", o->text), -1);

@@ -6,6 +6,7 @@
  * UTF-8 sequences split across tokens held back until complete; diagnostics
  * and --stats go to stderr. */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,7 +273,7 @@ static void print_plan(const options *o, const model *m)
     printf("  refinement levels                    %10.1f MiB, %llu of %llu levels fit\n", MIB(u.all_refinements),
            (unsigned long long)(u.streaming ? 0 : u.refine_levels_total ? u.refine_levels_loaded : 0),
            (unsigned long long)u.refine_levels_total);
-    printf("  minimum budget                       %10.1f MiB\n", MIB(u.minimum));
+    printf("  minimum budget                       %10.1f MiB\n", ceil(MIB(u.minimum) * 10) / 10);
     printf("  KV cache (%u positions)            %10.1f MiB (not in the budget)\n", m->c.ctx, MIB(kv));
     printf("  scratch, 1 / 512 positions at a time %10.1f / %.1f MiB (not in the budget)\n", MIB(scratch1), MIB(scratchp));
     printf("  layer blocks                         %s\n", u.streaming ? (u.prefetch ? "streamed, next block read ahead"

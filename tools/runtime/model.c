@@ -345,7 +345,7 @@ int model_load(const char *path, unsigned open_flags, int max_refine, model *m, 
 
 void model_free(model *m)
 {
-    residency_free(m);
+    if (m->rs) residency_free(m);
     free(m->layers);
     free(m->rope_inv_freq);
     nsq_close(m->f);

@@ -299,8 +299,8 @@ static int plan(model *m, residency *rs, const model_opts *o, char *err, size_t 
         if (rs->budget < rs->pinned + rs->largest)
             return FAIL("--max-memory %.1f MiB is below the minimum of %.1f MiB for this file: the embedding and "
                         "output blocks (%.1f MiB) plus its largest layer block (%.1f MiB)",
-                        rs->budget / 1048576.0, (rs->pinned + rs->largest) / 1048576.0, rs->pinned / 1048576.0,
-                        rs->largest / 1048576.0);
+                        rs->budget / 1048576.0, ceil((double)(rs->pinned + rs->largest) / 104857.6) / 10,
+                        rs->pinned / 1048576.0, rs->largest / 1048576.0);
         if (bases <= rs->budget) plan_refinements(m, rs, max_levels, rs->budget - bases);
         else rs->streaming = 1;
         rs->prefetch = rs->streaming && rs->budget >= rs->pinned + 2 * rs->largest && rs->n_cycle > 1;
