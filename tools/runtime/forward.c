@@ -120,6 +120,13 @@ static void matmul(const linear *l, const float *x, uint32_t n, float *y, uint32
     while (k > 0) pthread_join(tid[--k], NULL);
 }
 
+/* A layer's matrix product, shown to the observer first. */
+static void layer_matmul(const model_state *s, uint32_t L, int which, const linear *l, const float *x, uint32_t n, float *y)
+{
+    if (s->observe) s->observe(s->observe_ctx, L, which, x, n, l->in);
+    matmul(l, x, n, y, s->n_threads);
+}
+
 /* ---- elementwise pieces ---- */
 static void rmsnorm(float *out, const float *x, const norm *w, uint32_t n, float eps)
 {
@@ -208,9 +215,9 @@ static void attention_block(const model *m, model_state *s, uint32_t L, uint32_t
     const layer *y = &m->layers[L];
     uint32_t H = c->hidden, kvd = c->n_kv_heads * c->head_dim;
     apply_norm(m, s->h, s->x, &y->attn_norm, n);
-    matmul(&y->q, s->h, n, s->q, s->n_threads);
-    matmul(&y->k, s->h, n, s->k, s->n_threads);
-    matmul(&y->v, s->h, n, s->v, s->n_threads);
+    layer_matmul(s, L, LIN_Q, &y->q, s->h, n, s->q);
+    layer_matmul(s, L, LIN_K, &y->k, s->h, n, s->k);
+    layer_matmul(s, L, LIN_V, &y->v, s->h, n, s->v);
     for (uint32_t t = 0; t < n; t++) {
         if (!c->learned_pos) {
             rope(m, s->q + (size_t)t * c->n_heads * c->head_dim, c->n_heads, pos0 + t);
@@ -221,7 +228,7 @@ static void attention_block(const model *m, model_state *s, uint32_t L, uint32_t
         memcpy(s->v_cache + at, s->v + (size_t)t * kvd, kvd * sizeof *s->v);
     }
     attention(m, s, L, n, pos0);
-    matmul(&y->o, s->att, n, s->o, s->n_threads);
+    layer_matmul(s, L, LIN_O, &y->o, s->att, n, s->o);
     for (size_t i = 0; i < (size_t)n * H; i++) s->x[i] += s->o[i];
 }
 
@@ -232,14 +239,14 @@ static void mlp_block(const model *m, model_state *s, uint32_t L, uint32_t n)
     const layer *y = &m->layers[L];
     size_t len = (size_t)n * c->inter;
     apply_norm(m, s->h, s->x, &y->mlp_norm, n);
-    matmul(&y->up, s->h, n, s->f1, s->n_threads);
+    layer_matmul(s, L, LIN_UP, &y->up, s->h, n, s->f1);
     if (c->gated_mlp) {
-        matmul(&y->gate, s->h, n, s->f2, s->n_threads);
+        layer_matmul(s, L, LIN_GATE, &y->gate, s->h, n, s->f2);
         for (size_t i = 0; i < len; i++) s->f1[i] *= activate(c->act, s->f2[i]);
     } else {
         for (size_t i = 0; i < len; i++) s->f1[i] = activate(c->act, s->f1[i]);
     }
-    matmul(&y->down, s->f1, n, s->o, s->n_threads);
+    layer_matmul(s, L, LIN_DOWN, &y->down, s->f1, n, s->o);
     for (size_t i = 0; i < (size_t)n * c->hidden; i++) s->x[i] += s->o[i];
 }
 

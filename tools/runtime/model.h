@@ -58,10 +58,16 @@ int model_load(const char *path, unsigned open_flags, int max_refine, model *m, 
                size_t errlen);
 void model_free(model *m);
 
+/* Called with the input rows of every layer matrix product, before it runs. */
+typedef void (*matmul_observer)(void *ctx, uint32_t layer, int which, const float *x, uint32_t n_tok, uint32_t in);
+enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN }; /* `which` */
+
 /* Per-sequence state: the KV cache and scratch buffers for up to max_batch
  * positions at a time. */
 typedef struct {
     uint32_t max_batch, n_threads;
+    matmul_observer observe; /* NULL = off */
+    void *observe_ctx;
     float *k_cache, *v_cache; /* [layer][ctx][kv_dim] */
     float *x, *h, *q, *k, *v, *att, *o, *f1, *f2, *scores;
 } model_state;
