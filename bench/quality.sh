@@ -4,7 +4,8 @@
 # markdown table and writes OUT_DIR/quality.tsv and OUT_DIR/quality.png (gnuplot).
 #   bench/quality.sh [BUILD_DIR] [OUT_DIR] [MODEL...]   (after `make`)
 # Environment: CALIB (default ../shared/corpus/calib.txt), CALIB_TOKENS (default
-# 16384), MAX_WINDOWS (default: the whole text; windows of 256 tokens).
+# 16384), CALIB_PROBE (default 1024), MAX_WINDOWS (default: the whole text;
+# windows of 256 tokens).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build}
@@ -12,6 +13,7 @@ OUT=${2:-$(mktemp -d)}
 TEXT=fixtures/corpus/eval-dev.txt
 CALIB=${CALIB:-../shared/corpus/calib.txt}
 CT=${CALIB_TOKENS:-16384}
+CP=${CALIB_PROBE:-1024}
 WINDOWS=()
 [ -n "${MAX_WINDOWS:-}" ] && WINDOWS=(--max-windows "$MAX_WINDOWS")
 PY=/usr/bin/python3
@@ -21,12 +23,12 @@ MODES=(
     "uniform 4-bit (min/max)|fixed|--tiers 0:100:0"
     "uniform 2-bit (min/max)|fixed|--tiers 0:0:100"
     "seed split 10:20:70|seed|--tiers 10:20:70"
-    "seed split 10:20:70 + calib|seedc|--tiers 10:20:70 --calib $CALIB --calib-tokens $CT"
-    "--bpw 2.5 + calib, groups of 128|bpw|--bpw 2.5 --group-size 128 --calib $CALIB --calib-tokens $CT"
-    "--bpw 3.0 + calib|bpw|--bpw 3.0 --calib $CALIB --calib-tokens $CT"
-    "--bpw 3.5 + calib|bpw|--bpw 3.5 --calib $CALIB --calib-tokens $CT"
-    "--bpw 4.5 + calib|bpw|--bpw 4.5 --calib $CALIB --calib-tokens $CT"
-    "--bpw 6.0 + calib|bpw|--bpw 6.0 --calib $CALIB --calib-tokens $CT"
+    "seed split 10:20:70 + calib|seedc|--tiers 10:20:70 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "--bpw 2.5 + calib, groups of 128|bpw|--bpw 2.5 --group-size 128 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "--bpw 3.0 + calib|bpw|--bpw 3.0 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "--bpw 3.5 + calib|bpw|--bpw 3.5 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "--bpw 4.5 + calib|bpw|--bpw 4.5 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "--bpw 6.0 + calib|bpw|--bpw 6.0 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
 )
 shift 2 || true
 MODELS=("$@")
