@@ -49,8 +49,9 @@ $(BUILD)/libnsq.a: $(LIB_OBJ)
 $(BUILD)/libnsq.so: $(LIB_PIC)
 	$(CC) -shared -Wl,-soname,$(SONAME) $(CFLAGS) $^ -o $@ $(LIBS)
 
-$(BUILD)/nsq-convert: $(CONVERT_SRC) $(CONVERT_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
-	$(CC) $(BASE) -Itools/common $(CFLAGS) $(CONVERT_SRC) tools/common/cli.c -o $@ $(BUILD)/libnsq.a -ljansson -lyaml -lpthread $(LIBS)
+# --calib runs the runtime's forward pass
+$(BUILD)/nsq-convert: $(CONVERT_SRC) $(CONVERT_HDR) $(RUNTIME_SRC) $(RUNTIME_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
+	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $(CONVERT_SRC) $(RUNTIME_SRC) tools/common/cli.c -o $@ $(BUILD)/libnsq.a -ljansson -lyaml -lpthread $(LIBS)
 
 $(BUILD)/nsq-run $(BUILD)/nsq-perplexity: $(BUILD)/nsq-%: tools/nsq-%/main.c $(RUNTIME_SRC) $(RUNTIME_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
 	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(RUNTIME_SRC) tools/common/cli.c -o $@ $(BUILD)/libnsq.a -lpthread $(LIBS)

@@ -1,44 +1,76 @@
 #!/bin/bash
-# Quality of each conversion mode against the lossless file: body and whole-file
-# bits per weight, perplexity on the evaluation text, its change, mean KL
-# divergence and top-1 agreement. Prints a markdown table.
+# Quality per bit: each conversion mode against the lossless file, on the
+# evaluation text, calibrated (where a mode is) on a separate text. Prints a
+# markdown table and writes OUT_DIR/quality.tsv and OUT_DIR/quality.png (gnuplot).
 #   bench/quality.sh [BUILD_DIR] [OUT_DIR] [MODEL...]   (after `make`)
-# Evaluation text: fixtures/corpus/eval-dev.txt (windows of 256 tokens).
+# Environment: CALIB (default ../shared/corpus/calib.txt), CALIB_TOKENS (default
+# 16384), CALIB_PROBE (default 1024), MAX_WINDOWS (default: the whole text;
+# windows of 256 tokens).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build}
 OUT=${2:-$(mktemp -d)}
 TEXT=fixtures/corpus/eval-dev.txt
+CALIB=${CALIB:-../shared/corpus/calib.txt}
+CT=${CALIB_TOKENS:-16384}
+CP=${CALIB_PROBE:-1024}
+WINDOWS=()
+[ -n "${MAX_WINDOWS:-}" ] && WINDOWS=(--max-windows "$MAX_WINDOWS")
 PY=/usr/bin/python3
+[ -r "$CALIB" ] || { echo "bench/quality.sh: calibration text $CALIB not readable (set CALIB)" >&2; exit 2; }
+# name|options (group|...: the series each row belongs to in the plot)
 MODES=(
-    "seed split 10:20:70|--tiers 10:20:70"
-    "--bpw 3.0|--bpw 3.0"
-    "--bpw 4.5|--bpw 4.5"
-    "uniform 4-bit|--tiers 0:100:0"
-    "uniform 2-bit|--tiers 0:0:100"
-    "10:20:70 + --refine 2|--tiers 10:20:70 --refine 2"
+    "uniform 4-bit (min/max)|fixed|--tiers 0:100:0"
+    "uniform 2-bit (min/max)|fixed|--tiers 0:0:100"
+    "seed split 10:20:70|seed|--tiers 10:20:70"
+    "seed split 10:20:70 + calib|seedc|--tiers 10:20:70 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "--bpw 2.5 + calib, groups of 128|bpw|--bpw 2.5 --group-size 128 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "--bpw 3.0 + calib|bpw|--bpw 3.0 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "--bpw 3.5 + calib|bpw|--bpw 3.5 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "--bpw 4.5 + calib|bpw|--bpw 4.5 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "--bpw 6.0 + calib|bpw|--bpw 6.0 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
 )
 shift 2 || true
-MODELS=("${@:-tiny-llama}")
+MODELS=("$@")
 [ $# -gt 0 ] || MODELS=(tiny-llama tiny-gpt2)
+mkdir -p "$OUT"
+TSV="$OUT/quality.tsv"
+printf 'model\tmode\tseries\tbody_bpw\tfile_bpw\tppl\tdelta_ppl\tkld\ttop1\tcalib_s\n' >"$TSV"
 echo "| model | mode | body bpw | file bpw | PPL | ΔPPL % | mean KLD | top-1 % |"
 echo "|---|---|---|---|---|---|---|---|"
 for model in "${MODELS[@]}"; do
     base="$OUT/$model-lossless.nsq"
     "$B/nsq-convert" --quiet --lossless "fixtures/models/$model" "$base"
     for entry in "${MODES[@]}"; do
-        name=${entry%%|*} args=${entry#*|}
+        IFS='|' read -r name series args <<<"$entry"
         f="$OUT/$model-$(echo "$args" | tr -c 'a-z0-9' '_').nsq"
         # shellcheck disable=SC2086
         conv=$("$B/nsq-convert" --quiet --json $args "fixtures/models/$model" "$f")
-        ppl=$("$B/nsq-perplexity" --quiet --json --kld "$base" "$f" "$TEXT")
-        $PY - "$model" "$name" "$conv" "$ppl" <<'PY'
+        ppl=$("$B/nsq-perplexity" --quiet --json "${WINDOWS[@]}" --kld "$base" "$f" "$TEXT")
+        $PY - "$model" "$name" "$series" "$conv" "$ppl" "$TSV" <<'PY'
 import json, sys
-model, name, conv, ppl = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+model, name, series, conv, ppl, tsv = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), json.loads(sys.argv[5]), sys.argv[6]
 b = ppl["base"]
-body = conv["bpw_body_with_refinements"]
-print("| %s | %s | %.3f | %.3f | %.3f | %+.2f | %.5f | %.2f |" % (
-    model, name, body, conv["bpw_file"], ppl["ppl"], b["delta_ppl_percent"], b["mean_kld"], b["top1_agreement_percent"]))
+row = (model, name, series, conv["bpw_body"], conv["bpw_file"], ppl["ppl"], b["delta_ppl_percent"], b["mean_kld"],
+       b["top1_agreement_percent"], conv["calibration_seconds"] or 0)
+with open(tsv, "a") as f:
+    f.write("%s\t%s\t%s\t%.4f\t%.4f\t%.4f\t%.3f\t%.6f\t%.3f\t%.1f\n" % row)
+print("| %s | %s | %.3f | %.3f | %.3f | %+.2f | %.5f | %.2f |" % ((row[0], row[1]) + row[3:9]))
 PY
     done
 done
+if command -v gnuplot >/dev/null; then
+    gp="set terminal pngcairo size 1100,460 font 'sans,10'; set output '$OUT/quality.png'; set multiplot layout 1,${#MODELS[@]};"
+    gp+="set logscale y; set xrange [2:8.5]; set xlabel 'body bits per weight'; set ylabel 'mean KLD vs lossless'; set grid; set key top right;"
+    for model in "${MODELS[@]}"; do
+        for s in bpw seed seedc fixed; do
+            awk -F'\t' -v m="$model" -v s="$s" '$1 == m && $3 == s { print $4, $8 }' "$TSV" >"$OUT/$model-$s.dat"
+        done
+        d="$OUT/$model"
+        gp+="set title '$model'; plot '$d-bpw.dat' with linespoints pt 7 title '--bpw + calib',"
+        gp+=" '$d-seed.dat' with points pt 5 ps 1.5 title 'seed split', '$d-seedc.dat' with points pt 9 ps 1.5 title 'seed split + calib',"
+        gp+=" '$d-fixed.dat' with points pt 13 ps 1.5 title 'uniform 4 / 2-bit (min/max)';"
+    done
+    gnuplot -e "$gp unset multiplot"
+    echo "plot: $OUT/quality.png" >&2
+fi

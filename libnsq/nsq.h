@@ -418,9 +418,10 @@ NSQ_API uint64_t nsq_refine_size(uint64_t n_quant_groups, uint32_t group_size, u
 
 /*! nsq_quantize_tiered() : quantizes w[rows][cols] with groups of group_size and the
  *  given per-group tiers (n_groups = rows*cols/group_size codes, values 0..3).
- *  Each quantized group's (d, m) minimises importance-weighted squared error
- *  over a small search when col_weight != NULL (per-column weights >= 0), else
- *  min/max. out must hold nsq_tiered_size() bytes. */
+ *  Each quantized group's (d, m) is min/max when col_weight is NULL; with
+ *  per-column weights >= 0, the best by weighted squared error of min/max and
+ *  weighted least-squares refits over a sweep of ranges (never worse than
+ *  min/max). out must hold nsq_tiered_size() bytes. */
 NSQ_API nsq_status nsq_quantize_tiered(const float *w, uint64_t rows, uint64_t cols,
                                        uint32_t group_size, const uint8_t *tiers,
                                        const float *col_weight, uint8_t *out, uint64_t out_size);

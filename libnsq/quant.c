@@ -222,8 +222,48 @@ static double group_error(const float *x, const float *wt, uint32_t G, uint32_t 
 
 static int f16_ok(float v) { return isfinite(nsq_f16_to_f32(nsq_f32_to_f16(v))); }
 
-/* Chooses f16 (d, m) for one group: min/max, then, with weights, a small
- * search over shrunken ranges that minimises the weighted error. */
+/* Codes of x[G] for an affine map of [lo, lo + qmax / iscale] onto 0..qmax. */
+static void codes_for(const float *x, uint32_t G, float qmax, float lo, float iscale, uint8_t *q)
+{
+    for (uint32_t j = 0; j < G; j++) {
+        float r = nearbyintf(iscale * (x[j] - lo));
+        q[j] = (uint8_t)(r < 0 ? 0 : r > qmax ? qmax : r);
+    }
+}
+
+/* The (d, m) minimising sum wt (d q + m - x)^2 for fixed codes q; -1 when
+ * the codes do not determine both (fewer than two distinct weighted codes). */
+static int lsq_fit(const float *x, const float *wt, const uint8_t *q, uint32_t G, float *d, float *m)
+{
+    double sw = 0, sq = 0, sqq = 0, sx = 0, sqx = 0;
+    for (uint32_t j = 0; j < G; j++) {
+        double w = wt[j], c = q[j];
+        sw += w, sq += w * c, sqq += w * c * c, sx += w * x[j], sqx += w * c * x[j];
+    }
+    double det = sw * sqq - sq * sq;
+    if (!(det > 1e-9 * sw * sqq)) return -1;
+    *d = (float)((sw * sqx - sq * sx) / det);
+    *m = (float)((sqq * sx - sq * sqx) / det);
+    return *d > 0 && f16_ok(*d) && f16_ok(*m) ? 0 : -1;
+}
+
+typedef struct {
+    double err;
+    uint16_t d, m;
+} fit;
+
+/* Rounds (d, m) to f16 and keeps them in *best if their weighted error is lower. */
+static void try_fit(const float *x, const float *wt, uint32_t G, uint32_t b, float d, float m, fit *best)
+{
+    uint16_t d16 = nsq_f32_to_f16(d), m16 = nsq_f32_to_f16(m);
+    double e = group_error(x, wt, G, b, nsq_f16_to_f32(d16), nsq_f16_to_f32(m16), NULL);
+    if (e < best->err) *best = (fit){e, d16, m16};
+}
+
+/* Chooses f16 (d, m) for one group: min/max; with weights, also the weighted
+ * least-squares fit to the codes of a range of scales around min/max's, then
+ * a few rounds of re-coding and re-fitting the best. min/max is a candidate,
+ * so the weighted error is never worse than its. */
 static nsq_status fit_group(const float *x, const float *wt, uint32_t G, uint32_t b, uint16_t *dh, uint16_t *mh)
 {
     float lo = x[0], hi = x[0];
@@ -233,19 +273,27 @@ static nsq_status fit_group(const float *x, const float *wt, uint32_t G, uint32_
         hi = x[j] > hi ? x[j] : hi;
     }
     if (!f16_ok(lo) || !f16_ok(hi) || !f16_ok(hi - lo)) return NSQ_E_ARG;
-    float qmax = (float)((1u << b) - 1), best = INFINITY;
-    int steps = wt ? 8 : 1;
-    for (int a = 0; a < steps; a++)
-        for (int c = 0; c < steps; c++) {
-            float l = lo + (hi - lo) * 0.04f * (float)a, h = hi - (hi - lo) * 0.04f * (float)c;
-            uint16_t d16 = nsq_f32_to_f16((h - l) / qmax), m16 = nsq_f32_to_f16(l);
-            double e = group_error(x, wt, G, b, nsq_f16_to_f32(d16), nsq_f16_to_f32(m16), NULL);
-            if (e < best) {
-                best = (float)e;
-                *dh = d16;
-                *mh = m16;
-            }
-        }
+    float qmax = (float)((1u << b) - 1), d, m;
+    fit best = {INFINITY, 0, 0};
+    try_fit(x, wt, G, b, (hi - lo) / qmax, lo, &best);
+    if (!wt || hi == lo) {
+        *dh = best.d, *mh = best.m;
+        return NSQ_OK;
+    }
+    uint8_t q[256];
+    int steps = b == 8 ? 4 : 20;
+    for (int k = 0; k <= steps; k++) { /* the K-quant style range sweep: qmax - 0.5 .. qmax + 1.5 steps */
+        codes_for(x, G, qmax, lo, (qmax - 0.5f + 2.0f * (float)k / (float)steps) / (hi - lo), q);
+        if (!lsq_fit(x, wt, q, G, &d, &m)) try_fit(x, wt, G, b, d, m, &best);
+    }
+    for (int it = 0; it < 2; it++) {
+        float bd = nsq_f16_to_f32(best.d), bm = nsq_f16_to_f32(best.m);
+        if (!(bd > 0)) break;
+        codes_for(x, G, qmax, bm, 1.0f / bd, q);
+        if (lsq_fit(x, wt, q, G, &d, &m)) break;
+        try_fit(x, wt, G, b, d, m, &best);
+    }
+    *dh = best.d, *mh = best.m;
     return NSQ_OK;
 }
 

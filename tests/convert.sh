@@ -280,6 +280,41 @@ cv_json_ok() { # cv_json_ok B SRC OUT [OPTIONS...]: --json prints one valid JSON
     "$b/nsq-convert" "$src" "$out" --quiet --json "$@" | "$CV_PY" -c 'import json,sys; d=json.load(sys.stdin); sys.exit(not {"file","bpw_body","tiers"} <= set(d))'
 }
 
+# --calib: statistics, provenance, determinism across thread counts, errors.
+CV_CALIB=fixtures/corpus/calib-small.txt
+cv_calib_tests() { # cv_calib_tests B
+    local b=$1 C=$1/nsq-convert c="--calib $CV_CALIB --calib-tokens 512 --calib-probe 128"
+    local n="$b nsq-convert --calib"
+    printf 'Too short.' >"$CVD/short.txt"
+    : >"$CVD/empty.txt"
+    check "$n --calib-tokens 10" exit_code 2 "$C" "$CV_LLAMA" "$CVD/x.nsq" --calib "$CV_CALIB" --calib-tokens 10
+    check "$n --calib-tokens message" stderr_says "--calib-tokens wants a count of at least 64" "$C" "$CV_LLAMA" "$CVD/x.nsq" --calib "$CV_CALIB" --calib-tokens 1x
+    check "$n --calib-probe -1" exit_code 2 "$C" "$CV_LLAMA" "$CVD/x.nsq" --calib "$CV_CALIB" --calib-probe -1
+    check "$n with --lossless" stderr_says "--calib does nothing with --lossless" "$C" "$CV_LLAMA" "$CVD/x.nsq" --calib "$CV_CALIB" --lossless
+    check "$n missing file" cv_fails "$b" "--calib $CVD/no-such\.txt: cannot read" "$CV_GPT2" --calib "$CVD/no-such.txt"
+    check "$n empty text" cv_fails "$b" "--calib $CVD/empty\.txt: 0 tokens, calibration needs at least 64" "$CV_GPT2" --calib "$CVD/empty.txt"
+    check "$n too few tokens" cv_fails "$b" "--calib $CVD/short\.txt: [0-9] tokens, calibration needs at least 64" "$CV_GPT2" --calib "$CVD/short.txt"
+    check "$n directory as text" cv_fails "$b" "--calib $CVD: cannot read" "$CV_GPT2" --calib "$CVD"
+    for m in llama gpt2; do
+        local src=$CV_LLAMA
+        [ $m = gpt2 ] && src=$CV_GPT2
+        # the unweighted roundtrip error is looser: calibration spends the error where activations are small
+        check "$n tiny-$m --tiers" cv_mode "$b" "$src" $m-calib 0.8 "split_is(0.1, 0.2, 0.7)
+d['importance']['method'] == 'calibrated' and d['importance']['entries'] > 0
+'over 512 tokens of $CV_CALIB' in d['importance']['provenance']
+m['provenance.calibration.text'] == 'calib-small.txt' and m['provenance.calibration.tokens'] == 512
+m['provenance.calibration.window'] == 512 and len(m['provenance.calibration.text_xxh3']) == 16
+s['calibration_tokens'] == 512 and s['calibration_seconds'] > 0
+'importance=calibrated calib_tokens=512 calib_probe=0' in s['recipe']" $c --tiers 10:20:70
+        check "$n tiny-$m calibration changes the tiers" bash -c "! cmp -s '$CVD/$m-calib.nsq' '$CVD/$m-tiers.nsq'"
+        cv_sanitized "$b" && continue # the probes run the model once per layer matrix
+        check "$n tiny-$m --bpw 3.5" cv_mode "$b" "$src" $m-calib-bpw 0.8 "3.4 <= s['bpw_body'] <= 3.5
+'calib_probe=128' in s['recipe'] and d['importance']['target_bpw'] == 3.5" $c --bpw 3.5
+        check "$n tiny-$m --bpw: same output on 1 and 2 threads" cv_same_output "$b" "$src" $c --bpw 3.5 --threads 1 -- $c --bpw 3.5 --threads 2
+        check "$n tiny-$m --bpw: no temporary file left" bash -c "! ls '$CVD' | grep -q '\.tmp\$'"
+    done
+}
+
 cv_sanitized() { grep -aqE '__(asan|ubsan|msan|tsan)_' "$1/nsq-convert"; }
 
 convert_tests() {
@@ -449,6 +484,7 @@ d['tokenizer']['kind'] == 'gpt2_bpe' and m['provenance.source.dtype'] == 'float3
     check "$b nsq-convert output under a missing directory" cv_no_dir "$b" "$CVD/no-such-dir"
     check "$b nsq-convert output under a regular file" cv_no_dir "$b" "$CVD/ref.nsq"
     check "$b nsq-convert file too large" cv_fails_efbig "$b" "OUT\.nsq: NSQ_E_IO: .*File too large" "$CV_LLAMA"
+    cv_calib_tests "$b"
     if ! cv_sanitized "$b"; then
         check "$b nsq-convert killed mid-write" cv_interrupted "$b"
     fi

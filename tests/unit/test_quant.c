@@ -341,6 +341,61 @@ static void test_weighted_fit(void **state)
     free(pb);
 }
 
+/* Weighted squared error of group g of a decoded tensor against w. */
+static double weighted_error(const float *w, const float *y, const float *cw, uint64_t cols, uint32_t G, uint64_t g)
+{
+    double e = 0;
+    for (uint32_t j = 0; j < G; j++) {
+        double d = (double)y[g * G + j] - w[g * G + j];
+        e += cw[(g % (cols / G)) * G + j] * d * d;
+    }
+    return e;
+}
+
+/* The scale search on many random groups of every size and tier, of several
+ * shapes (uniform, Gaussian-like with outliers, one-sided, nearly constant),
+ * with column weights spread over 6 orders of magnitude and some zero: its
+ * weighted error is never above the min/max fit's on the same group. */
+static void test_weighted_fit_random(void **state)
+{
+    (void)state;
+    tu_rng r = {2024};
+    int better = 0, groups = 0;
+    for (int round = 0; round < 40; round++) {
+        uint32_t G = group_sizes[round % 4], cols = 2 * G, rows = 8, n = rows * cols, ng = n / G;
+        float *w = malloc(n * sizeof *w), *cw = malloc(cols * sizeof *cw), *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+        uint8_t *tiers = malloc(ng);
+        uint64_t cnt[4] = {0, 0, 0, 0};
+        for (uint32_t c = 0; c < cols; c++) cw[c] = tu_below(&r, 8) == 0 ? 0.0f : powf(10.0f, tu_unif(&r, -3.0f, 3.0f));
+        for (uint32_t g = 0; g < ng; g++) {
+            int shape = (int)tu_below(&r, 4);
+            float s = powf(10.0f, tu_unif(&r, -3.0f, 1.0f)), c0 = tu_unif(&r, -s, s);
+            for (uint32_t j = 0; j < G; j++) {
+                float u = tu_unif(&r, -1.0f, 1.0f), v = shape == 0 ? u : shape == 1 ? u * u * u * (tu_below(&r, 16) ? 1.0f : 8.0f)
+                                                             : shape == 2 ? fabsf(u) : 1e-3f * u;
+                w[g * G + j] = c0 + s * v;
+            }
+            tiers[g] = (uint8_t)(1 + tu_below(&r, 3));
+            cnt[tiers[g]]++;
+        }
+        uint64_t size = nsq_tiered_size(ng, G, cnt);
+        uint8_t *pa = malloc(size), *pb = malloc(size);
+        assert_ok(nsq_quantize_tiered(w, rows, cols, G, tiers, NULL, pa, size));
+        assert_ok(nsq_quantize_tiered(w, rows, cols, G, tiers, cw, pb, size));
+        ref_decode(pa, rows, cols, G, NULL, NULL, 0, a, NULL);
+        ref_decode(pb, rows, cols, G, NULL, NULL, 0, b, NULL);
+        for (uint32_t g = 0; g < ng; g++, groups++) {
+            double ea = weighted_error(w, a, cw, cols, G, g), eb = weighted_error(w, b, cw, cols, G, g);
+            if (eb > ea)
+                fail_msg("G=%u tier %u group %u: weighted error %.9g > min/max fit's %.9g", G, tiers[g], g, eb, ea);
+            better += eb < ea * (1 - 1e-6);
+        }
+        free(w), free(cw), free(a), free(b), free(tiers), free(pa), free(pb);
+    }
+    print_message("# scale search improved %d of %d random groups\n", better, groups);
+    assert_true(better > groups / 2);
+}
+
 /* Bad arguments to the quantizers and view constructors. */
 static void test_quantize_errors(void **state)
 {
@@ -706,7 +761,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiered_size),       cmocka_unit_test(test_tiered_round_trip),
-        cmocka_unit_test(test_weighted_fit),      cmocka_unit_test(test_quantize_errors),
+        cmocka_unit_test(test_weighted_fit),      cmocka_unit_test(test_weighted_fit_random),      cmocka_unit_test(test_quantize_errors),
         cmocka_unit_test(test_invalid_payloads),  cmocka_unit_test(test_spec_worked_example),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "calib.h"
 #include "nsq.h"
 #include "safetensors.h"
 
@@ -82,6 +83,8 @@ typedef struct {
     int threads;
     tensor_rule *rules; /* first match wins */
     size_t n_rules;
+    const calib_stats *calib; /* --calib: activation statistics, else NULL */
+    long probe;               /* >= 0: a sensitivity probe, only this plan tensor quantized (4 bits) */
 } quant_opts;
 
 /* Options a recipe may set besides quant_opts. */
@@ -104,6 +107,8 @@ typedef struct {
     uint64_t refine_size;
     float *group_stats; /* importance per group (TIERED) */
     uint64_t n_groups;
+    const float *col_stats; /* mean x^2 per input column (calibrated), not owned */
+    uint64_t n_col_stats;
     uint64_t n_tier[4];
     double sq_error;    /* sum of squared quantization error */
     double sq_error_refined; /* the same with the refinement applied */
@@ -114,11 +119,20 @@ typedef struct {
  * body fits the budget. err holds, per group, the squared error at Q8, Q4, Q2. */
 typedef struct {
     double lambda, predicted_bpw;
+    uint64_t elements; /* weights of the layer blocks */
     float *err;
     uint64_t *first_group; /* per plan tensor: index of its first group in err */
 } bpw_plan;
 
 int policy_allocate(const tensor_plan *p, const quant_opts *o, bpw_plan *out, char *err, size_t errlen);
+/* policy_allocate in two steps, so that the errors can be rescaled between:
+ * measure every group's error at each tier, then choose lambda for the budget. */
+int policy_measure(const tensor_plan *p, const quant_opts *o, bpw_plan *out, char *err, size_t errlen);
+int policy_budget(const tensor_plan *p, const quant_opts *o, bpw_plan *bp, char *err, size_t errlen);
+/* Whether the budget chooses plan tensor i's tiers; its summed error at a tier; its errors times factor. */
+int policy_budgeted(const tensor_plan *p, size_t i, const quant_opts *o);
+double policy_tensor_error(const tensor_plan *p, size_t i, const quant_opts *o, const bpw_plan *bp, uint32_t tier);
+void policy_scale_errors(const tensor_plan *p, size_t i, const quant_opts *o, bpw_plan *bp, double factor);
 void bpw_plan_free(bpw_plan *bp);
 /* Encodes plan tensor i; bp is NULL unless --bpw. */
 int policy_encode(const tensor_plan *p, size_t i, const quant_opts *o, const bpw_plan *bp, encoded *e, char *err,

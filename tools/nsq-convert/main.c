@@ -21,11 +21,12 @@
 #define TOOL "nsq-convert"
 
 typedef struct {
-    const char *in, *out, *recipe_path;
+    const char *in, *out, *recipe_path, *calib_path;
+    uint64_t calib_tokens, calib_probe;
     quant_opts q;
     uint32_t layers_per_block;
     int zstd, zstd_level, quiet, json;
-    char recipe[512];
+    char recipe[512], calib_hash[24];
 } options;
 
 typedef struct {
@@ -46,6 +47,12 @@ static void usage(FILE *out)
             "                          importance (default 10:20:70)\n"
             "  --bpw X                 instead, choose tiers for all layer matrices together so\n"
             "                          the layer blocks take at most X bits per weight\n"
+            "  --calib FILE            run the unquantized model over the UTF-8 text FILE and\n"
+            "                          weigh every error by the activations it meets there\n"
+            "  --calib-tokens N        calibrate on at most the first N tokens (default 65536)\n"
+            "  --calib-probe N         with --bpw, weigh each layer matrix by the KL divergence\n"
+            "                          that quantizing it alone causes on the first N of those\n"
+            "                          tokens (default 1024; 0: do not probe)\n"
             "  --group-size G          weights per group: 32, 64, 128 or 256 (default 64)\n"
             "  --refine BITS           add one refinement layer of 1, 2, 4 or 8 bits per weight\n"
             "  --embed POLICY          embeddings: source, f16, q8, q4, q2 (default q8)\n"
@@ -104,6 +111,8 @@ static int parse_args(int argc, char **argv, options *o)
         {"layers-per-block", required_argument, 0, 'k'}, {"zstd", optional_argument, 0, 'z'},
         {"threads", required_argument, 0, 'j'}, {"quiet", no_argument, 0, 'q'}, {"json", no_argument, 0, 'J'},
         {"recipe", required_argument, 0, 'R'}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'},
+        {"calib", required_argument, 0, 'C'}, {"calib-tokens", required_argument, 0, 'T'},
+        {"calib-probe", required_argument, 0, 'P'},
         {0, 0, 0, 0}};
     long v;
     char *end;
@@ -140,6 +149,23 @@ static int parse_args(int argc, char **argv, options *o)
             bad = parse_uint(optarg, 1, 64, &v) ? fprintf(stderr, TOOL ": --threads wants 1..64\n") : 0;
             o->q.threads = (int)v;
             break;
+        case 'C': o->calib_path = optarg; break;
+        case 'T': {
+            unsigned long long n = strtoull(optarg, &end, 10);
+            bad = *optarg < '0' || *optarg > '9' || *end || n < CALIB_MIN_TOKENS || n > (1ull << 40)
+                      ? fprintf(stderr, TOOL ": --calib-tokens wants a count of at least %d\n", CALIB_MIN_TOKENS)
+                      : 0;
+            o->calib_tokens = n;
+            break;
+        }
+        case 'P': {
+            unsigned long long n = strtoull(optarg, &end, 10);
+            bad = *optarg < '0' || *optarg > '9' || *end || n > (1ull << 24)
+                      ? fprintf(stderr, TOOL ": --calib-probe wants a token count (0 to turn probing off)\n")
+                      : 0;
+            o->calib_probe = n;
+            break;
+        }
         case 'q': o->quiet = 1; break;
         case 'R': break; /* loaded before the other flags */
         case 'J': o->json = 1; break;
@@ -147,6 +173,10 @@ static int parse_args(int argc, char **argv, options *o)
         case 'V': printf(TOOL " %s (format %d.%d)\n", nsq_version_string(), NSQ_FORMAT_MAJOR, NSQ_FORMAT_MINOR); return 0;
         default: fprintf(stderr, TOOL ": unknown option %s\n", argv[optind - 1]); bad = 1;
         }
+    }
+    if (!bad && o->calib_path && o->q.lossless) {
+        fprintf(stderr, TOOL ": --calib does nothing with --lossless\n");
+        bad = 1;
     }
     if (!bad && argc - optind != 2) {
         fprintf(stderr, TOOL ": expected HF_DIR and OUT.nsq\n");
@@ -192,10 +222,13 @@ static void describe_recipe(options *o)
     char mode[64];
     if (o->q.bpw > 0) snprintf(mode, sizeof mode, "bpw=%g", o->q.bpw);
     else snprintf(mode, sizeof mode, "tiers=%g:%g:%g", 100 * o->q.split[0], 100 * o->q.split[1], 100 * o->q.split[2]);
-    snprintf(o->recipe, sizeof o->recipe, "%s group_size=%u refine=%u embed=%s head=%s layers_per_block=%u zstd=%d "
-             "importance=magnitude",
+    char imp[64] = "importance=magnitude";
+    if (o->calib_path)
+        snprintf(imp, sizeof imp, "importance=calibrated calib_tokens=%llu calib_probe=%llu", (unsigned long long)o->calib_tokens,
+                 (unsigned long long)(o->q.bpw > 0 ? o->calib_probe : 0));
+    snprintf(o->recipe, sizeof o->recipe, "%s group_size=%u refine=%u embed=%s head=%s layers_per_block=%u zstd=%d %s",
              mode, o->q.group_size, o->q.refine_bits, policy_name(o->q.embed), policy_name(o->q.head), o->layers_per_block,
-             o->zstd ? o->zstd_level : 0);
+             o->zstd ? o->zstd_level : 0, imp);
 }
 
 /* ---- metadata and tokenizer ---- */
@@ -245,6 +278,13 @@ static nsq_status write_metadata(nsq_writer *w, const hf_config *c, const st_mod
         if (!text) return NSQ_E_IO;
         st = st ? st : nsq_writer_meta_str(w, "provenance.recipe.yaml", text, size);
         free(text);
+    }
+    if (o->q.calib) {
+        const char *cb = strrchr(o->calib_path, '/') && strrchr(o->calib_path, '/')[1] ? strrchr(o->calib_path, '/') + 1 : o->calib_path;
+        S("provenance.calibration.text", cb);
+        S("provenance.calibration.text_xxh3", o->calib_hash);
+        U("provenance.calibration.tokens", o->q.calib->tokens);
+        U("provenance.calibration.window", o->q.calib->window);
     }
     S("provenance.source", source);
     S("provenance.source.config_xxh3", hash);
@@ -345,7 +385,7 @@ static nsq_status add_encoded(nsq_writer *w, const plan_tensor *t, const encoded
                                           e->data, e->size);
     if (!st && e->refine) st = nsq_writer_add_refinement(w, 1, q->refine_bits, e->refine, e->refine_size);
     if (!st && e->scheme == NSQ_SCHEME_TIERED && !q->lossless)
-        st = nsq_writer_importance_entry(w, t->src->name, e->group_stats, e->n_groups, NULL, 0);
+        st = nsq_writer_importance_entry(w, t->src->name, e->group_stats, e->n_groups, e->col_stats, e->n_col_stats);
     s->elements += t->src->n_elements;
     if (t->layer >= 0) {
         s->body_elements += t->src->n_elements;
@@ -463,10 +503,114 @@ static void print_summary(const options *o, const summary *s, const bpw_plan *bp
     cli_json_f64(&j, rmse);
     cli_json_key(&j, "rmse_refined");
     cli_json_f64(&j, s->quant_elements > 0 ? sqrt(s->sq_error_refined / s->quant_elements) : 0);
+    cli_json_key(&j, "calibration_tokens");
+    if (o->q.calib) cli_json_u64(&j, o->q.calib->tokens);
+    else cli_json_null(&j);
+    cli_json_key(&j, "calibration_seconds");
+    if (o->q.calib) cli_json_fixed6(&j, o->q.calib->seconds);
+    else cli_json_null(&j);
     cli_json_key(&j, "seconds");
     cli_json_fixed6(&j, s->seconds);
     cli_json_end_object(&j);
     cli_json_done(&j);
+}
+
+static const char *importance_provenance(const options *o, char *buf, size_t n)
+{
+    if (!o->q.calib) return "magnitude: per-group sum of squared weights; no calibration data";
+    snprintf(buf, n,
+             "calibrated: mean x^2 of each input column over %llu tokens of %s (xxh3 %s), windows of %u tokens from "
+             "position 0, unquantized weights; group importance sum_j E[x_j^2] w_j^2",
+             (unsigned long long)o->q.calib->tokens, o->calib_path, o->calib_hash, o->q.calib->window);
+    return buf;
+}
+
+/* Writes the whole file at o->out: 0, -1 with a message in err, or -2 with
+ * the writer's status in *st and its diagnostic in d. */
+static int write_file(const options *o, const hf_config *c, const st_model *m, const tensor_plan *p, const bpw_plan *bp,
+                      summary *s, char *err, size_t errlen, nsq_status *st, nsq_diag *d)
+{
+    nsq_writer *w = NULL;
+    char prov[1024];
+    int rc = 0;
+    cli_diag_init(d);
+    *st = nsq_writer_open(o->out, &w, d);
+    if (!*st && o->zstd) *st = nsq_writer_zstd_level(w, o->zstd_level);
+    if (!*st) *st = write_metadata(w, c, m, o);
+    if (!*st && (rc = write_tokenizer(w, o->in, err, errlen)) == -2) rc = 0, *st = NSQ_E_ARG;
+    if (!rc && !*st && !o->q.lossless)
+        *st = nsq_writer_importance(w, o->q.calib ? NSQ_IMP_CALIBRATED : NSQ_IMP_MAGNITUDE, o->q.bpw > 0 ? o->q.bpw : 0,
+                                    importance_provenance(o, prov, sizeof prov));
+    if (!rc && !*st && (rc = write_blocks(w, o, c, p, bp, s, err, errlen)) == -2) rc = 0, *st = NSQ_E_ARG;
+    if (w && (rc || *st)) {
+        if (*st) *st = nsq_writer_end_block(w, d); /* the writer's sticky error, with its message */
+        nsq_writer_abort(w);
+    } else if (w) {
+        *st = nsq_writer_finish(w, d);
+    }
+    return rc ? -1 : *st ? -2 : 0;
+}
+
+/* --calib: an unquantized copy of the model next to the output, run over the
+ * text by the runtime, then removed. */
+static int calibrate(options *o, const hf_config *c, const st_model *m, const tensor_plan *p, calib_stats *cs, char *err,
+                     size_t errlen)
+{
+    char tmp[4096];
+    options lo = *o;
+    summary s = {0};
+    nsq_status st;
+    nsq_diag d;
+    size_t len = 0;
+    char *text = cli_read_file(o->calib_path, &len);
+    if (!text) return snprintf(err, errlen, "--calib %s: cannot read", o->calib_path), -1;
+    snprintf(o->calib_hash, sizeof o->calib_hash, "%016llx", (unsigned long long)nsq_xxh3(text, len));
+    free(text);
+    snprintf(tmp, sizeof tmp, "%s.calib.tmp", o->out);
+    lo.out = tmp;
+    lo.q.lossless = 1;
+    lo.q.calib = NULL;
+    lo.zstd = 0;
+    lo.quiet = 1;
+    lo.recipe_path = NULL;
+    int rc = write_file(&lo, c, m, p, NULL, &s, err, errlen, &st, &d);
+    if (rc == -2) snprintf(err, errlen, "%s", cli_message(tmp, st, &d));
+    if (!rc) rc = calib_collect(tmp, o->calib_path, o->calib_tokens, o->q.bpw > 0 ? o->calib_probe : 0, o->q.threads, cs, err, errlen);
+    unlink(tmp);
+    if (!rc && !o->quiet)
+        fprintf(stderr, TOOL ": calibrated on %llu tokens of %s in %.1f s\n", (unsigned long long)cs->tokens, o->calib_path,
+                cs->seconds);
+    return rc ? -1 : 0;
+}
+
+/* --calib-probe: each budgeted matrix is quantized alone to 4 bits and the
+ * KL divergence this causes on the probe tokens is measured; its errors are
+ * rescaled so that its 4-bit error equals that divergence. The budget then
+ * trades predicted divergence against bits across all matrices. */
+static int weigh_tensors(const options *o, const hf_config *c, const st_model *m, const tensor_plan *p, bpw_plan *bp,
+                         char *err, size_t errlen)
+{
+    char tmp[4096];
+    double t0 = cli_now();
+    snprintf(tmp, sizeof tmp, "%s.probe.tmp", o->out);
+    int rc = 0;
+    for (size_t i = 0; i < p->n && !rc; i++) {
+        if (!policy_budgeted(p, i, &o->q)) continue;
+        options po = *o;
+        summary s = {0};
+        nsq_status st;
+        nsq_diag d;
+        double kld = 0, e4 = policy_tensor_error(p, i, &o->q, bp, NSQ_TIER_Q4);
+        po.out = tmp, po.q.probe = (long)i, po.q.bpw = 0, po.zstd = 0, po.quiet = 1, po.recipe_path = NULL;
+        rc = write_file(&po, c, m, p, NULL, &s, err, errlen, &st, &d);
+        if (rc == -2) snprintf(err, errlen, "%s", cli_message(tmp, st, &d));
+        if (!rc) rc = calib_kld(tmp, o->q.calib, o->q.threads, &kld, err, errlen);
+        if (!rc && e4 > 0) policy_scale_errors(p, i, &o->q, bp, (kld > 1e-12 ? kld : 1e-12) / e4);
+    }
+    unlink(tmp);
+    if (!rc && !o->quiet)
+        fprintf(stderr, TOOL ": probed the sensitivity of each layer matrix in %.1f s\n", cli_now() - t0);
+    return rc ? -1 : 0;
 }
 
 static int convert(options *o)
@@ -476,30 +620,22 @@ static int convert(options *o)
     st_model m = {0};
     tensor_plan p = {0};
     bpw_plan bp = {0};
+    calib_stats cs = {0};
     summary s = {0};
-    nsq_writer *w = NULL;
     nsq_diag d;
+    nsq_status st = 0;
     double t0 = cli_now();
     int rc = hf_load_config(o->in, &c, err, sizeof err);
     if (!rc) rc = st_open_dir(o->in, &m, err, sizeof err);
     if (!rc) rc = arch_plan(&c, &m, &p, err, sizeof err);
-    if (!rc && o->q.bpw > 0 && !o->q.lossless) rc = policy_allocate(&p, &o->q, &bp, err, sizeof err);
-    cli_diag_init(&d);
-    nsq_status st = rc ? 0 : nsq_writer_open(o->out, &w, &d);
-    if (!rc && !st && o->zstd) st = nsq_writer_zstd_level(w, o->zstd_level);
-    if (!rc && !st) st = write_metadata(w, &c, &m, o);
-    if (!rc && !st && (rc = write_tokenizer(w, o->in, err, sizeof err)) == -2) rc = 0, st = NSQ_E_ARG;
-    if (!rc && !st && !o->q.lossless)
-        st = nsq_writer_importance(w, NSQ_IMP_MAGNITUDE, o->q.bpw > 0 ? o->q.bpw : 0,
-                                   "magnitude: per-group sum of squared weights; no calibration data");
-    if (!rc && !st && (rc = write_blocks(w, o, &c, &p, o->q.bpw > 0 && !o->q.lossless ? &bp : NULL, &s, err, sizeof err)) == -2)
-        rc = 0, st = NSQ_E_ARG;
-    if (w && (rc || st)) {
-        if (st) st = nsq_writer_end_block(w, &d); /* the writer's sticky error, with its message */
-        nsq_writer_abort(w);
-    } else if (w) {
-        st = nsq_writer_finish(w, &d);
+    if (!rc && o->calib_path && !(rc = calibrate(o, &c, &m, &p, &cs, err, sizeof err))) o->q.calib = &cs;
+    if (!rc && o->q.bpw > 0 && !o->q.lossless) {
+        rc = policy_measure(&p, &o->q, &bp, err, sizeof err);
+        if (!rc && o->q.calib && o->q.calib->probe_tokens) rc = weigh_tensors(o, &c, &m, &p, &bp, err, sizeof err);
+        if (!rc) rc = policy_budget(&p, &o->q, &bp, err, sizeof err);
     }
+    if (!rc && (rc = write_file(o, &c, &m, &p, o->q.bpw > 0 && !o->q.lossless ? &bp : NULL, &s, err, sizeof err, &st, &d)) == -2)
+        rc = 0;
     if (!rc && !st) {
         FILE *fp = fopen(o->out, "rb");
         if (fp && fseek(fp, 0, SEEK_END) == 0) s.file_size = (uint64_t)ftell(fp);
@@ -508,6 +644,7 @@ static int convert(options *o)
         print_summary(o, &s, o->q.bpw > 0 && !o->q.lossless ? &bp : NULL);
     }
     bpw_plan_free(&bp);
+    calib_free(&cs);
     arch_plan_free(&p);
     st_close(&m);
     if (rc) fprintf(stderr, TOOL ": %s\n", err);
@@ -525,6 +662,9 @@ int main(int argc, char **argv)
     o.q.embed = o.q.head = UNIFORM_Q8;
     o.layers_per_block = 1;
     o.zstd_level = 9;
+    o.calib_tokens = 65536;
+    o.calib_probe = 1024;
+    o.q.probe = -1;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o.q.threads = cores > 0 ? (int)(cores > 64 ? 64 : cores) : 1;
     int r = load_recipe_arg(argc, argv, &o);

@@ -97,17 +97,27 @@ static int copy_source(const plan_tensor *t, int transpose, encoded *e)
 }
 
 /* ---- per-group statistics ---- */
-static void group_energy(const float *w, uint64_t ng, uint32_t G, float *out)
+/* Mean x^2 per input column from calibration, for the layer matrices it covers. */
+static const float *col_weights(const plan_tensor *t, const quant_opts *o)
+{
+    return o->calib && t->role == ROLE_MATRIX ? calib_columns(o->calib, t->src->name, t->layer, t->cols) : NULL;
+}
+
+/* A group's importance: its share of the output energy, sum_j E[x_j^2] w_j^2
+ * with calibration, sum_j w_j^2 without. */
+static void group_importance(const float *w, uint64_t ng, uint64_t cols, uint32_t G, const float *cw, float *out)
 {
     for (uint64_t g = 0; g < ng; g++) {
+        const float *h = cw ? cw + (g % (cols / G)) * G : NULL;
         double s = 0;
-        for (uint32_t j = 0; j < G; j++) s += (double)w[g * G + j] * w[g * G + j];
+        for (uint32_t j = 0; j < G; j++) s += (h ? (double)h[j] : 1.0) * w[g * G + j] * w[g * G + j];
         out[g] = (float)s;
     }
 }
 
-/* Squared error of storing one group at tier t, measured by encoding it. */
-static double group_error(const float *x, uint32_t G, uint8_t tier)
+/* Squared error of storing one group at tier t, weighted by wt[G] if not
+ * NULL, measured by encoding it the way the tensor will be. */
+static double group_error(const float *x, const float *wt, uint32_t G, uint8_t tier)
 {
     uint8_t buf[1024];
     float y[256];
@@ -115,11 +125,11 @@ static double group_error(const float *x, uint32_t G, uint8_t tier)
     n[tier] = 1;
     uint64_t size = nsq_tiered_size(1, G, n);
     nsq_view v;
-    if (nsq_quantize_tiered(x, 1, G, G, &tier, NULL, buf, size) || nsq_view_init(NSQ_SCHEME_TIERED, 1, G, G, buf, size, &v, NULL) ||
+    if (nsq_quantize_tiered(x, 1, G, G, &tier, wt, buf, size) || nsq_view_init(NSQ_SCHEME_TIERED, 1, G, G, buf, size, &v, NULL) ||
         nsq_dequantize_rows(&v, NULL, 0, 0, 1, y))
         return INFINITY; /* out of f16 range: this tier cannot hold the group */
     double e = 0;
-    for (uint32_t j = 0; j < G; j++) e += ((double)x[j] - y[j]) * ((double)x[j] - y[j]);
+    for (uint32_t j = 0; j < G; j++) e += (wt ? (double)wt[j] : 1.0) * ((double)x[j] - y[j]) * ((double)x[j] - y[j]);
     return e;
 }
 
@@ -219,8 +229,10 @@ static void measure_tensor(size_t i, void *arg)
         return;
     }
     float *err = a->bp->err + 3 * a->bp->first_group[i];
+    const float *cw = col_weights(t, a->o);
     for (uint64_t g = 0; g < t->rows * t->cols / G; g++)
-        for (uint8_t k = 1; k < 4; k++) err[3 * g + k - 1] = (float)group_error(w + g * G, G, k);
+        for (uint8_t k = 1; k < 4; k++)
+            err[3 * g + k - 1] = (float)group_error(w + g * G, cw ? cw + (g % (t->cols / G)) * G : NULL, G, k);
     free(w);
 }
 
@@ -244,14 +256,14 @@ static double body_bits(const tensor_plan *p, const quant_opts *o, const bpw_pla
     return bits;
 }
 
-int policy_allocate(const tensor_plan *p, const quant_opts *o, bpw_plan *bp, char *err, size_t n)
+int policy_measure(const tensor_plan *p, const quant_opts *o, bpw_plan *bp, char *err, size_t n)
 {
     memset(bp, 0, sizeof *bp);
-    uint64_t groups = 0, elements = 0;
+    uint64_t groups = 0;
     if (!(bp->first_group = calloc(p->n ? p->n : 1, sizeof *bp->first_group))) goto nomem;
     for (size_t i = 0; i < p->n; i++) {
         const plan_tensor *t = &p->t[i];
-        if (t->layer >= 0) elements += t->src->n_elements;
+        if (t->layer >= 0) bp->elements += t->src->n_elements;
         bp->first_group[i] = groups;
         if (quantized_matrix(t, o)) groups += t->rows * t->cols / group_size_for(t, o);
     }
@@ -259,11 +271,38 @@ int policy_allocate(const tensor_plan *p, const quant_opts *o, bpw_plan *bp, cha
     alloc_ctx a = {p, o, bp, 0};
     parallel_for(p->n, o->threads, measure_tensor, &a);
     if (a.failed) goto nomem;
-    double budget = o->bpw * (double)elements, lo = -60, hi = 40; /* log10 lambda */
+    return 0;
+nomem:
+    snprintf(err, n, "out of memory measuring quantization errors");
+    bpw_plan_free(bp);
+    return -1;
+}
+
+int policy_budgeted(const tensor_plan *p, size_t i, const quant_opts *o) { return quantized_matrix(&p->t[i], o); }
+
+double policy_tensor_error(const tensor_plan *p, size_t i, const quant_opts *o, const bpw_plan *bp, uint32_t tier)
+{
+    const plan_tensor *t = &p->t[i];
+    uint64_t ng = t->rows * t->cols / group_size_for(t, o);
+    double e = 0;
+    for (uint64_t g = 0; g < ng; g++) e += bp->err[3 * (bp->first_group[i] + g) + tier - 1];
+    return e;
+}
+
+void policy_scale_errors(const tensor_plan *p, size_t i, const quant_opts *o, bpw_plan *bp, double factor)
+{
+    const plan_tensor *t = &p->t[i];
+    uint64_t ng = t->rows * t->cols / group_size_for(t, o);
+    float *e = bp->err + 3 * bp->first_group[i];
+    for (uint64_t k = 0; k < 3 * ng; k++) e[k] = (float)(e[k] * factor);
+}
+
+int policy_budget(const tensor_plan *p, const quant_opts *o, bpw_plan *bp, char *err, size_t n)
+{
+    double budget = o->bpw * (double)bp->elements, lo = -60, hi = 40; /* log10 lambda */
     if (body_bits(p, o, bp, pow(10, hi)) > budget) {
         snprintf(err, n, "--bpw %.3f is below what this model can reach (%.3f with every group at 2 bits)", o->bpw,
-                 body_bits(p, o, bp, pow(10, hi)) / (double)elements);
-        bpw_plan_free(bp);
+                 body_bits(p, o, bp, pow(10, hi)) / (double)bp->elements);
         return -1;
     }
     for (int it = 0; it < 100; it++) { /* the smallest lambda (most bits) within budget */
@@ -272,10 +311,14 @@ int policy_allocate(const tensor_plan *p, const quant_opts *o, bpw_plan *bp, cha
         else hi = mid;
     }
     bp->lambda = pow(10, hi);
-    bp->predicted_bpw = body_bits(p, o, bp, bp->lambda) / (double)elements;
+    bp->predicted_bpw = body_bits(p, o, bp, bp->lambda) / (double)bp->elements;
     return 0;
-nomem:
-    snprintf(err, n, "out of memory measuring quantization errors");
+}
+
+int policy_allocate(const tensor_plan *p, const quant_opts *o, bpw_plan *bp, char *err, size_t n)
+{
+    if (policy_measure(p, o, bp, err, n)) return -1;
+    if (!policy_budget(p, o, bp, err, n)) return 0;
     bpw_plan_free(bp);
     return -1;
 }
@@ -289,7 +332,7 @@ void bpw_plan_free(bpw_plan *bp)
 
 /* ---- encoding ---- */
 static int encode_tiered(const float *w, uint64_t rows, uint64_t cols, uint32_t G, const uint8_t *tiers,
-                         uint32_t refine_bits, encoded *e)
+                         const float *cw, uint32_t refine_bits, encoded *e)
 {
     uint64_t ng = rows * cols / G;
     for (uint64_t g = 0; g < ng; g++) e->n_tier[tiers[g]]++;
@@ -301,7 +344,7 @@ static int encode_tiered(const float *w, uint64_t rows, uint64_t cols, uint32_t 
     e->n_groups = ng;
     e->size = nsq_tiered_size(ng, G, e->n_tier);
     if (!(e->data = malloc(e->size))) return -1;
-    if (nsq_quantize_tiered(w, rows, cols, G, tiers, NULL, e->data, e->size)) return -2;
+    if (nsq_quantize_tiered(w, rows, cols, G, tiers, cw, e->data, e->size)) return -2;
     nsq_view v;
     if (nsq_view_init(NSQ_SCHEME_TIERED, rows, cols, G, e->data, e->size, &v, NULL)) return -2;
     if (refine_bits && e->n_tier[NSQ_TIER_F16] < ng) {
@@ -339,13 +382,14 @@ static int encode_matrix(const tensor_plan *p, size_t i, const quant_opts *o, co
     e->group_stats = malloc((ng ? ng : 1) * sizeof *e->group_stats);
     int rc = !w || !tiers || !e->group_stats ? -1 : 0;
     if (!rc) {
-        group_energy(w, ng, G, e->group_stats);
+        group_importance(w, ng, t->cols, G, col_weights(t, o), e->group_stats);
         if (uniform) memset(tiers, uniform, ng);
         else if (bp && quantized_matrix(t, o))
             for (uint64_t g = 0; g < ng; g++) tiers[g] = best_tier(bp->err + 3 * (bp->first_group[i] + g), G, bp->lambda);
         else rc = split_tiers(e->group_stats, ng, rule && rule->has_split ? rule->split : o->split, tiers);
     }
-    if (!rc) rc = encode_tiered(w, t->rows, t->cols, G, tiers, uniform ? 0 : o->refine_bits, e);
+    if ((e->col_stats = col_weights(t, o))) e->n_col_stats = t->cols;
+    if (!rc) rc = encode_tiered(w, t->rows, t->cols, G, tiers, e->col_stats, uniform ? 0 : o->refine_bits, e);
     free(w);
     free(tiers);
     return rc;
@@ -392,7 +436,9 @@ int policy_encode(const tensor_plan *p, size_t i, const quant_opts *o, const bpw
         snprintf(err, n, "tensor %s: a recipe can quantize only 2-D tensors", t->src->name);
         return -1;
     }
-    if (o->lossless || (!dense && (t->role == ROLE_NORM || t->role == ROLE_BIAS)) || (dense && d == KEEP_SOURCE))
+    if (o->probe >= 0)
+        rc = (size_t)o->probe == i ? encode_matrix(p, i, o, NULL, NSQ_TIER_Q4, e) : copy_source(t, t->conv1d, e);
+    else if (o->lossless || (!dense && (t->role == ROLE_NORM || t->role == ROLE_BIAS)) || (dense && d == KEEP_SOURCE))
         rc = copy_source(t, !o->lossless && t->conv1d, e);
     else if (dense && d == KEEP_F16)
         rc = encode_f16(t, e);

@@ -1,0 +1,44 @@
+/* calib.h - calibration: the runtime's forward pass over a text, recording
+ * the mean squared activation of every input column of every layer matrix.
+ * Kept apart from convert.h: the runtime's model.h has names of its own. */
+#ifndef NSQ_CALIB_H
+#define NSQ_CALIB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The distinct inputs of a layer: q/k/v (and GPT-2's c_attn) share one,
+ * gate and up share one. */
+enum { CALIB_ATTN_IN, CALIB_O_IN, CALIB_MLP_IN, CALIB_DOWN_IN, CALIB_N_INPUTS };
+
+#define CALIB_MIN_TOKENS 64
+
+typedef struct {
+    uint32_t n_layers, dim[CALIB_N_INPUTS];
+    float *mean_x2;    /* [layer][input][dim[input]] */
+    uint64_t tokens;   /* tokens run */
+    uint32_t windows, window; /* windows of up to `window` tokens, each from position 0 */
+    double seconds;
+    /* The reference for calib_kld: log-probabilities of the unquantized model
+     * at every position of the first probe_tokens tokens. */
+    int32_t *probe_ids;
+    uint64_t probe_tokens;
+    uint32_t vocab;
+    float *probe_logp; /* [probe_tokens][vocab] */
+} calib_stats;
+
+/* Runs the model in model_path (an unquantized .nsq) over the first
+ * max_tokens tokens of text_path, threads windows at a time. The result does
+ * not depend on threads. -1 with a message in err. */
+int calib_collect(const char *model_path, const char *text_path, uint64_t max_tokens, uint64_t probe_tokens, int threads,
+                  calib_stats *s, char *err, size_t errlen);
+/* Mean KL divergence of the model in model_path from the reference over the
+ * probe tokens (s->probe_tokens > 0). -1 with a message in err. */
+int calib_kld(const char *model_path, const calib_stats *s, int threads, double *kld, char *err, size_t errlen);
+void calib_free(calib_stats *s);
+
+/* Mean x^2 per input column of the layer matrix named name (cols columns),
+ * or NULL when the statistics do not cover it. */
+const float *calib_columns(const calib_stats *s, const char *name, int L, uint64_t cols);
+
+#endif
