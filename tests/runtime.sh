@@ -38,6 +38,8 @@ rt_kernels_agree() {
     for k in avx2 native; do
         NSQ_KERNELS=$k rt_ids_logits "k-$k" "$b" "$m" && rt_same k-scalar "k-$k" || { echo "level $k differs"; return 1; }
     done
+    NSQ_KERNELS=scalar rt_ids_logits e-scalar "$b" "$m" --exact && rt_ids_logits e-native "$b" "$m" --exact &&
+        rt_same e-scalar e-native || { echo "--exact differs between levels"; return 1; }
 }
 
 rt_threads_agree() {

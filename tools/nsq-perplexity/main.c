@@ -28,7 +28,7 @@
 typedef struct {
     const char *model, *text, *base;
     uint32_t ctx, threads, max_windows;
-    int json, quiet, max_refine;
+    int json, quiet, max_refine, exact;
     uint64_t max_memory;
 } options;
 
@@ -50,6 +50,8 @@ static void usage(FILE *out)
                  "  --refine-levels N   use at most N refinement levels of each block (default: all)\n"
                  "  --max-memory SIZE   keep MODEL's resident weights within SIZE (e.g. 300M): layer\n"
                  "                      blocks stream from the file, windows run one at a time\n"
+                 "  --exact             multiply quantized weights by f32 activations (slower), not\n"
+                 "                      activations rounded to int8: measures the weights alone\n"
                  "  --threads N         threads (default: all cores)\n"
                  "  --json              print a JSON summary on stdout\n"
                  "  --quiet             no progress on stderr\n"
@@ -63,7 +65,7 @@ static int parse_args(int argc, char **argv, options *o)
         {"ctx", required_argument, 0, 'c'}, {"kld", required_argument, 0, 'k'}, {"threads", required_argument, 0, 'j'},
         {"max-windows", required_argument, 0, 'w'}, {"refine-levels", required_argument, 0, 'R'},
         {"json", no_argument, 0, 'J'}, {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
-        {"max-memory", required_argument, 0, 'X'},
+        {"max-memory", required_argument, 0, 'X'}, {"exact", no_argument, 0, 'Z'},
         {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     int c, bad = 0;
     long v = 0;
@@ -81,6 +83,7 @@ static int parse_args(int argc, char **argv, options *o)
         case 'R': o->max_refine = (int)v; break;
         case 'k': o->base = optarg; break;
         case 'X': bad = cli_parse_size(optarg, &o->max_memory); break;
+        case 'Z': o->exact = 1; break;
         case 'J': o->json = 1; break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); return 0;
@@ -175,6 +178,7 @@ static void *eval_worker(void *arg)
     model_state sm, sb;
     int have_b = j->base != NULL, ok = !state_init(&sm, &j->mod->m, ctx, j->state_threads);
     if (ok && have_b && state_init(&sb, &j->base->m, ctx, j->state_threads)) state_free(&sm), ok = 0;
+    if (ok) sm.exact = j->o->exact, sb.exact = j->o->exact;
     float *lm = malloc((size_t)ctx * V * sizeof *lm), *lb = have_b ? malloc((size_t)ctx * V * sizeof *lb) : NULL;
     double *lp = malloc(V * sizeof *lp), *lq = malloc(V * sizeof *lq);
     if (!ok || !lm || (have_b && !lb) || !lp || !lq) j->failed = 1;

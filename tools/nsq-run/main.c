@@ -26,7 +26,7 @@ typedef struct {
     uint32_t n, top_k, threads;
     float temp, top_p;
     uint64_t seed;
-    int ignore_eos, stats, print_ids, no_mmap, max_refine, plan, cold;
+    int ignore_eos, stats, print_ids, no_mmap, max_refine, plan, cold, exact;
     uint64_t max_memory;
 } options;
 
@@ -54,6 +54,8 @@ static void usage(FILE *out)
                  "                      The KV cache and scratch buffers are not part of SIZE.\n"
                  "  --cold              with --max-memory: drop each block's pages from the page\n"
                  "                      cache after reading it, so every read comes from the disk\n"
+                 "  --exact             multiply quantized weights by f32 activations (slower)\n"
+                 "                      instead of activations rounded to int8 in blocks of 64\n"
                  "  --plan              print what each part needs, disk reads per token and the\n"
                  "                      expected speed at --max-memory, then exit\n"
                  "  --stats             speed, peak RSS and weight residency, on stderr\n"
@@ -77,6 +79,7 @@ static int parse_args(int argc, char **argv, options *o)
         {"stop-at-eos", no_argument, 0, 'E'}, {"ignore-eos", no_argument, 0, 'G'}, {"print-ids", no_argument, 0, 'P'},
         {"refine-levels", required_argument, 0, 'R'}, {"no-mmap", no_argument, 0, 'M'}, {"stats", no_argument, 0, 'S'},
         {"max-memory", required_argument, 0, 'X'}, {"plan", no_argument, 0, 'L'}, {"cold", no_argument, 0, 'C'},
+        {"exact", no_argument, 0, 'Z'},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     double v;
     int c, bad = 0;
@@ -100,6 +103,7 @@ static int parse_args(int argc, char **argv, options *o)
         case 'X': bad = cli_parse_size(optarg, &o->max_memory); break;
         case 'L': o->plan = 1; break;
         case 'C': o->cold = 1; break;
+        case 'Z': o->exact = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf(TOOL " %s (format %d.%d)\n", nsq_version_string(), NSQ_FORMAT_MAJOR, NSQ_FORMAT_MINOR); return 0;
         default: bad = 1;
@@ -207,6 +211,7 @@ static int generate(const options *o, const model *m, nsq_tokenizer *tok, const 
         free(logits);
         return -1;
     }
+    st.exact = o->exact;
     state_bytes(&st, m, &tm->kv, &tm->scratch);
     double t0 = cli_now();
     int rc = forward(m, &st, prompt, (uint32_t)n_prompt, 0, logits, o->dump_logits != NULL);

@@ -71,6 +71,7 @@ typedef struct {
     float *y;
     uint32_t n;
     kern_level kern;
+    int exact;
 } matmul_job;
 
 static void matmul_task(void *ctx, uint32_t task)
@@ -85,6 +86,7 @@ static void matmul_task(void *ctx, uint32_t task)
         act8 a = *j->a; /* a view of rows t0.. */
         if (a.q) a.q += (size_t)t0 * l->in, a.s += (size_t)t0 * nb, a.ms += (size_t)t0 * nb;
         if (l->in_major) kern_cols(j->kern, l->w, l->off, x, nt, o0, o1, y, l->out);
+        else if (j->exact && l->w->v.scheme == NSQ_SCHEME_TIERED) kern_rows_f32(j->kern, l->w, l->off, x, nt, o0, o1, y, l->out);
         else kern_rows(j->kern, l->w, l->off, x, &a, nt, o0, o1, y, l->out);
         for (uint32_t t = 0; l->b && t < nt; t++)
             for (uint32_t o = o0; o < o1; o++) y[(size_t)t * l->out + o - o0] += l->b[o];
@@ -97,7 +99,7 @@ static void round_input(model_state *s, const float *x, uint32_t n, uint32_t in)
 /* y[n][out] = x[n][in] W^T + b; x must be what round_input saw last when W is TIERED. */
 static void matmul(model_state *s, const linear *l, const float *x, uint32_t n, float *y)
 {
-    matmul_job j = {l, x, &s->a, y, n, s->kern};
+    matmul_job j = {l, x, &s->a, y, n, s->kern, s->exact};
     pool_run(s->pool, matmul_task, &j, (l->out + SLICE - 1) / SLICE);
 }
 

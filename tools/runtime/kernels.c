@@ -208,10 +208,10 @@ void kern_fma_lanes_scalar(const float *wv, const float *x, uint32_t n, float ac
     for (uint32_t i = 0; i < n; i++) acc[i % 8] = fmaf(wv[i], x[i], acc[i % 8]);
 }
 
-/* Refined rows: each group decoded once, then for every token 8 lanes that
- * run along the whole row (lane = column % 8), summed by kern_tree8. */
-void kern_rows_refined(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
-                       float *y, uint32_t ys)
+/* Each group decoded once, then for every token 8 lanes that run along the
+ * whole row (lane = column % 8), summed by kern_tree8. */
+void kern_rows_f32(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
+                   float *y, uint32_t ys)
 {
     uint32_t G = w->v.group_size, in = (uint32_t)w->v.cols, gpr = in / G;
     float buf[256], acc[TOKENS_MAX][8];
@@ -269,7 +269,7 @@ void kern_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const 
 {
     if (k != KERN_SCALAR && !(w->v.scheme == NSQ_SCHEME_TIERED && w->n_ref) && kern_x86_rows(k, w, off, x, a, n, r0, r1, y, ys))
         return;
-    if (w->v.scheme == NSQ_SCHEME_TIERED && w->n_ref) kern_rows_refined(k, w, off, x, n, r0, r1, y, ys);
+    if (w->v.scheme == NSQ_SCHEME_TIERED && w->n_ref) kern_rows_f32(k, w, off, x, n, r0, r1, y, ys);
     else if (w->v.scheme == NSQ_SCHEME_TIERED) kern_rows_tiered_scalar(w, off, x, a, n, r0, r1, y, ys);
     else rows_plain_scalar(w, off, x, n, r0, r1, y, ys);
 }

@@ -68,6 +68,12 @@ void act8_quantize(act8 *a, const float *x, uint32_t n, uint32_t in);
 void kern_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
                uint32_t r1, float *y, uint32_t ys);
 
+/* The same for a TIERED matrix, each group decoded to f32 (with its
+ * refinements) and multiplied by the f32 activations: exact up to f32
+ * summation, slower. Refined matrices always take this path. */
+void kern_rows_f32(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
+                   float *y, uint32_t ys);
+
 /* The same for an in-major (F32/F16/BF16) matrix stored [in][ld]: outputs
  * are columns off + [c0, c1). */
 void kern_cols(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,

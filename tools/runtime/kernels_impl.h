@@ -25,8 +25,7 @@ void kern_decode_group(const wmat *w, uint64_t g, const uint64_t rank[4], float 
 /* acc[i % 8] = fmaf(w[i], x[i], acc[i % 8]) for i < n in order (n % 8 == 0). */
 void kern_fma_lanes_scalar(const float *w, const float *x, uint32_t n, float acc[8]);
 int kern_x86_fma_lanes(kern_level k, const float *w, const float *x, uint32_t n, float acc[8]);
-void kern_rows_refined(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
-                       float *y, uint32_t ys);
+
 /* A row's group indices, tier by tier: idx[t][0..cnt[t]), buf holding 4 * gpr. */
 typedef struct {
     uint32_t *idx[4], cnt[4];

@@ -103,6 +103,7 @@ typedef struct {
     act8 a;
     pool *pool;
     kern_level kern;
+    int exact;               /* TIERED products with f32 activations (kern_rows_f32) */
     matmul_observer observe; /* NULL = off */
     void *observe_ctx;
 } model_state;
