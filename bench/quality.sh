@@ -5,7 +5,9 @@
 #   bench/quality.sh [BUILD_DIR] [OUT_DIR] [MODEL...]   (after `make`)
 # Environment: CALIB (default ../shared/corpus/calib.txt), CALIB_TOKENS (default
 # 16384), CALIB_PROBE (default 1024), MAX_WINDOWS (default: the whole text;
-# windows of 256 tokens).
+# windows of 256 tokens), ACT (exact: f32 activations, the weights alone, as
+# the default; int8: the runtime's default activations too), REPLOT (a
+# quality.tsv from an earlier run: only print its table and plot it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build}
@@ -16,8 +18,10 @@ CT=${CALIB_TOKENS:-16384}
 CP=${CALIB_PROBE:-1024}
 WINDOWS=()
 [ -n "${MAX_WINDOWS:-}" ] && WINDOWS=(--max-windows "$MAX_WINDOWS")
+ACTS=(--exact)
+[ "${ACT:-exact}" = int8 ] && ACTS=()
 PY=/usr/bin/python3
-[ -r "$CALIB" ] || { echo "bench/quality.sh: calibration text $CALIB not readable (set CALIB)" >&2; exit 2; }
+[ -n "${REPLOT:-}" ] || [ -r "$CALIB" ] || { echo "bench/quality.sh: calibration text $CALIB not readable (set CALIB)" >&2; exit 2; }
 # name|options (group|...: the series each row belongs to in the plot)
 MODES=(
     "uniform 4-bit (min/max)|fixed|--tiers 0:100:0"
@@ -35,9 +39,14 @@ MODELS=("$@")
 [ $# -gt 0 ] || MODELS=(tiny-llama tiny-gpt2)
 mkdir -p "$OUT"
 TSV="$OUT/quality.tsv"
-printf 'model\tmode\tseries\tbody_bpw\tfile_bpw\tppl\tdelta_ppl\tkld\ttop1\tcalib_s\n' >"$TSV"
 echo "| model | mode | body bpw | file bpw | PPL | ΔPPL % | mean KLD | top-1 % |"
 echo "|---|---|---|---|---|---|---|---|"
+if [ -n "${REPLOT:-}" ]; then
+    [ "$REPLOT" -ef "$TSV" ] || cp "$REPLOT" "$TSV"
+    awk -F'\t' 'NR > 1 { printf "| %s | %s | %.3f | %.3f | %.3f | %+.2f | %.5f | %.2f |\n", $1, $2, $4, $5, $6, $7, $8, $9 }' "$TSV"
+    MODELS=()
+fi
+[ -n "${REPLOT:-}" ] || printf 'model\tmode\tseries\tbody_bpw\tfile_bpw\tppl\tdelta_ppl\tkld\ttop1\tcalib_s\n' >"$TSV"
 for model in "${MODELS[@]}"; do
     base="$OUT/$model-lossless.nsq"
     "$B/nsq-convert" --quiet --lossless "fixtures/models/$model" "$base"
@@ -46,7 +55,7 @@ for model in "${MODELS[@]}"; do
         f="$OUT/$model-$(echo "$args" | tr -c 'a-z0-9' '_').nsq"
         # shellcheck disable=SC2086
         conv=$("$B/nsq-convert" --quiet --json $args "fixtures/models/$model" "$f")
-        ppl=$("$B/nsq-perplexity" --quiet --json "${WINDOWS[@]}" --kld "$base" "$f" "$TEXT")
+        ppl=$("$B/nsq-perplexity" --quiet --json "${WINDOWS[@]}" "${ACTS[@]}" --kld "$base" "$f" "$TEXT")
         $PY - "$model" "$name" "$series" "$conv" "$ppl" "$TSV" <<'PY'
 import json, sys
 model, name, series, conv, ppl, tsv = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), json.loads(sys.argv[5]), sys.argv[6]
@@ -59,6 +68,7 @@ print("| %s | %s | %.3f | %.3f | %.3f | %+.2f | %.5f | %.2f |" % ((row[0], row[1
 PY
     done
 done
+[ -n "${REPLOT:-}" ] && mapfile -t MODELS < <(awk -F'\t' 'NR > 1 && !seen[$1]++ { print $1 }' "$TSV")
 if command -v gnuplot >/dev/null; then
     gp="set terminal pngcairo size 1100,460 font 'sans,10'; set output '$OUT/quality.png'; set multiplot layout 1,${#MODELS[@]};"
     gp+="set logscale y; set xrange [2:8.5]; set xlabel 'body bits per weight'; set ylabel 'mean KLD vs lossless'; set grid; set key top right;"

@@ -72,6 +72,7 @@ static void *calib_worker(void *arg)
     model_state s;
     float *logits = malloc(j->m->c.vocab * sizeof *logits);
     int ok = logits && !state_init(&s, j->m, j->window, 1);
+    s.exact = 1; /* f32 activations: statistics of the model itself */
     observer_ctx o = {j, NULL};
     if (ok) s.observe = observe, s.observe_ctx = &o;
     for (;;) {
@@ -123,6 +124,7 @@ static int run_logp(const model *m, const int32_t *ids, uint64_t n, uint32_t w, 
     model_state st;
     uint32_t V = m->c.vocab;
     if (state_init(&st, m, w, (uint32_t)threads)) return -1;
+    st.exact = 1;
     for (uint64_t first = 0; first < n; first += w) {
         uint32_t k = (uint32_t)(n - first < w ? n - first : w);
         float *l = logp + first * V;
