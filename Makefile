@@ -34,7 +34,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_HELPERS := $(BUILD)/tests/mkfixtures $(BUILD)/tests/roundtrip $(BUILD)/tests/dequant_dump
 
 .PHONY: all lib tools test asan fuzz fuzz-smoke demo conformance install uninstall clean
-all: lib tools $(UNIT_BIN) $(TEST_HELPERS) $(BUILD)/bench/kernels
+all: lib tools $(UNIT_BIN) $(TEST_HELPERS) $(BUILD)/bench/kernels $(BUILD)/bench/membw
 lib: $(BUILD)/libnsq.a $(BUILD)/libnsq.so
 tools: $(TOOL_BIN)
 
@@ -69,6 +69,9 @@ $(BUILD)/tests/test_kernels: tests/unit/test_kernels.c tests/unit/testutil.h $(K
 $(BUILD)/bench/kernels: bench/kernels.c $(KERNEL_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(KERNEL_SRC) -o $@ $(BUILD)/libnsq.a $(LIBS)
+$(BUILD)/bench/membw: bench/membw.c tools/runtime/probe.c tools/runtime/pool.c $(RUNTIME_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< tools/runtime/probe.c tools/runtime/pool.c -o $@ -lpthread
 $(BUILD)/tests/roundtrip: tests/roundtrip.c tools/nsq-convert/safetensors.c $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itools/nsq-convert $(CFLAGS) $< tools/nsq-convert/safetensors.c -o $@ $(BUILD)/libnsq.a -ljansson $(LIBS)

@@ -764,8 +764,8 @@ class NsqFile:
                   ("optional", self.optional_features, 1, 4 in self._sections),
                   ("optional", self.optional_features, 2, 5 in self._sections)]
         for field, value, bit, present in checks:
-            if field == "required" and not self._zstd:
-                continue   # bit 0 is unknown to a reader without Zstandard
+            # every reader knows bit 0 (spec 3.2): a compressed range with bit 0
+            # clear fails here even without a decoder
             _check(bool(value >> bit & 1) == present, "R-HDR-11", "FEATURE",
                    "%s_features bit %d disagrees with the content" % (field, bit))
 
