@@ -135,48 +135,6 @@ AVX512_T static inline __attribute__((always_inline)) void chunk_512(uint32_t t,
     }
 }
 
-AVX512_T static inline __attribute__((always_inline)) void row64_512(const wmat *w, uint64_t row, const tier_lists *l,
-                                                                      const float *x, const act8 *a, uint32_t t0,
-                                                                      uint32_t nt, float *out)
-{
-    __m256 acc[TILE];
-    float facc[TILE] = {0, 0, 0, 0};
-    for (uint32_t u = 0; u < TILE; u++) acc[u] = _mm256_setzero_ps();
-    const uint32_t *rk = w->rank[row];
-    for (uint32_t t = 1; t < 4; t++) {
-        uint32_t bytes = 8 * tier_bits(t), i = 0;
-        const uint8_t *rec = w->v.codes[t] + (size_t)rk[t] * bytes, *pm = w->v.params[t] + (size_t)rk[t] * 4;
-        for (; i + 8 <= l->cnt[t]; i += 8) chunk_512(t, rec + i * bytes, pm + 4 * i, l->idx[t] + i, 8, a, t0, nt, acc);
-        if (i < l->cnt[t]) chunk_512(t, rec + i * bytes, pm + 4 * i, l->idx[t] + i, l->cnt[t] - i, a, t0, nt, acc);
-    }
-    const uint8_t *h = w->v.codes[0] + (size_t)rk[0] * 128;
-    for (uint32_t i = 0; i < l->cnt[0]; i++, h += 128)
-        for (uint32_t u = 0; u < nt; u++) facc[u] += f16_group_256(h, x + (size_t)(t0 + u) * a->in + (size_t)l->idx[0][i] * 64);
-    for (uint32_t u = 0; u < nt; u++) out[u] = hsum256(acc[u]) + facc[u];
-}
-
-AVX512_T static void rows_tiered_512(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
-                                     uint32_t r0, uint32_t r1, float *y, uint32_t ys)
-{
-    uint32_t gpr = (uint32_t)(w->v.cols / 64);
-    uint32_t *buf = malloc((size_t)4 * gpr * sizeof *buf);
-    if (!buf) abort();
-    for (uint32_t r = r0; r < r1; r++) {
-        uint64_t row = (uint64_t)off + r;
-        tier_lists l;
-        kern_list_tiers(w, row, gpr, buf, &l);
-        for (uint32_t t0 = 0; t0 < n; t0 += TILE) {
-            float out[TILE];
-            uint32_t nt = n - t0 < TILE ? n - t0 : TILE;
-            if (nt == TILE) row64_512(w, row, &l, x, a, t0, TILE, out);
-            else if (nt == 1) row64_512(w, row, &l, x, a, t0, 1, out);
-            else row64_512(w, row, &l, x, a, t0, nt, out);
-            for (uint32_t u = 0; u < nt; u++) y[(size_t)(t0 + u) * ys + r - r0] = out[u];
-        }
-    }
-    free(buf);
-}
-
 /* 16 weights of a plain matrix from element k on, as f32. */
 AVX512_T static inline __m512 plain16_512(uint32_t scheme, const uint8_t *p, uint64_t k)
 {
@@ -285,48 +243,6 @@ AVX2_T static inline __attribute__((always_inline)) void chunk_256(uint32_t t, c
     }
 }
 
-AVX2_T static inline __attribute__((always_inline)) void row64_256(const wmat *w, uint64_t row, const tier_lists *l,
-                                                                    const float *x, const act8 *a, uint32_t t0,
-                                                                    uint32_t nt, float *out)
-{
-    __m256 acc[TILE];
-    float facc[TILE] = {0, 0, 0, 0};
-    for (uint32_t u = 0; u < TILE; u++) acc[u] = _mm256_setzero_ps();
-    const uint32_t *rk = w->rank[row];
-    for (uint32_t t = 1; t < 4; t++) {
-        uint32_t bytes = 8 * tier_bits(t), i = 0;
-        const uint8_t *rec = w->v.codes[t] + (size_t)rk[t] * bytes, *pm = w->v.params[t] + (size_t)rk[t] * 4;
-        for (; i + 8 <= l->cnt[t]; i += 8) chunk_256(t, rec + i * bytes, pm + 4 * i, l->idx[t] + i, 8, a, t0, nt, acc);
-        if (i < l->cnt[t]) chunk_256(t, rec + i * bytes, pm + 4 * i, l->idx[t] + i, l->cnt[t] - i, a, t0, nt, acc);
-    }
-    const uint8_t *h = w->v.codes[0] + (size_t)rk[0] * 128;
-    for (uint32_t i = 0; i < l->cnt[0]; i++, h += 128)
-        for (uint32_t u = 0; u < nt; u++) facc[u] += f16_group_256(h, x + (size_t)(t0 + u) * a->in + (size_t)l->idx[0][i] * 64);
-    for (uint32_t u = 0; u < nt; u++) out[u] = hsum256(acc[u]) + facc[u];
-}
-
-AVX2_T static void rows_tiered_256(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
-                                   uint32_t r0, uint32_t r1, float *y, uint32_t ys)
-{
-    uint32_t gpr = (uint32_t)(w->v.cols / 64);
-    uint32_t *buf = malloc((size_t)4 * gpr * sizeof *buf);
-    if (!buf) abort();
-    for (uint32_t r = r0; r < r1; r++) {
-        uint64_t row = (uint64_t)off + r;
-        tier_lists l;
-        kern_list_tiers(w, row, gpr, buf, &l);
-        for (uint32_t t0 = 0; t0 < n; t0 += TILE) {
-            float out[TILE];
-            uint32_t nt = n - t0 < TILE ? n - t0 : TILE;
-            if (nt == TILE) row64_256(w, row, &l, x, a, t0, TILE, out);
-            else if (nt == 1) row64_256(w, row, &l, x, a, t0, 1, out);
-            else row64_256(w, row, &l, x, a, t0, nt, out);
-            for (uint32_t u = 0; u < nt; u++) y[(size_t)(t0 + u) * ys + r - r0] = out[u];
-        }
-    }
-    free(buf);
-}
-
 AVX2_T static inline __m256 plain8_256(uint32_t scheme, const uint8_t *p, uint64_t k)
 {
     if (scheme == NSQ_SCHEME_F32) return _mm256_loadu_ps((const float *)(p + 4 * k));
@@ -372,6 +288,68 @@ AVX2_T static void cols_plain_256(const wmat *w, uint32_t off, const float *x, u
             yt[c - c0] = acc;
         }
     }
+}
+
+/* Up to 8 groups of tier t for nt tokens, added to acc[nt] (chunk_512, chunk_256). */
+typedef void (*chunk_fn)(uint32_t t, const uint8_t *rec, const uint8_t *pm, const uint32_t *idx, uint32_t ng,
+                         const act8 *a, uint32_t t0, uint32_t nt, __m256 *acc);
+
+/* One row for tokens t0..t0+nt: the tiers' groups 8 at a time, then the F16
+ * groups; the chunk function is a constant once this is inlined. */
+AVX2_T static inline __attribute__((always_inline)) void row64(chunk_fn chunk, const wmat *w, uint64_t row,
+                                                                const tier_lists *l, const float *x, const act8 *a,
+                                                                uint32_t t0, uint32_t nt, float *out)
+{
+    __m256 acc[TILE];
+    float facc[TILE] = {0, 0, 0, 0};
+    for (uint32_t u = 0; u < TILE; u++) acc[u] = _mm256_setzero_ps();
+    const uint32_t *rk = w->rank[row];
+    for (uint32_t t = 1; t < 4; t++) {
+        uint32_t bytes = 8 * tier_bits(t), i = 0;
+        const uint8_t *rec = w->v.codes[t] + (size_t)rk[t] * bytes, *pm = w->v.params[t] + (size_t)rk[t] * 4;
+        for (; i + 8 <= l->cnt[t]; i += 8) chunk(t, rec + i * bytes, pm + 4 * i, l->idx[t] + i, 8, a, t0, nt, acc);
+        if (i < l->cnt[t]) chunk(t, rec + i * bytes, pm + 4 * i, l->idx[t] + i, l->cnt[t] - i, a, t0, nt, acc);
+    }
+    const uint8_t *h = w->v.codes[0] + (size_t)rk[0] * 128;
+    for (uint32_t i = 0; i < l->cnt[0]; i++, h += 128)
+        for (uint32_t u = 0; u < nt; u++) facc[u] += f16_group_256(h, x + (size_t)(t0 + u) * a->in + (size_t)l->idx[0][i] * 64);
+    for (uint32_t u = 0; u < nt; u++) out[u] = hsum256(acc[u]) + facc[u];
+}
+
+/* Rows [r0, r1) for n tokens, four at a time (one and four as constants). */
+AVX2_T static inline __attribute__((always_inline)) void rows64(chunk_fn chunk, const wmat *w, uint32_t off,
+                                                                 const float *x, const act8 *a, uint32_t n, uint32_t r0,
+                                                                 uint32_t r1, float *y, uint32_t ys)
+{
+    uint32_t gpr = (uint32_t)(w->v.cols / 64);
+    uint32_t *buf = malloc((size_t)4 * gpr * sizeof *buf);
+    if (!buf) abort();
+    for (uint32_t r = r0; r < r1; r++) {
+        uint64_t row = (uint64_t)off + r;
+        tier_lists l;
+        kern_list_tiers(w, row, gpr, buf, &l);
+        for (uint32_t t0 = 0; t0 < n; t0 += TILE) {
+            float out[TILE];
+            uint32_t nt = n - t0 < TILE ? n - t0 : TILE;
+            if (nt == TILE) row64(chunk, w, row, &l, x, a, t0, TILE, out);
+            else if (nt == 1) row64(chunk, w, row, &l, x, a, t0, 1, out);
+            else row64(chunk, w, row, &l, x, a, t0, nt, out);
+            for (uint32_t u = 0; u < nt; u++) y[(size_t)(t0 + u) * ys + r - r0] = out[u];
+        }
+    }
+    free(buf);
+}
+
+AVX512_T static void rows_tiered_512(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
+                                     uint32_t r0, uint32_t r1, float *y, uint32_t ys)
+{
+    rows64(chunk_512, w, off, x, a, n, r0, r1, y, ys);
+}
+
+AVX2_T static void rows_tiered_256(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
+                                   uint32_t r0, uint32_t r1, float *y, uint32_t ys)
+{
+    rows64(chunk_256, w, off, x, a, n, r0, r1, y, ys);
 }
 
 /* ---------------- dispatch ---------------- */
