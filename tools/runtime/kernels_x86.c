@@ -12,6 +12,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 
 #define AVX2_T __attribute__((target("avx2,fma,f16c")))
@@ -24,16 +25,10 @@ kern_level kern_x86_best(void)
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
         return KERN_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        return KERN_AVX2;
+    unsigned a, b, c, d; /* F16C: CPUID leaf 1, ECX bit 29 (not every compiler's builtin names it) */
+    int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c) return KERN_AVX2;
     return KERN_SCALAR;
-}
-
-static inline int32_t load32(const uint8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
 }
 
 /* The canonical lane sum, kern_tree8. */
