@@ -26,8 +26,8 @@ int main(int argc, char **argv)
     float *w = malloc((size_t)rows * cols * sizeof *w), *x = malloc(cols * sizeof *x), *y = malloc(rows * sizeof *y);
     uint8_t *tiers = malloc(ng);
     srand(1);
-    for (size_t i = 0; i < (size_t)rows * cols; i++) w[i] = (float)rand() / RAND_MAX - 0.5f;
-    for (uint32_t i = 0; i < cols; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (size_t i = 0; i < (size_t)rows * cols; i++) w[i] = (float)((double)rand() / RAND_MAX) - 0.5f;
+    for (uint32_t i = 0; i < cols; i++) x[i] = (float)((double)rand() / RAND_MAX) - 0.5f;
     for (uint64_t g = 0; g < ng; g++) {
         unsigned r = (unsigned)rand() % (p8 + p4 + p2);
         n[tiers[g] = r < p8 ? 1 : r < p8 + p4 ? 2 : 3]++;
