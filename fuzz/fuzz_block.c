@@ -254,10 +254,11 @@ static void requantize(const float *w, uint64_t rows, uint64_t cols, uint32_t G,
         double qmax = (double)((1u << tier_bits[t]) - 1), mag = fmax(fabs(lo), fabs(hi));
         float dtrue = (hi - lo) / (float)qmax;
         CHECK(d >= 0);
+        /* a weighted fit may place the grid past [lo, hi] to lower the weighted error */
+        if (weighted) continue;
         /* every decoded value lies in [lo, hi] up to the f16 rounding of d and m */
         double tol = (mag + (hi - lo)) * 0x1p-10 + qmax * 0x1p-24 + 8 * FLT_EPSILON * (mag + qmax * d);
         for (uint32_t j = 0; j < G; j++) CHECK(y[j] >= lo - tol && y[j] <= hi + tol);
-        if (weighted) continue;
         /* min/max fit: half a step plus the rounding of d (times qmax) and m */
         double bound = 0.5 * d + fabs((double)m - lo) + qmax * fabs((double)d - dtrue) +
                        8 * FLT_EPSILON * (mag + qmax * d) + 0x1p-40;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 
 /*-************************************
  *  Arguments
@@ -303,6 +304,11 @@ char *cli_read_file(const char *path, size_t *size)
 {
     FILE *fp = fopen(path, "rb");
     char *p = NULL;
+    struct stat st;
+    if (fp && (fstat(fileno(fp), &st) || !S_ISREG(st.st_mode))) { /* a directory opens, but has no size */
+        fclose(fp);
+        return NULL;
+    }
     if (fp && fseek(fp, 0, SEEK_END) == 0) {
         long n = ftell(fp);
         rewind(fp);
