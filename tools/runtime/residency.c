@@ -15,6 +15,9 @@
  * base. */
 #include <fcntl.h>
 #include <math.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,6 +335,11 @@ int residency_init(model *m, const char *path, const model_opts *o, char *err, s
     pthread_cond_init(&rs->cv, NULL);
     rs->current = rs->want = -1;
     if (alloc_tables(m, rs, err, errlen) || plan(m, rs, o, err, errlen)) return -1;
+#if defined(__GLIBC__)
+    /* one heap for every thread: a block freed by one thread is reused by the
+     * next load in another, instead of each thread's arena keeping its own */
+    if (rs->streaming) mallopt(M_ARENA_MAX, 1);
+#endif
     if (o->drop_cache && rs->streaming && (rs->cold_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         return FAIL("%s: cannot open for --cold", path);
     pthread_mutex_lock(&rs->mu);
