@@ -131,7 +131,7 @@ float kern_tree8(const float a[8])
 
 /* 2 * n bits of the tier map from group g on (n <= 32), without reading past
  * the map's padded end. */
-static uint64_t map_bits(const nsq_view *v, uint64_t g, uint32_t n)
+uint64_t kern_map_bits(const nsq_view *v, uint64_t g, uint32_t n)
 {
     uint64_t byte = g / 4, end = ((v->n_groups + 3) / 4 + 63) / 64 * 64, w = 0;
     uint8_t b[9] = {0};
@@ -149,7 +149,7 @@ void kern_list_tiers(const wmat *w, uint64_t row, uint32_t gpr, uint32_t *buf, t
     for (int t = 0; t < 4; t++) l->idx[t] = buf + (size_t)t * gpr, l->cnt[t] = 0;
     for (uint32_t j0 = 0; j0 < gpr; j0 += 32) {
         uint32_t n = gpr - j0 < 32 ? gpr - j0 : 32;
-        uint64_t bits = map_bits(&w->v, row * gpr + j0, n), lo = bits & ev, hi = bits >> 1 & ev;
+        uint64_t bits = kern_map_bits(&w->v, row * gpr + j0, n), lo = bits & ev, hi = bits >> 1 & ev;
         uint64_t valid = n == 32 ? ev : ev & ((1ull << (2 * n)) - 1);
         uint64_t m[4] = {~lo & ~hi & valid, lo & ~hi, ~lo & hi, lo & hi};
         for (int t = 0; t < 4; t++)

@@ -31,6 +31,8 @@ typedef struct {
     uint32_t *idx[4], cnt[4];
 } tier_lists;
 void kern_list_tiers(const wmat *w, uint64_t row, uint32_t gpr, uint32_t *buf, tier_lists *l);
+/* 2 * n bits of the tier map from group g on (n <= 32). */
+uint64_t kern_map_bits(const nsq_view *v, uint64_t g, uint32_t n);
 /* ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)): the lane sum every level uses. */
 float kern_tree8(const float a[8]);
 /* The canonical TIERED product; SIMD levels reproduce it bit for bit. */

@@ -16,14 +16,14 @@
 #include <immintrin.h>
 
 #define AVX2_T __attribute__((target("avx2,fma,f16c")))
-#define AVX512_T __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define AVX512_T __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,bmi2")))
 #define TILE 4
 
 kern_level kern_x86_best(void)
 {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("bmi2"))
         return KERN_AVX512;
     unsigned a, b, c, d; /* F16C: CPUID leaf 1, ECX bit 29 (not every compiler's builtin names it) */
     int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
@@ -285,6 +285,27 @@ AVX2_T static void cols_plain_256(const wmat *w, uint32_t off, const float *x, u
     }
 }
 
+/* The same lists as kern_list_tiers, 16 groups at a time: each tier's mask
+ * (from the even and odd bits of the map) compresses a vector of indices.
+ * Each list has 16 spare slots for the full-width stores. */
+AVX512_T static void list_tiers_512(const wmat *w, uint64_t row, uint32_t gpr, uint32_t *buf, tier_lists *l)
+{
+    for (int t = 0; t < 4; t++) l->idx[t] = buf + (size_t)t * (gpr + 16), l->cnt[t] = 0;
+    for (uint32_t j0 = 0; j0 < gpr; j0 += 16) {
+        uint32_t n = gpr - j0 < 16 ? gpr - j0 : 16;
+        uint32_t bits = (uint32_t)kern_map_bits(&w->v, row * gpr + j0, n);
+        uint32_t lo = _pext_u32(bits, 0x55555555u), hi = _pext_u32(bits, 0xAAAAAAAAu), valid = (1u << n) - 1;
+        __mmask16 m[4] = {(__mmask16)(~lo & ~hi & valid), (__mmask16)(lo & ~hi), (__mmask16)(~lo & hi), (__mmask16)(lo & hi)};
+        __m512i iota = _mm512_add_epi32(_mm512_set1_epi32((int)j0), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+        for (int t = 0; t < 4; t++) {
+            _mm512_storeu_si512(l->idx[t] + l->cnt[t], _mm512_maskz_compress_epi32(m[t], iota));
+            l->cnt[t] += (uint32_t)__builtin_popcount(m[t]);
+        }
+    }
+}
+
+typedef void (*list_fn)(const wmat *w, uint64_t row, uint32_t gpr, uint32_t *buf, tier_lists *l);
+
 /* Up to 8 groups of tier t for nt tokens, added to acc[nt] (chunk_512, chunk_256). */
 typedef void (*chunk_fn)(uint32_t t, const uint8_t *rec, const uint8_t *pm, const uint32_t *idx, uint32_t ng,
                          const act8 *a, uint32_t t0, uint32_t nt, __m256 *acc);
@@ -312,17 +333,17 @@ AVX2_T static inline __attribute__((always_inline)) void row64(chunk_fn chunk, c
 }
 
 /* Rows [r0, r1) for n tokens, four at a time (one and four as constants). */
-AVX2_T static inline __attribute__((always_inline)) void rows64(chunk_fn chunk, const wmat *w, uint32_t off,
+AVX2_T static inline __attribute__((always_inline)) void rows64(chunk_fn chunk, list_fn list, const wmat *w, uint32_t off,
                                                                  const float *x, const act8 *a, uint32_t n, uint32_t r0,
                                                                  uint32_t r1, float *y, uint32_t ys)
 {
     uint32_t gpr = (uint32_t)(w->v.cols / 64);
-    uint32_t *buf = malloc((size_t)4 * gpr * sizeof *buf);
+    uint32_t *buf = malloc((size_t)4 * (gpr + 16) * sizeof *buf);
     if (!buf) abort();
     for (uint32_t r = r0; r < r1; r++) {
         uint64_t row = (uint64_t)off + r;
         tier_lists l;
-        kern_list_tiers(w, row, gpr, buf, &l);
+        list(w, row, gpr, buf, &l);
         for (uint32_t t0 = 0; t0 < n; t0 += TILE) {
             float out[TILE];
             uint32_t nt = n - t0 < TILE ? n - t0 : TILE;
@@ -338,13 +359,13 @@ AVX2_T static inline __attribute__((always_inline)) void rows64(chunk_fn chunk, 
 AVX512_T static void rows_tiered_512(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
                                      uint32_t r0, uint32_t r1, float *y, uint32_t ys)
 {
-    rows64(chunk_512, w, off, x, a, n, r0, r1, y, ys);
+    rows64(chunk_512, list_tiers_512, w, off, x, a, n, r0, r1, y, ys);
 }
 
 AVX2_T static void rows_tiered_256(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
                                    uint32_t r0, uint32_t r1, float *y, uint32_t ys)
 {
-    rows64(chunk_256, w, off, x, a, n, r0, r1, y, ys);
+    rows64(chunk_256, kern_list_tiers, w, off, x, a, n, r0, r1, y, ys);
 }
 
 /* ---------------- dispatch ---------------- */
