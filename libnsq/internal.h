@@ -217,6 +217,8 @@ int nsq__valid_key(const char *k, size_t len);
  * surrogates or code points above U+10FFFF) and its code point; 0 if none. */
 size_t nsq__utf8_next(const uint8_t *s, size_t n, uint32_t *cp);
 /* 1 if s[0..n) is valid UTF-8 (NUL allowed). */
+/* Length of the longest valid UTF-8 prefix of s[0..n). */
+size_t nsq__utf8_valid_prefix(const uint8_t *s, size_t n);
 int nsq__utf8_ok(const uint8_t *s, size_t n);
 /* 1 if s[0..len) is valid UTF-8 without NUL: the format's rule for strings. */
 int nsq__valid_utf8(const uint8_t *s, size_t len);

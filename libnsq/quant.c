@@ -24,13 +24,8 @@ uint64_t nsq_refine_size(uint64_t n_quant_groups, uint32_t g, uint32_t bits)
 
 static inline uint32_t tier_of(const uint8_t *map, uint64_t g) { return (map[g / 4] >> (2 * (g % 4))) & 3u; }
 
-/* Code j of a group record of G codes at b bits (spec: Code packing). */
-static inline uint32_t code_at(const uint8_t *rec, uint32_t G, uint32_t b, uint32_t j)
-{
-    uint32_t stride = G * b / 8; /* bytes per record = codes per plane */
-    return (rec[j % stride] >> (b * (j / stride))) & ((1u << b) - 1);
-}
-
+/* Code j of a group record of G codes at b bits goes to byte j % (G*b/8),
+ * plane j / (G*b/8) (spec: Code packing). */
 static inline void code_put(uint8_t *rec, uint32_t G, uint32_t b, uint32_t j, uint32_t q)
 {
     uint32_t stride = G * b / 8;
@@ -140,7 +135,8 @@ static void dequant_plain(const nsq_view *v, uint64_t row0, uint64_t nrows, floa
 }
 
 /* Decodes one group (global index g, rank idx[t] within its tier stream and
- * rank qidx among quantized groups) into out[G]. */
+ * rank qidx among quantized groups) into out[G]. Codes are unpacked plane by
+ * plane (code j: byte j % stride, plane j / stride), loops that vectorize. */
 static void dequant_group(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref, uint32_t t, uint64_t rank,
                           uint64_t qrank, float *out)
 {
@@ -150,22 +146,24 @@ static void dequant_group(const nsq_view *v, const nsq_refine_view *refs, uint32
         for (uint32_t j = 0; j < G; j++) out[j] = nsq_f16_to_f32(nsq__rd16(h + 2 * j));
         return;
     }
-    const uint8_t *rec = v->codes[t] + rank * G * b / 8, *pm = v->params[t] + rank * 4;
-    float dd = nsq_f16_to_f32(nsq__rd16(pm)), m = nsq_f16_to_f32(nsq__rd16(pm + 2));
-    for (uint32_t j = 0; j < G; j++) {
-        float prod = dd * (float)code_at(rec, G, b, j); /* rounded separately: no FMA (-ffp-contract=off) */
-        out[j] = prod + m;
-    }
-    float step = dd;
-    for (uint32_t l = 0; l < n_ref; l++) {
-        uint32_t k = refs[l].bits;
-        const uint8_t *rr = refs[l].codes + qrank * G * k / 8;
-        float denom = (float)(1u << (k + 1));
-        for (uint32_t j = 0; j < G; j++) {
-            float c = (float)(2 * code_at(rr, G, k, j) + 1) / denom - 0.5f;
-            float prod = step * c;
-            out[j] = out[j] + prod;
+    uint32_t stride = G * b / 8;
+    const uint8_t *rec = v->codes[t] + rank * stride, *pm = v->params[t] + rank * 4;
+    float dd = nsq_f16_to_f32(nsq__rd16(pm)), m = nsq_f16_to_f32(nsq__rd16(pm + 2)), step = dd;
+    for (uint32_t p = 0; p < 8 / b; p++)
+        for (uint32_t i = 0; i < stride; i++) {
+            float prod = dd * (float)((rec[i] >> (b * p)) & ((1u << b) - 1)); /* rounded separately: no FMA */
+            out[p * stride + i] = prod + m;
         }
+    for (uint32_t l = 0; l < n_ref; l++) {
+        uint32_t k = refs[l].bits, rs = G * k / 8;
+        const uint8_t *rr = refs[l].codes + qrank * rs;
+        float denom = (float)(1u << (k + 1));
+        for (uint32_t p = 0; p < 8 / k; p++)
+            for (uint32_t i = 0; i < rs; i++) {
+                float c = (float)(2 * ((rr[i] >> (k * p)) & ((1u << k) - 1)) + 1) / denom - 0.5f;
+                float prod = step * c;
+                out[p * rs + i] = out[p * rs + i] + prod;
+            }
         step = step / (float)(1u << k);
     }
 }

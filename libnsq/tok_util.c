@@ -236,24 +236,15 @@ static size_t utf8_bad_len(const uint8_t *s, size_t n)
 
 int nsq__utf8_lossy(nsq__tbuf *out, const uint8_t *s, size_t n)
 {
-    size_t i = 0, run = 0; /* run: start of pending valid bytes */
     if (!n) return nsq__tbuf_put(out, "", 0);
-    while (i < n) {
-        if (s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        uint32_t cp;
-        size_t l = nsq__utf8_next(s + i, n - i, &cp);
-        if (l) {
-            i += l;
-            continue;
-        }
-        if (nsq__tbuf_put(out, s + run, i - run) || nsq__tbuf_put(out, "\xEF\xBF\xBD", 3)) return -1;
+    for (size_t i = 0; i < n;) {
+        size_t v = nsq__utf8_valid_prefix(s + i, n - i);
+        if (nsq__tbuf_put(out, s + i, v)) return -1;
+        if ((i += v) == n) break;
+        if (nsq__tbuf_put(out, "\xEF\xBF\xBD", 3)) return -1;
         i += utf8_bad_len(s + i, n - i);
-        run = i;
     }
-    return nsq__tbuf_put(out, s + run, n - run);
+    return 0;
 }
 
 uint32_t nsq__utf8_at(const char *s, size_t *len)

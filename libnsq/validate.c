@@ -59,7 +59,7 @@ size_t nsq__utf8_next(const uint8_t *s, size_t n, uint32_t *cp)
     return len;
 }
 
-int nsq__utf8_ok(const uint8_t *s, size_t n)
+size_t nsq__utf8_valid_prefix(const uint8_t *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -69,11 +69,13 @@ int nsq__utf8_ok(const uint8_t *s, size_t n)
         }
         uint32_t cp;
         size_t l = nsq__utf8_next(s + i, n - i, &cp);
-        if (!l) return 0;
+        if (!l) break;
         i += l;
     }
-    return 1;
+    return i;
 }
+
+int nsq__utf8_ok(const uint8_t *s, size_t n) { return nsq__utf8_valid_prefix(s, n) == n; }
 
 int nsq__valid_utf8(const uint8_t *s, size_t len)
 {

@@ -141,7 +141,7 @@ static void test_tiered_group_sizes_and_refinements(void **state)
         for (uint32_t rb = 0; rb <= 2; rb += 2) {
             tmat m;
             make_tiered(&m, 9, 512, sizes[i], 0, rb);
-            /* the runtime's group decoder gives libnsq's values, bit for bit */
+            /* rows decoded group by group give libnsq's row decode, bit for bit */
             float *ref = malloc(9 * 512 * sizeof *ref), row[512];
             assert_ok(nsq_dequantize_rows(&m.w.v, m.w.ref, m.w.n_ref, 0, 9, ref));
             for (uint32_t r = 0; r < 9; r++) {

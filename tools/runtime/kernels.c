@@ -93,36 +93,6 @@ float kern_plain_at(const wmat *w, uint64_t k)
     }
 }
 
-/* Group g decoded with its refinements, as the spec defines it (the same
- * values as nsq_dequantize_group), planes unpacked in loops that vectorize.
- * rank[t]: tier-t groups before g. */
-void kern_decode_group(const wmat *w, uint64_t g, const uint64_t rank[4], float *out)
-{
-    const nsq_view *v = &w->v;
-    uint32_t G = v->group_size, t = tier_at(v->tier_map, g);
-    if (t == NSQ_TIER_F16) {
-        const uint8_t *h = v->codes[0] + rank[0] * 2 * G;
-        for (uint32_t j = 0; j < G; j++) out[j] = nsq_f16_to_f32(rd16(h + 2 * j));
-        return;
-    }
-    uint32_t b = tier_bits(t), stride = G * b / 8;
-    const uint8_t *rec = v->codes[t] + rank[t] * stride, *pm = v->params[t] + rank[t] * 4;
-    float d = nsq_f16_to_f32(rd16(pm)), m = nsq_f16_to_f32(rd16(pm + 2)), step = d;
-    for (uint32_t p = 0; p < 8 / b; p++)
-        for (uint32_t i = 0; i < stride; i++) out[p * stride + i] = d * (float)((rec[i] >> (b * p)) & ((1u << b) - 1)) + m;
-    for (uint32_t l = 0; l < w->n_ref; l++) {
-        uint32_t k = w->ref[l].bits, rs = G * k / 8;
-        const uint8_t *rr = w->ref[l].codes + (g - rank[0]) * rs;
-        float denom = (float)(1u << (k + 1));
-        for (uint32_t p = 0; p < 8 / k; p++)
-            for (uint32_t i = 0; i < rs; i++) {
-                float c = (float)(2 * ((rr[i] >> (k * p)) & ((1u << k) - 1)) + 1) / denom - 0.5f;
-                out[p * rs + i] = out[p * rs + i] + step * c;
-            }
-        step = step / (float)(1u << k);
-    }
-}
-
 float kern_tree8(const float a[8])
 {
     float t0 = a[0] + a[4], t1 = a[1] + a[5], t2 = a[2] + a[6], t3 = a[3] + a[7];
@@ -223,7 +193,7 @@ void kern_rows_f32(kern_level k, const wmat *w, uint32_t off, const float *x, ui
             memset(acc, 0, sizeof acc);
             for (uint32_t j = 0; j < gpr; j++) {
                 uint64_t g = row * gpr + j;
-                kern_decode_group(w, g, rank, buf);
+                nsq_dequantize_group(&w->v, w->ref, w->n_ref, g, rank, buf);
                 rank[tier_at(w->v.tier_map, g)]++;
                 for (uint32_t u = 0; u < nt; u++) {
                     const float *xg = x + (size_t)(t0 + u) * in + (size_t)j * G;
@@ -300,7 +270,7 @@ void wmat_row(const wmat *w, uint32_t r, float *out)
     uint64_t rank[4] = {w->rank[r][0], w->rank[r][1], w->rank[r][2], w->rank[r][3]};
     for (uint32_t j = 0; j < gpr; j++) {
         uint64_t g = (uint64_t)r * gpr + j;
-        kern_decode_group(w, g, rank, out + (size_t)j * G);
+        nsq_dequantize_group(v, w->ref, w->n_ref, g, rank, out + (size_t)j * G);
         rank[tier_at(v->tier_map, g)]++;
     }
 }

@@ -19,9 +19,6 @@ static inline uint32_t code_at(const uint8_t *rec, uint32_t G, uint32_t b, uint3
 float kern_plain_at(const wmat *w, uint64_t k);
 #define TOKENS_MAX 16 /* tokens a kernel call takes at most (forward.c passes 16) */
 
-/* Group g with its refinements decoded to f32, as libnsq does; rank[t]: the
- * tier-t groups before g. */
-void kern_decode_group(const wmat *w, uint64_t g, const uint64_t rank[4], float *out);
 /* acc[i % 8] = fmaf(w[i], x[i], acc[i % 8]) for i < n in order (n % 8 == 0). */
 void kern_fma_lanes_scalar(const float *w, const float *x, uint32_t n, float acc[8]);
 int kern_x86_fma_lanes(kern_level k, const float *w, const float *x, uint32_t n, float acc[8]);

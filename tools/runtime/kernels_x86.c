@@ -217,9 +217,11 @@ AVX2_T static inline __attribute__((always_inline)) void chunk_256(uint32_t t, c
                                                                     uint32_t t0, uint32_t nt, __m256 *acc)
 {
     uint32_t bytes = 8 * tier_bits(t), in = a->in;
-    __m256i lanes = lane_mask(ng), j = _mm256_maskload_epi32((const int *)idx, lanes);
+    __m256i lanes = lane_mask(ng), j = _mm256_maskload_epi32((const int *)idx, lanes), c[8][2];
     __m256 d, m;
     params8_256(pm, lanes, &d, &m);
+    for (uint32_t g = 0; g < ng; g++)
+        c[g][0] = codes_half_256(t, rec + g * bytes, 0), c[g][1] = codes_half_256(t, rec + g * bytes, 1);
     for (uint32_t u = 0; u < nt; u++) {
         size_t tt = t0 + u;
         __m256i dots[8];
@@ -230,9 +232,8 @@ AVX2_T static inline __attribute__((always_inline)) void chunk_256(uint32_t t, c
             }
             const int8_t *xq = a->q + tt * in + (size_t)idx[g] * 64;
             __m256i x0 = _mm256_loadu_si256((const __m256i *)xq), x1 = _mm256_loadu_si256((const __m256i *)(xq + 32));
-            __m256i c0 = codes_half_256(t, rec + g * bytes, 0), c1 = codes_half_256(t, rec + g * bytes, 1);
-            dots[g] = t == 1 ? _mm256_add_epi32(dot_q8_256(c0, x0), dot_q8_256(c1, x1))
-                             : _mm256_add_epi32(dot_small_256(c0, x0), dot_small_256(c1, x1));
+            dots[g] = t == 1 ? _mm256_add_epi32(dot_q8_256(c[g][0], x0), dot_q8_256(c[g][1], x1))
+                             : _mm256_add_epi32(dot_small_256(c[g][0], x0), dot_small_256(c[g][1], x1));
         }
         acc[u] = _mm256_add_ps(acc[u], chunk_value_256(sum8x8(dots), d, m, j, lanes, a, tt));
     }
