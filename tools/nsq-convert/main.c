@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "convert.h"
+#include "router_fit.h"
 
 #define TOOL "nsq-convert"
 
@@ -25,7 +26,9 @@ typedef struct {
     uint64_t calib_tokens, calib_probe;
     quant_opts q;
     uint32_t layers_per_block;
-    int zstd, zstd_level, quiet, json;
+    int zstd, zstd_level, quiet, json, router;
+    uint32_t router_windows;
+    const router_fit *fit; /* set once the router is fitted: written with the file */
     char recipe[512], calib_hash[24];
 } options;
 
@@ -53,6 +56,10 @@ static void usage(FILE *out)
             "  --calib-probe N         with --bpw, weigh each layer matrix by the KL divergence\n"
             "                          that quantizing it alone causes on the first N of those\n"
             "                          tokens (default 1024; 0: do not probe)\n"
+            "  --router                with --calib: measure what skipping each block, or running it\n"
+            "                          without refinements, does on the text; store a router that\n"
+            "                          predicts it from a prompt, and the mean as a static policy\n"
+            "  --router-windows N      windows of 128 tokens to measure on (default 256)\n"
             "  --group-size G          weights per group: 32, 64, 128 or 256 (default 64)\n"
             "  --refine BITS           add one refinement layer of 1, 2, 4 or 8 bits per weight\n"
             "  --embed POLICY          embeddings: source, f16, q8, q4, q2 (default q8)\n"
@@ -112,7 +119,8 @@ static int parse_args(int argc, char **argv, options *o)
         {"threads", required_argument, 0, 'j'}, {"quiet", no_argument, 0, 'q'}, {"json", no_argument, 0, 'J'},
         {"recipe", required_argument, 0, 'R'}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'},
         {"calib", required_argument, 0, 'C'}, {"calib-tokens", required_argument, 0, 'T'},
-        {"calib-probe", required_argument, 0, 'P'},
+        {"calib-probe", required_argument, 0, 'P'}, {"router", no_argument, 0, 'O'},
+        {"router-windows", required_argument, 0, 'W'},
         {0, 0, 0, 0}};
     long v;
     char *end;
@@ -166,6 +174,11 @@ static int parse_args(int argc, char **argv, options *o)
             o->calib_probe = n;
             break;
         }
+        case 'O': o->router = 1; break;
+        case 'W':
+            bad = parse_uint(optarg, 16, 1 << 20, &v) ? fprintf(stderr, TOOL ": --router-windows wants 16..1048576\n") : 0;
+            o->router_windows = (uint32_t)v;
+            break;
         case 'q': o->quiet = 1; break;
         case 'R': break; /* loaded before the other flags */
         case 'J': o->json = 1; break;
@@ -176,6 +189,10 @@ static int parse_args(int argc, char **argv, options *o)
     }
     if (!bad && o->calib_path && o->q.lossless) {
         fprintf(stderr, TOOL ": --calib does nothing with --lossless\n");
+        bad = 1;
+    }
+    if (!bad && o->router && (!o->calib_path || o->q.lossless)) {
+        fprintf(stderr, TOOL ": --router needs --calib FILE and a quantized file (not --lossless)\n");
         bad = 1;
     }
     if (!bad && argc - optind != 2) {
@@ -285,6 +302,17 @@ static nsq_status write_metadata(nsq_writer *w, const hf_config *c, const st_mod
         S("provenance.calibration.text_xxh3", o->calib_hash);
         U("provenance.calibration.tokens", o->q.calib->tokens);
         U("provenance.calibration.window", o->q.calib->window);
+    }
+    if (o->fit) {
+        st = st ? st : nsq_writer_meta_array(w, "router.static_damage", NSQ_META_F64, o->fit->fixed, 3 * o->fit->block_count);
+        U("provenance.router.windows", o->fit->windows);
+        U("provenance.router.window", o->fit->window);
+        U("provenance.router.prompt_tokens", o->fit->prompt_tokens);
+        F("provenance.router.lambda", o->fit->lambda);
+        U("provenance.router.heldout_windows", o->fit->heldout);
+        F("provenance.router.heldout_spearman", o->fit->rho_router);
+        F("provenance.router.heldout_spearman_static", o->fit->rho_static);
+        F("provenance.router.heldout_spearman_within", o->fit->rho_within);
     }
     S("provenance.source", source);
     S("provenance.source.config_xxh3", hash);
@@ -541,6 +569,12 @@ static int write_file(const options *o, const hf_config *c, const st_model *m, c
     if (!rc && !*st && !o->q.lossless)
         *st = nsq_writer_importance(w, o->q.calib ? NSQ_IMP_CALIBRATED : NSQ_IMP_MAGNITUDE, o->q.bpw > 0 ? o->q.bpw : 0,
                                     importance_provenance(o, prov, sizeof prov));
+    if (!rc && !*st && o->fit) {
+        const router_fit *f = o->fit;
+        nsq_router_params rp = {1, f->input_dim, 0, NSQ_ACT_IDENTITY, f->block_count, 1.0f, f->mask,
+                                f->in_mean, f->in_scale, NULL, NULL, f->w2, f->b2};
+        *st = nsq_writer_router(w, &rp);
+    }
     if (!rc && !*st && (rc = write_blocks(w, o, c, p, bp, s, err, errlen)) == -2) rc = 0, *st = NSQ_E_ARG;
     if (w && (rc || *st)) {
         if (*st) *st = nsq_writer_end_block(w, d); /* the writer's sticky error, with its message */
@@ -613,6 +647,30 @@ static int weigh_tensors(const options *o, const hf_config *c, const st_model *m
     return rc ? -1 : 0;
 }
 
+/* --router: the file as it will be, next to the output, run over the
+ * calibration text to measure each block choice's damage; then the fit. */
+static int fit_router(options *o, const hf_config *c, const st_model *m, const tensor_plan *p, const bpw_plan *bp,
+                      router_fit *rf, char *err, size_t errlen)
+{
+    char tmp[4096];
+    options lo = *o;
+    summary s = {0};
+    nsq_status st;
+    nsq_diag d;
+    snprintf(tmp, sizeof tmp, "%s.router.tmp", o->out);
+    lo.out = tmp, lo.zstd = 0, lo.quiet = 1, lo.json = 0;
+    int rc = write_file(&lo, c, m, p, bp, &s, err, errlen, &st, &d);
+    if (rc == -2) snprintf(err, errlen, "%s", cli_message(tmp, st, &d));
+    if (!rc) rc = router_fit_run(tmp, o->calib_path, o->router_windows, o->q.threads, rf, err, errlen);
+    unlink(tmp);
+    if (!rc && !o->quiet)
+        fprintf(stderr,
+                TOOL ": router fitted on %u windows of %u tokens in %.1f s; held out (%u windows): rank correlation of "
+                     "predicted and measured damage %.3f (static policy %.3f; across prompts, per block and choice %.3f)\n",
+                rf->windows, rf->window, rf->seconds, rf->heldout, rf->rho_router, rf->rho_static, rf->rho_within);
+    return rc ? -1 : 0;
+}
+
 static int convert(options *o)
 {
     char err[1024] = "";
@@ -621,6 +679,7 @@ static int convert(options *o)
     tensor_plan p = {0};
     bpw_plan bp = {0};
     calib_stats cs = {0};
+    router_fit rf = {0};
     summary s = {0};
     nsq_diag d;
     nsq_status st = 0;
@@ -634,6 +693,7 @@ static int convert(options *o)
         if (!rc && o->q.calib && o->q.calib->probe_tokens) rc = weigh_tensors(o, &c, &m, &p, &bp, err, sizeof err);
         if (!rc) rc = policy_budget(&p, &o->q, &bp, err, sizeof err);
     }
+    if (!rc && o->router && !(rc = fit_router(o, &c, &m, &p, o->q.bpw > 0 ? &bp : NULL, &rf, err, sizeof err))) o->fit = &rf;
     if (!rc && (rc = write_file(o, &c, &m, &p, o->q.bpw > 0 && !o->q.lossless ? &bp : NULL, &s, err, sizeof err, &st, &d)) == -2)
         rc = 0;
     if (!rc && !st) {
@@ -644,6 +704,7 @@ static int convert(options *o)
         print_summary(o, &s, o->q.bpw > 0 && !o->q.lossless ? &bp : NULL);
     }
     bpw_plan_free(&bp);
+    router_fit_free(&rf);
     calib_free(&cs);
     arch_plan_free(&p);
     st_close(&m);
@@ -664,6 +725,7 @@ int main(int argc, char **argv)
     o.zstd_level = 9;
     o.calib_tokens = 65536;
     o.calib_probe = 1024;
+    o.router_windows = 256;
     o.q.probe = -1;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o.q.threads = cores > 0 ? (int)(cores > 64 ? 64 : cores) : 1;

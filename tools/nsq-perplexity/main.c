@@ -16,11 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "model.h"
+#include "route.h"
 #include "sampler.h"
 
 #define TOOL "nsq-perplexity"
@@ -28,8 +30,10 @@
 typedef struct {
     const char *model, *text, *base;
     uint32_t ctx, threads, max_windows;
-    int json, quiet, max_refine, exact;
+    int json, quiet, max_refine, exact, routed;
     uint64_t max_memory;
+    const char *skip_blocks;
+    route_opts route;
 } options;
 
 typedef struct {
@@ -37,6 +41,9 @@ typedef struct {
     uint64_t scored, agree;
     uint32_t windows;
     double seconds;
+    double route_bytes, route_pred; /* sums over windows */
+    uint64_t choices[3];
+    uint64_t weights_peak;
 } result;
 
 static void usage(FILE *out)
@@ -50,6 +57,14 @@ static void usage(FILE *out)
                  "  --refine-levels N   use at most N refinement levels of each block (default: all)\n"
                  "  --max-memory SIZE   keep MODEL's resident weights within SIZE (e.g. 300M): layer\n"
                  "                      blocks stream from the file, windows run one at a time\n"
+                 "  --route [MODE]      per window, choose from its first 32 tokens for each block:\n"
+                 "                      skip, base, or base and refinements, within --max-memory;\n"
+                 "                      the first 32 tokens are then not scored. MODE: router\n"
+                 "                      (default), static, skip-only, random[:SEED], K (run K\n"
+                 "                      blocks), oracle (damages measured on the window itself: a\n"
+                 "                      ceiling, not a runtime), none\n"
+                 "  --route-print       print each window's choices on stderr (s/b/f per block)\n"
+                 "  --skip-blocks 2,3   skip these blocks (an experiment; implies routing)\n"
                  "  --exact             multiply quantized weights by f32 activations (slower), not\n"
                  "                      activations rounded to int8: measures the weights alone\n"
                  "  --threads N         threads (default: all cores)\n"
@@ -66,6 +81,7 @@ static int parse_args(int argc, char **argv, options *o)
         {"max-windows", required_argument, 0, 'w'}, {"refine-levels", required_argument, 0, 'R'},
         {"json", no_argument, 0, 'J'}, {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
         {"max-memory", required_argument, 0, 'X'}, {"exact", no_argument, 0, 'Z'},
+        {"route", optional_argument, 0, 'r'}, {"route-print", no_argument, 0, 'Q'}, {"skip-blocks", required_argument, 0, 'K'},
         {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     int c, bad = 0;
     long v = 0;
@@ -84,6 +100,14 @@ static int parse_args(int argc, char **argv, options *o)
         case 'k': o->base = optarg; break;
         case 'X': bad = cli_parse_size(optarg, &o->max_memory); break;
         case 'Z': o->exact = 1; break;
+        case 'r':
+            o->routed = 1;
+            if (optarg) bad = route_parse(optarg, &o->route);
+            else if (optind < argc && !route_parse(argv[optind], &o->route)) optind++;
+            else o->route.mode = ROUTE_ROUTER;
+            break;
+        case 'Q': o->route.print = 1; break;
+        case 'K': o->skip_blocks = optarg, o->routed = 1; break;
         case 'J': o->json = 1; break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); return 0;
@@ -91,6 +115,12 @@ static int parse_args(int argc, char **argv, options *o)
         default: bad = 1;
         }
         if (bad) fprintf(stderr, TOOL ": invalid option or value: %s\n", argv[optind - 1]);
+    }
+    if (o->routed && o->route.mode == ROUTE_OFF && !o->skip_blocks) o->routed = 0;
+    if (!bad && o->routed && o->ctx <= ROUTE_PROMPT_TOKENS + 1) {
+        fprintf(stderr, TOOL ": --route needs --ctx above %d (the first %d tokens are the prompt)\n", ROUTE_PROMPT_TOKENS + 1,
+                ROUTE_PROMPT_TOKENS);
+        bad = 1;
     }
     if (!bad && argc - optind != 2) {
         fprintf(stderr, TOOL ": expected MODEL.nsq and TEXT_FILE\n");
@@ -122,7 +152,8 @@ typedef struct {
 
 static int runner_open(runner *r, const char *path, const options *o, uint64_t max_memory, char *err, size_t n)
 {
-    model_opts mo = {0, o->max_refine, max_memory, 0};
+    /* the oracle measures with every block resident: its budget binds the choice only */
+    model_opts mo = {0, o->max_refine, o->routed && o->route.mode == ROUTE_ORACLE ? 0 : max_memory, 0, o->routed && path == o->model};
     memset(r, 0, sizeof *r);
     if (model_open(path, &mo, &r->m, err, n)) return -1;
     r->f = r->m.f;
@@ -137,9 +168,9 @@ static void runner_close(runner *r)
 
 /* Scores one window: token t+1 predicted from the logits at t. */
 static void score_window(const float *logits, const float *base_logits, uint32_t V, const int32_t *w, uint32_t ctx,
-                         double *lp, double *lq, result *res)
+                         uint32_t from, double *lp, double *lq, result *res)
 {
-    for (uint32_t t = 0; t + 1 < ctx; t++) {
+    for (uint32_t t = from; t + 1 < ctx; t++) {
         const float *row = logits + (size_t)t * V;
         log_softmax(row, V, lq);
         res->nll -= lq[w[t + 1]];
@@ -169,7 +200,38 @@ typedef struct {
     double t0;
     int show;
     uint32_t state_threads; /* threads inside each forward pass */
+    const route_table *rt;  /* routing: windows run one at a time */
+    char err[512];
 } eval_job;
+
+/* Chooses window w's blocks from its first ROUTE_PROMPT_TOKENS tokens and loads them. */
+static int route_window(eval_job *j, model_state *s, const int32_t *w, uint32_t k)
+{
+    const route_table *t = j->rt;
+    model *m = (model *)&j->mod->m; /* routing loads and unloads the model's blocks */
+    uint8_t *choice = malloc(t->n_blocks);
+    double(*dmg)[3] = calloc(t->n_blocks, sizeof *dmg), pred = 0;
+    route_opts ro = j->o->route;
+    ro.seed = j->o->route.seed * 1000003u + k; /* random: another draw each window */
+    int rc = choice && dmg ? 0 : (snprintf(j->err, sizeof j->err, "out of memory"), -1);
+    if (!rc)
+        rc = route_choose(m, s, t, &ro, j->o->max_memory, w, j->o->ctx, ROUTE_PROMPT_TOKENS, choice, dmg, &pred, j->err,
+                          sizeof j->err);
+    if (!rc) rc = model_route(m, choice, j->err, sizeof j->err);
+    result *r = &j->part[k];
+    for (uint32_t b = 0; !rc && b < t->n_blocks; b++) {
+        r->route_bytes += (double)t->cost[b][choice[b]];
+        r->choices[choice[b]]++;
+    }
+    r->route_pred = pred;
+    if (!rc && ro.print) {
+        fprintf(stderr, "route: window %u ", k);
+        for (uint32_t b = 0; b < t->n_blocks; b++) fputc("sbf"[choice[b]], stderr);
+        fprintf(stderr, " predicted damage %.6f\n", pred);
+    }
+    free(choice), free(dmg);
+    return rc;
+}
 
 static void *eval_worker(void *arg)
 {
@@ -184,11 +246,15 @@ static void *eval_worker(void *arg)
     if (!ok || !lm || (have_b && !lb) || !lp || !lq) j->failed = 1;
     for (uint32_t k; !j->failed && (k = atomic_fetch_add(&j->next, 1)) < j->windows;) {
         const int32_t *w = j->ids + (size_t)k * ctx;
+        if (j->rt && route_window(j, &sm, w, k)) {
+            j->failed = 1;
+            break;
+        }
         if ((have_b && forward(&j->base->m, &sb, w, ctx, 0, lb, 1)) || forward(&j->mod->m, &sm, w, ctx, 0, lm, 1)) {
             j->failed = 1;
             break;
         }
-        score_window(lm, lb, V, w, ctx, lp, lq, &j->part[k]);
+        score_window(lm, lb, V, w, ctx, j->rt ? ROUTE_PROMPT_TOKENS - 1 : 0, lp, lq, &j->part[k]);
         uint32_t d = atomic_fetch_add(&j->done, 1) + 1;
         if (j->show) {
             double dt = cli_now() - j->t0;
@@ -201,15 +267,16 @@ static void *eval_worker(void *arg)
     return NULL;
 }
 
-static int evaluate(const options *o, const runner *mod, const runner *base, const int32_t *ids, size_t n_ids, result *res)
+static int evaluate(const options *o, const runner *mod, const runner *base, const route_table *rt, const int32_t *ids,
+                    size_t n_ids, result *res, char *err, size_t errlen)
 {
     uint32_t windows = (uint32_t)(n_ids / o->ctx);
     if (o->max_windows && o->max_windows < windows) windows = o->max_windows;
     /* Streaming shares one block cache, so windows then run one at a time with
      * the threads inside the forward pass; else each thread runs windows. */
-    int streaming = o->max_memory != 0;
+    int streaming = o->max_memory != 0 || rt;
     eval_job j = {o, mod, base, ids, windows, 0, 0, 0, calloc(windows ? windows : 1, sizeof(result)), cli_now(),
-                  !o->quiet && isatty(2), streaming ? o->threads : 1};
+                  !o->quiet && isatty(2), streaming ? o->threads : 1, rt, ""};
     if (!j.part) return -1;
     pthread_t tid[64];
     uint32_t k = 0;
@@ -224,11 +291,25 @@ static int evaluate(const options *o, const runner *mod, const runner *base, con
         res->kld += j.part[w].kld;
         res->scored += j.part[w].scored;
         res->agree += j.part[w].agree;
+        res->route_bytes += j.part[w].route_bytes;
+        res->route_pred += j.part[w].route_pred;
+        for (int c = 0; c < 3; c++) res->choices[c] += j.part[w].choices[c];
     }
+    model_usage u;
+    model_get_usage(&mod->m, &u);
+    res->weights_peak = u.resident_peak;
+    snprintf(err, errlen, "%s", j.err[0] ? j.err : *model_error(&mod->m) ? model_error(&mod->m) : "out of memory");
     res->windows = windows;
     res->seconds = cli_now() - j.t0;
     free(j.part);
     return j.failed ? -1 : 0;
+}
+
+static double peak_rss_mib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
 }
 
 static void report(const options *o, const result *r, size_t n_ids)
@@ -240,6 +321,13 @@ static void report(const options *o, const result *r, size_t n_ids)
         if (o->base)
             printf("base perplexity %.4f, delta %+.3f%%, mean KLD %.6f, top-1 agreement %.3f%%\n", bppl,
                    100 * (ppl / bppl - 1), r->kld / (double)r->scored, 100.0 * (double)r->agree / (double)r->scored);
+        if (o->routed)
+            printf("route %s: mean %.2f MiB of weights per window, choices skip %llu, base %llu, full %llu; "
+                   "mean predicted damage %.6f\n",
+                   route_mode_name(o->route.mode), r->route_bytes / r->windows / 1048576.0,
+                   (unsigned long long)r->choices[0], (unsigned long long)r->choices[1], (unsigned long long)r->choices[2],
+                   r->route_pred / r->windows);
+        printf("peak resident weights %.2f MiB, peak RSS %.1f MiB\n", r->weights_peak / 1048576.0, peak_rss_mib());
         return;
     }
     cli_json j;
@@ -268,13 +356,32 @@ static void report(const options *o, const result *r, size_t n_ids)
     } else {
         cli_json_null(&j);
     }
+    cli_json_key(&j, "route");
+    if (o->routed) {
+        cli_json_object(&j);
+        cli_json_kv_cstr(&j, "mode", route_mode_name(o->route.mode));
+        cli_json_kv_u64(&j, "budget_bytes", o->max_memory);
+        cli_json_key(&j, "mean_weight_bytes");
+        cli_json_f64(&j, r->route_bytes / r->windows);
+        cli_json_kv_u64(&j, "skip", r->choices[0]);
+        cli_json_kv_u64(&j, "base", r->choices[1]);
+        cli_json_kv_u64(&j, "full", r->choices[2]);
+        cli_json_key(&j, "mean_predicted_damage");
+        cli_json_f64(&j, r->route_pred / r->windows);
+        cli_json_end_object(&j);
+    } else {
+        cli_json_null(&j);
+    }
+    cli_json_kv_u64(&j, "weights_peak_bytes", r->weights_peak);
+    cli_json_key(&j, "peak_rss_mib");
+    cli_json_f64(&j, peak_rss_mib());
     cli_json_key(&j, "seconds");
     cli_json_f64(&j, r->seconds);
     cli_json_end_object(&j);
     cli_json_done(&j);
 }
 
-static int run(const options *o)
+static int run(options *o)
 {
     char err[1024] = "";
     runner mod, base;
@@ -295,12 +402,16 @@ static int run(const options *o)
     if (!rc && nsq_tokenizer_load(mod.f, &tok, &d)) rc = (snprintf(err, sizeof err, "%s: tokenizer: %s", o->model, d.message), -1);
     if (!rc && nsq_tokenize(tok, text, len, 0, &ids, &n_ids)) rc = (snprintf(err, sizeof err, "%s: cannot tokenize", o->text), -1);
     if (!rc && n_ids < o->ctx) rc = (snprintf(err, sizeof err, "%s: fewer than --ctx %u tokens", o->text, o->ctx), -1);
-    if (!rc && evaluate(o, &mod, o->base ? &base : NULL, ids, n_ids, &res))
-        rc = (snprintf(err, sizeof err, "%s", *model_error(&mod.m) ? model_error(&mod.m) : "out of memory"), -1);
+    route_table rt = {0};
+    if (!rc && o->routed) rc = route_init(&mod.m, &rt, err, sizeof err);
+    if (!rc && o->skip_blocks) rc = route_parse_skip(o->skip_blocks, rt.n_blocks, &o->route, err, sizeof err);
+    if (!rc && evaluate(o, &mod, o->base ? &base : NULL, o->routed ? &rt : NULL, ids, n_ids, &res, err, sizeof err)) rc = -1;
     if (!rc) report(o, &res, n_ids);
     if (rc) fprintf(stderr, TOOL ": %s\n", err);
     free(ids);
     free(text);
+    free(o->route.forced);
+    route_free(&rt);
     nsq_tokenizer_free(tok);
     runner_close(&mod);
     if (o->base) runner_close(&base);

@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "model.h"
 #include "probe.h"
+#include "route.h"
 #include "sampler.h"
 
 #define TOOL "nsq-run"
@@ -26,14 +27,16 @@ typedef struct {
     uint32_t n, top_k, threads;
     float temp, top_p;
     uint64_t seed;
-    int ignore_eos, stats, print_ids, no_mmap, max_refine, plan, cold, exact;
+    int ignore_eos, stats, print_ids, no_mmap, max_refine, plan, cold, exact, route_set;
     uint64_t max_memory;
+    const char *skip_blocks;
+    route_opts route;
 } options;
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: " TOOL " MODEL.nsq \"prompt\" [options]\n"
-                 "       " TOOL " MODEL.nsq --plan [--max-memory SIZE]\n"
+                 "       " TOOL " MODEL.nsq --plan [--max-memory SIZE] [--route [MODE] \"prompt\"]\n"
                  "Prints the prompt's continuation on stdout.\n\n"
                  "options:\n"
                  "  -n N                tokens to generate (default 64)\n"
@@ -56,6 +59,14 @@ static void usage(FILE *out)
                  "                      cache after reading it, so every read comes from the disk\n"
                  "  --exact             multiply quantized weights by f32 activations (slower)\n"
                  "                      instead of activations rounded to int8 in blocks of 64\n"
+                 "  --route [MODE]      choose per block: skip, run from its base, or with its\n"
+                 "                      refinements, within --max-memory, from the prompt. MODE:\n"
+                 "                      router (default: the file's router), static (the file's\n"
+                 "                      static policy: the default with --max-memory when the file\n"
+                 "                      has a router), skip-only, random[:SEED], K (run K blocks,\n"
+                 "                      skip the rest), none (stream every block, no routing)\n"
+                 "  --route-print       print each block's choice and predicted damage on stderr\n"
+                 "  --skip-blocks 2,3   skip these blocks (an experiment; implies routing)\n"
                  "  --plan              print what each part needs, disk reads per token and the\n"
                  "                      expected speed at --max-memory, then exit\n"
                  "  --stats             speed, peak RSS and weight residency, on stderr\n"
@@ -79,7 +90,8 @@ static int parse_args(int argc, char **argv, options *o)
         {"stop-at-eos", no_argument, 0, 'E'}, {"ignore-eos", no_argument, 0, 'G'}, {"print-ids", no_argument, 0, 'P'},
         {"refine-levels", required_argument, 0, 'R'}, {"no-mmap", no_argument, 0, 'M'}, {"stats", no_argument, 0, 'S'},
         {"max-memory", required_argument, 0, 'X'}, {"plan", no_argument, 0, 'L'}, {"cold", no_argument, 0, 'C'},
-        {"exact", no_argument, 0, 'Z'},
+        {"exact", no_argument, 0, 'Z'}, {"route", optional_argument, 0, 'r'}, {"route-print", no_argument, 0, 'Q'},
+        {"skip-blocks", required_argument, 0, 'K'},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     double v;
     int c, bad = 0;
@@ -104,13 +116,26 @@ static int parse_args(int argc, char **argv, options *o)
         case 'L': o->plan = 1; break;
         case 'C': o->cold = 1; break;
         case 'Z': o->exact = 1; break;
+        case 'r':
+            o->route_set = 1;
+            if (optarg) bad = route_parse(optarg, &o->route);
+            else if (optind < argc && !route_parse(argv[optind], &o->route)) optind++;
+            else o->route.mode = ROUTE_ROUTER;
+            break;
+        case 'Q': o->route.print = 1; break;
+        case 'K': o->skip_blocks = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf(TOOL " %s (format %d.%d)\n", nsq_version_string(), NSQ_FORMAT_MAJOR, NSQ_FORMAT_MINOR); return 0;
         default: bad = 1;
         }
         if (bad) fprintf(stderr, TOOL ": invalid option or value: %s\n", argv[optind - 1]);
     }
-    int want = o->prompt_ids || o->plan ? 1 : 2;
+    if (!bad && o->route.mode == ROUTE_ORACLE) {
+        fprintf(stderr, TOOL ": --route oracle measures damages on a text: see nsq-perplexity\n");
+        bad = 1;
+    }
+    int want = o->prompt_ids ? 1 : 2;
+    if (!bad && o->plan && argc - optind == 1) want = 1;
     if (!bad && argc - optind != want) {
         fprintf(stderr, TOOL ": expected MODEL.nsq and %s\n", o->prompt_ids ? "no prompt text" : "a prompt");
         bad = 1;
@@ -120,7 +145,7 @@ static int parse_args(int argc, char **argv, options *o)
         return CLI_EXIT_USAGE;
     }
     o->model = argv[optind];
-    o->prompt = o->prompt_ids || o->plan ? NULL : argv[optind + 1];
+    o->prompt = want == 2 ? argv[optind + 1] : NULL;
     return -1;
 }
 
@@ -315,7 +340,48 @@ static void print_stats(const timing *t, const model *m)
     fputc('\n', stderr);
 }
 
-static int run(const options *o)
+/* Routing is on when asked for, and by default under a budget when the file
+ * has a router: its static policy then decides. */
+static int routing(options *o)
+{
+    if (o->route_set) return o->route.mode != ROUTE_OFF || o->skip_blocks;
+    if (o->skip_blocks) return 1;
+    nsq_file *f;
+    nsq_diag d;
+    nsq_info info = {0};
+    if (!o->max_memory || nsq_open(o->model, NSQ_OPEN_PREAD, &f, &d)) return 0;
+    nsq_get_info(f, &info);
+    nsq_close(f);
+    if (info.has_router) o->route.mode = ROUTE_STATIC;
+    return info.has_router;
+}
+
+/* Chooses every block's option from the prompt and loads what was chosen. */
+static int route_model(options *o, model *m, const int32_t *ids, size_t n)
+{
+    char err[1024];
+    route_table t;
+    double pred = 0;
+    if (route_init(m, &t, err, sizeof err)) return fprintf(stderr, TOOL ": %s\n", err), -1;
+    uint8_t *choice = malloc(t.n_blocks);
+    double(*dmg)[3] = calloc(t.n_blocks, sizeof *dmg);
+    int rc = choice && dmg ? 0 : (snprintf(err, sizeof err, "out of memory"), -1);
+    if (!rc && !n && (o->route.mode == ROUTE_ROUTER || o->route.mode == ROUTE_TOP))
+        rc = (snprintf(err, sizeof err, "--route %s decides from a prompt: give one", route_mode_name(o->route.mode)), -1);
+    if (!rc && o->skip_blocks) rc = route_parse_skip(o->skip_blocks, t.n_blocks, &o->route, err, sizeof err);
+    if (!rc)
+        rc = route_choose(m, NULL, &t, &o->route, o->max_memory, ids, (uint32_t)n,
+                          (uint32_t)(n < ROUTE_PROMPT_TOKENS ? n : ROUTE_PROMPT_TOKENS), choice, dmg, &pred, err, sizeof err);
+    if (!rc && (o->route.print || o->plan)) route_print(o->plan ? stdout : stderr, &t, choice, (const double(*)[3])dmg);
+    if (!rc) rc = model_route(m, choice, err, sizeof err);
+    if (rc) fprintf(stderr, TOOL ": %s\n", err);
+    free(choice), free(dmg), free(o->route.forced);
+    o->route.forced = NULL;
+    route_free(&t);
+    return rc;
+}
+
+static int run(options *o)
 {
     model m;
     nsq_tokenizer *tok = NULL;
@@ -324,18 +390,14 @@ static int run(const options *o)
     int32_t *ids = NULL;
     size_t n_ids = 0;
     timing tm = {0, 0, 0, 0, 0, 0};
-    model_opts mo = {o->no_mmap ? NSQ_OPEN_PREAD : 0, o->max_refine, o->max_memory, o->cold};
+    int routed = routing(o);
+    model_opts mo = {o->no_mmap ? NSQ_OPEN_PREAD : 0, o->max_refine, o->max_memory, o->cold, routed};
     if (model_open(o->model, &mo, &m, err, sizeof err)) {
         fprintf(stderr, TOOL ": %s\n", err);
         return CLI_EXIT_INVALID;
     }
-    if (o->plan) {
-        print_plan(o, &m);
-        model_free(&m);
-        return cli_finish_stdout(TOOL);
-    }
     int rc = 0;
-    if (!o->print_ids || o->prompt) {
+    if (o->prompt || (!o->print_ids && !o->plan)) {
         cli_diag_init(&d);
         nsq_status st = nsq_tokenizer_load(m.f, &tok, &d);
         if (st) cli_report(TOOL, o->model, st, &d), rc = -1;
@@ -344,9 +406,11 @@ static int run(const options *o)
         fprintf(stderr, TOOL ": --prompt-ids wants comma-separated ids below %u\n", m.c.vocab), rc = -1;
     if (!rc && o->prompt && nsq_tokenize(tok, o->prompt, strlen(o->prompt), 1, &ids, &n_ids))
         fprintf(stderr, TOOL ": the prompt could not be tokenized\n"), rc = -1;
-    if (!rc && n_ids == 0) fprintf(stderr, TOOL ": the prompt is empty\n"), rc = -1;
-    if (!rc) rc = generate(o, &m, tok, ids, n_ids, &tm);
-    if (!rc && o->stats) print_stats(&tm, &m);
+    if (!rc && !o->plan && n_ids == 0) fprintf(stderr, TOOL ": the prompt is empty\n"), rc = -1;
+    if (!rc && routed) rc = route_model(o, &m, ids, n_ids);
+    if (!rc && o->plan) print_plan(o, &m);
+    else if (!rc) rc = generate(o, &m, tok, ids, n_ids, &tm);
+    if (!rc && o->stats && !o->plan) print_stats(&tm, &m);
     free(ids);
     nsq_tokenizer_free(tok);
     model_free(&m);

@@ -257,6 +257,7 @@ int forward(const model *m, model_state *s, const int32_t *tokens, uint32_t n, u
         }
     }
     for (uint32_t L = 0; L < c->n_layers; L++) {
+        if (model_layer_skipped(m, L)) continue;
         if (model_need_layer(m, L)) return -1;
         attention_block(m, s, L, n, pos0);
         mlp_block(m, s, L, n);

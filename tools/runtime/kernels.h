@@ -36,7 +36,8 @@ static inline uint32_t act8_blocks(uint32_t in) { return (in + QBLOCK - 1) / QBL
 typedef struct {
     nsq_view v;
     nsq_refine_view ref[NSQ_MAX_REFINEMENTS];
-    uint32_t n_ref;
+    uint32_t n_ref;    /* refinement levels applied */
+    uint32_t n_loaded; /* refinement levels loaded: n_ref may hide some (routing's BASE) */
     uint32_t (*rank)[4]; /* TIERED: per row, the tier-stream ranks of its first group */
 } wmat;
 

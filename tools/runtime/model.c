@@ -203,7 +203,7 @@ static int load_tensor(const model *m, uint32_t i, resident *r, uint32_t levels,
     wmat *w = &r->mats[r->n_mats];
     nsq_tensor_at(m->f, i, &t);
     if (nsq_tensor_view(m->f, i, &r->base, &w->v, &d)) return FAIL("%s", d.message);
-    w->n_ref = t.n_refine < levels ? t.n_refine : levels;
+    w->n_ref = w->n_loaded = t.n_refine < levels ? t.n_refine : levels;
     for (uint32_t l = 0; l < w->n_ref; l++)
         if (nsq_tensor_refine_view(m->f, i, l + 1, &w->v, &r->ref[l], &w->ref[l], &d)) return FAIL("%s", d.message);
     source s = {NULL, NULL, w->v.rows, w->v.cols, m->c.arch == ARCH_GPT2 && is_conv1d(t.name) && !m->c.conv1d_transposed};
@@ -337,7 +337,7 @@ int model_open(const char *path, const model_opts *o, model *m, char *err, size_
 int model_load(const char *path, unsigned open_flags, int max_refine, model *m, nsq_file **file, char *err,
                size_t errlen)
 {
-    model_opts o = {open_flags, max_refine, 0, 0};
+    model_opts o = {open_flags, max_refine, 0, 0, 0};
     int rc = model_open(path, &o, m, err, errlen);
     *file = rc ? NULL : m->f;
     return rc;

@@ -66,6 +66,7 @@ typedef struct {
     int max_refine;       /* refinement levels per block, -1: all there are */
     uint64_t max_memory;  /* bytes of resident weights, 0: no limit (the whole file) */
     int drop_cache;       /* streaming: drop each block's file pages after reading it (cold reads) */
+    int routed;           /* load only the embedding and output blocks, from their base; model_route() picks the rest */
 } model_opts;
 
 /* Opens path and reads the config. Without a budget every block is loaded
@@ -89,6 +90,20 @@ typedef struct {
 void model_get_usage(const model *m, model_usage *u);
 /* Refinement levels chosen for block b under the budget. */
 uint32_t model_block_refine(const model *m, uint32_t b);
+/* Refinement levels of block b's FULL choice: all it has, up to max_refine. */
+uint32_t model_block_full(const model *m, uint32_t b);
+
+/* Block choices (spec section 11.3). */
+enum { ROUTE_SKIP, ROUTE_BASE, ROUTE_FULL };
+/* Routed models: loads each block as choice[b] says (FULL: all refinement
+ * levels, up to max_refine) and unloads the rest. Fails when the choices
+ * exceed the budget or skip an embedding or output block. */
+int model_route(model *m, const uint8_t *choice, char *err, size_t errlen);
+/* Evaluates a resident block as choice c (SKIP, BASE, or FULL = as loaded)
+ * without reading anything; for measuring what each choice costs. */
+void model_try_choice(model *m, uint32_t b, int c);
+/* Layer L's block is skipped (routing). */
+int model_layer_skipped(const model *m, uint32_t L);
 
 /* Called with the input rows of every layer matrix product, before it runs. */
 typedef void (*matmul_observer)(void *ctx, uint32_t layer, int which, const float *x, uint32_t n_tok, uint32_t in);

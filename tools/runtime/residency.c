@@ -37,6 +37,8 @@ struct residency {
     resident *res;
     uint8_t *state;
     uint32_t *levels;    /* planned refinement levels */
+    uint32_t *full;      /* refinement levels of FULL: all there are, up to --max-refine */
+    uint8_t *skip;       /* routed: the block's layers are not evaluated */
     uint64_t *cost;      /* resident bytes at those levels */
     uint32_t *cycle;     /* layer blocks in the order the forward pass uses them */
     uint32_t *pos;       /* block -> index in cycle */
@@ -44,7 +46,7 @@ struct residency {
     uint64_t budget, used, peak, pinned, largest, all_blocks, all_refinements, loads, bytes_read, token_bytes;
     uint32_t refine_loaded, refine_total;
     double read_s;
-    int streaming, prefetch, stop, failed;
+    int streaming, prefetch, stop, failed, routed;
     int cold_fd; /* >= 0: drop the file pages of each block read */
     int32_t current, want;
     pthread_t thread;
@@ -136,6 +138,8 @@ static void *prefetcher(void *arg)
     pthread_mutex_unlock(&rs->mu);
     return NULL;
 }
+
+int model_layer_skipped(const model *m, uint32_t L) { return m->rs->skip[m->rs->of_layer[L]]; }
 
 int model_need_layer(const model *m, uint32_t L)
 {
@@ -259,11 +263,14 @@ static int alloc_tables(model *m, residency *rs, char *err, size_t errlen)
     rs->res = calloc(n + 1, sizeof *rs->res);
     rs->state = calloc(n + 1, 1);
     rs->levels = calloc(n + 1, sizeof *rs->levels);
+    rs->full = calloc(n + 1, sizeof *rs->full);
+    rs->skip = calloc(n + 1, 1);
     rs->cost = calloc(n + 1, sizeof *rs->cost);
     rs->cycle = calloc(n + 1, sizeof *rs->cycle);
     rs->pos = calloc(n + 1, sizeof *rs->pos);
     rs->of_layer = calloc(m->c.n_layers + 1, sizeof *rs->of_layer);
-    if (!rs->blk || !rs->res || !rs->state || !rs->levels || !rs->cost || !rs->cycle || !rs->pos || !rs->of_layer)
+    if (!rs->blk || !rs->res || !rs->state || !rs->levels || !rs->full || !rs->skip || !rs->cost || !rs->cycle ||
+        !rs->pos || !rs->of_layer)
         return FAIL("out of memory");
     for (uint32_t L = 0; L < m->c.n_layers; L++) rs->of_layer[L] = UINT32_MAX;
     for (uint32_t b = 0; b < n; b++) {
@@ -287,7 +294,7 @@ static int plan(model *m, residency *rs, const model_opts *o, char *err, size_t 
     uint32_t max_levels = o->max_refine < 0 ? NSQ_MAX_REFINEMENTS : (uint32_t)o->max_refine;
     uint64_t bases = 0;
     for (uint32_t b = 0; b < rs->n_blocks; b++) {
-        uint32_t all = rs->blk[b].refinement_count < max_levels ? rs->blk[b].refinement_count : max_levels;
+        uint32_t all = rs->full[b] = rs->blk[b].refinement_count < max_levels ? rs->blk[b].refinement_count : max_levels;
         rs->cost[b] = block_cost(m->f, b, 0);
         rs->refine_total += all;
         rs->all_refinements += block_cost(m->f, b, all) - rs->cost[b];
@@ -295,10 +302,12 @@ static int plan(model *m, residency *rs, const model_opts *o, char *err, size_t 
         if (rs->blk[b].kind != NSQ_BLOCK_LAYERS) rs->pinned += rs->cost[b];
         else rs->largest = rs->cost[b] > rs->largest ? rs->cost[b] : rs->largest;
         bases += rs->cost[b];
-        if (!o->max_memory) rs->levels[b] = all, rs->cost[b] = block_cost(m->f, b, all);
+        if (!o->max_memory && !o->routed) rs->levels[b] = all, rs->cost[b] = block_cost(m->f, b, all);
+        rs->skip[b] = o->routed && rs->blk[b].kind == NSQ_BLOCK_LAYERS;
     }
     rs->budget = o->max_memory;
-    if (rs->budget) {
+    rs->routed = o->routed;
+    if (rs->budget && !rs->routed) {
         if (rs->budget < rs->pinned + rs->largest)
             return FAIL("--max-memory %.1f MiB is below the minimum of %.1f MiB for this file: the embedding and "
                         "output blocks (%.1f MiB) plus its largest layer block (%.1f MiB)",
@@ -344,7 +353,7 @@ int residency_init(model *m, const char *path, const model_opts *o, char *err, s
         return FAIL("%s: cannot open for --cold", path);
     pthread_mutex_lock(&rs->mu);
     for (uint32_t b = 0; b < rs->n_blocks && !rs->failed; b++)
-        if (!rs->streaming || rs->blk[b].kind != NSQ_BLOCK_LAYERS) load_locked(m, rs, b);
+        if (!rs->skip[b] && (!rs->streaming || rs->blk[b].kind != NSQ_BLOCK_LAYERS)) load_locked(m, rs, b);
     pthread_mutex_unlock(&rs->mu);
     if (rs->failed) return FAIL("%s", rs->err);
     if (rs->prefetch && pthread_create(&rs->thread, NULL, prefetcher, m)) rs->prefetch = 0;
@@ -364,7 +373,7 @@ void residency_free(model *m)
     }
     for (uint32_t b = 0; rs->state && b < rs->n_blocks; b++)
         if (rs->state[b] == RESIDENT) block_unload(m, b, &rs->res[b]);
-    free(rs->blk), free(rs->res), free(rs->state), free(rs->levels), free(rs->cost);
+    free(rs->blk), free(rs->res), free(rs->state), free(rs->levels), free(rs->full), free(rs->skip), free(rs->cost);
     free(rs->cycle), free(rs->pos), free(rs->of_layer);
     if (rs->cold_fd >= 0) close(rs->cold_fd);
     pthread_mutex_destroy(&rs->mu);
@@ -385,3 +394,50 @@ void model_get_usage(const model *m, model_usage *u)
 }
 
 uint32_t model_block_refine(const model *m, uint32_t b) { return b < m->rs->n_blocks ? m->rs->levels[b] : 0; }
+uint32_t model_block_full(const model *m, uint32_t b) { return b < m->rs->n_blocks ? m->rs->full[b] : 0; }
+
+/* Routing: blocks whose level changes or that are skipped now are unloaded
+ * first, so resident bytes never exceed the larger of the old and new sets. */
+int model_route(model *m, const uint8_t *choice, char *err, size_t errlen)
+{
+    residency *rs = m->rs;
+    uint64_t total = 0;
+    if (!rs->routed) return FAIL("the model was not opened for routing");
+    for (uint32_t b = 0; b < rs->n_blocks; b++) {
+        if (choice[b] == ROUTE_SKIP && rs->blk[b].kind != NSQ_BLOCK_LAYERS) return FAIL("block %u cannot be skipped", b);
+        uint32_t lv = choice[b] == ROUTE_FULL ? rs->full[b] : 0;
+        total += choice[b] == ROUTE_SKIP ? 0 : block_cost(m->f, b, lv);
+    }
+    if (rs->budget && total > rs->budget)
+        return FAIL("the routed blocks need %.1f MiB, above --max-memory %.1f MiB", total / 1048576.0, rs->budget / 1048576.0);
+    pthread_mutex_lock(&rs->mu);
+    for (uint32_t b = 0; b < rs->n_blocks; b++) {
+        uint32_t lv = choice[b] == ROUTE_FULL ? rs->full[b] : 0;
+        if (rs->state[b] == RESIDENT && (choice[b] == ROUTE_SKIP || lv != rs->levels[b])) {
+            rs->refine_loaded -= rs->res[b].n_ref;
+            block_unload(m, b, &rs->res[b]);
+            rs->state[b] = ABSENT;
+            rs->used -= rs->cost[b];
+        }
+        rs->skip[b] = choice[b] == ROUTE_SKIP;
+        rs->levels[b] = lv;
+        rs->cost[b] = block_cost(m->f, b, lv);
+    }
+    for (uint32_t b = 0; b < rs->n_blocks && !rs->failed; b++)
+        if (!rs->skip[b] && rs->state[b] == ABSENT) load_locked(m, rs, b);
+    rs->token_bytes = 0;
+    token_bytes(m, rs);
+    int rc = rs->failed ? FAIL("%s", rs->err) : 0;
+    pthread_mutex_unlock(&rs->mu);
+    return rc;
+}
+
+/* Evaluates resident block b as choice c without reading anything: BASE
+ * hides its refinement levels, SKIP passes its layers by. */
+void model_try_choice(model *m, uint32_t b, int c)
+{
+    residency *rs = m->rs;
+    resident *r = &rs->res[b];
+    rs->skip[b] = c == ROUTE_SKIP && rs->blk[b].kind == NSQ_BLOCK_LAYERS;
+    for (uint32_t i = 0; i < r->n_mats; i++) r->mats[i].n_ref = c == ROUTE_FULL ? r->mats[i].n_loaded : 0;
+}

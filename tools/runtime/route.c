@@ -1,0 +1,339 @@
+/* route.c - per-block choices under a memory budget.
+ *
+ * The selection is a multiple-choice knapsack: every block takes exactly one
+ * of its allowed choices, resident bytes must fit the budget, and the sum of
+ * predicted damages is minimised. Damages are summed as if blocks acted
+ * independently; they are measured one block at a time. Bytes are counted in
+ * units of budget/ROUTE_UNITS rounded up, so a selection that fits in units
+ * fits in bytes. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "residency.h"
+#include "route.h"
+
+#define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
+#define ROUTE_UNITS 4096u
+#define ROUTE_TABLE (16u << 20) /* bytes of the choice table: fewer units for very many blocks */
+#define TIE 1e-12 /* per step of precision given up, so equal damages keep the more precise choice */
+
+static void load_static(const model *m, route_table *t)
+{
+    uint32_t i;
+    nsq_meta md;
+    if (nsq_meta_find(m->f, ROUTE_STATIC_KEY, &i) || nsq_meta_at(m->f, i, &md) ||
+        md.type != (NSQ_META_F64 | NSQ_META_ARRAY) || md.count != 3 * t->n_blocks)
+        return; /* absent or not for this file: ignored (spec section 5.3) */
+    if (!(t->fixed = calloc(t->n_blocks, sizeof *t->fixed))) return;
+    for (uint32_t k = 0; k < md.count; k++) {
+        double v = 0;
+        nsq_meta_value_f64(m->f, i, k, &v);
+        t->fixed[k / 3][k % 3] = isfinite(v) && v > 0 ? v : 0;
+    }
+}
+
+int route_init(const model *m, route_table *t, char *err, size_t errlen)
+{
+    nsq_info info;
+    memset(t, 0, sizeof *t);
+    nsq_get_info(m->f, &info);
+    t->n_blocks = info.block_count;
+    t->mask = calloc(t->n_blocks, 1);
+    t->cost = calloc(t->n_blocks, sizeof *t->cost);
+    if (!t->mask || !t->cost) return route_free(t), FAIL("out of memory");
+    t->has_router = nsq_router_get(m->f, &t->router) == NSQ_OK;
+    for (uint32_t b = 0; b < t->n_blocks; b++) {
+        nsq_block blk;
+        nsq_block_at(m->f, b, &blk);
+        uint32_t full = model_block_full(m, b);
+        t->cost[b][ROUTE_SKIP] = 0;
+        t->cost[b][ROUTE_BASE] = block_cost(m->f, b, 0);
+        t->cost[b][ROUTE_FULL] = block_cost(m->f, b, full);
+        t->mask[b] = t->has_router ? t->router.choice_mask[b]
+                                   : (uint8_t)(1u << ROUTE_BASE | (blk.kind == NSQ_BLOCK_LAYERS) << ROUTE_SKIP |
+                                               (blk.refinement_count > 0) << ROUTE_FULL);
+        if (!full) t->mask[b] &= (uint8_t) ~(1u << ROUTE_FULL); /* --max-refine 0: FULL is the base */
+        if (!t->mask[b]) t->mask[b] = 1u << ROUTE_BASE;
+    }
+    load_static(m, t);
+    return 0;
+}
+
+void route_free(route_table *t)
+{
+    free(t->mask), free(t->cost), free(t->fixed);
+    memset(t, 0, sizeof *t);
+}
+
+void route_features(const model *m, const int32_t *ids, uint32_t n, float *x)
+{
+    uint32_t H = m->c.hidden;
+    wmat base = *m->embed;
+    base.n_ref = 0;
+    float *row = malloc(H * sizeof *row);
+    memset(x, 0, H * sizeof *x);
+    for (uint32_t p = 0; row && p < n; p++) {
+        wmat_row(&base, (uint32_t)ids[p], row);
+        for (uint32_t i = 0; i < H; i++) x[i] += row[i];
+    }
+    for (uint32_t i = 0; i < H && n; i++) x[i] /= (float)n;
+    free(row);
+}
+
+int route_predict(const route_table *t, const model *m, const int32_t *ids, uint32_t n, double (*dmg)[3])
+{
+    if (!t->has_router) return -1;
+    float *x = malloc(m->c.hidden * sizeof *x), *y = malloc(3 * (size_t)t->n_blocks * sizeof *y);
+    int rc = x && y ? 0 : -1;
+    if (!rc) {
+        route_features(m, ids, n < ROUTE_PROMPT_TOKENS ? n : ROUTE_PROMPT_TOKENS, x);
+        rc = nsq_router_eval(&t->router, x, y) ? -1 : 0;
+    }
+    for (uint32_t b = 0; !rc && b < t->n_blocks; b++) {
+        double full = fmax(0, y[3 * b + ROUTE_FULL]), base = fmax(full, y[3 * b + ROUTE_BASE]);
+        dmg[b][ROUTE_FULL] = full, dmg[b][ROUTE_BASE] = base, dmg[b][ROUTE_SKIP] = fmax(base, y[3 * b + ROUTE_SKIP]);
+    }
+    free(x), free(y);
+    return rc;
+}
+
+uint64_t route_minimum(const route_table *t, const uint8_t *mask)
+{
+    uint64_t sum = 0;
+    for (uint32_t b = 0; b < t->n_blocks; b++) {
+        uint64_t best = UINT64_MAX;
+        for (int c = 0; c < 3; c++)
+            if (mask[b] >> c & 1 && t->cost[b][c] < best) best = t->cost[b][c];
+        sum += best;
+    }
+    return sum;
+}
+
+static uint32_t units(uint64_t bytes, uint64_t budget, uint32_t U)
+{
+    if (!budget) return 0;
+    if (bytes > budget) return UINT32_MAX;
+    return (uint32_t)(((unsigned __int128)bytes * U + budget - 1) / budget);
+}
+
+int route_select(const route_table *t, const uint8_t *mask, const double (*dmg)[3], uint64_t budget, uint8_t *choice)
+{
+    uint32_t B = t->n_blocks, U = !budget ? 0 : B * (ROUTE_UNITS + 1) <= ROUTE_TABLE ? ROUTE_UNITS : ROUTE_TABLE / B;
+    double *dp = malloc((U + 1) * sizeof *dp), *nx = malloc((U + 1) * sizeof *nx);
+    uint8_t *ch = malloc((size_t)B * (U + 1));
+    int rc = dp && nx && ch ? 0 : -1;
+    for (uint32_t u = 0; !rc && u <= U; u++) dp[u] = 0; /* dp[u]: least damage of the blocks so far within u units */
+    for (uint32_t b = 0; !rc && b < B; b++) {
+        for (uint32_t u = 0; u <= U; u++) {
+            nx[u] = INFINITY;
+            for (int c = 2; c >= 0; c--) {
+                uint32_t k = units(t->cost[b][c], budget, U);
+                if (!(mask[b] >> c & 1) || k > u || !isfinite(dp[u - k])) continue;
+                double v = dp[u - k] + dmg[b][c] + TIE * (2 - c);
+                if (v < nx[u]) nx[u] = v, ch[(size_t)b * (U + 1) + u] = (uint8_t)c;
+            }
+        }
+        double *tmp = dp;
+        dp = nx, nx = tmp;
+    }
+    if (!rc && !isfinite(dp[U])) rc = -1;
+    for (uint32_t b = B, u = U; !rc && b-- > 0;) {
+        choice[b] = ch[(size_t)b * (U + 1) + u];
+        u -= units(t->cost[b][choice[b]], budget, U);
+    }
+    free(dp), free(nx), free(ch);
+    return rc;
+}
+
+/* Log-probabilities of every position's next token distribution, in place. */
+static void log_softmax(float *l, uint32_t n, uint32_t V)
+{
+    for (uint32_t p = 0; p < n; p++) {
+        float *r = l + (size_t)p * V, mx = r[0];
+        for (uint32_t i = 1; i < V; i++) mx = r[i] > mx ? r[i] : mx;
+        double s = 0;
+        for (uint32_t i = 0; i < V; i++) s += exp((double)(r[i] - mx));
+        float lse = mx + (float)log(s);
+        for (uint32_t i = 0; i < V; i++) r[i] -= lse;
+    }
+}
+
+static double mean_kld(const float *ref, const float *q, uint32_t n, uint32_t V)
+{
+    double sum = 0;
+    for (uint32_t p = 0; p < n; p++) {
+        const float *a = ref + (size_t)p * V, *b = q + (size_t)p * V;
+        double k = 0;
+        for (uint32_t i = 0; i < V; i++) k += exp((double)a[i]) * ((double)a[i] - (double)b[i]);
+        sum += k > 0 ? k : 0;
+    }
+    return n ? sum / n : 0;
+}
+
+int route_measure(model *m, model_state *s, const route_table *t, const int32_t *ids, uint32_t n, uint32_t n_prompt,
+                  double (*dmg)[3])
+{
+    uint32_t V = m->c.vocab, scored = n - n_prompt, first = n_prompt - 1;
+    float *all = malloc((size_t)n * V * sizeof *all), *ref = malloc((size_t)scored * V * sizeof *ref);
+    int rc = all && ref && n > n_prompt && n_prompt > 0 ? 0 : -1;
+    if (!rc) rc = forward(m, s, ids, n, 0, all, 1);
+    if (!rc) {
+        memcpy(ref, all + (size_t)first * V, (size_t)scored * V * sizeof *ref);
+        log_softmax(ref, scored, V);
+    }
+    for (uint32_t b = 0; !rc && b < t->n_blocks; b++) {
+        dmg[b][0] = dmg[b][1] = dmg[b][2] = 0;
+        for (int c = ROUTE_SKIP; c < ROUTE_FULL && !rc; c++) {
+            if (!(t->mask[b] >> c & 1) || (c == ROUTE_BASE && !(t->mask[b] >> ROUTE_FULL & 1))) continue;
+            model_try_choice(m, b, c);
+            rc = forward(m, s, ids, n, 0, all, 1);
+            model_try_choice(m, b, ROUTE_FULL);
+            if (rc) break;
+            float *q = all + (size_t)first * V;
+            log_softmax(q, scored, V);
+            dmg[b][c] = mean_kld(ref, q, scored, V);
+        }
+    }
+    free(all), free(ref);
+    return rc;
+}
+
+static const char *const mode_names[] = {"none", "router", "static", "top", "skip-only", "random", "oracle"};
+
+const char *route_mode_name(route_mode m) { return mode_names[m]; }
+
+int route_parse(const char *s, route_opts *o)
+{
+    char *end;
+    for (int i = 0; i < 7; i++)
+        if (i != ROUTE_TOP && i != ROUTE_RANDOM && strcmp(s, mode_names[i]) == 0) return o->mode = (route_mode)i, 0;
+    if (strncmp(s, "random", 6) == 0 && (!s[6] || s[6] == ':')) {
+        o->mode = ROUTE_RANDOM;
+        o->seed = s[6] ? strtoull(s + 7, &end, 10) : 1;
+        return s[6] && (!s[7] || *end) ? -1 : 0;
+    }
+    unsigned long k = strtoul(s, &end, 10);
+    if (*s < '0' || *s > '9' || *end || k == 0 || k > 65536) return -1;
+    o->mode = ROUTE_TOP, o->k = (uint32_t)k;
+    return 0;
+}
+
+int route_parse_skip(const char *s, uint32_t n_blocks, route_opts *o, char *err, size_t errlen)
+{
+    free(o->forced);
+    if (!(o->forced = calloc(n_blocks, 1))) return FAIL("out of memory");
+    while (*s) {
+        char *end;
+        unsigned long b = strtoul(s, &end, 10);
+        if (end == s || (*end && *end != ',')) return FAIL("--skip-blocks wants comma-separated block numbers");
+        if (b >= n_blocks) return FAIL("--skip-blocks: block %lu does not exist (the file has %u)", b, n_blocks);
+        o->forced[b] = 1;
+        s = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+static uint64_t rng_next(uint64_t *x) /* splitmix64 */
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* ROUTE_TOP: the k blocks that skipping would damage most run, the rest are
+ * skipped; blocks that cannot be skipped count among the k. */
+static int keep_top(const route_table *t, uint32_t k, const double (*dmg)[3], uint8_t *mask, char *err, size_t errlen)
+{
+    uint32_t fixed = 0;
+    for (uint32_t b = 0; b < t->n_blocks; b++) fixed += !(mask[b] & 1u << ROUTE_SKIP);
+    if (k < fixed) return FAIL("--route %u: this file has %u blocks that always run", k, fixed);
+    for (uint32_t left = k - fixed; left > 0; left--) {
+        int32_t best = -1;
+        for (uint32_t b = 0; b < t->n_blocks; b++)
+            if (mask[b] & 1u << ROUTE_SKIP && mask[b] != 1u << ROUTE_SKIP &&
+                (best < 0 || dmg[b][ROUTE_SKIP] > dmg[best][ROUTE_SKIP]))
+                best = (int32_t)b;
+        if (best < 0) break;
+        mask[best] &= (uint8_t) ~(1u << ROUTE_SKIP);
+    }
+    for (uint32_t b = 0; b < t->n_blocks; b++)
+        if (mask[b] & 1u << ROUTE_SKIP) mask[b] = 1u << ROUTE_SKIP;
+    return 0;
+}
+
+static int damages(model *m, model_state *s, const route_table *t, const route_opts *o, const int32_t *ids, uint32_t n,
+                   uint32_t n_prompt, double (*dmg)[3], char *err, size_t errlen)
+{
+    uint64_t x = o->seed;
+    uint8_t *full = NULL;
+    switch (o->mode) {
+    case ROUTE_ROUTER:
+    case ROUTE_TOP:
+        if (t->has_router) return route_predict(t, m, ids, n_prompt, dmg) ? FAIL("the router could not be evaluated") : 0;
+        if (o->mode == ROUTE_ROUTER) return FAIL("this file has no router (nsq-convert --router)");
+        /* --route K without a router ranks blocks by the static policy */
+        /* fall through */
+    case ROUTE_STATIC:
+    case ROUTE_SKIP_ONLY:
+        if (!t->fixed) return FAIL("this file has no static routing policy (nsq-convert --router)");
+        memcpy(dmg, t->fixed, t->n_blocks * sizeof *dmg);
+        return 0;
+    case ROUTE_RANDOM:
+        for (uint32_t b = 0; b < t->n_blocks; b++) {
+            double u = (double)(rng_next(&x) >> 11) * 0x1p-53, v = (double)(rng_next(&x) >> 11) * 0x1p-53;
+            dmg[b][ROUTE_SKIP] = fmax(u, v), dmg[b][ROUTE_BASE] = fmin(u, v), dmg[b][ROUTE_FULL] = 0;
+        }
+        return 0;
+    case ROUTE_ORACLE:
+        if (!(full = malloc(t->n_blocks))) return FAIL("out of memory");
+        for (uint32_t b = 0; b < t->n_blocks; b++)
+            full[b] = t->mask[b] >> ROUTE_FULL & 1 ? ROUTE_FULL : ROUTE_BASE;
+        int rc = model_route(m, full, err, errlen);
+        free(full);
+        if (!rc && route_measure(m, s, t, ids, n, n_prompt, dmg)) rc = FAIL("%s", model_error(m));
+        return rc;
+    default:
+        memset(dmg, 0, t->n_blocks * sizeof *dmg);
+        return 0;
+    }
+}
+
+int route_choose(model *m, model_state *s, const route_table *t, const route_opts *o, uint64_t budget,
+                 const int32_t *ids, uint32_t n, uint32_t n_prompt, uint8_t *choice, double (*dmg)[3],
+                 double *predicted, char *err, size_t errlen)
+{
+    uint8_t *mask = malloc(t->n_blocks);
+    if (!mask) return FAIL("out of memory");
+    memcpy(mask, t->mask, t->n_blocks);
+    int rc = damages(m, s, t, o, ids, n, n_prompt, dmg, err, errlen);
+    for (uint32_t b = 0; !rc && b < t->n_blocks; b++) {
+        if (o->mode == ROUTE_SKIP_ONLY && mask[b] >> ROUTE_FULL & 1) mask[b] &= (uint8_t) ~(1u << ROUTE_BASE);
+        if (o->forced && o->forced[b] && !(mask[b] & 1u << ROUTE_SKIP)) rc = FAIL("block %u cannot be skipped", b);
+        else if (o->forced && o->forced[b]) mask[b] = 1u << ROUTE_SKIP;
+    }
+    if (!rc && o->mode == ROUTE_TOP) rc = keep_top(t, o->k, dmg, mask, err, errlen);
+    if (!rc && route_select(t, mask, dmg, budget, choice))
+        rc = FAIL("--max-memory %.1f MiB is below the %.1f MiB that the embedding and output blocks and the cheapest "
+                  "allowed choice of every other block need",
+                  budget / 1048576.0, ceil((double)route_minimum(t, mask) / 104857.6) / 10);
+    *predicted = 0;
+    for (uint32_t b = 0; !rc && b < t->n_blocks; b++) *predicted += dmg[b][choice[b]];
+    free(mask);
+    return rc;
+}
+
+void route_print(FILE *f, const route_table *t, const uint8_t *choice, const double (*dmg)[3])
+{
+    static const char *const names[] = {"skip", "base", "full"};
+    uint64_t bytes = 0;
+    double sum = 0;
+    for (uint32_t b = 0; b < t->n_blocks; b++) {
+        fprintf(f, "route: block %u %s, %.2f MiB, predicted damage %.6f\n", b, names[choice[b]],
+                t->cost[b][choice[b]] / 1048576.0, dmg[b][choice[b]]);
+        bytes += t->cost[b][choice[b]], sum += dmg[b][choice[b]];
+    }
+    fprintf(f, "route: %.2f MiB of weights, predicted damage %.6f\n", bytes / 1048576.0, sum);
+}
