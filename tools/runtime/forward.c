@@ -79,6 +79,13 @@ static void matmul_task(void *ctx, uint32_t task)
     const matmul_job *j = ctx;
     const linear *l = j->l;
     uint32_t o0 = task * SLICE, o1 = o0 + SLICE < l->out ? o0 + SLICE : l->out;
+    if (!l->in_major && l->w->v.scheme == NSQ_SCHEME_TIERED && (j->exact || l->w->n_ref)) {
+        /* f32 products decode each row once for all positions */
+        kern_rows_f32(j->kern, l->w, l->off, j->x, j->n, o0, o1, j->y + o0, l->out);
+        for (uint32_t t = 0; l->b && t < j->n; t++)
+            for (uint32_t o = o0; o < o1; o++) j->y[(size_t)t * l->out + o] += l->b[o];
+        return;
+    }
     for (uint32_t t0 = 0; t0 < j->n; t0 += TOKENS) {
         uint32_t nt = j->n - t0 < TOKENS ? j->n - t0 : TOKENS, nb = act8_blocks(l->in);
         const float *x = j->x + (size_t)t0 * l->in;
@@ -86,7 +93,6 @@ static void matmul_task(void *ctx, uint32_t task)
         act8 a = *j->a; /* a view of rows t0.. */
         if (a.q) a.q += (size_t)t0 * l->in, a.s += (size_t)t0 * nb, a.ms += (size_t)t0 * nb;
         if (l->in_major) kern_cols(j->kern, l->w, l->off, x, nt, o0, o1, y, l->out);
-        else if (j->exact && l->w->v.scheme == NSQ_SCHEME_TIERED) kern_rows_f32(j->kern, l->w, l->off, x, nt, o0, o1, y, l->out);
         else kern_rows(j->kern, l->w, l->off, x, &a, nt, o0, o1, y, l->out);
         for (uint32_t t = 0; l->b && t < nt; t++)
             for (uint32_t o = o0; o < o1; o++) y[(size_t)t * l->out + o - o0] += l->b[o];

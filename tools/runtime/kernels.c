@@ -173,36 +173,37 @@ static float row_canonical(const wmat *w, uint64_t row, const tier_lists *l, con
     return kern_tree8(acc) + facc;
 }
 
-void kern_fma_lanes_scalar(const float *wv, const float *x, uint32_t n, float acc[8])
+void kern_fma_lanes_scalar(const float *wv, const float *x, size_t xs, uint32_t nt, uint32_t n, float (*acc)[8])
 {
-    for (uint32_t i = 0; i < n; i++) acc[i % 8] = fmaf(wv[i], x[i], acc[i % 8]);
+    for (uint32_t u = 0; u < nt; u++)
+        for (uint32_t i = 0; i < n; i++) acc[u][i % 8] = fmaf(wv[i], x[(size_t)u * xs + i], acc[u][i % 8]);
 }
 
-/* Each group decoded once, then for every token 8 lanes that run along the
+/* Each row decoded once, then for every token 8 lanes that run along the
  * whole row (lane = column % 8), summed by kern_tree8. */
 void kern_rows_f32(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
                    float *y, uint32_t ys)
 {
     uint32_t G = w->v.group_size, in = (uint32_t)w->v.cols, gpr = in / G;
-    float buf[256], acc[TOKENS_MAX][8];
+    float *buf = malloc((size_t)in * sizeof *buf), acc[TOKENS_MAX][8];
+    if (!buf) abort();
     for (uint32_t r = r0; r < r1; r++) {
         uint64_t row = (uint64_t)off + r;
+        uint64_t rank[4] = {w->rank[row][0], w->rank[row][1], w->rank[row][2], w->rank[row][3]};
+        for (uint32_t j = 0; j < gpr; j++) {
+            uint64_t g = row * gpr + j;
+            nsq_dequantize_group(&w->v, w->ref, w->n_ref, g, rank, buf + (size_t)j * G);
+            rank[tier_at(w->v.tier_map, g)]++;
+        }
         for (uint32_t t0 = 0; t0 < n; t0 += TOKENS_MAX) {
             uint32_t nt = n - t0 < TOKENS_MAX ? n - t0 : TOKENS_MAX;
-            uint64_t rank[4] = {w->rank[row][0], w->rank[row][1], w->rank[row][2], w->rank[row][3]};
+            const float *xt = x + (size_t)t0 * in;
             memset(acc, 0, sizeof acc);
-            for (uint32_t j = 0; j < gpr; j++) {
-                uint64_t g = row * gpr + j;
-                nsq_dequantize_group(&w->v, w->ref, w->n_ref, g, rank, buf);
-                rank[tier_at(w->v.tier_map, g)]++;
-                for (uint32_t u = 0; u < nt; u++) {
-                    const float *xg = x + (size_t)(t0 + u) * in + (size_t)j * G;
-                    if (k == KERN_SCALAR || !kern_x86_fma_lanes(k, buf, xg, G, acc[u])) kern_fma_lanes_scalar(buf, xg, G, acc[u]);
-                }
-            }
+            if (k == KERN_SCALAR || !kern_x86_fma_lanes(k, buf, xt, in, nt, in, acc)) kern_fma_lanes_scalar(buf, xt, in, nt, in, acc);
             for (uint32_t u = 0; u < nt; u++) y[(size_t)(t0 + u) * ys + r - r0] = kern_tree8(acc[u]);
         }
     }
+    free(buf);
 }
 
 void kern_rows_tiered_scalar(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,

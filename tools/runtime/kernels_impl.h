@@ -20,8 +20,10 @@ float kern_plain_at(const wmat *w, uint64_t k);
 #define TOKENS_MAX 16 /* tokens a kernel call takes at most (forward.c passes 16) */
 
 /* acc[i % 8] = fmaf(w[i], x[i], acc[i % 8]) for i < n in order (n % 8 == 0). */
-void kern_fma_lanes_scalar(const float *w, const float *x, uint32_t n, float acc[8]);
-int kern_x86_fma_lanes(kern_level k, const float *w, const float *x, uint32_t n, float acc[8]);
+/* For tokens u < nt (rows of x at stride xs): acc[u][i % 8] += w[i] * x[u][i]
+ * over i < n in increasing order, one rounding per step (fmaf). */
+void kern_fma_lanes_scalar(const float *w, const float *x, size_t xs, uint32_t nt, uint32_t n, float (*acc)[8]);
+int kern_x86_fma_lanes(kern_level k, const float *w, const float *x, size_t xs, uint32_t nt, uint32_t n, float (*acc)[8]);
 
 /* A row's group indices, tier by tier: idx[t][0..cnt[t]), buf holding 4 * gpr. */
 typedef struct {

@@ -371,17 +371,35 @@ AVX2_T static void rows_tiered_256(const wmat *w, uint32_t off, const float *x, 
 
 /* ---------------- dispatch ---------------- */
 
-AVX2_T static void fma_lanes_256(const float *w, const float *x, uint32_t n, float acc[8])
+/* Four tokens at a time: four independent chains hide the FMA latency. */
+AVX2_T static void fma_lanes_256(const float *w, const float *x, size_t xs, uint32_t nt, uint32_t n, float (*acc)[8])
 {
-    __m256 a = _mm256_loadu_ps(acc);
-    for (uint32_t i = 0; i < n; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a);
-    _mm256_storeu_ps(acc, a);
+    uint32_t u = 0;
+    for (; u + 4 <= nt; u += 4) {
+        const float *x0 = x + u * xs, *x1 = x0 + xs, *x2 = x1 + xs, *x3 = x2 + xs;
+        __m256 a0 = _mm256_loadu_ps(acc[u]), a1 = _mm256_loadu_ps(acc[u + 1]);
+        __m256 a2 = _mm256_loadu_ps(acc[u + 2]), a3 = _mm256_loadu_ps(acc[u + 3]);
+        for (uint32_t i = 0; i < n; i += 8) {
+            __m256 wv = _mm256_loadu_ps(w + i);
+            a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x0 + i), a0);
+            a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + i), a1);
+            a2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x2 + i), a2);
+            a3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x3 + i), a3);
+        }
+        _mm256_storeu_ps(acc[u], a0), _mm256_storeu_ps(acc[u + 1], a1);
+        _mm256_storeu_ps(acc[u + 2], a2), _mm256_storeu_ps(acc[u + 3], a3);
+    }
+    for (; u < nt; u++) {
+        __m256 a = _mm256_loadu_ps(acc[u]);
+        for (uint32_t i = 0; i < n; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + u * xs + i), a);
+        _mm256_storeu_ps(acc[u], a);
+    }
 }
 
-int kern_x86_fma_lanes(kern_level k, const float *w, const float *x, uint32_t n, float acc[8])
+int kern_x86_fma_lanes(kern_level k, const float *w, const float *x, size_t xs, uint32_t nt, uint32_t n, float (*acc)[8])
 {
     (void)k;
-    fma_lanes_256(w, x, n, acc);
+    fma_lanes_256(w, x, xs, nt, n, acc);
     return 1;
 }
 
@@ -406,9 +424,9 @@ int kern_x86_cols(kern_level k, const wmat *w, uint32_t off, const float *x, uin
 
 #else
 kern_level kern_x86_best(void) { return KERN_SCALAR; }
-int kern_x86_fma_lanes(kern_level k, const float *w, const float *x, uint32_t n, float acc[8])
+int kern_x86_fma_lanes(kern_level k, const float *w, const float *x, size_t xs, uint32_t nt, uint32_t n, float (*acc)[8])
 {
-    (void)k, (void)w, (void)x, (void)n, (void)acc;
+    (void)k, (void)w, (void)x, (void)xs, (void)nt, (void)n, (void)acc;
     return 0;
 }
 int kern_x86_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
