@@ -66,6 +66,9 @@ KERNEL_SRC := $(filter tools/runtime/kernels%,$(RUNTIME_SRC))
 $(BUILD)/tests/test_kernels: tests/unit/test_kernels.c tests/unit/testutil.h $(KERNEL_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itests/unit -Itools/runtime $(CFLAGS) $< $(KERNEL_SRC) -o $@ $(BUILD)/libnsq.a -lcmocka $(LIBS)
+$(BUILD)/tests/test_route: tests/unit/test_route.c tests/unit/testutil.h $(RUNTIME_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -Itests/unit -Itools/runtime $(CFLAGS) $< $(RUNTIME_SRC) -o $@ $(BUILD)/libnsq.a -lcmocka -lpthread $(LIBS)
 $(BUILD)/bench/kernels: bench/kernels.c $(KERNEL_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(KERNEL_SRC) -o $@ $(BUILD)/libnsq.a $(LIBS)

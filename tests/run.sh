@@ -117,6 +117,7 @@ tool_tests() {
 
 source tests/convert.sh
 source tests/runtime.sh
+source tests/routing.sh
 source tests/arch.sh
 source tests/bindings.sh
 source tests/install.sh
@@ -128,6 +129,7 @@ for b in "$@"; do
     tool_tests "$b"
     convert_tests "$b"
     runtime_tests "$b"
+    routing_tests "$b"
     arch_tests "$b"
     bindings_tests "$b"
 done

@@ -176,7 +176,7 @@ static int parse_args(int argc, char **argv, options *o)
         }
         case 'O': o->router = 1; break;
         case 'W':
-            bad = parse_uint(optarg, 16, 1 << 20, &v) ? fprintf(stderr, TOOL ": --router-windows wants 16..1048576\n") : 0;
+            bad = parse_uint(optarg, 8, 1 << 20, &v) ? fprintf(stderr, TOOL ": --router-windows wants 8..1048576\n") : 0;
             o->router_windows = (uint32_t)v;
             break;
         case 'q': o->quiet = 1; break;

@@ -279,7 +279,7 @@ int router_fit_run(const char *model_path, const char *text_path, uint32_t windo
     if (!rc && m.c.ctx < ROUTER_WINDOW) rc = FAIL("router: the model's context is below %d tokens", ROUTER_WINDOW);
     if (!rc) rc = tokens(&m, text_path, &ids, &n_ids, err, errlen);
     s.n = (uint32_t)(n_ids / ROUTER_WINDOW < windows ? n_ids / ROUTER_WINDOW : windows);
-    if (!rc && s.n < 16) rc = FAIL("--calib %s: %zu tokens, the router needs 16 windows of %d", text_path, n_ids, ROUTER_WINDOW);
+    if (!rc && s.n < 8) rc = FAIL("--calib %s: %zu tokens, the router needs 8 windows of %d", text_path, n_ids, ROUTER_WINDOW);
     s.D = m.c.hidden, s.O = 3 * t.n_blocks;
     s.x = rc ? NULL : malloc((size_t)s.n * s.D * sizeof *s.x);
     s.y = rc ? NULL : calloc((size_t)s.n * s.O, sizeof *s.y);

@@ -58,6 +58,10 @@ int route_init(const model *m, route_table *t, char *err, size_t errlen)
         if (!t->mask[b]) t->mask[b] = 1u << ROUTE_BASE;
     }
     load_static(m, t);
+    uint64_t pt = 0;
+    t->prompt_tokens = !nsq_meta_u64(m->f, "provenance.router.prompt_tokens", 0, &pt) && pt > 0 && pt < (1u << 20)
+                           ? (uint32_t)pt
+                           : ROUTE_PROMPT_TOKENS;
     return 0;
 }
 
@@ -88,7 +92,7 @@ int route_predict(const route_table *t, const model *m, const int32_t *ids, uint
     float *x = malloc(m->c.hidden * sizeof *x), *y = malloc(3 * (size_t)t->n_blocks * sizeof *y);
     int rc = x && y ? 0 : -1;
     if (!rc) {
-        route_features(m, ids, n < ROUTE_PROMPT_TOKENS ? n : ROUTE_PROMPT_TOKENS, x);
+        route_features(m, ids, n < t->prompt_tokens ? n : t->prompt_tokens, x);
         rc = nsq_router_eval(&t->router, x, y) ? -1 : 0;
     }
     for (uint32_t b = 0; !rc && b < t->n_blocks; b++) {

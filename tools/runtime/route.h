@@ -12,7 +12,7 @@
 
 /* Metadata key of the static policy: mean damage per block and choice. */
 #define ROUTE_STATIC_KEY "router.static_damage"
-/* Prompt tokens the router looks at, when the caller has more. */
+/* Prompt tokens the router looks at when the file does not say. */
 #define ROUTE_PROMPT_TOKENS 32
 
 typedef struct {
@@ -22,6 +22,7 @@ typedef struct {
     double (*fixed)[3];      /* [block][c] the static policy, NULL when the file has none */
     int has_router;
     nsq_router router;
+    uint32_t prompt_tokens; /* leading tokens the router looks at (provenance.router.prompt_tokens) */
 } route_table;
 
 /* Costs and masks for m's file: the router's masks when it has one, else
