@@ -102,9 +102,7 @@ static int parse_args(int argc, char **argv, options *o)
         case 'Z': o->exact = 1; break;
         case 'r':
             o->routed = 1;
-            if (optarg) bad = route_parse(optarg, &o->route);
-            else if (optind < argc && !route_parse(argv[optind], &o->route)) optind++;
-            else o->route.mode = ROUTE_ROUTER;
+            bad = route_option(optarg, argc, argv, &optind, &o->route);
             break;
         case 'Q': o->route.print = 1; break;
         case 'K': o->skip_blocks = optarg, o->routed = 1; break;

@@ -224,6 +224,14 @@ int route_parse(const char *s, route_opts *o)
     return 0;
 }
 
+int route_option(const char *arg, int argc, char **argv, int *next, route_opts *o)
+{
+    if (arg) return route_parse(arg, o);
+    if (*next < argc && !route_parse(argv[*next], o)) return ++*next, 0;
+    o->mode = ROUTE_ROUTER;
+    return 0;
+}
+
 int route_parse_skip(const char *s, uint32_t n_blocks, route_opts *o, char *err, size_t errlen)
 {
     free(o->forced);

@@ -75,6 +75,10 @@ typedef struct {
  * "oracle", "none" or a block count. -1 when it is none of these. */
 int route_parse(const char *s, route_opts *o);
 const char *route_mode_name(route_mode m);
+/* getopt_long's --route with an optional argument: --route=MODE, or
+ * --route MODE when the next word parses as one (then *next, getopt's optind,
+ * moves past it), else the router. -1 when --route=MODE does not parse. */
+int route_option(const char *arg, int argc, char **argv, int *next, route_opts *o);
 /* Parses --skip-blocks "2,3" into o->forced for n_blocks blocks. */
 int route_parse_skip(const char *s, uint32_t n_blocks, route_opts *o, char *err, size_t errlen);
 
