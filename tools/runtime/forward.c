@@ -249,8 +249,7 @@ static void mlp_block(const model *m, model_state *s, uint32_t L, uint32_t n)
     for (size_t i = 0; i < (size_t)n * c->hidden; i++) s->x[i] += s->o[i];
 }
 
-int forward(const model *m, model_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0, float *logits,
-            int all_logits)
+void forward_embed(const model *m, model_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0)
 {
     const model_config *c = &m->c;
     uint32_t H = c->hidden;
@@ -262,15 +261,32 @@ int forward(const model *m, model_state *s, const int32_t *tokens, uint32_t n, u
             for (uint32_t i = 0; i < H; i++) x[i] += s->h[i];
         }
     }
-    for (uint32_t L = 0; L < c->n_layers; L++) {
+}
+
+int forward_layers(const model *m, model_state *s, uint32_t L0, uint32_t L1, uint32_t n, uint32_t pos0)
+{
+    for (uint32_t L = L0; L < L1; L++) {
         if (model_layer_skipped(m, L)) continue;
         if (model_need_layer(m, L)) return -1;
         attention_block(m, s, L, n, pos0);
         mlp_block(m, s, L, n);
     }
-    uint32_t first = all_logits ? 0 : n - 1, rows = n - first;
+    return 0;
+}
+
+void forward_logits(const model *m, model_state *s, uint32_t n, float *logits, int all_logits)
+{
+    uint32_t H = m->c.hidden, first = all_logits ? 0 : n - 1, rows = n - first;
     apply_norm(m, s->h, s->x + (size_t)first * H, &m->final_norm, rows);
     round_input(s, s->h, rows, H);
     matmul(s, &m->head, s->h, rows, logits);
+}
+
+int forward(const model *m, model_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0, float *logits,
+            int all_logits)
+{
+    forward_embed(m, s, tokens, n, pos0);
+    if (forward_layers(m, s, 0, m->c.n_layers, n, pos0)) return -1;
+    forward_logits(m, s, n, logits, all_logits);
     return 0;
 }

@@ -133,6 +133,12 @@ void state_bytes(const model_state *s, const model *m, uint64_t *kv, uint64_t *s
  * Returns -1 when a streamed block cannot be read (the message is in err). */
 int forward(const model *m, model_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0, float *logits,
             int all_logits);
+/* forward() in its three parts, for callers that rerun part of a pass: the
+ * embedding of tokens into the residual stream s->x, layers [L0, L1) on it
+ * (-1 as forward()), and the logits of s->x. */
+void forward_embed(const model *m, model_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0);
+int forward_layers(const model *m, model_state *s, uint32_t L0, uint32_t L1, uint32_t n, uint32_t pos0);
+void forward_logits(const model *m, model_state *s, uint32_t n, float *logits, int all_logits);
 const char *model_error(const model *m);
 
 /* Residency, for forward(): makes layer L's block resident (and starts

@@ -176,14 +176,39 @@ static double mean_kld(const float *ref, const float *q, uint32_t n, uint32_t V)
     return n ? sum / n : 0;
 }
 
+/* The rest of a pass after block b changed: from the residual stream that
+ * entered its first layer in the all-FULL run (snap), or from the
+ * embedding when b holds it. */
+static int rerun_from(model *m, model_state *s, uint32_t b, const int32_t *ids, uint32_t n, const float *snap,
+                      float *logits)
+{
+    nsq_block blk;
+    uint32_t nL = m->c.n_layers, L0 = 0;
+    size_t rows = (size_t)n * m->c.hidden;
+    nsq_block_at(m->f, b, &blk);
+    if (blk.kind == NSQ_BLOCK_EMBEDDINGS) forward_embed(m, s, ids, n, 0);
+    else L0 = blk.kind == NSQ_BLOCK_LAYERS ? blk.first_layer : nL;
+    if (blk.kind != NSQ_BLOCK_EMBEDDINGS) memcpy(s->x, snap + L0 * rows, rows * sizeof *s->x);
+    if (forward_layers(m, s, L0, nL, n, 0)) return -1;
+    forward_logits(m, s, n, logits, 1);
+    return 0;
+}
+
 int route_measure(model *m, model_state *s, const route_table *t, const int32_t *ids, uint32_t n, uint32_t n_prompt,
                   double (*dmg)[3])
 {
-    uint32_t V = m->c.vocab, scored = n - n_prompt, first = n_prompt - 1;
+    uint32_t V = m->c.vocab, nL = m->c.n_layers, scored = n - n_prompt, first = n_prompt - 1;
+    size_t rows = (size_t)n * m->c.hidden;
     float *all = malloc((size_t)n * V * sizeof *all), *ref = malloc((size_t)scored * V * sizeof *ref);
-    int rc = all && ref && n > n_prompt && n_prompt > 0 ? 0 : -1;
-    if (!rc) rc = forward(m, s, ids, n, 0, all, 1);
+    float *snap = malloc((nL + 1) * rows * sizeof *snap); /* the stream entering each layer, and leaving the last */
+    int rc = all && ref && snap && n > n_prompt && n_prompt > 0 ? 0 : -1;
+    if (!rc) forward_embed(m, s, ids, n, 0);
+    for (uint32_t L = 0; !rc && L <= nL; L++) {
+        memcpy(snap + L * rows, s->x, rows * sizeof *s->x);
+        if (L < nL) rc = forward_layers(m, s, L, L + 1, n, 0);
+    }
     if (!rc) {
+        forward_logits(m, s, n, all, 1);
         memcpy(ref, all + (size_t)first * V, (size_t)scored * V * sizeof *ref);
         log_softmax(ref, scored, V);
     }
@@ -192,7 +217,7 @@ int route_measure(model *m, model_state *s, const route_table *t, const int32_t 
         for (int c = ROUTE_SKIP; c < ROUTE_FULL && !rc; c++) {
             if (!(t->mask[b] >> c & 1) || (c == ROUTE_BASE && !(t->mask[b] >> ROUTE_FULL & 1))) continue;
             model_try_choice(m, b, c);
-            rc = forward(m, s, ids, n, 0, all, 1);
+            rc = rerun_from(m, s, b, ids, n, snap, all);
             model_try_choice(m, b, ROUTE_FULL);
             if (rc) break;
             float *q = all + (size_t)first * V;
@@ -200,7 +225,7 @@ int route_measure(model *m, model_state *s, const route_table *t, const int32_t 
             dmg[b][c] = mean_kld(ref, q, scored, V);
         }
     }
-    free(all), free(ref);
+    free(all), free(ref), free(snap);
     return rc;
 }
 
