@@ -47,6 +47,8 @@ int cli_finish_stdout(const char *tool);
 char *cli_read_file(const char *path, size_t *size);
 /* Seconds on a monotonic clock. */
 double cli_now(void);
+/* This process's peak resident set so far, in MiB. */
+double cli_peak_rss_mib(void);
 
 /* "512M", "2G", "1.5GiB", "1000000": bytes (K, M, G, T are powers of 1024). -1 if malformed or 0. */
 int cli_parse_size(const char *s, uint64_t *bytes);

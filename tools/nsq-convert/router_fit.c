@@ -274,7 +274,7 @@ int router_fit_run(const char *model_path, const char *text_path, uint32_t windo
     int rc = route_init(&m, &t, err, errlen);
     uint8_t *full = rc ? NULL : malloc(t.n_blocks);
     if (!rc && !full) rc = FAIL("out of memory");
-    for (uint32_t b = 0; !rc && b < t.n_blocks; b++) full[b] = t.mask[b] >> ROUTE_FULL & 1 ? ROUTE_FULL : ROUTE_BASE;
+    if (!rc) route_all_full(&t, full);
     if (!rc) rc = model_route(&m, full, err, errlen);
     if (!rc && m.c.ctx < ROUTER_WINDOW) rc = FAIL("router: the model's context is below %d tokens", ROUTER_WINDOW);
     if (!rc) rc = tokens(&m, text_path, &ids, &n_ids, err, errlen);
@@ -285,11 +285,7 @@ int router_fit_run(const char *model_path, const char *text_path, uint32_t windo
     s.y = rc ? NULL : calloc((size_t)s.n * s.O, sizeof *s.y);
     s.have = rc ? NULL : calloc(s.O, 1);
     if (!rc && (!s.x || !s.y || !s.have)) rc = FAIL("out of memory");
-    for (uint32_t b = 0; !rc && b < t.n_blocks; b++) {
-        int full_ok = t.mask[b] >> ROUTE_FULL & 1;
-        s.have[3 * b + ROUTE_SKIP] = t.mask[b] >> ROUTE_SKIP & 1;
-        s.have[3 * b + ROUTE_BASE] = full_ok && t.mask[b] >> ROUTE_BASE & 1;
-    }
+    for (uint32_t o = 0; !rc && o < s.O; o++) s.have[o] = (uint8_t)route_measured(t.mask[o / 3], (int)(o % 3));
     if (!rc) rc = measure(&m, &t, ids, &s, threads, err, errlen);
     uint32_t *train = rc ? NULL : malloc(s.n * sizeof *train), *held = rc ? NULL : malloc(s.n * sizeof *held), *all = rc ? NULL : malloc(s.n * sizeof *all);
     uint32_t nt = 0, nh = 0;

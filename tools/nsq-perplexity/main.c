@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -303,13 +302,6 @@ static int evaluate(const options *o, const runner *mod, const runner *base, con
     return j.failed ? -1 : 0;
 }
 
-static double peak_rss_mib(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
-}
-
 static void report(const options *o, const result *r, size_t n_ids)
 {
     double ppl = exp(r->nll / (double)r->scored), bppl = exp(r->base_nll / (double)r->scored);
@@ -325,7 +317,7 @@ static void report(const options *o, const result *r, size_t n_ids)
                    route_mode_name(o->route.mode), r->route_bytes / r->windows / 1048576.0,
                    (unsigned long long)r->choices[0], (unsigned long long)r->choices[1], (unsigned long long)r->choices[2],
                    r->route_pred / r->windows);
-        printf("peak resident weights %.2f MiB, peak RSS %.1f MiB\n", r->weights_peak / 1048576.0, peak_rss_mib());
+        printf("peak resident weights %.2f MiB, peak RSS %.1f MiB\n", r->weights_peak / 1048576.0, cli_peak_rss_mib());
         return;
     }
     cli_json j;
@@ -372,7 +364,7 @@ static void report(const options *o, const result *r, size_t n_ids)
     }
     cli_json_kv_u64(&j, "weights_peak_bytes", r->weights_peak);
     cli_json_key(&j, "peak_rss_mib");
-    cli_json_f64(&j, peak_rss_mib());
+    cli_json_f64(&j, cli_peak_rss_mib());
     cli_json_key(&j, "seconds");
     cli_json_f64(&j, r->seconds);
     cli_json_end_object(&j);

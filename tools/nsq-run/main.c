@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -317,14 +316,12 @@ static void print_plan(const options *o, const model *m)
 
 static void print_stats(const timing *t, const model *m)
 {
-    struct rusage ru;
     model_usage u;
-    getrusage(RUSAGE_SELF, &ru);
     model_get_usage(m, &u);
     fprintf(stderr, TOOL ": prompt %zu tokens in %.3f s (%.1f tok/s); generated %zu tokens in %.3f s (%.1f tok/s); "
                     "peak RSS %.1f MiB\n",
             t->prompt_n, t->prompt_s, t->prompt_s > 0 ? (double)t->prompt_n / t->prompt_s : 0, t->gen_n, t->gen_s,
-            t->gen_s > 0 ? (double)t->gen_n / t->gen_s : 0, (double)ru.ru_maxrss / 1024.0);
+            t->gen_s > 0 ? (double)t->gen_n / t->gen_s : 0, cli_peak_rss_mib());
     fprintf(stderr, TOOL ": weights %s: peak %.1f MiB resident%s%.1f MiB; %llu block loads, %.1f MiB read in %.3f s\n",
             u.streaming ? "streamed" : "resident", MIB(u.resident_peak), u.budget ? " of a budget of " : ", file ",
             MIB(u.budget ? u.budget : u.all_blocks + u.all_refinements), (unsigned long long)u.loads, MIB(u.bytes_read),
@@ -339,19 +336,11 @@ static void print_stats(const timing *t, const model *m)
 }
 
 /* Routing is on when asked for, and by default under a budget when the file
- * has a router: its static policy then decides. */
-static int routing(options *o)
+ * has a router: its static policy then decides (see run()). */
+static int routing(const options *o)
 {
-    if (o->route_set) return o->route.mode != ROUTE_OFF || o->skip_blocks;
-    if (o->skip_blocks) return 1;
-    nsq_file *f;
-    nsq_diag d;
-    nsq_info info = {0};
-    if (!o->max_memory || nsq_open(o->model, NSQ_OPEN_PREAD, &f, &d)) return 0;
-    nsq_get_info(f, &info);
-    nsq_close(f);
-    if (info.has_router) o->route.mode = ROUTE_STATIC;
-    return info.has_router;
+    if (o->route_set) return o->route.mode != ROUTE_OFF || o->skip_blocks ? MODEL_ROUTED : MODEL_UNROUTED;
+    return o->skip_blocks ? MODEL_ROUTED : MODEL_ROUTED_IF_ROUTER;
 }
 
 /* Chooses every block's option from the prompt and loads what was chosen. */
@@ -368,8 +357,8 @@ static int route_model(options *o, model *m, const int32_t *ids, size_t n)
         rc = (snprintf(err, sizeof err, "--route %s decides from a prompt: give one", route_mode_name(o->route.mode)), -1);
     if (!rc && o->skip_blocks) rc = route_parse_skip(o->skip_blocks, t.n_blocks, &o->route, err, sizeof err);
     if (!rc)
-        rc = route_choose(m, NULL, &t, &o->route, o->max_memory, ids, (uint32_t)n,
-                          (uint32_t)(n < ROUTE_PROMPT_TOKENS ? n : ROUTE_PROMPT_TOKENS), choice, dmg, &pred, err, sizeof err);
+        rc = route_choose(m, NULL, &t, &o->route, o->max_memory, ids, (uint32_t)n, (uint32_t)n, choice, dmg, &pred, err,
+                          sizeof err);
     if (!rc && (o->route.print || o->plan)) route_print(o->plan ? stdout : stderr, &t, choice, (const double(*)[3])dmg);
     if (!rc) rc = model_route(m, choice, err, sizeof err);
     if (rc) fprintf(stderr, TOOL ": %s\n", err);
@@ -388,12 +377,13 @@ static int run(options *o)
     int32_t *ids = NULL;
     size_t n_ids = 0;
     timing tm = {0, 0, 0, 0, 0, 0};
-    int routed = routing(o);
-    model_opts mo = {o->no_mmap ? NSQ_OPEN_PREAD : 0, o->max_refine, o->max_memory, o->cold, routed};
+    model_opts mo = {o->no_mmap ? NSQ_OPEN_PREAD : 0, o->max_refine, o->max_memory, o->cold, routing(o)};
     if (model_open(o->model, &mo, &m, err, sizeof err)) {
         fprintf(stderr, TOOL ": %s\n", err);
         return CLI_EXIT_INVALID;
     }
+    int routed = model_routed(&m);
+    if (routed && !o->route_set && !o->skip_blocks) o->route.mode = ROUTE_STATIC;
     int rc = 0;
     if (o->prompt || (!o->print_ids && !o->plan)) {
         cli_diag_init(&d);

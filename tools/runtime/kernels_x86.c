@@ -130,6 +130,18 @@ AVX512_T static inline __attribute__((always_inline)) void chunk_512(uint32_t t,
     }
 }
 
+/* Columns [c, c1) of an in-major product past the last full vector, one
+ * fmaf per input row, into y[c - c0]. */
+static void cols_plain_tail(const wmat *w, uint32_t off, const float *x, uint64_t in, uint64_t ld, uint32_t c, uint32_t c0,
+                            uint32_t c1, float *y)
+{
+    for (; c < c1; c++) {
+        float acc = 0;
+        for (uint64_t i = 0; i < in; i++) acc = fmaf(x[i], kern_plain_at(w, i * ld + off + c), acc);
+        y[c - c0] = acc;
+    }
+}
+
 /* 16 weights of a plain matrix from element k on, as f32. */
 AVX512_T static inline __m512 plain16_512(uint32_t scheme, const uint8_t *p, uint64_t k)
 {
@@ -172,11 +184,7 @@ AVX512_T static void cols_plain_512(const wmat *w, uint32_t off, const float *x,
                 s = _mm512_fmadd_ps(_mm512_set1_ps(x[t * in + i]), plain16_512(w->v.scheme, w->v.data, i * ld + off + c), s);
             _mm512_storeu_ps(yt + c - c0, s);
         }
-        for (; c < c1; c++) {
-            float acc = 0;
-            for (uint64_t i = 0; i < in; i++) acc = fmaf(x[t * in + i], kern_plain_at(w, i * ld + off + c), acc);
-            yt[c - c0] = acc;
-        }
+        cols_plain_tail(w, off, x + t * in, in, ld, c, c0, c1, yt);
     }
 }
 
@@ -278,11 +286,7 @@ AVX2_T static void cols_plain_256(const wmat *w, uint32_t off, const float *x, u
                 s = _mm256_fmadd_ps(_mm256_set1_ps(x[t * in + i]), plain8_256(w->v.scheme, w->v.data, i * ld + off + c), s);
             _mm256_storeu_ps(yt + c - c0, s);
         }
-        for (; c < c1; c++) {
-            float acc = 0;
-            for (uint64_t i = 0; i < in; i++) acc = fmaf(x[t * in + i], kern_plain_at(w, i * ld + off + c), acc);
-            yt[c - c0] = acc;
-        }
+        cols_plain_tail(w, off, x + t * in, in, ld, c, c0, c1, yt);
     }
 }
 

@@ -325,9 +325,15 @@ int model_open(const char *path, const model_opts *o, model *m, char *err, size_
     memset(m, 0, sizeof *m);
     unsigned flags = o->open_flags | (o->max_memory ? NSQ_OPEN_PREAD : 0);
     if (nsq_open(path, flags, &m->f, &d)) return FAIL("%s: %s", path, d.message);
+    model_opts ro = *o;
+    if (ro.routed == MODEL_ROUTED_IF_ROUTER) {
+        nsq_info info;
+        nsq_get_info(m->f, &info);
+        ro.routed = info.has_router && ro.max_memory ? MODEL_ROUTED : MODEL_UNROUTED;
+    }
     int rc = read_config(m->f, &m->c, err, errlen);
     if (!rc && !(m->layers = calloc(m->c.n_layers, sizeof *m->layers))) rc = FAIL("out of memory");
-    if (!rc) rc = residency_init(m, path, o, err, errlen);
+    if (!rc) rc = residency_init(m, path, &ro, err, errlen);
     if (!rc) rc = globals_complete(m, err, errlen);
     if (!rc && !m->c.learned_pos && rope_table(m)) rc = FAIL("out of memory");
     if (rc) model_free(m);

@@ -66,8 +66,11 @@ typedef struct {
     int max_refine;       /* refinement levels per block, -1: all there are */
     uint64_t max_memory;  /* bytes of resident weights, 0: no limit (the whole file) */
     int drop_cache;       /* streaming: drop each block's file pages after reading it (cold reads) */
-    int routed;           /* load only the embedding and output blocks, from their base; model_route() picks the rest */
+    int routed;           /* MODEL_ROUTED: load only the embedding and output blocks, from their base;
+                             model_route() picks the rest. MODEL_ROUTED_IF_ROUTER: so when the file
+                             has a router section and there is a budget */
 } model_opts;
+enum { MODEL_UNROUTED, MODEL_ROUTED, MODEL_ROUTED_IF_ROUTER };
 
 /* Opens path and reads the config. Without a budget every block is loaded
  * now (checksums verified); with one, the embedding and output blocks are,
@@ -102,6 +105,8 @@ int model_route(model *m, const uint8_t *choice, char *err, size_t errlen);
 /* Evaluates a resident block as choice c (SKIP, BASE, or FULL = as loaded)
  * without reading anything; for measuring what each choice costs. */
 void model_try_choice(model *m, uint32_t b, int c);
+/* The model was opened for routing (model_opts.routed, resolved). */
+int model_routed(const model *m);
 /* Layer L's block is skipped (routing). */
 int model_layer_skipped(const model *m, uint32_t L);
 

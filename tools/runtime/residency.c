@@ -140,6 +140,7 @@ static void *prefetcher(void *arg)
 }
 
 int model_layer_skipped(const model *m, uint32_t L) { return m->rs->skip[m->rs->of_layer[L]]; }
+int model_routed(const model *m) { return m->rs->routed; }
 
 int model_need_layer(const model *m, uint32_t L)
 {

@@ -65,6 +65,11 @@ int route_init(const model *m, route_table *t, char *err, size_t errlen)
     return 0;
 }
 
+void route_all_full(const route_table *t, uint8_t *choice)
+{
+    for (uint32_t b = 0; b < t->n_blocks; b++) choice[b] = t->mask[b] >> ROUTE_FULL & 1 ? ROUTE_FULL : ROUTE_BASE;
+}
+
 void route_free(route_table *t)
 {
     free(t->mask), free(t->cost), free(t->fixed);
@@ -215,7 +220,7 @@ int route_measure(model *m, model_state *s, const route_table *t, const int32_t 
     for (uint32_t b = 0; !rc && b < t->n_blocks; b++) {
         dmg[b][0] = dmg[b][1] = dmg[b][2] = 0;
         for (int c = ROUTE_SKIP; c < ROUTE_FULL && !rc; c++) {
-            if (!(t->mask[b] >> c & 1) || (c == ROUTE_BASE && !(t->mask[b] >> ROUTE_FULL & 1))) continue;
+            if (!route_measured(t->mask[b], c)) continue;
             model_try_choice(m, b, c);
             rc = rerun_from(m, s, b, ids, n, snap, all);
             model_try_choice(m, b, ROUTE_FULL);
@@ -326,8 +331,7 @@ static int damages(model *m, model_state *s, const route_table *t, const route_o
         return 0;
     case ROUTE_ORACLE:
         if (!(full = malloc(t->n_blocks))) return FAIL("out of memory");
-        for (uint32_t b = 0; b < t->n_blocks; b++)
-            full[b] = t->mask[b] >> ROUTE_FULL & 1 ? ROUTE_FULL : ROUTE_BASE;
+        route_all_full(t, full);
         int rc = model_route(m, full, err, errlen);
         free(full);
         if (!rc && route_measure(m, s, t, ids, n, n_prompt, dmg)) rc = FAIL("%s", model_error(m));

@@ -30,6 +30,15 @@ typedef struct {
 int route_init(const model *m, route_table *t, char *err, size_t errlen);
 void route_free(route_table *t);
 
+/* Every block at its most precise allowed choice: FULL, else BASE. */
+void route_all_full(const route_table *t, uint8_t *choice);
+/* Whether route_measure measures choice c under mask: SKIP when allowed,
+ * BASE when FULL is allowed too (otherwise BASE is the reference). */
+static inline int route_measured(uint8_t mask, int c)
+{
+    return c != ROUTE_FULL && (mask >> c & 1) && (c == ROUTE_SKIP || (mask >> ROUTE_FULL & 1));
+}
+
 /* Feature 1 (spec 11.2): the mean of the prompt's token embeddings, decoded
  * from the embedding block's base. x has hidden elements. */
 void route_features(const model *m, const int32_t *ids, uint32_t n, float *x);
@@ -82,8 +91,9 @@ int route_option(const char *arg, int argc, char **argv, int *next, route_opts *
 /* Parses --skip-blocks "2,3" into o->forced for n_blocks blocks. */
 int route_parse_skip(const char *s, uint32_t n_blocks, route_opts *o, char *err, size_t errlen);
 
-/* The choices for a prompt (ROUTE_ORACLE: for the text ids[0..n), whose
- * first n_prompt tokens are the prompt; s is then needed). dmg receives the
+/* The choices for a prompt, ids[0..n_prompt) (the router reads at most
+ * t->prompt_tokens of it; ROUTE_ORACLE measures on all of ids[0..n) and
+ * needs s). dmg receives the
  * damages the choice was made on; *predicted their sum over the choices. */
 int route_choose(model *m, model_state *s, const route_table *t, const route_opts *o, uint64_t budget,
                  const int32_t *ids, uint32_t n, uint32_t n_prompt, uint8_t *choice, double (*dmg)[3],
