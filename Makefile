@@ -31,9 +31,9 @@ CONVERT_HDR := $(wildcard tools/nsq-convert/*.h)
 TOOL_BIN := $(TOOLS:%=$(BUILD)/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-TEST_HELPERS := $(BUILD)/tests/mkfixtures $(BUILD)/tests/roundtrip $(BUILD)/tests/dequant_dump
+TEST_HELPERS := $(BUILD)/tests/mkfixtures $(BUILD)/tests/roundtrip $(BUILD)/tests/dequant_dump $(BUILD)/tests/nsq_edit
 
-.PHONY: all lib tools test asan fuzz fuzz-smoke demo conformance install uninstall clean
+.PHONY: all lib tools test asan fuzz fuzz-smoke fuzz-long demo conformance install uninstall clean
 all: lib tools $(UNIT_BIN) $(TEST_HELPERS) $(BUILD)/bench/kernels $(BUILD)/bench/membw
 lib: $(BUILD)/libnsq.a $(BUILD)/libnsq.so
 tools: $(TOOL_BIN)
@@ -55,6 +55,10 @@ $(BUILD)/nsq-convert: $(CONVERT_SRC) $(CONVERT_HDR) $(RUNTIME_SRC) $(RUNTIME_HDR
 
 $(BUILD)/nsq-run $(BUILD)/nsq-perplexity: $(BUILD)/nsq-%: tools/nsq-%/main.c $(RUNTIME_SRC) $(RUNTIME_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
 	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(RUNTIME_SRC) tools/common/cli.c -o $@ $(BUILD)/libnsq.a -lpthread $(LIBS)
+
+# --model runs the runtime's model check
+$(BUILD)/nsq-verify: tools/nsq-verify/main.c tools/runtime/check.c $(RUNTIME_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
+	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $< tools/runtime/check.c tools/common/cli.c -o $@ $(BUILD)/libnsq.a $(LIBS)
 
 $(BUILD)/nsq-%: tools/nsq-%/main.c tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
 	$(CC) $(BASE) -Itools/common $(CFLAGS) tools/nsq-$*/main.c tools/common/cli.c -o $@ $(BUILD)/libnsq.a $(LIBS)
@@ -81,6 +85,9 @@ $(BUILD)/tests/roundtrip: tests/roundtrip.c tools/nsq-convert/safetensors.c $(BU
 $(BUILD)/tests/mkfixtures: tests/mkfixtures.c $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a $(LIBS)
+$(BUILD)/tests/nsq_edit: tests/nsq_edit.c $(BUILD)/libnsq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a $(LIBS)
 $(BUILD)/tests/dequant_dump: tests/dequant_dump.c $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a $(LIBS)
@@ -96,14 +103,24 @@ asan:
 	$(MAKE) --no-print-directory BUILD=build-asan CC=clang CFLAGS="$(ASAN_CFLAGS)" RUNTIME_OPT= all
 	tests/run.sh build-asan
 
-# libFuzzer targets; FUZZ_TIME seconds per target over the seed corpus.
-FUZZ_TARGETS := fuzz_open fuzz_block
+# libFuzzer targets: every fuzz/fuzz_*.c, linked with libnsq's sources and the
+# tool sources it names in FUZZ_SRC_<target>. FUZZ_TIME seconds per target in
+# fuzz-smoke; fuzz-long runs each target for FUZZ_RUNS executions on FUZZ_JOBS
+# processes (see fuzz/README.md).
+FUZZ_TARGETS ?= $(basename $(notdir $(wildcard fuzz/fuzz_*.c)))
 FUZZ_TIME ?= 20
+FUZZ_RUNS ?= 10000000
+FUZZ_JOBS ?= $(shell nproc)
 FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_DEPS := $(LIB_SRC) libnsq/nsq.h libnsq/internal.h $(wildcard tools/*/*.h)
+FUZZ_INC := -Itools/common -Itools/runtime -Itools/nsq-convert
+FUZZ_SRC_fuzz_open :=
+FUZZ_SRC_fuzz_block :=
 fuzz: $(FUZZ_TARGETS:%=build-fuzz/%)
-build-fuzz/%: fuzz/%.c $(LIB_SRC) libnsq/nsq.h libnsq/internal.h
+.SECONDEXPANSION:
+build-fuzz/%: fuzz/%.c $(FUZZ_DEPS) $$(FUZZ_SRC_$$*)
 	@mkdir -p build-fuzz
-	clang $(BASE) $(FUZZ_CFLAGS) $< $(LIB_SRC) -o $@ $(LIBS)
+	clang $(BASE) $(FUZZ_INC) $(FUZZ_CFLAGS) $< $(FUZZ_SRC_$*) $(LIB_SRC) -o $@ $(LIBS) -ljansson -lyaml -lpthread
 fuzz-smoke: fuzz
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p build-fuzz/corpus-$$t; \
@@ -112,6 +129,8 @@ fuzz-smoke: fuzz
 	  grep -E "stat::number_of_executed_units|ERROR|SUMMARY" build-fuzz/$$t.log; \
 	  [ $$rc -eq 0 ] || { tail -40 build-fuzz/$$t.log; exit 1; }; \
 	done
+fuzz-long: fuzz
+	fuzz/long.sh $(FUZZ_RUNS) $(FUZZ_JOBS) $(FUZZ_TARGETS)
 
 # The main job on a bundled model: convert it to ~3.5 bits per weight, verify
 # the file, and continue a prompt with it.

@@ -122,6 +122,7 @@ source tests/arch.sh
 source tests/bindings.sh
 source tests/install.sh
 source tests/kaitai.sh
+for f in tests/hostile_*.sh; do source "$f"; done
 for b in "$@"; do
     for t in "$b"/tests/test_*; do
         [ -x "$t" ] && run_unit "$t"
@@ -132,6 +133,7 @@ for b in "$@"; do
     routing_tests "$b"
     arch_tests "$b"
     bindings_tests "$b"
+    for fn in $(declare -F | awk '$3 ~ /^hostile_.*_tests$/ {print $3}'); do "$fn" "$b"; done
 done
 check "conformance files regenerate identically" regenerates_identically "$1"
 check "format version: spec, nsq.h and the conformance set agree" tests/check-version.sh
@@ -140,7 +142,8 @@ install_tests "$1"
 kaitai_tests "$1"
 
 if [ "${FUZZ:-0}" = 1 ]; then
-    for t in fuzz_open fuzz_block; do
+    for t in fuzz/fuzz_*.c; do
+        t=$(basename "$t" .c)
         check "fuzz smoke $t" bash -c "make -s fuzz-smoke FUZZ_TARGETS=$t FUZZ_TIME=${FUZZ_TIME:-15}"
     done
 fi

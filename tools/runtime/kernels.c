@@ -75,7 +75,9 @@ void act8_quantize(act8 *a, const float *x, uint32_t n, uint32_t in)
             for (uint32_t j = 0; j < len; j++) amax = fmaxf(amax, fabsf(xb[j]));
             float s = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0;
             int32_t sum = 0;
-            for (uint32_t j = 0; j < len; j++) sum += q[j] = (int8_t)nearbyintf(xb[j] * inv);
+            /* Clamped so that a NaN or infinity from a broken weight converts
+             * to a defined code (NaN goes to -127) instead of undefined behaviour. */
+            for (uint32_t j = 0; j < len; j++) sum += q[j] = (int8_t)nearbyintf(fminf(fmaxf(xb[j] * inv, -127.0f), 127.0f));
             a->s[(size_t)t * nb + b] = s;
             a->ms[(size_t)t * nb + b] = s * (float)sum;
         }

@@ -13,68 +13,6 @@
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
 
-static int get_u32(const nsq_file *f, const char *key, uint32_t *v)
-{
-    uint64_t u;
-    if (nsq_meta_u64(f, key, 0, &u) || u > UINT32_MAX) return -1;
-    *v = (uint32_t)u;
-    return 0;
-}
-
-static int str_is(const nsq_file *f, const char *key, const char *want)
-{
-    const char *s;
-    size_t n;
-    return !nsq_meta_str(f, key, 0, &s, &n) && n == strlen(want) && memcmp(s, want, n) == 0;
-}
-
-static int read_rope(const nsq_file *f, model_config *c, char *err, size_t errlen)
-{
-    static const char *kinds[] = {"none", "linear", "dynamic", "llama3"};
-    c->rope = ROPE_NONE;
-    int known = 0;
-    for (int i = 0; i < 4; i++)
-        if (str_is(f, "model.rope.scaling.type", kinds[i])) c->rope = (rope_kind)i, known = 1;
-    if (!known) return FAIL("RoPE scaling type of this model is not supported (none, linear, dynamic, llama3)");
-    nsq_meta_f64(f, "model.rope.theta", 0, &c->rope_theta);
-    nsq_meta_f64(f, "model.rope.scaling.factor", 0, &c->rope_factor);
-    c->rope_low = 1, c->rope_high = 4, c->rope_orig_ctx = 8192;
-    nsq_meta_f64(f, "model.rope.scaling.low_freq_factor", 0, &c->rope_low);
-    nsq_meta_f64(f, "model.rope.scaling.high_freq_factor", 0, &c->rope_high);
-    nsq_meta_f64(f, "model.rope.scaling.original_max_position_embeddings", 0, &c->rope_orig_ctx);
-    return 0;
-}
-
-static int read_config(const nsq_file *f, model_config *c, char *err, size_t errlen)
-{
-    static const char *archs[] = {"llama", "mistral", "qwen2", "gpt2"};
-    static const char *acts[] = {"silu", "gelu_tanh", "gelu", "relu"};
-    memset(c, 0, sizeof *c);
-    for (int i = 0; i < 4; i++) {
-        if (str_is(f, "general.architecture", archs[i])) c->arch = (model_arch)i;
-        if (str_is(f, "model.activation", acts[i])) c->act = (model_act)i;
-    }
-    double eps;
-    int tied = 0, add_bos = 0;
-    if (get_u32(f, "model.hidden_size", &c->hidden) || get_u32(f, "model.n_layers", &c->n_layers) ||
-        get_u32(f, "model.n_heads", &c->n_heads) || get_u32(f, "model.n_kv_heads", &c->n_kv_heads) ||
-        get_u32(f, "model.head_dim", &c->head_dim) || get_u32(f, "model.intermediate_size", &c->inter) ||
-        get_u32(f, "model.vocab_size", &c->vocab) || get_u32(f, "model.context_length", &c->ctx) ||
-        get_u32(f, "model.sliding_window", &c->sliding_window) || nsq_meta_f64(f, "model.norm.epsilon", 0, &eps) ||
-        nsq_meta_bool(f, "model.tied_head", 0, &tied) || nsq_meta_bool(f, "tokenizer.add_bos", 0, &add_bos) ||
-        nsq_meta_i64(f, "tokenizer.bos_id", 0, &c->bos_id) || nsq_meta_i64(f, "tokenizer.eos_id", 0, &c->eos_id))
-        return FAIL("the file's model metadata is incomplete");
-    if (c->head_dim % 2 || c->n_heads % c->n_kv_heads) return FAIL("head_dim must be even and heads a multiple of KV heads");
-    c->norm_eps = (float)eps;
-    c->tied_head = tied;
-    c->add_bos = add_bos;
-    c->layernorm = str_is(f, "model.norm.type", "layernorm");
-    c->learned_pos = str_is(f, "model.position", "learned");
-    c->gated_mlp = c->arch != ARCH_GPT2;
-    nsq_meta_bool(f, "model.conv1d_transposed", 0, &c->conv1d_transposed); /* absent: stored as the source */
-    return c->learned_pos ? 0 : read_rope(f, c, err, errlen);
-}
-
 /* HF's inv_freq, with the llama3 and linear rescaling applied once here. */
 static int rope_table(model *m)
 {
@@ -98,100 +36,56 @@ static int rope_table(model *m)
 }
 
 /* ---- placing tensors ---- */
-typedef struct {
-    const wmat *w;    /* matrices */
-    const float *vec; /* vectors, decoded */
-    uint64_t rows, cols;
-    int stored_in_out; /* GPT-2 Conv1D as Hugging Face stores it: [in][out] */
-} source;
-
-/* Rows [off, off+n) of the output dimension of src, as a linear. */
-static int set_linear(linear *l, const source *s, uint64_t off, uint64_t n)
+/* Where a matrix role goes in layer y. */
+static linear *layer_linear(layer *y, int role)
 {
-    if (!s->w) return -1;
-    l->w = s->w;
+    switch (role) {
+    case ROLE_Q: case ROLE_Q_B: return &y->q;
+    case ROLE_K: case ROLE_K_B: return &y->k;
+    case ROLE_V: case ROLE_V_B: return &y->v;
+    case ROLE_O: case ROLE_O_B: return &y->o;
+    case ROLE_GATE: case ROLE_GATE_B: return &y->gate;
+    case ROLE_UP: case ROLE_UP_B: return &y->up;
+    default: return &y->down;
+    }
+}
+
+/* Rows [off, off+out) of w's output dimension as a linear. */
+static void set_linear(linear *l, const wmat *w, int in_major, uint64_t off, uint64_t out)
+{
+    l->w = w;
     l->off = (uint32_t)off;
-    l->in = (uint32_t)(s->stored_in_out ? s->rows : s->cols);
-    l->out = (uint32_t)n;
-    l->in_major = s->stored_in_out;
-    return 0;
+    l->in = (uint32_t)(in_major ? w->v.rows : w->v.cols);
+    l->out = (uint32_t)out;
+    l->in_major = in_major;
 }
 
-static int set_vec(const float **dst, const source *s, uint64_t off, uint64_t n)
+/* Puts a tensor whose (layer, role) and shape check.c has validated in its
+ * slot: w for matrices, vec for vectors. */
+static void place(model *m, uint32_t L, int role, const wmat *w, const float *vec)
 {
-    (void)n;
-    if (!s->vec) return -1;
-    *dst = s->vec + off;
-    return 0;
-}
-
-static int set_mat(const wmat **dst, const source *s)
-{
-    *dst = s->w;
-    return s->w ? 0 : -1;
-}
-
-static int place_llama(model *m, const char *name, const source *s)
-{
-    int L, k = 0;
-    char rest[128];
-    if (strcmp(name, "model.embed_tokens.weight") == 0) return set_mat(&m->embed, s);
-    if (strcmp(name, "model.norm.weight") == 0) return set_vec(&m->final_norm.w, s, 0, s->cols);
-    if (strcmp(name, "lm_head.weight") == 0) return set_linear(&m->head, s, 0, s->rows);
-    if (sscanf(name, "model.layers.%d.%127s%n", &L, rest, &k) != 2 || L < 0 || (uint32_t)L >= m->c.n_layers) return 1;
-    layer *y = &m->layers[L];
-    struct { const char *n; linear *l; } lin[] = {{"self_attn.q_proj", &y->q}, {"self_attn.k_proj", &y->k},
-                                                  {"self_attn.v_proj", &y->v}, {"self_attn.o_proj", &y->o},
-                                                  {"mlp.gate_proj", &y->gate}, {"mlp.up_proj", &y->up},
-                                                  {"mlp.down_proj", &y->down}};
-    if (strcmp(rest, "input_layernorm.weight") == 0) return set_vec(&y->attn_norm.w, s, 0, s->cols);
-    if (strcmp(rest, "post_attention_layernorm.weight") == 0) return set_vec(&y->mlp_norm.w, s, 0, s->cols);
-    for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++) {
-        size_t n = strlen(lin[i].n);
-        if (strncmp(rest, lin[i].n, n) != 0) continue;
-        if (strcmp(rest + n, ".weight") == 0) return set_linear(lin[i].l, s, 0, s->rows);
-        if (strcmp(rest + n, ".bias") == 0) return set_vec(&lin[i].l->b, s, 0, s->cols);
+    uint32_t H = m->c.hidden;
+    int in_major = model_role_in_major(&m->c, role);
+    layer *y = L == UINT32_MAX ? NULL : &m->layers[L];
+    switch (role) {
+    case ROLE_EMBED: m->embed = w; return;
+    case ROLE_POS: m->pos_embed = w; return;
+    case ROLE_FINAL_NORM: m->final_norm.w = vec; return;
+    case ROLE_FINAL_NORM_B: m->final_norm.b = vec; return;
+    case ROLE_HEAD: set_linear(&m->head, w, 0, 0, m->c.vocab); return;
+    case ROLE_ATTN_NORM: y->attn_norm.w = vec; return;
+    case ROLE_ATTN_NORM_B: y->attn_norm.b = vec; return;
+    case ROLE_MLP_NORM: y->mlp_norm.w = vec; return;
+    case ROLE_MLP_NORM_B: y->mlp_norm.b = vec; return;
+    case ROLE_QKV: /* q, k and v side by side along the output dimension */
+        set_linear(&y->q, w, in_major, 0, H), set_linear(&y->k, w, in_major, H, H), set_linear(&y->v, w, in_major, 2 * H, H);
+        return;
+    case ROLE_QKV_B: y->q.b = vec, y->k.b = vec + H, y->v.b = vec + 2 * H; return;
+    case ROLE_Q_B: case ROLE_K_B: case ROLE_V_B: case ROLE_O_B: case ROLE_GATE_B: case ROLE_UP_B: case ROLE_DOWN_B:
+        layer_linear(y, role)->b = vec;
+        return;
+    default: set_linear(layer_linear(y, role), w, in_major, 0, in_major ? w->v.cols : w->v.rows);
     }
-    return 1;
-}
-
-/* GPT-2: c_attn holds q, k and v side by side along its output dimension. */
-static int place_gpt2(model *m, const char *name, const source *s)
-{
-    const char *n = strncmp(name, "transformer.", 12) == 0 ? name + 12 : name;
-    int L;
-    char rest[128];
-    uint64_t H = m->c.hidden, len = s->rows * s->cols;
-    if (strcmp(n, "wte.weight") == 0) return set_mat(&m->embed, s);
-    if (strcmp(n, "wpe.weight") == 0) return set_mat(&m->pos_embed, s);
-    if (strcmp(n, "ln_f.weight") == 0) return set_vec(&m->final_norm.w, s, 0, len);
-    if (strcmp(n, "ln_f.bias") == 0) return set_vec(&m->final_norm.b, s, 0, len);
-    if (strcmp(n, "lm_head.weight") == 0) return set_linear(&m->head, s, 0, s->rows);
-    if (sscanf(n, "h.%d.%127s", &L, rest) != 2 || L < 0 || (uint32_t)L >= m->c.n_layers) return 1;
-    layer *y = &m->layers[L];
-    uint64_t outs = s->stored_in_out ? s->cols : s->rows;
-    if (strcmp(rest, "ln_1.weight") == 0) return set_vec(&y->attn_norm.w, s, 0, len);
-    if (strcmp(rest, "ln_1.bias") == 0) return set_vec(&y->attn_norm.b, s, 0, len);
-    if (strcmp(rest, "ln_2.weight") == 0) return set_vec(&y->mlp_norm.w, s, 0, len);
-    if (strcmp(rest, "ln_2.bias") == 0) return set_vec(&y->mlp_norm.b, s, 0, len);
-    if (strcmp(rest, "attn.c_attn.weight") == 0)
-        return set_linear(&y->q, s, 0, H) || set_linear(&y->k, s, H, H) || set_linear(&y->v, s, 2 * H, H) ? -1 : 0;
-    if (strcmp(rest, "attn.c_attn.bias") == 0)
-        return set_vec(&y->q.b, s, 0, H) || set_vec(&y->k.b, s, H, H) || set_vec(&y->v.b, s, 2 * H, H) ? -1 : 0;
-    struct { const char *n; linear *l; } lin[] = {{"attn.c_proj", &y->o}, {"mlp.c_fc", &y->up}, {"mlp.c_proj", &y->down}};
-    for (size_t i = 0; i < 3; i++) {
-        size_t k = strlen(lin[i].n);
-        if (strncmp(rest, lin[i].n, k) != 0) continue;
-        if (strcmp(rest + k, ".weight") == 0) return set_linear(lin[i].l, s, 0, outs);
-        if (strcmp(rest + k, ".bias") == 0) return set_vec(&lin[i].l->b, s, 0, len);
-    }
-    return 1;
-}
-
-static int is_conv1d(const char *name)
-{
-    size_t n = strlen(name);
-    return n > 7 && strcmp(name + n - 7, ".weight") == 0 && (strstr(name, ".attn.c_") || strstr(name, ".mlp.c_"));
 }
 
 /* Tensor i of a loaded block, with its loaded refinement levels, as a packed
@@ -200,29 +94,31 @@ static int load_tensor(const model *m, uint32_t i, resident *r, uint32_t levels,
 {
     nsq_tensor t;
     nsq_diag d;
+    uint32_t L;
+    int role;
     wmat *w = &r->mats[r->n_mats];
     nsq_tensor_at(m->f, i, &t);
+    if (model_tensor_role(&m->c, t.name, &L, &role)) return FAIL("tensor %s is not part of this architecture", t.name);
     if (nsq_tensor_view(m->f, i, &r->base, &w->v, &d)) return FAIL("%s", d.message);
     w->n_ref = w->n_loaded = t.n_refine < levels ? t.n_refine : levels;
     for (uint32_t l = 0; l < w->n_ref; l++)
         if (nsq_tensor_refine_view(m->f, i, l + 1, &w->v, &r->ref[l], &w->ref[l], &d)) return FAIL("%s", d.message);
-    source s = {NULL, NULL, w->v.rows, w->v.cols, m->c.arch == ARCH_GPT2 && is_conv1d(t.name) && !m->c.conv1d_transposed};
+    model *mm = (model *)m; /* placing writes the layer slots this block owns */
     if (t.n_dims >= 2) {
-        if (s.stored_in_out && w->v.scheme == NSQ_SCHEME_TIERED)
+        if (model_role_in_major(&m->c, role) && w->v.scheme == NSQ_SCHEME_TIERED)
             return FAIL("%s: quantized GPT-2 weights must be stored transposed (model.conv1d_transposed)", t.name);
         if (wmat_index(w)) return FAIL("out of memory indexing %s", t.name);
-        s.w = w;
         r->n_mats++;
-    } else {
-        float *v = malloc(w->v.rows * w->v.cols * sizeof *v);
-        if (!v) return FAIL("out of memory decoding %s", t.name);
-        nsq_dequantize_rows(&w->v, w->ref, w->n_ref, 0, w->v.rows, v);
-        s.vec = r->vecs[r->n_vecs++] = v;
+        place(mm, L, role, w, NULL);
+        return 0;
     }
-    model *mm = (model *)m; /* placing writes the layer slots this block owns */
-    int rc = m->c.arch == ARCH_GPT2 ? place_gpt2(mm, t.name, &s) : place_llama(mm, t.name, &s);
-    if (rc > 0) return FAIL("tensor %s is not part of this architecture", t.name);
-    return rc ? FAIL("tensor %s has the wrong rank for its role", t.name) : 0;
+    float *v = malloc(w->v.rows * w->v.cols * sizeof *v);
+    if (!v) return FAIL("out of memory decoding %s", t.name);
+    r->vecs[r->n_vecs++] = v;
+    nsq_dequantize_rows(&w->v, w->ref, w->n_ref, 0, w->v.rows, v);
+    if (model_check_vector(t.name, v, w->v.rows * w->v.cols, err, errlen)) return -1;
+    place(mm, L, role, NULL, v);
+    return 0;
 }
 
 int block_load(const model *m, uint32_t b, uint32_t levels, resident *r, char *err, size_t errlen)
@@ -319,6 +215,14 @@ static int globals_complete(model *m, char *err, size_t errlen)
     return 0;
 }
 
+/* "PATH: message", so that every error names the file. */
+static void prefix_path(const char *path, char *err, size_t errlen)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", err);
+    snprintf(err, errlen, "%s: %s", path, msg);
+}
+
 int model_open(const char *path, const model_opts *o, model *m, char *err, size_t errlen)
 {
     nsq_diag d;
@@ -331,7 +235,7 @@ int model_open(const char *path, const model_opts *o, model *m, char *err, size_
         nsq_get_info(m->f, &info);
         ro.routed = info.has_router && ro.max_memory ? MODEL_ROUTED : MODEL_UNROUTED;
     }
-    int rc = read_config(m->f, &m->c, err, errlen);
+    int rc = model_check_file(m->f, &m->c, &m->tok, err, errlen) ? (prefix_path(path, err, errlen), -1) : 0;
     if (!rc && !(m->layers = calloc(m->c.n_layers, sizeof *m->layers))) rc = FAIL("out of memory");
     if (!rc) rc = residency_init(m, path, &ro, err, errlen);
     if (!rc) rc = globals_complete(m, err, errlen);
@@ -354,6 +258,7 @@ void model_free(model *m)
     if (m->rs) residency_free(m);
     free(m->layers);
     free(m->rope_inv_freq);
+    nsq_tokenizer_free(m->tok);
     nsq_close(m->f);
     memset(m, 0, sizeof *m);
 }

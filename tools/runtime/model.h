@@ -49,6 +49,32 @@ typedef struct {
 
 typedef struct residency residency;
 
+/* What a tensor is for (check.c). Layer roles are filled per layer; the
+ * first five are the model's own. */
+enum {
+    ROLE_EMBED, ROLE_POS, ROLE_FINAL_NORM, ROLE_FINAL_NORM_B, ROLE_HEAD,
+    ROLE_ATTN_NORM, ROLE_ATTN_NORM_B, ROLE_MLP_NORM, ROLE_MLP_NORM_B,
+    ROLE_Q, ROLE_K, ROLE_V, ROLE_O, ROLE_GATE, ROLE_UP, ROLE_DOWN, ROLE_QKV, /* QKV: GPT-2's c_attn */
+    ROLE_Q_B, ROLE_K_B, ROLE_V_B, ROLE_O_B, ROLE_GATE_B, ROLE_UP_B, ROLE_DOWN_B, ROLE_QKV_B,
+    ROLE_COUNT
+};
+
+/* Model-level validation (check.c), before any weight is used: reads the
+ * config from f's metadata and checks its values, every tensor's name, block
+ * and shape, and that every id the tokenizer can produce has an embedding row.
+ * With tok, the loaded tokenizer (NULL when the file has none) is returned. */
+int model_check_file(const nsq_file *f, model_config *c, nsq_tokenizer **tok, char *err, size_t errlen);
+/* Every vector (norm, bias) of every block decodes to finite values. */
+int model_check_data(const nsq_file *f, char *err, size_t errlen);
+int model_check_vector(const char *name, const float *v, uint64_t n, char *err, size_t errlen);
+/* name's (layer, role): L is UINT32_MAX for the model's own tensors. -1 when
+ * the name is not one of the architecture's. */
+int model_tensor_role(const model_config *c, const char *name, uint32_t *L, int *role);
+/* The role's matrix is stored [in][out] (GPT-2 Conv1D kept as the source). */
+int model_role_in_major(const model_config *c, int role);
+const char *model_role_name(int role);
+const char *model_arch_name(model_arch a);
+
 typedef struct {
     model_config c;
     nsq_file *f;
@@ -58,6 +84,7 @@ typedef struct {
     norm final_norm;
     linear head;
     float *rope_inv_freq; /* [head_dim / 2] */
+    nsq_tokenizer *tok;   /* the file's tokenizer, checked against the embedding; NULL: none */
     residency *rs;
 } model;
 

@@ -1,0 +1,77 @@
+# tests/hostile_model.sh - files that are valid containers but wrong as models
+# (tests/nsq_edit rewrites a good conversion with one edit, checksums and all):
+# nsq-verify accepts them, nsq-verify --model and every runtime tool refuse
+# them with a message naming the problem, never with a crash. Sourced by
+# tests/run.sh:
+#   hostile_model_tests BUILD_DIR
+
+hm_py() { # hm_py OUT PYTHON: writes a tokenizer file edited by PYTHON (t is the parsed JSON)
+    python3 -c "import json,sys; t=json.load(open(sys.argv[1])); $2; json.dump(t, open(sys.argv[2], 'w'))" "$3" "$1"
+}
+
+# refused WHAT PATTERN COMMAND...: exits 1, says PATTERN, no sanitizer report.
+refused() {
+    local what=$1; shift
+    "$@" >"$TMP/hm.out" 2>"$TMP/hm.err"
+    local rc=$?
+    if [ $rc -ne 1 ] || ! grep -q -- "$what" "$TMP/hm.err" || grep -q "Sanitizer\|runtime error" "$TMP/hm.err"; then
+        echo "exit $rc (want 1), stderr should say '$what':"; head -20 "$TMP/hm.err"; return 1
+    fi
+}
+
+# hm_case B NAME BASE PATTERN EDIT...: the edited file passes nsq-verify, and
+# nsq-verify --model, nsq-run (whole and streamed) and nsq-perplexity refuse it.
+hm_case() {
+    local b=$1 name=$2 base=$3 pat=$4; shift 4
+    local f=$TMP/hm-$name.nsq budget=2.5M
+    [ "$base" = "$TMP/hm-llama.nsq" ] && budget=3.2M # the embedding and output blocks and one layer block
+    check "$b hostile $name: edit" "$b/tests/nsq_edit" "$base" "$f" "$@"
+    check "$b hostile $name: a valid container" exit_code 0 "$b/nsq-verify" "$f"
+    check "$b hostile $name: nsq-verify --model" refused "$pat" "$b/nsq-verify" --model "$f"
+    check "$b hostile $name: nsq-run" refused "$pat" "$b/nsq-run" "$f" "Hello world" -n 4
+    check "$b hostile $name: nsq-run --max-memory" refused "$pat" "$b/nsq-run" "$f" "Hello world" -n 4 --max-memory $budget
+    check "$b hostile $name: nsq-perplexity" refused "$pat" "$b/nsq-perplexity" "$f" "$TMP/hm-text.txt" --ctx 32
+}
+
+hostile_model_tests() {
+    local b=$1 G=$TMP/hm-gpt2.nsq L=$TMP/hm-llama.nsq tj=$TMP/hm-tok.json
+    head -c 2000 fixtures/corpus/eval-dev.txt >"$TMP/hm-text.txt"
+    check "$b hostile: convert gpt2" "$b/nsq-convert" fixtures/models/tiny-gpt2 "$G" --quiet
+    check "$b hostile: convert llama" "$b/nsq-convert" fixtures/models/tiny-llama "$L" --quiet
+    check "$b hostile: the unedited files pass --model" bash -c "'$b/nsq-verify' --model '$G' && '$b/nsq-verify' --model '$L'"
+
+    # a tensor placed in a block that does not hold its layer (a freed buffer, once)
+    hm_case "$b" gpt2-other-block "$G" "in block 4, which does not hold its layer" \
+        "dup:transformer.h.0.ln_1.weight=h.0.ln_1.weight@4"
+    hm_case "$b" llama-other-block "$L" "in block 4, which does not hold its layer" \
+        "dup:model.layers.0.input_layernorm.weight=model.layers.0.self_attn.q_proj.bias@4"
+    hm_case "$b" llama-layer-00 "$L" "model.layers.00.input_layernorm.weight is not part" \
+        "dup:model.layers.0.input_layernorm.weight=model.layers.00.input_layernorm.weight@4"
+    hm_case "$b" gpt2-two-names "$G" "duplicates another tensor's role" \
+        "dup:transformer.h.0.ln_1.weight=h.0.ln_1.weight@1"
+    hm_case "$b" llama-unknown "$L" "rotary.weight is not part" \
+        "dup:model.layers.0.input_layernorm.weight=model.layers.0.self_attn.rotary.weight@1"
+    # vectors of the wrong length
+    hm_case "$b" llama-norm-len1 "$L" "input_layernorm.weight has the wrong shape" \
+        "len:model.layers.0.input_layernorm.weight=1"
+    hm_case "$b" gpt2-c_attn-bias-256 "$G" "c_attn.bias has the wrong shape" \
+        "len:transformer.h.2.attn.c_attn.bias=256"
+    # values that are not finite
+    hm_case "$b" llama-norm-nan "$L" "model.norm.weight: element 3 is not finite" "set:model.norm.weight=3:nan"
+    hm_case "$b" gpt2-bias-inf "$G" "ln_2.bias: element 0 is not finite" "set:transformer.h.1.ln_2.bias=0:inf"
+    # hyperparameters out of range
+    hm_case "$b" rope-theta-0 "$L" "model.rope.theta must be finite and > 0" "meta:model.rope.theta=f64:0"
+    hm_case "$b" rope-theta-negative "$L" "model.rope.theta must be finite and > 0" "meta:model.rope.theta=f64:-1"
+    hm_case "$b" eps-negative "$L" "model.norm.epsilon must be finite" "meta:model.norm.epsilon=f64:-1"
+    hm_case "$b" rope-factor-0 "$L" "scaling.factor must be finite and > 0" \
+        "meta:model.rope.scaling.type=str:linear" "meta:model.rope.scaling.factor=f64:0"
+    hm_case "$b" llama3-low-high "$L" "llama3 RoPE scaling needs" "meta:model.rope.scaling.type=str:llama3" \
+        "meta:model.rope.scaling.factor=f64:8" "meta:model.rope.scaling.low_freq_factor=f64:2" \
+        "meta:model.rope.scaling.high_freq_factor=f64:2"
+    hm_case "$b" bos-id "$L" "tokenizer.bos_id and tokenizer.eos_id must be" "meta:tokenizer.bos_id=i64:5000"
+    # tokenizer ids the embedding has no row for
+    hm_py "$tj" "t['post_processor']['special_tokens']['<s>']['ids'] = [16000000]" fixtures/models/tiny-llama/tokenizer.json
+    hm_case "$b" post-processor-id "$L" "16000000" "tok:tokenizer.json=$tj"
+    hm_py "$tj" "t['added_tokens'].append(dict(id=4096, content='<extra>', single_word=False, lstrip=False, rstrip=False, normalized=False, special=True))" fixtures/models/tiny-llama/tokenizer.json
+    hm_case "$b" added-token-id "$L" "can produce id 4096, but the embedding has 4096 rows" "tok:tokenizer.json=$tj"
+}
