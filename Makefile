@@ -116,6 +116,7 @@ FUZZ_DEPS := $(LIB_SRC) libnsq/nsq.h libnsq/internal.h $(wildcard tools/*/*.h)
 FUZZ_INC := -Itools/common -Itools/runtime -Itools/nsq-convert
 FUZZ_SRC_fuzz_open :=
 FUZZ_SRC_fuzz_block :=
+FUZZ_SRC_fuzz_model := $(RUNTIME_SRC)
 fuzz: $(FUZZ_TARGETS:%=build-fuzz/%)
 .SECONDEXPANSION:
 build-fuzz/%: fuzz/%.c $(FUZZ_DEPS) $$(FUZZ_SRC_$$*)

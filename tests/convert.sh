@@ -37,7 +37,7 @@ CV_MODELS=(
     "err-no-config|--arch llama"
     "err-no-tokenizer|--arch llama"
 )
-CV_BIG_ARGS="--arch llama --hidden 384 --heads 6 --kv-heads 6 --inter 1024 --layers 6 --vocab 1024"
+CV_BIG_ARGS="--arch llama --hidden 384 --heads 6 --kv-heads 6 --inter 1024 --layers 6 --vocab 4096"
 
 cv_model() { echo "$TMP/cv-models/$1"; }
 

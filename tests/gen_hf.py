@@ -8,7 +8,7 @@ the same bytes.
 
   gen_hf.py OUT_DIR --arch llama|mistral|qwen2|gpt2 [--dtype f32|f16|bf16]
             [--shards N] [--tied] [--hidden 64 --layers 2 --heads 4
-            --kv-heads 2 --inter 128 --vocab 128] [--config-style v4|v5]
+            --kv-heads 2 --inter 128 --vocab 4096] [--config-style v4|v5]
             [--rope-scaling linear:2.0|dynamic:F|llama3:8.0|yarn:F]
             [--ctx N] [--sliding-window N] [--seed N]
 
@@ -61,7 +61,7 @@ def parse_args(argv):
     p.add_argument("--kv-heads", type=int, default=2)
     p.add_argument("--inter", type=int, default=None,
                    help="intermediate size (default 128; GPT-2: n_inner null, i.e. 4*hidden)")
-    p.add_argument("--vocab", type=int, default=128)
+    p.add_argument("--vocab", type=int, default=4096)  # the copied tokenizers have 4096 tokens
     p.add_argument("--ctx", type=int, default=None, help="max_position_embeddings / n_positions")
     p.add_argument("--sliding-window", type=int, default=None, help="Mistral/Qwen2 sliding_window")
     p.add_argument("--config-style", default="v4", choices=["v4", "v5"])
