@@ -33,7 +33,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_HELPERS := $(BUILD)/tests/mkfixtures $(BUILD)/tests/roundtrip $(BUILD)/tests/dequant_dump $(BUILD)/tests/nsq_edit
 
-.PHONY: all lib tools test asan fuzz fuzz-smoke fuzz-long demo conformance install uninstall clean
+.PHONY: all lib tools test test-deps asan fuzz fuzz-smoke fuzz-long demo conformance install uninstall clean
 all: lib tools $(UNIT_BIN) $(TEST_HELPERS) $(BUILD)/bench/kernels $(BUILD)/bench/membw
 lib: $(BUILD)/libnsq.a $(BUILD)/libnsq.so
 tools: $(TOOL_BIN)
@@ -98,6 +98,10 @@ ASAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fn
 test: all
 	$(MAKE) --no-print-directory BUILD=build-asan CC=clang CFLAGS="$(ASAN_CFLAGS)" RUNTIME_OPT= all
 	FUZZ=1 tests/run.sh $(BUILD) build-asan
+
+# Node.js and the Kaitai Struct compiler, for the spec/nsq.ksy check.
+test-deps:
+	tests/deps.sh
 
 asan:
 	$(MAKE) --no-print-directory BUILD=build-asan CC=clang CFLAGS="$(ASAN_CFLAGS)" RUNTIME_OPT= all

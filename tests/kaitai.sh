@@ -6,18 +6,18 @@
 # MANIFEST, compares what it reads from the valid ones with
 # BUILD_DIR/nsq-inspect --json and checks that the invalid ones are rejected
 # under their rule. Node.js and the packages of tests/kaitai/package.json are
-# test dependencies, installed by .ci/run: npm ci --prefix tests/kaitai
+# test dependencies, installed by `make test-deps` (tests/deps.sh)
 
 KT_DIR=tests/kaitai
 
 kt_ready() {
     if ! command -v node >/dev/null; then
-        echo "node not found: install Node.js and npm (apt-get install nodejs npm), then run: npm ci --prefix $KT_DIR"
+        echo "node not found: run make test-deps"
         return 1
     fi
     local p
     for p in kaitai-struct-compiler kaitai-struct yaml; do
-        [ -f "$KT_DIR/node_modules/$p/package.json" ] || { echo "$KT_DIR/node_modules/$p is missing: run npm ci --prefix $KT_DIR"; return 1; }
+        [ -f "$KT_DIR/node_modules/$p/package.json" ] || { echo "$KT_DIR/node_modules/$p is missing: run make test-deps"; return 1; }
     done
 }
 
