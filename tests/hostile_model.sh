@@ -68,7 +68,7 @@ hostile_model_tests() {
     hm_case "$b" llama3-low-high "$L" "llama3 RoPE scaling needs" "meta:model.rope.scaling.type=str:llama3" \
         "meta:model.rope.scaling.factor=f64:8" "meta:model.rope.scaling.low_freq_factor=f64:2" \
         "meta:model.rope.scaling.high_freq_factor=f64:2"
-    hm_case "$b" bos-id "$L" "tokenizer.bos_id and tokenizer.eos_id must be" "meta:tokenizer.bos_id=i64:5000"
+    hm_case "$b" bos-id "$L" "tokenizer.bos_id, eos_id and eos_ids must be" "meta:tokenizer.bos_id=i64:5000"
     # tokenizer ids the embedding has no row for
     hm_py "$tj" "t['post_processor']['special_tokens']['<s>']['ids'] = [16000000]" fixtures/models/tiny-llama/tokenizer.json
     hm_case "$b" post-processor-id "$L" "16000000" "tok:tokenizer.json=$tj"

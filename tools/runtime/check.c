@@ -230,8 +230,12 @@ static int read_config(const nsq_file *f, model_config *c, char *err, size_t err
         return FAIL("the file's model metadata is incomplete");
     if (check_dims(c, err, errlen)) return -1;
     if (!finite_in(eps, 0, 1)) return FAIL("model.norm.epsilon must be finite and within [0, 1]");
-    if (c->bos_id < -1 || c->bos_id >= c->vocab || c->eos_id < -1 || c->eos_id >= c->vocab || (add_bos && c->bos_id < 0))
-        return FAIL("tokenizer.bos_id and tokenizer.eos_id must be -1 (none) or a token below vocab_size %u", c->vocab);
+    int64_t id;
+    int ids_ok = c->bos_id >= -1 && c->bos_id < c->vocab && c->eos_id >= -1 && c->eos_id < c->vocab &&
+                 !(add_bos && c->bos_id < 0);
+    for (uint32_t k = 0; ids_ok && !nsq_meta_i64(f, "tokenizer.eos_ids", k, &id); k++) ids_ok = id >= -1 && id < c->vocab;
+    if (!ids_ok)
+        return FAIL("tokenizer.bos_id, eos_id and eos_ids must be -1 (none) or a token below vocab_size %u", c->vocab);
     c->norm_eps = (float)eps;
     c->tied_head = tied;
     c->add_bos = add_bos;
