@@ -2,17 +2,21 @@
 # Long fuzz runs: RUNS executions per target, split over JOBS processes that
 # share one scratch corpus (build-fuzz/corpus-<target>). Prints, per target, the
 # executions summed over its processes and any crash; exits 1 on a crash.
+# FUZZ_MAX_TIME (seconds, per target) stops a target early; FUZZ_BIN is where
+# the binaries are (default build-fuzz).
 #   fuzz/long.sh RUNS JOBS TARGET...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 runs=$1 jobs=$2; shift 2
+bin=${FUZZ_BIN:-build-fuzz}
 status=0
 mkdir -p build-fuzz/artifacts
 for t in "$@"; do
     mkdir -p "build-fuzz/corpus-$t" "build-fuzz/long-$t"
     start=$(date +%s)
     for j in $(seq 1 "$jobs"); do
-        "build-fuzz/$t" -runs=$(((runs + jobs - 1) / jobs)) -seed="$j" -timeout=25 -rss_limit_mb=4096 \
+        "$bin/$t" -runs=$(((runs + jobs - 1) / jobs)) -max_total_time="${FUZZ_MAX_TIME:-0}" -seed="$j" \
+            -timeout=25 -rss_limit_mb=4096 \
             -print_final_stats=1 -artifact_prefix=build-fuzz/artifacts/ \
             "build-fuzz/corpus-$t" "fuzz/corpus/$t" >"build-fuzz/long-$t/$j.log" 2>&1 &
     done
