@@ -401,7 +401,7 @@ t['transformer.wpe.weight']['scheme'] == 'f16'" --embed f16 --head source
     done
     local L="$CVD/llama-v4.nsq.json" common="m['model.hidden_size'] == 64 and m['model.n_layers'] == 2
 m['model.n_heads'] == 4 and m['model.n_kv_heads'] == 2 and m['model.head_dim'] == 16
-m['model.vocab_size'] == 128 and m['tokenizer.bos_id'] == 1 and m['tokenizer.eos_id'] == 2"
+m['model.vocab_size'] == 4096 and m['tokenizer.bos_id'] == 1 and m['tokenizer.eos_id'] == 2"
     check "$b nsq-convert llama metadata" cv_assert "$L" - "$common" "m['general.architecture'] == 'llama'
 m['model.intermediate_size'] == 128 and m['model.context_length'] == 2048
 m['model.rope.theta'] == 10000 and m['model.rope.scaling.type'] == 'none' and m['model.rope.scaling.factor'] == 1
@@ -433,7 +433,7 @@ not any(n.endswith('o_proj.bias') for n in t)"
     done
     check "$b nsq-convert gpt2 metadata" cv_assert "$CVD/gpt2-tied.nsq.json" - "m['general.architecture'] == 'gpt2'
 m['model.hidden_size'] == 64 and m['model.n_heads'] == 4 and m['model.n_kv_heads'] == 4
-m['model.intermediate_size'] == 256 and m['model.context_length'] == 1024 and m['model.vocab_size'] == 128
+m['model.intermediate_size'] == 256 and m['model.context_length'] == 1024 and m['model.vocab_size'] == 4096
 m['model.norm.type'] == 'layernorm' and m['model.position'] == 'learned' and m['model.activation'] == 'gelu_tanh'
 m['model.attention_bias'] is True and m['model.mlp_bias'] is True and m['model.tied_head'] is True
 m['model.conv1d_transposed'] is True and 'lm_head.weight' not in t
@@ -462,7 +462,7 @@ d['tokenizer']['kind'] == 'gpt2_bpe' and m['provenance.source.dtype'] == 'float3
     check "$b nsq-convert header length past the end" cv_fails "$b" \
         "/model\.safetensors: header length [0-9]+ runs past the end of the file" "$(cv_model err-header-length)"
     check "$b nsq-convert data_offsets not matching shape" cv_fails "$b" \
-        "/model\.safetensors: tensor lm_head\.weight: data_offsets \[0, 16384\] give 16384 bytes, shape \[129, 65\] of BF16 needs 16770" \
+        "/model\.safetensors: tensor lm_head\.weight: data_offsets \[0, 524288\] give 524288 bytes, shape \[4097, 65\] of BF16 needs 532610" \
         "$(cv_model err-offsets)"
     check "$b nsq-convert wrong shape" cv_fails "$b" \
         "tensor model\.layers\.0\.mlp\.gate_proj\.weight has shape \[128,64\], the config implies \[256,64\]" "$(cv_model err-shape)"
