@@ -70,6 +70,10 @@ KERNEL_SRC := $(filter tools/runtime/kernels%,$(RUNTIME_SRC))
 $(BUILD)/tests/test_kernels: tests/unit/test_kernels.c tests/unit/testutil.h $(KERNEL_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itests/unit -Itools/runtime $(CFLAGS) $< $(KERNEL_SRC) -o $@ $(BUILD)/libnsq.a -lcmocka $(LIBS)
+# the converter's config and recipe readers and the tools' option parsers
+$(BUILD)/tests/test_parse: tests/unit/test_parse.c tests/unit/testutil.h $(CONVERT_SRC) $(CONVERT_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -Itests/unit -Itools/common -Itools/nsq-convert $(CFLAGS) $< tools/nsq-convert/hfconfig.c tools/nsq-convert/recipe.c tools/common/cli.c -o $@ $(BUILD)/libnsq.a -lcmocka -ljansson -lyaml $(LIBS)
 $(BUILD)/tests/test_route: tests/unit/test_route.c tests/unit/testutil.h $(RUNTIME_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itests/unit -Itools/runtime $(CFLAGS) $< $(RUNTIME_SRC) -o $@ $(BUILD)/libnsq.a -lcmocka -lpthread $(LIBS)
@@ -121,6 +125,11 @@ FUZZ_INC := -Itools/common -Itools/runtime -Itools/nsq-convert
 FUZZ_SRC_fuzz_open :=
 FUZZ_SRC_fuzz_block :=
 FUZZ_SRC_fuzz_model := $(RUNTIME_SRC)
+FUZZ_SRC_fuzz_safetensors := tools/nsq-convert/safetensors.c
+FUZZ_SRC_fuzz_hfconfig := tools/nsq-convert/hfconfig.c tools/common/cli.c
+FUZZ_SRC_fuzz_recipe := tools/nsq-convert/recipe.c tools/common/cli.c
+FUZZ_SRC_fuzz_tokenizer :=
+FUZZ_SRC_fuzz_tokenize_text :=
 fuzz: $(FUZZ_TARGETS:%=build-fuzz/%)
 .SECONDEXPANSION:
 build-fuzz/%: fuzz/%.c $(FUZZ_DEPS) $$(FUZZ_SRC_$$*)

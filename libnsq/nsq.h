@@ -213,24 +213,44 @@ NSQ_API nsq_status nsq_tokenizer_file_find(const nsq_file *f, const char *name,
  * GPT-2's vocab.json + merges.txt (byte-level BPE, GPT-2's regex). Other model
  * types (WordPiece, Unigram, WordLevel), SentencePiece's tokenizer.model alone,
  * and unknown pipeline components are NSQ_E_UNSUPPORTED, naming what is
- * missing; malformed files are NSQ_E_TOKENIZER. */
+ * missing; malformed files are NSQ_E_TOKENIZER.
+ *
+ * Limits (spec/nsq-format.md section 6.1; real tokenizers stay far below):
+ * loading refuses with NSQ_E_LIMIT a tokenizer file (tokenizer.json,
+ * vocab.json, merges.txt, tokenizer_config.json) over 64 MiB, a token id of
+ * 2^22 or more, more than 2^22 vocabulary entries or merges, more than 2^20
+ * added tokens or 16 MiB of added-token contents, a post-processor that adds
+ * more than 256 ids before or after a text, and a regex pattern over 16 KiB.
+ * Encoding and decoding do work linear in the text: normalizers and decoders
+ * may make at most 16 x their input + 1 KiB, and a regex may backtrack at
+ * most 100000 steps from one start position (PCRE2 match and depth limits,
+ * heap limit 32 MiB); beyond, NSQ_E_LIMIT. Out of memory is NSQ_E_NOMEM. */
 typedef struct nsq_tokenizer nsq_tokenizer;
 
 /*! nsq_tokenizer_load() : from f's tokenizer section (NSQ_E_NOT_FOUND when it
- *  has none). The tokenizer copies what it needs: f may be closed after. */
+ *  has none). The tokenizer copies what it needs: f may be closed after.
+ *  Fails (diag saying why) as nsq_tokenizer_from_files() does. */
 NSQ_API nsq_status nsq_tokenizer_load(const nsq_file *f, nsq_tokenizer **out, nsq_diag *diag);
 /*! nsq_tokenizer_from_files() : kind and named files as the tokenizer section
  *  would hold them (e.g. "tokenizer.json"; "vocab.json" + "merges.txt"; with
  *  "tokenizer_config.json" optionally). tokenizer.json, when given, describes
  *  the whole pipeline whatever the kind. tokenizer_config.json adds BOS/EOS
  *  (add_bos_token, add_eos_token) when tokenizer.json has no post-processor,
- *  and, with vocab.json + merges.txt, its added_tokens_decoder entries. */
+ *  and, with vocab.json + merges.txt, its added_tokens_decoder entries.
+ *  Every regex is compiled here: an empty or non-JSON file, an invalid regex
+ *  and a post-processor id that is no token are NSQ_E_TOKENIZER; a file
+ *  beyond the limits above is NSQ_E_LIMIT. */
 NSQ_API nsq_status nsq_tokenizer_from_files(nsq_tokenizer_kind kind, uint32_t n_files, const char *const *names,
                                             const uint8_t *const *data, const uint64_t *sizes, nsq_tokenizer **out,
                                             nsq_diag *diag);
 NSQ_API void nsq_tokenizer_free(nsq_tokenizer *t);
-/*! nsq_tokenizer_vocab_size() : 1 + the largest id (model vocabulary and
- *  added tokens). */
+/*! nsq_tokenizer_vocab_size() : 1 + the largest id of the tokenizer's
+ *  tokens (model vocabulary and added tokens), at most 2^22; 0 for NULL.
+ *  Every id nsq_tokenize() can return is below it, add_special's included:
+ *  post-processor ids and tokenizer_config.json's BOS/EOS must be tokens, or
+ *  loading fails. So a model whose embedding has at least this many rows can
+ *  look up any id it is given. Ids below it may still name no token (gaps in
+ *  the vocabulary); nsq_token_bytes() refuses those. */
 NSQ_API uint32_t nsq_tokenizer_vocab_size(const nsq_tokenizer *t);
 /*! nsq_token_is_special() : 1 if id is a special added token (BOS, EOS, ...;
  *  for vocab.json + merges.txt also "<|endoftext|>"), else 0. */
@@ -240,14 +260,22 @@ NSQ_API int nsq_token_is_special(const nsq_tokenizer *t, int32_t id);
  *  read as U+FFFD). Added tokens, special ones included, are recognized in
  *  the text. With add_special, adds what the tokenizer's post-processor adds
  *  (e.g. BOS). *ids is malloc'ed, also when empty (free it with free());
- *  *n_ids its length. */
+ *  *n_ids its length. Every id is below nsq_tokenizer_vocab_size().
+ *  NSQ_E_NOMEM when out of memory; NSQ_E_LIMIT when a normalizer would grow
+ *  the text, or a regex backtrack, beyond the limits above. */
 NSQ_API nsq_status nsq_tokenize(const nsq_tokenizer *t, const char *text, size_t len, int add_special, int32_t **ids,
                                 size_t *n_ids);
+/*! nsq_tokenize_diag() : nsq_tokenize() with diag (may be NULL) saying why it
+ *  failed, e.g. "out of memory tokenizing 12 bytes of text" or "the
+ *  pre-tokenizer regex exceeded its match limit on this text (...)". */
+NSQ_API nsq_status nsq_tokenize_diag(const nsq_tokenizer *t, const char *text, size_t len, int add_special,
+                                     int32_t **ids, size_t *n_ids, nsq_diag *diag);
 /*! nsq_detokenize() : decodes ids to UTF-8 text as the reference decoder
  *  does (byte-level and byte-fallback bytes reassembled, invalid UTF-8 shown
  *  as U+FFFD). Ids outside the vocabulary are skipped, as are special tokens
  *  with skip_special. *text is malloc'ed and NUL-terminated; *len excludes
- *  the NUL. */
+ *  the NUL. NSQ_E_NOMEM when out of memory; NSQ_E_LIMIT when a decoder would
+ *  make more than 16 x (the tokens' bytes + their count) + 1 KiB. */
 NSQ_API nsq_status nsq_detokenize(const nsq_tokenizer *t, const int32_t *ids, size_t n_ids, int skip_special, char **text,
                                   size_t *len);
 /*! nsq_token_bytes() : the raw bytes token id stands for when generated after
@@ -261,7 +289,8 @@ NSQ_API nsq_status nsq_detokenize(const nsq_tokenizer *t, const int32_t *ids, si
  *  equal nsq_detokenize's text when that is valid UTF-8 (with skip_special,
  *  when the printer skips special tokens).
  *  Writes at most cap bytes to buf and the full length to *len; NSQ_E_ARG for
- *  an id outside the vocabulary. */
+ *  an id outside the vocabulary; NSQ_E_NOMEM and NSQ_E_LIMIT as
+ *  nsq_detokenize(). */
 NSQ_API nsq_status nsq_token_bytes(const nsq_tokenizer *t, int32_t prev_id, int32_t id, char *buf, size_t cap, size_t *len);
 
 /* ---- Blocks and refinements ---- */
@@ -443,6 +472,11 @@ typedef struct nsq_writer nsq_writer;
  *  left behind if the process dies); nsq_writer_finish() fsyncs and renames it
  *  into place. An existing file at path is untouched until then. */
 NSQ_API nsq_status nsq_writer_open(const char *path, nsq_writer **out, nsq_diag *diag);
+/*! nsq_writer_open_fd() : as nsq_writer_open(), but writes into fd: an empty
+ *  file open for reading and writing, readable as /proc/self/fd/FD, that stays
+ *  the caller's. nsq_writer_finish() validates and fsyncs it, and neither
+ *  finish nor abort closes, names or removes it. */
+NSQ_API nsq_status nsq_writer_open_fd(int fd, nsq_writer **out, nsq_diag *diag);
 /*! nsq_writer_abort() : removes the temporary file and frees the writer. */
 NSQ_API void nsq_writer_abort(nsq_writer *w);
 /*! nsq_writer_finish() : writes sections, validates the whole file by reopening

@@ -313,11 +313,14 @@ nsq_status nsq_open(const char *path, unsigned flags, nsq_file **out, nsq_diag *
     if (!f) return nsq__fail(d, NSQ_E_NOMEM, UINT64_MAX, "", "file handle");
     nsq_status st = NSQ_OK;
     struct stat sb;
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    f->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not block before fstat refuses it */
     if (f->fd < 0 || fstat(f->fd, &sb) != 0) {
         st = nsq__fail(d, NSQ_E_IO, UINT64_MAX, "", "%s: %s", path, strerror(errno));
     } else if (!S_ISREG(sb.st_mode)) {
-        st = nsq__fail(d, NSQ_E_IO, UINT64_MAX, "", "%s: not a regular file", path);
+        st = nsq__fail(d, NSQ_E_IO, UINT64_MAX, "", "%s: %s", path,
+                       S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
+    } else if (fcntl(f->fd, F_SETFL, fcntl(f->fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+        st = nsq__fail(d, NSQ_E_IO, UINT64_MAX, "", "%s: %s", path, strerror(errno));
     } else if (!(flags & NSQ_OPEN_PREAD) && sb.st_size > 0) {
         void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, f->fd, 0);
         if (m == MAP_FAILED) {

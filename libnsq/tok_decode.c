@@ -54,10 +54,11 @@ static int byte_token(const char *s, size_t n)
     return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
-/* One decoder over in, into out. stream: one token of a stream (bytes kept
- * raw, nothing known about the end); first: it starts the text. */
-static nsq_status dec_step(const nsq__tdec *z, const tlist *in, tlist *out, int stream, int first,
-                           pcre2_match_data *md)
+/* One decoder over in, into out (at most max bytes: NSQ_E_LIMIT). stream:
+ * one token of a stream (bytes kept raw, nothing known about the end);
+ * first: it starts the text. */
+static nsq_status dec_step(const nsq_tokenizer *t, const nsq__tdec *z, const tlist *in, tlist *out, int stream,
+                           int first, pcre2_match_data *md, size_t max)
 {
     out->b.n = 0;
     out->n = 0;
@@ -119,7 +120,8 @@ static nsq_status dec_step(const nsq__tdec *z, const tlist *in, tlist *out, int 
         nsq_status st = NSQ_OK;
         switch (z->kind) {
         case NSQ__D_REPLACE:
-            st = nsq__tok_replace(s, n, z->a, z->alen, z->re, z->b, z->blen, &out->b, md, NULL);
+            st = nsq__tok_replace(s, n, z->a, z->alen, z->re, z->b, z->blen, max, &out->b, md, t->mc, NULL,
+                                  "decoder Replace");
             break;
         case NSQ__D_STRIP: {
             size_t a = 0, b = n;
@@ -147,7 +149,8 @@ static nsq_status dec_step(const nsq__tdec *z, const tlist *in, tlist *out, int 
         }
         case NSQ__D_BPE: {
             const char *sp = !stream && i + 1 == in->n ? "" : " ";
-            st = nsq__tok_replace(s, n, z->a, z->alen, NULL, sp, strlen(sp), &out->b, md, NULL);
+            st = nsq__tok_replace(s, n, z->a, z->alen, NULL, sp, strlen(sp), max, &out->b, md, NULL, NULL,
+                                  "decoder BPEDecoder");
             break;
         }
         default:
@@ -179,8 +182,10 @@ static nsq_status run_chain(const nsq_tokenizer *t, tlist *l, tlist *tmp, int st
         if (t->dec[k].re && !md && !(md = pcre2_match_data_create(1, NULL))) return NSQ_E_NOMEM;
     tlist *a = l, *b = tmp;
     nsq_status st = NSQ_OK;
+    size_t max = nsq__tok_growth_max(l->b.n + l->n); /* every step's output, as normalizers */
     for (uint32_t k = 0; k < t->n_dec && !st; k++) {
-        st = dec_step(&t->dec[k], a, b, stream, first, md);
+        st = dec_step(t, &t->dec[k], a, b, stream, first, md, max);
+        if (!st && b->b.n > max) st = NSQ_E_LIMIT;
         tlist *x = a;
         a = b;
         b = x;

@@ -14,8 +14,21 @@
 #include <pcre2.h>
 #include <stdlib.h>
 
-#define NSQ__TOK_MAX_ID (1u << 24) /* ids at or above are refused (real vocabularies: < 300k) */
-#define NSQ__TOK_MAX_STAGES 16u    /* normalizers, pre-tokenizers, decoders each (after flattening) */
+/* What a tokenizer may hold and how much work one call may do: every limit
+ * nsq enforces is here (spec/nsq-format.md section 6.1 and nsq.h list them).
+ * Real tokenizers stay far below: < 300k ids, a few hundred added tokens,
+ * regexes of a few hundred bytes that backtrack little. */
+#define NSQ__TOK_MAX_FILE (64u << 20)   /* bytes of each file parsed (tokenizer.json, vocab.json, ...) */
+#define NSQ__TOK_MAX_ID (1u << 22)      /* every id is below; vocabulary entries and merges as many at most */
+#define NSQ__TOK_MAX_ADDED (1u << 20)   /* added tokens */
+#define NSQ__TOK_MAX_ADDED_BYTES (16u << 20) /* their contents together (and again once normalized) */
+#define NSQ__TOK_MAX_PP 256u            /* ids a post-processor adds before a text, and after it */
+#define NSQ__TOK_MAX_STAGES 16u         /* normalizers, pre-tokenizers, decoders each (after flattening) */
+#define NSQ__TOK_MAX_REGEX 16384u       /* bytes of a regex pattern */
+#define NSQ__TOK_REGEX_STEPS 100000u    /* PCRE2 match and depth limits: backtracking from one start position */
+#define NSQ__TOK_REGEX_HEAP 32768u      /* PCRE2 heap limit of one match, KiB */
+#define NSQ__TOK_GROWTH 16u             /* normalizers and decoders make at most GROWTH x their input */
+#define NSQ__TOK_SLACK 1024u            /* + SLACK bytes */
 #define NSQ__TOK_CP_TABLE 0x10000u /* one-character tokens below this code point are in a table */
 #define NSQ__TOK_CACHE_LEN 64u     /* pieces up to this many bytes are cached per nsq_tokenize call */
 #define NSQ__TOK_CACHE_N 65536u    /* and up to this many of them */
@@ -55,6 +68,10 @@ typedef struct {
 
 int nsq__zbuf_push(nsq__zbuf *z, size_t a, size_t b, size_t c);
 
+/* A random seed for the hash maps, so that no file or text can be made to
+ * collide in them (their contents, not their results, depend on it). */
+uint64_t nsq__tok_seed(void);
+
 /* string -> u32; keys are copied. */
 typedef struct {
     uint32_t off, len, val, hash;
@@ -65,6 +82,7 @@ typedef struct {
     nsq__sment *ent;
     uint32_t n, cap;
     nsq__tbuf keys;
+    uint64_t seed;
 } nsq__smap;
 
 int nsq__smap_put(nsq__smap *m, const char *k, size_t n, uint32_t val); /* replaces; -1 out of memory */
@@ -79,15 +97,23 @@ typedef struct {
 typedef struct {
     nsq__pment *e;
     size_t mask, n;
+    uint64_t seed;
 } nsq__pmap;
 
-int nsq__pmap_put(nsq__pmap *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t id); /* replaces */
+int nsq__pmap_put(nsq__pmap *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t id); /* replaces; -1 out of memory */
 void nsq__pmap_free(nsq__pmap *m);
+static inline size_t nsq__pmap_slot(uint64_t k, uint64_t seed, size_t mask)
+{
+    uint64_t h = (k ^ seed) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 32;
+    h *= 0xD6E8FEB86659FD93ull;
+    return (size_t)(h ^ h >> 32) & mask;
+}
 static inline const nsq__pment *nsq__pmap_get(const nsq__pmap *m, uint32_t a, uint32_t b)
 {
     if (!m->e) return NULL;
     uint64_t k = (uint64_t)a << 32 | b;
-    size_t i = (size_t)((k * 0x9E3779B97F4A7C15ull) >> 29) & m->mask;
+    size_t i = nsq__pmap_slot(k, m->seed, m->mask);
     for (;; i = (i + 1) & m->mask) {
         if (m->e[i].key == k) return &m->e[i];
         if (m->e[i].key == UINT64_MAX) return NULL;
@@ -161,11 +187,22 @@ typedef struct {
     uint8_t special, lstrip, rstrip, single_word, normalized;
 } nsq__tadded;
 
-/* Added tokens of one kind (normalized or not) by first byte, longest first. */
+/* Added tokens of one kind (normalized or not): an Aho-Corasick automaton of
+ * their contents reversed. Run backwards over a text, it gives for every
+ * position the longest token that starts there, in one pass. */
 typedef struct {
-    uint32_t *idx;
-    uint32_t start[257];
+    nsq__pmap go;   /* (node, byte) -> child node (in rank); node 0 is the root */
+    uint32_t *fail; /* per node: the longest proper suffix that is a node */
+    uint32_t *best; /* per node: 1 + index in added of the longest token among its suffixes; 0: none */
+    uint32_t n;     /* nodes; 0 when there is no token */
 } nsq__tmatch;
+
+/* Builds m from the added tokens a[0..n) of one kind: those with normalized
+ * == norm, by their normalized or raw content. -1 when out of memory. */
+int nsq__tmatch_build(nsq__tmatch *m, const nsq__tadded *a, uint32_t n, int norm);
+void nsq__tmatch_free(nsq__tmatch *m);
+/* longest[i]: m's best for the tokens starting at s + i (0: none), i < n. */
+void nsq__tmatch_scan(const nsq__tmatch *m, const char *s, size_t n, uint32_t *longest);
 
 enum { NSQ__F_VALID = 1, NSQ__F_ADDED = 2, NSQ__F_SPECIAL = 4 };
 
@@ -196,6 +233,8 @@ struct nsq_tokenizer {
     /* pipeline */
     nsq__tadded *added;
     uint32_t n_added;
+    nsq__pmap added_ids;  /* id -> index in added (in rank), while building */
+    size_t added_bytes;   /* their contents together */
     nsq__tmatch match_raw, match_norm;
     nsq__tnorm norm[NSQ__TOK_MAX_STAGES];
     uint32_t n_norm;
@@ -205,6 +244,7 @@ struct nsq_tokenizer {
     uint32_t n_dec;
     int has_decoder;
     nsq__ibuf pp_before, pp_after; /* what add_special adds around the ids */
+    pcre2_match_context *mc;       /* the regex limits; read-only, shared by all calls */
 };
 
 /*-************************************
@@ -218,15 +258,26 @@ typedef struct {
 
 /* tok_json.c: fills a zeroed tokenizer from its files. */
 nsq_status nsq__tok_build(nsq_tokenizer *t, const nsq__tokfiles *f, nsq_diag *d);
-/* Compiles a regex as the pre-tokenizers use it (UTF, UCP, JIT when available). */
-pcre2_code *nsq__tok_regex(const char *pat, size_t len, char *err, size_t errlen);
-/* Runs the normalizers over s[0..n) into out (cleared first). */
+/* Compiles a regex as the pre-tokenizers use it (UTF, UCP, JIT when
+ * available) into *re: NSQ_OK, or NSQ_E_LIMIT, NSQ_E_NOMEM or NSQ_E_TOKENIZER
+ * with err saying why. */
+nsq_status nsq__tok_regex(const char *pat, size_t len, pcre2_code **re, char *err, size_t errlen);
+/* The match context with the regex limits (NULL when out of memory). */
+pcre2_match_context *nsq__tok_match_context(void);
+/* The most a normalizer or decoder may make of n bytes. */
+static inline size_t nsq__tok_growth_max(size_t n)
+{
+    return n > (SIZE_MAX - NSQ__TOK_SLACK) / NSQ__TOK_GROWTH ? SIZE_MAX : NSQ__TOK_GROWTH * n + NSQ__TOK_SLACK;
+}
+/* Runs the normalizers over s[0..n) into out (cleared first). NSQ_E_LIMIT
+ * when a regex or the text's growth exceeds its limit; d says which. */
 nsq_status nsq__tok_normalize(const nsq_tokenizer *t, const char *s, size_t n, nsq__tbuf *out,
-                              pcre2_match_data *md, pcre2_match_context *mc);
-/* Literal or regex replacement of every match in s[0..n), appended to out. */
+                              pcre2_match_data *md, nsq_diag *d);
+/* Literal or regex replacement of every match in s[0..n), appended to out,
+ * which may not grow past max bytes (NSQ_E_LIMIT). what names the stage. */
 nsq_status nsq__tok_replace(const char *s, size_t n, const char *pat, size_t plen, const pcre2_code *re,
-                            const char *rep, size_t rlen, nsq__tbuf *out, pcre2_match_data *md,
-                            pcre2_match_context *mc);
+                            const char *rep, size_t rlen, size_t max, nsq__tbuf *out, pcre2_match_data *md,
+                            pcre2_match_context *mc, nsq_diag *d, const char *what);
 
 /* tok_bpe.c: the BPE model on one piece. */
 typedef struct {
@@ -251,9 +302,11 @@ typedef struct {
     nsq__tbuf text[NSQ__TOK_MAX_STAGES], map[NSQ__TOK_MAX_STAGES];
     nsq__zbuf parts[NSQ__TOK_MAX_STAGES], seg;
     pcre2_match_data *md;
-    pcre2_match_context *mc; /* NULL: the defaults */
     nsq__smap cache;      /* piece -> offset in cache_ids of [count, ids...] */
     nsq__ibuf cache_ids;
+    uint32_t *longest;    /* find_added's scratch: the added token at each position */
+    size_t longest_cap;
+    nsq_diag *d;          /* what went wrong, for the caller; may be NULL */
 } nsq__tenc;
 
 /* tok_text.c: pre-tokenizer stage lv (and the ones after it, then the model)

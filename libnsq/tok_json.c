@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #define FAIL(...) nsq__fail(d, NSQ_E_TOKENIZER, UINT64_MAX, "", __VA_ARGS__)
+#define LIMIT(...) nsq__fail(d, NSQ_E_LIMIT, UINT64_MAX, "", __VA_ARGS__)
 #define UNSUP(...) nsq__fail(d, NSQ_E_UNSUPPORTED, UINT64_MAX, "", __VA_ARGS__)
 #define NOMEM() nsq__fail(d, NSQ_E_NOMEM, UINT64_MAX, "", "out of memory building the tokenizer")
 
@@ -48,14 +49,15 @@ static const char *get_str(const json_t *o, const char *key, size_t *len)
     return json_string_value(v);
 }
 
-/* A token id value: 1 when it is an integer in range. */
-static int get_id(const json_t *v, uint32_t *id)
+/* A token id value (what: "FILE: the thing that has it"), below NSQ__TOK_MAX_ID. */
+static nsq_status get_id(const json_t *v, uint32_t *id, const char *what, nsq_diag *d)
 {
-    if (!json_is_integer(v)) return 0;
-    json_int_t i = json_integer_value(v);
-    if (i < 0 || i >= (json_int_t)NSQ__TOK_MAX_ID) return 0;
-    *id = (uint32_t)i;
-    return 1;
+    if (!json_is_integer(v) || json_integer_value(v) < 0) return FAIL("%s has no valid id (an integer >= 0)", what);
+    if (json_integer_value(v) >= (json_int_t)NSQ__TOK_MAX_ID)
+        return LIMIT("%s has id %lld; nsq allows ids up to %u", what, (long long)json_integer_value(v),
+                     NSQ__TOK_MAX_ID - 1);
+    *id = (uint32_t)json_integer_value(v);
+    return NSQ_OK;
 }
 
 /*-************************************
@@ -64,15 +66,18 @@ static int get_id(const json_t *v, uint32_t *id)
 static nsq_status load_vocab(nsq_tokenizer *t, const json_t *v, const char *what, nsq_diag *d)
 {
     if (!json_is_object(v)) return FAIL("%s: the vocabulary is not an object", what);
+    if (json_object_size(v) > NSQ__TOK_MAX_ID)
+        return LIMIT("%s: the vocabulary has %zu entries; nsq allows %u", what, json_object_size(v), NSQ__TOK_MAX_ID);
     const char *k;
     size_t kl;
     json_t *val;
     json_object_keylen_foreach((json_t *)v, k, kl, val)
     {
         uint32_t id;
-        if (!get_id(val, &id))
-            return FAIL("%s: vocabulary entry \"%.40s\" has no valid id (an integer in 0..%u)", what, k,
-                        NSQ__TOK_MAX_ID - 1);
+        char name[80];
+        snprintf(name, sizeof name, "%s: vocabulary entry \"%.40s\"", what, k);
+        nsq_status st = get_id(val, &id, name, d);
+        if (st) return st;
         if (nsq__smap_put(&t->vocab, k, kl, id)) return NOMEM();
     }
     return NSQ_OK;
@@ -105,7 +110,8 @@ static nsq_status load_merges_json(nsq_tokenizer *t, const json_t *m, nsq_diag *
 {
     if (!m) return NSQ_OK;
     if (!json_is_array(m)) return FAIL("tokenizer.json: model.merges is not an array");
-    if (json_array_size(m) >= UINT32_MAX) return FAIL("tokenizer.json: too many merges");
+    if (json_array_size(m) > NSQ__TOK_MAX_ID)
+        return LIMIT("tokenizer.json: %zu merges; nsq allows %u", json_array_size(m), NSQ__TOK_MAX_ID);
     nsq__tbuf tmp = {0};
     nsq_status st = NSQ_OK;
     for (size_t i = 0; i < json_array_size(m) && !st; i++) {
@@ -157,8 +163,8 @@ static nsq_status load_merges_txt(nsq_tokenizer *t, const char *s, size_t n, nsq
             st = FAIL("merges.txt: line %u is not of the form \"a b\"", line);
             break;
         }
-        if (rank == UINT32_MAX) {
-            st = FAIL("merges.txt: too many merges");
+        if (rank == NSQ__TOK_MAX_ID) {
+            st = LIMIT("merges.txt: more than %u merges, the most nsq allows", NSQ__TOK_MAX_ID);
             break;
         }
         st = add_merge(t, l, (size_t)(sp - l), sp + 1, len - (size_t)(sp - l) - 1, rank++, &tmp, "merges.txt", d);
@@ -170,30 +176,38 @@ static nsq_status load_merges_txt(nsq_tokenizer *t, const char *s, size_t n, nsq
 /*-************************************
  *  Added tokens
  **************************************/
+/* A later entry for the same id replaces the earlier one, in its place. */
 static nsq_status add_token(nsq_tokenizer *t, uint32_t id, const char *s, size_t n, int special, int lstrip,
                             int rstrip, int single_word, int normalized, nsq_diag *d)
 {
-    if (t->n_added >= (1u << 20)) return FAIL("too many added tokens");
-    for (uint32_t i = 0; i < t->n_added; i++) /* a later entry for the same id replaces the earlier one */
-        if (t->added[i].id == id) {
-            free(t->added[i].s);
-            t->added[i] = t->added[--t->n_added];
-            break;
+    const nsq__pment *e = nsq__pmap_get(&t->added_ids, id, 0);
+    uint32_t i = e ? e->rank : t->n_added;
+    size_t old = e ? t->added[i].len : 0;
+    if (!e && t->n_added == NSQ__TOK_MAX_ADDED) return LIMIT("more than %u added tokens, the most nsq allows", NSQ__TOK_MAX_ADDED);
+    if (t->added_bytes - old + n > NSQ__TOK_MAX_ADDED_BYTES)
+        return LIMIT("the added tokens' contents exceed %u MiB, the most nsq allows", NSQ__TOK_MAX_ADDED_BYTES >> 20);
+    char *copy = dupn(s, n);
+    if (!copy) return NOMEM();
+    if (e) {
+        free(t->added[i].s);
+    } else {
+        if ((i & (i - 1)) == 0) { /* grow at powers of two */
+            nsq__tadded *p = realloc(t->added, (i ? 2 * (size_t)i : 4) * sizeof *p);
+            if (p) t->added = p;
+            if (!p || nsq__pmap_put(&t->added_ids, id, 0, i, 0)) return free(copy), NOMEM();
+        } else if (nsq__pmap_put(&t->added_ids, id, 0, i, 0)) {
+            return free(copy), NOMEM();
         }
-    if ((t->n_added & (t->n_added - 1)) == 0) { /* grow at powers of two */
-        size_t cap = t->n_added ? 2 * (size_t)t->n_added : 4;
-        nsq__tadded *a = realloc(t->added, cap * sizeof *a);
-        if (!a) return NOMEM();
-        t->added = a;
+        t->n_added++;
     }
-    nsq__tadded *a = &t->added[t->n_added];
+    nsq__tadded *a = &t->added[i];
     memset(a, 0, sizeof *a);
-    if (!(a->s = dupn(s, n))) return NOMEM();
+    a->s = copy;
     a->id = id;
     a->len = n;
     a->special = (uint8_t)special, a->lstrip = (uint8_t)lstrip, a->rstrip = (uint8_t)rstrip;
     a->single_word = (uint8_t)single_word, a->normalized = (uint8_t)normalized;
-    t->n_added++;
+    t->added_bytes = t->added_bytes - old + n;
     return NSQ_OK;
 }
 
@@ -214,9 +228,10 @@ static nsq_status load_added(nsq_tokenizer *t, const json_t *arr, nsq_diag *d)
     for (size_t i = 0; i < json_array_size(arr); i++) {
         const json_t *e = json_array_get(arr, i);
         uint32_t id;
-        if (!get_id(json_object_get(e, "id"), &id))
-            return FAIL("tokenizer.json: added token %zu has no valid id", i + 1);
-        nsq_status st = added_entry(t, e, id, "tokenizer.json", d);
+        char what[64];
+        snprintf(what, sizeof what, "tokenizer.json: added token %zu", i + 1);
+        nsq_status st = get_id(json_object_get(e, "id"), &id, what, d);
+        if (!st) st = added_entry(t, e, id, "tokenizer.json", d);
         if (st) return st;
     }
     return NSQ_OK;
@@ -231,10 +246,13 @@ static nsq_status load_added_config(nsq_tokenizer *t, const json_t *cfg, nsq_dia
     json_t *e;
     json_object_foreach((json_t *)m, k, e)
     {
-        char *end;
-        unsigned long id = strtoul(k, &end, 10);
-        if (!*k || *end || id >= NSQ__TOK_MAX_ID)
+        size_t n = strspn(k, "0123456789");
+        if (!n || k[n])
             return FAIL("tokenizer_config.json: added_tokens_decoder key \"%.40s\" is not an id", k);
+        unsigned long long id = n > 12 ? ~0ull : strtoull(k, NULL, 10);
+        if (id >= NSQ__TOK_MAX_ID)
+            return LIMIT("tokenizer_config.json: added_tokens_decoder has id %.40s; nsq allows ids up to %u", k,
+                         NSQ__TOK_MAX_ID - 1);
         nsq_status st = added_entry(t, e, (uint32_t)id, "tokenizer_config.json", d);
         if (st) return st;
     }
@@ -257,9 +275,8 @@ static nsq_status get_pattern(const json_t *o, const char *what, char **lit, siz
     }
     if (!json_is_string(r)) return FAIL("tokenizer.json: %s has no String or Regex pattern", what);
     char err[160];
-    if (!(*re = nsq__tok_regex(json_string_value(r), json_string_length(r), err, sizeof err)))
-        return FAIL("tokenizer.json: %s regex: %s", what, err);
-    return NSQ_OK;
+    nsq_status st = nsq__tok_regex(json_string_value(r), json_string_length(r), re, err, sizeof err);
+    return st ? nsq__fail(d, st, UINT64_MAX, "", "tokenizer.json: %s regex: %s", what, err) : NSQ_OK;
 }
 
 /* Metaspace's replacement character and prepend scheme (old files: add_prefix_space). */
@@ -356,7 +373,8 @@ static nsq_status pre_regex(nsq_tokenizer *t, const char *re, int behavior, int 
     nsq__tpre *p = new_pre(t, NSQ__P_SPLIT);
     char err[160];
     if (!p) return FAIL("tokenizer.json: more than %u pre-tokenizers", NSQ__TOK_MAX_STAGES);
-    if (!(p->re = nsq__tok_regex(re, strlen(re), err, sizeof err))) return FAIL("built-in regex: %s", err);
+    nsq_status st = nsq__tok_regex(re, strlen(re), &p->re, err, sizeof err);
+    if (st) return nsq__fail(d, st, UINT64_MAX, "", "built-in regex: %s", err);
     p->behavior = behavior;
     p->invert = invert;
     return NSQ_OK;
@@ -409,9 +427,8 @@ static nsq_status parse_pre(nsq_tokenizer *t, const json_t *o, int depth, nsq_di
         char err[160];
         if (!p) return FAIL("tokenizer.json: more than %u pre-tokenizers", NSQ__TOK_MAX_STAGES);
         p->add_prefix_space = get_bool(o, "add_prefix_space", 1);
-        if (get_bool(o, "use_regex", 1) && !(p->re = nsq__tok_regex(gpt2_regex, sizeof gpt2_regex - 1, err, sizeof err)))
-            return FAIL("built-in regex: %s", err);
-        return NSQ_OK;
+        nsq_status st = get_bool(o, "use_regex", 1) ? nsq__tok_regex(gpt2_regex, sizeof gpt2_regex - 1, &p->re, err, sizeof err) : NSQ_OK;
+        return st ? nsq__fail(d, st, UINT64_MAX, "", "built-in regex: %s", err) : NSQ_OK;
     }
     if (!strcmp(type, "Metaspace")) {
         nsq__tpre *p = new_pre(t, NSQ__P_METASPACE);
@@ -504,16 +521,20 @@ static nsq_status parse_dec(nsq_tokenizer *t, const json_t *o, int depth, nsq_di
 /*-************************************
  *  Post-processors
  **************************************/
-static nsq_status push_ids(nsq__ibuf *b, const uint32_t *ids, size_t n, nsq_diag *d)
+static nsq_status push_id(nsq__ibuf *b, uint32_t id, nsq_diag *d)
 {
-    for (size_t i = 0; i < n; i++)
-        if (nsq__ibuf_push(b, (int32_t)ids[i])) return NOMEM();
-    return NSQ_OK;
+    if (b->n == NSQ__TOK_MAX_PP)
+        return LIMIT("tokenizer.json: the post-processor adds more than %u ids on one side, the most nsq allows",
+                     NSQ__TOK_MAX_PP);
+    return nsq__ibuf_push(b, (int32_t)id) ? NOMEM() : NSQ_OK;
 }
 
 /* Wraps pp_before/pp_after with one more processor's before and after ids. */
 static nsq_status wrap(nsq_tokenizer *t, nsq__ibuf *before, nsq__ibuf *after, nsq_diag *d)
 {
+    if (before->n + t->pp_before.n > NSQ__TOK_MAX_PP || after->n + t->pp_after.n > NSQ__TOK_MAX_PP)
+        return LIMIT("tokenizer.json: the post-processors add more than %u ids on one side, the most nsq allows",
+                     NSQ__TOK_MAX_PP);
     for (size_t i = 0; i < t->pp_before.n; i++)
         if (nsq__ibuf_push(before, t->pp_before.p[i])) return NOMEM();
     for (size_t i = 0; i < after->n; i++)
@@ -539,11 +560,12 @@ static nsq_status template_ids(const json_t *o, nsq__ibuf *before, nsq__ibuf *af
             if (!name || !json_is_array(ids))
                 return FAIL("tokenizer.json: TemplateProcessing names special token \"%.40s\" without ids",
                             name ? name : "");
+            char what[96];
+            snprintf(what, sizeof what, "tokenizer.json: post-processor special token \"%.40s\"", name);
             for (size_t k = 0; k < json_array_size(ids); k++) {
                 uint32_t id;
-                if (!get_id(json_array_get(ids, k), &id))
-                    return FAIL("tokenizer.json: special token \"%.40s\" has an invalid id", name);
-                if (nsq__ibuf_push(cur, (int32_t)id)) return NOMEM();
+                nsq_status st = get_id(json_array_get(ids, k), &id, what, d);
+                if (st || (st = push_id(cur, id, d))) return st;
             }
         } else {
             return FAIL("tokenizer.json: TemplateProcessing item %zu is neither Sequence nor SpecialToken", i);
@@ -573,11 +595,14 @@ static nsq_status parse_post(nsq_tokenizer *t, const json_t *o, int depth, nsq_d
         st = template_ids(o, &before, &after, d);
     } else if (!strcmp(type, "RobertaProcessing") || !strcmp(type, "BertProcessing")) {
         uint32_t cls, sep;
-        if (!get_id(json_array_get(json_object_get(o, "cls"), 1), &cls) ||
-            !get_id(json_array_get(json_object_get(o, "sep"), 1), &sep))
+        const json_t *c = json_object_get(o, "cls"), *s = json_object_get(o, "sep");
+        char what[64];
+        snprintf(what, sizeof what, "tokenizer.json: %s cls or sep", type);
+        if (!json_is_array(c) || !json_is_array(s) || json_array_size(c) != 2 || json_array_size(s) != 2)
             st = FAIL("tokenizer.json: %s needs cls and sep as [token, id]", type);
-        else if (!(st = push_ids(&before, &cls, 1, d)))
-            st = push_ids(&after, &sep, 1, d);
+        else if (!(st = get_id(json_array_get(c, 1), &cls, what, d)) && !(st = get_id(json_array_get(s, 1), &sep, what, d)) &&
+                 !(st = push_id(&before, cls, d)))
+            st = push_id(&after, sep, d);
     } else {
         st = UNSUP("tokenizer.json: post-processor %.40s is not supported", type);
     }
@@ -651,8 +676,10 @@ static nsq_status parse_model(nsq_tokenizer *t, const json_t *m, nsq_diag *d)
 static json_t *parse_json(const uint8_t *p, size_t n, const char *what, nsq_status *st, nsq_diag *d)
 {
     json_error_t e;
-    json_t *j = json_loadb((const char *)p, n, JSON_ALLOW_NUL, &e);
-    if (!j) *st = FAIL("%s: invalid JSON at line %d column %d: %.120s", what, e.line, e.column, e.text);
+    json_t *j = n ? json_loadb((const char *)p, n, JSON_ALLOW_NUL, &e) : NULL;
+    if (!n) *st = FAIL("%s is empty", what);
+    else if (!j && (json_error_code(&e) == json_error_out_of_memory || !e.text[0])) *st = NOMEM(); /* jansson says nothing when its first allocation fails */
+    else if (!j) *st = FAIL("%s: invalid JSON at line %d column %d: %.120s", what, e.line, e.column, e.text);
     else if (!json_is_object(j)) *st = FAIL("%s is not a JSON object", what);
     else return j;
     json_decref(j);
@@ -681,6 +708,50 @@ static void set_chunking(nsq_tokenizer *t)
     }
     memcpy(t->chunk_rep, r, rl);
     t->chunk_rep_len = rl;
+}
+
+/* Normalized tokens are matched in normalized text, as their normalized content. */
+static nsq_status normalize_added(nsq_tokenizer *t, nsq_diag *d)
+{
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    if (!md) return NOMEM();
+    nsq_status st = NSQ_OK;
+    size_t total = 0;
+    for (uint32_t i = 0; i < t->n_added && !st; i++) {
+        nsq__tadded *a = &t->added[i];
+        if (!a->normalized) continue;
+        nsq__tbuf b = {0};
+        st = nsq__tok_normalize(t, a->s, a->len, &b, md, d);
+        if (st && st != NSQ_E_NOMEM) {
+            char why[sizeof d->message];
+            snprintf(why, sizeof why, "%s", d && d->status == st ? d->message : nsq_strerror(st));
+            st = nsq__fail(d, st == NSQ_E_LIMIT ? st : NSQ_E_TOKENIZER, UINT64_MAX, "",
+                           "added token %u cannot be normalized: %s", a->id, why);
+        } else if (!st && (total += b.n) > NSQ__TOK_MAX_ADDED_BYTES) {
+            st = LIMIT("the normalized added tokens' contents exceed %u MiB, the most nsq allows",
+                       NSQ__TOK_MAX_ADDED_BYTES >> 20);
+        }
+        if (!st && !(a->ns = dupn(b.p ? b.p : "", b.n))) st = NSQ_E_NOMEM;
+        a->nlen = b.n;
+        nsq__tbuf_free(&b);
+    }
+    pcre2_match_data_free(md);
+    return st == NSQ_E_NOMEM ? NOMEM() : st ? st : NSQ_OK;
+}
+
+/* Every id a post-processor adds must be a token (HF expects it to be one;
+ * anything else would index past the model's embeddings). */
+static nsq_status check_pp(const nsq_tokenizer *t, nsq_diag *d)
+{
+    for (int w = 0; w < 2; w++) {
+        const nsq__ibuf *b = w ? &t->pp_after : &t->pp_before;
+        for (size_t i = 0; i < b->n; i++) {
+            uint32_t id = (uint32_t)b->p[i];
+            if (id >= t->n_ids || !(t->flags[id] & NSQ__F_VALID))
+                return FAIL("tokenizer.json: post-processor id %u is not a token of the vocabulary", id);
+        }
+    }
+    return NSQ_OK;
 }
 
 /* id -> string and flags, normalized added tokens, match sets, tables. */
@@ -712,43 +783,11 @@ static nsq_status finish(nsq_tokenizer *t, nsq_diag *d)
         t->flags[a->id] = (uint8_t)(NSQ__F_VALID | NSQ__F_ADDED | (a->special ? NSQ__F_SPECIAL : 0));
         if (nsq__tbuf_put(&t->strs, a->s, a->len)) return NOMEM();
     }
-    /* normalized tokens are matched in normalized text, as their normalized content */
-    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
-    if (!md) return NOMEM();
-    nsq_status st = NSQ_OK;
-    for (uint32_t i = 0; i < t->n_added && !st; i++) {
-        nsq__tadded *a = &t->added[i];
-        if (!a->normalized) continue;
-        nsq__tbuf b = {0};
-        st = nsq__tok_normalize(t, a->s, a->len, &b, md, NULL);
-        if (!st && !(a->ns = dupn(b.p ? b.p : "", b.n))) st = NOMEM();
-        a->nlen = b.n;
-        nsq__tbuf_free(&b);
-    }
-    pcre2_match_data_free(md);
-    if (st) return st == NSQ_E_NOMEM ? NOMEM() : FAIL("an added token cannot be normalized");
-    for (int w = 0; w < 2; w++) { /* the two match sets, by first byte, longest first */
-        nsq__tmatch *m = w ? &t->match_norm : &t->match_raw;
-        if (!(m->idx = malloc((t->n_added ? t->n_added : 1) * sizeof *m->idx))) return NOMEM();
-        uint32_t k = 0;
-        for (int c = 0; c < 256; c++) {
-            m->start[c] = k;
-            uint32_t first = k;
-            for (uint32_t i = 0; i < t->n_added; i++) {
-                const nsq__tadded *a = &t->added[i];
-                const char *s = w ? a->ns : a->s;
-                size_t len = w ? a->nlen : a->len;
-                if (a->normalized != w || !len || (uint8_t)s[0] != c) continue;
-                uint32_t j = k++; /* insertion sort: longest first */
-                while (j > first && (w ? t->added[m->idx[j - 1]].nlen : t->added[m->idx[j - 1]].len) < len) {
-                    m->idx[j] = m->idx[j - 1];
-                    j--;
-                }
-                m->idx[j] = i;
-            }
-        }
-        m->start[256] = k;
-    }
+    nsq_status st = normalize_added(t, d);
+    if (st) return st;
+    if (nsq__tmatch_build(&t->match_raw, t->added, t->n_added, 0) ||
+        nsq__tmatch_build(&t->match_norm, t->added, t->n_added, 1))
+        return NOMEM();
     char name[8];
     for (int b = 0; b < 256; b++) {
         uint32_t id;
@@ -772,7 +811,7 @@ static nsq_status finish(nsq_tokenizer *t, nsq_diag *d)
             t->cp_tok_n = top;
         }
     }
-    return NSQ_OK;
+    return check_pp(t, d);
 }
 
 nsq_status nsq__tok_build(nsq_tokenizer *t, const nsq__tokfiles *f, nsq_diag *d)
@@ -780,6 +819,7 @@ nsq_status nsq__tok_build(nsq_tokenizer *t, const nsq__tokfiles *f, nsq_diag *d)
     nsq_status st = NSQ_OK;
     json_t *root = NULL, *cfg = NULL, *vocab = NULL;
     t->unk_id = -1;
+    if (!(t->mc = nsq__tok_match_context())) return NOMEM();
     if (f->config && !(cfg = parse_json(f->config, f->config_len, "tokenizer_config.json", &st, d))) return st;
     if (f->json) {
         if (!(root = parse_json(f->json, f->json_len, "tokenizer.json", &st, d))) goto done;
@@ -800,8 +840,8 @@ nsq_status nsq__tok_build(nsq_tokenizer *t, const nsq__tokfiles *f, nsq_diag *d)
             goto done;
         nsq__tpre *p = new_pre(t, NSQ__P_BYTELEVEL);
         char err[160];
-        if (!(p->re = nsq__tok_regex(gpt2_regex, sizeof gpt2_regex - 1, err, sizeof err))) {
-            st = FAIL("built-in regex: %s", err);
+        if ((st = nsq__tok_regex(gpt2_regex, sizeof gpt2_regex - 1, &p->re, err, sizeof err))) {
+            nsq__fail(d, st, UINT64_MAX, "", "built-in regex: %s", err);
             goto done;
         }
         t->dec[t->n_dec++].kind = NSQ__D_BYTELEVEL;

@@ -11,19 +11,54 @@
 #include <stdio.h>
 #include <utf8proc.h>
 
-pcre2_code *nsq__tok_regex(const char *pat, size_t len, char *err, size_t errlen)
+nsq_status nsq__tok_regex(const char *pat, size_t len, pcre2_code **re, char *err, size_t errlen)
 {
     int code;
     PCRE2_SIZE off;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, PCRE2_UTF | PCRE2_UCP, &code, &off, NULL);
-    if (!re) {
+    if (len > NSQ__TOK_MAX_REGEX) {
+        snprintf(err, errlen, "the pattern is %zu bytes, more than the %u nsq allows", len, NSQ__TOK_MAX_REGEX);
+        return NSQ_E_LIMIT;
+    }
+    if (!(*re = pcre2_compile((PCRE2_SPTR)pat, len, PCRE2_UTF | PCRE2_UCP, &code, &off, NULL))) {
+        if (code == PCRE2_ERROR_HEAP_FAILED) {
+            snprintf(err, errlen, "out of memory compiling it");
+            return NSQ_E_NOMEM;
+        }
         PCRE2_UCHAR msg[128];
         if (pcre2_get_error_message(code, msg, sizeof msg) < 0) msg[0] = 0;
         snprintf(err, errlen, "%s at offset %zu", (const char *)msg, (size_t)off);
-        return NULL;
+        return NSQ_E_TOKENIZER;
     }
-    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* the interpreter runs it when JIT is unavailable */
-    return re;
+    pcre2_jit_compile(*re, PCRE2_JIT_COMPLETE); /* the interpreter runs it when JIT is unavailable */
+    return NSQ_OK;
+}
+
+pcre2_match_context *nsq__tok_match_context(void)
+{
+    pcre2_match_context *mc = pcre2_match_context_create(NULL);
+    if (!mc) return NULL;
+    pcre2_set_match_limit(mc, NSQ__TOK_REGEX_STEPS);
+    pcre2_set_depth_limit(mc, NSQ__TOK_REGEX_STEPS);
+    pcre2_set_heap_limit(mc, NSQ__TOK_REGEX_HEAP);
+    return mc;
+}
+
+/* A failed pcre2_match (rc < 0) as a status, d saying what ran out. */
+static nsq_status re_fail(int rc, const char *what, nsq_diag *d)
+{
+    if (rc == PCRE2_ERROR_NOMEMORY) return nsq__fail(d, NSQ_E_NOMEM, UINT64_MAX, "", "out of memory matching the %s regex", what);
+    if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT ||
+        rc == PCRE2_ERROR_JIT_STACKLIMIT)
+        return nsq__fail(d, NSQ_E_LIMIT, UINT64_MAX, "",
+                         "the %s regex exceeded its match limit on this text (%u backtracking steps from one "
+                         "position, %u KiB)", what, NSQ__TOK_REGEX_STEPS, NSQ__TOK_REGEX_HEAP);
+    return nsq__fail(d, NSQ_E_TOKENIZER, UINT64_MAX, "", "the %s regex failed on this text (PCRE2 error %d)", what, rc);
+}
+
+static nsq_status grew(size_t max, nsq_diag *d, const char *what)
+{
+    return nsq__fail(d, NSQ_E_LIMIT, UINT64_MAX, "", "the %s would make the text longer than %u x its length + %u bytes (%zu)",
+                     what, NSQ__TOK_GROWTH, NSQ__TOK_SLACK, max);
 }
 
 /* The next non-empty match at or after from: 1 and [*ms, *me), 0 when none,
@@ -56,14 +91,11 @@ static const char *find_lit(const char *s, size_t n, const char *p, size_t pl)
     return pl ? memmem(s, n, p, pl) : NULL;
 }
 
-/* One match of a literal or regex pattern: 1, 0 (none) or a status < 0. */
+/* One match of a literal or regex pattern: 1, 0 (none) or a PCRE2 error < 0. */
 static int pat_next(const pcre2_code *re, const char *lit, size_t litlen, const char *s, size_t n, size_t from,
                     pcre2_match_data *md, pcre2_match_context *mc, size_t *ms, size_t *me)
 {
-    if (re) {
-        int rc = re_next(re, s, n, from, md, mc, ms, me);
-        return rc < 0 ? -(int)NSQ_E_LIMIT : rc;
-    }
+    if (re) return re_next(re, s, n, from, md, mc, ms, me);
     const char *q = find_lit(s + from, n - from, lit, litlen);
     if (!q) return 0;
     *ms = (size_t)(q - s);
@@ -72,16 +104,18 @@ static int pat_next(const pcre2_code *re, const char *lit, size_t litlen, const 
 }
 
 nsq_status nsq__tok_replace(const char *s, size_t n, const char *pat, size_t plen, const pcre2_code *re,
-                            const char *rep, size_t rlen, nsq__tbuf *out, pcre2_match_data *md,
-                            pcre2_match_context *mc)
+                            const char *rep, size_t rlen, size_t max, nsq__tbuf *out, pcre2_match_data *md,
+                            pcre2_match_context *mc, nsq_diag *d, const char *what)
 {
     size_t pos = 0, ms, me;
     int rc;
     while (pos < n && (rc = pat_next(re, pat, plen, s, n, pos, md, mc, &ms, &me)) != 0) {
-        if (rc < 0) return (nsq_status)-rc;
+        if (rc < 0) return re_fail(rc, what, d);
+        if (out->n > max || max - out->n < ms - pos || max - out->n - (ms - pos) < rlen) return grew(max, d, what);
         if (nsq__tbuf_put(out, s + pos, ms - pos) || nsq__tbuf_put(out, rep, rlen)) return NSQ_E_NOMEM;
         pos = me;
     }
+    if (out->n > max || max - out->n < n - pos) return grew(max, d, what);
     return nsq__tbuf_put(out, s + pos, n - pos) ? NSQ_E_NOMEM : NSQ_OK;
 }
 
@@ -89,7 +123,7 @@ nsq_status nsq__tok_replace(const char *s, size_t n, const char *pat, size_t ple
  *  Normalizers
  **************************************/
 static nsq_status norm_one(const nsq__tnorm *z, const char *s, size_t n, nsq__tbuf *out, pcre2_match_data *md,
-                           pcre2_match_context *mc)
+                           pcre2_match_context *mc, size_t max, nsq_diag *d)
 {
     out->n = 0;
     switch (z->kind) {
@@ -115,7 +149,7 @@ static nsq_status norm_one(const nsq__tnorm *z, const char *s, size_t n, nsq__tb
         if (n && nsq__tbuf_put(out, z->a, z->alen)) return NSQ_E_NOMEM;
         return nsq__tbuf_put(out, s, n) ? NSQ_E_NOMEM : NSQ_OK;
     case NSQ__N_REPLACE:
-        return nsq__tok_replace(s, n, z->a, z->alen, z->re, z->b, z->blen, out, md, mc);
+        return nsq__tok_replace(s, n, z->a, z->alen, z->re, z->b, z->blen, max, out, md, mc, d, "normalizer Replace");
     case NSQ__N_STRIP: {
         size_t a = 0, b = n, l;
         while (z->left && a < b && nsq__uni_space(nsq__utf8_at(s + a, &l))) a += l;
@@ -132,13 +166,17 @@ static nsq_status norm_one(const nsq__tnorm *z, const char *s, size_t n, nsq__tb
 }
 
 nsq_status nsq__tok_normalize(const nsq_tokenizer *t, const char *s, size_t n, nsq__tbuf *out,
-                              pcre2_match_data *md, pcre2_match_context *mc)
+                              pcre2_match_data *md, nsq_diag *d)
 {
+    static const char *names[] = {"normalizer NFC", "normalizer NFD", "normalizer NFKC", "normalizer NFKD",
+                                  "normalizer Lowercase", "normalizer Prepend", "normalizer Replace", "normalizer Strip"};
     nsq__tbuf tmp[2] = {{0}, {0}};
     nsq_status st = NSQ_OK;
+    size_t max = nsq__tok_growth_max(n); /* the whole chain's output, and each step's */
     for (uint32_t k = 0; k < t->n_norm && !st; k++) {
         nsq__tbuf *dst = &tmp[k & 1];
-        st = norm_one(&t->norm[k], s, n, dst, md, mc);
+        st = norm_one(&t->norm[k], s, n, dst, md, t->mc, max, d);
+        if (!st && dst->n > max) st = grew(max, d, names[t->norm[k].kind]);
         s = dst->p;
         n = dst->n;
     }
@@ -162,8 +200,8 @@ static nsq_status split_parts(nsq__tenc *c, const pcre2_code *re, const char *li
     out->n = 0;
     size_t prev = 0, ms, me;
     int rc;
-    while (prev < n && (rc = pat_next(re, lit, litlen, s, n, prev, c->md, c->mc, &ms, &me)) != 0) {
-        if (rc < 0) return (nsq_status)-rc;
+    while (prev < n && (rc = pat_next(re, lit, litlen, s, n, prev, c->md, c->t->mc, &ms, &me)) != 0) {
+        if (rc < 0) return re_fail(rc, "pre-tokenizer", c->d);
         if ((ms > prev && nsq__zbuf_push(seg, prev, ms, (size_t)invert)) || nsq__zbuf_push(seg, ms, me, (size_t)!invert))
             return NSQ_E_NOMEM;
         prev = me;
@@ -271,8 +309,8 @@ static nsq_status split_stream(nsq__tenc *c, uint32_t lv, const pcre2_code *re, 
     size_t prev = 0, ms, me;
     int keep_match = behavior != NSQ__B_REMOVED || invert, keep_text = behavior != NSQ__B_REMOVED || !invert;
     while (prev < n) {
-        int rc = pat_next(re, lit, litlen, s, n, prev, c->md, c->mc, &ms, &me);
-        if (rc < 0) return (nsq_status)-rc;
+        int rc = pat_next(re, lit, litlen, s, n, prev, c->md, c->t->mc, &ms, &me);
+        if (rc < 0) return re_fail(rc, "pre-tokenizer", c->d);
         if (!rc) ms = me = n;
         nsq_status st = NSQ_OK;
         if (ms > prev && keep_text) st = child(c, lv, s, prev, ms, at_start);

@@ -3,8 +3,19 @@
 #include "tok_internal.h"
 
 #define XXH_INLINE_ALL
+#include <sys/random.h>
+#include <time.h>
 #include <utf8proc.h>
 #include <xxhash.h>
+
+uint64_t nsq__tok_seed(void)
+{
+    uint64_t s;
+    if (getrandom(&s, sizeof s, GRND_NONBLOCK) == (ssize_t)sizeof s) return s;
+    struct timespec ts; /* no entropy yet (early boot): the clock and where the stack is */
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return XXH3_64bits_withSeed(&ts, sizeof ts, (uint64_t)(uintptr_t)&s);
+}
 
 /*-************************************
  *  Buffers
@@ -91,7 +102,7 @@ int nsq__zbuf_push(nsq__zbuf *z, size_t a, size_t b, size_t c)
 /*-************************************
  *  String map (open addressing, linear probing)
  **************************************/
-static uint32_t smap_hash(const char *k, size_t n) { return (uint32_t)XXH3_64bits(k, n); }
+static uint32_t smap_hash(const nsq__smap *m, const char *k, size_t n) { return (uint32_t)XXH3_64bits_withSeed(k, n, m->seed); }
 
 static int smap_rehash(nsq__smap *m, uint32_t slots)
 {
@@ -111,7 +122,8 @@ static int smap_rehash(nsq__smap *m, uint32_t slots)
 int nsq__smap_put(nsq__smap *m, const char *k, size_t n, uint32_t val)
 {
     if (n > UINT32_MAX || m->keys.n + n > UINT32_MAX || m->n >= (1u << 30)) return -1;
-    uint32_t h = smap_hash(k, n);
+    if (!m->slot) m->seed = nsq__tok_seed();
+    uint32_t h = smap_hash(m, k, n);
     if (m->slot) {
         for (uint32_t i = h & m->mask; m->slot[i]; i = (i + 1) & m->mask) {
             nsq__sment *e = &m->ent[m->slot[i] - 1];
@@ -144,7 +156,7 @@ int nsq__smap_put(nsq__smap *m, const char *k, size_t n, uint32_t val)
 int nsq__smap_get(const nsq__smap *m, const char *k, size_t n, uint32_t *val)
 {
     if (!m->slot) return 0;
-    uint32_t h = smap_hash(k, n);
+    uint32_t h = smap_hash(m, k, n);
     for (uint32_t i = h & m->mask; m->slot[i]; i = (i + 1) & m->mask) {
         const nsq__sment *e = &m->ent[m->slot[i] - 1];
         if (e->hash == h && e->len == n && memcmp(m->keys.p + e->off, k, n) == 0) {
@@ -166,9 +178,9 @@ void nsq__smap_free(nsq__smap *m)
 /*-************************************
  *  Pair map
  **************************************/
-static int pmap_insert(nsq__pment *e, size_t mask, nsq__pment v)
+static int pmap_insert(nsq__pment *e, size_t mask, uint64_t seed, nsq__pment v)
 {
-    size_t i = (size_t)((v.key * 0x9E3779B97F4A7C15ull) >> 29) & mask;
+    size_t i = nsq__pmap_slot(v.key, seed, mask);
     for (;; i = (i + 1) & mask) {
         if (e[i].key == v.key) {
             e[i] = v;
@@ -189,13 +201,14 @@ int nsq__pmap_put(nsq__pmap *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t 
         nsq__pment *e = malloc(slots * sizeof *e);
         if (!e) return -1;
         for (size_t i = 0; i < slots; i++) e[i].key = UINT64_MAX;
+        if (!m->e) m->seed = nsq__tok_seed();
         for (size_t i = 0; m->e && i <= m->mask; i++)
-            if (m->e[i].key != UINT64_MAX) pmap_insert(e, slots - 1, m->e[i]);
+            if (m->e[i].key != UINT64_MAX) pmap_insert(e, slots - 1, m->seed, m->e[i]);
         free(m->e);
         m->e = e;
         m->mask = slots - 1;
     }
-    m->n += (size_t)pmap_insert(m->e, m->mask, (nsq__pment){(uint64_t)a << 32 | b, rank, id});
+    m->n += (size_t)pmap_insert(m->e, m->mask, m->seed, (nsq__pment){(uint64_t)a << 32 | b, rank, id});
     return 0;
 }
 
@@ -203,6 +216,99 @@ void nsq__pmap_free(nsq__pmap *m)
 {
     free(m->e);
     memset(m, 0, sizeof *m);
+}
+
+/*-************************************
+ *  Added-token automaton
+ **************************************/
+/* The child of node v by byte c, or 0 (the root is nobody's child). */
+static uint32_t tm_child(const nsq__tmatch *m, uint32_t v, uint8_t c)
+{
+    const nsq__pment *e = nsq__pmap_get(&m->go, v, c);
+    return e ? e->rank : 0;
+}
+
+/* The failure links and best tokens, breadth first (fc/sib: each node's
+ * first child and next sibling, byte: the byte that leads to it). */
+static void tm_links(nsq__tmatch *m, const uint32_t *fc, const uint32_t *sib, const uint8_t *byte, uint32_t *queue)
+{
+    size_t head = 0, tail = 1;
+    queue[0] = 0;
+    while (head < tail) {
+        uint32_t v = queue[head++];
+        for (uint32_t w = fc[v]; w; w = sib[w]) {
+            uint32_t f = 0;
+            queue[tail++] = w;
+            if (v) {
+                for (f = m->fail[v]; f && !tm_child(m, f, byte[w]); f = m->fail[f]) {}
+                f = tm_child(m, f, byte[w]);
+            }
+            m->fail[w] = f;
+            if (!m->best[w]) m->best[w] = m->best[f];
+        }
+    }
+}
+
+int nsq__tmatch_build(nsq__tmatch *m, const nsq__tadded *a, uint32_t n, int norm)
+{
+    memset(m, 0, sizeof *m);
+    size_t total = 1;
+    for (uint32_t i = 0; i < n; i++)
+        if (a[i].normalized == norm) total += norm ? a[i].nlen : a[i].len;
+    if (total == 1) return 0;
+    if (total > UINT32_MAX) return -1;
+    uint32_t *fc = calloc(total, sizeof *fc), *sib = calloc(total, sizeof *sib), *queue = malloc(total * sizeof *queue);
+    uint8_t *byte = malloc(total);
+    m->fail = calloc(total, sizeof *m->fail);
+    m->best = calloc(total, sizeof *m->best);
+    int rc = fc && sib && queue && byte && m->fail && m->best ? 0 : -1;
+    uint32_t nodes = 1;
+    for (uint32_t i = 0; i < n && !rc; i++) {
+        if (a[i].normalized != norm) continue;
+        const char *s = norm ? a[i].ns : a[i].s;
+        uint32_t v = 0;
+        for (size_t k = norm ? a[i].nlen : a[i].len; k-- > 0 && !rc;) {
+            uint8_t c = (uint8_t)s[k];
+            uint32_t w = tm_child(m, v, c);
+            if (!w) {
+                w = nodes++;
+                byte[w] = c;
+                sib[w] = fc[v];
+                fc[v] = w;
+                rc = nsq__pmap_put(&m->go, v, c, w, 0);
+            }
+            v = w;
+        }
+        if (v && !m->best[v]) m->best[v] = i + 1; /* of equal contents, the first */
+    }
+    m->n = nodes;
+    if (!rc) tm_links(m, fc, sib, byte, queue);
+    free(fc);
+    free(sib);
+    free(queue);
+    free(byte);
+    if (rc) nsq__tmatch_free(m);
+    return rc;
+}
+
+void nsq__tmatch_free(nsq__tmatch *m)
+{
+    nsq__pmap_free(&m->go);
+    free(m->fail);
+    free(m->best);
+    memset(m, 0, sizeof *m);
+}
+
+void nsq__tmatch_scan(const nsq__tmatch *m, const char *s, size_t n, uint32_t *longest)
+{
+    uint32_t v = 0;
+    for (size_t i = n; i-- > 0;) {
+        uint8_t c = (uint8_t)s[i];
+        uint32_t w;
+        while (!(w = m->n ? tm_child(m, v, c) : 0) && v) v = m->fail[v];
+        v = w;
+        longest[i] = m->n ? m->best[v] : 0;
+    }
 }
 
 /*-************************************

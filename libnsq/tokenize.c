@@ -19,8 +19,10 @@ void nsq_tokenizer_free(nsq_tokenizer *t)
         free(t->added[i].ns);
     }
     free(t->added);
-    free(t->match_raw.idx);
-    free(t->match_norm.idx);
+    nsq__pmap_free(&t->added_ids);
+    nsq__tmatch_free(&t->match_raw);
+    nsq__tmatch_free(&t->match_norm);
+    pcre2_match_context_free(t->mc);
     for (uint32_t i = 0; i < t->n_norm; i++) {
         free(t->norm[i].a);
         free(t->norm[i].b);
@@ -60,11 +62,17 @@ nsq_status nsq_tokenizer_from_files(nsq_tokenizer_kind kind, uint32_t n_files, c
             return nsq__fail(d, NSQ_E_ARG, UINT64_MAX, "", "tokenizer file %u has no name or data", i);
         const uint8_t *p = data[i] ? data[i] : (const uint8_t *)"";
         size_t n = (size_t)sizes[i];
-        if (!strcmp(names[i], "tokenizer.json")) f.json = p, f.json_len = n;
-        else if (!strcmp(names[i], "vocab.json")) f.vocab = p, f.vocab_len = n;
-        else if (!strcmp(names[i], "merges.txt")) f.merges = p, f.merges_len = n;
-        else if (!strcmp(names[i], "tokenizer_config.json")) f.config = p, f.config_len = n;
+        const uint8_t **slot = NULL;
+        size_t *len = NULL;
+        if (!strcmp(names[i], "tokenizer.json")) slot = &f.json, len = &f.json_len;
+        else if (!strcmp(names[i], "vocab.json")) slot = &f.vocab, len = &f.vocab_len;
+        else if (!strcmp(names[i], "merges.txt")) slot = &f.merges, len = &f.merges_len;
+        else if (!strcmp(names[i], "tokenizer_config.json")) slot = &f.config, len = &f.config_len;
         else if (!strcmp(names[i], "tokenizer.model")) has_model = 1;
+        if (slot && n > NSQ__TOK_MAX_FILE) /* parsing needs several times its size in memory */
+            return nsq__fail(d, NSQ_E_LIMIT, UINT64_MAX, "", "%s is %llu bytes; nsq reads tokenizer files up to %u MiB",
+                             names[i], (unsigned long long)n, NSQ__TOK_MAX_FILE >> 20);
+        if (slot) *slot = p, *len = n;
     }
     /* tokenizer.json, when there, describes the whole pipeline whatever the kind */
     switch (kind) {
@@ -138,26 +146,25 @@ static size_t cp_before(const char *s, size_t end)
 /* Splits s[0..n) at the added tokens of set m as `tokenizers`'
  * AddedVocabulary::find_matches does (leftmost-longest, then single_word,
  * lstrip and rstrip): (start, end, id + 1) triples, id + 1 == 0 for text. */
-static nsq_status find_added(const nsq_tokenizer *t, const nsq__tmatch *m, int norm, const char *s, size_t n,
-                             nsq__zbuf *out)
+static nsq_status find_added(nsq__tenc *c, const nsq__tmatch *m, int norm, const char *s, size_t n, nsq__zbuf *out)
 {
+    const nsq_tokenizer *t = c->t;
     out->n = 0;
     size_t done = 0, pos = 0, l;
-    while (m->start[256] && pos < n) {
-        uint8_t c = (uint8_t)s[pos];
-        const nsq__tadded *hit = NULL;
-        size_t hl = 0;
-        for (uint32_t k = m->start[c]; k < m->start[c + 1] && !hit; k++) {
-            const nsq__tadded *a = &t->added[m->idx[k]];
-            const char *p = norm ? a->ns : a->s;
-            hl = norm ? a->nlen : a->len;
-            if (hl <= n - pos && memcmp(s + pos, p, hl) == 0) hit = a;
-        }
-        if (!hit) {
+    if (m->n && n > c->longest_cap) {
+        uint32_t *p = n <= SIZE_MAX / sizeof *p ? realloc(c->longest, n * sizeof *p) : NULL;
+        if (!p) return NSQ_E_NOMEM;
+        c->longest = p;
+        c->longest_cap = n;
+    }
+    if (m->n) nsq__tmatch_scan(m, s, n, c->longest);
+    while (m->n && pos < n) {
+        if (!c->longest[pos]) {
             pos++;
             continue;
         }
-        size_t start = pos, stop = pos + hl;
+        const nsq__tadded *hit = &t->added[c->longest[pos] - 1];
+        size_t start = pos, stop = pos + (norm ? hit->nlen : hit->len);
         if (hit->single_word) {
             int before = start > 0 && nsq__uni_word(nsq__utf8_at(s + cp_before(s, start), &l));
             int after = stop < n && nsq__uni_word(nsq__utf8_at(s + stop, &l));
@@ -166,15 +173,12 @@ static nsq_status find_added(const nsq_tokenizer *t, const nsq__tmatch *m, int n
                 continue;
             }
         }
-        if (hit->lstrip) {
-            size_t ns = start;
-            while (ns > 0) {
-                size_t k = cp_before(s, ns);
+        if (hit->lstrip) /* spaces before it, back to the previous match at most */
+            while (start > done) {
+                size_t k = cp_before(s, start);
                 if (!nsq__uni_space(nsq__utf8_at(s + k, &l))) break;
-                ns = k;
+                start = k;
             }
-            start = ns > done ? ns : done;
-        }
         if (hit->rstrip)
             while (stop < n && nsq__uni_space(nsq__utf8_at(s + stop, &l))) stop += l;
         if ((done < start && nsq__zbuf_push(out, done, start, 0)) || nsq__zbuf_push(out, start, stop, (size_t)hit->id + 1))
@@ -200,7 +204,7 @@ static nsq_status encode(nsq__tenc *c, const char *s, size_t n)
     const nsq_tokenizer *t = c->t;
     nsq__zbuf raw = {0}, nrm = {0};
     nsq__tbuf norm = {0};
-    nsq_status st = find_added(t, &t->match_raw, 0, s, n, &raw);
+    nsq_status st = find_added(c, &t->match_raw, 0, s, n, &raw);
     for (size_t i = 0; !st && i < raw.n; i += 3) {
         size_t a = raw.p[i], b = raw.p[i + 1], id = raw.p[i + 2];
         if (id) {
@@ -210,11 +214,11 @@ static nsq_status encode(nsq__tenc *c, const char *s, size_t n)
         const char *p = s + a;
         size_t pn = b - a;
         if (t->n_norm) {
-            if ((st = nsq__tok_normalize(t, p, pn, &norm, c->md, c->mc))) break;
+            if ((st = nsq__tok_normalize(t, p, pn, &norm, c->md, c->d))) break;
             p = norm.p;
             pn = norm.n;
         }
-        if ((st = find_added(t, &t->match_norm, 1, p, pn, &nrm))) break;
+        if ((st = find_added(c, &t->match_norm, 1, p, pn, &nrm))) break;
         for (size_t k = 0; !st && k < nrm.n; k += 3) {
             size_t a2 = nrm.p[k], b2 = nrm.p[k + 1], id2 = nrm.p[k + 2];
             if (id2) st = nsq__ibuf_push(c->out, (int32_t)(id2 - 1)) ? NSQ_E_NOMEM : NSQ_OK;
@@ -227,17 +231,26 @@ static nsq_status encode(nsq__tenc *c, const char *s, size_t n)
     return st;
 }
 
-nsq_status nsq_tokenize(const nsq_tokenizer *t, const char *text, size_t len, int add_special, int32_t **ids,
-                        size_t *n_ids)
+/* The message of a failure that left none. */
+static nsq_status tokenize_fail(nsq_status st, size_t len, nsq_diag *d)
 {
-    if (!ids || !n_ids) return NSQ_E_ARG;
+    if (d && d->status == st) return st;
+    if (st == NSQ_E_NOMEM) return nsq__fail(d, st, UINT64_MAX, "", "out of memory tokenizing %zu bytes of text", len);
+    return nsq__fail(d, st, UINT64_MAX, "", "tokenizing %zu bytes of text failed: %s", len, nsq_strerror(st));
+}
+
+nsq_status nsq_tokenize_diag(const nsq_tokenizer *t, const char *text, size_t len, int add_special, int32_t **ids,
+                             size_t *n_ids, nsq_diag *d)
+{
+    if (d) d->status = NSQ_OK, d->message[0] = 0;
+    if (!ids || !n_ids) return nsq__fail(d, NSQ_E_ARG, UINT64_MAX, "", "no output pointer");
     *ids = NULL;
     *n_ids = 0;
-    if (!t || (!text && len)) return NSQ_E_ARG;
+    if (!t || (!text && len)) return nsq__fail(d, NSQ_E_ARG, UINT64_MAX, "", "no tokenizer or no text");
     nsq__tbuf clean = {0};
     const char *s = text ? text : "";
     if (!nsq__utf8_ok((const uint8_t *)s, len)) { /* invalid UTF-8 is read as U+FFFD */
-        if (nsq__utf8_lossy(&clean, (const uint8_t *)s, len)) return NSQ_E_NOMEM;
+        if (nsq__utf8_lossy(&clean, (const uint8_t *)s, len)) return tokenize_fail(NSQ_E_NOMEM, len, d);
         s = clean.p;
         len = clean.n;
     }
@@ -246,6 +259,7 @@ nsq_status nsq_tokenize(const nsq_tokenizer *t, const char *text, size_t len, in
     memset(&c, 0, sizeof c);
     c.t = t;
     c.out = &out;
+    c.d = d;
     c.md = pcre2_match_data_create(1, NULL);
     nsq_status st = c.md ? NSQ_OK : NSQ_E_NOMEM;
     if (!st && add_special) st = push_all(&out, &t->pp_before);
@@ -258,6 +272,7 @@ nsq_status nsq_tokenize(const nsq_tokenizer *t, const char *text, size_t len, in
         free(c.parts[i].p);
     }
     free(c.seg.p);
+    free(c.longest);
     nsq__smap_free(&c.cache);
     free(c.cache_ids.p);
     nsq__bpe_scratch_free(&c.bpe);
@@ -265,9 +280,15 @@ nsq_status nsq_tokenize(const nsq_tokenizer *t, const char *text, size_t len, in
     nsq__tbuf_free(&clean);
     if (st) {
         free(out.p);
-        return st;
+        return tokenize_fail(st, len, d);
     }
     *ids = out.p;
     *n_ids = out.n;
     return NSQ_OK;
+}
+
+nsq_status nsq_tokenize(const nsq_tokenizer *t, const char *text, size_t len, int add_special, int32_t **ids,
+                        size_t *n_ids)
+{
+    return nsq_tokenize_diag(t, text, len, add_special, ids, n_ids, NULL);
 }

@@ -91,6 +91,7 @@ typedef struct {
 struct nsq_writer {
     char *path, *tmp; /* tmp: the temporary file's name, or /proc/self/fd/N when it has none */
     int fd, anonymous, zstd_level;
+    int borrowed; /* fd is the caller's: never closed, named or removed here */
     uint64_t pos; /* bytes written so far */
     nsq_status err; /* sticky: once set, only abort/finish are meaningful */
     nsq_diag diag;
@@ -153,6 +154,20 @@ static nsq_status pad_to(nsq_writer *w, uint64_t align)
     return write_all(w, zeros, nsq__align_up(w->pos, align) - w->pos);
 }
 
+/* Writes the header placeholder (rewritten at finish); frees w on failure. */
+static nsq_status writer_begin(nsq_writer *w, nsq_writer **out, nsq_diag *d)
+{
+    uint8_t header[NSQ__HEADER_SIZE] = {0};
+    w->zstd_level = ZSTD_LEVEL;
+    if (write_all(w, header, sizeof header)) {
+        nsq_status st = nsq__fail(d, w->err, UINT64_MAX, "", "%s", w->diag.message);
+        nsq_writer_abort(w);
+        return st;
+    }
+    *out = w;
+    return NSQ_OK;
+}
+
 nsq_status nsq_writer_open(const char *path, nsq_writer **out, nsq_diag *d)
 {
     if (!path || !out) return nsq__fail(d, NSQ_E_ARG, UINT64_MAX, "", "NULL argument");
@@ -175,7 +190,6 @@ nsq_status nsq_writer_open(const char *path, nsq_writer **out, nsq_diag *d)
         snprintf(w->tmp, n + 16, "%s.tmp-XXXXXX", path);
         w->fd = mkstemp(w->tmp);
     }
-    w->zstd_level = ZSTD_LEVEL;
     if (w->fd < 0) {
         nsq_status st = nsq__fail(d, NSQ_E_IO, UINT64_MAX, "", "%s: cannot create a temporary file: %s", path,
                                   strerror(errno));
@@ -185,14 +199,24 @@ nsq_status nsq_writer_open(const char *path, nsq_writer **out, nsq_diag *d)
         return st;
     }
     fchmod(w->fd, 0644);
-    uint8_t header[NSQ__HEADER_SIZE] = {0}; /* rewritten at finish */
-    if (write_all(w, header, sizeof header)) {
-        nsq_status st = nsq__fail(d, w->err, UINT64_MAX, "", "%s", w->diag.message);
-        nsq_writer_abort(w);
-        return st;
+    return writer_begin(w, out, d);
+}
+
+nsq_status nsq_writer_open_fd(int fd, nsq_writer **out, nsq_diag *d)
+{
+    if (fd < 0 || !out) return nsq__fail(d, NSQ_E_ARG, UINT64_MAX, "", "no file descriptor or output pointer");
+    *out = NULL;
+    char name[32];
+    snprintf(name, sizeof name, "/proc/self/fd/%d", fd);
+    nsq_writer *w = calloc(1, sizeof *w);
+    if (!w || !(w->path = strdup(name)) || !(w->tmp = strdup(name))) {
+        if (w) free(w->path);
+        free(w);
+        return nsq__fail(d, NSQ_E_NOMEM, UINT64_MAX, "", "writer");
     }
-    *out = w;
-    return NSQ_OK;
+    w->fd = fd;
+    w->anonymous = w->borrowed = 1;
+    return writer_begin(w, out, d);
 }
 
 static void free_writer(nsq_writer *w)
@@ -221,7 +245,7 @@ static void free_writer(nsq_writer *w)
 void nsq_writer_abort(nsq_writer *w)
 {
     if (!w) return;
-    if (w->fd >= 0) close(w->fd);
+    if (w->fd >= 0 && !w->borrowed) close(w->fd);
     if (!w->anonymous) unlink(w->tmp);
     free_writer(w);
 }
@@ -790,6 +814,10 @@ nsq_status nsq_writer_finish(nsq_writer *w, nsq_diag *d)
     if (!w->err && !w->tok_kind) werr(w, NSQ_E_STATE, "R-SEC-6", "no tokenizer was added");
     if (!w->err && !write_tail(w) && fsync(w->fd) != 0) werr(w, NSQ_E_IO, "", "%s: fsync: %s", w->path, strerror(errno));
     if (!w->err) validate_tmp(w);
+    if (!w->err && w->borrowed) { /* the caller names the file, if at all */
+        free_writer(w);
+        return NSQ_OK;
+    }
     if (!w->err) publish(w);
     if (!w->err) {
         int rc = close(w->fd);

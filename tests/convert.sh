@@ -288,7 +288,7 @@ cv_calib_tests() { # cv_calib_tests B
     printf 'Too short.' >"$CVD/short.txt"
     : >"$CVD/empty.txt"
     check "$n --calib-tokens 10" exit_code 2 "$C" "$CV_LLAMA" "$CVD/x.nsq" --calib "$CV_CALIB" --calib-tokens 10
-    check "$n --calib-tokens message" stderr_says "--calib-tokens wants a count of at least 64" "$C" "$CV_LLAMA" "$CVD/x.nsq" --calib "$CV_CALIB" --calib-tokens 1x
+    check "$n --calib-tokens message" stderr_says "--calib-tokens wants an integer in 64\.\." "$C" "$CV_LLAMA" "$CVD/x.nsq" --calib "$CV_CALIB" --calib-tokens 1x
     check "$n --calib-probe -1" exit_code 2 "$C" "$CV_LLAMA" "$CVD/x.nsq" --calib "$CV_CALIB" --calib-probe -1
     check "$n with --lossless" stderr_says "--calib does nothing with --lossless" "$C" "$CV_LLAMA" "$CVD/x.nsq" --calib "$CV_CALIB" --lossless
     check "$n missing file" cv_fails "$b" "--calib $CVD/no-such\.txt: cannot read" "$CV_GPT2" --calib "$CVD/no-such.txt"
@@ -335,7 +335,7 @@ convert_tests() {
     check "$b nsq-convert one argument" exit_code 2 "$C" "$CV_LLAMA"
     check "$b nsq-convert three arguments" exit_code 2 "$C" "$CV_LLAMA" "$CVD/x.nsq" "$CVD/y.nsq"
     check "$b nsq-convert --tiers 10:20" exit_code 2 "$C" "$CV_LLAMA" "$CVD/x.nsq" --tiers 10:20
-    check "$b nsq-convert --tiers 10:20 message" stderr_says "--tiers wants A:B:C" "$C" "$CV_LLAMA" "$CVD/x.nsq" --tiers 10:20
+    check "$b nsq-convert --tiers 10:20 message" stderr_says "--tiers wants Q8:Q4:Q2 percentages" "$C" "$CV_LLAMA" "$CVD/x.nsq" --tiers 10:20
     check "$b nsq-convert --tiers not summing to 100" exit_code 2 "$C" "$CV_LLAMA" "$CVD/x.nsq" --tiers 10:20:60
     check "$b nsq-convert --group-size 48" exit_code 2 "$C" "$CV_LLAMA" "$CVD/x.nsq" --group-size 48
     check "$b nsq-convert --refine 3" exit_code 2 "$C" "$CV_LLAMA" "$CVD/x.nsq" --refine 3

@@ -674,7 +674,7 @@ static void test_malformed_json(void **state)
         {"{'model':{'type':'BPE','vocab':{'a':-1},'merges':[]}}", NSQ_E_TOKENIZER},
         {"{'model':{'type':'BPE','vocab':{'a':'0'},'merges':[]}}", NSQ_E_TOKENIZER},
         {"{'model':{'type':'BPE','vocab':{'a':1.5},'merges':[]}}", NSQ_E_TOKENIZER},
-        {"{'model':{'type':'BPE','vocab':{'a':99999999999},'merges':[]}}", NSQ_E_TOKENIZER},
+        {"{'model':{'type':'BPE','vocab':{'a':99999999999},'merges':[]}}", NSQ_E_LIMIT},
         {"{'model':{'type':'BPE','vocab':{'a':0,'b':1,'ab':2},'merges':['a c']}}", NSQ_E_TOKENIZER},
         {"{'model':{'type':'BPE','vocab':{'a':0,'b':1,'ab':2},'merges':[['c','b']]}}", NSQ_E_TOKENIZER},
         {"{'model':{'type':'BPE','vocab':{'a':0,'b':1},'merges':['a b']}}", NSQ_E_TOKENIZER},

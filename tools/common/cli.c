@@ -2,11 +2,17 @@
 #include "cli.h"
 
 #include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -301,29 +307,236 @@ void cli_json_kv_bool(cli_json *j, const char *key, int v)
     cli_json_bool(j, v);
 }
 
-char *cli_read_file(const char *path, size_t *size)
+/*-************************************
+ *  Files
+ **************************************/
+/* What a file of mode m is, when it is not a regular file. */
+static const char *file_kind(mode_t m)
 {
-    FILE *fp = fopen(path, "rb");
-    char *p = NULL;
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
+           : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "a special file";
+}
+
+int cli_open_input(const char *path, char *why, size_t n)
+{
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer before fstat refuses it */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     struct stat st;
-    if (fp && (fstat(fileno(fp), &st) || !S_ISREG(st.st_mode))) { /* a directory opens, but has no size */
-        fclose(fp);
-        return NULL;
-    }
-    if (fp && fseek(fp, 0, SEEK_END) == 0) {
-        long n = ftell(fp);
-        rewind(fp);
-        if (n >= 0 && (p = malloc((size_t)n + 1)) && fread(p, 1, (size_t)n, fp) != (size_t)n) {
+    if (fd < 0 || fstat(fd, &st) != 0) snprintf(why, n, "%s", strerror(errno));
+    else if (!S_ISREG(st.st_mode)) snprintf(why, n, "is %s, not a regular file", file_kind(st.st_mode));
+    else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) snprintf(why, n, "%s", strerror(errno));
+    else return fd;
+    if (fd >= 0) close(fd);
+    return -1;
+}
+
+char *cli_read_file(const char *path, size_t *size, char *why, size_t n)
+{
+    int fd = cli_open_input(path, why, n);
+    struct stat st;
+    char *p = NULL;
+    size_t len = 0, want = 0;
+    if (fd < 0) return NULL;
+    if (fstat(fd, &st) != 0) snprintf(why, n, "%s", strerror(errno));
+    else if ((uint64_t)st.st_size >= SIZE_MAX || !(p = malloc((want = (size_t)st.st_size) + 1)))
+        snprintf(why, n, "out of memory");
+    while (p && len < want) {
+        ssize_t k = read(fd, p + len, want - len);
+        if (k > 0) len += (size_t)k;
+        else if (k < 0 && errno == EINTR) continue;
+        else { /* an error, or the file shrank under us */
+            snprintf(why, n, "%s", k < 0 ? strerror(errno) : "the file changed while being read");
             free(p);
             p = NULL;
         }
-        if (p) p[n] = 0;
-        *size = (size_t)n;
     }
-    if (fp) fclose(fp);
+    close(fd);
+    if (p) {
+        p[len] = 0;
+        *size = len;
+    }
     return p;
 }
 
+/* The directory part of path, malloc'ed. */
+static char *dir_of(const char *path)
+{
+    char *copy = strdup(path), *dir = copy ? strdup(dirname(copy)) : NULL;
+    free(copy);
+    return dir;
+}
+
+/* Errors of open(O_TMPFILE) that mean the file system (or kernel) has no unnamed files. */
+static int no_tmpfile(int e) { return e == EOPNOTSUPP || e == EISDIR; }
+
+/* The signals that remove a named temporary file before ending the process. */
+static const int caught[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+#define N_CAUGHT (sizeof caught / sizeof caught[0])
+static char *volatile pending; /* the named temporary file, while there is one */
+static struct sigaction saved[N_CAUGHT];
+
+static void remove_pending(int sig)
+{
+    if (pending) unlink(pending);
+    raise(sig); /* SA_RESETHAND restored the default action: it ends the process once this returns */
+}
+
+static void block_caught(sigset_t *old)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < N_CAUGHT; i++) sigaddset(&set, caught[i]);
+    sigprocmask(SIG_BLOCK, &set, old);
+}
+
+/* Sets (name) or clears (NULL) the file the signal handlers remove; signals are blocked meanwhile. */
+static void set_pending(char *name)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = remove_pending;
+    sa.sa_flags = (int)SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < N_CAUGHT; i++) sigaddset(&sa.sa_mask, caught[i]);
+    for (size_t i = 0; i < N_CAUGHT; i++) {
+        if (name && !pending && sigaction(caught[i], NULL, &saved[i]) == 0 && saved[i].sa_handler != SIG_IGN)
+            sigaction(caught[i], &sa, NULL); /* an ignored signal stays ignored */
+        else if (!name && pending) sigaction(caught[i], &saved[i], NULL);
+    }
+    pending = name;
+}
+
+int cli_output_check(const char *path, const char *const *inputs, size_t n_inputs, char *why, size_t n)
+{
+    struct stat l, st, in;
+    if (lstat(path, &l) != 0) return 0; /* nothing there: creating the file reports any problem */
+    int link = S_ISLNK(l.st_mode);
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT) snprintf(why, n, "is a dangling symbolic link: refusing to replace it");
+        else snprintf(why, n, "is a symbolic link that cannot be followed (%s): refusing to replace it", strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, n, "is %s%s, not a regular file: refusing to replace it", link ? "a symbolic link to " : "",
+                 file_kind(st.st_mode));
+        return -1;
+    }
+    for (size_t i = 0; i < n_inputs; i++)
+        if (inputs[i] && stat(inputs[i], &in) == 0 && in.st_dev == st.st_dev && in.st_ino == st.st_ino) {
+            snprintf(why, n, "is the same file as the input %s: refusing to replace it", inputs[i]);
+            return -1;
+        }
+    return 0;
+}
+
+int cli_output_open(cli_output *o, const char *path, char *why, size_t n)
+{
+    char *dir = dir_of(path);
+    sigset_t old;
+    memset(o, 0, sizeof *o);
+    o->path = path;
+    o->fd = dir ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
+    if (o->fd < 0 && dir && no_tmpfile(errno) && (o->tmp = malloc(strlen(path) + 16))) {
+        snprintf(o->tmp, strlen(path) + 16, "%s.tmp-XXXXXX", path);
+        block_caught(&old); /* no signal between creating the name and arranging its removal */
+        o->fd = mkostemp(o->tmp, O_CLOEXEC);
+        if (o->fd >= 0) set_pending(o->tmp);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+    }
+    if (o->fd < 0) {
+        snprintf(why, n, "cannot create a temporary file: %s", dir ? strerror(errno) : "out of memory");
+        free(o->tmp);
+        o->tmp = NULL;
+    } else {
+        mode_t mask = umask(0); /* what a newly created file would get */
+        umask(mask);
+        fchmod(o->fd, 0666 & ~mask);
+    }
+    free(dir);
+    return o->fd < 0 ? -1 : 0;
+}
+
+/* A name for the unnamed file o->fd next to o->path; NULL with the reason in why. */
+static char *link_tmp(const cli_output *o, char *why, size_t n)
+{
+    char fdpath[32];
+    size_t len = strlen(o->path) + 48;
+    char *name = malloc(len);
+    if (!name) return snprintf(why, n, "out of memory"), NULL;
+    snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", o->fd);
+    for (unsigned k = 0; k < 100; k++) { /* linkat never replaces a file: try fresh names */
+        snprintf(name, len, "%s.tmp-%ld-%u", o->path, (long)getpid(), k);
+        if (linkat(AT_FDCWD, fdpath, AT_FDCWD, name, AT_SYMLINK_FOLLOW) == 0) return name;
+        if (errno != EEXIST) break;
+    }
+    snprintf(why, n, "cannot link the finished file: %s", strerror(errno));
+    free(name);
+    return NULL;
+}
+
+int cli_output_commit(cli_output *o, char *why, size_t n)
+{
+    sigset_t old;
+    block_caught(&old); /* a name made here is renamed or removed before a signal can end the process */
+    int own = !o->tmp; /* the name is a link made here, not the file's own */
+    char *name = own ? link_tmp(o, why, n) : o->tmp;
+    int rc = name ? rename(name, o->path) : -1;
+    if (name && rc != 0) {
+        snprintf(why, n, "rename %s: %s", name, strerror(errno));
+        if (own) unlink(name);
+    }
+    if (own) {
+        free(name);
+    } else if (rc == 0) {
+        set_pending(NULL);
+        free(o->tmp);
+        o->tmp = NULL;
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) return -1;
+    char *dir = dir_of(o->path);
+    int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (dfd >= 0) fsync(dfd), close(dfd); /* the new name is durable too */
+    free(dir);
+    return 0;
+}
+
+void cli_output_close(cli_output *o)
+{
+    if (o->fd >= 0) close(o->fd);
+    o->fd = -1;
+    if (!o->tmp) return;
+    sigset_t old;
+    block_caught(&old);
+    unlink(o->tmp);
+    set_pending(NULL);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    free(o->tmp);
+    o->tmp = NULL;
+}
+
+int cli_tmpfile(const char *path, char *why, size_t n)
+{
+    char *dir = dir_of(path), *name = NULL;
+    int fd = dir ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
+    if (fd < 0 && dir && no_tmpfile(errno) && (name = malloc(strlen(dir) + 16))) {
+        sigset_t old;
+        snprintf(name, strlen(dir) + 16, "%s/.nsq-XXXXXX", dir);
+        block_caught(&old); /* the name is gone before any signal ends the process */
+        if ((fd = mkostemp(name, O_CLOEXEC)) >= 0) unlink(name);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+    }
+    if (fd < 0)
+        snprintf(why, n, "cannot create a temporary file in %s: %s", dir ? dir : path,
+                 dir ? strerror(errno) : "out of memory");
+    free(name);
+    free(dir);
+    return fd;
+}
+
+/*-************************************
+ *  Time and memory
+ **************************************/
 double cli_now(void)
 {
     struct timespec ts;
@@ -356,4 +569,52 @@ int cli_parse_size(const char *s, uint64_t *bytes)
     if (*end || v * mul >= 1.8e19) return -1;
     *bytes = (uint64_t)(v * mul);
     return *bytes ? 0 : -1;
+}
+
+/* s as an optional '-' and decimal digits, the magnitude in *mag; -1 if it is
+ * not one or the magnitude passes 2^64-1. */
+static int parse_decimal(const char *s, int *neg, uint64_t *mag)
+{
+    uint64_t v = 0;
+    *neg = *s == '-';
+    s += *neg;
+    if (!*s) return -1;
+    for (; *s; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (d > 9 || v > (UINT64_MAX - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *mag = v;
+    return 0;
+}
+
+int cli_opt_uint(const char *tool, const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *v)
+{
+    int neg;
+    uint64_t m;
+    if (!parse_decimal(s, &neg, &m) && !neg && m >= lo && m <= hi) return *v = m, 0;
+    fprintf(stderr, "%s: %s wants an integer in %" PRIu64 "..%" PRIu64 ", not '%s'\n", tool, opt, lo, hi, s);
+    return -1;
+}
+
+int cli_opt_int(const char *tool, const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *v)
+{
+    int neg;
+    uint64_t m;
+    /* the magnitude checks keep the negation and conversion in range */
+    if (!parse_decimal(s, &neg, &m) && m <= (uint64_t)INT64_MAX) {
+        int64_t x = neg ? -(int64_t)m : (int64_t)m;
+        if (x >= lo && x <= hi) return *v = x, 0;
+    }
+    fprintf(stderr, "%s: %s wants an integer in %" PRId64 "..%" PRId64 ", not '%s'\n", tool, opt, lo, hi, s);
+    return -1;
+}
+
+int cli_opt_real(const char *tool, const char *opt, const char *s, double lo, double hi, int lo_open, double *v)
+{
+    char *end;
+    double x = *s && !isspace((unsigned char)*s) ? strtod(s, &end) : NAN;
+    if (!isnan(x) && !*end && isfinite(x) && (lo_open ? x > lo : x >= lo) && x <= hi) return *v = x, 0;
+    fprintf(stderr, "%s: %s wants a number in %c%g, %g], not '%s'\n", tool, opt, lo_open ? '(' : '[', lo, hi, s);
+    return -1;
 }

@@ -42,9 +42,46 @@ const char *cli_message(const char *file, nsq_status st, const nsq_diag *d);
 /* Flushes stdout; a failed write there (full disk, closed pipe) is an error. */
 int cli_finish_stdout(const char *tool);
 
-/* ---- files and time ---- */
-/* A whole file in a malloc'ed buffer (NUL-terminated, *size bytes), or NULL. */
-char *cli_read_file(const char *path, size_t *size);
+/* ---- input files ---- */
+/* Opens path for reading if it is a regular file. A FIFO, device or
+ * directory is refused without blocking: the open does not wait for a FIFO's
+ * writer. -1 with the reason in why ("No such file or directory", "is a FIFO,
+ * not a regular file", ...). */
+int cli_open_input(const char *path, char *why, size_t n);
+/* A whole regular file in a malloc'ed buffer (NUL-terminated, *size bytes),
+ * or NULL with the reason in why. */
+char *cli_read_file(const char *path, size_t *size, char *why, size_t n);
+
+/* ---- output files ---- */
+/* A file being written in place of path: unnamed until committed where the
+ * file system allows (O_TMPFILE), else under a fresh temporary name that is
+ * removed when the file is closed uncommitted or a signal (SIGHUP, SIGINT,
+ * SIGQUIT, SIGTERM) ends the process. */
+typedef struct {
+    const char *path;
+    int fd;
+    char *tmp; /* the temporary name, where the file has one */
+} cli_output;
+
+/* Refuses to replace path when something there is not a regular file (a
+ * directory, FIFO, device, socket, dangling symbolic link) or is the same file
+ * as one of inputs[0..n_inputs) (NULL entries are skipped). 0 when path may be
+ * written, -1 with the reason in why. */
+int cli_output_check(const char *path, const char *const *inputs, size_t n_inputs, char *why, size_t n);
+/* Creates the file in path's directory, readable as /proc/self/fd/FD; -1
+ * with the reason in why. */
+int cli_output_open(cli_output *o, const char *path, char *why, size_t n);
+/* Gives the written file the name path, atomically replacing what is there;
+ * -1 with the reason in why. */
+int cli_output_commit(cli_output *o, char *why, size_t n);
+/* Closes the file; one not committed leaves nothing behind. */
+void cli_output_close(cli_output *o);
+/* An unnamed temporary file in the directory of path, open for reading and
+ * writing: nothing ever names it and it vanishes when closed or when the
+ * process dies. The fd, or -1 with the reason in why. */
+int cli_tmpfile(const char *path, char *why, size_t n);
+
+/* ---- time and memory ---- */
 /* Seconds on a monotonic clock. */
 double cli_now(void);
 /* This process's peak resident set so far, in MiB. */
@@ -52,6 +89,14 @@ double cli_peak_rss_mib(void);
 
 /* "512M", "2G", "1.5GiB", "1000000": bytes (K, M, G, T are powers of 1024). -1 if malformed or 0. */
 int cli_parse_size(const char *s, uint64_t *bytes);
+
+/* Numeric option values: the whole of s, within the range; integers in plain
+ * decimal (a '-' only for cli_opt_int), reals finite, in [lo, hi] or, with
+ * lo_open, (lo, hi]. On a bad value they print "TOOL: OPT wants ..., not 'S'"
+ * on stderr and return -1 (a usage error for the caller); *v is untouched. */
+int cli_opt_uint(const char *tool, const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *v);
+int cli_opt_int(const char *tool, const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *v);
+int cli_opt_real(const char *tool, const char *opt, const char *s, double lo, double hi, int lo_open, double *v);
 
 /* ---- text ---- */
 /* s[0..len) as the inside of a JSON string: control characters as \u00XX,

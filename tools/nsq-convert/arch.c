@@ -115,7 +115,7 @@ static int build_expectations(const hf_config *c, const st_model *m, expect_list
         rc |= push(l, n, 2, V, H, ROLE_EMBED, -1, 0);
         snprintf(n, sizeof n, "%swpe.weight", pre);
         rc |= push(l, n, 2, c->ctx, H, ROLE_POS_EMBED, -1, 0);
-        for (L = 0; L < (int)c->n_layers; L++) rc |= gpt2_layer(c, l, pre, L);
+        for (L = 0; (uint64_t)L < c->n_layers && !rc; L++) rc |= gpt2_layer(c, l, pre, L);
         L = -1;
         snprintf(n, sizeof n, "%sln_f.weight", pre);
         rc |= VEC(n, H, ROLE_NORM);
@@ -123,7 +123,7 @@ static int build_expectations(const hf_config *c, const st_model *m, expect_list
         rc |= VEC(n, H, ROLE_NORM);
     } else {
         rc |= push(l, "model.embed_tokens.weight", 2, V, H, ROLE_EMBED, -1, 0);
-        for (L = 0; L < (int)c->n_layers; L++) rc |= llama_layer(c, l, L);
+        for (L = 0; (uint64_t)L < c->n_layers && !rc; L++) rc |= llama_layer(c, l, L);
         L = -1;
         rc |= VEC("model.norm.weight", H, ROLE_NORM);
     }
@@ -162,12 +162,17 @@ static int check_one(const expect *x, const st_tensor *t, char *err, size_t n)
     return 0;
 }
 
+/* n_layers is at most HF_MAX_LAYERS (hf_load_config), so the lists stay small;
+ * a checkpoint tensor is matched by binary search, so any count of them is
+ * checked in n log n. */
 int arch_plan(const hf_config *c, const st_model *m, tensor_plan *p, char *err, size_t n)
 {
     expect_list l = {0};
+    uint8_t *used = calloc(m->n_tensors ? m->n_tensors : 1, 1);
     memset(p, 0, sizeof *p);
-    if (build_expectations(c, m, &l) || !(p->t = calloc(l.n ? l.n : 1, sizeof *p->t))) {
+    if (!used || build_expectations(c, m, &l) || !(p->t = calloc(l.n ? l.n : 1, sizeof *p->t))) {
         free(l.e);
+        free(used);
         snprintf(err, n, "out of memory");
         return -1;
     }
@@ -178,6 +183,7 @@ int arch_plan(const hf_config *c, const st_model *m, tensor_plan *p, char *err, 
             snprintf(err, n, "tensor %s is missing from the checkpoint", l.e[i].name);
             rc = -1;
         } else if (!(rc = check_one(&l.e[i], t, err, n))) {
+            used[t - m->tensors] = 1;
             plan_tensor *pt = &p->t[p->n++];
             pt->src = t;
             pt->role = l.e[i].role;
@@ -188,16 +194,13 @@ int arch_plan(const hf_config *c, const st_model *m, tensor_plan *p, char *err, 
             if (t->n_dims == 1) pt->rows = 1;
         }
     }
-    for (size_t i = 0; i < m->n_tensors && !rc; i++) { /* everything in the checkpoint is accounted for */
-        const char *name = m->tensors[i].name;
-        int found = ignorable(c, name);
-        for (size_t k = 0; k < l.n && !found; k++) found = strcmp(l.e[k].name, name) == 0;
-        if (!found) {
-            snprintf(err, n, "tensor %s is not part of a %s model with this config", name, c->hf_arch);
+    for (size_t i = 0; i < m->n_tensors && !rc; i++) /* everything in the checkpoint is accounted for */
+        if (!used[i] && !ignorable(c, m->tensors[i].name)) {
+            snprintf(err, n, "tensor %s is not part of a %s model with this config", m->tensors[i].name, c->hf_arch);
             rc = -1;
         }
-    }
     free(l.e);
+    free(used);
     if (rc) arch_plan_free(p);
     return rc;
 }

@@ -168,8 +168,9 @@ int calib_collect(const char *model_path, const char *text_path, uint64_t max_to
     int32_t *ids = NULL;
     size_t n_ids = 0, len = 0;
     memset(s, 0, sizeof *s);
-    char *text = cli_read_file(text_path, &len);
-    int rc = text ? 0 : (snprintf(err, errlen, "--calib %s: cannot read", text_path), -1);
+    char why[256];
+    char *text = cli_read_file(text_path, &len, why, sizeof why);
+    int rc = text ? 0 : (snprintf(err, errlen, "--calib %s: cannot read: %s", text_path, why), -1);
     if (!rc && model_load(model_path, 0, 0, &m, &f, err, errlen)) rc = -1;
     cli_diag_init(&d);
     if (!rc && nsq_tokenizer_load(f, &tok, &d)) rc = (snprintf(err, errlen, "calibration: tokenizer: %s", d.message), -1);

@@ -36,9 +36,28 @@ typedef struct {
     uint64_t config_hash; /* XXH3 of config.json */
 } hf_config;
 
+/* The values config.json may give (spec section 5.4 lists them; the runtime's
+ * own limits there are wider, so every converted file passes them). */
+#define HF_MAX_CONFIG_BYTES (4u << 20) /* config.json, generation_config.json */
+#define HF_MAX_LAYERS 4096
+#define HF_MAX_HIDDEN 65536
+#define HF_MAX_HEADS 4096
+#define HF_MAX_HEAD_DIM 1024 /* and even */
+#define HF_MAX_INTER (1u << 20)
+#define HF_MAX_VOCAB (1u << 24)
+#define HF_MAX_CTX (1u << 24) /* also sliding_window, original_max_position_embeddings */
+#define HF_MAX_EPS 1.0
+#define HF_MIN_THETA 1.0
+#define HF_MAX_THETA 1e12
+#define HF_MIN_ROPE_PARAM 1e-6 /* factor, low/high_freq_factor, beta_fast/slow, attention_factor */
+#define HF_MAX_ROPE_PARAM 1e6
+
 /* Reads DIR/config.json (+ generation_config.json, tokenizer_config.json,
  * tokenizer.json for BOS/EOS facts). -1 with a message naming the file. */
 int hf_load_config(const char *dir, hf_config *c, char *err, size_t errlen);
+/* config.json's text alone: -1 with a message naming the key and its range,
+ * else c within the ranges above. */
+int hf_parse_config(const char *text, size_t len, hf_config *c, char *err, size_t errlen);
 
 /* ---- tensor plan ---- */
 typedef enum { ROLE_EMBED, ROLE_POS_EMBED, ROLE_NORM, ROLE_BIAS, ROLE_MATRIX, ROLE_HEAD } tensor_role;
@@ -93,9 +112,21 @@ typedef struct {
     int zstd, zstd_level;
 } recipe_opts;
 
-/* Reads a YAML recipe into o and q; -1 with "FILE:LINE: problem" in err. */
+#define RECIPE_MAX_BYTES (1u << 20)
+#define RECIPE_MAX_RULES 4096
+
+/* Reads a YAML recipe into o and q; -1 with "FILE:LINE: problem" in err, and
+ * then q->rules freed. recipe_parse reads the text (name is for messages). */
 int recipe_load(const char *path, recipe_opts *o, quant_opts *q, char *err, size_t errlen);
+int recipe_parse(const char *name, const char *text, size_t len, recipe_opts *o, quant_opts *q, char *err,
+                 size_t errlen);
 const tensor_rule *recipe_match(const quant_opts *q, const char *name);
+void recipe_free(quant_opts *q);
+
+/* The values the command line and recipes both accept: 0 if valid. */
+int option_tiers(const char *s, double split[3]); /* "Q8:Q4:Q2" percentages summing to 100 */
+int option_group_size(uint64_t g);                /* 32, 64, 128, 256 */
+int option_refine(uint64_t bits);                 /* 1, 2, 4, 8 */
 
 /* An encoded tensor ready for nsq_writer_add_tensor. */
 typedef struct {

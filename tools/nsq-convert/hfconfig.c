@@ -1,12 +1,13 @@
 /* hfconfig.c - a Hugging Face model's config.json (both the transformers 4
  * and 5 spellings), with the defaults transformers applies to missing keys,
  * plus the BOS/EOS facts from generation_config.json and the tokenizer files. */
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "convert.h"
@@ -23,70 +24,84 @@ static const struct {
              {"Qwen2ForCausalLM", "qwen2", ARCH_QWEN2},
              {"GPT2LMHeadModel", "gpt2", ARCH_GPT2}};
 
-/* DIR/NAME as a JSON object; NULL if absent (an error only when required) or
- * malformed. hash, if given, receives the XXH3 of the file's bytes. */
-static json_t *load_json(const char *dir, const char *name, int required, uint64_t *hash, char *err, size_t n)
+/* A JSON object from text; NULL with a message naming file if malformed. */
+static json_t *parse_json(const char *file, const char *text, size_t len, char *err, size_t n)
 {
-    char path[4096];
     json_error_t je;
-    size_t len = 0;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *text = cli_read_file(path, &len);
-    if (!text) {
-        if (required) snprintf(err, n, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (hash) *hash = nsq_xxh3(text, len);
     json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    free(text);
     if (!j) {
-        snprintf(err, n, "%s: %s (line %d)", path, je.text, je.line);
+        snprintf(err, n, "%s: %s (line %d)", file, je.text, je.line);
         return NULL;
     }
     if (!json_is_object(j)) {
-        snprintf(err, n, "%s: not a JSON object", path);
+        snprintf(err, n, "%s: not a JSON object", file);
         json_decref(j);
         return NULL;
     }
     return j;
 }
 
-/* Integer key: 1 if present, 0 if absent or null, -1 if of the wrong type. */
-static int get_u64(json_t *o, const char *key, uint64_t *v)
+/* DIR/NAME, an optional file, as a JSON object; NULL if absent, larger than
+ * max bytes, or malformed. */
+static json_t *load_json(const char *dir, const char *name, size_t max)
 {
-    json_t *x = json_object_get(o, key);
-    if (!x || json_is_null(x)) return 0;
-    if (!json_is_integer(x) || json_integer_value(x) < 0) return -1;
-    *v = (uint64_t)json_integer_value(x);
-    return 1;
+    char path[4096], why[256], err[256];
+    struct stat st;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    char *text = stat(path, &st) == 0 && (uint64_t)st.st_size <= max ? cli_read_file(path, &len, why, sizeof why) : NULL;
+    json_t *j = text ? parse_json(path, text, len, err, sizeof err) : NULL;
+    free(text);
+    return j;
 }
 
-static int get_f64(json_t *o, const char *key, double *v)
+/* x as JSON text, shortened, for messages. */
+static const char *shown(const json_t *x, char *buf, size_t n)
 {
-    json_t *x = json_object_get(o, key);
-    if (!x || json_is_null(x)) return 0;
-    if (!json_is_number(x)) return -1;
-    *v = json_number_value(x);
-    return isfinite(*v) ? 1 : -1;
+    char *s = json_dumps(x, JSON_ENCODE_ANY | JSON_COMPACT);
+    snprintf(buf, n, "%.40s%s", s ? s : "?", s && strlen(s) > 40 ? "..." : "");
+    free(s);
+    return buf;
 }
 
-static int get_bool(json_t *o, const char *key, int *v)
-{
-    json_t *x = json_object_get(o, key);
-    if (!x || json_is_null(x)) return 0;
-    if (!json_is_boolean(x)) return -1;
-    *v = json_is_true(x);
-    return 1;
-}
-
-/* First of several spellings of one key. */
-static int get_u64_any(json_t *o, const char *const *keys, uint64_t *v)
+/* Integer key, the first spelling present: 0 if absent or null (*v keeps its
+ * default), 1 if an integer in lo..hi, else -1 with a message naming the key
+ * and the range. */
+static int get_int(json_t *o, const char *const *keys, uint64_t lo, uint64_t hi, uint64_t *v, char *err, size_t n)
 {
     for (; *keys; keys++) {
-        int r = get_u64(o, *keys, v);
-        if (r) return r;
+        json_t *x = json_object_get(o, *keys);
+        if (!x || json_is_null(x)) continue;
+        json_int_t i = json_is_integer(x) ? json_integer_value(x) : -1;
+        if (i >= 0 && (uint64_t)i >= lo && (uint64_t)i <= hi) return *v = (uint64_t)i, 1;
+        char got[48];
+        snprintf(err, n, "config.json: %s must be an integer in %llu..%llu, not %s", *keys, (unsigned long long)lo,
+                 (unsigned long long)hi, shown(x, got, sizeof got));
+        return -1;
     }
     return 0;
+}
+
+/* Number key of o, which messages call WHERE (e.g. "rope_scaling."): 0 if
+ * absent or null, 1 if within [lo, hi], else -1 with a message. */
+static int get_real(json_t *o, const char *where, const char *key, double lo, double hi, double *v, char *err, size_t n)
+{
+    json_t *x = json_object_get(o, key);
+    if (!x || json_is_null(x)) return 0;
+    double d = json_is_number(x) ? json_number_value(x) : NAN;
+    if (d >= lo && d <= hi) return *v = d, 1; /* NaN fails both */
+    char got[48];
+    snprintf(err, n, "config.json: %s%s must be a number in [%.10g, %.10g], not %s", where, key, lo, hi, shown(x, got, sizeof got));
+    return -1;
+}
+
+static int get_bool(json_t *o, const char *key, int *v, char *err, size_t n)
+{
+    json_t *x = json_object_get(o, key);
+    if (!x || json_is_null(x)) return 0;
+    if (!json_is_boolean(x)) return snprintf(err, n, "config.json: %s must be true or false", key), -1;
+    *v = json_is_true(x);
+    return 1;
 }
 
 static int identify(json_t *cfg, hf_config *c, char *err, size_t n)
@@ -115,16 +130,17 @@ static int read_rope(json_t *cfg, hf_config *c, char *err, size_t n)
 {
     json_t *rp = json_object_get(cfg, "rope_parameters"), *rs = json_object_get(cfg, "rope_scaling");
     json_t *scale = json_is_object(rp) ? rp : json_is_object(rs) ? rs : NULL;
-    if (get_f64(cfg, "rope_theta", &c->rope_theta) < 0 || (rp && get_f64(rp, "rope_theta", &c->rope_theta) < 0)) {
-        snprintf(err, n, "config.json: rope_theta is not a number");
+    const char *where = scale == rp ? "rope_parameters." : "rope_scaling.";
+    if ((rp && !json_is_null(rp) && !json_is_object(rp)) || (rs && !json_is_null(rs) && !json_is_object(rs)))
+        return snprintf(err, n, "config.json: %s must be an object", rp && !json_is_object(rp) ? "rope_parameters" : "rope_scaling"), -1;
+    if (get_real(cfg, "", "rope_theta", HF_MIN_THETA, HF_MAX_THETA, &c->rope_theta, err, n) < 0 ||
+        (json_is_object(rp) && get_real(rp, where, "rope_theta", HF_MIN_THETA, HF_MAX_THETA, &c->rope_theta, err, n) < 0))
         return -1;
-    }
-    snprintf(c->rope_type, sizeof c->rope_type, "none");
-    c->rope_factor = 1.0;
     if (!scale) return 0;
     json_t *t = json_object_get(scale, "rope_type");
     if (!t) t = json_object_get(scale, "type");
     const char *type = json_string_value(t);
+    if (t && !json_is_null(t) && !type) return snprintf(err, n, "config.json: %srope_type must be a string", where), -1;
     if (!type || strcmp(type, "default") == 0) return 0;
     static const char *known[] = {"linear", "dynamic", "llama3", "yarn"};
     int ok = 0;
@@ -134,12 +150,18 @@ static int read_rope(json_t *cfg, hf_config *c, char *err, size_t n)
         return -1;
     }
     snprintf(c->rope_type, sizeof c->rope_type, "%s", type);
-    if (get_f64(scale, "factor", &c->rope_factor) < 0 || c->rope_factor <= 0) {
-        snprintf(err, n, "config.json: rope scaling factor is not a positive number");
-        return -1;
+    if (get_real(scale, where, "factor", HF_MIN_ROPE_PARAM, HF_MAX_ROPE_PARAM, &c->rope_factor, err, n) < 0) return -1;
+    for (int i = 0; i < ROPE_N_EXTRA; i++) {
+        double hi = i == ROPE_ORIG_MAX_POS ? HF_MAX_CTX : HF_MAX_ROPE_PARAM, lo = i == ROPE_ORIG_MAX_POS ? 1 : HF_MIN_ROPE_PARAM;
+        int r = get_real(scale, where, rope_extra_keys[i], lo, hi, &c->rope_extra[i], err, n);
+        if (r < 0) return -1;
+        if (r > 0) c->rope_extra_set |= 1u << i;
     }
-    for (int i = 0; i < ROPE_N_EXTRA; i++)
-        if (get_f64(scale, rope_extra_keys[i], &c->rope_extra[i]) > 0) c->rope_extra_set |= 1u << i;
+    /* llama3 interpolates between the two wavelengths: they must differ (absent: 1 and 4) */
+    double low = c->rope_extra_set & 1u << ROPE_LOW_FREQ ? c->rope_extra[ROPE_LOW_FREQ] : 1;
+    double high = c->rope_extra_set & 1u << ROPE_HIGH_FREQ ? c->rope_extra[ROPE_HIGH_FREQ] : 4;
+    if (strcmp(type, "llama3") == 0 && low == high)
+        return snprintf(err, n, "config.json: %slow_freq_factor and high_freq_factor must differ (both %g)", where, low), -1;
     return 0;
 }
 
@@ -163,8 +185,11 @@ static void set_defaults(hf_config *c)
 
 static int read_activation(json_t *cfg, hf_config *c, char *err, size_t n)
 {
-    const char *act = json_string_value(json_object_get(cfg, c->arch == ARCH_GPT2 ? "activation_function" : "hidden_act"));
-    if (!act) return 0;
+    const char *key = c->arch == ARCH_GPT2 ? "activation_function" : "hidden_act";
+    json_t *x = json_object_get(cfg, key);
+    const char *act = json_string_value(x);
+    if (!x || json_is_null(x)) return 0;
+    if (!act) return snprintf(err, n, "config.json: %s must be a string", key), -1;
     static const struct { const char *hf, *nsq; } map[] = {
         {"silu", "silu"}, {"swish", "silu"}, {"gelu_new", "gelu_tanh"}, {"gelu_pytorch_tanh", "gelu_tanh"},
         {"gelu", "gelu"}, {"relu", "relu"}};
@@ -177,67 +202,78 @@ static int read_activation(json_t *cfg, hf_config *c, char *err, size_t n)
     return -1;
 }
 
+/* The sizes every architecture needs, then those with defaults. */
 static int read_sizes(json_t *cfg, hf_config *c, char *err, size_t n)
 {
-    static const char *hidden[] = {"hidden_size", "n_embd", NULL}, *layers[] = {"num_hidden_layers", "n_layer", NULL},
-                      *heads[] = {"num_attention_heads", "n_head", NULL}, *inter[] = {"intermediate_size", "n_inner", NULL},
-                      *ctx[] = {"max_position_embeddings", "n_positions", NULL},
-                      *eps[] = {"rms_norm_eps", "layer_norm_epsilon", NULL};
-    int bad = get_u64_any(cfg, hidden, &c->hidden) <= 0 || get_u64_any(cfg, layers, &c->n_layers) <= 0 ||
-              get_u64_any(cfg, heads, &c->n_heads) <= 0 || get_u64(cfg, "vocab_size", &c->vocab) <= 0;
-    if (bad || !c->hidden || !c->n_layers || !c->n_heads || !c->vocab) {
-        snprintf(err, n, "config.json: hidden size, layer count, head count and vocab_size must be positive integers");
-        return -1;
+    static const char *const hidden[] = {"hidden_size", "n_embd", NULL}, *const layers[] = {"num_hidden_layers", "n_layer", NULL},
+                             *const heads[] = {"num_attention_heads", "n_head", NULL}, *const vocab[] = {"vocab_size", NULL},
+                             *const inter[] = {"intermediate_size", "n_inner", NULL},
+                             *const ctx[] = {"max_position_embeddings", "n_positions", NULL},
+                             *const kv[] = {"num_key_value_heads", NULL}, *const hd[] = {"head_dim", NULL};
+    const struct { const char *const *keys; uint64_t hi, *v; } need[] = {
+        {hidden, HF_MAX_HIDDEN, &c->hidden}, {layers, HF_MAX_LAYERS, &c->n_layers}, {heads, HF_MAX_HEADS, &c->n_heads},
+        {vocab, HF_MAX_VOCAB, &c->vocab}};
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
+        int r = get_int(cfg, need[i].keys, 1, need[i].hi, need[i].v, err, n);
+        if (r < 0) return -1;
+        if (r == 0)
+            return snprintf(err, n, "config.json: %s is missing (an integer in 1..%llu)", need[i].keys[0],
+                            (unsigned long long)need[i].hi), -1;
     }
     c->n_kv_heads = c->n_heads;
     c->head_dim = c->hidden / c->n_heads;
     c->inter = c->arch == ARCH_GPT2 ? 4 * c->hidden : 0;
-    for (size_t i = 0; eps[i]; i++)
-        if (get_f64(cfg, eps[i], &c->norm_eps) < 0) return snprintf(err, n, "config.json: %s is not a number", eps[i]), -1;
-    if (get_u64(cfg, "num_key_value_heads", &c->n_kv_heads) < 0 || get_u64(cfg, "head_dim", &c->head_dim) < 0 ||
-        get_u64_any(cfg, inter, &c->inter) < 0 || get_u64_any(cfg, ctx, &c->ctx) < 0) {
-        snprintf(err, n, "config.json: a size key is not a non-negative integer");
+    if (get_int(cfg, kv, 1, c->n_heads, &c->n_kv_heads, err, n) < 0 || get_int(cfg, hd, 2, HF_MAX_HEAD_DIM, &c->head_dim, err, n) < 0 ||
+        get_int(cfg, inter, 1, HF_MAX_INTER, &c->inter, err, n) < 0 || get_int(cfg, ctx, 1, HF_MAX_CTX, &c->ctx, err, n) < 0)
         return -1;
-    }
-    if (!c->n_kv_heads || c->n_heads % c->n_kv_heads || !c->head_dim || !c->inter || !c->ctx) {
-        snprintf(err, n, "config.json: inconsistent sizes (heads %llu, kv heads %llu, head_dim %llu, intermediate %llu)",
-                 (unsigned long long)c->n_heads, (unsigned long long)c->n_kv_heads, (unsigned long long)c->head_dim,
-                 (unsigned long long)c->inter);
-        return -1;
-    }
+    for (size_t i = 0; i < 2; i++) /* the later spelling wins, as before */
+        if (get_real(cfg, "", i ? "layer_norm_epsilon" : "rms_norm_eps", 0, HF_MAX_EPS, &c->norm_eps, err, n) < 0) return -1;
+    if (!c->inter) return snprintf(err, n, "config.json: intermediate_size is missing (an integer in 1..%u)", HF_MAX_INTER), -1;
+    if (c->n_heads % c->n_kv_heads)
+        return snprintf(err, n, "config.json: num_attention_heads %llu is not a multiple of num_key_value_heads %llu",
+                        (unsigned long long)c->n_heads, (unsigned long long)c->n_kv_heads), -1;
+    if (c->head_dim < 2 || c->head_dim > HF_MAX_HEAD_DIM || c->head_dim % 2)
+        return snprintf(err, n, "config.json: head_dim %llu (hidden_size / num_attention_heads when absent) must be even, "
+                                "in 2..%d", (unsigned long long)c->head_dim, HF_MAX_HEAD_DIM), -1;
+    if (c->arch == ARCH_GPT2 && (c->n_heads * c->head_dim != c->hidden || c->n_kv_heads != c->n_heads))
+        return snprintf(err, n, "config.json: GPT-2 needs n_embd %llu = n_head x head_dim (%llu x %llu), and no grouped "
+                                "KV heads", (unsigned long long)c->hidden, (unsigned long long)c->n_heads,
+                        (unsigned long long)c->head_dim), -1;
     return 0;
 }
 
 /* Variants the format has no field for are refused rather than run wrongly. */
 static int limits_unsupported(json_t *cfg, hf_config *c, char *err, size_t n)
 {
+    static const char *const mwl[] = {"max_window_layers", NULL};
     if (c->arch == ARCH_QWEN2 && c->sliding_window) { /* Qwen2 windows only layers >= max_window_layers */
         uint64_t from = 28;
-        if (get_u64(cfg, "max_window_layers", &from) < 0) return snprintf(err, n, "config.json: max_window_layers is not an integer"), -1;
+        if (get_int(cfg, mwl, 0, INT64_MAX, &from, err, n) < 0) return -1;
         if (from >= c->n_layers) c->sliding_window = 0;
         else if (from > 0)
             return snprintf(err, n, "config.json: a sliding window on layers %llu.. only is not supported (one window for all "
                                     "layers or none)", (unsigned long long)from), -1;
     }
     int by_layer = 0, scaled = 1;
-    if (c->arch == ARCH_GPT2 && (get_bool(cfg, "scale_attn_by_inverse_layer_idx", &by_layer) < 0 ||
-                                 get_bool(cfg, "scale_attn_weights", &scaled) < 0 || by_layer || !scaled))
+    if (c->arch == ARCH_GPT2 && (get_bool(cfg, "scale_attn_by_inverse_layer_idx", &by_layer, err, n) < 0 ||
+                                 get_bool(cfg, "scale_attn_weights", &scaled, err, n) < 0))
+        return -1;
+    if (by_layer || !scaled)
         return snprintf(err, n, "config.json: GPT-2 attention scaling other than 1/sqrt(head_dim) is not supported"), -1;
     return 0;
 }
 
 static int read_flags(json_t *cfg, hf_config *c, char *err, size_t n)
 {
+    static const char *const swk[] = {"sliding_window", NULL};
     uint64_t sw = 0;
     int use_sw = c->arch == ARCH_MISTRAL;
-    if (get_bool(cfg, "tie_word_embeddings", &c->tied_head) < 0 || get_bool(cfg, "mlp_bias", &c->mlp_bias) < 0 ||
-        (c->arch == ARCH_LLAMA && get_bool(cfg, "attention_bias", &c->attention_bias) < 0) ||
-        get_bool(cfg, "use_sliding_window", &use_sw) < 0) {
-        snprintf(err, n, "config.json: a boolean key has another type");
+    if (get_bool(cfg, "tie_word_embeddings", &c->tied_head, err, n) < 0 || get_bool(cfg, "mlp_bias", &c->mlp_bias, err, n) < 0 ||
+        (c->arch == ARCH_LLAMA && get_bool(cfg, "attention_bias", &c->attention_bias, err, n) < 0) ||
+        get_bool(cfg, "use_sliding_window", &use_sw, err, n) < 0)
         return -1;
-    }
-    int r = get_u64(cfg, "sliding_window", &sw);
-    if (r < 0) return snprintf(err, n, "config.json: sliding_window is not an integer"), -1;
+    int r = get_int(cfg, swk, 0, HF_MAX_CTX, &sw, err, n);
+    if (r < 0) return -1;
     /* an explicit null means no window; an absent key keeps the default */
     if (!use_sw) c->sliding_window = 0;
     else if (r > 0) c->sliding_window = sw;
@@ -250,50 +286,61 @@ static int read_flags(json_t *cfg, hf_config *c, char *err, size_t n)
     return 0;
 }
 
-/* An id from an integer, or the first of a list (generation_config allows both). */
-static int read_ids(json_t *x, int64_t *first, int64_t *all, uint32_t *n_all)
+/* KEY of FILE: a token id, or a list of them (generation_config allows both),
+ * each -1 (none) or below vocab_size; other types are ignored. The first id
+ * goes to *first, up to 8 to all[]. */
+static int read_ids(json_t *o, const char *file, const char *key, const hf_config *c, int64_t *first, int64_t *all,
+                    uint32_t *n_all, char *err, size_t n)
 {
-    if (json_is_integer(x)) {
-        *first = json_integer_value(x);
-        if (all) all[0] = *first, *n_all = 1;
-        return 1;
-    }
-    if (!json_is_array(x) || !json_array_size(x)) return 0;
-    size_t i;
-    json_t *v;
-    if (all) *n_all = 0;
-    json_array_foreach(x, i, v)
-    {
+    json_t *x = json_object_get(o, key), *v;
+    size_t count = json_is_array(x) ? json_array_size(x) : json_is_integer(x);
+    int64_t ids[8];
+    uint32_t k = 0;
+    for (size_t i = 0; i < count; i++) {
+        v = json_is_array(x) ? json_array_get(x, i) : x;
         if (!json_is_integer(v)) return 0;
-        if (i == 0) *first = json_integer_value(v);
-        if (all && *n_all < 8) all[(*n_all)++] = json_integer_value(v);
+        json_int_t id = json_integer_value(v);
+        if (id < -1 || id >= (json_int_t)c->vocab)
+            return snprintf(err, n, "%s: %s %lld is not a token id (-1 or below vocab_size %llu)", file, key, (long long)id,
+                            (unsigned long long)c->vocab), -1;
+        if (k < 8) ids[k++] = id;
     }
-    return 1;
+    if (!k) return 0;
+    *first = ids[0];
+    if (all) memcpy(all, ids, k * sizeof *ids), *n_all = k;
+    return 0;
+}
+
+static int read_all_ids(json_t *o, const char *file, hf_config *c, char *err, size_t n)
+{
+    return read_ids(o, file, "bos_token_id", c, &c->bos_id, NULL, NULL, err, n) ||
+           read_ids(o, file, "eos_token_id", c, &c->eos_id, c->eos_ids, &c->n_eos, err, n);
 }
 
 /* BOS is added when tokenizer_config says so, else when tokenizer.json's
- * post-processor template starts the single sequence with a special token. */
-static void read_tokenizer_facts(const char *dir, hf_config *c, char *err, size_t n)
+ * post-processor template starts the single sequence with a special token.
+ * Both files are optional here: a broken one surfaces when it is embedded. */
+static void read_tokenizer_facts(const char *dir, hf_config *c)
 {
-    json_t *tc = load_json(dir, "tokenizer_config.json", 0, NULL, err, n);
+    json_t *tc = load_json(dir, "tokenizer_config.json", SIZE_MAX);
     int add = -1;
     if (tc && json_is_boolean(json_object_get(tc, "add_bos_token"))) add = json_is_true(json_object_get(tc, "add_bos_token"));
     json_decref(tc);
     if (add < 0) {
-        json_t *tj = load_json(dir, "tokenizer.json", 0, NULL, err, n);
+        json_t *tj = load_json(dir, "tokenizer.json", SIZE_MAX);
         json_t *single = json_object_get(json_object_get(tj, "post_processor"), "single");
         add = json_is_array(single) && json_object_get(json_array_get(single, 0), "SpecialToken") != NULL;
         json_decref(tj);
     }
     c->add_bos = add;
-    err[0] = 0; /* optional files: a broken one surfaces when it is embedded */
 }
 
-int hf_load_config(const char *dir, hf_config *c, char *err, size_t n)
+int hf_parse_config(const char *text, size_t len, hf_config *c, char *err, size_t n)
 {
     memset(c, 0, sizeof *c);
-    json_t *cfg = load_json(dir, "config.json", 1, &c->config_hash, err, n);
+    json_t *cfg = parse_json("config.json", text, len, err, n);
     if (!cfg) return -1;
+    c->config_hash = nsq_xxh3(text, len);
     int rc = identify(cfg, c, err, n);
     if (!rc) {
         set_defaults(c);
@@ -302,17 +349,28 @@ int hf_load_config(const char *dir, hf_config *c, char *err, size_t n)
     if (!rc) rc = read_activation(cfg, c, err, n);
     if (!rc && c->arch != ARCH_GPT2) rc = read_rope(cfg, c, err, n);
     if (!rc) rc = read_flags(cfg, c, err, n);
-    if (!rc) {
-        read_ids(json_object_get(cfg, "bos_token_id"), &c->bos_id, NULL, NULL);
-        read_ids(json_object_get(cfg, "eos_token_id"), &c->eos_id, c->eos_ids, &c->n_eos);
-        json_t *gen = load_json(dir, "generation_config.json", 0, NULL, err, n);
-        if (gen) {
-            read_ids(json_object_get(gen, "bos_token_id"), &c->bos_id, NULL, NULL);
-            read_ids(json_object_get(gen, "eos_token_id"), &c->eos_id, c->eos_ids, &c->n_eos);
-            json_decref(gen);
-        }
-        read_tokenizer_facts(dir, c, err, n);
-    }
+    if (!rc) rc = read_all_ids(cfg, "config.json", c, err, n);
     json_decref(cfg);
     return rc ? -1 : 0;
+}
+
+int hf_load_config(const char *dir, hf_config *c, char *err, size_t n)
+{
+    char path[4096], why[256];
+    size_t len = 0;
+    struct stat st;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (stat(path, &st) == 0 && (uint64_t)st.st_size > HF_MAX_CONFIG_BYTES)
+        return snprintf(err, n, "%s: %llu bytes, more than the %u a config may have", path, (unsigned long long)st.st_size,
+                        HF_MAX_CONFIG_BYTES), -1;
+    char *text = cli_read_file(path, &len, why, sizeof why);
+    if (!text) return snprintf(err, n, "%s: cannot open: %s", path, why), -1;
+    int rc = hf_parse_config(text, len, c, err, n);
+    free(text);
+    if (rc) return -1;
+    json_t *gen = load_json(dir, "generation_config.json", HF_MAX_CONFIG_BYTES);
+    if (gen && read_all_ids(gen, "generation_config.json", c, err, n)) rc = -1;
+    json_decref(gen);
+    if (!rc) read_tokenizer_facts(dir, c);
+    return rc;
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +22,17 @@
 
 #define TOOL "nsq-convert"
 
+/* The files embedded besides the tensors, read once before any work. */
+typedef struct {
+    nsq_tokenizer_kind kind;
+    uint32_t n;
+    const char *names[3];
+    char *data[3];
+    uint64_t sizes[3];
+    char *recipe; /* --recipe FILE's text */
+    size_t recipe_len;
+} side_files;
+
 typedef struct {
     const char *in, *out, *recipe_path, *calib_path;
     uint64_t calib_tokens, calib_probe;
@@ -29,6 +41,7 @@ typedef struct {
     int zstd, zstd_level, quiet, json, router;
     uint32_t router_windows;
     const router_fit *fit; /* set once the router is fitted: written with the file */
+    const side_files *files; /* set by convert() */
     char recipe[512], calib_hash[24];
 } options;
 
@@ -72,6 +85,16 @@ static void usage(FILE *out)
             "  --quiet                 no progress on stderr\n"
             "  --json                  print a JSON summary on stdout\n"
             "  --help, --version\n\n"
+            "config.json values must lie in these ranges (spec section 5.4): layers 1..4096, hidden\n"
+            "size 1..65536, heads 1..4096, KV heads dividing them, head_dim even in 2..1024,\n"
+            "intermediate size 1..2^20, vocabulary and context 1..2^24, norm epsilon in [0, 1],\n"
+            "rope_theta in [1, 1e12], RoPE scaling parameters in [1e-6, 1e6], token ids -1 or\n"
+            "below the vocabulary. A recipe is at most 1 MiB with at most 4096 tensors entries.\n\n"
+            "OUT.nsq is written under no name, validated, then renamed into place (a symbolic\n"
+            "link there is replaced, not followed). It must be new or a regular file, or link to\n"
+            "one, and none of the inputs: a directory, FIFO, device, socket or dangling link is\n"
+            "refused before any work. A failed or interrupted conversion leaves OUT.nsq as it\n"
+            "was and no other file.\n\n"
             "exit status: 0 success, 1 conversion failed (no output file is left), 2 usage error\n");
 }
 
@@ -82,25 +105,6 @@ static int parse_policy(const char *s, dense_policy *p)
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (strcmp(s, t[i].name) == 0) return *p = t[i].p, 0;
     return -1;
-}
-
-static int parse_tiers(const char *s, double split[3])
-{
-    double a, b, c;
-    char extra;
-    if (sscanf(s, "%lf:%lf:%lf%c", &a, &b, &c, &extra) != 3 || a < 0 || b < 0 || c < 0 || fabs(a + b + c - 100) > 1e-6)
-        return -1;
-    split[0] = a / 100;
-    split[1] = b / 100;
-    split[2] = c / 100;
-    return 0;
-}
-
-static int parse_uint(const char *s, long lo, long hi, long *v)
-{
-    char *end;
-    *v = strtol(s, &end, 10);
-    return *s && !*end && *v >= lo && *v <= hi ? 0 : -1;
 }
 
 static const char *policy_name(dense_policy p)
@@ -122,63 +126,45 @@ static int parse_args(int argc, char **argv, options *o)
         {"calib-probe", required_argument, 0, 'P'}, {"router", no_argument, 0, 'O'},
         {"router-windows", required_argument, 0, 'W'},
         {0, 0, 0, 0}};
-    long v;
-    char *end;
+    uint64_t u = 0;
+    int64_t i = 0;
     int c, bad = 0;
     opterr = 0;
+    /* each value is checked whole and in range before it is converted (the
+     * recipe shares the checks of --tiers, --group-size and --refine) */
     while (!bad && (c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
         case 'L': o->q.lossless = 1; break;
-        case 't': bad = parse_tiers(optarg, o->q.split) ? fprintf(stderr, TOOL ": --tiers wants A:B:C summing to 100\n") : 0; break;
-        case 'b':
-            o->q.bpw = strtod(optarg, &end);
-            bad = *end || !(o->q.bpw > 0 && o->q.bpw <= 32) ? fprintf(stderr, TOOL ": --bpw wants a number in (0, 32]\n") : 0;
+        case 't':
+            if ((bad = option_tiers(optarg, o->q.split)))
+                fprintf(stderr, TOOL ": --tiers wants Q8:Q4:Q2 percentages in 0..100 summing to 100, not '%s'\n", optarg);
             break;
+        case 'b': bad = cli_opt_real(TOOL, "--bpw", optarg, 0, 32, 1, &o->q.bpw); break;
         case 'g':
-            bad = parse_uint(optarg, 32, 256, &v) || (v & (v - 1)) ? fprintf(stderr, TOOL ": --group-size is 32, 64, 128 or 256\n") : 0;
-            o->q.group_size = (uint32_t)v;
+            if ((bad = cli_opt_uint(TOOL, "--group-size", optarg, 32, 256, &u) || option_group_size(u)))
+                fprintf(stderr, TOOL ": --group-size is 32, 64, 128 or 256\n");
+            else o->q.group_size = (uint32_t)u;
             break;
         case 'r':
-            bad = parse_uint(optarg, 1, 8, &v) || (v & (v - 1)) ? fprintf(stderr, TOOL ": --refine is 1, 2, 4 or 8\n") : 0;
-            o->q.refine_bits = (uint32_t)v;
+            if ((bad = cli_opt_uint(TOOL, "--refine", optarg, 1, 8, &u) || option_refine(u)))
+                fprintf(stderr, TOOL ": --refine is 1, 2, 4 or 8\n");
+            else o->q.refine_bits = (uint32_t)u;
             break;
         case 'e': bad = parse_policy(optarg, &o->q.embed) ? fprintf(stderr, TOOL ": unknown --embed %s\n", optarg) : 0; break;
         case 'H': bad = parse_policy(optarg, &o->q.head) ? fprintf(stderr, TOOL ": unknown --head %s\n", optarg) : 0; break;
         case 'k':
-            bad = parse_uint(optarg, 1, 65536, &v) ? fprintf(stderr, TOOL ": --layers-per-block wants 1..65536\n") : 0;
-            o->layers_per_block = (uint32_t)v;
+            if (!(bad = cli_opt_uint(TOOL, "--layers-per-block", optarg, 1, 65536, &u))) o->layers_per_block = (uint32_t)u;
             break;
         case 'z':
             o->zstd = 1;
-            bad = optarg && parse_uint(optarg, -7, 22, &v) ? fprintf(stderr, TOOL ": --zstd level is -7..22\n") : 0;
-            if (optarg) o->zstd_level = (int)v;
+            if (optarg && !(bad = cli_opt_int(TOOL, "--zstd", optarg, -7, 22, &i))) o->zstd_level = (int)i;
             break;
-        case 'j':
-            bad = parse_uint(optarg, 1, 64, &v) ? fprintf(stderr, TOOL ": --threads wants 1..64\n") : 0;
-            o->q.threads = (int)v;
-            break;
+        case 'j': if (!(bad = cli_opt_uint(TOOL, "--threads", optarg, 1, 64, &u))) o->q.threads = (int)u; break;
         case 'C': o->calib_path = optarg; break;
-        case 'T': {
-            unsigned long long n = strtoull(optarg, &end, 10);
-            bad = *optarg < '0' || *optarg > '9' || *end || n < CALIB_MIN_TOKENS || n > (1ull << 40)
-                      ? fprintf(stderr, TOOL ": --calib-tokens wants a count of at least %d\n", CALIB_MIN_TOKENS)
-                      : 0;
-            o->calib_tokens = n;
-            break;
-        }
-        case 'P': {
-            unsigned long long n = strtoull(optarg, &end, 10);
-            bad = *optarg < '0' || *optarg > '9' || *end || n > (1ull << 24)
-                      ? fprintf(stderr, TOOL ": --calib-probe wants a token count (0 to turn probing off)\n")
-                      : 0;
-            o->calib_probe = n;
-            break;
-        }
+        case 'T': bad = cli_opt_uint(TOOL, "--calib-tokens", optarg, CALIB_MIN_TOKENS, 1ull << 40, &o->calib_tokens); break;
+        case 'P': bad = cli_opt_uint(TOOL, "--calib-probe", optarg, 0, 1u << 24, &o->calib_probe); break;
         case 'O': o->router = 1; break;
-        case 'W':
-            bad = parse_uint(optarg, 8, 1 << 20, &v) ? fprintf(stderr, TOOL ": --router-windows wants 8..1048576\n") : 0;
-            o->router_windows = (uint32_t)v;
-            break;
+        case 'W': if (!(bad = cli_opt_uint(TOOL, "--router-windows", optarg, 8, 1 << 20, &u))) o->router_windows = (uint32_t)u; break;
         case 'q': o->quiet = 1; break;
         case 'R': break; /* loaded before the other flags */
         case 'J': o->json = 1; break;
@@ -289,13 +275,8 @@ static nsq_status write_metadata(nsq_writer *w, const hf_config *c, const st_mod
     }
     S("provenance.converter", TOOL " " NSQ_VERSION_STRING);
     S("provenance.recipe", o->recipe);
-    if (o->recipe_path) {
-        size_t size = 0;
-        char *text = cli_read_file(o->recipe_path, &size);
-        if (!text) return NSQ_E_IO;
-        st = st ? st : nsq_writer_meta_str(w, "provenance.recipe.yaml", text, size);
-        free(text);
-    }
+    if (o->recipe_path)
+        st = st ? st : nsq_writer_meta_str(w, "provenance.recipe.yaml", o->files->recipe, o->files->recipe_len);
     if (o->q.calib) {
         const char *cb = strrchr(o->calib_path, '/') && strrchr(o->calib_path, '/')[1] ? strrchr(o->calib_path, '/') + 1 : o->calib_path;
         S("provenance.calibration.text", cb);
@@ -341,10 +322,17 @@ static int exists(const char *dir, const char *name)
     return access(path, R_OK) == 0;
 }
 
+static void side_files_free(side_files *f)
+{
+    for (uint32_t i = 0; i < f->n; i++) free(f->data[i]);
+    free(f->recipe);
+}
+
 /* tokenizer.json if present, else GPT-2 vocab.json + merges.txt, else
  * SentencePiece tokenizer.model; tokenizer_config.json goes along. Names are
- * listed in the byte order the format requires. */
-static int write_tokenizer(nsq_writer *w, const char *dir, char *err, size_t n)
+ * listed in the byte order the format requires. A tokenizer that libnsq
+ * cannot build from them is not embedded. */
+static int read_tokenizer(const char *dir, side_files *f, char *err, size_t n)
 {
     static const char *sets[3][4] = {{"tokenizer.json", "tokenizer_config.json", NULL},
                                      {"merges.txt", "tokenizer_config.json", "vocab.json", NULL},
@@ -356,22 +344,44 @@ static int write_tokenizer(nsq_writer *w, const char *dir, char *err, size_t n)
         snprintf(err, n, "%s: no tokenizer (tokenizer.json, vocab.json + merges.txt, or tokenizer.model)", dir);
         return -1;
     }
-    if (nsq_writer_tokenizer(w, kinds[k])) return -2;
+    f->kind = kinds[k];
     for (int i = 0; sets[k][i]; i++) {
-        char path[4096];
+        char path[4096], why[256];
         size_t size = 0;
         snprintf(path, sizeof path, "%s/%s", dir, sets[k][i]);
         if (!exists(dir, sets[k][i]) && strcmp(sets[k][i], "tokenizer_config.json") == 0) continue;
-        char *data = cli_read_file(path, &size);
-        if (!data) {
-            snprintf(err, n, "%.900s: cannot read", path);
-            return -1;
-        }
-        nsq_status st = nsq_writer_tokenizer_file(w, sets[k][i], data, size);
-        free(data);
-        if (st) return -2;
+        if (!(f->data[f->n] = cli_read_file(path, &size, why, sizeof why)))
+            return snprintf(err, n, "%.700s: cannot read: %s", path, why), -1;
+        f->names[f->n] = sets[k][i];
+        f->sizes[f->n++] = size;
+    }
+    nsq_tokenizer *t = NULL;
+    nsq_diag d;
+    cli_diag_init(&d);
+    nsq_status st = nsq_tokenizer_from_files(f->kind, f->n, f->names, (const uint8_t *const *)f->data, f->sizes, &t, &d);
+    nsq_tokenizer_free(t);
+    /* libnsq reads no tokenizer.model: such a file is stored as the format allows, unchecked */
+    if (st && !(st == NSQ_E_UNSUPPORTED && f->kind == NSQ_TOK_SENTENCEPIECE)) {
+        snprintf(err, n, "%s: the tokenizer does not load: %s", dir, cli_message(dir, st, &d));
+        return -1;
     }
     return 0;
+}
+
+static int read_side_files(const options *o, side_files *f, char *err, size_t n)
+{
+    char why[256];
+    if (read_tokenizer(o->in, f, err, n)) return -1;
+    if (o->recipe_path && !(f->recipe = cli_read_file(o->recipe_path, &f->recipe_len, why, sizeof why)))
+        return snprintf(err, n, "--recipe %s: cannot read: %s", o->recipe_path, why), -1;
+    return 0;
+}
+
+static nsq_status write_tokenizer(nsq_writer *w, const side_files *f)
+{
+    nsq_status st = nsq_writer_tokenizer(w, f->kind);
+    for (uint32_t i = 0; i < f->n && !st; i++) st = nsq_writer_tokenizer_file(w, f->names[i], f->data[i], f->sizes[i]);
+    return st;
 }
 
 /* ---- blocks ---- */
@@ -553,19 +563,27 @@ static const char *importance_provenance(const options *o, char *buf, size_t n)
     return buf;
 }
 
-/* Writes the whole file at o->out: 0, -1 with a message in err, or -2 with
- * the writer's status in *st and its diagnostic in d. */
-static int write_file(const options *o, const hf_config *c, const st_model *m, const tensor_plan *p, const bpw_plan *bp,
-                      summary *s, char *err, size_t errlen, nsq_status *st, nsq_diag *d)
+/* The writer names the file /proc/self/fd/N in its messages; the caller names it better. */
+static void unname(nsq_diag *d, int fd)
+{
+    char pre[40];
+    size_t k = (size_t)snprintf(pre, sizeof pre, "/proc/self/fd/%d: ", fd);
+    if (strncmp(d->message, pre, k) == 0) memmove(d->message, d->message + k, strlen(d->message + k) + 1);
+}
+
+/* Writes the whole file into fd (empty): 0, -1 with a message in err, or -2
+ * with the writer's status in *st and its diagnostic in d. */
+static int write_file(const options *o, int fd, const hf_config *c, const st_model *m, const tensor_plan *p,
+                      const bpw_plan *bp, summary *s, char *err, size_t errlen, nsq_status *st, nsq_diag *d)
 {
     nsq_writer *w = NULL;
     char prov[1024];
     int rc = 0;
     cli_diag_init(d);
-    *st = nsq_writer_open(o->out, &w, d);
+    *st = nsq_writer_open_fd(fd, &w, d);
     if (!*st && o->zstd) *st = nsq_writer_zstd_level(w, o->zstd_level);
     if (!*st) *st = write_metadata(w, c, m, o);
-    if (!*st && (rc = write_tokenizer(w, o->in, err, errlen)) == -2) rc = 0, *st = NSQ_E_ARG;
+    if (!*st) *st = write_tokenizer(w, o->files);
     if (!rc && !*st && !o->q.lossless)
         *st = nsq_writer_importance(w, o->q.calib ? NSQ_IMP_CALIBRATED : NSQ_IMP_MAGNITUDE, o->q.bpw > 0 ? o->q.bpw : 0,
                                     importance_provenance(o, prov, sizeof prov));
@@ -582,35 +600,50 @@ static int write_file(const options *o, const hf_config *c, const st_model *m, c
     } else if (w) {
         *st = nsq_writer_finish(w, d);
     }
+    if (*st) unname(d, fd);
     return rc ? -1 : *st ? -2 : 0;
 }
 
-/* --calib: an unquantized copy of the model next to the output, run over the
- * text by the runtime, then removed. */
-static int calibrate(options *o, const hf_config *c, const st_model *m, const tensor_plan *p, calib_stats *cs, char *err,
-                     size_t errlen)
+/* A scratch file next to OUT holding the file o describes, unnamed and
+ * readable at path (/proc/self/fd/N) until closed: its fd, or -1 with a
+ * message in err. */
+static int write_scratch(const options *o, const hf_config *c, const st_model *m, const tensor_plan *p,
+                         const bpw_plan *bp, char path[32], char *err, size_t errlen)
 {
-    char tmp[4096];
-    options lo = *o;
     summary s = {0};
     nsq_status st;
     nsq_diag d;
+    char why[512];
+    int fd = cli_tmpfile(o->out, why, sizeof why);
+    if (fd < 0) return snprintf(err, errlen, "%s: %s", o->out, why), -1;
+    int rc = write_file(o, fd, c, m, p, bp, &s, err, errlen, &st, &d);
+    if (rc == -2) snprintf(err, errlen, "%s: scratch copy of the model: %s", o->out, cli_message(o->out, st, &d));
+    if (rc) return close(fd), -1;
+    snprintf(path, 32, "/proc/self/fd/%d", fd);
+    return fd;
+}
+
+/* --calib: an unquantized copy of the model in an unnamed file next to the
+ * output, run over the text by the runtime. */
+static int calibrate(options *o, const hf_config *c, const st_model *m, const tensor_plan *p, calib_stats *cs, char *err,
+                     size_t errlen)
+{
+    char path[32], why[256];
+    options lo = *o;
     size_t len = 0;
-    char *text = cli_read_file(o->calib_path, &len);
-    if (!text) return snprintf(err, errlen, "--calib %s: cannot read", o->calib_path), -1;
+    char *text = cli_read_file(o->calib_path, &len, why, sizeof why);
+    if (!text) return snprintf(err, errlen, "--calib %s: cannot read: %s", o->calib_path, why), -1;
     snprintf(o->calib_hash, sizeof o->calib_hash, "%016llx", (unsigned long long)nsq_xxh3(text, len));
     free(text);
-    snprintf(tmp, sizeof tmp, "%s.calib.tmp", o->out);
-    lo.out = tmp;
     lo.q.lossless = 1;
     lo.q.calib = NULL;
     lo.zstd = 0;
     lo.quiet = 1;
     lo.recipe_path = NULL;
-    int rc = write_file(&lo, c, m, p, NULL, &s, err, errlen, &st, &d);
-    if (rc == -2) snprintf(err, errlen, "%s", cli_message(tmp, st, &d));
-    if (!rc) rc = calib_collect(tmp, o->calib_path, o->calib_tokens, o->q.bpw > 0 ? o->calib_probe : 0, o->q.threads, cs, err, errlen);
-    unlink(tmp);
+    int fd = write_scratch(&lo, c, m, p, NULL, path, err, errlen);
+    uint64_t probe = o->q.bpw > 0 ? o->calib_probe : 0;
+    int rc = fd < 0 ? -1 : calib_collect(path, o->calib_path, o->calib_tokens, probe, o->q.threads, cs, err, errlen);
+    if (fd >= 0) close(fd);
     if (!rc && !o->quiet)
         fprintf(stderr, TOOL ": calibrated on %llu tokens of %s in %.1f s\n", (unsigned long long)cs->tokens, o->calib_path,
                 cs->seconds);
@@ -624,51 +657,85 @@ static int calibrate(options *o, const hf_config *c, const st_model *m, const te
 static int weigh_tensors(const options *o, const hf_config *c, const st_model *m, const tensor_plan *p, bpw_plan *bp,
                          char *err, size_t errlen)
 {
-    char tmp[4096];
+    char path[32];
     double t0 = cli_now();
-    snprintf(tmp, sizeof tmp, "%s.probe.tmp", o->out);
     int rc = 0;
     for (size_t i = 0; i < p->n && !rc; i++) {
         if (!policy_budgeted(p, i, &o->q)) continue;
         options po = *o;
-        summary s = {0};
-        nsq_status st;
-        nsq_diag d;
         double kld = 0, e4 = policy_tensor_error(p, i, &o->q, bp, NSQ_TIER_Q4);
-        po.out = tmp, po.q.probe = (long)i, po.q.bpw = 0, po.zstd = 0, po.quiet = 1, po.recipe_path = NULL;
-        rc = write_file(&po, c, m, p, NULL, &s, err, errlen, &st, &d);
-        if (rc == -2) snprintf(err, errlen, "%s", cli_message(tmp, st, &d));
-        if (!rc) rc = calib_kld(tmp, o->q.calib, o->q.threads, &kld, err, errlen);
+        po.q.probe = (long)i, po.q.bpw = 0, po.zstd = 0, po.quiet = 1, po.recipe_path = NULL;
+        int fd = write_scratch(&po, c, m, p, NULL, path, err, errlen);
+        rc = fd < 0 ? -1 : calib_kld(path, o->q.calib, o->q.threads, &kld, err, errlen);
+        if (fd >= 0) close(fd);
         if (!rc && e4 > 0) policy_scale_errors(p, i, &o->q, bp, (kld > 1e-12 ? kld : 1e-12) / e4);
     }
-    unlink(tmp);
     if (!rc && !o->quiet)
         fprintf(stderr, TOOL ": probed the sensitivity of each layer matrix in %.1f s\n", cli_now() - t0);
     return rc ? -1 : 0;
 }
 
-/* --router: the file as it will be, next to the output, run over the
+/* --router: the file as it will be, unnamed next to the output, run over the
  * calibration text to measure each block choice's damage; then the fit. */
 static int fit_router(options *o, const hf_config *c, const st_model *m, const tensor_plan *p, const bpw_plan *bp,
                       router_fit *rf, char *err, size_t errlen)
 {
-    char tmp[4096];
+    char path[32];
     options lo = *o;
-    summary s = {0};
-    nsq_status st;
-    nsq_diag d;
-    snprintf(tmp, sizeof tmp, "%s.router.tmp", o->out);
-    lo.out = tmp, lo.zstd = 0, lo.quiet = 1, lo.json = 0;
-    int rc = write_file(&lo, c, m, p, bp, &s, err, errlen, &st, &d);
-    if (rc == -2) snprintf(err, errlen, "%s", cli_message(tmp, st, &d));
-    if (!rc) rc = router_fit_run(tmp, o->calib_path, o->router_windows, o->q.threads, rf, err, errlen);
-    unlink(tmp);
+    lo.zstd = 0, lo.quiet = 1, lo.json = 0;
+    int fd = write_scratch(&lo, c, m, p, bp, path, err, errlen);
+    int rc = fd < 0 ? -1 : router_fit_run(path, o->calib_path, o->router_windows, o->q.threads, rf, err, errlen);
+    if (fd >= 0) close(fd);
     if (!rc && !o->quiet)
         fprintf(stderr,
                 TOOL ": router fitted on %u windows of %u tokens in %.1f s; held out (%u windows): rank correlation of "
                      "predicted and measured damage %.3f (static policy %.3f; across prompts, per block and choice %.3f)\n",
                 rf->windows, rf->window, rf->seconds, rf->heldout, rf->rho_router, rf->rho_static, rf->rho_within);
     return rc ? -1 : 0;
+}
+
+/* OUT must be new, or a regular file that is none of the files read. */
+static int check_output(const options *o, const st_model *m, char *err, size_t n)
+{
+    static const char *names[] = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                                  "vocab.json", "merges.txt", "tokenizer.model", "model.safetensors",
+                                  "model.safetensors.index.json"};
+    enum { N_NAMES = sizeof names / sizeof names[0] };
+    char paths[N_NAMES][4096], why[1024];
+    const char **in = malloc((N_NAMES + 2 + m->n_shards) * sizeof *in);
+    if (!in) return snprintf(err, n, "out of memory"), -1;
+    size_t k = 0;
+    for (size_t i = 0; i < N_NAMES; i++) {
+        snprintf(paths[i], sizeof paths[i], "%s/%s", o->in, names[i]);
+        in[k++] = paths[i];
+    }
+    for (uint32_t i = 0; i < m->n_shards; i++) in[k++] = m->shard_paths[i];
+    in[k++] = o->calib_path;
+    in[k++] = o->recipe_path;
+    int rc = cli_output_check(o->out, in, k, why, sizeof why);
+    if (rc) snprintf(err, n, "%s: %.700s", o->out, why);
+    free(in);
+    return rc;
+}
+
+/* Checked, and its file created, before any work. */
+static int open_output(const options *o, const st_model *m, cli_output *out, char *err, size_t n)
+{
+    char why[512];
+    if (check_output(o, m, err, n)) return -1;
+    if (cli_output_open(out, o->out, why, sizeof why)) return snprintf(err, n, "%s: %s", o->out, why), -1;
+    return 0;
+}
+
+/* Names the finished file OUT, checked again: it may have changed meanwhile. */
+static int publish(const options *o, const st_model *m, cli_output *out, uint64_t *size, char *err, size_t n)
+{
+    char why[512];
+    struct stat sb;
+    if (check_output(o, m, err, n)) return -1;
+    if (cli_output_commit(out, why, sizeof why)) return snprintf(err, n, "%s: %s", o->out, why), -1;
+    *size = fstat(out->fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+    return 0;
 }
 
 static int convert(options *o)
@@ -681,11 +748,16 @@ static int convert(options *o)
     calib_stats cs = {0};
     router_fit rf = {0};
     summary s = {0};
+    side_files files = {0};
+    cli_output out = {NULL, -1, NULL};
     nsq_diag d;
     nsq_status st = 0;
     double t0 = cli_now();
+    o->files = &files;
     int rc = hf_load_config(o->in, &c, err, sizeof err);
     if (!rc) rc = st_open_dir(o->in, &m, err, sizeof err);
+    if (!rc) rc = read_side_files(o, &files, err, sizeof err);
+    if (!rc) rc = open_output(o, &m, &out, err, sizeof err);
     if (!rc) rc = arch_plan(&c, &m, &p, err, sizeof err);
     if (!rc && o->calib_path && !(rc = calibrate(o, &c, &m, &p, &cs, err, sizeof err))) o->q.calib = &cs;
     if (!rc && o->q.bpw > 0 && !o->q.lossless) {
@@ -694,12 +766,11 @@ static int convert(options *o)
         if (!rc) rc = policy_budget(&p, &o->q, &bp, err, sizeof err);
     }
     if (!rc && o->router && !(rc = fit_router(o, &c, &m, &p, o->q.bpw > 0 ? &bp : NULL, &rf, err, sizeof err))) o->fit = &rf;
-    if (!rc && (rc = write_file(o, &c, &m, &p, o->q.bpw > 0 && !o->q.lossless ? &bp : NULL, &s, err, sizeof err, &st, &d)) == -2)
+    if (!rc && (rc = write_file(o, out.fd, &c, &m, &p, o->q.bpw > 0 && !o->q.lossless ? &bp : NULL, &s, err, sizeof err, &st,
+                                &d)) == -2)
         rc = 0;
+    if (!rc && !st) rc = publish(o, &m, &out, &s.file_size, err, sizeof err);
     if (!rc && !st) {
-        FILE *fp = fopen(o->out, "rb");
-        if (fp && fseek(fp, 0, SEEK_END) == 0) s.file_size = (uint64_t)ftell(fp);
-        if (fp) fclose(fp);
         s.seconds = cli_now() - t0;
         print_summary(o, &s, o->q.bpw > 0 && !o->q.lossless ? &bp : NULL);
     }
@@ -707,6 +778,8 @@ static int convert(options *o)
     router_fit_free(&rf);
     calib_free(&cs);
     arch_plan_free(&p);
+    cli_output_close(&out);
+    side_files_free(&files);
     st_close(&m);
     if (rc) fprintf(stderr, TOOL ": %s\n", err);
     else if (st) cli_report(TOOL, o->out, st, &d);
@@ -731,7 +804,10 @@ int main(int argc, char **argv)
     o.q.threads = cores > 0 ? (int)(cores > 64 ? 64 : cores) : 1;
     int r = load_recipe_arg(argc, argv, &o);
     if (r < 0) r = parse_args(argc, argv, &o);
-    if (r >= 0) return r;
-    describe_recipe(&o);
-    return convert(&o);
+    if (r < 0) {
+        describe_recipe(&o);
+        r = convert(&o);
+    }
+    recipe_free(&o.q);
+    return r;
 }

@@ -235,8 +235,9 @@ static int tokens(const model *m, const char *text_path, int32_t **ids, size_t *
     nsq_tokenizer *tok = NULL;
     nsq_diag d;
     size_t len = 0;
-    char *text = cli_read_file(text_path, &len);
-    int rc = text ? 0 : FAIL("--calib %s: cannot read", text_path);
+    char why[256];
+    char *text = cli_read_file(text_path, &len, why, sizeof why);
+    int rc = text ? 0 : FAIL("--calib %s: cannot read: %s", text_path, why);
     cli_diag_init(&d);
     if (!rc && nsq_tokenizer_load(m->f, &tok, &d)) rc = FAIL("router: tokenizer: %s", d.message);
     if (!rc && nsq_tokenize(tok, text, len, 0, ids, n)) rc = FAIL("--calib %s: cannot tokenize", text_path);

@@ -389,26 +389,72 @@ fail:
     return -1;
 }
 
+/* Opens a regular file for reading; -1 with a message for anything else. A
+ * FIFO is refused without blocking: the open does not wait for a writer. */
+static int st_open_regular(const char *path, struct stat *sb, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, sb) != 0) {
+        st_seterr(err, errlen, "%s: %s", path, strerror(errno));
+    } else if (!S_ISREG(sb->st_mode)) {
+        st_seterr(err, errlen, "%s: %s", path,
+                  S_ISDIR(sb->st_mode) ? "is a directory, not a regular file" : "not a regular file");
+    } else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+        st_seterr(err, errlen, "%s: %s", path, strerror(errno));
+    } else {
+        return fd;
+    }
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* Parses the JSON file at path (at most ST_MAX_HEADER bytes); NULL with a
+ * message. */
+static json_t *st_load_json(const char *path, char *err, size_t errlen)
+{
+    struct stat sb;
+    json_error_t je;
+    int fd = st_open_regular(path, &sb, err, errlen);
+    if (fd < 0)
+        return NULL;
+    size_t size = (size_t)sb.st_size, got = 0;
+    char *text = (uint64_t)sb.st_size <= ST_MAX_HEADER ? malloc(size ? size : 1) : NULL;
+    int e = 0;
+    while (text && got < size) {
+        ssize_t k = read(fd, text + got, size - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            e = k < 0 ? errno : 0;
+            break;
+        }
+        got += (size_t)k;
+    }
+    close(fd);
+    json_t *j = NULL;
+    if ((uint64_t)sb.st_size > ST_MAX_HEADER)
+        st_seterr(err, errlen, "%s: %" PRIu64 " bytes, more than %llu", path, (uint64_t)sb.st_size,
+                  ST_MAX_HEADER);
+    else if (!text)
+        st_seterr(err, errlen, "%s: out of memory", path);
+    else if (got < size)
+        st_seterr(err, errlen, "%s: read: %s", path, e ? strerror(e) : "the file shrank");
+    else if (!(j = json_loadb(text, size, JSON_REJECT_DUPLICATES, &je)))
+        st_seterr(err, errlen, "%s: not valid JSON: %s (line %d, column %d)", path, je.text,
+                  je.line, je.column);
+    free(text);
+    return j;
+}
+
 /* Opens, maps and validates one file. */
 static int st_read_file(const char *path, uint32_t shard, void **map_out, uint64_t *len_out,
                         st_tensor **t_out, size_t *n_out, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        st_seterr(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
     struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        st_seterr(err, errlen, "%s: %s", path, strerror(errno));
-        close(fd);
+    int fd = st_open_regular(path, &sb, err, errlen);
+    if (fd < 0)
         return -1;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st_seterr(err, errlen, "%s: not a regular file", path);
-        close(fd);
-        return -1;
-    }
     uint64_t size = (uint64_t)sb.st_size;
     if (size < 8) {
         st_seterr(err, errlen,
@@ -518,15 +564,11 @@ static int st_plain_name(const char *s)
 static int st_open_index(const char *dir, const char *ipath, st_model *m, char *err,
                          size_t errlen)
 {
-    json_error_t je;
     const char **names = NULL;
     size_t n_names = 0;
-    json_t *idx = json_load_file(ipath, JSON_REJECT_DUPLICATES, &je);
-    if (!idx) {
-        st_seterr(err, errlen, "%s: not valid JSON: %s (line %d, column %d)", ipath, je.text,
-                  je.line, je.column);
+    json_t *idx = st_load_json(ipath, err, errlen);
+    if (!idx)
         return -1;
-    }
     json_t *wm = json_is_object(idx) ? json_object_get(idx, "weight_map") : NULL;
     if (!json_is_object(wm)) {
         st_seterr(err, errlen, "%s: no \"weight_map\" object", ipath);

@@ -83,25 +83,26 @@ static int parse_args(int argc, char **argv, options *o)
         {"route", optional_argument, 0, 'r'}, {"route-print", no_argument, 0, 'Q'}, {"skip-blocks", required_argument, 0, 'K'},
         {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     int c, bad = 0;
-    long v = 0;
-    char *end;
+    uint64_t v = 0;
     opterr = 0;
+    /* each value is checked whole and in range before it is converted */
     while (!bad && (c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
-        if (c == 'c' || c == 'j' || c == 'w' || c == 'R') {
-            v = strtol(optarg, &end, 10);
-            bad = *end || v < (c == 'R' ? 0 : c == 'c' ? 2 : 1) || v > 1000000;
-        }
         switch (c) {
-        case 'c': o->ctx = (uint32_t)v; break;
-        case 'j': o->threads = (uint32_t)v; break;
-        case 'w': o->max_windows = (uint32_t)v; break;
-        case 'R': o->max_refine = (int)v; break;
+        case 'c': if (!(bad = cli_opt_uint(TOOL, "--ctx", optarg, 2, 1000000, &v))) o->ctx = (uint32_t)v; break;
+        case 'j': if (!(bad = cli_opt_uint(TOOL, "--threads", optarg, 1, 64, &v))) o->threads = (uint32_t)v; break;
+        case 'w': if (!(bad = cli_opt_uint(TOOL, "--max-windows", optarg, 1, 1000000, &v))) o->max_windows = (uint32_t)v; break;
+        case 'R': if (!(bad = cli_opt_uint(TOOL, "--refine-levels", optarg, 0, 16, &v))) o->max_refine = (int)v; break;
         case 'k': o->base = optarg; break;
-        case 'X': bad = cli_parse_size(optarg, &o->max_memory); break;
+        case 'X':
+            if ((bad = cli_parse_size(optarg, &o->max_memory)))
+                fprintf(stderr, TOOL ": --max-memory wants a size such as 512M or 2G, not '%s'\n", optarg);
+            break;
         case 'Z': o->exact = 1; break;
         case 'r':
             o->routed = 1;
-            bad = route_option(optarg, argc, argv, &optind, &o->route);
+            if ((bad = route_option(optarg, argc, argv, &optind, &o->route)))
+                fprintf(stderr, TOOL ": --route wants router, static, skip-only, random[:SEED], oracle, none or a "
+                                     "block count in 1..65536, not '%s'\n", optarg);
             break;
         case 'Q': o->route.print = 1; break;
         case 'K': o->skip_blocks = optarg, o->routed = 1; break;
@@ -109,9 +110,8 @@ static int parse_args(int argc, char **argv, options *o)
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf(TOOL " %s (format %d.%d)\n", nsq_version_string(), NSQ_FORMAT_MAJOR, NSQ_FORMAT_MINOR); return 0;
-        default: bad = 1;
+        default: bad = 1; fprintf(stderr, TOOL ": unknown option or missing value: %s\n", argv[optind - 1]);
         }
-        if (bad) fprintf(stderr, TOOL ": invalid option or value: %s\n", argv[optind - 1]);
     }
     if (o->routed && o->route.mode == ROUTE_OFF && !o->skip_blocks) o->routed = 0;
     if (!bad && o->routed && o->ctx <= ROUTE_PROMPT_TOKENS + 1) {
@@ -383,14 +383,16 @@ static int run(options *o)
     memset(&res, 0, sizeof res);
     memset(&mod, 0, sizeof mod);
     memset(&base, 0, sizeof base);
-    char *text = cli_read_file(o->text, &len);
-    int rc = text ? 0 : (snprintf(err, sizeof err, "%s: cannot read", o->text), -1);
+    char why[256];
+    char *text = cli_read_file(o->text, &len, why, sizeof why);
+    int rc = text ? 0 : (snprintf(err, sizeof err, "%s: cannot read: %s", o->text, why), -1);
     if (!rc) rc = runner_open(&mod, o->model, o, o->max_memory, err, sizeof err);
     if (!rc && o->base) rc = runner_open(&base, o->base, o, 0, err, sizeof err);
     if (!rc && o->base && base.m.c.vocab != mod.m.c.vocab) rc = (snprintf(err, sizeof err, "the base model has another vocabulary"), -1);
     cli_diag_init(&d);
     if (!rc && nsq_tokenizer_load(mod.f, &tok, &d)) rc = (snprintf(err, sizeof err, "%s: tokenizer: %s", o->model, d.message), -1);
-    if (!rc && nsq_tokenize(tok, text, len, 0, &ids, &n_ids)) rc = (snprintf(err, sizeof err, "%s: cannot tokenize", o->text), -1);
+    if (!rc && nsq_tokenize_diag(tok, text, len, 0, &ids, &n_ids, &d))
+        rc = (snprintf(err, sizeof err, "%s: cannot tokenize: %s", o->text, cli_message("", d.status, &d)), -1);
     if (!rc && n_ids < o->ctx) rc = (snprintf(err, sizeof err, "%s: fewer than --ctx %u tokens", o->text, o->ctx), -1);
     route_table rt = {0};
     if (!rc && o->routed) rc = route_init(&mod.m, &rt, err, sizeof err);

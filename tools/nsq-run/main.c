@@ -73,13 +73,6 @@ static void usage(FILE *out)
                  "exit status: 0 success, 1 error, 2 usage error\n");
 }
 
-static int parse_num(const char *s, double lo, double hi, double *v)
-{
-    char *end;
-    *v = strtod(s, &end);
-    return *s && !*end && *v >= lo && *v <= hi ? 0 : -1;
-}
-
 static int parse_args(int argc, char **argv, options *o)
 {
     static const struct option longs[] = {
@@ -92,18 +85,20 @@ static int parse_args(int argc, char **argv, options *o)
         {"exact", no_argument, 0, 'Z'}, {"route", optional_argument, 0, 'r'}, {"route-print", no_argument, 0, 'Q'},
         {"skip-blocks", required_argument, 0, 'K'},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
-    double v;
+    double v = 0;
+    uint64_t u = 0;
     int c, bad = 0;
     opterr = 0;
+    /* each value is checked whole and in range before it is converted */
     while (!bad && (c = getopt_long(argc, argv, "n:", longs, NULL)) != -1) {
         switch (c) {
-        case 'n': bad = parse_num(optarg, 0, 1e9, &v); o->n = (uint32_t)v; break;
-        case 't': bad = parse_num(optarg, 0, 100, &v); o->temp = (float)v; break;
-        case 'k': bad = parse_num(optarg, 0, 1e9, &v); o->top_k = (uint32_t)v; break;
-        case 'p': bad = parse_num(optarg, 0, 1, &v) || v == 0; o->top_p = (float)v; break;
-        case 's': bad = parse_num(optarg, 0, 1.8e19, &v); o->seed = (uint64_t)v; break;
-        case 'j': bad = parse_num(optarg, 1, 64, &v); o->threads = (uint32_t)v; break;
-        case 'R': bad = parse_num(optarg, 0, 16, &v); o->max_refine = (int)v; break;
+        case 'n': if (!(bad = cli_opt_uint(TOOL, "-n", optarg, 0, 1000000000, &u))) o->n = (uint32_t)u; break;
+        case 't': if (!(bad = cli_opt_real(TOOL, "--temp", optarg, 0, 100, 0, &v))) o->temp = (float)v; break;
+        case 'k': if (!(bad = cli_opt_uint(TOOL, "--top-k", optarg, 0, 1000000000, &u))) o->top_k = (uint32_t)u; break;
+        case 'p': if (!(bad = cli_opt_real(TOOL, "--top-p", optarg, 0, 1, 1, &v))) o->top_p = (float)v; break;
+        case 's': bad = cli_opt_uint(TOOL, "--seed", optarg, 0, UINT64_MAX, &o->seed); break;
+        case 'j': if (!(bad = cli_opt_uint(TOOL, "--threads", optarg, 1, 64, &u))) o->threads = (uint32_t)u; break;
+        case 'R': if (!(bad = cli_opt_uint(TOOL, "--refine-levels", optarg, 0, 16, &u))) o->max_refine = (int)u; break;
         case 'I': o->prompt_ids = optarg; break;
         case 'D': o->dump_logits = optarg; break;
         case 'E': o->ignore_eos = 0; break;
@@ -111,21 +106,25 @@ static int parse_args(int argc, char **argv, options *o)
         case 'P': o->print_ids = 1; break;
         case 'M': o->no_mmap = 1; break;
         case 'S': o->stats = 1; break;
-        case 'X': bad = cli_parse_size(optarg, &o->max_memory); break;
+        case 'X':
+            if ((bad = cli_parse_size(optarg, &o->max_memory)))
+                fprintf(stderr, TOOL ": --max-memory wants a size such as 512M or 2G, not '%s'\n", optarg);
+            break;
         case 'L': o->plan = 1; break;
         case 'C': o->cold = 1; break;
         case 'Z': o->exact = 1; break;
         case 'r':
             o->route_set = 1;
-            bad = route_option(optarg, argc, argv, &optind, &o->route);
+            if ((bad = route_option(optarg, argc, argv, &optind, &o->route)))
+                fprintf(stderr, TOOL ": --route wants router, static, skip-only, random[:SEED], none or a "
+                                     "block count in 1..65536, not '%s'\n", optarg);
             break;
         case 'Q': o->route.print = 1; break;
         case 'K': o->skip_blocks = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf(TOOL " %s (format %d.%d)\n", nsq_version_string(), NSQ_FORMAT_MAJOR, NSQ_FORMAT_MINOR); return 0;
-        default: bad = 1;
+        default: bad = 1; fprintf(stderr, TOOL ": unknown option or missing value: %s\n", argv[optind - 1]);
         }
-        if (bad) fprintf(stderr, TOOL ": invalid option or value: %s\n", argv[optind - 1]);
     }
     if (!bad && o->route.mode == ROUTE_ORACLE) {
         fprintf(stderr, TOOL ": --route oracle measures damages on a text: see nsq-perplexity\n");
@@ -146,21 +145,26 @@ static int parse_args(int argc, char **argv, options *o)
     return -1;
 }
 
+/* --prompt-ids "1,2,3": decimal ids below vocab, comma-separated. */
 static int parse_ids(const char *s, uint32_t vocab, int32_t **ids, size_t *n)
 {
-    size_t cap = 16;
+    size_t cap = 0;
     *n = 0;
-    *ids = malloc(cap * sizeof **ids);
-    while (*ids && *s) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s || v < 0 || (uint64_t)v >= vocab) return -1;
-        if (*n == cap && !(*ids = realloc(*ids, (cap *= 2) * sizeof **ids))) return -1;
+    *ids = NULL;
+    do {
+        uint64_t v = 0;
+        const char *p = s;
+        for (; *p >= '0' && *p <= '9' && v < vocab; p++) v = v * 10 + (uint64_t)(*p - '0');
+        if (p == s || v >= vocab || (*p && *p != ',') || (*p == ',' && !p[1])) return -1;
+        if (*n == cap) {
+            int32_t *grown = realloc(*ids, (cap = cap ? 2 * cap : 16) * sizeof *grown);
+            if (!grown) return -1;
+            *ids = grown;
+        }
         (*ids)[(*n)++] = (int32_t)v;
-        s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') return -1;
-    }
-    return *ids && *n ? 0 : -1;
+        s = *p ? p + 1 : p;
+    } while (*s);
+    return 0;
 }
 
 /* ---- output ---- */
@@ -392,8 +396,8 @@ static int run(options *o)
     }
     if (!rc && o->prompt_ids && parse_ids(o->prompt_ids, m.c.vocab, &ids, &n_ids))
         fprintf(stderr, TOOL ": --prompt-ids wants comma-separated ids below %u\n", m.c.vocab), rc = -1;
-    if (!rc && o->prompt && nsq_tokenize(tok, o->prompt, strlen(o->prompt), 1, &ids, &n_ids))
-        fprintf(stderr, TOOL ": the prompt could not be tokenized\n"), rc = -1;
+    if (!rc && o->prompt && nsq_tokenize_diag(tok, o->prompt, strlen(o->prompt), 1, &ids, &n_ids, &d))
+        fprintf(stderr, TOOL ": the prompt could not be tokenized: %s\n", cli_message("", d.status, &d)), rc = -1;
     if (!rc && !o->plan && n_ids == 0) fprintf(stderr, TOOL ": the prompt is empty\n"), rc = -1;
     if (!rc && routed) rc = route_model(o, &m, ids, n_ids);
     if (!rc && o->plan) print_plan(o, &m);

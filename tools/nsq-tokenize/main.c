@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "nsq.h"
@@ -111,11 +112,16 @@ static int parse_args(int argc, char **argv, options *o)
 /*-************************************
  *  Loading
  **************************************/
-/* The whole of a file (or of stdin when path is NULL); NULL with errno set. */
-static uint8_t *slurp(const char *path, size_t *len)
+/* The whole of a regular file (or of stdin when path is NULL); NULL with the
+ * reason in why. */
+static uint8_t *slurp(const char *path, size_t *len, char *why, size_t wn)
 {
-    FILE *fp = path ? fopen(path, "rb") : stdin;
-    if (!fp) return NULL;
+    int fd = path ? cli_open_input(path, why, wn) : -1;
+    FILE *fp = !path ? stdin : fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!fp) {
+        if (fd >= 0) snprintf(why, wn, "%s", strerror(errno)), close(fd);
+        return NULL;
+    }
     size_t cap = 1 << 16, n = 0;
     uint8_t *p = malloc(cap);
     while (p) {
@@ -137,6 +143,7 @@ static uint8_t *slurp(const char *path, size_t *len)
         errno = EIO;
     }
     if (path) fclose(fp);
+    if (!p) snprintf(why, wn, "%s", strerror(errno));
     *len = n;
     return p;
 }
@@ -168,9 +175,10 @@ static int add_file(fileset *fs, const char *dir, const char *name, const char *
     char *full = dir ? join(dir, name) : NULL;
     const char *p = dir ? full : path;
     size_t len = 0;
-    uint8_t *data = p ? slurp(p, &len) : NULL;
+    char why[256] = "out of memory";
+    uint8_t *data = p ? slurp(p, &len, why, sizeof why) : NULL;
     if (!data) {
-        fprintf(stderr, "%s: %s: %s\n", TOOL, p ? p : name, strerror(errno ? errno : ENOMEM));
+        fprintf(stderr, "%s: %s: %s\n", TOOL, p ? p : name, why);
         free(full);
         return -1;
     }
@@ -242,8 +250,13 @@ static nsq_status load_files(const char *path, nsq_tokenizer **t, nsq_diag *diag
 static int is_nsq(const char *path)
 {
     unsigned char m[8];
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return 0;
+    char why[256];
+    int fd = cli_open_input(path, why, sizeof why);
+    FILE *fp = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!fp) {
+        if (fd >= 0) close(fd);
+        return 0;
+    }
     int yes = fread(m, 1, 8, fp) == 8 && memcmp(m, "\x89NSQ\r\n\x1a\n", 8) == 0;
     fclose(fp);
     return yes;
@@ -285,9 +298,11 @@ static int encode_one(const nsq_tokenizer *t, const options *o, const char *s, s
 {
     int32_t *ids;
     size_t n_ids;
-    nsq_status st = nsq_tokenize(t, s, n, o->add_special, &ids, &n_ids);
+    nsq_diag d;
+    cli_diag_init(&d);
+    nsq_status st = nsq_tokenize_diag(t, s, n, o->add_special, &ids, &n_ids, &d);
     if (st) {
-        fprintf(stderr, "%s: encoding failed: %s: %s\n", TOOL, nsq_status_name(st), nsq_strerror(st));
+        fprintf(stderr, "%s: encoding failed: %s: %s\n", TOOL, nsq_status_name(st), cli_message("", st, &d));
         return CLI_EXIT_INVALID;
     }
     print_ids(ids, n_ids, json);
@@ -387,9 +402,10 @@ static int jsonl_line(const nsq_tokenizer *t, const options *o, const char *line
 static int run_stdin(const nsq_tokenizer *t, const options *o)
 {
     size_t n;
-    uint8_t *in = slurp(NULL, &n);
+    char why[256];
+    uint8_t *in = slurp(NULL, &n, why, sizeof why);
     if (!in) {
-        fprintf(stderr, "%s: stdin: %s\n", TOOL, strerror(errno));
+        fprintf(stderr, "%s: stdin: %s\n", TOOL, why);
         return CLI_EXIT_INVALID;
     }
     const char *s = (const char *)in;
@@ -424,9 +440,10 @@ static int run_stdin(const nsq_tokenizer *t, const options *o)
 static int bench(const nsq_tokenizer *t, const options *o)
 {
     size_t n;
-    uint8_t *in = slurp(o->bench, &n);
+    char why[256];
+    uint8_t *in = slurp(o->bench, &n, why, sizeof why);
     if (!in) {
-        fprintf(stderr, "%s: %s: %s\n", TOOL, o->bench, strerror(errno));
+        fprintf(stderr, "%s: %s: %s\n", TOOL, o->bench, why);
         return CLI_EXIT_INVALID;
     }
     double best = 1e30, total = 0;
@@ -435,10 +452,13 @@ static int bench(const nsq_tokenizer *t, const options *o)
     while (runs < 3 || (total < 1.0 && runs < 1000)) {
         int32_t *ids;
         double t0 = cli_now();
-        nsq_status st = nsq_tokenize(t, (const char *)in, n, o->add_special, &ids, &n_ids);
+        nsq_diag d;
+        cli_diag_init(&d);
+        nsq_status st = nsq_tokenize_diag(t, (const char *)in, n, o->add_special, &ids, &n_ids, &d);
         double dt = cli_now() - t0;
         if (st) {
-            fprintf(stderr, "%s: %s: encoding failed: %s\n", TOOL, o->bench, nsq_status_name(st));
+            fprintf(stderr, "%s: %s: encoding failed: %s: %s\n", TOOL, o->bench, nsq_status_name(st),
+                    cli_message("", st, &d));
             free(in);
             return CLI_EXIT_INVALID;
         }

@@ -238,19 +238,32 @@ static const char *const mode_names[] = {"none", "router", "static", "top", "ski
 
 const char *route_mode_name(route_mode m) { return mode_names[m]; }
 
+/* s as decimal digits only (no sign, space or 0x) up to max; -1 otherwise. */
+static int parse_count(const char *s, uint64_t max, uint64_t *v)
+{
+    uint64_t x = 0;
+    if (!*s) return -1;
+    for (; *s; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (d > 9 || x > (max - d) / 10) return -1;
+        x = x * 10 + d;
+    }
+    *v = x;
+    return 0;
+}
+
 int route_parse(const char *s, route_opts *o)
 {
-    char *end;
+    uint64_t v = 1;
     for (int i = 0; i < 7; i++)
         if (i != ROUTE_TOP && i != ROUTE_RANDOM && strcmp(s, mode_names[i]) == 0) return o->mode = (route_mode)i, 0;
     if (strncmp(s, "random", 6) == 0 && (!s[6] || s[6] == ':')) {
-        o->mode = ROUTE_RANDOM;
-        o->seed = s[6] ? strtoull(s + 7, &end, 10) : 1;
-        return s[6] && (!s[7] || *end) ? -1 : 0;
+        if (s[6] && parse_count(s + 7, UINT64_MAX, &v)) return -1;
+        o->mode = ROUTE_RANDOM, o->seed = v;
+        return 0;
     }
-    unsigned long k = strtoul(s, &end, 10);
-    if (*s < '0' || *s > '9' || *end || k == 0 || k > 65536) return -1;
-    o->mode = ROUTE_TOP, o->k = (uint32_t)k;
+    if (parse_count(s, 65536, &v) || v == 0) return -1;
+    o->mode = ROUTE_TOP, o->k = (uint32_t)v;
     return 0;
 }
 
@@ -267,12 +280,15 @@ int route_parse_skip(const char *s, uint32_t n_blocks, route_opts *o, char *err,
     free(o->forced);
     if (!(o->forced = calloc(n_blocks, 1))) return FAIL("out of memory");
     while (*s) {
-        char *end;
-        unsigned long b = strtoul(s, &end, 10);
-        if (end == s || (*end && *end != ',')) return FAIL("--skip-blocks wants comma-separated block numbers");
-        if (b >= n_blocks) return FAIL("--skip-blocks: block %lu does not exist (the file has %u)", b, n_blocks);
+        char num[24];
+        size_t len = strcspn(s, ",");
+        uint64_t b;
+        snprintf(num, sizeof num, "%.*s", (int)(len < sizeof num ? len : sizeof num - 1), s);
+        if (len >= sizeof num || parse_count(num, UINT64_MAX, &b) || (s[len] && !s[len + 1]))
+            return FAIL("--skip-blocks wants comma-separated block numbers");
+        if (b >= n_blocks) return FAIL("--skip-blocks: block %llu does not exist (the file has %u)", (unsigned long long)b, n_blocks);
         o->forced[b] = 1;
-        s = *end ? end + 1 : end;
+        s += len + (s[len] != 0);
     }
     return 0;
 }
