@@ -163,8 +163,6 @@ int calib_collect(const char *model_path, const char *text_path, uint64_t max_to
     double t0 = cli_now();
     model m;
     nsq_file *f = NULL;
-    nsq_tokenizer *tok = NULL;
-    nsq_diag d;
     int32_t *ids = NULL;
     size_t n_ids = 0, len = 0;
     memset(s, 0, sizeof *s);
@@ -172,9 +170,10 @@ int calib_collect(const char *model_path, const char *text_path, uint64_t max_to
     char *text = cli_read_file(text_path, &len, why, sizeof why);
     int rc = text ? 0 : (snprintf(err, errlen, "--calib %s: cannot read: %s", text_path, why), -1);
     if (!rc && model_load(model_path, 0, 0, &m, &f, err, errlen)) rc = -1;
-    cli_diag_init(&d);
-    if (!rc && nsq_tokenizer_load(f, &tok, &d)) rc = (snprintf(err, errlen, "calibration: tokenizer: %s", d.message), -1);
-    if (!rc && nsq_tokenize(tok, text, len, 0, &ids, &n_ids)) rc = (snprintf(err, errlen, "--calib %s: cannot tokenize", text_path), -1);
+    if (!rc && !m.tok) rc = (snprintf(err, errlen, "calibration: the model has no tokenizer"), -1);
+    nsq_diag d;
+    if (!rc && nsq_tokenize_diag(m.tok, text, len, 0, &ids, &n_ids, &d))
+        rc = (snprintf(err, errlen, "--calib %s: cannot tokenize: %s", text_path, d.message), -1);
     if (!rc && n_ids < CALIB_MIN_TOKENS)
         rc = (snprintf(err, errlen, "--calib %s: %zu tokens, calibration needs at least %d", text_path, n_ids, CALIB_MIN_TOKENS), -1);
     if (!rc) {
@@ -196,7 +195,6 @@ int calib_collect(const char *model_path, const char *text_path, uint64_t max_to
             rc = (snprintf(err, errlen, "calibration: out of memory"), -1);
     }
     if (f) model_free(&m); /* closes f */
-    nsq_tokenizer_free(tok);
     free(ids);
     free(text);
     if (rc) calib_free(s);

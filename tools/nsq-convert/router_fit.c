@@ -232,16 +232,13 @@ static int measure(model *m, const route_table *t, const int32_t *ids, samples *
 
 static int tokens(const model *m, const char *text_path, int32_t **ids, size_t *n, char *err, size_t errlen)
 {
-    nsq_tokenizer *tok = NULL;
-    nsq_diag d;
     size_t len = 0;
     char why[256];
     char *text = cli_read_file(text_path, &len, why, sizeof why);
     int rc = text ? 0 : FAIL("--calib %s: cannot read: %s", text_path, why);
-    cli_diag_init(&d);
-    if (!rc && nsq_tokenizer_load(m->f, &tok, &d)) rc = FAIL("router: tokenizer: %s", d.message);
-    if (!rc && nsq_tokenize(tok, text, len, 0, ids, n)) rc = FAIL("--calib %s: cannot tokenize", text_path);
-    nsq_tokenizer_free(tok);
+    if (!rc && !m->tok) rc = FAIL("router: the model has no tokenizer");
+    nsq_diag d;
+    if (!rc && nsq_tokenize_diag(m->tok, text, len, 0, ids, n, &d)) rc = FAIL("--calib %s: cannot tokenize: %s", text_path, d.message);
     free(text);
     return rc;
 }

@@ -375,7 +375,6 @@ static int run(options *o)
 {
     char err[1024] = "";
     runner mod, base;
-    nsq_tokenizer *tok = NULL;
     nsq_diag d;
     int32_t *ids = NULL;
     size_t n_ids = 0, len = 0;
@@ -390,7 +389,8 @@ static int run(options *o)
     if (!rc && o->base) rc = runner_open(&base, o->base, o, 0, err, sizeof err);
     if (!rc && o->base && base.m.c.vocab != mod.m.c.vocab) rc = (snprintf(err, sizeof err, "the base model has another vocabulary"), -1);
     cli_diag_init(&d);
-    if (!rc && nsq_tokenizer_load(mod.f, &tok, &d)) rc = (snprintf(err, sizeof err, "%s: tokenizer: %s", o->model, d.message), -1);
+    const nsq_tokenizer *tok = rc ? NULL : mod.m.tok; /* checked against the embedding by model_open */
+    if (!rc && !tok) rc = (snprintf(err, sizeof err, "%s: the file has no tokenizer", o->model), -1);
     if (!rc && nsq_tokenize_diag(tok, text, len, 0, &ids, &n_ids, &d))
         rc = (snprintf(err, sizeof err, "%s: cannot tokenize: %s", o->text, cli_message("", d.status, &d)), -1);
     if (!rc && n_ids < o->ctx) rc = (snprintf(err, sizeof err, "%s: fewer than --ctx %u tokens", o->text, o->ctx), -1);
@@ -404,7 +404,6 @@ static int run(options *o)
     free(text);
     free(o->route.forced);
     route_free(&rt);
-    nsq_tokenizer_free(tok);
     runner_close(&mod);
     if (o->base) runner_close(&base);
     return rc ? CLI_EXIT_INVALID : cli_finish_stdout(TOOL);

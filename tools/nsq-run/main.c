@@ -219,7 +219,7 @@ typedef struct {
     uint64_t kv, scratch;
 } timing;
 
-static int generate(const options *o, const model *m, nsq_tokenizer *tok, const int32_t *prompt, size_t n_prompt,
+static int generate(const options *o, const model *m, const nsq_tokenizer *tok, const int32_t *prompt, size_t n_prompt,
                     timing *tm)
 {
     model_state st;
@@ -375,7 +375,6 @@ static int route_model(options *o, model *m, const int32_t *ids, size_t n)
 static int run(options *o)
 {
     model m;
-    nsq_tokenizer *tok = NULL;
     nsq_diag d;
     char err[1024];
     int32_t *ids = NULL;
@@ -389,11 +388,10 @@ static int run(options *o)
     int routed = model_routed(&m);
     if (routed && !o->route_set && !o->skip_blocks) o->route.mode = ROUTE_STATIC;
     int rc = 0;
-    if (o->prompt || (!o->print_ids && !o->plan)) {
-        cli_diag_init(&d);
-        nsq_status st = nsq_tokenizer_load(m.f, &tok, &d);
-        if (st) cli_report(TOOL, o->model, st, &d), rc = -1;
-    }
+    const nsq_tokenizer *tok = m.tok; /* loaded and checked against the embedding by model_open */
+    if (!tok && (o->prompt || (!o->print_ids && !o->plan)))
+        fprintf(stderr, TOOL ": %s: the file has no tokenizer (use --prompt-ids and --print-ids)\n", o->model), rc = -1;
+    cli_diag_init(&d);
     if (!rc && o->prompt_ids && parse_ids(o->prompt_ids, m.c.vocab, &ids, &n_ids))
         fprintf(stderr, TOOL ": --prompt-ids wants comma-separated ids below %u\n", m.c.vocab), rc = -1;
     if (!rc && o->prompt && nsq_tokenize_diag(tok, o->prompt, strlen(o->prompt), 1, &ids, &n_ids, &d))
@@ -404,7 +402,6 @@ static int run(options *o)
     else if (!rc) rc = generate(o, &m, tok, ids, n_ids, &tm);
     if (!rc && o->stats && !o->plan) print_stats(&tm, &m);
     free(ids);
-    nsq_tokenizer_free(tok);
     model_free(&m);
     return rc ? CLI_EXIT_INVALID : cli_finish_stdout(TOOL);
 }
