@@ -74,4 +74,9 @@ hostile_model_tests() {
     hm_case "$b" post-processor-id "$L" "16000000" "tok:tokenizer.json=$tj"
     hm_py "$tj" "t['added_tokens'].append(dict(id=4096, content='<extra>', single_word=False, lstrip=False, rstrip=False, normalized=False, special=True))" fixtures/models/tiny-llama/tokenizer.json
     hm_case "$b" added-token-id "$L" "can produce id 4096, but the embedding has 4096 rows" "tok:tokenizer.json=$tj"
+    # and the converter does not write such a file
+    [ -d "$TMP/hm-v128" ] || /usr/bin/python3 tests/gen_hf.py --arch llama --vocab 128 "$TMP/hm-v128" >/dev/null
+    check "$b hostile: nsq-convert refuses a tokenizer with more ids than embedding rows" \
+        refused "the tokenizer has ids up to 4095, but the model's vocab_size is 128" "$b/nsq-convert" "$TMP/hm-v128" "$TMP/hm-v128.nsq"
+    check "$b hostile: ... and writes nothing" test ! -e "$TMP/hm-v128.nsq"
 }

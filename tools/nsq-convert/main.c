@@ -331,8 +331,9 @@ static void side_files_free(side_files *f)
 /* tokenizer.json if present, else GPT-2 vocab.json + merges.txt, else
  * SentencePiece tokenizer.model; tokenizer_config.json goes along. Names are
  * listed in the byte order the format requires. A tokenizer that libnsq
- * cannot build from them is not embedded. */
-static int read_tokenizer(const char *dir, side_files *f, char *err, size_t n)
+ * cannot build from them, or that produces ids past the embedding's `vocab`
+ * rows, is not embedded. */
+static int read_tokenizer(const char *dir, uint64_t vocab, side_files *f, char *err, size_t n)
 {
     static const char *sets[3][4] = {{"tokenizer.json", "tokenizer_config.json", NULL},
                                      {"merges.txt", "tokenizer_config.json", "vocab.json", NULL},
@@ -359,7 +360,13 @@ static int read_tokenizer(const char *dir, side_files *f, char *err, size_t n)
     nsq_diag d;
     cli_diag_init(&d);
     nsq_status st = nsq_tokenizer_from_files(f->kind, f->n, f->names, (const uint8_t *const *)f->data, f->sizes, &t, &d);
+    uint32_t ids = nsq_tokenizer_vocab_size(t);
     nsq_tokenizer_free(t);
+    if (!st && ids > vocab) {
+        snprintf(err, n, "%s: the tokenizer has ids up to %u, but the model's vocab_size is %llu", dir, ids - 1,
+                 (unsigned long long)vocab);
+        return -1;
+    }
     /* libnsq reads no tokenizer.model: such a file is stored as the format allows, unchecked */
     if (st && !(st == NSQ_E_UNSUPPORTED && f->kind == NSQ_TOK_SENTENCEPIECE)) {
         snprintf(err, n, "%s: the tokenizer does not load: %s", dir, cli_message(dir, st, &d));
@@ -368,10 +375,10 @@ static int read_tokenizer(const char *dir, side_files *f, char *err, size_t n)
     return 0;
 }
 
-static int read_side_files(const options *o, side_files *f, char *err, size_t n)
+static int read_side_files(const options *o, uint64_t vocab, side_files *f, char *err, size_t n)
 {
     char why[256];
-    if (read_tokenizer(o->in, f, err, n)) return -1;
+    if (read_tokenizer(o->in, vocab, f, err, n)) return -1;
     if (o->recipe_path && !(f->recipe = cli_read_file(o->recipe_path, &f->recipe_len, why, sizeof why)))
         return snprintf(err, n, "--recipe %s: cannot read: %s", o->recipe_path, why), -1;
     return 0;
@@ -756,7 +763,7 @@ static int convert(options *o)
     o->files = &files;
     int rc = hf_load_config(o->in, &c, err, sizeof err);
     if (!rc) rc = st_open_dir(o->in, &m, err, sizeof err);
-    if (!rc) rc = read_side_files(o, &files, err, sizeof err);
+    if (!rc) rc = read_side_files(o, c.vocab, &files, err, sizeof err);
     if (!rc) rc = open_output(o, &m, &out, err, sizeof err);
     if (!rc) rc = arch_plan(&c, &m, &p, err, sizeof err);
     if (!rc && o->calib_path && !(rc = calibrate(o, &c, &m, &p, &cs, err, sizeof err))) o->q.calib = &cs;
