@@ -112,7 +112,8 @@ asan:
 	tests/run.sh build-asan
 
 # libFuzzer targets: every fuzz/fuzz_*.c, linked with libnsq's sources and the
-# tool sources it names in FUZZ_SRC_<target>. FUZZ_TIME seconds per target in
+# tool sources it names in FUZZ_SRC_<target>; fuzz/<target>.dict, if present, is
+# its dictionary. FUZZ_TIME seconds per target in
 # fuzz-smoke; fuzz-long runs each target for FUZZ_RUNS executions on FUZZ_JOBS
 # processes (see fuzz/README.md).
 FUZZ_TARGETS ?= $(basename $(notdir $(wildcard fuzz/fuzz_*.c)))
@@ -138,7 +139,7 @@ build-fuzz/%: fuzz/%.c $(FUZZ_DEPS) $$(FUZZ_SRC_$$*)
 fuzz-smoke: fuzz
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p build-fuzz/corpus-$$t; \
-	  build-fuzz/$$t -max_total_time=$(FUZZ_TIME) -timeout=25 -print_final_stats=1 \
+	  build-fuzz/$$t -max_total_time=$(FUZZ_TIME) -timeout=25 -print_final_stats=1 $$([ -f fuzz/$$t.dict ] && echo -dict=fuzz/$$t.dict) \
 	    -artifact_prefix=build-fuzz/ build-fuzz/corpus-$$t fuzz/corpus/$$t >build-fuzz/$$t.log 2>&1; rc=$$?; \
 	  grep -E "stat::number_of_executed_units|ERROR|SUMMARY" build-fuzz/$$t.log; \
 	  [ $$rc -eq 0 ] || { tail -40 build-fuzz/$$t.log; exit 1; }; \

@@ -63,7 +63,7 @@ static int utf8_valid(const uint8_t *s, size_t n)
 }
 
 /* Encodes text: what may go wrong is a limit (a regex's, or a normalizer's
- * growth); every id is below the vocabulary size. */
+ * growth); every id is a token, below the vocabulary size. */
 static nsq_status encode(const nsq_tokenizer *t, const char *text, size_t len, int add_special, int32_t **ids,
                          size_t *n)
 {
@@ -77,7 +77,11 @@ static nsq_status encode(const nsq_tokenizer *t, const char *text, size_t len, i
         return st;
     }
     CHECK(*ids != NULL);
-    for (size_t i = 0; i < *n; i++) CHECK((*ids)[i] >= 0 && (uint32_t)(*ids)[i] < nsq_tokenizer_vocab_size(t));
+    for (size_t i = 0; i < *n; i++) { /* below the vocabulary size, and a token */
+        size_t bl;
+        CHECK((*ids)[i] >= 0 && (uint32_t)(*ids)[i] < nsq_tokenizer_vocab_size(t));
+        CHECK(nsq_token_bytes(t, -1, (*ids)[i], NULL, 0, &bl) != NSQ_E_ARG);
+    }
     return st;
 }
 

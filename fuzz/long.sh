@@ -16,7 +16,7 @@ for t in "$@"; do
     start=$(date +%s)
     for j in $(seq 1 "$jobs"); do
         "$bin/$t" -runs=$(((runs + jobs - 1) / jobs)) -max_total_time="${FUZZ_MAX_TIME:-0}" -seed="$j" \
-            -timeout=25 -rss_limit_mb=4096 \
+            -timeout=25 -rss_limit_mb=4096 $([ -f "fuzz/$t.dict" ] && echo "-dict=fuzz/$t.dict") \
             -print_final_stats=1 -artifact_prefix=build-fuzz/artifacts/ \
             "build-fuzz/corpus-$t" "fuzz/corpus/$t" >"build-fuzz/long-$t/$j.log" 2>&1 &
     done

@@ -183,7 +183,8 @@ static nsq_status add_token(nsq_tokenizer *t, uint32_t id, const char *s, size_t
     const nsq__pment *e = nsq__pmap_get(&t->added_ids, id, 0);
     uint32_t i = e ? e->rank : t->n_added;
     size_t old = e ? t->added[i].len : 0;
-    if (!e && t->n_added == NSQ__TOK_MAX_ADDED) return LIMIT("more than %u added tokens, the most nsq allows", NSQ__TOK_MAX_ADDED);
+    if (!e && t->n_added == NSQ__TOK_MAX_ADDED)
+        return LIMIT("more than %u added tokens, the most nsq allows", NSQ__TOK_MAX_ADDED);
     if (t->added_bytes - old + n > NSQ__TOK_MAX_ADDED_BYTES)
         return LIMIT("the added tokens' contents exceed %u MiB, the most nsq allows", NSQ__TOK_MAX_ADDED_BYTES >> 20);
     char *copy = dupn(s, n);
@@ -427,7 +428,8 @@ static nsq_status parse_pre(nsq_tokenizer *t, const json_t *o, int depth, nsq_di
         char err[160];
         if (!p) return FAIL("tokenizer.json: more than %u pre-tokenizers", NSQ__TOK_MAX_STAGES);
         p->add_prefix_space = get_bool(o, "add_prefix_space", 1);
-        nsq_status st = get_bool(o, "use_regex", 1) ? nsq__tok_regex(gpt2_regex, sizeof gpt2_regex - 1, &p->re, err, sizeof err) : NSQ_OK;
+        nsq_status st = NSQ_OK;
+        if (get_bool(o, "use_regex", 1)) st = nsq__tok_regex(gpt2_regex, sizeof gpt2_regex - 1, &p->re, err, sizeof err);
         return st ? nsq__fail(d, st, UINT64_MAX, "", "built-in regex: %s", err) : NSQ_OK;
     }
     if (!strcmp(type, "Metaspace")) {
@@ -678,7 +680,8 @@ static json_t *parse_json(const uint8_t *p, size_t n, const char *what, nsq_stat
     json_error_t e;
     json_t *j = n ? json_loadb((const char *)p, n, JSON_ALLOW_NUL, &e) : NULL;
     if (!n) *st = FAIL("%s is empty", what);
-    else if (!j && (json_error_code(&e) == json_error_out_of_memory || !e.text[0])) *st = NOMEM(); /* jansson says nothing when its first allocation fails */
+    else if (!j && (json_error_code(&e) == json_error_out_of_memory || !e.text[0]))
+        *st = NOMEM(); /* jansson says nothing when its first allocation fails */
     else if (!j) *st = FAIL("%s: invalid JSON at line %d column %d: %.120s", what, e.line, e.column, e.text);
     else if (!json_is_object(j)) *st = FAIL("%s is not a JSON object", what);
     else return j;
@@ -811,6 +814,7 @@ static nsq_status finish(nsq_tokenizer *t, nsq_diag *d)
             t->cp_tok_n = top;
         }
     }
+    nsq__pmap_free(&t->added_ids);
     return check_pp(t, d);
 }
 

@@ -46,7 +46,8 @@ pcre2_match_context *nsq__tok_match_context(void)
 /* A failed pcre2_match (rc < 0) as a status, d saying what ran out. */
 static nsq_status re_fail(int rc, const char *what, nsq_diag *d)
 {
-    if (rc == PCRE2_ERROR_NOMEMORY) return nsq__fail(d, NSQ_E_NOMEM, UINT64_MAX, "", "out of memory matching the %s regex", what);
+    if (rc == PCRE2_ERROR_NOMEMORY)
+        return nsq__fail(d, NSQ_E_NOMEM, UINT64_MAX, "", "out of memory matching the %s regex", what);
     if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT ||
         rc == PCRE2_ERROR_JIT_STACKLIMIT)
         return nsq__fail(d, NSQ_E_LIMIT, UINT64_MAX, "",
@@ -57,8 +58,9 @@ static nsq_status re_fail(int rc, const char *what, nsq_diag *d)
 
 static nsq_status grew(size_t max, nsq_diag *d, const char *what)
 {
-    return nsq__fail(d, NSQ_E_LIMIT, UINT64_MAX, "", "the %s would make the text longer than %u x its length + %u bytes (%zu)",
-                     what, NSQ__TOK_GROWTH, NSQ__TOK_SLACK, max);
+    return nsq__fail(d, NSQ_E_LIMIT, UINT64_MAX, "",
+                     "the %s would make the text longer than %u x its length + %u bytes (here %zu bytes)", what,
+                     NSQ__TOK_GROWTH, NSQ__TOK_SLACK, max);
 }
 
 /* The next non-empty match at or after from: 1 and [*ms, *me), 0 when none,

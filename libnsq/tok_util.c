@@ -102,7 +102,10 @@ int nsq__zbuf_push(nsq__zbuf *z, size_t a, size_t b, size_t c)
 /*-************************************
  *  String map (open addressing, linear probing)
  **************************************/
-static uint32_t smap_hash(const nsq__smap *m, const char *k, size_t n) { return (uint32_t)XXH3_64bits_withSeed(k, n, m->seed); }
+static uint32_t smap_hash(const nsq__smap *m, const char *k, size_t n)
+{
+    return (uint32_t)XXH3_64bits_withSeed(k, n, m->seed);
+}
 
 static int smap_rehash(nsq__smap *m, uint32_t slots)
 {

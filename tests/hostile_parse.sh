@@ -56,6 +56,23 @@ hp_option_tests() {
     done
 }
 
+# Lists given on the command line, and numbers at the edge of their ranges.
+hp_list_tests() {
+    local b=$1 M=$TMP/hp-llama.nsq v
+    check "$b hostile lists: convert" "$b/nsq-convert" fixtures/models/tiny-llama "$M" --quiet --lossless
+    check "$b hostile lists: --prompt-ids 4095,1" exit_code 0 "$b/nsq-run" "$M" --prompt-ids 4095,1 -n 1 --print-ids
+    for v in 1, 1,,2 " 1" -1 +1 99999999999999999999 4096 "" 1x 0x1; do
+        check "$b hostile lists: --prompt-ids '$v'" hp_refused 1 "--prompt-ids wants comma-separated ids below 4096" \
+            "$b/nsq-run" "$M" --prompt-ids "$v" -n 1
+    done
+    for v in -1 1, " 1" 99999999999999999999; do
+        check "$b hostile lists: --skip-blocks '$v'" hp_refused 1 "--skip-blocks wants comma-separated block numbers" \
+            "$b/nsq-run" "$M" Hello -n 1 --skip-blocks "$v"
+    done
+    check "$b hostile lists: largest values" exit_code 0 "$b/nsq-run" "$M" Hello -n 2 --seed 18446744073709551615 \
+        --route=random:18446744073709551615 --top-k 1000000000 --top-p 1 --temp 100 --threads 64 --refine-levels 16
+}
+
 # hp_model NAME SRC PYTHON: a copy of fixture SRC (links but config.json) whose
 # config.json is edited by PYTHON (c is the parsed JSON); prints its path.
 hp_model() {
@@ -146,6 +163,7 @@ hp_recipe_tests() {
 hostile_parse_tests() {
     local b=$1
     hp_option_tests "$b"
+    hp_list_tests "$b"
     hp_config_tests "$b"
     hp_recipe_tests "$b"
 }

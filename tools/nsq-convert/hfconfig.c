@@ -50,7 +50,7 @@ static json_t *load_json(const char *dir, const char *name, size_t max)
     size_t len = 0;
     snprintf(path, sizeof path, "%s/%s", dir, name);
     char *text = stat(path, &st) == 0 && (uint64_t)st.st_size <= max ? cli_read_file(path, &len, why, sizeof why) : NULL;
-    json_t *j = text ? parse_json(path, text, len, err, sizeof err) : NULL;
+    json_t *j = text ? parse_json(name, text, len, err, sizeof err) : NULL;
     free(text);
     return j;
 }

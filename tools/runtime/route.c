@@ -238,13 +238,13 @@ static const char *const mode_names[] = {"none", "router", "static", "top", "ski
 
 const char *route_mode_name(route_mode m) { return mode_names[m]; }
 
-/* s as decimal digits only (no sign, space or 0x) up to max; -1 otherwise. */
-static int parse_count(const char *s, uint64_t max, uint64_t *v)
+/* s[0..len) as decimal digits only (no sign, space or 0x) up to max; -1 otherwise. */
+static int parse_count(const char *s, size_t len, uint64_t max, uint64_t *v)
 {
     uint64_t x = 0;
-    if (!*s) return -1;
-    for (; *s; s++) {
-        unsigned d = (unsigned)(*s - '0');
+    if (!len) return -1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
         if (d > 9 || x > (max - d) / 10) return -1;
         x = x * 10 + d;
     }
@@ -258,11 +258,11 @@ int route_parse(const char *s, route_opts *o)
     for (int i = 0; i < 7; i++)
         if (i != ROUTE_TOP && i != ROUTE_RANDOM && strcmp(s, mode_names[i]) == 0) return o->mode = (route_mode)i, 0;
     if (strncmp(s, "random", 6) == 0 && (!s[6] || s[6] == ':')) {
-        if (s[6] && parse_count(s + 7, UINT64_MAX, &v)) return -1;
+        if (s[6] && parse_count(s + 7, strlen(s + 7), UINT64_MAX, &v)) return -1;
         o->mode = ROUTE_RANDOM, o->seed = v;
         return 0;
     }
-    if (parse_count(s, 65536, &v) || v == 0) return -1;
+    if (parse_count(s, strlen(s), 65536, &v) || v == 0) return -1;
     o->mode = ROUTE_TOP, o->k = (uint32_t)v;
     return 0;
 }
@@ -280,11 +280,9 @@ int route_parse_skip(const char *s, uint32_t n_blocks, route_opts *o, char *err,
     free(o->forced);
     if (!(o->forced = calloc(n_blocks, 1))) return FAIL("out of memory");
     while (*s) {
-        char num[24];
         size_t len = strcspn(s, ",");
         uint64_t b;
-        snprintf(num, sizeof num, "%.*s", (int)(len < sizeof num ? len : sizeof num - 1), s);
-        if (len >= sizeof num || parse_count(num, UINT64_MAX, &b) || (s[len] && !s[len + 1]))
+        if (parse_count(s, len, UINT64_MAX, &b) || (s[len] && !s[len + 1]))
             return FAIL("--skip-blocks wants comma-separated block numbers");
         if (b >= n_blocks) return FAIL("--skip-blocks: block %llu does not exist (the file has %u)", (unsigned long long)b, n_blocks);
         o->forced[b] = 1;
