@@ -221,10 +221,11 @@ NSQ_API nsq_status nsq_tokenizer_file_find(const nsq_file *f, const char *name,
  * 2^22 or more, more than 2^22 vocabulary entries or merges, more than 2^20
  * added tokens or 16 MiB of added-token contents, a post-processor that adds
  * more than 256 ids before or after a text, and a regex pattern over 16 KiB.
- * Encoding and decoding do work linear in the text: normalizers and decoders
- * may make at most 16 x their input + 1 KiB, and a regex may backtrack at
- * most 100000 steps from one start position (PCRE2 match and depth limits,
- * heap limit 32 MiB); beyond, NSQ_E_LIMIT. Out of memory is NSQ_E_NOMEM. */
+ * Encoding and decoding do work and take memory bounded by the text's
+ * length: normalizers and decoders may make at most 16 x their input + 1 KiB,
+ * and a regex may backtrack at most 100000 steps from one start position
+ * (PCRE2 match and depth limits, heap limit 32 MiB); beyond, NSQ_E_LIMIT.
+ * Out of memory is NSQ_E_NOMEM. */
 typedef struct nsq_tokenizer nsq_tokenizer;
 
 /*! nsq_tokenizer_load() : from f's tokenizer section (NSQ_E_NOT_FOUND when it
@@ -289,8 +290,7 @@ NSQ_API nsq_status nsq_detokenize(const nsq_tokenizer *t, const int32_t *ids, si
  *  equal nsq_detokenize's text when that is valid UTF-8 (with skip_special,
  *  when the printer skips special tokens).
  *  Writes at most cap bytes to buf and the full length to *len; NSQ_E_ARG for
- *  an id outside the vocabulary; NSQ_E_NOMEM and NSQ_E_LIMIT as
- *  nsq_detokenize(). */
+ *  an id that is no token; NSQ_E_NOMEM and NSQ_E_LIMIT as nsq_detokenize(). */
 NSQ_API nsq_status nsq_token_bytes(const nsq_tokenizer *t, int32_t prev_id, int32_t id, char *buf, size_t cap, size_t *len);
 
 /* ---- Blocks and refinements ---- */
