@@ -121,7 +121,7 @@ FUZZ_TIME ?= 20
 FUZZ_RUNS ?= 10000000
 FUZZ_JOBS ?= $(shell nproc)
 FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZ_DEPS := $(LIB_SRC) libnsq/nsq.h libnsq/internal.h $(wildcard tools/*/*.h)
+FUZZ_DEPS := $(LIB_SRC) libnsq/nsq.h libnsq/internal.h $(wildcard tools/*/*.h) fuzz/fuzz_util.h
 FUZZ_INC := -Itools/common -Itools/runtime -Itools/nsq-convert
 FUZZ_SRC_fuzz_open :=
 FUZZ_SRC_fuzz_block :=

@@ -20,15 +20,9 @@
 
 #include "convert.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_util.h"
 
-#define CHECK(c)                                                                                        \
-    do {                                                                                                \
-        if (!(c)) {                                                                                     \
-            fprintf(stderr, "fuzz_hfconfig: invariant failed: %s (%s:%d)\n", #c, __FILE__, __LINE__); \
-            abort();                                                                                    \
-        }                                                                                               \
-    } while (0)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int in(double v, double lo, double hi) { return isfinite(v) && v >= lo && v <= hi; }
 

@@ -20,15 +20,9 @@
 
 #include "convert.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_util.h"
 
-#define CHECK(c)                                                                                       \
-    do {                                                                                               \
-        if (!(c)) {                                                                                    \
-            fprintf(stderr, "fuzz_recipe: invariant failed: %s (%s:%d)\n", #c, __FILE__, __LINE__); \
-            abort();                                                                                   \
-        }                                                                                              \
-    } while (0)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Written out here rather than taken from the reader, so a wrong check there shows. */
 static int group_ok(uint32_t g) { return g == 32 || g == 64 || g == 128 || g == 256; }

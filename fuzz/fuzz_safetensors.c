@@ -31,15 +31,9 @@
 
 #include "safetensors.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_util.h"
 
-#define CHECK(c)                                                                                          \
-    do {                                                                                                  \
-        if (!(c)) {                                                                                       \
-            fprintf(stderr, "fuzz_safetensors: invariant failed: %s (%s:%d)\n", #c, __FILE__, __LINE__); \
-            abort();                                                                                      \
-        }                                                                                                 \
-    } while (0)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_SHARDS 3
 

@@ -27,16 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                                            \
-    do {                                                                                                    \
-        if (!(c)) {                                                                                         \
-            fprintf(stderr, "fuzz_tokenize_text: invariant failed: %s (%s:%d)\n", #c, __FILE__, __LINE__); \
-            abort();                                                                                        \
-        }                                                                                                   \
-    } while (0)
 
 #define MAX_TEXT 4096u
 #define MAX_STREAM 128u /* ids streamed (a prefix of the sequence is a sequence too) */
@@ -94,24 +88,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     tok[TINY_LLAMA] = load(root, NSQ_TOK_HF_JSON, 1, json, p2);
     for (int k = 0; k < N_TOK; k++) CHECK(nsq_tokenize(tok[k], "", 0, 1, &empty_ids[k], &n_empty[k]) == NSQ_OK);
     return 0;
-}
-
-static int utf8_valid(const uint8_t *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        uint8_t b = s[i];
-        size_t len = b < 0x80 ? 1 : b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
-        if (!len || len > n - i) return 0;
-        uint8_t lo = 0x80, hi = 0xBF;
-        if (b == 0xE0) lo = 0xA0;
-        if (b == 0xED) hi = 0x9F;
-        if (b == 0xF0) lo = 0x90;
-        if (b == 0xF4) hi = 0x8F;
-        for (size_t k = 1; k < len; k++, lo = 0x80, hi = 0xBF)
-            if (s[i + k] < lo || s[i + k] > hi) return 0;
-        i += len;
-    }
-    return 1;
 }
 
 /* s with each maximal invalid subpart replaced by U+FFFD (the WHATWG/Unicode

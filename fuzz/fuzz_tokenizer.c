@@ -19,15 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_util.h"
 
-#define CHECK(c)                                                                                            \
-    do {                                                                                                    \
-        if (!(c)) {                                                                                         \
-            fprintf(stderr, "fuzz_tokenizer: invariant failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);      \
-            abort();                                                                                        \
-        }                                                                                                   \
-    } while (0)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_TEXT 512u           /* bytes of text encoded */
 #define MAX_EACH_ID 4096u       /* ids whose bytes are all fetched one by one */
@@ -42,24 +36,6 @@ static void check_diag(nsq_status st, const nsq_diag *d)
     CHECK(d->status == st);
     CHECK(memchr(d->message, 0, sizeof d->message) != NULL);
     CHECK(d->message[0] != 0);
-}
-
-static int utf8_valid(const uint8_t *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        uint8_t b = s[i];
-        size_t len = b < 0x80 ? 1 : b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
-        if (!len || len > n - i) return 0;
-        uint8_t lo = 0x80, hi = 0xBF;
-        if (b == 0xE0) lo = 0xA0;
-        if (b == 0xED) hi = 0x9F;
-        if (b == 0xF0) lo = 0x90;
-        if (b == 0xF4) hi = 0x8F;
-        for (size_t k = 1; k < len; k++, lo = 0x80, hi = 0xBF)
-            if (s[i + k] < lo || s[i + k] > hi) return 0;
-        i += len;
-    }
-    return 1;
 }
 
 /* Encodes text: what may go wrong is a limit (a regex's, or a normalizer's
