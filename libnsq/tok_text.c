@@ -19,7 +19,10 @@ nsq_status nsq__tok_regex(const char *pat, size_t len, pcre2_code **re, char *er
         snprintf(err, errlen, "the pattern is %zu bytes, more than the %u nsq allows", len, NSQ__TOK_MAX_REGEX);
         return NSQ_E_LIMIT;
     }
-    if (!(*re = pcre2_compile((PCRE2_SPTR)pat, len, PCRE2_UTF | PCRE2_UCP, &code, &off, NULL))) {
+    /* MATCH_INVALID_UTF: streaming decoders run regexes over raw bytes, which
+     * may be an incomplete UTF-8 sequence; invalid bytes then never match
+     * (without it PCRE2 reads past them: undefined behaviour). */
+    if (!(*re = pcre2_compile((PCRE2_SPTR)pat, len, PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &code, &off, NULL))) {
         if (code == PCRE2_ERROR_HEAP_FAILED) {
             snprintf(err, errlen, "out of memory compiling it");
             return NSQ_E_NOMEM;

@@ -382,6 +382,30 @@ static void test_growth(void **state)
     deadline(0);
 }
 
+/* Streaming decoders hand raw bytes (here half of a UTF-8 sequence) to a
+ * regex decoder: PCRE2 must not read them as UTF-8 it was promised
+ * (a SEGV with \b, an error with .), they just never match. */
+static void test_regex_on_raw_bytes(void **state)
+{
+    (void)state;
+    static const char *const pats[] = {"\\\\b", ".", "\\\\X", "[^a]"};
+    for (size_t k = 0; k < sizeof pats / sizeof *pats; k++) {
+        char json[512];
+        snprintf(json, sizeof json,
+                 "{'model':{'type':'BPE','vocab':{'\\u00c3':0,'a':1},'merges':[]},'decoder':{'type':'Sequence',"
+                 "'decoders':[{'type':'ByteLevel'},{'type':'Replace','pattern':{'Regex':'%s'},'content':'-'}]}}",
+                 pats[k]);
+        nsq_diag d;
+        nsq_tokenizer *t = load(json, NULL, NSQ_OK, &d);
+        char buf[8];
+        size_t len;
+        assert_ok(nsq_token_bytes(t, -1, 0, buf, sizeof buf, &len));
+        assert_int_equal(len, 1);
+        assert_int_equal((uint8_t)buf[0], 0xC3);
+        nsq_tokenizer_free(t);
+    }
+}
+
 #define SLOW_RE "(\\\\w+\\\\s?)*$"
 
 /* A regex that backtracks exponentially stops at PCRE2's match limit, and the
@@ -616,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_size_caps),
         cmocka_unit_test(test_growth),
         cmocka_unit_test(test_regex_limit),
+        cmocka_unit_test(test_regex_on_raw_bytes),
         cmocka_unit_test(test_invalid_files),
 #if !TU_ASAN /* the sanitizer's allocator cannot be replaced */
         cmocka_unit_test(test_out_of_memory),
