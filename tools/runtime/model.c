@@ -139,8 +139,6 @@ int block_load(const model *m, uint32_t b, uint32_t levels, resident *r, char *e
         rc = FAIL("out of memory");
     for (uint32_t i = blk.first_tensor; i < blk.first_tensor + blk.tensor_count && !rc; i++)
         rc = load_tensor(m, i, r, r->n_ref, err, errlen);
-    for (uint32_t L = blk.first_layer; !rc && blk.kind == NSQ_BLOCK_LAYERS && L < blk.first_layer + blk.n_layers; L++)
-        rc = layer_complete(m, L, err, errlen);
     if (rc) block_unload(m, b, r);
     return rc;
 }
@@ -179,42 +177,6 @@ uint64_t block_cost(const nsq_file *f, uint32_t b, uint32_t levels)
     return bytes;
 }
 
-static int linear_ok(const linear *l, uint32_t in, uint32_t out)
-{
-    if (!l->w || l->in != in || l->out != out) return 0;
-    uint64_t stored = l->in_major ? l->w->v.cols : l->w->v.rows;
-    return (uint64_t)l->off + out <= stored;
-}
-
-int layer_complete(const model *m, uint32_t L, char *err, size_t errlen)
-{
-    const model_config *c = &m->c;
-    uint32_t H = c->hidden, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    const layer *y = &m->layers[L];
-    struct { const linear *l; uint32_t in, out; } want[] = {{&y->q, H, qd}, {&y->k, H, kvd}, {&y->v, H, kvd},
-                                                            {&y->o, qd, H}, {&y->up, H, c->inter},
-                                                            {&y->down, c->inter, H}, {&y->gate, H, c->inter}};
-    for (size_t i = 0; i < 6 + (size_t)c->gated_mlp; i++)
-        if (!linear_ok(want[i].l, want[i].in, want[i].out))
-            return FAIL("layer %u: a weight is missing or has the wrong shape", L);
-    if (!y->attn_norm.w || !y->mlp_norm.w || (c->layernorm && (!y->attn_norm.b || !y->mlp_norm.b)))
-        return FAIL("layer %u: a norm is missing", L);
-    return 0;
-}
-
-/* The embedding, output and final-norm weights, once their blocks are loaded. */
-static int globals_complete(model *m, char *err, size_t errlen)
-{
-    const model_config *c = &m->c;
-    if (!m->embed || m->embed->v.rows != c->vocab || m->embed->v.cols != c->hidden || !m->final_norm.w ||
-        (c->learned_pos && !(m->pos_embed && m->pos_embed->v.rows >= c->ctx && m->pos_embed->v.cols == c->hidden)) ||
-        (c->layernorm && !m->final_norm.b))
-        return FAIL("embeddings, positions or final norm missing or of the wrong shape");
-    if (c->tied_head) m->head = (linear){m->embed, 0, c->hidden, c->vocab, 0, NULL};
-    if (!linear_ok(&m->head, c->hidden, c->vocab)) return FAIL("output head missing or of the wrong shape");
-    return 0;
-}
-
 /* "PATH: message", so that every error names the file. */
 static void prefix_path(const char *path, char *err, size_t errlen)
 {
@@ -238,7 +200,8 @@ int model_open(const char *path, const model_opts *o, model *m, char *err, size_
     int rc = model_check_file(m->f, &m->c, &m->tok, err, errlen) ? (prefix_path(path, err, errlen), -1) : 0;
     if (!rc && !(m->layers = calloc(m->c.n_layers, sizeof *m->layers))) rc = FAIL("out of memory");
     if (!rc) rc = residency_init(m, path, &ro, err, errlen);
-    if (!rc) rc = globals_complete(m, err, errlen);
+    /* check.c has made sure every placed weight is there with its shape */
+    if (!rc && m->c.tied_head) m->head = (linear){m->embed, 0, m->c.hidden, m->c.vocab, 0, NULL};
     if (!rc && !m->c.learned_pos && rope_table(m)) rc = FAIL("out of memory");
     if (rc) model_free(m);
     return rc;

@@ -21,8 +21,6 @@ int block_load(const model *m, uint32_t b, uint32_t levels, resident *r, char *e
 void block_unload(const model *m, uint32_t b, resident *r);
 /* Resident bytes of block b with `levels` refinement levels, from the directory. */
 uint64_t block_cost(const nsq_file *f, uint32_t b, uint32_t levels);
-/* Every weight of layer L is present with the right shape. */
-int layer_complete(const model *m, uint32_t L, char *err, size_t errlen);
 
 int residency_init(model *m, const char *path, const model_opts *o, char *err, size_t errlen);
 void residency_free(model *m);
