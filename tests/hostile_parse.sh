@@ -8,14 +8,7 @@ HP_BAD_NUMBERS=(-1 1e10 99999999999999999999 nan inf "" 12abc)
 
 # hp_refused STATUS PATTERN COMMAND...: exits STATUS within 60 s, says
 # PATTERN on stderr, and no sanitizer speaks.
-hp_refused() {
-    local want=$1 pat=$2; shift 2
-    timeout 60 "$@" >"$TMP/hp.out" 2>"$TMP/hp.err"
-    local rc=$?
-    if [ $rc -ne "$want" ] || ! grep -q -- "$pat" "$TMP/hp.err" || grep -q "Sanitizer\|runtime error" "$TMP/hp.err"; then
-        echo "exit $rc (want $want), stderr should say '$pat': $*"; head -20 "$TMP/hp.err"; return 1
-    fi
-}
+hp_refused() { fails_cleanly 60 "$@"; }
 
 # hp_option TOOL_ARGS OPTION [SKIP]: every bad number as OPTION's value is a
 # usage error naming OPTION (SKIP: a value that is valid for this option).

@@ -16,14 +16,7 @@ ht_json() {
 }
 
 # ht_refused PATTERN COMMAND...: exits 1 saying PATTERN, without a sanitizer report.
-ht_refused() {
-    local pat=$1; shift
-    timeout 300 "$@" <"$HT/stdin" >"$HT/out" 2>"$HT/err"
-    local rc=$?
-    if [ $rc -ne 1 ] || ! grep -q -- "$pat" "$HT/err" || grep -q "Sanitizer\|runtime error" "$HT/err"; then
-        echo "exit $rc (want 1), stderr should say '$pat':"; head -20 "$HT/err"; return 1
-    fi
-}
+ht_refused() { fails_cleanly 300 1 "$@" <"$HT/stdin"; }
 
 # ht_input TEXT: what the next commands read on stdin.
 ht_input() { printf '%s' "$1" >"$HT/stdin"; }

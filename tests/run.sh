@@ -94,6 +94,17 @@ stderr_says() { # stderr_says PATTERN COMMAND...
     grep -q -- "$pat" "$TMP/se.err" || { echo "stderr lacks '$pat':"; cat "$TMP/se.err"; return 1; }
 }
 
+# fails_cleanly SECONDS WANT PATTERN COMMAND...: within SECONDS the command
+# exits WANT, its stderr says PATTERN and holds no sanitizer report.
+fails_cleanly() {
+    local secs=$1 want=$2 pat=$3; shift 3
+    timeout "$secs" "$@" >"$TMP/fc.out" 2>"$TMP/fc.err"
+    local rc=$?
+    if [ $rc -ne "$want" ] || ! grep -q -- "$pat" "$TMP/fc.err" || grep -q "Sanitizer\|runtime error" "$TMP/fc.err"; then
+        echo "exit $rc (want $want), stderr should say '$pat': $*"; head -20 "$TMP/fc.err"; return 1
+    fi
+}
+
 truncated_copy() { head -c 5000 "$CONF/router.nsq" >"$TMP/trunc.nsq"; echo "$TMP/trunc.nsq"; }
 
 tool_tests() {
