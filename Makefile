@@ -57,15 +57,15 @@ $(BUILD)/nsq-run $(BUILD)/nsq-perplexity: $(BUILD)/nsq-%: tools/nsq-%/main.c $(R
 	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(RUNTIME_SRC) tools/common/cli.c -o $@ $(BUILD)/libnsq.a -lpthread $(LIBS)
 
 # --model runs the runtime's model check
-$(BUILD)/nsq-verify: tools/nsq-verify/main.c tools/runtime/check.c $(RUNTIME_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
-	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $< tools/runtime/check.c tools/common/cli.c -o $@ $(BUILD)/libnsq.a $(LIBS)
+$(BUILD)/nsq-verify: tools/nsq-verify/main.c tools/runtime/check.c tools/runtime/arch.c $(RUNTIME_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
+	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $< tools/runtime/check.c tools/runtime/arch.c tools/common/cli.c -o $@ $(BUILD)/libnsq.a $(LIBS)
 
 $(BUILD)/nsq-%: tools/nsq-%/main.c tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
 	$(CC) $(BASE) -Itools/common $(CFLAGS) tools/nsq-$*/main.c tools/common/cli.c -o $@ $(BUILD)/libnsq.a $(LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(CONVERT_SRC) $(CONVERT_HDR) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itests/unit -Itools/nsq-convert $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a -lcmocka -ljansson -lxxhash -lpthread $(LIBS)
+	$(CC) $(BASE) -Itests/unit -Itools/nsq-convert -Itools/runtime $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a -lcmocka -ljansson -lxxhash -lpthread $(LIBS)
 KERNEL_SRC := $(filter tools/runtime/kernels%,$(RUNTIME_SRC))
 $(BUILD)/tests/test_kernels: tests/unit/test_kernels.c tests/unit/testutil.h $(KERNEL_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
@@ -73,7 +73,7 @@ $(BUILD)/tests/test_kernels: tests/unit/test_kernels.c tests/unit/testutil.h $(K
 # the converter's config and recipe readers and the tools' option parsers
 $(BUILD)/tests/test_parse: tests/unit/test_parse.c tests/unit/testutil.h $(CONVERT_SRC) $(CONVERT_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itests/unit -Itools/common -Itools/nsq-convert $(CFLAGS) $< tools/nsq-convert/hfconfig.c tools/nsq-convert/recipe.c tools/common/cli.c -o $@ $(BUILD)/libnsq.a -lcmocka -ljansson -lyaml $(LIBS)
+	$(CC) $(BASE) -Itests/unit -Itools/common -Itools/nsq-convert -Itools/runtime $(CFLAGS) $< tools/nsq-convert/hfconfig.c tools/nsq-convert/recipe.c tools/runtime/arch.c tools/common/cli.c -o $@ $(BUILD)/libnsq.a -lcmocka -ljansson -lyaml $(LIBS)
 $(BUILD)/tests/test_route: tests/unit/test_route.c tests/unit/testutil.h $(RUNTIME_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itests/unit -Itools/runtime $(CFLAGS) $< $(RUNTIME_SRC) -o $@ $(BUILD)/libnsq.a -lcmocka -lpthread $(LIBS)
@@ -127,7 +127,7 @@ FUZZ_SRC_fuzz_open :=
 FUZZ_SRC_fuzz_block :=
 FUZZ_SRC_fuzz_model := $(RUNTIME_SRC)
 FUZZ_SRC_fuzz_safetensors := tools/nsq-convert/safetensors.c
-FUZZ_SRC_fuzz_hfconfig := tools/nsq-convert/hfconfig.c tools/common/cli.c
+FUZZ_SRC_fuzz_hfconfig := tools/nsq-convert/hfconfig.c tools/runtime/arch.c tools/common/cli.c
 FUZZ_SRC_fuzz_recipe := tools/nsq-convert/recipe.c tools/common/cli.c
 FUZZ_SRC_fuzz_tokenizer :=
 FUZZ_SRC_fuzz_tokenize_text :=

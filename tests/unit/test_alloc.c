@@ -17,9 +17,9 @@ const tensor_rule *recipe_match(const quant_opts *q, const char *name)
 
 /* Column weights the tests hand the policy in place of a calibration run. */
 static const float *test_cols;
-const float *calib_columns(const calib_stats *s, const char *name, int L, uint64_t cols)
+const float *calib_columns(const calib_stats *s, int role, int L, uint64_t cols)
 {
-    (void)s, (void)name, (void)L, (void)cols;
+    (void)s, (void)role, (void)L, (void)cols;
     return test_cols;
 }
 
@@ -59,7 +59,7 @@ static void fake_init(fake_model *f, tu_rng *r)
         s->n_elements = n;
         s->data = (const uint8_t *)w;
         s->size = n * 4;
-        f->t[i] = (plan_tensor){s, i < N_MAT ? ROLE_MATRIX : ROLE_NORM, 0, 0, i < N_MAT ? ROWS : 1, COLS};
+        f->t[i] = (plan_tensor){s, i < N_MAT ? ROLE_UP : ROLE_MLP_NORM, i < N_MAT ? KIND_MATRIX : KIND_NORM, 0, 0, i < N_MAT ? ROWS : 1, COLS};
     }
     f->p = (tensor_plan){f->t, N_MAT + 1};
 }

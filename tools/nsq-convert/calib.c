@@ -210,21 +210,21 @@ void calib_free(calib_stats *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Which input a layer matrix reads, from its Hugging Face name. */
-static int input_of_name(const char *name)
+/* Which input a layer matrix reads, from its role. */
+static int input_of_role(int role)
 {
-    static const struct { const char *part; int in; } map[] = {
-        {".q_proj.", CALIB_ATTN_IN}, {".k_proj.", CALIB_ATTN_IN}, {".v_proj.", CALIB_ATTN_IN}, {".attn.c_attn.", CALIB_ATTN_IN},
-        {".o_proj.", CALIB_O_IN},    {".attn.c_proj.", CALIB_O_IN}, {".gate_proj.", CALIB_MLP_IN}, {".up_proj.", CALIB_MLP_IN},
-        {".mlp.c_fc.", CALIB_MLP_IN}, {".down_proj.", CALIB_DOWN_IN}, {".mlp.c_proj.", CALIB_DOWN_IN}};
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (strstr(name, map[i].part)) return map[i].in;
-    return -1;
+    switch (role) {
+    case ROLE_Q: case ROLE_K: case ROLE_V: case ROLE_QKV: return CALIB_ATTN_IN;
+    case ROLE_O: return CALIB_O_IN;
+    case ROLE_GATE: case ROLE_UP: case ROLE_GATE_UP: return CALIB_MLP_IN;
+    case ROLE_DOWN: return CALIB_DOWN_IN;
+    default: return -1;
+    }
 }
 
-const float *calib_columns(const calib_stats *s, const char *name, int L, uint64_t cols)
+const float *calib_columns(const calib_stats *s, int role, int L, uint64_t cols)
 {
-    int k = input_of_name(name);
+    int k = input_of_role(role);
     if (!s || !s->mean_x2 || k < 0 || L < 0 || (uint32_t)L >= s->n_layers || s->dim[k] != cols) return NULL;
     size_t per_layer = 0, off = 0;
     for (int i = 0; i < CALIB_N_INPUTS; i++) {

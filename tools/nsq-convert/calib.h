@@ -1,6 +1,5 @@
 /* calib.h - calibration: the runtime's forward pass over a text, recording
- * the mean squared activation of every input column of every layer matrix.
- * Kept apart from convert.h: the runtime's model.h has names of its own. */
+ * the mean squared activation of every input column of every layer matrix. */
 #ifndef NSQ_CALIB_H
 #define NSQ_CALIB_H
 
@@ -37,8 +36,8 @@ int calib_collect(const char *model_path, const char *text_path, uint64_t max_to
 int calib_kld(const char *model_path, const calib_stats *s, int threads, double *kld, char *err, size_t errlen);
 void calib_free(calib_stats *s);
 
-/* Mean x^2 per input column of the layer matrix named name (cols columns),
- * or NULL when the statistics do not cover it. */
-const float *calib_columns(const calib_stats *s, const char *name, int L, uint64_t cols);
+/* Mean x^2 per input column of layer L's matrix of this role (arch.h; cols
+ * columns), or NULL when the statistics do not cover it. */
+const float *calib_columns(const calib_stats *s, int role, int L, uint64_t cols);
 
 #endif

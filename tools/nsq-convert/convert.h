@@ -6,26 +6,47 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arch.h"
 #include "calib.h"
 #include "nsq.h"
 #include "safetensors.h"
-
-typedef enum { ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN2, ARCH_GPT2 } arch_id;
 
 /* Extra RoPE scaling parameters, stored as model.rope.scaling.<name> when present. */
 enum { ROPE_LOW_FREQ, ROPE_HIGH_FREQ, ROPE_ORIG_MAX_POS, ROPE_BETA_FAST, ROPE_BETA_SLOW, ROPE_ATTN_FACTOR,
        ROPE_N_EXTRA };
 extern const char *const rope_extra_keys[ROPE_N_EXTRA];
 
+/* The values config.json may give (spec section 5.4 lists them; the runtime's
+ * own limits there are wider, so every converted file passes them). */
+#define HF_MAX_CONFIG_BYTES (4u << 20) /* config.json, generation_config.json */
+#define HF_MAX_LAYERS 4096
+#define HF_MAX_HIDDEN 65536
+#define HF_MAX_HEADS 4096
+#define HF_MAX_HEAD_DIM 1024 /* and even */
+#define HF_MAX_HEAD_DIM_HALF (HF_MAX_HEAD_DIM / 2)
+#define HF_MAX_INTER (1u << 20)
+#define HF_MAX_VOCAB (1u << 24)
+#define HF_MAX_CTX (1u << 24) /* also sliding_window, original_max_position_embeddings */
+#define HF_MAX_EPS 1.0
+#define HF_MIN_THETA 1.0
+#define HF_MAX_THETA 1e12
+#define HF_MIN_ROPE_PARAM 1e-6 /* factor, low/high_freq_factor, beta_fast/slow, attention_factor */
+#define HF_MAX_ROPE_PARAM 1e6
+
+#define HF_MAX_KEYS 8 /* arch_key entries per family */
+
 typedef struct {
-    arch_id arch;
-    const char *arch_name; /* general.architecture */
+    const arch_info *arch; /* general.architecture */
     char hf_arch[64];
     uint64_t hidden, n_layers, n_heads, n_kv_heads, head_dim, inter, vocab, ctx, sliding_window;
+    uint64_t window_pattern; /* layer_types: windows on every layer but each pattern-th */
     double norm_eps, rope_theta, rope_factor;
     double rope_extra[ROPE_N_EXTRA];
     unsigned rope_extra_set; /* bit i: rope_extra[i] present */
-    char rope_type[16];      /* none|linear|dynamic|llama3|yarn */
+    char rope_type[16];      /* none|linear|dynamic|llama3|yarn|longrope */
+    double rope_short[HF_MAX_HEAD_DIM_HALF], rope_long[HF_MAX_HEAD_DIM_HALF]; /* longrope, head_dim / 2 each */
+    double key_value[HF_MAX_KEYS]; /* the family's arch_key numbers, as stored */
+    unsigned key_set;              /* bit i: key_value[i] stored */
     const char *norm_type, *activation, *position;
     int attention_bias, mlp_bias, tied_head;
     int64_t bos_id, eos_id;
@@ -36,22 +57,6 @@ typedef struct {
     uint64_t config_hash; /* XXH3 of config.json */
 } hf_config;
 
-/* The values config.json may give (spec section 5.4 lists them; the runtime's
- * own limits there are wider, so every converted file passes them). */
-#define HF_MAX_CONFIG_BYTES (4u << 20) /* config.json, generation_config.json */
-#define HF_MAX_LAYERS 4096
-#define HF_MAX_HIDDEN 65536
-#define HF_MAX_HEADS 4096
-#define HF_MAX_HEAD_DIM 1024 /* and even */
-#define HF_MAX_INTER (1u << 20)
-#define HF_MAX_VOCAB (1u << 24)
-#define HF_MAX_CTX (1u << 24) /* also sliding_window, original_max_position_embeddings */
-#define HF_MAX_EPS 1.0
-#define HF_MIN_THETA 1.0
-#define HF_MAX_THETA 1e12
-#define HF_MIN_ROPE_PARAM 1e-6 /* factor, low/high_freq_factor, beta_fast/slow, attention_factor */
-#define HF_MAX_ROPE_PARAM 1e6
-
 /* Reads DIR/config.json (+ generation_config.json, tokenizer_config.json,
  * tokenizer.json for BOS/EOS facts). -1 with a message naming the file. */
 int hf_load_config(const char *dir, hf_config *c, char *err, size_t errlen);
@@ -59,12 +64,14 @@ int hf_load_config(const char *dir, hf_config *c, char *err, size_t errlen);
  * else c within the ranges above. */
 int hf_parse_config(const char *text, size_t len, hf_config *c, char *err, size_t errlen);
 
-/* ---- tensor plan ---- */
-typedef enum { ROLE_EMBED, ROLE_POS_EMBED, ROLE_NORM, ROLE_BIAS, ROLE_MATRIX, ROLE_HEAD } tensor_role;
+/* The config as the runtime sees it, for the registry's shapes and names. */
+void hf_model_config(const hf_config *c, model_config *m);
 
+/* ---- tensor plan ---- */
 typedef struct {
     const st_tensor *src;
-    tensor_role role;
+    int role;       /* arch.h's ROLE_* */
+    role_kind kind; /* what the policy does with it */
     int layer;  /* -1 outside the layers */
     int conv1d; /* source stored [in][out] (GPT-2 Conv1D) */
     uint64_t rows, cols; /* the matrix as nsq stores it when quantized: [out][in] */

@@ -16,14 +16,6 @@ const char *const rope_extra_keys[ROPE_N_EXTRA] = {"low_freq_factor", "high_freq
                                                    "original_max_position_embeddings", "beta_fast", "beta_slow",
                                                    "attention_factor"};
 
-static const struct {
-    const char *hf, *name;
-    arch_id id;
-} archs[] = {{"LlamaForCausalLM", "llama", ARCH_LLAMA},
-             {"MistralForCausalLM", "mistral", ARCH_MISTRAL},
-             {"Qwen2ForCausalLM", "qwen2", ARCH_QWEN2},
-             {"GPT2LMHeadModel", "gpt2", ARCH_GPT2}};
-
 /* A JSON object from text; NULL with a message naming file if malformed. */
 static json_t *parse_json(const char *file, const char *text, size_t len, char *err, size_t n)
 {
@@ -113,15 +105,53 @@ static int identify(json_t *cfg, hf_config *c, char *err, size_t n)
         return -1;
     }
     snprintf(c->hf_arch, sizeof c->hf_arch, "%s", name);
-    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
-        if (strcmp(archs[i].hf, name) == 0) {
-            c->arch = archs[i].id;
-            c->arch_name = archs[i].name;
-            return 0;
-        }
-    snprintf(err, n, "config.json: architecture %.64s is not supported (supported: LlamaForCausalLM, "
-                     "MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel)", name);
+    if ((c->arch = arch_by_hf_class(name))) return 0;
+    snprintf(err, n, "config.json: architecture %.64s is not supported (supported: %s)", name, arch_list(1));
     return -1;
+}
+
+/* longrope's factor lists: head_dim / 2 numbers each. */
+static int read_factors(json_t *scale, const char *where, const char *key, const hf_config *c, double *out, char *err,
+                        size_t n)
+{
+    json_t *x = json_object_get(scale, key);
+    size_t want = c->head_dim / 2;
+    if (!json_is_array(x) || json_array_size(x) != want)
+        return snprintf(err, n, "config.json: %s%s must be a list of head_dim / 2 = %zu numbers", where, key, want), -1;
+    for (size_t i = 0; i < want; i++) {
+        json_t *v = json_array_get(x, i);
+        double d = json_is_number(v) ? json_number_value(v) : NAN;
+        if (!(d >= HF_MIN_ROPE_PARAM && d <= HF_MAX_ROPE_PARAM))
+            return snprintf(err, n, "config.json: %s%s[%zu] must be a number in [%g, %g]", where, key, i,
+                            HF_MIN_ROPE_PARAM, HF_MAX_ROPE_PARAM), -1;
+        out[i] = d;
+    }
+    return 0;
+}
+
+/* longrope (Phi-3): the original context from the scaling object or the
+ * config, factor = context / original unless given, and Hugging Face's
+ * attention factor sqrt(1 + ln(factor) / ln(original)) unless given. */
+static int read_longrope(json_t *cfg, json_t *scale, const char *where, hf_config *c, char *err, size_t n)
+{
+    if (read_factors(scale, where, "short_factor", c, c->rope_short, err, n) ||
+        read_factors(scale, where, "long_factor", c, c->rope_long, err, n))
+        return -1;
+    unsigned orig = 1u << ROPE_ORIG_MAX_POS, attn = 1u << ROPE_ATTN_FACTOR;
+    if (!(c->rope_extra_set & orig)) {
+        int r = get_real(cfg, "", "original_max_position_embeddings", 1, HF_MAX_CTX, &c->rope_extra[ROPE_ORIG_MAX_POS],
+                         err, n);
+        if (r <= 0)
+            return r < 0 ? -1 : (snprintf(err, n, "config.json: longrope needs original_max_position_embeddings"), -1);
+        c->rope_extra_set |= orig;
+    }
+    double o = c->rope_extra[ROPE_ORIG_MAX_POS];
+    if (!json_object_get(scale, "factor")) c->rope_factor = (double)c->ctx / o;
+    if (!(c->rope_extra_set & attn)) {
+        c->rope_extra[ROPE_ATTN_FACTOR] = c->rope_factor <= 1 || o <= 1 ? 1 : sqrt(1 + log(c->rope_factor) / log(o));
+        c->rope_extra_set |= attn;
+    }
+    return 0;
 }
 
 /* RoPE: a top-level rope_theta/rope_scaling (transformers 4) or
@@ -142,13 +172,15 @@ static int read_rope(json_t *cfg, hf_config *c, char *err, size_t n)
     const char *type = json_string_value(t);
     if (t && !json_is_null(t) && !type) return snprintf(err, n, "config.json: %srope_type must be a string", where), -1;
     if (!type || strcmp(type, "default") == 0) return 0;
-    static const char *known[] = {"linear", "dynamic", "llama3", "yarn"};
+    static const char *known[] = {"linear", "dynamic", "llama3", "yarn", "longrope", "su"};
     int ok = 0;
-    for (size_t i = 0; i < 4; i++) ok |= strcmp(type, known[i]) == 0;
+    for (size_t i = 0; i < 6; i++) ok |= strcmp(type, known[i]) == 0;
     if (!ok) {
-        snprintf(err, n, "config.json: rope scaling type %.32s is not supported (linear, dynamic, llama3, yarn)", type);
+        snprintf(err, n, "config.json: rope scaling type %.32s is not supported (linear, dynamic, llama3, yarn, longrope)",
+                 type);
         return -1;
     }
+    if (strcmp(type, "su") == 0) type = "longrope"; /* its earlier name */
     snprintf(c->rope_type, sizeof c->rope_type, "%s", type);
     if (get_real(scale, where, "factor", HF_MIN_ROPE_PARAM, HF_MAX_ROPE_PARAM, &c->rope_factor, err, n) < 0) return -1;
     for (int i = 0; i < ROPE_N_EXTRA; i++) {
@@ -162,22 +194,23 @@ static int read_rope(json_t *cfg, hf_config *c, char *err, size_t n)
     double high = c->rope_extra_set & 1u << ROPE_HIGH_FREQ ? c->rope_extra[ROPE_HIGH_FREQ] : 4;
     if (strcmp(type, "llama3") == 0 && low == high)
         return snprintf(err, n, "config.json: %slow_freq_factor and high_freq_factor must differ (both %g)", where, low), -1;
-    return 0;
+    return strcmp(type, "longrope") == 0 ? read_longrope(cfg, scale, where, c, err, n) : 0;
 }
 
 static void set_defaults(hf_config *c)
 {
-    int gpt2 = c->arch == ARCH_GPT2;
-    c->norm_eps = gpt2 ? 1e-5 : 1e-6;
-    c->rope_theta = gpt2 ? 0.0 : 10000.0;
-    c->ctx = c->arch == ARCH_MISTRAL ? 131072 : c->arch == ARCH_QWEN2 ? 32768 : gpt2 ? 1024 : 2048;
-    c->sliding_window = c->arch == ARCH_MISTRAL ? 4096 : 0;
-    c->norm_type = gpt2 ? "layernorm" : "rmsnorm";
-    c->activation = gpt2 ? "gelu_tanh" : "silu";
-    c->position = gpt2 ? "learned" : "rope";
-    c->attention_bias = gpt2 || c->arch == ARCH_QWEN2;
-    c->mlp_bias = gpt2;
-    c->tied_head = gpt2;
+    const arch_info *a = c->arch;
+    int learned = (a->flags & ARCH_LEARNED_POS) != 0;
+    c->norm_eps = a->eps;
+    c->rope_theta = learned ? 0.0 : 10000.0;
+    c->ctx = a->ctx;
+    c->sliding_window = a->window;
+    c->norm_type = a->flags & ARCH_LAYERNORM ? "layernorm" : "rmsnorm";
+    c->activation = a->act;
+    c->position = learned ? "learned" : "rope";
+    c->attention_bias = a->attention_bias;
+    c->mlp_bias = a->mlp_bias;
+    c->tied_head = a->tied;
     c->bos_id = c->eos_id = -1;
     snprintf(c->rope_type, sizeof c->rope_type, "none");
     c->rope_factor = 1.0;
@@ -185,7 +218,7 @@ static void set_defaults(hf_config *c)
 
 static int read_activation(json_t *cfg, hf_config *c, char *err, size_t n)
 {
-    const char *key = c->arch == ARCH_GPT2 ? "activation_function" : "hidden_act";
+    const char *key = c->arch->act_key;
     json_t *x = json_object_get(cfg, key);
     const char *act = json_string_value(x);
     if (!x || json_is_null(x)) return 0;
@@ -222,7 +255,7 @@ static int read_sizes(json_t *cfg, hf_config *c, char *err, size_t n)
     }
     c->n_kv_heads = c->n_heads;
     c->head_dim = c->hidden / c->n_heads;
-    c->inter = c->arch == ARCH_GPT2 ? 4 * c->hidden : 0;
+    c->inter = c->arch->flags & ARCH_UNGATED ? 4 * c->hidden : 0;
     if (get_int(cfg, kv, 1, c->n_heads, &c->n_kv_heads, err, n) < 0 || get_int(cfg, hd, 2, HF_MAX_HEAD_DIM, &c->head_dim, err, n) < 0 ||
         get_int(cfg, inter, 1, HF_MAX_INTER, &c->inter, err, n) < 0 || get_int(cfg, ctx, 1, HF_MAX_CTX, &c->ctx, err, n) < 0)
         return -1;
@@ -235,7 +268,7 @@ static int read_sizes(json_t *cfg, hf_config *c, char *err, size_t n)
     if (c->head_dim < 2 || c->head_dim > HF_MAX_HEAD_DIM || c->head_dim % 2)
         return snprintf(err, n, "config.json: head_dim %llu (hidden_size / num_attention_heads when absent) must be even, "
                                 "in 2..%d", (unsigned long long)c->head_dim, HF_MAX_HEAD_DIM), -1;
-    if (c->arch == ARCH_GPT2 && (c->n_heads * c->head_dim != c->hidden || c->n_kv_heads != c->n_heads))
+    if ((c->arch->flags & ARCH_CONV1D) && (c->n_heads * c->head_dim != c->hidden || c->n_kv_heads != c->n_heads))
         return snprintf(err, n, "config.json: GPT-2 needs n_embd %llu = n_head x head_dim (%llu x %llu), and no grouped "
                                 "KV heads", (unsigned long long)c->hidden, (unsigned long long)c->n_heads,
                         (unsigned long long)c->head_dim), -1;
@@ -246,7 +279,7 @@ static int read_sizes(json_t *cfg, hf_config *c, char *err, size_t n)
 static int limits_unsupported(json_t *cfg, hf_config *c, char *err, size_t n)
 {
     static const char *const mwl[] = {"max_window_layers", NULL};
-    if (c->arch == ARCH_QWEN2 && c->sliding_window) { /* Qwen2 windows only layers >= max_window_layers */
+    if ((c->arch->flags & ARCH_MAX_WINDOW_LAYERS) && c->sliding_window) { /* windows only layers >= max_window_layers */
         uint64_t from = 28;
         if (get_int(cfg, mwl, 0, INT64_MAX, &from, err, n) < 0) return -1;
         if (from >= c->n_layers) c->sliding_window = 0;
@@ -255,11 +288,56 @@ static int limits_unsupported(json_t *cfg, hf_config *c, char *err, size_t n)
                                     "layers or none)", (unsigned long long)from), -1;
     }
     int by_layer = 0, scaled = 1;
-    if (c->arch == ARCH_GPT2 && (get_bool(cfg, "scale_attn_by_inverse_layer_idx", &by_layer, err, n) < 0 ||
+    double partial = 1;
+    if ((c->arch->flags & ARCH_CONV1D) && (get_bool(cfg, "scale_attn_by_inverse_layer_idx", &by_layer, err, n) < 0 ||
                                  get_bool(cfg, "scale_attn_weights", &scaled, err, n) < 0))
         return -1;
     if (by_layer || !scaled)
         return snprintf(err, n, "config.json: GPT-2 attention scaling other than 1/sqrt(head_dim) is not supported"), -1;
+    if (get_real(cfg, "", "partial_rotary_factor", 0, 1, &partial, err, n) < 0) return -1;
+    if (partial != 1)
+        return snprintf(err, n, "config.json: RoPE on part of each head (partial_rotary_factor %g) is not supported",
+                        partial), -1;
+    return 0;
+}
+
+/* layer_types ("sliding_attention" / "full_attention" per layer) must be
+ * periodic: windows on every layer but each pattern-th (absent: every other,
+ * as transformers defaults). */
+static int read_layer_types(json_t *cfg, hf_config *c, char *err, size_t n)
+{
+    json_t *t = json_object_get(cfg, "layer_types");
+    c->window_pattern = c->sliding_window ? 2 : 0;
+    if (!t || json_is_null(t) || !c->sliding_window) return 0;
+    if (!json_is_array(t) || json_array_size(t) != c->n_layers)
+        return snprintf(err, n, "config.json: layer_types must list one type per layer"), -1;
+    uint64_t first_full = c->n_layers;
+    for (size_t L = 0; L < c->n_layers; L++) {
+        const char *s = json_string_value(json_array_get(t, L));
+        int full = s && strcmp(s, "full_attention") == 0;
+        if (!full && !(s && strcmp(s, "sliding_attention") == 0))
+            return snprintf(err, n, "config.json: layer_types[%zu] must be sliding_attention or full_attention", L), -1;
+        if (full && first_full == c->n_layers) first_full = L;
+        if (full != (first_full < c->n_layers && (L + 1) % (first_full + 1) == 0))
+            return snprintf(err, n, "config.json: layer_types must repeat one pattern (windowed layers, then a full "
+                                    "one)"), -1;
+    }
+    c->window_pattern = first_full < c->n_layers ? first_full + 1 : 0;
+    return 0;
+}
+
+/* The family's other numbers (arch_key): a default when absent, none when null. */
+static int read_keys(json_t *cfg, hf_config *c, char *err, size_t n)
+{
+    const arch_key *k = c->arch->keys;
+    for (unsigned i = 0; k && k[i].hf_key && i < HF_MAX_KEYS; i++) {
+        json_t *x = json_object_get(cfg, k[i].hf_key);
+        double v = k[i].def;
+        if (x && json_is_null(x)) continue;
+        if (get_real(cfg, "", k[i].hf_key, k[i].lo, k[i].hi, &v, err, n) < 0) return -1;
+        c->key_value[i] = k[i].inv_sqrt ? 1 / sqrt(v) : v;
+        c->key_set |= 1u << i;
+    }
     return 0;
 }
 
@@ -267,9 +345,11 @@ static int read_flags(json_t *cfg, hf_config *c, char *err, size_t n)
 {
     static const char *const swk[] = {"sliding_window", NULL};
     uint64_t sw = 0;
-    int use_sw = c->arch == ARCH_MISTRAL;
-    if (get_bool(cfg, "tie_word_embeddings", &c->tied_head, err, n) < 0 || get_bool(cfg, "mlp_bias", &c->mlp_bias, err, n) < 0 ||
-        (c->arch == ARCH_LLAMA && get_bool(cfg, "attention_bias", &c->attention_bias, err, n) < 0) ||
+    unsigned f = c->arch->flags;
+    int use_sw = (f & ARCH_WINDOW_ON) != 0;
+    if (get_bool(cfg, "tie_word_embeddings", &c->tied_head, err, n) < 0 ||
+        ((f & ARCH_HF_MLP_BIAS) && get_bool(cfg, "mlp_bias", &c->mlp_bias, err, n) < 0) ||
+        ((f & ARCH_HF_ATTN_BIAS) && get_bool(cfg, "attention_bias", &c->attention_bias, err, n) < 0) ||
         get_bool(cfg, "use_sliding_window", &use_sw, err, n) < 0)
         return -1;
     int r = get_int(cfg, swk, 0, HF_MAX_CTX, &sw, err, n);
@@ -278,8 +358,9 @@ static int read_flags(json_t *cfg, hf_config *c, char *err, size_t n)
     if (!use_sw) c->sliding_window = 0;
     else if (r > 0) c->sliding_window = sw;
     else if (json_object_get(cfg, "sliding_window")) c->sliding_window = 0;
-    if (c->arch == ARCH_GPT2 || c->arch == ARCH_QWEN2) c->mlp_bias = c->arch == ARCH_GPT2;
-    if (limits_unsupported(cfg, c, err, n)) return -1;
+    if (limits_unsupported(cfg, c, err, n) || ((f & ARCH_WINDOW_LAYERS) && read_layer_types(cfg, c, err, n)) ||
+        read_keys(cfg, c, err, n))
+        return -1;
     const char *dt = json_string_value(json_object_get(cfg, "dtype"));
     if (!dt) dt = json_string_value(json_object_get(cfg, "torch_dtype"));
     snprintf(c->dtype, sizeof c->dtype, "%s", dt ? dt : "");
@@ -347,7 +428,7 @@ int hf_parse_config(const char *text, size_t len, hf_config *c, char *err, size_
         rc = read_sizes(cfg, c, err, n);
     }
     if (!rc) rc = read_activation(cfg, c, err, n);
-    if (!rc && c->arch != ARCH_GPT2) rc = read_rope(cfg, c, err, n);
+    if (!rc && !(c->arch->flags & ARCH_LEARNED_POS)) rc = read_rope(cfg, c, err, n);
     if (!rc) rc = read_flags(cfg, c, err, n);
     if (!rc) rc = read_all_ids(cfg, "config.json", c, err, n);
     json_decref(cfg);
@@ -373,4 +454,18 @@ int hf_load_config(const char *dir, hf_config *c, char *err, size_t n)
     json_decref(gen);
     if (!rc) read_tokenizer_facts(dir, c);
     return rc;
+}
+
+void hf_model_config(const hf_config *c, model_config *m)
+{
+    memset(m, 0, sizeof *m);
+    m->arch = c->arch;
+    m->layernorm = (c->arch->flags & ARCH_LAYERNORM) != 0;
+    m->learned_pos = (c->arch->flags & ARCH_LEARNED_POS) != 0;
+    m->tied_head = c->tied_head;
+    m->attention_bias = c->attention_bias;
+    m->mlp_bias = c->mlp_bias;
+    m->hidden = (uint32_t)c->hidden, m->n_layers = (uint32_t)c->n_layers, m->n_heads = (uint32_t)c->n_heads;
+    m->n_kv_heads = (uint32_t)c->n_kv_heads, m->head_dim = (uint32_t)c->head_dim, m->inter = (uint32_t)c->inter;
+    m->vocab = (uint32_t)c->vocab, m->ctx = (uint32_t)c->ctx;
 }

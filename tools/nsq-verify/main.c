@@ -69,7 +69,7 @@ static void summary(const outcome *o, int as_model, char *buf, size_t n)
     int k = snprintf(buf, n, "%" PRIu32 " blocks, %" PRIu32 " refinements, %" PRIu32 " tensors, %" PRIu64 " bytes verified",
                      i->block_count, i->refinement_count, i->tensor_count, i->file_size);
     if (as_model && k > 0 && (size_t)k < n)
-        snprintf(buf + k, n - (size_t)k, ", a valid %s model of %" PRIu32 " layers", model_arch_name(o->c.arch),
+        snprintf(buf + k, n - (size_t)k, ", a valid %s model of %" PRIu32 " layers", o->c.arch->name,
                  o->c.n_layers);
 }
 

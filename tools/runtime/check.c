@@ -13,132 +13,24 @@
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
 
-typedef struct {
-    const char *suffix;
-    int role;
-} role_name;
-
-static const role_name llama_globals[] = {
-    {"model.embed_tokens.weight", ROLE_EMBED}, {"model.norm.weight", ROLE_FINAL_NORM}, {"lm_head.weight", ROLE_HEAD}};
-static const role_name llama_layer[] = {
-    {"input_layernorm.weight", ROLE_ATTN_NORM},   {"post_attention_layernorm.weight", ROLE_MLP_NORM},
-    {"self_attn.q_proj.weight", ROLE_Q},          {"self_attn.q_proj.bias", ROLE_Q_B},
-    {"self_attn.k_proj.weight", ROLE_K},          {"self_attn.k_proj.bias", ROLE_K_B},
-    {"self_attn.v_proj.weight", ROLE_V},          {"self_attn.v_proj.bias", ROLE_V_B},
-    {"self_attn.o_proj.weight", ROLE_O},          {"self_attn.o_proj.bias", ROLE_O_B},
-    {"mlp.gate_proj.weight", ROLE_GATE},          {"mlp.gate_proj.bias", ROLE_GATE_B},
-    {"mlp.up_proj.weight", ROLE_UP},              {"mlp.up_proj.bias", ROLE_UP_B},
-    {"mlp.down_proj.weight", ROLE_DOWN},          {"mlp.down_proj.bias", ROLE_DOWN_B}};
-/* GPT-2 checkpoints name these with or without the "transformer." prefix. */
-static const role_name gpt2_globals[] = {{"wte.weight", ROLE_EMBED},
-                                         {"wpe.weight", ROLE_POS},
-                                         {"ln_f.weight", ROLE_FINAL_NORM},
-                                         {"ln_f.bias", ROLE_FINAL_NORM_B}};
-static const role_name gpt2_layer[] = {
-    {"ln_1.weight", ROLE_ATTN_NORM},      {"ln_1.bias", ROLE_ATTN_NORM_B}, {"ln_2.weight", ROLE_MLP_NORM},
-    {"ln_2.bias", ROLE_MLP_NORM_B},       {"attn.c_attn.weight", ROLE_QKV}, {"attn.c_attn.bias", ROLE_QKV_B},
-    {"attn.c_proj.weight", ROLE_O},       {"attn.c_proj.bias", ROLE_O_B},  {"mlp.c_fc.weight", ROLE_UP},
-    {"mlp.c_fc.bias", ROLE_UP_B},         {"mlp.c_proj.weight", ROLE_DOWN}, {"mlp.c_proj.bias", ROLE_DOWN_B}};
-
-static int lookup(const role_name *t, size_t n, const char *s)
+/* Whether layer L (UINT32_MAX: the model's own) must have the role. Biases
+ * are optional: a bias of zeros may be left out. */
+static int needs(const model_config *c, uint32_t L, int role)
 {
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(s, t[i].suffix) == 0) return t[i].role;
-    return -1;
-}
-
-/* A layer number as the converter writes it: decimal, no sign, no leading
- * zero, so that "00" and "0" cannot name the same layer twice. */
-static const char *layer_number(const char *s, uint32_t n_layers, uint32_t *L)
-{
-    uint64_t v = 0;
-    const char *p = s;
-    for (; *p >= '0' && *p <= '9' && p - s < 10; p++) v = v * 10 + (uint64_t)(*p - '0');
-    if (p == s || *p != '.' || (s[0] == '0' && p - s > 1) || v >= n_layers) return NULL;
-    *L = (uint32_t)v;
-    return p + 1;
-}
-
-int model_tensor_role(const model_config *c, const char *name, uint32_t *L, int *role)
-{
-    const char *n = name, *rest;
-    *L = UINT32_MAX;
-    if (c->arch == ARCH_GPT2) {
-        if (strcmp(n, "lm_head.weight") == 0) return *role = ROLE_HEAD, 0;
-        if (strncmp(n, "transformer.", 12) == 0) n += 12;
-        if ((*role = lookup(gpt2_globals, 4, n)) >= 0) return 0;
-        if (strncmp(n, "h.", 2) || !(rest = layer_number(n + 2, c->n_layers, L))) return -1;
-        return (*role = lookup(gpt2_layer, sizeof gpt2_layer / sizeof *gpt2_layer, rest)) < 0 ? -1 : 0;
-    }
-    if ((*role = lookup(llama_globals, 3, n)) >= 0) return 0;
-    if (strncmp(n, "model.layers.", 13) || !(rest = layer_number(n + 13, c->n_layers, L))) return -1;
-    return (*role = lookup(llama_layer, sizeof llama_layer / sizeof *llama_layer, rest)) < 0 ? -1 : 0;
-}
-
-/* GPT-2's Conv1D matrices, when the file keeps Hugging Face's [in][out]. */
-int model_role_in_major(const model_config *c, int role)
-{
-    return c->arch == ARCH_GPT2 && !c->conv1d_transposed &&
-           (role == ROLE_QKV || role == ROLE_O || role == ROLE_UP || role == ROLE_DOWN);
-}
-
-/* The shape a role must have: [out][in] for matrices, [len] for vectors. */
-static int role_shape(const model_config *c, int role, uint64_t *out, uint64_t *in)
-{
-    uint64_t H = c->hidden, qd = (uint64_t)c->n_heads * c->head_dim, kvd = (uint64_t)c->n_kv_heads * c->head_dim;
-    uint64_t I = c->inter;
-    static const int vec_of[] = {[ROLE_Q_B] = ROLE_Q,       [ROLE_K_B] = ROLE_K,   [ROLE_V_B] = ROLE_V,
-                                 [ROLE_O_B] = ROLE_O,       [ROLE_GATE_B] = ROLE_GATE, [ROLE_UP_B] = ROLE_UP,
-                                 [ROLE_DOWN_B] = ROLE_DOWN, [ROLE_QKV_B] = ROLE_QKV};
-    *in = 0;
-    switch (role) {
-    case ROLE_EMBED: case ROLE_HEAD: *out = c->vocab, *in = H; return 2;
-    case ROLE_POS: *out = c->ctx, *in = H; return 2; /* at least ctx rows */
-    case ROLE_FINAL_NORM: case ROLE_FINAL_NORM_B: case ROLE_ATTN_NORM: case ROLE_ATTN_NORM_B:
-    case ROLE_MLP_NORM: case ROLE_MLP_NORM_B: *out = H; return 1;
-    case ROLE_Q: *out = qd, *in = H; return 2;
-    case ROLE_K: case ROLE_V: *out = kvd, *in = H; return 2;
-    case ROLE_O: *out = H, *in = qd; return 2;
-    case ROLE_GATE: case ROLE_UP: *out = I, *in = H; return 2;
-    case ROLE_DOWN: *out = H, *in = I; return 2;
-    case ROLE_QKV: *out = 3 * H, *in = H; return 2;
-    default: role_shape(c, vec_of[role], out, in); *in = 0; return 1;
-    }
+    if ((L == UINT32_MAX) != (role < ROLE_FIRST_LAYER) || !arch_has_role(c, role)) return 0;
+    return arch_role_kind(role) != KIND_BIAS || role == ROLE_FINAL_NORM_B || role == ROLE_ATTN_NORM_B ||
+           role == ROLE_MLP_NORM_B;
 }
 
 static int shape_ok(const model_config *c, const nsq_tensor *t, int role)
 {
     uint64_t out, in;
-    int rank = role_shape(c, role, &out, &in);
+    int rank = arch_role_shape(c, role, &out, &in);
     if (t->n_dims != (uint32_t)rank) return 0;
     if (rank == 1) return t->dims[0] == out;
-    if (model_role_in_major(c, role)) return t->dims[0] == in && t->dims[1] == out;
+    if (arch_role_in_major(c, role)) return t->dims[0] == in && t->dims[1] == out;
     if (role == ROLE_POS) return t->dims[0] >= out && t->dims[1] == in;
     return t->dims[0] == out && t->dims[1] == in;
-}
-
-/* The roles every layer needs; biases are optional. */
-static int layer_needs(const model_config *c, int role)
-{
-    switch (role) {
-    case ROLE_ATTN_NORM: case ROLE_MLP_NORM: case ROLE_O: case ROLE_UP: case ROLE_DOWN: return 1;
-    case ROLE_ATTN_NORM_B: case ROLE_MLP_NORM_B: return c->layernorm;
-    case ROLE_QKV: return c->arch == ARCH_GPT2;
-    case ROLE_Q: case ROLE_K: case ROLE_V: return c->arch != ARCH_GPT2;
-    case ROLE_GATE: return c->gated_mlp;
-    default: return 0;
-    }
-}
-
-static int global_needs(const model_config *c, int role)
-{
-    switch (role) {
-    case ROLE_EMBED: case ROLE_FINAL_NORM: return 1;
-    case ROLE_FINAL_NORM_B: return c->layernorm;
-    case ROLE_POS: return c->learned_pos;
-    case ROLE_HEAD: return !c->tied_head;
-    default: return 0;
-    }
 }
 
 /* ---- the config ---- */
@@ -167,13 +59,34 @@ static int str_choice(const nsq_file *f, const char *key, const char *const *nam
 
 static int finite_in(double v, double lo, double hi) { return isfinite(v) && v >= lo && v <= hi; }
 
+/* A scale factor key: absent gives def; present, it must lie in [lo, hi]. */
+static int get_factor(const nsq_file *f, const char *key, double def, double lo, double hi, double *v, char *err,
+                      size_t errlen)
+{
+    *v = def;
+    if (nsq_meta_f64(f, key, 0, v) == NSQ_OK && !finite_in(*v, lo, hi))
+        return FAIL("%s must be finite and within [%g, %g]", key, lo, hi);
+    return 0;
+}
+
+/* longrope's per-frequency factors: head_dim / 2 of them, each > 0. */
+static int check_rope_factors(const nsq_file *f, const model_config *c, const char *key, char *err, size_t errlen)
+{
+    double v;
+    uint32_t k = 0;
+    for (; nsq_meta_f64(f, key, k, &v) == NSQ_OK; k++)
+        if (!finite_in(v, 1e-30, 1e30)) return FAIL("%s[%u] must be finite and > 0", key, k);
+    if (k != c->head_dim / 2) return FAIL("%s must hold head_dim / 2 = %u factors, not %u", key, c->head_dim / 2, k);
+    return 0;
+}
+
 static int read_rope(const nsq_file *f, model_config *c, char *err, size_t errlen)
 {
-    static const char *const kinds[] = {"none", "linear", "dynamic", "llama3"};
-    int k = str_choice(f, "model.rope.scaling.type", kinds, 4);
-    if (k < 0) return FAIL("RoPE scaling type of this model is not supported (none, linear, dynamic, llama3)");
+    static const char *const kinds[] = {"none", "linear", "dynamic", "llama3", "longrope"};
+    int k = str_choice(f, "model.rope.scaling.type", kinds, 5);
+    if (k < 0) return FAIL("RoPE scaling type of this model is not supported (none, linear, dynamic, llama3, longrope)");
     c->rope = (rope_kind)k;
-    c->rope_factor = 1, c->rope_low = 1, c->rope_high = 4, c->rope_orig_ctx = 8192;
+    c->rope_factor = 1, c->rope_low = 1, c->rope_high = 4, c->rope_orig_ctx = 8192, c->rope_attn_factor = 1;
     if (nsq_meta_f64(f, "model.rope.theta", 0, &c->rope_theta) || !finite_in(c->rope_theta, 1e-30, 1e30))
         return FAIL("model.rope.theta must be finite and > 0");
     nsq_meta_f64(f, "model.rope.scaling.factor", 0, &c->rope_factor);
@@ -187,7 +100,13 @@ static int read_rope(const nsq_file *f, model_config *c, char *err, size_t errle
          !finite_in(c->rope_orig_ctx, 1, 1e30)))
         return FAIL("llama3 RoPE scaling needs finite low/high frequency factors > 0 that differ and an original "
                     "context >= 1");
-    return 0;
+    if (c->rope != ROPE_LONGROPE) return 0;
+    if (!finite_in(c->rope_orig_ctx, 1, 1e30)) return FAIL("longrope needs an original context >= 1");
+    return get_factor(f, "model.rope.scaling.attention_factor", 1, 1e-30, 1e30, &c->rope_attn_factor, err, errlen) ||
+                   check_rope_factors(f, c, "model.rope.scaling.short_factor", err, errlen) ||
+                   check_rope_factors(f, c, "model.rope.scaling.long_factor", err, errlen)
+               ? -1
+               : 0;
 }
 
 /* Sizes the runtime computes in 32 bits (q/k/v widths, c_attn's 3 x hidden)
@@ -204,20 +123,54 @@ static int check_dims(const model_config *c, char *err, size_t errlen)
         return FAIL("model dimensions exceed this runtime's limit (2^28 per width, 2^26 hidden)");
     if (c->head_dim % 2 || c->n_heads % c->n_kv_heads)
         return FAIL("head_dim must be even and heads a multiple of KV heads");
-    if (c->arch == ARCH_GPT2 && (qd != c->hidden || c->n_kv_heads != c->n_heads))
-        return FAIL("GPT-2: heads x head_dim must equal hidden_size, with as many KV heads as heads");
+    if ((c->arch->flags & ARCH_CONV1D) && (qd != c->hidden || c->n_kv_heads != c->n_heads))
+        return FAIL("%s: heads x head_dim must equal hidden_size, with as many KV heads as heads", c->arch->name);
     return 0;
+}
+
+/* The family's strings: the architecture, and the norm and position
+ * encoding it fixes; the activation is the file's own. */
+static int read_family(const nsq_file *f, model_config *c, char *err, size_t errlen)
+{
+    static const char *const acts[] = {"silu", "gelu_tanh", "gelu", "relu"};
+    const char *s;
+    size_t n;
+    if (nsq_meta_str(f, "general.architecture", 0, &s, &n) || !(c->arch = arch_by_name(s, n)))
+        return FAIL("this runtime does not run architecture \"%.*s\" (it runs %s)", (int)(n > 64 ? 64 : n), s,
+                    arch_list(0));
+    int act = str_choice(f, "model.activation", acts, 4);
+    if (act < 0) return FAIL("model.activation is not supported (silu, gelu_tanh, gelu, relu)");
+    c->act = (model_act)act;
+    c->layernorm = (c->arch->flags & ARCH_LAYERNORM) != 0;
+    c->learned_pos = (c->arch->flags & ARCH_LEARNED_POS) != 0;
+    if (!str_is(f, "model.norm.type", c->layernorm ? "layernorm" : "rmsnorm") ||
+        !str_is(f, "model.position", c->learned_pos ? "learned" : "rope"))
+        return FAIL("%s models use %s and %s positions (model.norm.type, model.position)", c->arch->name,
+                    c->layernorm ? "layernorm" : "rmsnorm", c->learned_pos ? "learned" : "rope");
+    return 0;
+}
+
+/* The forward pass's options (spec 5.3), neutral when absent. */
+static int read_options(const nsq_file *f, model_config *c, char *err, size_t errlen)
+{
+    uint64_t pattern = 0;
+    if (nsq_meta_u64(f, "model.sliding_window_pattern", 0, &pattern) == NSQ_OK && pattern > c->n_layers)
+        return FAIL("model.sliding_window_pattern %llu exceeds the layer count", (unsigned long long)pattern);
+    c->window_pattern = (uint32_t)pattern;
+    return get_factor(f, "model.attention.scale", 1.0f / sqrtf((float)c->head_dim), 1e-30, 1e6, &c->attn_scale, err,
+                      errlen) ||
+                   get_factor(f, "model.attention.softcap", 0, 0, 1e6, &c->attn_softcap, err, errlen) ||
+                   get_factor(f, "model.logit_softcap", 0, 0, 1e6, &c->logit_softcap, err, errlen) ||
+                   get_factor(f, "model.embedding_scale", 1, 1e-30, 1e6, &c->embed_scale, err, errlen) ||
+                   get_factor(f, "model.norm.weight_offset", 0, -1e6, 1e6, &c->norm_offset, err, errlen)
+               ? -1
+               : 0;
 }
 
 static int read_config(const nsq_file *f, model_config *c, char *err, size_t errlen)
 {
-    static const char *const archs[] = {"llama", "mistral", "qwen2", "gpt2"};
-    static const char *const acts[] = {"silu", "gelu_tanh", "gelu", "relu"};
     memset(c, 0, sizeof *c);
-    int arch = str_choice(f, "general.architecture", archs, 4), act = str_choice(f, "model.activation", acts, 4);
-    if (arch < 0) return FAIL("general.architecture is not one this runtime runs (llama, mistral, qwen2, gpt2)");
-    if (act < 0) return FAIL("model.activation is not supported (silu, gelu_tanh, gelu, relu)");
-    c->arch = (model_arch)arch, c->act = (model_act)act;
+    if (read_family(f, c, err, errlen)) return -1;
     double eps;
     int tied = 0, add_bos = 0;
     if (get_u32(f, "model.hidden_size", &c->hidden) || get_u32(f, "model.n_layers", &c->n_layers) ||
@@ -225,7 +178,8 @@ static int read_config(const nsq_file *f, model_config *c, char *err, size_t err
         get_u32(f, "model.head_dim", &c->head_dim) || get_u32(f, "model.intermediate_size", &c->inter) ||
         get_u32(f, "model.vocab_size", &c->vocab) || get_u32(f, "model.context_length", &c->ctx) ||
         get_u32(f, "model.sliding_window", &c->sliding_window) || nsq_meta_f64(f, "model.norm.epsilon", 0, &eps) ||
-        nsq_meta_bool(f, "model.tied_head", 0, &tied) || nsq_meta_bool(f, "tokenizer.add_bos", 0, &add_bos) ||
+        nsq_meta_bool(f, "model.tied_head", 0, &tied) || nsq_meta_bool(f, "model.attention_bias", 0, &c->attention_bias) ||
+        nsq_meta_bool(f, "model.mlp_bias", 0, &c->mlp_bias) || nsq_meta_bool(f, "tokenizer.add_bos", 0, &add_bos) ||
         nsq_meta_i64(f, "tokenizer.bos_id", 0, &c->bos_id) || nsq_meta_i64(f, "tokenizer.eos_id", 0, &c->eos_id))
         return FAIL("the file's model metadata is incomplete");
     if (check_dims(c, err, errlen)) return -1;
@@ -239,10 +193,8 @@ static int read_config(const nsq_file *f, model_config *c, char *err, size_t err
     c->norm_eps = (float)eps;
     c->tied_head = tied;
     c->add_bos = add_bos;
-    c->layernorm = str_is(f, "model.norm.type", "layernorm");
-    c->learned_pos = str_is(f, "model.position", "learned");
-    c->gated_mlp = c->arch != ARCH_GPT2;
     nsq_meta_bool(f, "model.conv1d_transposed", 0, &c->conv1d_transposed); /* absent: stored as the source */
+    if (read_options(f, c, err, errlen)) return -1;
     return c->learned_pos ? 0 : read_rope(f, c, err, errlen);
 }
 
@@ -264,8 +216,8 @@ static int check_tensors(const nsq_file *f, const model_config *c, char *err, si
             uint32_t L;
             int role;
             nsq_tensor_at(f, i, &t);
-            if (model_tensor_role(c, t.name, &L, &role))
-                rc = FAIL("tensor %s is not part of a %s model of %u layers", t.name, model_arch_name(c->arch),
+            if (arch_tensor_role(c, t.name, &L, &role))
+                rc = FAIL("tensor %s is not part of a %s model of %u layers", t.name, c->arch->name,
                           c->n_layers);
             else if ((L == UINT32_MAX) != (blk.kind != NSQ_BLOCK_LAYERS) ||
                      (L != UINT32_MAX && (L < blk.first_layer || L - blk.first_layer >= blk.n_layers)))
@@ -279,31 +231,12 @@ static int check_tensors(const nsq_file *f, const model_config *c, char *err, si
     for (uint32_t L = 0; L <= c->n_layers && !rc; L++) {
         g = seen + (size_t)L * ROLE_COUNT;
         for (int role = 0; role < ROLE_COUNT && !rc; role++)
-            if (!g[role] && (L < c->n_layers ? layer_needs(c, role) : global_needs(c, role)))
-                rc = L < c->n_layers ? FAIL("layer %u lacks a tensor it needs (%s)", L, model_role_name(role))
-                                     : FAIL("the model lacks a tensor it needs (%s)", model_role_name(role));
+            if (!g[role] && needs(c, L < c->n_layers ? L : UINT32_MAX, role))
+                rc = L < c->n_layers ? FAIL("layer %u lacks a tensor it needs (%s)", L, arch_role_name(role))
+                                     : FAIL("the model lacks a tensor it needs (%s)", arch_role_name(role));
     }
     free(seen);
     return rc;
-}
-
-const char *model_role_name(int role)
-{
-    static const char *const names[ROLE_COUNT] = {
-        [ROLE_EMBED] = "token embedding", [ROLE_POS] = "position embedding", [ROLE_FINAL_NORM] = "final norm",
-        [ROLE_FINAL_NORM_B] = "final norm bias", [ROLE_HEAD] = "output head", [ROLE_ATTN_NORM] = "attention norm",
-        [ROLE_ATTN_NORM_B] = "attention norm bias", [ROLE_MLP_NORM] = "MLP norm", [ROLE_MLP_NORM_B] = "MLP norm bias",
-        [ROLE_Q] = "q", [ROLE_K] = "k", [ROLE_V] = "v", [ROLE_O] = "attention output", [ROLE_GATE] = "gate",
-        [ROLE_UP] = "up", [ROLE_DOWN] = "down", [ROLE_QKV] = "c_attn", [ROLE_Q_B] = "q bias", [ROLE_K_B] = "k bias",
-        [ROLE_V_B] = "v bias", [ROLE_O_B] = "attention output bias", [ROLE_GATE_B] = "gate bias",
-        [ROLE_UP_B] = "up bias", [ROLE_DOWN_B] = "down bias", [ROLE_QKV_B] = "c_attn bias"};
-    return role >= 0 && role < ROLE_COUNT ? names[role] : "?";
-}
-
-const char *model_arch_name(model_arch a)
-{
-    static const char *const names[] = {"llama", "mistral", "qwen2", "gpt2"};
-    return names[a];
 }
 
 /* Every id the tokenizer can produce indexes an embedding row. */

@@ -1,7 +1,7 @@
-/* forward.c - the transformer forward pass for every supported architecture,
- * as plain loops: Llama, Mistral (sliding-window attention) and Qwen2 (q/k/v
- * biases) share one path; GPT-2 differs only in LayerNorm, learned positions
- * and an ungated GELU MLP, which the config flags select. All arithmetic f32. */
+/* forward.c - the transformer forward pass for every architecture of the
+ * registry (arch.h), as plain loops. One path: what a family does
+ * differently is data (the config) or a tensor it has (q/k norms, norms after
+ * each sublayer, stacked q/k/v), never a branch on its name. All arithmetic f32. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +140,17 @@ static void apply_norm(const model *m, float *out, const float *x, const norm *w
         (m->c.layernorm ? layernorm : rmsnorm)(out + (size_t)t * H, x + (size_t)t * H, w, H, m->c.norm_eps);
 }
 
+/* RMSNorm of each head's slice of v (Qwen3's q and k norms). */
+static void head_norm(const model *m, float *v, const norm *w, uint32_t n_heads)
+{
+    for (uint32_t h = 0; h < n_heads; h++) {
+        float *p = v + (size_t)h * m->c.head_dim;
+        rmsnorm(p, p, w, m->c.head_dim, m->c.norm_eps);
+    }
+}
+
+static float softcap(float x, float cap) { return cap * tanhf(x / cap); }
+
 static float activate(model_act a, float x)
 {
     switch (a) {
@@ -151,12 +162,16 @@ static float activate(model_act a, float x)
     return x;
 }
 
-/* Rotates pairs (i, i + d/2) of each head, as Hugging Face's rotate_half does. */
+/* Rotates pairs (i, i + d/2) of each head, as Hugging Face's rotate_half
+ * does. longrope switches to its long factors from the original context on,
+ * per position, and scales cos and sin by its attention factor. */
 static void rope(const model *m, float *v, uint32_t n_heads, uint32_t pos)
 {
     uint32_t d = m->c.head_dim, half = d / 2;
+    const float *inv = m->rope_inv_long && pos >= m->c.rope_orig_ctx ? m->rope_inv_long : m->rope_inv_freq;
+    float mscale = (float)m->c.rope_attn_factor;
     for (uint32_t i = 0; i < half; i++) {
-        float angle = (float)pos * m->rope_inv_freq[i], c = cosf(angle), s = sinf(angle);
+        float angle = (float)pos * inv[i], c = cosf(angle) * mscale, s = sinf(angle) * mscale;
         for (uint32_t h = 0; h < n_heads; h++) {
             float *p = v + (size_t)h * d, a = p[i], b = p[i + half];
             p[i] = a * c - b * s;
@@ -166,15 +181,17 @@ static void rope(const model *m, float *v, uint32_t n_heads, uint32_t pos)
 }
 
 /* Causal attention of the positions pos0..pos0+n-1, whose keys and values are
- * already in the cache; with a sliding window W a position sees the last W. */
+ * already in the cache; in a layer with a sliding window W a position sees
+ * the last W. */
 static void attention(const model *m, model_state *s, uint32_t L, uint32_t n, uint32_t pos0)
 {
     const model_config *c = &m->c;
     uint32_t d = c->head_dim, kvd = c->n_kv_heads * d, group = c->n_heads / c->n_kv_heads;
+    uint32_t W = arch_layer_windowed(c, L) ? c->sliding_window : 0;
     const float *kc = s->k_cache + (size_t)L * c->ctx * kvd, *vc = s->v_cache + (size_t)L * c->ctx * kvd;
-    float scale = 1.0f / sqrtf((float)d);
+    float scale = (float)c->attn_scale, cap = (float)c->attn_softcap;
     for (uint32_t t = 0; t < n; t++) {
-        uint32_t p = pos0 + t, lo = c->sliding_window && p + 1 > c->sliding_window ? p + 1 - c->sliding_window : 0;
+        uint32_t p = pos0 + t, lo = W && p + 1 > W ? p + 1 - W : 0;
         for (uint32_t h = 0; h < c->n_heads; h++) {
             const float *q = s->q + ((size_t)t * c->n_heads + h) * d;
             size_t kv_off = (size_t)(h / group) * d;
@@ -183,7 +200,7 @@ static void attention(const model *m, model_state *s, uint32_t L, uint32_t n, ui
                 const float *k = kc + (size_t)j * kvd + kv_off;
                 float dot = 0;
                 for (uint32_t i = 0; i < d; i++) dot += q[i] * k[i];
-                s->scores[j] = dot * scale;
+                s->scores[j] = cap > 0 ? softcap(dot * scale, cap) : dot * scale;
                 mx = s->scores[j] > mx ? s->scores[j] : mx;
             }
             for (uint32_t j = lo; j <= p; j++) sum += (s->scores[j] = expf(s->scores[j] - mx));
@@ -210,6 +227,8 @@ static void attention_block(const model *m, model_state *s, uint32_t L, uint32_t
     matmul(s, &y->k, s->h, n, s->k);
     matmul(s, &y->v, s->h, n, s->v);
     for (uint32_t t = 0; t < n; t++) {
+        if (y->q_norm.w) head_norm(m, s->q + (size_t)t * c->n_heads * c->head_dim, &y->q_norm, c->n_heads);
+        if (y->k_norm.w) head_norm(m, s->k + (size_t)t * kvd, &y->k_norm, c->n_kv_heads);
         if (!c->learned_pos) {
             rope(m, s->q + (size_t)t * c->n_heads * c->head_dim, c->n_heads, pos0 + t);
             rope(m, s->k + (size_t)t * kvd, c->n_kv_heads, pos0 + t);
@@ -223,6 +242,7 @@ static void attention_block(const model *m, model_state *s, uint32_t L, uint32_t
     observe(s, L, LIN_O, s->att, n, qd);
     round_input(s, s->att, n, qd);
     matmul(s, &y->o, s->att, n, s->o);
+    if (y->post_attn_norm.w) apply_norm(m, s->o, s->o, &y->post_attn_norm, n);
     for (size_t i = 0; i < (size_t)n * H; i++) s->x[i] += s->o[i];
 }
 
@@ -232,12 +252,13 @@ static void mlp_block(const model *m, model_state *s, uint32_t L, uint32_t n)
     const model_config *c = &m->c;
     const layer *y = &m->layers[L];
     size_t len = (size_t)n * c->inter;
+    int gated = y->gate.w != NULL;
     apply_norm(m, s->h, s->x, &y->mlp_norm, n);
     observe(s, L, LIN_UP, s->h, n, c->hidden);
-    if (c->gated_mlp) observe(s, L, LIN_GATE, s->h, n, c->hidden);
+    if (gated) observe(s, L, LIN_GATE, s->h, n, c->hidden);
     round_input(s, s->h, n, c->hidden);
     matmul(s, &y->up, s->h, n, s->f1);
-    if (c->gated_mlp) {
+    if (gated) {
         matmul(s, &y->gate, s->h, n, s->f2);
         for (size_t i = 0; i < len; i++) s->f1[i] *= activate(c->act, s->f2[i]);
     } else {
@@ -246,6 +267,7 @@ static void mlp_block(const model *m, model_state *s, uint32_t L, uint32_t n)
     observe(s, L, LIN_DOWN, s->f1, n, c->inter);
     round_input(s, s->f1, n, c->inter);
     matmul(s, &y->down, s->f1, n, s->o);
+    if (y->post_mlp_norm.w) apply_norm(m, s->o, s->o, &y->post_mlp_norm, n);
     for (size_t i = 0; i < (size_t)n * c->hidden; i++) s->x[i] += s->o[i];
 }
 
@@ -256,6 +278,8 @@ void forward_embed(const model *m, model_state *s, const int32_t *tokens, uint32
     for (uint32_t t = 0; t < n; t++) {
         float *x = s->x + (size_t)t * H;
         wmat_row(m->embed, (uint32_t)tokens[t], x);
+        if (c->embed_scale != 1)
+            for (uint32_t i = 0; i < H; i++) x[i] *= (float)c->embed_scale;
         if (c->learned_pos) {
             wmat_row(m->pos_embed, pos0 + t, s->h);
             for (uint32_t i = 0; i < H; i++) x[i] += s->h[i];
@@ -280,6 +304,8 @@ void forward_logits(const model *m, model_state *s, uint32_t n, float *logits, i
     apply_norm(m, s->h, s->x + (size_t)first * H, &m->final_norm, rows);
     round_input(s, s->h, rows, H);
     matmul(s, &m->head, s->h, rows, logits);
+    if (m->c.logit_softcap > 0)
+        for (size_t i = 0; i < (size_t)rows * m->c.vocab; i++) logits[i] = softcap(logits[i], (float)m->c.logit_softcap);
 }
 
 int forward(const model *m, model_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0, float *logits,

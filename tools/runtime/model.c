@@ -14,24 +14,43 @@
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
 
 /* HF's inv_freq, with the llama3 and linear rescaling applied once here. */
+static double inv_freq(const model_config *c, uint32_t i)
+{
+    double f = 1.0 / pow(c->rope_theta, (double)(2 * i) / c->head_dim);
+    if (c->rope == ROPE_LINEAR) f /= c->rope_factor;
+    if (c->rope == ROPE_LLAMA3) {
+        double wavelen = 2 * M_PI / f, lo = c->rope_orig_ctx / c->rope_low, hi = c->rope_orig_ctx / c->rope_high;
+        if (wavelen > lo) f /= c->rope_factor;
+        else if (wavelen >= hi) {
+            double smooth = (c->rope_orig_ctx / wavelen - c->rope_low) / (c->rope_high - c->rope_low);
+            f = (1 - smooth) * f / c->rope_factor + smooth * f;
+        }
+    }
+    return f;
+}
+
+/* longrope divides each frequency by its own factor (check.c has checked
+ * there are head_dim / 2 of them). */
+static float *longrope_table(const model *m, const char *key)
+{
+    uint32_t half = m->c.head_dim / 2;
+    float *t = malloc(half * sizeof *t);
+    for (uint32_t i = 0; t && i < half; i++) {
+        double factor = 1;
+        nsq_meta_f64(m->f, key, i, &factor);
+        t[i] = (float)(inv_freq(&m->c, i) / factor);
+    }
+    return t;
+}
+
 static int rope_table(model *m)
 {
-    const model_config *c = &m->c;
-    uint32_t half = c->head_dim / 2;
+    uint32_t half = m->c.head_dim / 2;
+    if (m->c.rope == ROPE_LONGROPE)
+        return !(m->rope_inv_freq = longrope_table(m, "model.rope.scaling.short_factor")) ||
+               !(m->rope_inv_long = longrope_table(m, "model.rope.scaling.long_factor"));
     if (!(m->rope_inv_freq = malloc(half * sizeof *m->rope_inv_freq))) return -1;
-    for (uint32_t i = 0; i < half; i++) {
-        double f = 1.0 / pow(c->rope_theta, (double)(2 * i) / c->head_dim);
-        if (c->rope == ROPE_LINEAR) f /= c->rope_factor;
-        if (c->rope == ROPE_LLAMA3) {
-            double wavelen = 2 * M_PI / f, lo = c->rope_orig_ctx / c->rope_low, hi = c->rope_orig_ctx / c->rope_high;
-            if (wavelen > lo) f /= c->rope_factor;
-            else if (wavelen >= hi) {
-                double smooth = (c->rope_orig_ctx / wavelen - c->rope_low) / (c->rope_high - c->rope_low);
-                f = (1 - smooth) * f / c->rope_factor + smooth * f;
-            }
-        }
-        m->rope_inv_freq[i] = (float)f;
-    }
+    for (uint32_t i = 0; i < half; i++) m->rope_inv_freq[i] = (float)inv_freq(&m->c, i);
     return 0;
 }
 
@@ -60,27 +79,43 @@ static void set_linear(linear *l, const wmat *w, int in_major, uint64_t off, uin
     l->in_major = in_major;
 }
 
+static norm *layer_norm(layer *y, int role)
+{
+    switch (role) {
+    case ROLE_ATTN_NORM: return &y->attn_norm;
+    case ROLE_MLP_NORM: return &y->mlp_norm;
+    case ROLE_POST_ATTN_NORM: return &y->post_attn_norm;
+    case ROLE_POST_MLP_NORM: return &y->post_mlp_norm;
+    case ROLE_Q_NORM: return &y->q_norm;
+    default: return &y->k_norm;
+    }
+}
+
 /* Puts a tensor whose (layer, role) and shape check.c has validated in its
- * slot: w for matrices, vec for vectors. */
+ * slot: w for matrices, vec for vectors. Stacked matrices (q/k/v, gate/up)
+ * become one linear per part, over rows of the same matrix. */
 static void place(model *m, uint32_t L, int role, const wmat *w, const float *vec)
 {
-    uint32_t H = m->c.hidden;
-    int in_major = model_role_in_major(&m->c, role);
+    const model_config *c = &m->c;
+    uint32_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, I = c->inter;
+    int in_major = arch_role_in_major(c, role);
     layer *y = L == UINT32_MAX ? NULL : &m->layers[L];
     switch (role) {
     case ROLE_EMBED: m->embed = w; return;
     case ROLE_POS: m->pos_embed = w; return;
     case ROLE_FINAL_NORM: m->final_norm.w = vec; return;
     case ROLE_FINAL_NORM_B: m->final_norm.b = vec; return;
-    case ROLE_HEAD: set_linear(&m->head, w, 0, 0, m->c.vocab); return;
-    case ROLE_ATTN_NORM: y->attn_norm.w = vec; return;
+    case ROLE_HEAD: set_linear(&m->head, w, 0, 0, c->vocab); return;
     case ROLE_ATTN_NORM_B: y->attn_norm.b = vec; return;
-    case ROLE_MLP_NORM: y->mlp_norm.w = vec; return;
     case ROLE_MLP_NORM_B: y->mlp_norm.b = vec; return;
-    case ROLE_QKV: /* q, k and v side by side along the output dimension */
-        set_linear(&y->q, w, in_major, 0, H), set_linear(&y->k, w, in_major, H, H), set_linear(&y->v, w, in_major, 2 * H, H);
+    case ROLE_ATTN_NORM: case ROLE_MLP_NORM: case ROLE_POST_ATTN_NORM: case ROLE_POST_MLP_NORM: case ROLE_Q_NORM:
+    case ROLE_K_NORM: layer_norm(y, role)->w = vec; return;
+    case ROLE_QKV:
+        set_linear(&y->q, w, in_major, 0, qd), set_linear(&y->k, w, in_major, qd, kvd);
+        set_linear(&y->v, w, in_major, qd + kvd, kvd);
         return;
-    case ROLE_QKV_B: y->q.b = vec, y->k.b = vec + H, y->v.b = vec + 2 * H; return;
+    case ROLE_QKV_B: y->q.b = vec, y->k.b = vec + qd, y->v.b = vec + qd + kvd; return;
+    case ROLE_GATE_UP: set_linear(&y->gate, w, in_major, 0, I), set_linear(&y->up, w, in_major, I, I); return;
     case ROLE_Q_B: case ROLE_K_B: case ROLE_V_B: case ROLE_O_B: case ROLE_GATE_B: case ROLE_UP_B: case ROLE_DOWN_B:
         layer_linear(y, role)->b = vec;
         return;
@@ -98,15 +133,15 @@ static int load_tensor(const model *m, uint32_t i, resident *r, uint32_t levels,
     int role;
     wmat *w = &r->mats[r->n_mats];
     nsq_tensor_at(m->f, i, &t);
-    if (model_tensor_role(&m->c, t.name, &L, &role)) return FAIL("tensor %s is not part of this architecture", t.name);
+    if (arch_tensor_role(&m->c, t.name, &L, &role)) return FAIL("tensor %s is not part of this architecture", t.name);
     if (nsq_tensor_view(m->f, i, &r->base, &w->v, &d)) return FAIL("%s", d.message);
     w->n_ref = w->n_loaded = t.n_refine < levels ? t.n_refine : levels;
     for (uint32_t l = 0; l < w->n_ref; l++)
         if (nsq_tensor_refine_view(m->f, i, l + 1, &w->v, &r->ref[l], &w->ref[l], &d)) return FAIL("%s", d.message);
     model *mm = (model *)m; /* placing writes the layer slots this block owns */
     if (t.n_dims >= 2) {
-        if (model_role_in_major(&m->c, role) && w->v.scheme == NSQ_SCHEME_TIERED)
-            return FAIL("%s: quantized GPT-2 weights must be stored transposed (model.conv1d_transposed)", t.name);
+        if (arch_role_in_major(&m->c, role) && w->v.scheme == NSQ_SCHEME_TIERED)
+            return FAIL("%s: quantized Conv1D weights must be stored transposed (model.conv1d_transposed)", t.name);
         if (wmat_index(w)) return FAIL("out of memory indexing %s", t.name);
         r->n_mats++;
         place(mm, L, role, w, NULL);
@@ -117,6 +152,8 @@ static int load_tensor(const model *m, uint32_t i, resident *r, uint32_t levels,
     r->vecs[r->n_vecs++] = v;
     nsq_dequantize_rows(&w->v, w->ref, w->n_ref, 0, w->v.rows, v);
     if (model_check_vector(t.name, v, w->v.rows * w->v.cols, err, errlen)) return -1;
+    if (arch_role_kind(role) == KIND_NORM && !m->c.layernorm && m->c.norm_offset != 0)
+        for (uint64_t k = 0; k < w->v.rows * w->v.cols; k++) v[k] += (float)m->c.norm_offset;
     place(mm, L, role, NULL, v);
     return 0;
 }
@@ -221,6 +258,7 @@ void model_free(model *m)
     if (m->rs) residency_free(m);
     free(m->layers);
     free(m->rope_inv_freq);
+    free(m->rope_inv_long);
     nsq_tokenizer_free(m->tok);
     nsq_close(m->f);
     memset(m, 0, sizeof *m);

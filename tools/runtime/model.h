@@ -8,26 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arch.h"
 #include "kernels.h"
 #include "nsq.h"
 #include "pool.h"
-
-typedef enum { ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN2, ARCH_GPT2 } model_arch;
-typedef enum { ACT_SILU, ACT_GELU_TANH, ACT_GELU, ACT_RELU } model_act;
-typedef enum { ROPE_NONE, ROPE_LINEAR, ROPE_DYNAMIC, ROPE_LLAMA3 } rope_kind;
-
-typedef struct {
-    model_arch arch;
-    model_act act;
-    int layernorm, learned_pos, tied_head, gated_mlp;
-    int conv1d_transposed; /* GPT-2 Conv1D weights stored [out][in] */
-    uint32_t hidden, n_layers, n_heads, n_kv_heads, head_dim, inter, vocab, ctx, sliding_window;
-    float norm_eps;
-    double rope_theta, rope_factor, rope_low, rope_high, rope_orig_ctx;
-    rope_kind rope;
-    int64_t bos_id, eos_id;
-    int add_bos;
-} model_config;
 
 /* y[out] = W x + b: rows [off, off+out) of a matrix stored [out][in], or
  * columns [off, off+out) of one stored [in][out] (GPT-2 Conv1D, unquantized). */
@@ -44,20 +28,11 @@ typedef struct {
 
 typedef struct {
     norm attn_norm, mlp_norm;
-    linear q, k, v, o, gate, up, down; /* GPT-2: no gate; up = c_fc, down = c_proj */
+    norm post_attn_norm, post_mlp_norm, q_norm, k_norm; /* w NULL: the family has none */
+    linear q, k, v, o, gate, up, down; /* ungated MLPs (GPT-2): no gate */
 } layer;
 
 typedef struct residency residency;
-
-/* What a tensor is for (check.c). Layer roles are filled per layer; the
- * first five are the model's own. */
-enum {
-    ROLE_EMBED, ROLE_POS, ROLE_FINAL_NORM, ROLE_FINAL_NORM_B, ROLE_HEAD,
-    ROLE_ATTN_NORM, ROLE_ATTN_NORM_B, ROLE_MLP_NORM, ROLE_MLP_NORM_B,
-    ROLE_Q, ROLE_K, ROLE_V, ROLE_O, ROLE_GATE, ROLE_UP, ROLE_DOWN, ROLE_QKV, /* QKV: GPT-2's c_attn */
-    ROLE_Q_B, ROLE_K_B, ROLE_V_B, ROLE_O_B, ROLE_GATE_B, ROLE_UP_B, ROLE_DOWN_B, ROLE_QKV_B,
-    ROLE_COUNT
-};
 
 /* Model-level validation (check.c), before any weight is used: reads the
  * config from f's metadata and checks its values, every tensor's name, block
@@ -67,14 +42,6 @@ int model_check_file(const nsq_file *f, model_config *c, nsq_tokenizer **tok, ch
 /* Every vector (norm, bias) of every block decodes to finite values. */
 int model_check_data(const nsq_file *f, char *err, size_t errlen);
 int model_check_vector(const char *name, const float *v, uint64_t n, char *err, size_t errlen);
-/* name's (layer, role): L is UINT32_MAX for the model's own tensors. -1 when
- * the name is not one of the architecture's. */
-int model_tensor_role(const model_config *c, const char *name, uint32_t *L, int *role);
-/* The role's matrix is stored [in][out] (GPT-2 Conv1D kept as the source). */
-int model_role_in_major(const model_config *c, int role);
-const char *model_role_name(int role);
-const char *model_arch_name(model_arch a);
-
 typedef struct {
     model_config c;
     nsq_file *f;
@@ -83,7 +50,8 @@ typedef struct {
     layer *layers;         /* filled while their block is resident */
     norm final_norm;
     linear head;
-    float *rope_inv_freq; /* [head_dim / 2] */
+    float *rope_inv_freq; /* [head_dim / 2]; longrope: the short factors' */
+    float *rope_inv_long; /* longrope: [head_dim / 2], for positions from the original context on */
     nsq_tokenizer *tok;   /* the file's tokenizer, checked against the embedding; NULL: none */
     residency *rs;
 } model;
