@@ -56,7 +56,7 @@ static void usage(FILE *out)
             "usage: " TOOL " HF_DIR OUT.nsq [options]\n"
             "Converts a Hugging Face checkpoint directory (config.json, model.safetensors or\n"
             "shards with model.safetensors.index.json, tokenizer files) into an .nsq file.\n"
-            "Supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel.\n\n"
+            "Supported: %s.\n\n"
             "options:\n"
             "  --lossless              store every tensor bit-exactly in its source dtype\n"
             "  --tiers Q8:Q4:Q2        percent of each layer matrix's groups per tier, by\n"
@@ -95,7 +95,8 @@ static void usage(FILE *out)
             "one, and none of the inputs: a directory, FIFO, device, socket or dangling link is\n"
             "refused before any work. A failed or interrupted conversion leaves OUT.nsq as it\n"
             "was and no other file.\n\n"
-            "exit status: 0 success, 1 conversion failed (no output file is left), 2 usage error\n");
+            "exit status: 0 success, 1 conversion failed (no output file is left), 2 usage error\n",
+            arch_list(1));
 }
 
 static int parse_policy(const char *s, dense_policy *p)
