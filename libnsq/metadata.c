@@ -212,49 +212,39 @@ nsq_status nsq_meta_str(const nsq_file *f, const char *key, uint32_t elem, const
 }
 
 /* ---- required keys (spec: Required metadata keys) ---- */
+/* The STRING values (architecture, activation, ...) are data to the container:
+ * any UTF-8 is valid, and a runtime judges whether it can run them. */
 static const struct {
     const char *key;
     uint32_t type;
-    const char *allowed; /* strings: '|'-separated choices, or NULL for any */
 } required_keys[] = {
-    {"general.architecture", NSQ_META_STRING, "llama|mistral|qwen2|gpt2"},
-    {"model.activation", NSQ_META_STRING, "silu|gelu_tanh|gelu|relu"},
-    {"model.attention_bias", NSQ_META_BOOL, NULL},
-    {"model.context_length", NSQ_META_U64, NULL},
-    {"model.head_dim", NSQ_META_U64, NULL},
-    {"model.hidden_size", NSQ_META_U64, NULL},
-    {"model.intermediate_size", NSQ_META_U64, NULL},
-    {"model.mlp_bias", NSQ_META_BOOL, NULL},
-    {"model.n_heads", NSQ_META_U64, NULL},
-    {"model.n_kv_heads", NSQ_META_U64, NULL},
-    {"model.n_layers", NSQ_META_U64, NULL},
-    {"model.norm.epsilon", NSQ_META_F64, NULL},
-    {"model.norm.type", NSQ_META_STRING, "rmsnorm|layernorm"},
-    {"model.position", NSQ_META_STRING, "rope|learned"},
-    {"model.rope.scaling.factor", NSQ_META_F64, NULL},
-    {"model.rope.scaling.type", NSQ_META_STRING, "none|linear|dynamic|llama3|yarn"},
-    {"model.rope.theta", NSQ_META_F64, NULL},
-    {"model.sliding_window", NSQ_META_U64, NULL},
-    {"model.tied_head", NSQ_META_BOOL, NULL},
-    {"model.vocab_size", NSQ_META_U64, NULL},
-    {"provenance.converter", NSQ_META_STRING, NULL},
-    {"provenance.recipe", NSQ_META_STRING, NULL},
-    {"provenance.source", NSQ_META_STRING, NULL},
-    {"tokenizer.add_bos", NSQ_META_BOOL, NULL},
-    {"tokenizer.bos_id", NSQ_META_I64, NULL},
-    {"tokenizer.eos_id", NSQ_META_I64, NULL},
+    {"general.architecture", NSQ_META_STRING},
+    {"model.activation", NSQ_META_STRING},
+    {"model.attention_bias", NSQ_META_BOOL},
+    {"model.context_length", NSQ_META_U64},
+    {"model.head_dim", NSQ_META_U64},
+    {"model.hidden_size", NSQ_META_U64},
+    {"model.intermediate_size", NSQ_META_U64},
+    {"model.mlp_bias", NSQ_META_BOOL},
+    {"model.n_heads", NSQ_META_U64},
+    {"model.n_kv_heads", NSQ_META_U64},
+    {"model.n_layers", NSQ_META_U64},
+    {"model.norm.epsilon", NSQ_META_F64},
+    {"model.norm.type", NSQ_META_STRING},
+    {"model.position", NSQ_META_STRING},
+    {"model.rope.scaling.factor", NSQ_META_F64},
+    {"model.rope.scaling.type", NSQ_META_STRING},
+    {"model.rope.theta", NSQ_META_F64},
+    {"model.sliding_window", NSQ_META_U64},
+    {"model.tied_head", NSQ_META_BOOL},
+    {"model.vocab_size", NSQ_META_U64},
+    {"provenance.converter", NSQ_META_STRING},
+    {"provenance.recipe", NSQ_META_STRING},
+    {"provenance.source", NSQ_META_STRING},
+    {"tokenizer.add_bos", NSQ_META_BOOL},
+    {"tokenizer.bos_id", NSQ_META_I64},
+    {"tokenizer.eos_id", NSQ_META_I64},
 };
-
-static int in_choices(const char *s, size_t len, const char *choices)
-{
-    for (const char *p = choices; *p;) {
-        const char *bar = strchr(p, '|');
-        size_t n = bar ? (size_t)(bar - p) : strlen(p);
-        if (n == len && memcmp(p, s, n) == 0) return 1;
-        p += n + (bar != NULL);
-    }
-    return 0;
-}
 
 nsq_status nsq__check_required_meta(nsq_file *f, nsq_diag *d)
 {
@@ -267,12 +257,6 @@ nsq_status nsq__check_required_meta(nsq_file *f, nsq_diag *d)
         if (m->type != required_keys[k].type)
             return nsq__fail(d, NSQ_E_METADATA, m->value_off, "R-META-11", "%s has type 0x%02x, expected 0x%02x", key,
                              m->type, required_keys[k].type);
-        const char *s;
-        size_t len;
-        if (required_keys[k].allowed && !nsq_meta_value_str(f, i, 0, &s, &len) &&
-            !in_choices(s, len, required_keys[k].allowed))
-            return nsq__fail(d, NSQ_E_METADATA, m->value_off, "R-META-12", "%s = \"%.*s\", must be one of %s", key,
-                             (int)(len > 64 ? 64 : len), s, required_keys[k].allowed);
         uint64_t u;
         if (m->type == NSQ_META_U64 && !nsq_meta_value_u64(f, i, 0, &u) && strcmp(key, "model.sliding_window") != 0 &&
             (u == 0 || u > NSQ__MAX_MODEL_DIM))

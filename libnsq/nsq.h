@@ -36,7 +36,7 @@ extern "C" {
 
 /* The format version this library reads and writes. */
 #define NSQ_FORMAT_MAJOR 1
-#define NSQ_FORMAT_MINOR 0
+#define NSQ_FORMAT_MINOR 1
 
 /*-************************************
  *  Status codes

@@ -21,8 +21,9 @@
 #define UNSUP(...) nsq__fail(d, NSQ_E_UNSUPPORTED, UINT64_MAX, "", __VA_ARGS__)
 #define NOMEM() nsq__fail(d, NSQ_E_NOMEM, UINT64_MAX, "", "out of memory building the tokenizer")
 
-/* The pattern of GPT-2's byte-level pre-tokenizer. */
-static const char gpt2_regex[] =
+/* The byte-level BPE pre-tokenizer's pattern: ByteLevel's default split
+ * (use_regex) and the split of the vocab.json + merges.txt kind. */
+static const char bytelevel_regex[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 /* Copies a string (NUL-terminated, with its length). */
@@ -429,7 +430,7 @@ static nsq_status parse_pre(nsq_tokenizer *t, const json_t *o, int depth, nsq_di
         if (!p) return FAIL("tokenizer.json: more than %u pre-tokenizers", NSQ__TOK_MAX_STAGES);
         p->add_prefix_space = get_bool(o, "add_prefix_space", 1);
         nsq_status st = NSQ_OK;
-        if (get_bool(o, "use_regex", 1)) st = nsq__tok_regex(gpt2_regex, sizeof gpt2_regex - 1, &p->re, err, sizeof err);
+        if (get_bool(o, "use_regex", 1)) st = nsq__tok_regex(bytelevel_regex, sizeof bytelevel_regex - 1, &p->re, err, sizeof err);
         return st ? nsq__fail(d, st, UINT64_MAX, "", "built-in regex: %s", err) : NSQ_OK;
     }
     if (!strcmp(type, "Metaspace")) {
@@ -837,14 +838,14 @@ nsq_status nsq__tok_build(nsq_tokenizer *t, const nsq__tokfiles *f, nsq_diag *d)
         if (pp && !json_is_null(pp)) st = parse_post(t, pp, 0, d);
         else if (cfg) st = config_bos_eos(t, cfg, d);
     } else {
-        /* GPT-2: byte-level BPE with GPT-2's regex, ByteLevel decoding */
+        /* vocab.json + merges.txt: byte-level BPE, its pre-tokenizer regex, ByteLevel decoding */
         if (!(vocab = parse_json(f->vocab, f->vocab_len, "vocab.json", &st, d))) goto done;
         if ((st = load_vocab(t, vocab, "vocab.json", d)) ||
             (st = load_merges_txt(t, (const char *)f->merges, f->merges_len, d)))
             goto done;
         nsq__tpre *p = new_pre(t, NSQ__P_BYTELEVEL);
         char err[160];
-        if ((st = nsq__tok_regex(gpt2_regex, sizeof gpt2_regex - 1, &p->re, err, sizeof err))) {
+        if ((st = nsq__tok_regex(bytelevel_regex, sizeof bytelevel_regex - 1, &p->re, err, sizeof err))) {
             nsq__fail(d, st, UINT64_MAX, "", "built-in regex: %s", err);
             goto done;
         }

@@ -6,9 +6,9 @@ meta:
   endian: le
   bit-endian: le
 doc: |
-  The .nsq format of spec/nsq-format.md, which is the normative text; this
-  description follows it section by section and names the rule (R-...) that
-  each `valid` key enforces in that key's `doc`.
+  The .nsq format of spec/nsq-format.md, version 1.1, which is the normative
+  text; this description follows it section by section and names the rule
+  (R-...) that each `valid` key enforces in that key's `doc`.
 
   Conventions of this description:
   * Fields of `size: 0` that only carry a `valid` key are assertions: they
@@ -154,8 +154,8 @@ types:
       - id: reserved
         size: 64
         valid:
-          expr: version_minor > 0 or _.max == 0
-        doc: Zero unless version_minor is above 0 (R-HDR-9).
+          expr: version_minor > 1 or _.max == 0
+        doc: Zero unless version_minor is above 1, this description's minor version (R-HDR-9).
       - id: table_in_file
         size: 0
         valid:

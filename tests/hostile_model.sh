@@ -62,6 +62,9 @@ hostile_model_tests() {
         "meta:model.rope.scaling.factor=f64:8" "meta:model.rope.scaling.low_freq_factor=f64:2" \
         "meta:model.rope.scaling.high_freq_factor=f64:2"
     hm_case "$b" bos-id "$L" "tokenizer.bos_id, eos_id and eos_ids must be" "meta:tokenizer.bos_id=i64:5000"
+    # values the runtime does not implement: any value is a valid container (R-META-12)
+    hm_case "$b" unknown-architecture "$L" "general.architecture" "meta:general.architecture=str:x-new-arch"
+    hm_case "$b" unknown-activation "$L" "model.activation" "meta:model.activation=str:x-new-act"
     # tokenizer ids the embedding has no row for
     hm_py "$tj" "t['post_processor']['special_tokens']['<s>']['ids'] = [16000000]" fixtures/models/tiny-llama/tokenizer.json
     hm_case "$b" post-processor-id "$L" "16000000" "tok:tokenizer.json=$tj"

@@ -38,6 +38,8 @@ typedef struct {
     const char *arch;
 } variant;
 
+#define UNKNOWN_ARCH "x-test-arch"
+
 static const variant variants[] = {
     {"f32", NSQ_SCHEME_F32, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_HF_JSON, "llama"},
     {"f16", NSQ_SCHEME_F16, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_HF_JSON, "llama"},
@@ -49,6 +51,8 @@ static const variant variants[] = {
     {"router", NSQ_SCHEME_TIERED, NSQ_COMP_NONE, 32, 2, 1, 1, 0, NSQ_TOK_HF_JSON, "llama"},
     {"router-zstd", NSQ_SCHEME_TIERED, NSQ_COMP_ZSTD, 32, 1, 1, 1, 0, NSQ_TOK_HF_JSON, "llama"},
     {"gpt2-tok", NSQ_SCHEME_F16, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_GPT2_BPE, "gpt2"},
+    /* values no runtime knows: a valid container all the same (R-META-12) */
+    {"valid-unknown-architecture", NSQ_SCHEME_F16, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_HF_JSON, UNKNOWN_ARCH},
 };
 
 #define CHECK(x)                                                                                                      \
@@ -60,12 +64,17 @@ static const variant variants[] = {
         }                                                                                                             \
     } while (0)
 
+static void meta_str(nsq_writer *w, const char *key, const char *value)
+{
+    CHECK(nsq_writer_meta_str(w, key, value, strlen(value)));
+}
+
 static void write_metadata(nsq_writer *w, const variant *v)
 {
-    int gpt2 = strcmp(v->arch, "gpt2") == 0;
-    CHECK(nsq_writer_meta_str(w, "general.architecture", v->arch, strlen(v->arch)));
-    CHECK(nsq_writer_meta_str(w, "general.name", "nsq conformance model", 21));
-    CHECK(nsq_writer_meta_str(w, "model.activation", gpt2 ? "gelu_tanh" : "silu", gpt2 ? 9 : 4));
+    int gpt2 = strcmp(v->arch, "gpt2") == 0, unknown = strcmp(v->arch, UNKNOWN_ARCH) == 0;
+    meta_str(w, "general.architecture", v->arch);
+    meta_str(w, "general.name", "nsq conformance model");
+    meta_str(w, "model.activation", unknown ? "x-test-activation" : gpt2 ? "gelu_tanh" : "silu");
     CHECK(nsq_writer_meta_bool(w, "model.attention_bias", strcmp(v->arch, "qwen2") == 0 || gpt2));
     CHECK(nsq_writer_meta_u64(w, "model.context_length", 128));
     CHECK(nsq_writer_meta_u64(w, "model.head_dim", HEAD_DIM));
@@ -76,17 +85,17 @@ static void write_metadata(nsq_writer *w, const variant *v)
     CHECK(nsq_writer_meta_u64(w, "model.n_kv_heads", KV_HEADS));
     CHECK(nsq_writer_meta_u64(w, "model.n_layers", LAYERS));
     CHECK(nsq_writer_meta_f64(w, "model.norm.epsilon", 1e-5));
-    CHECK(nsq_writer_meta_str(w, "model.norm.type", gpt2 ? "layernorm" : "rmsnorm", gpt2 ? 9 : 7));
-    CHECK(nsq_writer_meta_str(w, "model.position", gpt2 ? "learned" : "rope", gpt2 ? 7 : 4));
+    meta_str(w, "model.norm.type", unknown ? "x-test-norm" : gpt2 ? "layernorm" : "rmsnorm");
+    meta_str(w, "model.position", unknown ? "x-test-position" : gpt2 ? "learned" : "rope");
     CHECK(nsq_writer_meta_f64(w, "model.rope.scaling.factor", 1.0));
-    CHECK(nsq_writer_meta_str(w, "model.rope.scaling.type", "none", 4));
+    meta_str(w, "model.rope.scaling.type", unknown ? "x-test-scaling" : "none");
     CHECK(nsq_writer_meta_f64(w, "model.rope.theta", 10000.0));
     CHECK(nsq_writer_meta_u64(w, "model.sliding_window", strcmp(v->arch, "mistral") == 0 ? 64 : 0));
     CHECK(nsq_writer_meta_bool(w, "model.tied_head", 0));
     CHECK(nsq_writer_meta_u64(w, "model.vocab_size", VOCAB));
-    CHECK(nsq_writer_meta_str(w, "provenance.converter", "mkfixtures", 10));
-    CHECK(nsq_writer_meta_str(w, "provenance.recipe", v->name, strlen(v->name)));
-    CHECK(nsq_writer_meta_str(w, "provenance.source", "synthetic/conformance", 21));
+    meta_str(w, "provenance.converter", "mkfixtures");
+    meta_str(w, "provenance.recipe", v->name);
+    meta_str(w, "provenance.source", "synthetic/conformance");
     CHECK(nsq_writer_meta_bool(w, "tokenizer.add_bos", !gpt2));
     CHECK(nsq_writer_meta_i64(w, "tokenizer.bos_id", gpt2 ? -1 : 1));
     CHECK(nsq_writer_meta_i64(w, "tokenizer.eos_id", 2));
@@ -378,7 +387,7 @@ static const mutation mutations[] = {
     {"R-META-11", ROUTER, "NSQ_E_METADATA", "R-META-11", F_SECT | F_HDR, 0,
      {P(A_META_KEY, 0, "model.vocab_size", 15, OP_SET, 1, 'f')}},
     {"R-META-12", ROUTER, "NSQ_E_METADATA", "R-META-12", F_SECT | F_HDR, 0,
-     {P(A_META_TYPE, 0, "general.architecture", 9, OP_SET, 1, 'b')}},
+     {P(A_META_TYPE, 0, "model.vocab_size", 1, OP_SET, 8, 0)}},
     /* tokenizer */
     {"R-TOK-1", ROUTER, "NSQ_E_TOKENIZER", "R-TOK-1", F_SECT | F_HDR, 0, {P(A_SECTION, 2, 0, 0, OP_SET, 4, 7)}},
     {"R-TOK-2", ROUTER, "NSQ_E_LIMIT", "R-TOK-2", F_SECT | F_HDR, 0, {P(A_SECTION, 2, 0, 4, OP_SET, 4, 0)}},

@@ -370,23 +370,19 @@ def _utf8(raw):
 # ---------------------------------------------------------------------------
 # The file
 
+FORMAT_MAJOR, FORMAT_MINOR = 1, 1   # the format version this module reads (spec 13)
 _SECTION_CAPS = {1: 64 << 20, 2: 256 << 20, 3: 256 << 20, 4: 4 << 30, 5: 256 << 20}
 _META_TYPES = {1: "u64", 2: "i64", 3: "f64", 4: "bool", 5: "string"}
-_REQUIRED_KEYS = [   # (key, type, valid values or None); spec 5.2, in sort order
-    ("general.architecture", 5, ("llama", "mistral", "qwen2", "gpt2")),
-    ("model.activation", 5, ("silu", "gelu_tanh", "gelu", "relu")),
-    ("model.attention_bias", 4, None), ("model.context_length", 1, None),
-    ("model.head_dim", 1, None), ("model.hidden_size", 1, None),
-    ("model.intermediate_size", 1, None), ("model.mlp_bias", 4, None),
-    ("model.n_heads", 1, None), ("model.n_kv_heads", 1, None), ("model.n_layers", 1, None),
-    ("model.norm.epsilon", 3, None), ("model.norm.type", 5, ("rmsnorm", "layernorm")),
-    ("model.position", 5, ("rope", "learned")), ("model.rope.scaling.factor", 3, None),
-    ("model.rope.scaling.type", 5, ("none", "linear", "dynamic", "llama3", "yarn")),
-    ("model.rope.theta", 3, None), ("model.sliding_window", 1, None),
-    ("model.tied_head", 4, None), ("model.vocab_size", 1, None),
-    ("provenance.converter", 5, None), ("provenance.recipe", 5, None),
-    ("provenance.source", 5, None), ("tokenizer.add_bos", 4, None),
-    ("tokenizer.bos_id", 2, None), ("tokenizer.eos_id", 2, None)]
+_REQUIRED_KEYS = [   # (key, type); spec 5.2, in sort order. Any STRING value is valid.
+    ("general.architecture", 5), ("model.activation", 5), ("model.attention_bias", 4),
+    ("model.context_length", 1), ("model.head_dim", 1), ("model.hidden_size", 1),
+    ("model.intermediate_size", 1), ("model.mlp_bias", 4), ("model.n_heads", 1),
+    ("model.n_kv_heads", 1), ("model.n_layers", 1), ("model.norm.epsilon", 3),
+    ("model.norm.type", 5), ("model.position", 5), ("model.rope.scaling.factor", 3),
+    ("model.rope.scaling.type", 5), ("model.rope.theta", 3), ("model.sliding_window", 1),
+    ("model.tied_head", 4), ("model.vocab_size", 1), ("provenance.converter", 5),
+    ("provenance.recipe", 5), ("provenance.source", 5), ("tokenizer.add_bos", 4),
+    ("tokenizer.bos_id", 2), ("tokenizer.eos_id", 2)]
 _TOKENIZER_KINDS = {1: ("hf_json", ["tokenizer.json"]), 2: ("gpt2_bpe", ["merges.txt", "vocab.json"]),
                     3: ("sentencepiece", ["tokenizer.model"])}
 _KEY_CHARS = set(b"abcdefghijklmnopqrstuvwxyz0123456789_.")
@@ -435,7 +431,7 @@ class NsqFile:
         (self.version_major, self.version_minor, header_size, self.required_features,
          self.optional_features, file_size, self._table_offset, self._section_count,
          entry_size, self.header_checksum) = struct.unpack_from("<HHIQQQQIIQ", d, 8)
-        _check(self.version_major == 1, "R-HDR-2", "VERSION", "major version %d" % self.version_major)
+        _check(self.version_major == FORMAT_MAJOR, "R-HDR-2", "VERSION", "major version %d" % self.version_major)
         _check(header_size == 128, "R-HDR-3", "FORMAT", "header_size %d" % header_size)
         known = 1 if self._zstd else 0
         _check(self.required_features & ~known == 0, "R-HDR-4", "UNSUPPORTED",
@@ -451,7 +447,7 @@ class NsqFile:
         t = self._table_offset
         _check(t % 8 == 0 and t >= 128 and t + 32 * self._section_count <= file_size,
                "R-HDR-8", "RANGE", "section table at %d" % t)
-        _check(self.version_minor > 0 or d[64:128] == bytes(64), "R-HDR-9", "RESERVED",
+        _check(self.version_minor > FORMAT_MINOR or d[64:128] == bytes(64), "R-HDR-9", "RESERVED",
                "header bytes 64..127 not zero")
 
     def _parse_section_table(self):
@@ -533,13 +529,12 @@ class NsqFile:
 
     @staticmethod
     def _check_required_keys(values, types):
-        for key, typ, allowed in _REQUIRED_KEYS:
+        for key, typ in _REQUIRED_KEYS:
             _check(types.get(key) == (_META_TYPES[typ], False), "R-META-11", "METADATA",
                    "required key %s missing or not a %s" % (key, _META_TYPES[typ]))
             v = values[key]
-            ok = ((allowed is None or v in allowed) and
-                  (typ != 1 or key == "model.sliding_window" or 1 <= v <= 1 << 31))
-            _check(ok, "R-META-12", "METADATA", "%s = %r" % (key, v))
+            ok = typ != 1 or key == "model.sliding_window" or 1 <= v <= 1 << 31
+            _check(ok, "R-META-12", "METADATA", "%s = %r, must be 1..2^31" % (key, v))
         _check(values["model.n_heads"] % values["model.n_kv_heads"] == 0, "R-META-12", "METADATA",
                "model.n_heads is not a multiple of model.n_kv_heads")
         _check(values["model.n_layers"] <= 65536, "R-META-12", "LIMIT", "model.n_layers above 65536")

@@ -36,7 +36,7 @@ const OUT_OF_REACH = {
   'R-BLK-2': { why: 'Zstandard frame: Kaitai cannot decompress it (compressed ranges are opaque)' },
   'R-META-7': { why: 'strict UTF-8: Kaitai decodes strings leniently and cannot reject malformed UTF-8' },
   'R-META-11': { why: 'required keys and their types: a table of 26 keys, one lookup each' },
-  'R-META-12': { why: 'required values: per-key value lists and cross-key relations' },
+  'R-META-12': { why: 'required values: a range for each required U64 key and a cross-key relation' },
 };
 
 // Rules this script checks itself on the parsed tree: they need sorting or a

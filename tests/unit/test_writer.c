@@ -258,7 +258,7 @@ static void check_header_bytes(void)
     uint8_t *b = tu_must_read(M.path, &len);
     assert_memory_equal(b, "\x89NSQ\r\n\x1a\n", 8);
     assert_int_equal(tu_rd16(b + 8), 1);
-    assert_int_equal(tu_rd16(b + 10), 0);
+    assert_int_equal(tu_rd16(b + 10), NSQ_FORMAT_MINOR);
     assert_int_equal(tu_rd32(b + 12), 128);
     assert_int_equal(tu_rd64(b + 16), NSQ_REQ_ZSTD);
     assert_int_equal(tu_rd64(b + 24), NSQ_OPT_REFINEMENTS | NSQ_OPT_IMPORTANCE | NSQ_OPT_ROUTER);
@@ -475,7 +475,7 @@ static void check_directory(const nsq_file *f, const uint8_t *file, size_t file_
     nsq_info info;
     nsq_get_info(f, &info);
     assert_int_equal(info.version_major, 1);
-    assert_int_equal(info.version_minor, 0);
+    assert_int_equal(info.version_minor, NSQ_FORMAT_MINOR);
     assert_int_equal(info.required_features, NSQ_REQ_ZSTD);
     assert_int_equal(info.optional_features, NSQ_OPT_REFINEMENTS | NSQ_OPT_IMPORTANCE | NSQ_OPT_ROUTER);
     assert_int_equal(info.file_size, file_len);

@@ -11,7 +11,7 @@
  * JSON schema (--json; also in tools/nsq-inspect/JSON.md). One object on one
  * line; keys in this order; new keys are only ever appended to an object.
  *
- * {"format_version":"1.0","file_size":N,
+ * {"format_version":"1.1","file_size":N,
  *  "required_features":["zstd"],"optional_features":["refinements","importance","router"],
  *  "metadata":[{"key":"...","type":"u64|i64|f64|bool|string","array":false,"value":V}],
  *     arrays: "array":true, "value":[V,...] (every element)
