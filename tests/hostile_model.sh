@@ -64,7 +64,19 @@ hostile_model_tests() {
     hm_case "$b" bos-id "$L" "tokenizer.bos_id, eos_id and eos_ids must be" "meta:tokenizer.bos_id=i64:5000"
     # values the runtime does not implement: any value is a valid container (R-META-12)
     hm_case "$b" unknown-architecture "$L" "general.architecture" "meta:general.architecture=str:x-new-arch"
-    hm_case "$b" unknown-activation "$L" "model.activation" "meta:model.activation=str:x-new-act"
+    hm_case "$b" unknown-activation "$L" "model.activation \"x-new-act\"" "meta:model.activation=str:x-new-act"
+    hm_case "$b" unknown-rope-type "$L" "model.rope.scaling.type \"yarn\"" "meta:model.rope.scaling.type=str:yarn"
+    hm_case "$b" llama-layernorm "$L" "llama models have model.norm.type rmsnorm" "meta:model.norm.type=str:layernorm"
+    hm_case "$b" gpt2-rope "$G" "gpt2 models have model.norm.type layernorm and model.position learned" \
+        "meta:model.position=str:rope"
+    # the forward-pass options (spec 5.3)
+    hm_case "$b" longrope-no-factors "$L" "short_factor must hold head_dim / 2 = 16 factors, not 0" \
+        "meta:model.rope.scaling.type=str:longrope" "meta:model.rope.scaling.original_max_position_embeddings=f64:64"
+    hm_case "$b" window-pattern "$L" "sliding_window_pattern 7 exceeds" "meta:model.sliding_window_pattern=u64:7"
+    hm_case "$b" softcap-huge "$L" "model.attention.softcap must be finite and within" "meta:model.attention.softcap=f64:2e6"
+    hm_case "$b" logit-softcap-negative "$L" "model.logit_softcap must be finite" "meta:model.logit_softcap=f64:-1"
+    hm_case "$b" attention-scale-0 "$L" "model.attention.scale must be finite" "meta:model.attention.scale=f64:0"
+    hm_case "$b" embedding-scale-0 "$L" "model.embedding_scale must be finite" "meta:model.embedding_scale=f64:0"
     # tokenizer ids the embedding has no row for
     hm_py "$tj" "t['post_processor']['special_tokens']['<s>']['ids'] = [16000000]" fixtures/models/tiny-llama/tokenizer.json
     hm_case "$b" post-processor-id "$L" "16000000" "tok:tokenizer.json=$tj"

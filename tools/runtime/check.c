@@ -49,6 +49,16 @@ static int str_is(const nsq_file *f, const char *key, const char *want)
     return !nsq_meta_str(f, key, 0, &s, &n) && n == strlen(want) && memcmp(s, want, n) == 0;
 }
 
+/* The key's string value, shortened, for messages. */
+static const char *shown(const nsq_file *f, const char *key, char *buf, size_t n)
+{
+    const char *s = "";
+    size_t len = 0;
+    nsq_meta_str(f, key, 0, &s, &len);
+    snprintf(buf, n, "%.*s", (int)(len > 64 ? 64 : len), s);
+    return buf;
+}
+
 /* Index of the key's string value in names[], or -1. */
 static int str_choice(const nsq_file *f, const char *key, const char *const *names, int n)
 {
@@ -84,7 +94,10 @@ static int read_rope(const nsq_file *f, model_config *c, char *err, size_t errle
 {
     static const char *const kinds[] = {"none", "linear", "dynamic", "llama3", "longrope"};
     int k = str_choice(f, "model.rope.scaling.type", kinds, 5);
-    if (k < 0) return FAIL("RoPE scaling type of this model is not supported (none, linear, dynamic, llama3, longrope)");
+    char v[72];
+    if (k < 0)
+        return FAIL("this runtime does not run model.rope.scaling.type \"%s\" (it runs none, linear, dynamic, llama3, "
+                    "longrope)", shown(f, "model.rope.scaling.type", v, sizeof v));
     c->rope = (rope_kind)k;
     c->rope_factor = 1, c->rope_low = 1, c->rope_high = 4, c->rope_orig_ctx = 8192, c->rope_attn_factor = 1;
     if (nsq_meta_f64(f, "model.rope.theta", 0, &c->rope_theta) || !finite_in(c->rope_theta, 1e-30, 1e30))
@@ -133,20 +146,24 @@ static int check_dims(const model_config *c, char *err, size_t errlen)
 static int read_family(const nsq_file *f, model_config *c, char *err, size_t errlen)
 {
     static const char *const acts[] = {"silu", "gelu_tanh", "gelu", "relu"};
-    const char *s;
-    size_t n;
+    const char *s = "";
+    size_t n = 0;
     if (nsq_meta_str(f, "general.architecture", 0, &s, &n) || !(c->arch = arch_by_name(s, n)))
-        return FAIL("this runtime does not run architecture \"%.*s\" (it runs %s)", (int)(n > 64 ? 64 : n), s,
+        return FAIL("this runtime does not run general.architecture \"%.*s\" (it runs %s)", (int)(n > 64 ? 64 : n), s,
                     arch_list(0));
     int act = str_choice(f, "model.activation", acts, 4);
-    if (act < 0) return FAIL("model.activation is not supported (silu, gelu_tanh, gelu, relu)");
+    char v[72], v2[72];
+    if (act < 0)
+        return FAIL("this runtime does not run model.activation \"%s\" (it runs silu, gelu_tanh, gelu, relu)",
+                    shown(f, "model.activation", v, sizeof v));
     c->act = (model_act)act;
     c->layernorm = (c->arch->flags & ARCH_LAYERNORM) != 0;
     c->learned_pos = (c->arch->flags & ARCH_LEARNED_POS) != 0;
     if (!str_is(f, "model.norm.type", c->layernorm ? "layernorm" : "rmsnorm") ||
         !str_is(f, "model.position", c->learned_pos ? "learned" : "rope"))
-        return FAIL("%s models use %s and %s positions (model.norm.type, model.position)", c->arch->name,
-                    c->layernorm ? "layernorm" : "rmsnorm", c->learned_pos ? "learned" : "rope");
+        return FAIL("%s models have model.norm.type %s and model.position %s, not \"%s\" and \"%s\"", c->arch->name,
+                    c->layernorm ? "layernorm" : "rmsnorm", c->learned_pos ? "learned" : "rope",
+                    shown(f, "model.norm.type", v, sizeof v), shown(f, "model.position", v2, sizeof v2));
     return 0;
 }
 
