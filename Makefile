@@ -74,6 +74,9 @@ $(BUILD)/tests/test_kernels: tests/unit/test_kernels.c tests/unit/testutil.h $(K
 $(BUILD)/tests/test_parse: tests/unit/test_parse.c tests/unit/testutil.h $(CONVERT_SRC) $(CONVERT_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itests/unit -Itools/common -Itools/nsq-convert -Itools/runtime $(CFLAGS) $< tools/nsq-convert/hfconfig.c tools/nsq-convert/recipe.c tools/runtime/arch.c tools/common/cli.c -o $@ $(BUILD)/libnsq.a -lcmocka -ljansson -lyaml $(LIBS)
+$(BUILD)/tests/test_arch: tests/unit/test_arch.c tests/unit/testutil.h tools/runtime/arch.c tools/runtime/arch.h $(BUILD)/libnsq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -Itests/unit -Itools/runtime $(CFLAGS) $< tools/runtime/arch.c -o $@ $(BUILD)/libnsq.a -lcmocka $(LIBS)
 $(BUILD)/tests/test_route: tests/unit/test_route.c tests/unit/testutil.h $(RUNTIME_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itests/unit -Itools/runtime $(CFLAGS) $< $(RUNTIME_SRC) -o $@ $(BUILD)/libnsq.a -lcmocka -lpthread $(LIBS)
