@@ -467,7 +467,7 @@ d['tokenizer']['kind'] == 'gpt2_bpe' and m['provenance.source.dtype'] == 'float3
     check "$b nsq-convert wrong shape" cv_fails "$b" \
         "tensor model\.layers\.0\.mlp\.gate_proj\.weight has shape \[128,64\], the config implies \[256,64\]" "$(cv_model err-shape)"
     check "$b nsq-convert unknown architecture" cv_fails "$b" \
-        "config\.json: architecture FooForCausalLM is not supported \(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel\)" \
+        "config\.json: architecture FooForCausalLM is not supported \(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Gemma2ForCausalLM, GPT2LMHeadModel\)" \
         "$(cv_model err-arch)"
     check "$b nsq-convert I64 weight" cv_fails "$b" \
         "tensor model\.layers\.1\.self_attn\.v_proj\.weight has dtype I64; supported: F32, F16, BF16" "$(cv_model err-i64)"
