@@ -9,10 +9,12 @@
 # Every model is compared with the reference at a tight tolerance, and each
 # feature is shown to take effect: the runtime's logits are far (> 100x the
 # tolerance) from the reference with that feature switched off (Mistral's
-# sliding window, Qwen2's q/k/v biases, linear and llama3 RoPE scaling).
+# sliding window, Qwen2's q/k/v biases, linear and llama3 RoPE scaling, Qwen3's
+# q/k norms, Phi-3's longrope and window, Gemma 2's soft-capping and its window
+# on every other layer).
 # Greedy decoding checks the one-position-at-a-time path past the prompt, and
 # a default (quantized) conversion must run. The reference itself is checked
-# once against the PyTorch logits of the bundled tiny-llama and tiny-gpt2.
+# once against the PyTorch logits of the five bundled models.
 #
 # With gen_hf.py's weights (std 0.02) the attention scores are ~0.02, the
 # attention near uniform and RoPE barely matters: switching the rope scaling
@@ -20,7 +22,8 @@
 # projections (weights and biases) are scaled by AR_SHARPEN after generation,
 # which makes where a key sits count (8e-2 to 1.5e-1 for the rope scaling).
 # Measured on x86-64 (plain -O3 and ASan builds alike): runtime vs reference
-# 2.2e-7 .. 4.0e-7 of max |logit|, features switched off 8.4e-2 .. 7.2e-1.
+# 2.2e-7 .. 4.0e-7 of max |logit|, features switched off 8.4e-2 .. 7.2e-1 (Qwen3,
+# Phi-3, Gemma 2: 7.5e-2 and more).
 
 AR_PY=/usr/bin/python3
 AR_IDS=1,17,42,99,5,63,120,7,88,31,76,3 # 12 positions: 8 of them past Mistral's window of 4
@@ -44,6 +47,12 @@ AR_MODELS=(
     "llama-linear-v5|--arch llama --rope-scaling linear:2.0 --config-style v5"
     "llama-llama3|--arch llama --rope-scaling llama3:8.0"
     "llama-llama3-v5|--arch llama --rope-scaling llama3:8.0 --config-style v5"
+    "qwen3|--arch qwen3 --head-dim 24"
+    "qwen3-v5|--arch qwen3 --config-style v5 --tied"
+    "phi3|--arch phi3 --rope-scaling longrope:2"
+    "phi3-v5|--arch phi3 --config-style v5 --rope-scaling longrope:2 --sliding-window 4"
+    "gemma2|--arch gemma2 --sliding-window 4 --softcap 1.0:1.0 --query-pre-attn-scalar 8"
+    "gemma2-v5|--arch gemma2 --config-style v5 --sliding-window 4 --softcap 1.0:1.0 --query-pre-attn-scalar 8 --head-dim 24"
 )
 
 # name|ref_forward.py option|what the check shows
@@ -56,6 +65,13 @@ AR_FEATURES=(
     "llama-linear-v5|--no-rope-scaling|llama (v5 config) applies rope linear:2.0"
     "llama-llama3|--no-rope-scaling|llama applies rope llama3:8.0"
     "llama-llama3-v5|--no-rope-scaling|llama (v5 config) applies rope llama3:8.0"
+    "qwen3|--no-qk-norm|qwen3 applies its per-head q/k norms"
+    "qwen3-v5|--no-qk-norm|qwen3 (v5 config) applies its per-head q/k norms"
+    "phi3|--no-rope-scaling|phi3 applies longrope (short factors and attention factor)"
+    "phi3-v5|--no-window|phi3 (v5 config) applies its sliding window"
+    "gemma2|--no-softcap|gemma2 applies attention and logit soft-capping"
+    "gemma2|--no-window|gemma2 applies its window on every other layer"
+    "gemma2-v5|--no-softcap|gemma2 (v5 config) applies attention and logit soft-capping"
 )
 
 ar_model() { echo "$TMP/arch-models/$1"; }
@@ -82,6 +98,9 @@ for d in sys.argv[2:]:
             x *= f
         elif ".attn.c_attn." in name:  # Conv1D [in][3*H] and bias [3*H]: q and k are the first 2*H outputs
             x[..., :2 * cfg["n_embd"]] *= f
+        elif ".self_attn.qkv_proj." in name:  # Phi-3: rows q, k, v
+            hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+            x[:(cfg["num_attention_heads"] + cfg["num_key_value_heads"]) * hd] *= f
         else:
             continue
         assert e["dtype"] == "F32", name
@@ -245,6 +264,9 @@ arch_tests() {
         AR_CHECKED_REF=1
         check "ref_forward.py matches PyTorch on tiny-llama" ar_ref_vs_torch tiny-llama
         check "ref_forward.py matches PyTorch on tiny-gpt2" ar_ref_vs_torch tiny-gpt2
+        for name in tiny-qwen3 tiny-phi3 tiny-gemma2; do
+            check "ref_forward.py matches PyTorch on $name" ar_ref_vs_torch "$name"
+        done
     fi
     for spec in "${AR_MODELS[@]}"; do
         name=${spec%%|*}
@@ -255,9 +277,12 @@ arch_tests() {
         spec=${spec#*|}
         check "$b arch: ${spec#*|}" ar_feature "$b" "$name" "${spec%%|*}"
     done
-    for name in mistral qwen2-untied gpt2-untied; do
+    for name in mistral qwen2-untied gpt2-untied qwen3 phi3-v5 gemma2; do
         check "$b arch: nsq-run $name greedy decoding follows ref_forward.py" ar_greedy "$b" "$name"
     done
     check "$b arch: quantized mistral generates 8 ids" ar_quantized "$b" mistral
     check "$b arch: quantized qwen2 generates 8 ids" ar_quantized "$b" qwen2-untied
+    for name in qwen3 phi3 gemma2; do
+        check "$b arch: quantized $name generates 8 ids" ar_quantized "$b" "$name"
+    done
 }

@@ -6,14 +6,26 @@ it (4.x or 5.x style), generation_config.json, safetensors written by hand
 copied from the bundled fixtures. numpy only; the same arguments always give
 the same bytes.
 
-  gen_hf.py OUT_DIR --arch llama|mistral|qwen2|gpt2 [--dtype f32|f16|bf16]
-            [--shards N] [--tied] [--hidden 64 --layers 2 --heads 4
-            --kv-heads 2 --inter 128 --vocab 4096] [--config-style v4|v5]
-            [--rope-scaling linear:2.0|dynamic:F|llama3:8.0|yarn:F]
+  gen_hf.py OUT_DIR --arch llama|mistral|qwen2|qwen3|phi3|gemma2|gpt2
+            [--dtype f32|f16|bf16] [--shards N] [--tied] [--hidden 64
+            --layers 2 --heads 4 --kv-heads 2 --inter 128 --vocab 4096]
+            [--head-dim N] [--config-style v4|v5]
+            [--rope-scaling linear:2.0|dynamic:F|llama3:8.0|yarn:F|longrope:F]
             [--ctx N] [--sliding-window N] [--seed N]
+            [--softcap ATTN:FINAL] [--query-pre-attn-scalar N]
 
 GPT-2 defaults to n_inner null (4 * hidden). As transformers 4 does, a v4
-GPT-2 config omits tie_word_embeddings when it is true (the default).
+GPT-2 or Gemma 2 config omits tie_word_embeddings when it is true (their
+class default).
+
+Qwen3 has q_norm/k_norm per head; --head-dim (Qwen3, Gemma 2) sets a head_dim
+other than hidden/heads. Phi-3 fuses qkv_proj (rows q, k, v) and gate_up_proj
+(rows gate, up); longrope:F writes short_factor and long_factor lists (head_dim/2
+values between 1 and 4) with original_max_position_embeddings = ctx / F, so that
+sequences up to ctx / F use short_factor and the attention factor
+sqrt(1 + ln F / ln(ctx / F)). Gemma 2 defaults: softcapping 50:30, sliding
+window 4096 on the even layers, query_pre_attn_scalar = head_dim, norm weights
+around 0 (its RMSNorm scales by 1 + w).
 
   gen_hf.py --batch     reads one "OUT_DIR OPTIONS..." line per checkpoint from
                         stdin (numpy is imported once)
@@ -40,8 +52,9 @@ FIXTURES = os.path.join(HERE, "..", "fixtures", "models")
 V4_VERSION = "4.46.3"
 V5_VERSION = "5.0.0"
 
-HF_ARCH = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-           "qwen2": "Qwen2ForCausalLM", "gpt2": "GPT2LMHeadModel"}
+HF_ARCH = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+           "qwen3": "Qwen3ForCausalLM", "phi3": "Phi3ForCausalLM", "gemma2": "Gemma2ForCausalLM",
+           "gpt2": "GPT2LMHeadModel"}
 TORCH_DTYPE = {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}
 ST_DTYPE = {"f32": "F32", "f16": "F16", "bf16": "BF16"}
 ST_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
@@ -63,9 +76,13 @@ def parse_args(argv):
                    help="intermediate size (default 128; GPT-2: n_inner null, i.e. 4*hidden)")
     p.add_argument("--vocab", type=int, default=4096)  # the copied tokenizers have 4096 tokens
     p.add_argument("--ctx", type=int, default=None, help="max_position_embeddings / n_positions")
-    p.add_argument("--sliding-window", type=int, default=None, help="Mistral/Qwen2 sliding_window")
+    p.add_argument("--sliding-window", type=int, default=None, help="sliding_window (not GPT-2)")
     p.add_argument("--config-style", default="v4", choices=["v4", "v5"])
     p.add_argument("--rope-scaling", default=None, metavar="TYPE:FACTOR")
+    p.add_argument("--head-dim", type=int, default=None, help="Qwen3/Gemma 2 head_dim (default hidden/heads)")
+    p.add_argument("--softcap", default="50.0:30.0", metavar="ATTN:FINAL",
+                   help="Gemma 2 attn_logit_softcapping:final_logit_softcapping")
+    p.add_argument("--query-pre-attn-scalar", type=int, default=None, help="Gemma 2 (default head_dim)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--drop", action="append", default=[])
     p.add_argument("--extra", action="append", default=[])
@@ -74,20 +91,42 @@ def parse_args(argv):
     a = p.parse_args(argv)
     if a.shards < 1:
         p.error("--shards must be at least 1")
-    if a.heads % a.kv_heads or a.hidden % a.heads:
+    if a.head_dim is not None and a.arch not in ("qwen3", "gemma2"):
+        p.error("--head-dim is for qwen3 and gemma2")
+    if a.heads % a.kv_heads or (a.head_dim is None and a.hidden % a.heads):
         p.error("heads must divide hidden and kv-heads must divide heads")
     if a.arch == "gpt2" and a.rope_scaling:
         p.error("GPT-2 has no RoPE")
+    if a.head_dim is None:
+        a.head_dim = a.hidden // a.heads
     return a
 
 
 # ---- config.json ----
 
-def rope_scaling(a, theta):
+def longrope(a, theta, ctx, factor):
+    """LongRoPE as Phi-3 spells it: no factor key, the factor being
+    max_position_embeddings over original_max_position_embeddings, which
+    Phi-3 keeps at the top level (transformers 5 copies it into
+    rope_parameters, with partial_rotary_factor)."""
+    n = a.head_dim // 2
+    s = {"long_factor": [round(1 + 3.0 * (i + 1) / n, 4) for i in range(n)],
+         "short_factor": [round(1 + (i + 1) / n, 4) for i in range(n)]}
+    orig = {"original_max_position_embeddings": int(round(ctx / factor))}
+    v4 = dict(s, type="longrope") if a.arch == "phi3" else dict(s, rope_type="longrope", **orig)
+    return v4, dict(s, rope_type="longrope", rope_theta=theta, partial_rotary_factor=1.0, **orig)
+
+
+def rope_scaling(a, theta, ctx):
     """(rope_scaling for v4, rope_parameters for v5)."""
     if not a.rope_scaling:
-        return None, {"rope_theta": theta, "rope_type": "default"}
+        v5 = {"rope_theta": theta, "rope_type": "default"}
+        if a.arch == "phi3":
+            v5["partial_rotary_factor"] = 1.0
+        return None, v5
     kind, factor = a.rope_scaling.split(":")
+    if kind == "longrope":
+        return longrope(a, theta, ctx, float(factor))
     s = {"factor": float(factor), "rope_type": kind}
     if kind == "llama3":
         s.update({"high_freq_factor": 4.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 8192})
@@ -115,7 +154,6 @@ def config(a):
         if a.config_style == "v5":
             c["pad_token_id"] = None
     else:
-        head_dim = a.hidden // a.heads
         c = {
             "architectures": [HF_ARCH[a.arch]], "attention_dropout": 0.0, "hidden_act": "silu",
             "hidden_size": a.hidden, "initializer_range": 0.02, "intermediate_size": a.inter,
@@ -123,23 +161,13 @@ def config(a):
             "num_key_value_heads": a.kv_heads, "tie_word_embeddings": tied, "use_cache": True,
             "vocab_size": a.vocab,
         }
-        if a.arch == "llama":
-            theta = 10000.0
-            c.update({"attention_bias": False, "head_dim": head_dim, "max_position_embeddings": a.ctx or 2048,
-                      "mlp_bias": False, "pretraining_tp": 1, "rms_norm_eps": 1e-06})
-        elif a.arch == "mistral":
-            theta = 10000.0
-            c.update({"head_dim": head_dim, "max_position_embeddings": a.ctx or 32768, "rms_norm_eps": 1e-05,
-                      "sliding_window": 4096 if a.sliding_window is None else a.sliding_window})
-        else:  # qwen2
-            theta = 1000000.0
-            c.update({"max_position_embeddings": a.ctx or 32768, "max_window_layers": 28, "rms_norm_eps": 1e-06,
-                      "sliding_window": 32768 if a.sliding_window is None else a.sliding_window,
-                      "use_sliding_window": False})
-        v4, v5 = rope_scaling(a, theta)
+        theta = arch_config(a, c)
+        v4, v5 = rope_scaling(a, theta, c["max_position_embeddings"])
+        if a.arch == "phi3" and v4:
+            c["original_max_position_embeddings"] = v5["original_max_position_embeddings"]
         if a.config_style == "v4":
             c["rope_theta"] = theta
-            if a.arch != "mistral" or v4:
+            if a.arch not in ("mistral", "gemma2") or v4:  # their v4 configs have no rope_scaling
                 c["rope_scaling"] = v4
         else:
             c["rope_parameters"] = v5
@@ -154,6 +182,56 @@ def config(a):
     return c
 
 
+def arch_config(a, c):
+    """Adds the keys of a.arch to the decoder config c; returns rope_theta."""
+    if a.arch == "llama":
+        c.update({"attention_bias": False, "head_dim": a.head_dim, "max_position_embeddings": a.ctx or 2048,
+                  "mlp_bias": False, "pretraining_tp": 1, "rms_norm_eps": 1e-06})
+        return 10000.0
+    if a.arch == "mistral":
+        c.update({"head_dim": a.head_dim, "max_position_embeddings": a.ctx or 32768, "rms_norm_eps": 1e-05,
+                  "sliding_window": 4096 if a.sliding_window is None else a.sliding_window})
+        return 10000.0
+    if a.arch == "qwen2":
+        c.update({"max_position_embeddings": a.ctx or 32768, "max_window_layers": 28, "rms_norm_eps": 1e-06,
+                  "sliding_window": 32768 if a.sliding_window is None else a.sliding_window,
+                  "use_sliding_window": False})
+        return 1000000.0
+    if a.arch == "qwen3":
+        c.update({"attention_bias": False, "head_dim": a.head_dim, "max_position_embeddings": a.ctx or 40960,
+                  "max_window_layers": 28, "rms_norm_eps": 1e-06, "sliding_window": a.sliding_window,
+                  "use_sliding_window": False})
+        if a.config_style == "v5":
+            c["layer_types"] = ["full_attention"] * a.layers
+        return 1000000.0
+    if a.arch == "phi3":
+        ctx = a.ctx or 4096
+        c.update({"embd_pdrop": 0.0, "max_position_embeddings": ctx, "original_max_position_embeddings": ctx,
+                  "resid_pdrop": 0.0, "rms_norm_eps": 1e-05, "sliding_window": a.sliding_window})
+        if a.config_style == "v4":
+            c["attention_bias"] = False
+        return 10000.0
+    return gemma2_config(a, c)
+
+
+def gemma2_config(a, c):
+    attn, final = (float(x) for x in a.softcap.split(":"))
+    scalar = a.query_pre_attn_scalar or a.head_dim
+    c.update({"attention_bias": False, "attn_logit_softcapping": attn, "final_logit_softcapping": final,
+              "head_dim": a.head_dim, "hidden_activation": "gelu_pytorch_tanh",
+              "max_position_embeddings": a.ctx or 8192, "query_pre_attn_scalar": scalar, "rms_norm_eps": 1e-06,
+              "sliding_window": 4096 if a.sliding_window is None else a.sliding_window})
+    if a.config_style == "v4":
+        c.update({"cache_implementation": "hybrid", "hidden_act": "gelu_pytorch_tanh"})
+        if a.tied:  # transformers 4 writes only what differs from Gemma2Config's defaults
+            del c["tie_word_embeddings"]
+    else:
+        del c["hidden_act"]
+        c["layer_types"] = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(a.layers)]
+        c["use_bidirectional_attention"] = None
+    return 10000.0
+
+
 def generation_config(a, c):
     g = {"_from_model_config": True, "bos_token_id": c["bos_token_id"], "eos_token_id": c["eos_token_id"],
          "transformers_version": c["transformers_version"]}
@@ -165,7 +243,7 @@ def generation_config(a, c):
 # ---- tensors ----
 
 def tensor_specs(a):
-    """(name, shape, kind) in state_dict order; kind is matrix, norm or bias."""
+    """(name, shape, kind) in state_dict order; kind is matrix, norm, norm0 or bias."""
     H, V, L, I = a.hidden, a.vocab, a.layers, a.inter
     t = []
     if a.arch == "gpt2":
@@ -182,23 +260,38 @@ def tensor_specs(a):
                   (p + "mlp.c_proj.weight", [I, H], "matrix"), (p + "mlp.c_proj.bias", [H], "bias")]
         t += [("transformer.ln_f.weight", [H], "norm"), ("transformer.ln_f.bias", [H], "bias")]
     else:
-        D = a.hidden // a.heads
-        q, kv = a.heads * D, a.kv_heads * D
+        norm = "norm0" if a.arch == "gemma2" else "norm"
         t.append(("model.embed_tokens.weight", [V, H], "matrix"))
         for l in range(L):
-            p = "model.layers.%d." % l
-            t.append((p + "input_layernorm.weight", [H], "norm"))
-            for proj, n in (("q", q), ("k", kv), ("v", kv)):
-                t.append((p + "self_attn.%s_proj.weight" % proj, [n, H], "matrix"))
-                if a.arch == "qwen2":
-                    t.append((p + "self_attn.%s_proj.bias" % proj, [n], "bias"))
-            t += [(p + "self_attn.o_proj.weight", [H, q], "matrix"),
-                  (p + "post_attention_layernorm.weight", [H], "norm"),
-                  (p + "mlp.gate_proj.weight", [I, H], "matrix"), (p + "mlp.up_proj.weight", [I, H], "matrix"),
-                  (p + "mlp.down_proj.weight", [H, I], "matrix")]
-        t.append(("model.norm.weight", [H], "norm"))
+            t += decoder_layer(a, "model.layers.%d." % l, norm)
+        t.append(("model.norm.weight", [H], norm))
     if not a.tied:
         t.append(("lm_head.weight", [V, H], "matrix"))
+    return t
+
+
+def decoder_layer(a, p, norm):
+    H, I, D = a.hidden, a.inter, a.head_dim
+    q, kv = a.heads * D, a.kv_heads * D
+    t = [(p + "input_layernorm.weight", [H], norm)]
+    if a.arch == "phi3":
+        t.append((p + "self_attn.qkv_proj.weight", [q + 2 * kv, H], "matrix"))
+    else:
+        for proj, n in (("q", q), ("k", kv), ("v", kv)):
+            t.append((p + "self_attn.%s_proj.weight" % proj, [n, H], "matrix"))
+            if a.arch == "qwen2":
+                t.append((p + "self_attn.%s_proj.bias" % proj, [n], "bias"))
+    if a.arch == "qwen3":
+        t += [(p + "self_attn.q_norm.weight", [D], "norm"), (p + "self_attn.k_norm.weight", [D], "norm")]
+    t += [(p + "self_attn.o_proj.weight", [H, q], "matrix"), (p + "post_attention_layernorm.weight", [H], norm)]
+    if a.arch == "gemma2":
+        t += [(p + "pre_feedforward_layernorm.weight", [H], norm),
+              (p + "post_feedforward_layernorm.weight", [H], norm)]
+    if a.arch == "phi3":
+        t.append((p + "mlp.gate_up_proj.weight", [2 * I, H], "matrix"))
+    else:
+        t += [(p + "mlp.gate_proj.weight", [I, H], "matrix"), (p + "mlp.up_proj.weight", [I, H], "matrix")]
+    t.append((p + "mlp.down_proj.weight", [H, I], "matrix"))
     return t
 
 
@@ -232,6 +325,8 @@ def make_tensors(a):
         n = int(np.prod(shape))
         if kind == "norm":
             x = 1.0 + 0.05 * rng.standard_normal(n, dtype=np.float32)
+        elif kind == "norm0":  # Gemma's RMSNorm scales by 1 + w
+            x = 0.05 * rng.standard_normal(n, dtype=np.float32)
         elif kind == "bias":
             x = 0.02 * rng.standard_normal(n, dtype=np.float32)
         else:

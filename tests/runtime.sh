@@ -101,7 +101,7 @@ rt_ppl_budget_agrees() {
 runtime_tests() {
     local b=$1 name
     mkdir -p "$TMP/rt-$b"
-    for name in tiny-llama tiny-gpt2; do
+    for name in tiny-llama tiny-gpt2 tiny-qwen3 tiny-phi3 tiny-gemma2; do
         local m="$TMP/rt-$b/$name.nsq"
         check "$b convert $name --lossless for the runtime" "$b/nsq-convert" --quiet --lossless "fixtures/models/$name" "$m"
         check "$b nsq-run $name matches the PyTorch reference" $RT_PY tests/check_refs.py "$b/nsq-run" "$m" "fixtures/models/$name-ref"
@@ -130,7 +130,11 @@ runtime_tests() {
     check "$b nsq-perplexity missing text" exit_code 1 "$b/nsq-perplexity" "$TMP/rt-$b/tiny-gpt2.nsq" "$TMP/none.txt"
     check "$b nsq-perplexity --kld of a model with itself is 0" bash -c "'$b/nsq-perplexity' --json --quiet --max-windows 2 --kld '$TMP/rt-$b/tiny-gpt2.nsq' '$TMP/rt-$b/tiny-gpt2.nsq' fixtures/corpus/eval-dev.txt | $RT_PY -c 'import json,sys; d=json.load(sys.stdin)[\"base\"]; sys.exit(not (abs(d[\"mean_kld\"]) < 1e-9 and d[\"top1_agreement_percent\"] == 100))'"
     if [ "$b" = build ]; then
-        check "$b nsq-perplexity tiny-llama within 0.1% of 52.606" rt_ppl_within "$b" "$TMP/rt-$b/tiny-llama.nsq" 52.606283838173226
-        check "$b nsq-perplexity tiny-gpt2 within 0.1% of 74.082" rt_ppl_within "$b" "$TMP/rt-$b/tiny-gpt2.nsq" 74.082
+        for name in tiny-llama tiny-gpt2 tiny-qwen3 tiny-phi3 tiny-gemma2; do
+            local want
+            want=$($RT_PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["perplexity"]["eval-dev"]["ppl"])' \
+                "fixtures/models/$name-ref/refs.json")
+            check "$b nsq-perplexity $name within 0.1% of PyTorch's $want" rt_ppl_within "$b" "$TMP/rt-$b/$name.nsq" "$want"
+        done
     fi
 }
