@@ -426,10 +426,12 @@ static void progress_show(progress *pg)
 
 static nsq_status add_encoded(nsq_writer *w, const plan_tensor *t, const encoded *e, const quant_opts *q, summary *s)
 {
+    nsq_scheme_info si;
+    int grouped = !nsq_scheme_get(e->scheme, &si) && si.grouped; /* quantized, with importance */
     nsq_status st = nsq_writer_add_tensor(w, t->src->name, (nsq_scheme)e->scheme, e->n_dims, e->dims, e->group_size,
                                           e->data, e->size);
     if (!st && e->refine) st = nsq_writer_add_refinement(w, 1, q->refine_bits, e->refine, e->refine_size);
-    if (!st && e->scheme == NSQ_SCHEME_TIERED && !q->lossless)
+    if (!st && grouped && !q->lossless)
         st = nsq_writer_importance_entry(w, t->src->name, e->group_stats, e->n_groups, e->col_stats, e->n_col_stats);
     s->elements += t->src->n_elements;
     if (t->layer >= 0) {
@@ -438,7 +440,7 @@ static nsq_status add_encoded(nsq_writer *w, const plan_tensor *t, const encoded
         s->refine_bytes += e->refine_size;
     }
     for (int k = 0; k < 4; k++) s->n_tier[k] += e->n_tier[k];
-    if (e->scheme == NSQ_SCHEME_TIERED) {
+    if (grouped) {
         s->sq_error += e->sq_error;
         s->sq_error_refined += e->refine ? e->sq_error_refined : e->sq_error;
         s->quant_elements += (double)t->src->n_elements;
@@ -541,8 +543,7 @@ static void print_summary(const options *o, const summary *s, const bpw_plan *bp
     else cli_json_null(&j);
     cli_json_key(&j, "tiers");
     cli_json_object(&j);
-    static const char *names[4] = {"f16", "q8", "q4", "q2"};
-    for (int k = 0; k < 4; k++) cli_json_kv_u64(&j, names[k], s->n_tier[k]);
+    for (uint32_t k = 0; k < 4; k++) cli_json_kv_u64(&j, nsq_tier_name(k), s->n_tier[k]);
     cli_json_end_object(&j);
     cli_json_key(&j, "rmse_quantized");
     cli_json_f64(&j, rmse);

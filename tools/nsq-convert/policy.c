@@ -10,11 +10,9 @@
 
 #include "convert.h"
 
-static const uint32_t tier_bits[4] = {16, 8, 4, 2};
-
 double tier_group_bits(uint32_t tier, uint32_t group_size)
 {
-    return (double)group_size * tier_bits[tier] + (tier ? 32 : 0); /* f16 scale and minimum */
+    return (double)group_size * nsq_tier_bits(tier) + (tier ? 32 : 0); /* f16 scale and minimum */
 }
 
 uint32_t policy_group_size(uint32_t wanted, uint64_t cols)
