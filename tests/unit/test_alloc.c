@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include "../../tools/nsq-convert/policy.c"
+#include "../../tools/nsq-convert/tiered.c"
 #include "../../tools/nsq-convert/safetensors.c"
 
 /* No recipe rules here (recipe.c's own tests cover matching). */
