@@ -344,8 +344,8 @@ NSQ_API void nsq_loaded_free(nsq_loaded *l);
 
 /* A validated view of one tensor's bytes inside a loaded block: what every
  * scheme has. What a scheme finds in the payload (TIERED: its tier counts and
- * streams) is kept in state_, private to the library; a scheme's own accessor
- * reads it (nsq_tiered_view). */
+ * streams) is kept in state_, private to the library, which a scheme's own
+ * accessor reads (nsq_tiered_view). A copy of a view is a view. */
 typedef struct {
     uint32_t scheme, group_size; /* group_size: 0 unless the scheme is grouped */
     uint64_t rows, cols;         /* cols = innermost dim; rows = product of the others */
@@ -375,11 +375,11 @@ typedef struct {
 
 /*! nsq_tiered_view() : the layout of a TIERED view; NSQ_E_ARG for another scheme. */
 NSQ_API nsq_status nsq_tiered_view(const nsq_view *v, nsq_tiered *out);
-/*! nsq_tier_bits() : bits a weight of tier t (an nsq_tier, 0..3) takes: 16,
+/*! nsq_tier_bits() : bits a weight of the tier (an nsq_tier, 0..3) takes: 16,
  *  8, 4, 2; a quantized group adds its f16 (d, m). Inline, so that kernels
  *  looping over the tiers fold it to constants. */
 static inline uint32_t nsq_tier_bits(uint32_t tier) { return tier == NSQ_TIER_F16 ? 16 : 16u >> tier; }
-/*! nsq_tier_name() : "f16", "q8", "q4", "q2"; NULL when t is no tier. */
+/*! nsq_tier_name() : "f16", "q8", "q4", "q2"; NULL when tier is no tier. */
 NSQ_API const char *nsq_tier_name(uint32_t tier);
 
 /* One refinement level's codes for a TIERED tensor. */
