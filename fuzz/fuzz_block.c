@@ -105,8 +105,10 @@ typedef struct {
     float d, m;
 } gparam;
 
-static gparam *group_params(const nsq_view *v)
+static gparam *group_params(const nsq_view *view)
 {
+    nsq_tiered tv, *v = &tv;
+    CHECK(nsq_tiered_view(view, &tv) == NSQ_OK);
     gparam *gp = malloc((v->n_groups ? v->n_groups : 1) * sizeof *gp);
     CHECK(gp);
     uint64_t rank[4] = {0, 0, 0, 0};
@@ -229,9 +231,11 @@ static void requantize(const float *w, uint64_t rows, uint64_t cols, uint32_t G,
     uint8_t *qe = exact(q, qsize);
     free(q);
     nsq_view v;
+    nsq_tiered tv;
     CHECK(nsq_view_init(NSQ_SCHEME_TIERED, rows, cols, G, qe, qsize, &v, NULL) == NSQ_OK);
-    for (int t = 0; t < 4; t++) CHECK(v.n_tier[t] == cnt[t]);
-    for (uint64_t g = 0; g < ng; g++) CHECK(tier_of(v.tier_map, g) == tiers[g]);
+    CHECK(nsq_tiered_view(&v, &tv) == NSQ_OK);
+    for (int t = 0; t < 4; t++) CHECK(tv.n_tier[t] == cnt[t]);
+    for (uint64_t g = 0; g < ng; g++) CHECK(tier_of(tv.tier_map, g) == tiers[g]);
     float *dec = floats(n);
     CHECK(nsq_dequantize_rows(&v, NULL, 0, 0, rows, dec) == NSQ_OK);
     gparam *gp = group_params(&v);
@@ -334,7 +338,11 @@ static int huge_shape(uint32_t scheme, uint32_t G, src *in)
     if (st == NSQ_OK) {
         unsigned __int128 need = (unsigned __int128)rows * cols * (scheme == NSQ_SCHEME_F32 ? 4 : 2);
         if (scheme != NSQ_SCHEME_TIERED) CHECK(need == psize);
-        else CHECK(nsq_tiered_size(v.n_groups, G, v.n_tier) == psize && v.n_groups * G == rows * cols);
+        else {
+            nsq_tiered tv;
+            CHECK(nsq_tiered_view(&v, &tv) == NSQ_OK);
+            CHECK(nsq_tiered_size(tv.n_groups, G, tv.n_tier) == psize && tv.n_groups * G == rows * cols);
+        }
         if (rows && cols && cols <= 4096) {
             float *out = floats(cols);
             CHECK(nsq_dequantize_rows(&v, NULL, 0, rows - 1, 1, out) == NSQ_OK);
@@ -433,11 +441,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     /* TIERED: the view's bookkeeping */
-    CHECK(v.n_groups == n / G && v.n_tier[0] + v.n_tier[1] + v.n_tier[2] + v.n_tier[3] == v.n_groups);
-    CHECK(nsq_tiered_size(v.n_groups, G, v.n_tier) == psize);
+    nsq_tiered tv;
+    CHECK(nsq_tiered_view(&v, &tv) == NSQ_OK);
+    CHECK(tv.n_groups == n / G && tv.n_tier[0] + tv.n_tier[1] + tv.n_tier[2] + tv.n_tier[3] == tv.n_groups);
+    CHECK(nsq_tiered_size(tv.n_groups, G, tv.n_tier) == psize);
 
     /* refinement levels from the input */
-    uint64_t nq = v.n_groups - v.n_tier[NSQ_TIER_F16];
+    uint64_t nq = tv.n_groups - tv.n_tier[NSQ_TIER_F16];
     nsq_refine_view rv[MAX_REF];
     uint8_t *rc[MAX_REF] = {NULL, NULL, NULL};
     uint32_t have = 0;
@@ -465,7 +475,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         refined = decode_all(&v, rv, have, &in, byte(&in), byte(&in));
         /* each level moves a value by less than half its step */
         gparam *gp = group_params(&v);
-        for (uint64_t g = 0; g < v.n_groups; g++) {
+        for (uint64_t g = 0; g < tv.n_groups; g++) {
             unsigned t = gp[g].tier;
             double reach = 0, step = fabs(gp[g].d);
             for (uint32_t l = 0; l < have; l++) {
@@ -486,9 +496,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     /* round trip through the quantizer with the view's tier map */
-    uint8_t *tiers = malloc(v.n_groups ? v.n_groups : 1);
+    uint8_t *tiers = malloc(tv.n_groups ? tv.n_groups : 1);
     CHECK(tiers);
-    for (uint64_t g = 0; g < v.n_groups; g++) tiers[g] = (uint8_t)tier_of(v.tier_map, g);
+    for (uint64_t g = 0; g < tv.n_groups; g++) tiers[g] = (uint8_t)tier_of(tv.tier_map, g);
     if (n) requantize(refined, rows, cols, G, tiers, weighted, &in, nref, rbits);
     free(tiers);
 

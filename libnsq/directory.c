@@ -1,22 +1,10 @@
 /* directory.c - the tensor directory: block, refinement and tensor records,
  * and the rules that tie them together. */
-#include "internal.h"
+#include "scheme.h"
 
 #include <stdlib.h>
 
 #define DIR_HEADER 16u
-
-uint64_t nsq__tiered_min_size(uint64_t n_groups, uint32_t g)
-{
-    /* Q2 is the smallest tier; padding only adds */
-    return nsq__align_up((n_groups + 3) / 4, NSQ__TENSOR_ALIGN) + n_groups * (g / 4 + 4);
-}
-
-uint64_t nsq__tiered_max_size(uint64_t n_groups, uint32_t g)
-{
-    /* F16 is the largest tier; seven streams may each carry < 64 bytes of padding */
-    return nsq__align_up((n_groups + 3) / 4, NSQ__TENSOR_ALIGN) + n_groups * 2 * g + 7 * (NSQ__TENSOR_ALIGN - 1);
-}
 
 static nsq_status parse_block(nsq_file *f, const uint8_t *p, uint64_t off, uint32_t i, nsq_diag *d)
 {
@@ -118,9 +106,8 @@ static nsq_status parse_refinement(nsq_file *f, const uint8_t *p, uint64_t off, 
 static nsq_status check_tensor(nsq_file *f, nsq__tensor *t, nsq_diag *d)
 {
     uint64_t off = t->record_off;
-    if (t->scheme != NSQ_SCHEME_F32 && t->scheme != NSQ_SCHEME_F16 && t->scheme != NSQ_SCHEME_BF16 &&
-        t->scheme != NSQ_SCHEME_TIERED)
-        return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-2", "tensor %s: unknown scheme %u", t->name, t->scheme);
+    const nsq__scheme *s = nsq__scheme_of(t->scheme);
+    if (!s) return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-2", "tensor %s: unknown scheme %u", t->name, t->scheme);
     if (t->block >= f->block_count)
         return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-3", "tensor %s: block %u does not exist", t->name, t->block);
     t->n_elements = 1;
@@ -131,34 +118,7 @@ static nsq_status check_tensor(nsq_file *f, nsq__tensor *t, nsq_diag *d)
                              t->name, k);
     t->cols = t->dims[t->n_dims - 1];
     t->rows = t->n_elements / t->cols;
-    if (t->scheme != NSQ_SCHEME_TIERED) {
-        if (t->group_size || t->n_refine)
-            return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-5", "tensor %s: group_size/n_refine must be 0 for this scheme",
-                             t->name);
-        if (t->size != t->n_elements * nsq__elem_size(t->scheme))
-            return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-6", "tensor %s: size %llu, expected %llu", t->name,
-                             (unsigned long long)t->size, (unsigned long long)(t->n_elements * nsq__elem_size(t->scheme)));
-        return NSQ_OK;
-    }
-    uint32_t g = t->group_size;
-    if (t->n_dims != 2 || (g != 32 && g != 64 && g != 128 && g != 256) || t->cols % g)
-        return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-7", "tensor %s: TIERED needs 2 dims and group_size 32..256 dividing %llu",
-                         t->name, (unsigned long long)t->cols);
-    uint64_t ng = t->n_elements / g;
-    if (t->size < nsq__tiered_min_size(ng, g) || t->size > nsq__tiered_max_size(ng, g))
-        return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-6", "tensor %s: size %llu impossible for %llu groups", t->name,
-                         (unsigned long long)t->size, (unsigned long long)ng);
-    if (t->n_refine > f->blocks[t->block].b.refinement_count)
-        return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-8", "tensor %s: %u refinement levels, its block has %u", t->name,
-                         t->n_refine, f->blocks[t->block].b.refinement_count);
-    for (uint32_t l = 0; l < t->n_refine; l++) {
-        uint32_t k = t->refine[l].bits;
-        if (k != 1 && k != 2 && k != 4 && k != 8)
-            return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-9", "tensor %s: refinement bits %u not 1, 2, 4 or 8", t->name, k);
-        if (t->refine[l].size > nsq__align_up(ng * g * k / 8, NSQ__TENSOR_ALIGN))
-            return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-9", "tensor %s: refinement %u size too large", t->name, l + 1);
-    }
-    return NSQ_OK;
+    return s->check_record(t, f->blocks[t->block].b.refinement_count, d);
 }
 
 static nsq_status parse_tensor(nsq_file *f, nsq__cur *c, uint32_t i, nsq_diag *d)

@@ -1,5 +1,5 @@
 /* importance.c - the importance section: per-tensor statistics behind the tiers. */
-#include "internal.h"
+#include "scheme.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -24,7 +24,7 @@ static nsq_status parse_entry(nsq_file *f, nsq__cur *c, uint32_t i, nsq_diag *d)
     e->n_group_stats = nsq__rd64(p + 8);
     e->n_col_stats = nsq__rd64(p + 16);
     if (nsq__rd32(p + 4)) return nsq__fail(d, NSQ_E_RESERVED, off + 4, "R-IMP-3", "entry %u reserved field", i);
-    if (e->tensor >= f->tensor_count || f->tensors[e->tensor].scheme != NSQ_SCHEME_TIERED ||
+    if (e->tensor >= f->tensor_count || !nsq__scheme_of(f->tensors[e->tensor].scheme)->grouped ||
         (i && e->tensor <= f->imp[i - 1].tensor))
         return nsq__fail(d, NSQ_E_IMPORTANCE, off, "R-IMP-4",
                          "entry %u names tensor %u: not a TIERED tensor, or not in increasing order", i, e->tensor);

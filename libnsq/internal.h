@@ -224,13 +224,7 @@ int nsq__utf8_ok(const uint8_t *s, size_t n);
 int nsq__valid_utf8(const uint8_t *s, size_t len);
 int nsq__valid_tok_name(const uint8_t *s, size_t len);
 int nsq__valid_tensor_name(const uint8_t *s, size_t len);
-/* Minimum and maximum byte size of a TIERED payload. */
-uint64_t nsq__tiered_min_size(uint64_t n_groups, uint32_t group_size);
-uint64_t nsq__tiered_max_size(uint64_t n_groups, uint32_t group_size);
 int nsq__all_zero(const uint8_t *p, uint64_t n);
-
-/* Bytes per element of the F32, F16 and BF16 schemes. */
-static inline uint64_t nsq__elem_size(uint32_t scheme) { return scheme == NSQ_SCHEME_F32 ? 4 : 2; }
 
 static inline int nsq__is_pow2(uint64_t v) { return v && !(v & (v - 1)); }
 

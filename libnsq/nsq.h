@@ -29,10 +29,10 @@ extern "C" {
 #define NSQ_API
 #endif
 
-#define NSQ_VERSION_MAJOR 0
-#define NSQ_VERSION_MINOR 1
+#define NSQ_VERSION_MAJOR 1
+#define NSQ_VERSION_MINOR 0
 #define NSQ_VERSION_PATCH 0
-#define NSQ_VERSION_STRING "0.1.0"
+#define NSQ_VERSION_STRING "1.0.0"
 
 /* The format version this library reads and writes. */
 #define NSQ_FORMAT_MAJOR 1
@@ -342,19 +342,45 @@ NSQ_API nsq_status nsq_refinement_load(const nsq_file *f, uint32_t block, uint32
                                        nsq_loaded *out, nsq_diag *diag);
 NSQ_API void nsq_loaded_free(nsq_loaded *l);
 
-/* A validated view of one tensor's bytes inside a loaded block. For TIERED the
- * streams are located and the tier map counted (n_tier[]). */
+/* A validated view of one tensor's bytes inside a loaded block: what every
+ * scheme has. What a scheme finds in the payload (TIERED: its tier counts and
+ * streams) is kept in state_, private to the library, which a scheme's own
+ * accessor reads (nsq_tiered_view). A copy of a view is a view. */
 typedef struct {
-    uint32_t scheme, group_size;
-    uint64_t rows, cols;     /* cols = innermost dim; rows = product of the others */
-    const uint8_t *data;     /* the tensor's bytes */
+    uint32_t scheme, group_size; /* group_size: 0 unless the scheme is grouped */
+    uint64_t rows, cols;         /* cols = innermost dim; rows = product of the others */
+    const uint8_t *data;         /* the tensor's bytes */
     uint64_t size;
-    /* TIERED only */
-    uint64_t n_groups, n_tier[4];
-    const uint8_t *tier_map;
-    const uint8_t *codes[4];  /* [NSQ_TIER_F16] is the f16 stream */
-    const uint8_t *params[4]; /* (d, m) f16 pairs; [NSQ_TIER_F16] is NULL */
+    uint64_t state_[16]; /* private */
 } nsq_view;
+
+/* What the library knows of a storage scheme (nsq_scheme_get). */
+typedef struct {
+    const char *name;   /* "f32", "f16", "bf16", "tiered" */
+    uint32_t elem_bits; /* bits of every element of a dense scheme (32, 16); 0 for a grouped one */
+    int grouped;        /* 1 when group_size, refinement levels and importance entries apply (TIERED) */
+} nsq_scheme_info;
+
+/*! nsq_scheme_get() : the scheme's description; NSQ_E_NOT_FOUND for a value
+ *  the format does not define. */
+NSQ_API nsq_status nsq_scheme_get(uint32_t scheme, nsq_scheme_info *out);
+
+/* The TIERED layout of a view: its groups, their tiers and the streams. */
+typedef struct {
+    uint64_t n_groups, n_tier[4]; /* groups in all, and of each nsq_tier */
+    const uint8_t *tier_map;      /* 2 bits a group; NULL, as the streams, when n_groups is 0 */
+    const uint8_t *codes[4];      /* [NSQ_TIER_F16] is the f16 stream */
+    const uint8_t *params[4];     /* (d, m) f16 pairs; [NSQ_TIER_F16] is NULL */
+} nsq_tiered;
+
+/*! nsq_tiered_view() : the layout of a TIERED view; NSQ_E_ARG for another scheme. */
+NSQ_API nsq_status nsq_tiered_view(const nsq_view *v, nsq_tiered *out);
+/*! nsq_tier_bits() : bits a weight of the tier (an nsq_tier, 0..3) takes: 16,
+ *  8, 4, 2; a quantized group adds its f16 (d, m). Inline, so that kernels
+ *  looping over the tiers fold it to constants. */
+static inline uint32_t nsq_tier_bits(uint32_t tier) { return tier == NSQ_TIER_F16 ? 16 : 16u >> tier; }
+/*! nsq_tier_name() : "f16", "q8", "q4", "q2"; NULL when tier is no tier. */
+NSQ_API const char *nsq_tier_name(uint32_t tier);
 
 /* One refinement level's codes for a TIERED tensor. */
 typedef struct {

@@ -1,7 +1,7 @@
 /* writer.c - the streaming writer: blocks go to a temporary file as they are
  * ended; metadata, tokenizer, directory and optional sections are written at
  * finish, then the file is validated, fsynced and renamed into place. */
-#include "internal.h"
+#include "scheme.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -402,15 +402,12 @@ static nsq_status check_payload(nsq_writer *w, wtensor *t, const uint8_t *data, 
         if (t->dims[k] == 0 || t->dims[k] > NSQ__MAX_DIM || nsq__mul(n, t->dims[k], &n) || n > NSQ__MAX_ELEMENTS)
             return werr(w, NSQ_E_LIMIT, "R-TEN-4", "%s: dimension %u is 0 or too large", t->name, k);
     t->cols = t->dims[t->n_dims - 1];
-    if (t->scheme == NSQ_SCHEME_TIERED) {
-        if (t->n_dims != 2) return werr(w, NSQ_E_ARG, "R-TEN-7", "%s: TIERED tensors have 2 dims", t->name);
-        t->n_groups = t->group_size ? n / t->group_size : 0;
-    } else if (t->group_size || t->size != n * nsq__elem_size(t->scheme)) {
-        return werr(w, NSQ_E_ARG, "R-TEN-6", "%s: %llu bytes for %llu elements", t->name, (unsigned long long)t->size,
-                    (unsigned long long)n);
-    }
+    t->n_groups = t->group_size ? n / t->group_size : 0;
+    const nsq__scheme *s = nsq__scheme_of(t->scheme);
     nsq_diag d = {0};
-    nsq_status st = nsq_view_init(t->scheme, n / t->cols, t->cols, t->group_size, data, t->size, v, &d);
+    nsq_status st = s ? s->check_add(t->scheme, t->name, t->n_dims, n, t->group_size, t->size, &d) : NSQ_OK;
+    if (st) return werr(w, st, d.rule, "%s", d.message);
+    st = nsq_view_init(t->scheme, n / t->cols, t->cols, t->group_size, data, t->size, v, &d);
     if (st) return werr(w, st, d.rule, "%s: %s", t->name, d.message[0] ? d.message : "invalid payload or group size");
     return NSQ_OK;
 }
@@ -456,7 +453,7 @@ nsq_status nsq_writer_add_refinement(nsq_writer *w, uint32_t level, uint32_t bit
 {
     if (w->err) return w->err;
     wtensor *t = w->tensor_count > w->block_first_tensor ? &w->tensors[w->tensor_count - 1] : NULL;
-    if (!w->in_block || !t || t->scheme != NSQ_SCHEME_TIERED)
+    if (!w->in_block || !t || !nsq__scheme_of(t->scheme)->refine_view)
         return werr(w, NSQ_E_STATE, "", "add_refinement needs a TIERED tensor just added to the open block");
     if (level != t->n_refine + 1 || level > NSQ_MAX_REFINEMENTS)
         return werr(w, NSQ_E_ARG, "R-DIR-10", "%s: refinement level %u, expected %u", t->name, level, t->n_refine + 1);
@@ -594,7 +591,7 @@ nsq_status nsq_writer_importance_entry(nsq_writer *w, const char *name, const fl
     while (i > 0 && strcmp(w->tensors[i - 1].name, name) != 0) i--;
     if (i == 0) return werr(w, NSQ_E_NOT_FOUND, "R-IMP-4", "importance for unknown tensor %.64s", name ? name : "(null)");
     const wtensor *t = &w->tensors[--i];
-    if (t->scheme != NSQ_SCHEME_TIERED || (w->imp_count && i <= w->imp_last))
+    if (!nsq__scheme_of(t->scheme)->grouped || (w->imp_count && i <= w->imp_last))
         return werr(w, NSQ_E_ARG, "R-IMP-4", "importance for %s: not TIERED, or not in tensor order", name);
     if ((n_group_stats && n_group_stats != t->n_groups) || (n_col_stats && n_col_stats != t->cols) ||
         (n_group_stats && !group_stats) || (n_col_stats && !col_stats))

@@ -543,9 +543,11 @@ static uint64_t tensor_data(const nsq_file *f, const char *name, int tier, uint6
     if (param) {
         nsq_loaded l;
         nsq_view v;
+        nsq_tiered tv;
         CHECK(nsq_block_load(f, t.block, &l, NULL));
         CHECK(nsq_tensor_view(f, i, &l, &v, NULL));
-        *param = (uint64_t)(v.params[tier] - v.data);
+        CHECK(nsq_tiered_view(&v, &tv));
+        *param = (uint64_t)(tv.params[tier] - v.data);
         nsq_loaded_free(&l);
     }
     return blk.offset + t.offset;

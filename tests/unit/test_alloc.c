@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include "../../tools/nsq-convert/policy.c"
+#include "../../tools/nsq-convert/tiered.c"
 #include "../../tools/nsq-convert/safetensors.c"
 
 /* No recipe rules here (recipe.c's own tests cover matching). */
@@ -102,7 +103,7 @@ static void check_ordering(const encoded *e, const float *importance, int same_c
     for (uint64_t a = 0; a < e->n_groups; a++)
         for (uint64_t b = 0; b < e->n_groups; b++)
             if ((!same_cols || a % (COLS / 64) == b % (COLS / 64)) && importance[a] > importance[b] * (same_cols ? 1.01f : 1.0f) &&
-                tier_bits[tier_of_group(e, a)] < tier_bits[tier_of_group(e, b)])
+                nsq_tier_bits(tier_of_group(e, a)) < nsq_tier_bits(tier_of_group(e, b)))
                 fail_msg("%s: group %llu (importance %g) has fewer bits than group %llu (importance %g)", what,
                          (unsigned long long)a, importance[a], (unsigned long long)b, importance[b]);
 }

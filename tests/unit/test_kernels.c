@@ -37,7 +37,7 @@ static void make_tiered(tmat *m, uint32_t rows, uint32_t cols, uint32_t G, int t
     assert_ok(nsq_view_init(NSQ_SCHEME_TIERED, rows, cols, G, m->payload, size, &m->w.v, NULL));
     m->ref = NULL;
     if (ref_bits) {
-        uint64_t rs = nsq_refine_size(ng - m->w.v.n_tier[0], G, ref_bits);
+        uint64_t rs = nsq_refine_size(ng - n[0], G, ref_bits);
         m->ref = malloc(rs ? rs : 1);
         assert_ok(nsq_quantize_refinement(w, &m->w.v, NULL, 0, ref_bits, m->ref, rs));
         assert_ok(nsq_refine_view_init(&m->w.v, ref_bits, m->ref, rs, &m->w.ref[0], NULL));

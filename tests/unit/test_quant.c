@@ -163,17 +163,20 @@ static void run_case(uint32_t G, int pattern, tu_rng *r)
 
     nsq_view v;
     nsq_diag diag;
+    nsq_tiered tv;
     assert_ok(nsq_view_init(NSQ_SCHEME_TIERED, rows, cols, G, pay, L.size, &v, &diag));
-    assert_int_equal(v.n_groups, ng);
+    assert_ok(nsq_tiered_view(&v, &tv));
+    assert_int_equal(tv.n_groups, ng);
     assert_int_equal(v.rows, rows);
     assert_int_equal(v.cols, cols);
     assert_int_equal(v.group_size, G);
     for (int t = 0; t < 4; t++) {
-        assert_int_equal(v.n_tier[t], cnt[t]);
-        assert_ptr_equal(v.codes[t], pay + L.codes[t]);
-        if (t) assert_ptr_equal(v.params[t], pay + L.params[t]);
+        assert_int_equal(tv.n_tier[t], cnt[t]);
+        assert_ptr_equal(tv.codes[t], pay + L.codes[t]);
+        if (t) assert_ptr_equal(tv.params[t], pay + L.params[t]);
+        else assert_null(tv.params[t]);
     }
-    assert_ptr_equal(v.tier_map, pay);
+    assert_ptr_equal(tv.tier_map, pay);
 
     /* the library's decode is the spec's, bit for bit */
     assert_ok(nsq_dequantize_rows(&v, NULL, 0, 0, rows, full));
@@ -713,8 +716,10 @@ static void test_spec_worked_example(void **state)
     memcpy(l2, spec_level2, sizeof spec_level2);
     nsq_view v;
     nsq_diag d;
+    nsq_tiered tv;
     assert_ok(nsq_view_init(NSQ_SCHEME_TIERED, 4, 32, 32, pay, 512, &v, &d));
-    for (int t = 0; t < 4; t++) assert_int_equal(v.n_tier[t], 1);
+    assert_ok(nsq_tiered_view(&v, &tv));
+    for (int t = 0; t < 4; t++) assert_int_equal(tv.n_tier[t], 1);
     float out[128], ref[128];
     assert_ok(nsq_dequantize_rows(&v, NULL, 0, 0, 4, out));
     ref_decode(pay, 4, 32, 32, NULL, NULL, 0, ref, NULL);
@@ -757,12 +762,53 @@ static void test_spec_worked_example(void **state)
     assert_true(out[1] == (float)0.5817832946777344);
 }
 
+/* The scheme table as the public API shows it, and what a dense view refuses. */
+static void test_scheme_table(void **state)
+{
+    (void)state;
+    static const struct { uint32_t id; const char *name; uint32_t bits; int grouped; } want[] = {
+        {NSQ_SCHEME_F32, "f32", 32, 0}, {NSQ_SCHEME_F16, "f16", 16, 0}, {NSQ_SCHEME_BF16, "bf16", 16, 0},
+        {NSQ_SCHEME_TIERED, "tiered", 0, 1}};
+    nsq_scheme_info info;
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        assert_ok(nsq_scheme_get(want[i].id, &info));
+        assert_string_equal(info.name, want[i].name);
+        assert_int_equal(info.elem_bits, want[i].bits);
+        assert_int_equal(info.grouped, want[i].grouped);
+    }
+    for (uint32_t id = 0; id < 256; id++)
+        if (id != NSQ_SCHEME_F32 && id != NSQ_SCHEME_F16 && id != NSQ_SCHEME_BF16 && id != NSQ_SCHEME_TIERED)
+            assert_status(nsq_scheme_get(id, &info), NSQ_E_NOT_FOUND);
+    assert_status(nsq_scheme_get(NSQ_SCHEME_F32, NULL), NSQ_E_ARG);
+    static const char *const names[4] = {"f16", "q8", "q4", "q2"};
+    for (uint32_t t = 0; t < 4; t++) {
+        assert_int_equal(nsq_tier_bits(t), t ? 16u >> t : 16u);
+        assert_string_equal(nsq_tier_name(t), names[t]);
+    }
+    assert_null(nsq_tier_name(4));
+
+    uint8_t pay[8] = {0};
+    uint64_t n[4] = {1, 0, 0, 0};
+    nsq_view v;
+    nsq_tiered tv;
+    nsq_refine_view rv;
+    float out[4];
+    assert_ok(nsq_view_init(NSQ_SCHEME_F16, 2, 2, 0, pay, 8, &v, NULL));
+    assert_status(nsq_tiered_view(&v, &tv), NSQ_E_ARG);
+    assert_status(nsq_refine_view_init(&v, 2, pay, 0, &rv, NULL), NSQ_E_ARG);
+    assert_status(nsq_dequantize_rows(&v, &rv, 1, 0, 2, out), NSQ_E_ARG);
+    assert_status(nsq_dequantize_group(&v, NULL, 0, 0, n, out), NSQ_E_ARG);
+    assert_status(nsq_view_init(7, 2, 2, 0, pay, 8, &v, NULL), NSQ_E_ARG);
+    assert_status(nsq_tiered_view(NULL, &tv), NSQ_E_ARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiered_size),       cmocka_unit_test(test_tiered_round_trip),
         cmocka_unit_test(test_weighted_fit),      cmocka_unit_test(test_weighted_fit_random),      cmocka_unit_test(test_quantize_errors),
         cmocka_unit_test(test_invalid_payloads),  cmocka_unit_test(test_spec_worked_example),
+        cmocka_unit_test(test_scheme_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

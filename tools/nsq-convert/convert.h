@@ -186,4 +186,12 @@ void parallel_for(size_t n, int threads, void (*fn)(size_t i, void *ctx), void *
 /* Bits a group of G weights costs at each tier, stream padding excluded. */
 double tier_group_bits(uint32_t tier, uint32_t group_size);
 
+/* tiered.c. Squared error of storing one group at tier t, weighted by wt[G]
+ * if not NULL; INFINITY when the tier cannot hold it. */
+double tiered_group_error(const float *x, const float *wt, uint32_t G, uint8_t tier);
+/* Encodes w[rows][cols] with the given per-group tiers (and refine_bits of
+ * refinement, if not 0) into e: 0, -1 out of memory, -2 out of range. */
+int encode_tiered(const float *w, uint64_t rows, uint64_t cols, uint32_t G, const uint8_t *tiers, const float *cw,
+                  uint32_t refine_bits, encoded *e);
+
 #endif

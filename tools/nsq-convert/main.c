@@ -212,8 +212,7 @@ static void print_summary(const convert_job *o, const convert_summary *s, const 
     else cli_json_null(&j);
     cli_json_key(&j, "tiers");
     cli_json_object(&j);
-    static const char *names[4] = {"f16", "q8", "q4", "q2"};
-    for (int k = 0; k < 4; k++) cli_json_kv_u64(&j, names[k], s->n_tier[k]);
+    for (uint32_t k = 0; k < 4; k++) cli_json_kv_u64(&j, nsq_tier_name(k), s->n_tier[k]);
     cli_json_end_object(&j);
     cli_json_key(&j, "rmse_quantized");
     cli_json_f64(&j, rmse);

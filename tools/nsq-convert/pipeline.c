@@ -240,10 +240,12 @@ static void progress_show(progress *pg)
 
 static nsq_status add_encoded(nsq_writer *w, const plan_tensor *t, const encoded *e, const quant_opts *q, convert_summary *s)
 {
+    nsq_scheme_info si;
+    int grouped = !nsq_scheme_get(e->scheme, &si) && si.grouped; /* quantized, with importance */
     nsq_status st = nsq_writer_add_tensor(w, t->src->name, (nsq_scheme)e->scheme, e->n_dims, e->dims, e->group_size,
                                           e->data, e->size);
     if (!st && e->refine) st = nsq_writer_add_refinement(w, 1, q->refine_bits, e->refine, e->refine_size);
-    if (!st && e->scheme == NSQ_SCHEME_TIERED && !q->lossless)
+    if (!st && grouped && !q->lossless)
         st = nsq_writer_importance_entry(w, t->src->name, e->group_stats, e->n_groups, e->col_stats, e->n_col_stats);
     s->elements += t->src->n_elements;
     if (t->layer >= 0) {
@@ -252,7 +254,7 @@ static nsq_status add_encoded(nsq_writer *w, const plan_tensor *t, const encoded
         s->refine_bytes += e->refine_size;
     }
     for (int k = 0; k < 4; k++) s->n_tier[k] += e->n_tier[k];
-    if (e->scheme == NSQ_SCHEME_TIERED) {
+    if (grouped) {
         s->sq_error += e->sq_error;
         s->sq_error_refined += e->refine ? e->sq_error_refined : e->sq_error;
         s->quant_elements += (double)t->src->n_elements;

@@ -10,11 +10,9 @@
 
 #include "convert.h"
 
-static const uint32_t tier_bits[4] = {16, 8, 4, 2};
-
 double tier_group_bits(uint32_t tier, uint32_t group_size)
 {
-    return (double)group_size * tier_bits[tier] + (tier ? 32 : 0); /* f16 scale and minimum */
+    return (double)group_size * nsq_tier_bits(tier) + (tier ? 32 : 0); /* f16 scale and minimum */
 }
 
 uint32_t policy_group_size(uint32_t wanted, uint64_t cols)
@@ -113,24 +111,6 @@ static void group_importance(const float *w, uint64_t ng, uint64_t cols, uint32_
         for (uint32_t j = 0; j < G; j++) s += (h ? (double)h[j] : 1.0) * w[g * G + j] * w[g * G + j];
         out[g] = (float)s;
     }
-}
-
-/* Squared error of storing one group at tier t, weighted by wt[G] if not
- * NULL, measured by encoding it the way the tensor will be. */
-static double group_error(const float *x, const float *wt, uint32_t G, uint8_t tier)
-{
-    uint8_t buf[1024];
-    float y[256];
-    uint64_t n[4] = {0, 0, 0, 0};
-    n[tier] = 1;
-    uint64_t size = nsq_tiered_size(1, G, n);
-    nsq_view v;
-    if (nsq_quantize_tiered(x, 1, G, G, &tier, wt, buf, size) || nsq_view_init(NSQ_SCHEME_TIERED, 1, G, G, buf, size, &v, NULL) ||
-        nsq_dequantize_rows(&v, NULL, 0, 0, 1, y))
-        return INFINITY; /* out of f16 range: this tier cannot hold the group */
-    double e = 0;
-    for (uint32_t j = 0; j < G; j++) e += (wt ? (double)wt[j] : 1.0) * ((double)x[j] - y[j]) * ((double)x[j] - y[j]);
-    return e;
 }
 
 /* Tier counts of the seed split for ng groups. */
@@ -232,7 +212,7 @@ static void measure_tensor(size_t i, void *arg)
     const float *cw = col_weights(t, a->o);
     for (uint64_t g = 0; g < t->rows * t->cols / G; g++)
         for (uint8_t k = 1; k < 4; k++)
-            err[3 * g + k - 1] = (float)group_error(w + g * G, cw ? cw + (g % (t->cols / G)) * G : NULL, G, k);
+            err[3 * g + k - 1] = (float)tiered_group_error(w + g * G, cw ? cw + (g % (t->cols / G)) * G : NULL, G, k);
     free(w);
 }
 
@@ -331,45 +311,6 @@ void bpw_plan_free(bpw_plan *bp)
 }
 
 /* ---- encoding ---- */
-static int encode_tiered(const float *w, uint64_t rows, uint64_t cols, uint32_t G, const uint8_t *tiers,
-                         const float *cw, uint32_t refine_bits, encoded *e)
-{
-    uint64_t ng = rows * cols / G;
-    for (uint64_t g = 0; g < ng; g++) e->n_tier[tiers[g]]++;
-    e->scheme = NSQ_SCHEME_TIERED;
-    e->n_dims = 2;
-    e->dims[0] = rows;
-    e->dims[1] = cols;
-    e->group_size = G;
-    e->n_groups = ng;
-    e->size = nsq_tiered_size(ng, G, e->n_tier);
-    if (!(e->data = malloc(e->size))) return -1;
-    if (nsq_quantize_tiered(w, rows, cols, G, tiers, cw, e->data, e->size)) return -2;
-    nsq_view v;
-    if (nsq_view_init(NSQ_SCHEME_TIERED, rows, cols, G, e->data, e->size, &v, NULL)) return -2;
-    if (refine_bits && e->n_tier[NSQ_TIER_F16] < ng) {
-        e->refine_size = nsq_refine_size(ng - e->n_tier[NSQ_TIER_F16], G, refine_bits);
-        if (!(e->refine = malloc(e->refine_size))) return -1;
-        if (nsq_quantize_refinement(w, &v, NULL, 0, refine_bits, e->refine, e->refine_size)) return -2;
-    }
-    nsq_refine_view rv;
-    if (e->refine && nsq_refine_view_init(&v, refine_bits, e->refine, e->refine_size, &rv, NULL)) return -2;
-    /* decode in chunks of about 1M weights: each call re-counts the tier map up to its first row */
-    uint64_t chunk = cols >= (1u << 20) ? 1 : (1u << 20) / cols;
-    float *y = malloc(chunk * cols * sizeof *y);
-    if (!y) return -1;
-    for (int refined = 0; refined <= (e->refine != NULL); refined++)
-        for (uint64_t r = 0; r < rows; r += chunk) {
-            uint64_t nr = rows - r < chunk ? rows - r : chunk;
-            double sum = 0;
-            nsq_dequantize_rows(&v, &rv, (uint32_t)refined, r, nr, y);
-            for (uint64_t k = 0; k < nr * cols; k++) sum += ((double)w[r * cols + k] - y[k]) * ((double)w[r * cols + k] - y[k]);
-            *(refined ? &e->sq_error_refined : &e->sq_error) += sum;
-        }
-    free(y);
-    return 0;
-}
-
 static int encode_matrix(const tensor_plan *p, size_t i, const quant_opts *o, const bpw_plan *bp, uint8_t uniform,
                          encoded *e)
 {

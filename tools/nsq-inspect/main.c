@@ -64,7 +64,6 @@ typedef struct {
  **************************************/
 static const char *const req_names[] = {"zstd"};
 static const char *const opt_names[] = {"refinements", "importance", "router"};
-static const char *const tier_names[4] = {"f16", "q8", "q4", "q2"};
 
 static const char *pick(const char *const *names, size_t n, uint32_t v)
 {
@@ -85,8 +84,15 @@ static const char *comp_name(uint32_t c)
 
 static const char *scheme_name(uint32_t s)
 {
-    static const char *const n[] = {NULL, "f32", "f16", "bf16"};
-    return s == NSQ_SCHEME_TIERED ? "tiered" : pick(n, 4, s);
+    nsq_scheme_info info;
+    return nsq_scheme_get(s, &info) ? "unknown" : info.name;
+}
+
+/* 1 for a scheme with groups, tiers and refinements (TIERED). */
+static int grouped(uint32_t s)
+{
+    nsq_scheme_info info;
+    return !nsq_scheme_get(s, &info) && info.grouped;
 }
 
 static const char *tok_kind_name(uint32_t k)
@@ -191,7 +197,7 @@ static int block_has_tiered(const model *m, const nsq_block *b)
 {
     nsq_tensor t;
     for (uint32_t i = b->first_tensor; i < b->first_tensor + b->tensor_count; i++)
-        if (!nsq_tensor_at(m->f, i, &t) && t.scheme == NSQ_SCHEME_TIERED) return 1;
+        if (!nsq_tensor_at(m->f, i, &t) && grouped(t.scheme)) return 1;
     return 0;
 }
 
@@ -203,8 +209,10 @@ static nsq_status count_block_tiers(model *m, uint32_t index, const nsq_block *b
     for (uint32_t i = b->first_tensor; !st && i < b->first_tensor + b->tensor_count; i++) {
         nsq_tensor t;
         nsq_view v;
-        if (nsq_tensor_at(m->f, i, &t) || t.scheme != NSQ_SCHEME_TIERED) continue;
-        if (!(st = nsq_tensor_view(m->f, i, &l, &v, d))) memcpy(m->tiers[i], v.n_tier, sizeof v.n_tier);
+        nsq_tiered tv;
+        if (nsq_tensor_at(m->f, i, &t) || !grouped(t.scheme)) continue;
+        if (!(st = nsq_tensor_view(m->f, i, &l, &v, d)) && !nsq_tiered_view(&v, &tv))
+            memcpy(m->tiers[i], tv.n_tier, sizeof tv.n_tier);
     }
     nsq_loaded_free(&l);
     return st;
@@ -408,7 +416,7 @@ static void human_shape(const nsq_tensor *t, char *buf, size_t len)
 static void human_tiered(const model *m, uint32_t i, const nsq_tensor *t)
 {
     printf("  group %" PRIu32 "  tiers", t->group_size);
-    for (int k = 0; k < 4; k++) printf(" %s:%" PRIu64, tier_names[k], m->tiers[i][k]);
+    for (uint32_t k = 0; k < 4; k++) printf(" %s:%" PRIu64, nsq_tier_name(k), m->tiers[i][k]);
     for (uint32_t l = 0; l < t->n_refine; l++)
         printf("%s%u-bit %" PRIu64, l ? ", " : "  refinements ", t->refine[l].bits, t->refine[l].size);
 }
@@ -426,7 +434,7 @@ static void human_tensors(const model *m)
         human_shape(&t, shape, sizeof shape);
         printf("  %-*s  %-18s  %-6s  block %" PRIu32 "  size %" PRIu64 "  bpw %.6f", width, t.name, shape,
                scheme_name(t.scheme), t.block, t.size, bpw(t.size, t.n_elements));
-        if (t.scheme == NSQ_SCHEME_TIERED) human_tiered(m, i, &t);
+        if (grouped(t.scheme)) human_tiered(m, i, &t);
         putchar('\n');
     }
 }
@@ -620,7 +628,7 @@ static void json_tiered(cli_json *j, const model *m, uint32_t i, const nsq_tenso
     cli_json_kv_u64(j, "group_size", t->group_size);
     cli_json_key(j, "tiers");
     cli_json_object(j);
-    for (int k = 0; k < 4; k++) cli_json_kv_u64(j, tier_names[k], m->tiers[i][k]);
+    for (uint32_t k = 0; k < 4; k++) cli_json_kv_u64(j, nsq_tier_name(k), m->tiers[i][k]);
     cli_json_end_object(j);
     cli_json_key(j, "refinements");
     cli_json_array(j);
@@ -647,7 +655,7 @@ static void json_tensor(cli_json *j, const model *m, uint32_t i, const nsq_tenso
     cli_json_kv_u64(j, "offset", t->offset);
     cli_json_kv_u64(j, "size", t->size);
     cli_json_kv_fixed6(j, "bpw", bpw(t->size, t->n_elements));
-    if (t->scheme == NSQ_SCHEME_TIERED) json_tiered(j, m, i, t);
+    if (grouped(t->scheme)) json_tiered(j, m, i, t);
     cli_json_end_object(j);
 }
 

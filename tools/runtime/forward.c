@@ -79,7 +79,7 @@ static void matmul_task(void *ctx, uint32_t task)
     const matmul_job *j = ctx;
     const linear *l = j->l;
     uint32_t o0 = task * SLICE, o1 = o0 + SLICE < l->out ? o0 + SLICE : l->out;
-    if (!l->in_major && l->w->v.scheme == NSQ_SCHEME_TIERED && (j->exact || l->w->n_ref)) {
+    if (!l->in_major && wmat_int8(l->w) && (j->exact || l->w->n_ref)) {
         /* f32 products decode each row once for all positions */
         kern_rows_f32(j->kern, l->w, l->off, j->x, j->n, o0, o1, j->y + o0, l->out);
         for (uint32_t t = 0; l->b && t < j->n; t++)

@@ -1,7 +1,8 @@
-/* kernels.c - the scalar kernels every faster path is tested against, the
- * activation rounding they share, and the dispatch by CPU features. The x86
- * SIMD paths are in kernels_x86.c; another architecture adds its own file and
- * a kern_level. */
+/* kernels.c - the activation rounding every kernel shares, and the dispatch:
+ * by scheme to the table of its kernels (kernels_dense.c, kernels_tiered.c),
+ * whose scalar kernels every faster path is tested against, and by CPU
+ * features. The x86 SIMD paths are in kernels_x86.c; another architecture
+ * adds its own file and a kern_level. */
 #include "kernels_impl.h"
 
 #include <math.h>
@@ -22,20 +23,35 @@ const char *kern_name(kern_level k)
     return k == KERN_AVX512 ? "avx512" : k == KERN_AVX2 ? "avx2" : "scalar";
 }
 
+static const kern_scheme *scheme_of(uint32_t scheme)
+{
+    static const kern_scheme *const all[] = {&kern_scheme_f32, &kern_scheme_f16, &kern_scheme_bf16, &kern_scheme_tiered};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (all[i]->scheme == scheme) return all[i];
+    return NULL;
+}
+
 int wmat_index(wmat *w)
 {
-    const nsq_view *v = &w->v;
-    if (v->scheme != NSQ_SCHEME_TIERED) return 0;
-    uint64_t gpr = v->cols / v->group_size, r[4] = {0, 0, 0, 0};
-    if (!(w->rank = malloc(v->rows * sizeof *w->rank))) return -1;
-    for (uint64_t row = 0; row < v->rows; row++) {
-        for (int t = 0; t < 4; t++) w->rank[row][t] = (uint32_t)r[t];
-        for (uint64_t g = row * gpr; g < (row + 1) * gpr; g++) r[tier_at(v->tier_map, g)]++;
-    }
-    return 0;
+    const kern_scheme *s = scheme_of(w->v.scheme);
+    return s->index ? s->index(w) : 0;
 }
 
 uint64_t wmat_index_bytes(const wmat *w) { return w->rank ? w->v.rows * sizeof *w->rank : 0; }
+
+uint64_t kern_index_bytes(uint32_t scheme, uint64_t rows)
+{
+    const kern_scheme *s = scheme_of(scheme);
+    return s ? rows * s->index_row_bytes : 0;
+}
+
+int kern_has_cols(uint32_t scheme)
+{
+    const kern_scheme *s = scheme_of(scheme);
+    return s && s->cols;
+}
+
+int wmat_int8(const wmat *w) { return scheme_of(w->v.scheme)->int8; }
 
 int act8_reserve(act8 *a, uint32_t n, uint32_t in)
 {
@@ -83,197 +99,16 @@ void act8_quantize(act8 *a, const float *x, uint32_t n, uint32_t in)
         }
 }
 
-/* ---- scalar kernels ---- */
-
-float kern_plain_at(const wmat *w, uint64_t k)
-{
-    const uint8_t *p = w->v.data;
-    switch (w->v.scheme) {
-    case NSQ_SCHEME_F32: return nsq_f32_at(p, k);
-    case NSQ_SCHEME_F16: return nsq_f16_to_f32(rd16(p + 2 * k));
-    default: return nsq_bf16_to_f32(rd16(p + 2 * k));
-    }
-}
-
-float kern_tree8(const float a[8])
-{
-    float t0 = a[0] + a[4], t1 = a[1] + a[5], t2 = a[2] + a[6], t3 = a[3] + a[7];
-    return (t0 + t2) + (t1 + t3);
-}
-
-/* 2 * n bits of the tier map from group g on (n <= 32), without reading past
- * the map's padded end. */
-uint64_t kern_map_bits(const nsq_view *v, uint64_t g, uint32_t n)
-{
-    uint64_t byte = g / 4, end = ((v->n_groups + 3) / 4 + 63) / 64 * 64, w = 0;
-    uint8_t b[9] = {0};
-    memcpy(b, v->tier_map + byte, end - byte < 9 ? end - byte : 9);
-    for (int i = 7; i >= 0; i--) w = w << 8 | b[i];
-    uint32_t sh = 2 * (uint32_t)(g % 4);
-    w = sh ? w >> sh | (uint64_t)b[8] << (64 - sh) : w;
-    return n == 32 ? w : w & ((1ull << (2 * n)) - 1);
-}
-
-/* Masks with bit 2j set where group j has tier t, then their set bits in order. */
-void kern_list_tiers(const wmat *w, uint64_t row, uint32_t gpr, uint32_t *buf, tier_lists *l)
-{
-    const uint64_t ev = 0x5555555555555555ull;
-    for (int t = 0; t < 4; t++) l->idx[t] = buf + (size_t)t * gpr, l->cnt[t] = 0;
-    for (uint32_t j0 = 0; j0 < gpr; j0 += 32) {
-        uint32_t n = gpr - j0 < 32 ? gpr - j0 : 32;
-        uint64_t bits = kern_map_bits(&w->v, row * gpr + j0, n), lo = bits & ev, hi = bits >> 1 & ev;
-        uint64_t valid = n == 32 ? ev : ev & ((1ull << (2 * n)) - 1);
-        uint64_t m[4] = {~lo & ~hi & valid, lo & ~hi, ~lo & hi, lo & hi};
-        for (int t = 0; t < 4; t++)
-            for (; m[t]; m[t] &= m[t] - 1) l->idx[t][l->cnt[t]++] = j0 + (uint32_t)__builtin_ctzll(m[t]) / 2;
-    }
-}
-
-/* One token's product with an unrefined tiered row, in the order of kernels.h. */
-static float row_canonical(const wmat *w, uint64_t row, const tier_lists *l, const float *x, const int8_t *xq,
-                           const float *s, const float *ms)
-{
-    uint32_t G = w->v.group_size;
-    float acc[8] = {0}, facc = 0;
-    for (uint32_t t = 1; t < 4; t++) {
-        uint32_t b = tier_bits(t), cnt = l->cnt[t];
-        for (uint32_t i = 0; i < (cnt + 7) / 8 * 8; i++) {
-            if (i >= cnt) {
-                acc[i % 8] += 0.0f;
-                continue;
-            }
-            uint64_t rank = w->rank[row][t] + i;
-            const uint8_t *rec = w->v.codes[t] + rank * G * b / 8, *pm = w->v.params[t] + rank * 4;
-            uint32_t j = l->idx[t][i];
-            float q = 0, msum = 0;
-            if (G < QBLOCK) { /* half a block */
-                int32_t dot = 0, sx = 0;
-                for (uint32_t c = 0; c < G; c++) dot += (int32_t)code_at(rec, G, b, c) * xq[j * G + c], sx += xq[j * G + c];
-                float sb = s[j * G / QBLOCK];
-                q = sb * (float)dot;
-                msum = sb * (float)sx;
-            }
-            for (uint32_t k = 0; k < G / QBLOCK; k++) {
-                int32_t dot = 0;
-                for (uint32_t c = k * QBLOCK; c < (k + 1) * QBLOCK; c++) dot += (int32_t)code_at(rec, G, b, c) * xq[j * G + c];
-                uint32_t blk = j * (G / QBLOCK) + k;
-                float p = s[blk] * (float)dot;
-                q = k ? q + p : p;
-                msum = k ? msum + ms[blk] : ms[blk];
-            }
-            float v = nsq_f16_to_f32(rd16(pm)) * q + nsq_f16_to_f32(rd16(pm + 2)) * msum;
-            acc[i % 8] = acc[i % 8] + v;
-        }
-    }
-    for (uint32_t i = 0; i < l->cnt[0]; i++) {
-        const uint8_t *h = w->v.codes[0] + ((uint64_t)w->rank[row][0] + i) * 2 * G;
-        const float *xg = x + (size_t)l->idx[0][i] * G;
-        float p[8] = {0};
-        for (uint32_t k = 0; k < G; k++) p[k % 8] = fmaf(nsq_f16_to_f32(rd16(h + 2 * k)), xg[k], p[k % 8]);
-        facc = facc + kern_tree8(p);
-    }
-    return kern_tree8(acc) + facc;
-}
-
-void kern_fma_lanes_scalar(const float *wv, const float *x, size_t xs, uint32_t nt, uint32_t n, float (*acc)[8])
-{
-    for (uint32_t u = 0; u < nt; u++)
-        for (uint32_t i = 0; i < n; i++) acc[u][i % 8] = fmaf(wv[i], x[(size_t)u * xs + i], acc[u][i % 8]);
-}
-
-/* Each row decoded once, then for every token 8 lanes that run along the
- * whole row (lane = column % 8), summed by kern_tree8. */
-void kern_rows_f32(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
-                   float *y, uint32_t ys)
-{
-    uint32_t G = w->v.group_size, in = (uint32_t)w->v.cols, gpr = in / G;
-    float *buf = malloc((size_t)in * sizeof *buf), acc[TOKENS_MAX][8];
-    if (!buf) abort();
-    for (uint32_t r = r0; r < r1; r++) {
-        uint64_t row = (uint64_t)off + r;
-        uint64_t rank[4] = {w->rank[row][0], w->rank[row][1], w->rank[row][2], w->rank[row][3]};
-        for (uint32_t j = 0; j < gpr; j++) {
-            uint64_t g = row * gpr + j;
-            nsq_dequantize_group(&w->v, w->ref, w->n_ref, g, rank, buf + (size_t)j * G);
-            rank[tier_at(w->v.tier_map, g)]++;
-        }
-        for (uint32_t t0 = 0; t0 < n; t0 += TOKENS_MAX) {
-            uint32_t nt = n - t0 < TOKENS_MAX ? n - t0 : TOKENS_MAX;
-            const float *xt = x + (size_t)t0 * in;
-            memset(acc, 0, sizeof acc);
-            if (k == KERN_SCALAR || !kern_x86_fma_lanes(k, buf, xt, in, nt, in, acc)) kern_fma_lanes_scalar(buf, xt, in, nt, in, acc);
-            for (uint32_t u = 0; u < nt; u++) y[(size_t)(t0 + u) * ys + r - r0] = kern_tree8(acc[u]);
-        }
-    }
-    free(buf);
-}
-
-void kern_rows_tiered_scalar(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
-                             uint32_t r1, float *y, uint32_t ys)
-{
-    uint32_t in = (uint32_t)w->v.cols, gpr = in / w->v.group_size, nb = act8_blocks(in);
-    uint32_t *buf = malloc((size_t)4 * gpr * sizeof *buf);
-    if (!buf) abort();
-    for (uint32_t r = r0; r < r1; r++) {
-        uint64_t row = (uint64_t)off + r;
-        tier_lists l;
-        kern_list_tiers(w, row, gpr, buf, &l);
-        for (uint32_t t = 0; t < n; t++)
-            y[(size_t)t * ys + r - r0] = row_canonical(w, row, &l, x + (size_t)t * in, a->q + (size_t)t * in,
-                                                       a->s + (size_t)t * nb, a->ms + (size_t)t * nb);
-    }
-    free(buf);
-}
-
-static void rows_plain_scalar(const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
-                              float *y, uint32_t ys)
-{
-    uint64_t in = w->v.cols;
-    for (uint32_t r = r0; r < r1; r++)
-        for (uint32_t t = 0; t < n; t++) {
-            float acc = 0;
-            for (uint64_t i = 0; i < in; i++) acc += kern_plain_at(w, ((uint64_t)off + r) * in + i) * x[t * in + i];
-            y[(size_t)t * ys + r - r0] = acc;
-        }
-}
-
 void kern_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
                uint32_t r1, float *y, uint32_t ys)
 {
-    if (k != KERN_SCALAR && !(w->v.scheme == NSQ_SCHEME_TIERED && w->n_ref) && kern_x86_rows(k, w, off, x, a, n, r0, r1, y, ys))
-        return;
-    if (w->v.scheme == NSQ_SCHEME_TIERED && w->n_ref) kern_rows_f32(k, w, off, x, n, r0, r1, y, ys);
-    else if (w->v.scheme == NSQ_SCHEME_TIERED) kern_rows_tiered_scalar(w, off, x, a, n, r0, r1, y, ys);
-    else rows_plain_scalar(w, off, x, n, r0, r1, y, ys);
+    scheme_of(w->v.scheme)->rows(k, w, off, x, a, n, r0, r1, y, ys);
 }
 
 void kern_cols(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,
                float *y, uint32_t ys)
 {
-    if (k != KERN_SCALAR && kern_x86_cols(k, w, off, x, n, c0, c1, y, ys)) return;
-    uint64_t ld = w->v.cols, in = w->v.rows;
-    for (uint32_t t = 0; t < n; t++) {
-        float *yt = y + (size_t)t * ys;
-        for (uint32_t c = c0; c < c1; c++) yt[c - c0] = 0;
-        for (uint64_t i = 0; i < in; i++) {
-            float xi = x[t * in + i];
-            for (uint32_t c = c0; c < c1; c++) yt[c - c0] += xi * kern_plain_at(w, i * ld + off + c);
-        }
-    }
+    scheme_of(w->v.scheme)->cols(k, w, off, x, n, c0, c1, y, ys);
 }
 
-void wmat_row(const wmat *w, uint32_t r, float *out)
-{
-    const nsq_view *v = &w->v;
-    if (v->scheme != NSQ_SCHEME_TIERED) {
-        for (uint64_t i = 0; i < v->cols; i++) out[i] = kern_plain_at(w, (uint64_t)r * v->cols + i);
-        return;
-    }
-    uint32_t G = v->group_size, gpr = (uint32_t)(v->cols / G);
-    uint64_t rank[4] = {w->rank[r][0], w->rank[r][1], w->rank[r][2], w->rank[r][3]};
-    for (uint32_t j = 0; j < gpr; j++) {
-        uint64_t g = (uint64_t)r * gpr + j;
-        nsq_dequantize_group(v, w->ref, w->n_ref, g, rank, out + (size_t)j * G);
-        rank[tier_at(v->tier_map, g)]++;
-    }
-}
+void wmat_row(const wmat *w, uint32_t r, float *out) { scheme_of(w->v.scheme)->row(w, r, out); }

@@ -38,6 +38,7 @@ typedef struct {
     nsq_refine_view ref[NSQ_MAX_REFINEMENTS];
     uint32_t n_ref;    /* refinement levels applied */
     uint32_t n_loaded; /* refinement levels loaded: n_ref may hide some (routing's BASE) */
+    nsq_tiered tv;     /* TIERED: the streams */
     uint32_t (*rank)[4]; /* TIERED: per row, the tier-stream ranks of its first group */
 } wmat;
 
@@ -56,9 +57,17 @@ typedef enum { KERN_SCALAR, KERN_AVX2, KERN_AVX512 } kern_level;
 kern_level kern_detect(void);
 const char *kern_name(kern_level k);
 
-/* Counts each row's tier-stream ranks (w->rank); 0 or -1 when out of memory. */
+/* Prepares w, its view set, for its scheme's kernels (TIERED: locates the
+ * streams and counts each row's tier-stream ranks); 0 or -1 when out of memory. */
 int wmat_index(wmat *w);
 uint64_t wmat_index_bytes(const wmat *w);
+/* What wmat_index keeps for a matrix of the scheme with rows rows. */
+uint64_t kern_index_bytes(uint32_t scheme, uint64_t rows);
+/* 1 when the scheme has in-major products (kern_cols). */
+int kern_has_cols(uint32_t scheme);
+/* 1 when kern_rows multiplies w by activations rounded to int8 (act8), so
+ * that kern_rows_f32 is the exact product. */
+int wmat_int8(const wmat *w);
 
 int act8_reserve(act8 *a, uint32_t n, uint32_t in);
 void act8_free(act8 *a);

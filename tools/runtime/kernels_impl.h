@@ -1,5 +1,6 @@
-/* kernels_impl.h - what kernels.c and the SIMD kernel files share: reading
- * the packed TIERED layout (spec: Storage schemes) and each other's entry points. */
+/* kernels_impl.h - what kernels.c, the schemes' kernel files and the SIMD
+ * kernel files share: the table of each scheme's kernels, reading the packed
+ * TIERED layout (spec: Storage schemes) and each other's entry points. */
 #ifndef NSQ_KERNELS_IMPL_H
 #define NSQ_KERNELS_IMPL_H
 
@@ -7,7 +8,6 @@
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static inline uint32_t tier_at(const uint8_t *map, uint64_t g) { return (map[g / 4] >> (2 * (g % 4))) & 3u; }
-static inline uint32_t tier_bits(uint32_t t) { return t == 0 ? 16 : 16u >> t; }
 
 /* Code j of a group record of G codes at b bits: byte j % (G*b/8), plane j / (G*b/8). */
 static inline uint32_t code_at(const uint8_t *rec, uint32_t G, uint32_t b, uint32_t j)
@@ -15,6 +15,24 @@ static inline uint32_t code_at(const uint8_t *rec, uint32_t G, uint32_t b, uint3
     uint32_t stride = G * b / 8;
     return (rec[j % stride] >> (b * (j / stride))) & ((1u << b) - 1);
 }
+
+/* What the runtime does with one storage scheme: kernels_dense.c (F32, F16,
+ * BF16) and kernels_tiered.c (TIERED) each define their entries. */
+typedef struct {
+    uint32_t scheme;
+    /* Prepares w at load (wmat_index), or NULL; index_row_bytes: what it keeps per row. */
+    int (*index)(wmat *w);
+    uint64_t index_row_bytes;
+    int int8;   /* rows takes activations rounded to int8 (wmat_int8) */
+    void (*rows)(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
+                 uint32_t r1, float *y, uint32_t ys);
+    /* In-major products (kern_cols); NULL when the scheme is stored out-major only. */
+    void (*cols)(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,
+                 float *y, uint32_t ys);
+    void (*row)(const wmat *w, uint32_t r, float *out);
+} kern_scheme;
+
+extern const kern_scheme kern_scheme_f32, kern_scheme_f16, kern_scheme_bf16, kern_scheme_tiered;
 
 float kern_plain_at(const wmat *w, uint64_t k);
 #define TOKENS_MAX 16 /* tokens a kernel call takes at most (forward.c passes 16) */
@@ -31,7 +49,7 @@ typedef struct {
 } tier_lists;
 void kern_list_tiers(const wmat *w, uint64_t row, uint32_t gpr, uint32_t *buf, tier_lists *l);
 /* 2 * n bits of the tier map from group g on (n <= 32). */
-uint64_t kern_map_bits(const nsq_view *v, uint64_t g, uint32_t n);
+uint64_t kern_map_bits(const nsq_tiered *tv, uint64_t g, uint32_t n);
 /* ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)): the lane sum every level uses. */
 float kern_tree8(const float a[8]);
 /* The canonical TIERED product; SIMD levels reproduce it bit for bit. */
@@ -40,9 +58,11 @@ void kern_rows_tiered_scalar(const wmat *w, uint32_t off, const float *x, const 
 
 kern_level kern_x86_best(void);
 /* 0 when the level has no kernel for this matrix (the caller runs the scalar one). */
-int kern_x86_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
-                  uint32_t r1, float *y, uint32_t ys);
-int kern_x86_cols(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,
-                  float *y, uint32_t ys);
+int kern_x86_rows_tiered(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
+                         uint32_t r0, uint32_t r1, float *y, uint32_t ys);
+int kern_x86_rows_dense(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0,
+                        uint32_t r1, float *y, uint32_t ys);
+int kern_x86_cols_dense(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0,
+                        uint32_t c1, float *y, uint32_t ys);
 
 #endif

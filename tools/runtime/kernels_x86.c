@@ -107,7 +107,7 @@ AVX512_T static inline __attribute__((always_inline)) void chunk_512(uint32_t t,
                                                                       const uint32_t *idx, uint32_t ng, const act8 *a,
                                                                       uint32_t t0, uint32_t nt, __m256 *acc)
 {
-    uint32_t bytes = 8 * tier_bits(t), in = a->in;
+    uint32_t bytes = 8 * nsq_tier_bits(t), in = a->in;
     __m512i c[8];
     for (uint32_t g = 0; g < 8; g++)
         c[g] = g >= ng ? _mm512_setzero_si512()
@@ -224,7 +224,7 @@ AVX2_T static inline __attribute__((always_inline)) void chunk_256(uint32_t t, c
                                                                     const uint32_t *idx, uint32_t ng, const act8 *a,
                                                                     uint32_t t0, uint32_t nt, __m256 *acc)
 {
-    uint32_t bytes = 8 * tier_bits(t), in = a->in;
+    uint32_t bytes = 8 * nsq_tier_bits(t), in = a->in;
     __m256i lanes = lane_mask(ng), j = _mm256_maskload_epi32((const int *)idx, lanes), c[8][2];
     __m256 d, m;
     params8_256(pm, lanes, &d, &m);
@@ -298,7 +298,7 @@ AVX512_T static void list_tiers_512(const wmat *w, uint64_t row, uint32_t gpr, u
     for (int t = 0; t < 4; t++) l->idx[t] = buf + (size_t)t * (gpr + 16), l->cnt[t] = 0;
     for (uint32_t j0 = 0; j0 < gpr; j0 += 16) {
         uint32_t n = gpr - j0 < 16 ? gpr - j0 : 16;
-        uint32_t bits = (uint32_t)kern_map_bits(&w->v, row * gpr + j0, n);
+        uint32_t bits = (uint32_t)kern_map_bits(&w->tv, row * gpr + j0, n);
         uint32_t lo = _pext_u32(bits, 0x55555555u), hi = _pext_u32(bits, 0xAAAAAAAAu), valid = (1u << n) - 1;
         __mmask16 m[4] = {(__mmask16)(~lo & ~hi & valid), (__mmask16)(lo & ~hi), (__mmask16)(~lo & hi), (__mmask16)(lo & hi)};
         __m512i iota = _mm512_add_epi32(_mm512_set1_epi32((int)j0), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
@@ -326,12 +326,12 @@ AVX2_T static inline __attribute__((always_inline)) void row64(chunk_fn chunk, c
     for (uint32_t u = 0; u < TILE; u++) acc[u] = _mm256_setzero_ps();
     const uint32_t *rk = w->rank[row];
     for (uint32_t t = 1; t < 4; t++) {
-        uint32_t bytes = 8 * tier_bits(t), i = 0;
-        const uint8_t *rec = w->v.codes[t] + (size_t)rk[t] * bytes, *pm = w->v.params[t] + (size_t)rk[t] * 4;
+        uint32_t bytes = 8 * nsq_tier_bits(t), i = 0;
+        const uint8_t *rec = w->tv.codes[t] + (size_t)rk[t] * bytes, *pm = w->tv.params[t] + (size_t)rk[t] * 4;
         for (; i + 8 <= l->cnt[t]; i += 8) chunk(t, rec + i * bytes, pm + 4 * i, l->idx[t] + i, 8, a, t0, nt, acc);
         if (i < l->cnt[t]) chunk(t, rec + i * bytes, pm + 4 * i, l->idx[t] + i, l->cnt[t] - i, a, t0, nt, acc);
     }
-    const uint8_t *h = w->v.codes[0] + (size_t)rk[0] * 128;
+    const uint8_t *h = w->tv.codes[0] + (size_t)rk[0] * 128;
     for (uint32_t i = 0; i < l->cnt[0]; i++, h += 128)
         for (uint32_t u = 0; u < nt; u++) facc[u] += f16_group_256(h, x + (size_t)(t0 + u) * a->in + (size_t)l->idx[0][i] * 64);
     for (uint32_t u = 0; u < nt; u++) out[u] = hsum256(acc[u]) + facc[u];
@@ -407,20 +407,23 @@ int kern_x86_fma_lanes(kern_level k, const float *w, const float *x, size_t xs, 
     return 1;
 }
 
-int kern_x86_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
-                  uint32_t r1, float *y, uint32_t ys)
+int kern_x86_rows_tiered(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
+                         uint32_t r0, uint32_t r1, float *y, uint32_t ys)
 {
-    if (w->v.scheme != NSQ_SCHEME_TIERED) {
-        (k == KERN_AVX512 ? rows_plain_512 : rows_plain_256)(w, off, x, n, r0, r1, y, ys);
-        return 1;
-    }
-    if (w->v.group_size != 64) kern_rows_tiered_scalar(w, off, x, a, n, r0, r1, y, ys);
-    else (k == KERN_AVX512 ? rows_tiered_512 : rows_tiered_256)(w, off, x, a, n, r0, r1, y, ys);
+    if (w->v.group_size != 64) return 0;
+    (k == KERN_AVX512 ? rows_tiered_512 : rows_tiered_256)(w, off, x, a, n, r0, r1, y, ys);
     return 1;
 }
 
-int kern_x86_cols(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,
-                  float *y, uint32_t ys)
+int kern_x86_rows_dense(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0,
+                        uint32_t r1, float *y, uint32_t ys)
+{
+    (k == KERN_AVX512 ? rows_plain_512 : rows_plain_256)(w, off, x, n, r0, r1, y, ys);
+    return 1;
+}
+
+int kern_x86_cols_dense(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0,
+                        uint32_t c1, float *y, uint32_t ys)
 {
     (k == KERN_AVX512 ? cols_plain_512 : cols_plain_256)(w, off, x, n, c0, c1, y, ys);
     return 1;
@@ -433,14 +436,20 @@ int kern_x86_fma_lanes(kern_level k, const float *w, const float *x, size_t xs, 
     (void)k, (void)w, (void)x, (void)xs, (void)nt, (void)n, (void)acc;
     return 0;
 }
-int kern_x86_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
-                  uint32_t r1, float *y, uint32_t ys)
+int kern_x86_rows_tiered(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
+                         uint32_t r0, uint32_t r1, float *y, uint32_t ys)
 {
     (void)k, (void)w, (void)off, (void)x, (void)a, (void)n, (void)r0, (void)r1, (void)y, (void)ys;
     return 0;
 }
-int kern_x86_cols(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,
-                  float *y, uint32_t ys)
+int kern_x86_rows_dense(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0,
+                        uint32_t r1, float *y, uint32_t ys)
+{
+    (void)k, (void)w, (void)off, (void)x, (void)n, (void)r0, (void)r1, (void)y, (void)ys;
+    return 0;
+}
+int kern_x86_cols_dense(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0,
+                        uint32_t c1, float *y, uint32_t ys)
 {
     (void)k, (void)w, (void)off, (void)x, (void)n, (void)c0, (void)c1, (void)y, (void)ys;
     return 0;

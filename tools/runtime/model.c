@@ -140,7 +140,7 @@ static int load_tensor(const model *m, uint32_t i, resident *r, uint32_t levels,
         if (nsq_tensor_refine_view(m->f, i, l + 1, &w->v, &r->ref[l], &w->ref[l], &d)) return FAIL("%s", d.message);
     model *mm = (model *)m; /* placing writes the layer slots this block owns */
     if (t.n_dims >= 2) {
-        if (arch_role_in_major(&m->c, role) && w->v.scheme == NSQ_SCHEME_TIERED)
+        if (arch_role_in_major(&m->c, role) && !kern_has_cols(w->v.scheme))
             return FAIL("%s: quantized Conv1D weights must be stored transposed (model.conv1d_transposed)", t.name);
         if (wmat_index(w)) return FAIL("out of memory indexing %s", t.name);
         r->n_mats++;
@@ -209,7 +209,7 @@ uint64_t block_cost(const nsq_file *f, uint32_t b, uint32_t levels)
         uint64_t rows = t.dims[0];
         for (uint32_t k = 1; k + 1 < t.n_dims; k++) rows *= t.dims[k];
         if (t.n_dims < 2) bytes += t.n_elements * sizeof(float);
-        else if (t.scheme == NSQ_SCHEME_TIERED) bytes += rows * 4 * sizeof(uint32_t);
+        else bytes += kern_index_bytes(t.scheme, rows);
     }
     return bytes;
 }

@@ -1,19 +1,30 @@
-/* quant.c - the storage schemes: payload layout, reference (scalar)
- * dequantization and quantization. Runtimes add SIMD kernels on top; this file
- * is the definition they are tested against. */
-#include "internal.h"
+/* scheme_tiered.c - the TIERED scheme: its record and payload rules, the
+ * reference (scalar) decoding with refinements, and quantization. Runtimes
+ * add SIMD kernels on top; this file is the definition they are tested
+ * against. */
+#include "scheme.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-static const uint32_t tier_bits[4] = {16, 8, 4, 2};
+static const char *const tier_names[4] = {"f16", "q8", "q4", "q2"};
 
-static uint64_t pad64(uint64_t v) { return nsq__align_up(v, NSQ__TENSOR_ALIGN); }
+const char *nsq_tier_name(uint32_t tier) { return tier < 4 ? tier_names[tier] : NULL; }
+
+static uint64_t pad64(uint64_t v) { return nsq__pad64(v); }
+
+/* A view's private state (nsq_view.state_): groups per tier, each stream's
+ * offset in the payload, and the group count. */
+enum { ST_TIER = 0, ST_CODES = 4, ST_PARAMS = 8, ST_GROUPS = 12 };
+static inline uint64_t n_groups(const nsq_view *v) { return v->state_[ST_GROUPS]; }
+static inline uint64_t n_tier(const nsq_view *v, uint32_t t) { return v->state_[ST_TIER + t]; }
+static inline const uint8_t *codes_of(const nsq_view *v, uint32_t t) { return v->data + v->state_[ST_CODES + t]; }
+static inline const uint8_t *params_of(const nsq_view *v, uint32_t t) { return v->data + v->state_[ST_PARAMS + t]; }
 
 uint64_t nsq_tiered_size(uint64_t n_groups, uint32_t g, const uint64_t n[4])
 {
     uint64_t s = pad64((n_groups + 3) / 4) + pad64(n[0] * 2 * g);
-    for (int t = 1; t < 4; t++) s += pad64(n[t] * g * tier_bits[t] / 8) + pad64(n[t] * 4);
+    for (int t = 1; t < 4; t++) s += pad64(n[t] * g * nsq_tier_bits(t) / 8) + pad64(n[t] * 4);
     return s;
 }
 
@@ -21,6 +32,55 @@ uint64_t nsq_refine_size(uint64_t n_quant_groups, uint32_t g, uint32_t bits)
 {
     return pad64(n_quant_groups * g * bits / 8);
 }
+
+static int valid_group_size(uint32_t g) { return g == 32 || g == 64 || g == 128 || g == 256; }
+static int valid_refine_bits(uint32_t k) { return k == 1 || k == 2 || k == 4 || k == 8; }
+
+/* ---- the tensor record ---- */
+
+/* Q2 is the smallest tier; padding only adds */
+static uint64_t min_size(uint64_t n_groups, uint32_t g) { return pad64((n_groups + 3) / 4) + n_groups * (g / 4 + 4); }
+
+/* F16 is the largest tier; seven streams may each carry < 64 bytes of padding */
+static uint64_t max_size(uint64_t n_groups, uint32_t g)
+{
+    return pad64((n_groups + 3) / 4) + n_groups * 2 * g + 7 * (NSQ__TENSOR_ALIGN - 1);
+}
+
+static nsq_status check_record(const nsq__tensor *t, uint32_t refinements, nsq_diag *d)
+{
+    uint64_t off = t->record_off;
+    uint32_t g = t->group_size;
+    if (t->n_dims != 2 || !valid_group_size(g) || t->cols % g)
+        return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-7", "tensor %s: TIERED needs 2 dims and group_size 32..256 dividing %llu",
+                         t->name, (unsigned long long)t->cols);
+    uint64_t ng = t->n_elements / g;
+    if (t->size < min_size(ng, g) || t->size > max_size(ng, g))
+        return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-6", "tensor %s: size %llu impossible for %llu groups", t->name,
+                         (unsigned long long)t->size, (unsigned long long)ng);
+    if (t->n_refine > refinements)
+        return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-8", "tensor %s: %u refinement levels, its block has %u", t->name,
+                         t->n_refine, refinements);
+    for (uint32_t l = 0; l < t->n_refine; l++) {
+        uint32_t k = t->refine[l].bits;
+        if (!valid_refine_bits(k))
+            return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-9", "tensor %s: refinement bits %u not 1, 2, 4 or 8", t->name, k);
+        if (t->refine[l].size > pad64(ng * g * k / 8))
+            return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-9", "tensor %s: refinement %u size too large", t->name, l + 1);
+    }
+    return NSQ_OK;
+}
+
+/* The group size and payload are checked by the view that follows. */
+static nsq_status check_add(uint32_t scheme, const char *name, uint32_t n_dims, uint64_t n, uint32_t group_size,
+                            uint64_t size, nsq_diag *d)
+{
+    (void)scheme, (void)n, (void)group_size, (void)size;
+    if (n_dims != 2) return nsq__fail(d, NSQ_E_ARG, UINT64_MAX, "R-TEN-7", "%s: TIERED tensors have 2 dims", name);
+    return NSQ_OK;
+}
+
+/* ---- the payload ---- */
 
 static inline uint32_t tier_of(const uint8_t *map, uint64_t g) { return (map[g / 4] >> (2 * (g % 4))) & 3u; }
 
@@ -38,33 +98,34 @@ static nsq_status bad(nsq_diag *d, const uint8_t *base, const uint8_t *at, const
                      (unsigned long long)(at - base));
 }
 
-static nsq_status view_tiered(nsq_view *v, nsq_diag *d)
+/* Fills the state of a view of ng groups (nsq_view_init set its fields). */
+static nsq_status view_tiered(nsq_view *v, uint64_t ng, nsq_diag *d)
 {
     const uint8_t *p = v->data;
     uint32_t G = v->group_size;
-    uint64_t ng = v->n_groups, mapb = (ng + 3) / 4;
+    uint64_t mapb = (ng + 3) / 4, *n = v->state_ + ST_TIER;
+    v->state_[ST_GROUPS] = ng;
     if (!ng) /* empty matrix: data may be NULL, so do no pointer arithmetic on it */
         return v->size ? nsq__fail(d, NSQ_E_TENSOR, 0, "R-TIER-3", "payload is %llu bytes, its tier map implies 0",
                                    (unsigned long long)v->size)
                        : NSQ_OK;
     if (v->size < pad64(mapb)) return bad(d, v->data, p, "R-TIER-1", "payload shorter than its tier map");
-    v->tier_map = p;
-    for (uint64_t g = 0; g < ng; g++) v->n_tier[tier_of(p, g)]++;
+    for (uint64_t g = 0; g < ng; g++) n[tier_of(p, g)]++;
     if (ng % 4 && (p[mapb - 1] >> (2 * (ng % 4))))
         return bad(d, v->data, p + mapb - 1, "R-TIER-2", "unused tier map bits are not zero");
     if (!nsq__all_zero(p + mapb, pad64(mapb) - mapb)) return bad(d, v->data, p + mapb, "R-TIER-2", "map padding not zero");
-    if (nsq_tiered_size(ng, G, v->n_tier) != v->size)
+    if (nsq_tiered_size(ng, G, n) != v->size)
         return nsq__fail(d, NSQ_E_TENSOR, 0, "R-TIER-3", "payload is %llu bytes, its tier map implies %llu",
-                         (unsigned long long)v->size, (unsigned long long)nsq_tiered_size(ng, G, v->n_tier));
+                         (unsigned long long)v->size, (unsigned long long)nsq_tiered_size(ng, G, n));
     p += pad64(mapb);
     for (int t = 0; t < 4; t++) {
-        uint64_t cb = v->n_tier[t] * G * tier_bits[t] / 8, pb = t ? v->n_tier[t] * 4 : 0;
-        v->codes[t] = p;
+        uint64_t cb = n[t] * G * nsq_tier_bits(t) / 8, pb = t ? n[t] * 4 : 0;
+        v->state_[ST_CODES + t] = (uint64_t)(p - v->data);
         if (!nsq__all_zero(p + cb, pad64(cb) - cb)) return bad(d, v->data, p + cb, "R-TIER-2", "stream padding not zero");
         p += pad64(cb);
         if (!t) continue;
-        v->params[t] = p;
-        for (uint64_t i = 0; i < 2 * v->n_tier[t]; i++)
+        v->state_[ST_PARAMS + t] = (uint64_t)(p - v->data);
+        for (uint64_t i = 0; i < 2 * n[t]; i++)
             if (!isfinite(nsq_f16_to_f32(nsq__rd16(p + 2 * i))))
                 return bad(d, v->data, p + 2 * i, "R-TIER-4", "a scale or minimum is not finite");
         if (!nsq__all_zero(p + pb, pad64(pb) - pb)) return bad(d, v->data, p + pb, "R-TIER-2", "stream padding not zero");
@@ -73,43 +134,32 @@ static nsq_status view_tiered(nsq_view *v, nsq_diag *d)
     return NSQ_OK;
 }
 
-nsq_status nsq_view_init(uint32_t scheme, uint64_t rows, uint64_t cols, uint32_t group_size, const uint8_t *data,
-                         uint64_t size, nsq_view *v, nsq_diag *d)
+static nsq_status view(nsq_view *v, nsq_diag *d)
 {
-    if (!v || (!data && size)) return NSQ_E_ARG;
-    memset(v, 0, sizeof *v);
-    v->scheme = scheme;
-    v->group_size = group_size;
-    v->rows = rows;
-    v->cols = cols;
-    v->data = data;
-    v->size = size;
-    uint64_t n;
-    if (nsq__mul(rows, cols, &n)) return NSQ_E_ARG;
-    switch (scheme) {
-    /* size == 4n (2n) without computing 4n, which can wrap for a huge rows x cols */
-    case NSQ_SCHEME_F32:
-        return size % 4 == 0 && size / 4 == n ? NSQ_OK : nsq__fail(d, NSQ_E_TENSOR, 0, "R-TEN-6", "F32 size mismatch");
-    case NSQ_SCHEME_F16:
-    case NSQ_SCHEME_BF16:
-        return size % 2 == 0 && size / 2 == n ? NSQ_OK
-                                               : nsq__fail(d, NSQ_E_TENSOR, 0, "R-TEN-6", "16-bit size mismatch");
-    case NSQ_SCHEME_TIERED:
-        if ((group_size != 32 && group_size != 64 && group_size != 128 && group_size != 256) || cols % group_size)
-            return NSQ_E_ARG;
-        v->n_groups = n / group_size;
-        return view_tiered(v, d);
-    default: return NSQ_E_ARG;
-    }
+    if (!valid_group_size(v->group_size) || v->cols % v->group_size) return NSQ_E_ARG;
+    return view_tiered(v, v->rows * v->cols / v->group_size, d); /* nsq_view_init checked the product */
 }
 
-nsq_status nsq_refine_view_init(const nsq_view *base, uint32_t bits, const uint8_t *codes, uint64_t size,
-                                nsq_refine_view *out, nsq_diag *d)
+nsq_status nsq_tiered_view(const nsq_view *v, nsq_tiered *out)
 {
-    if (!base || !out || (!codes && size) || base->scheme != NSQ_SCHEME_TIERED ||
-        (bits != 1 && bits != 2 && bits != 4 && bits != 8))
-        return NSQ_E_ARG;
-    uint64_t nq = base->n_groups - base->n_tier[NSQ_TIER_F16];
+    if (!v || !out || v->scheme != NSQ_SCHEME_TIERED) return NSQ_E_ARG;
+    memset(out, 0, sizeof *out);
+    out->n_groups = n_groups(v);
+    if (!out->n_groups) return NSQ_OK; /* no streams: data may be NULL */
+    out->tier_map = v->data;
+    for (uint32_t t = 0; t < 4; t++) {
+        out->n_tier[t] = n_tier(v, t);
+        out->codes[t] = codes_of(v, t);
+        out->params[t] = t ? params_of(v, t) : NULL;
+    }
+    return NSQ_OK;
+}
+
+static nsq_status refine_view(const nsq_view *base, uint32_t bits, const uint8_t *codes, uint64_t size,
+                              nsq_refine_view *out, nsq_diag *d)
+{
+    if (!valid_refine_bits(bits)) return NSQ_E_ARG;
+    uint64_t nq = n_groups(base) - n_tier(base, NSQ_TIER_F16);
     uint64_t cb = nq * base->group_size * bits / 8;
     if (size != pad64(cb))
         return nsq__fail(d, NSQ_E_TENSOR, 0, "R-TIER-5", "refinement is %llu bytes, %llu quantized groups need %llu",
@@ -122,32 +172,20 @@ nsq_status nsq_refine_view_init(const nsq_view *base, uint32_t bits, const uint8
     return NSQ_OK;
 }
 
-static void dequant_plain(const nsq_view *v, uint64_t row0, uint64_t nrows, float *out)
-{
-    uint64_t n = nrows * v->cols, first = row0 * v->cols;
-    const uint8_t *p = v->data;
-    for (uint64_t i = 0; i < n; i++) {
-        uint64_t k = first + i;
-        out[i] = v->scheme == NSQ_SCHEME_F32   ? nsq__rdf32(p + 4 * k)
-                 : v->scheme == NSQ_SCHEME_F16 ? nsq_f16_to_f32(nsq__rd16(p + 2 * k))
-                                               : nsq_bf16_to_f32(nsq__rd16(p + 2 * k));
-    }
-}
-
 /* Decodes one group (global index g, rank idx[t] within its tier stream and
  * rank qidx among quantized groups) into out[G]. Codes are unpacked plane by
  * plane (code j: byte j % stride, plane j / stride), loops that vectorize. */
 static void dequant_group(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref, uint32_t t, uint64_t rank,
                           uint64_t qrank, float *out)
 {
-    uint32_t G = v->group_size, b = tier_bits[t];
+    uint32_t G = v->group_size, b = nsq_tier_bits(t);
     if (t == NSQ_TIER_F16) {
-        const uint8_t *h = v->codes[0] + rank * 2 * G;
+        const uint8_t *h = codes_of(v, 0) + rank * 2 * G;
         for (uint32_t j = 0; j < G; j++) out[j] = nsq_f16_to_f32(nsq__rd16(h + 2 * j));
         return;
     }
     uint32_t stride = G * b / 8;
-    const uint8_t *rec = v->codes[t] + rank * stride, *pm = v->params[t] + rank * 4;
+    const uint8_t *rec = codes_of(v, t) + rank * stride, *pm = params_of(v, t) + rank * 4;
     float dd = nsq_f16_to_f32(nsq__rd16(pm)), m = nsq_f16_to_f32(nsq__rd16(pm + 2)), step = dd;
     for (uint32_t p = 0; p < 8 / b; p++)
         for (uint32_t i = 0; i < stride; i++) {
@@ -168,21 +206,14 @@ static void dequant_group(const nsq_view *v, const nsq_refine_view *refs, uint32
     }
 }
 
-nsq_status nsq_dequantize_rows(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref, uint64_t row0,
-                               uint64_t nrows, float *out)
+static nsq_status dequantize(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref, uint64_t row0,
+                             uint64_t nrows, float *out)
 {
-    uint64_t end;
-    if (!v || !out || (n_ref && !refs) || nsq__add(row0, nrows, &end) || end > v->rows) return NSQ_E_ARG;
-    if (v->scheme != NSQ_SCHEME_TIERED) {
-        if (n_ref) return NSQ_E_ARG;
-        dequant_plain(v, row0, nrows, out);
-        return NSQ_OK;
-    }
     uint32_t G = v->group_size;
-    uint64_t gpr = v->cols / G, g0 = row0 * gpr, g1 = end * gpr, rank[4] = {0, 0, 0, 0};
-    for (uint64_t g = 0; g < g0; g++) rank[tier_of(v->tier_map, g)]++;
+    uint64_t gpr = v->cols / G, g0 = row0 * gpr, g1 = (row0 + nrows) * gpr, rank[4] = {0, 0, 0, 0};
+    for (uint64_t g = 0; g < g0; g++) rank[tier_of(v->data, g)]++;
     for (uint64_t g = g0; g < g1; g++) {
-        uint32_t t = tier_of(v->tier_map, g);
+        uint32_t t = tier_of(v->data, g);
         dequant_group(v, refs, n_ref, t, rank[t], g - rank[0], out + (g - g0) * G);
         rank[t]++;
     }
@@ -192,10 +223,10 @@ nsq_status nsq_dequantize_rows(const nsq_view *v, const nsq_refine_view *refs, u
 nsq_status nsq_dequantize_group(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref, uint64_t g,
                                 const uint64_t rank[4], float *out)
 {
-    if (!v || !rank || !out || (n_ref && !refs) || v->scheme != NSQ_SCHEME_TIERED || g >= v->n_groups) return NSQ_E_ARG;
-    uint32_t t = tier_of(v->tier_map, g);
+    if (!v || !rank || !out || (n_ref && !refs) || v->scheme != NSQ_SCHEME_TIERED || g >= n_groups(v)) return NSQ_E_ARG;
+    uint32_t t = tier_of(v->data, g);
     /* ranks past a stream's end or a quantized rank past the refinement codes would read out of bounds */
-    if (rank[t] >= v->n_tier[t] || rank[0] > g || (t && g - rank[0] >= v->n_groups - v->n_tier[0])) return NSQ_E_ARG;
+    if (rank[t] >= n_tier(v, t) || rank[0] > g || (t && g - rank[0] >= n_groups(v) - n_tier(v, 0))) return NSQ_E_ARG;
     dequant_group(v, refs, n_ref, t, rank[t], g - rank[0], out);
     return NSQ_OK;
 }
@@ -298,7 +329,7 @@ static nsq_status fit_group(const float *x, const float *wt, uint32_t G, uint32_
 nsq_status nsq_quantize_tiered(const float *w, uint64_t rows, uint64_t cols, uint32_t G, const uint8_t *tiers,
                                const float *col_weight, uint8_t *out, uint64_t out_size)
 {
-    if (!w || !tiers || !out || (G != 32 && G != 64 && G != 128 && G != 256) || cols % G) return NSQ_E_ARG;
+    if (!w || !tiers || !out || !valid_group_size(G) || cols % G) return NSQ_E_ARG;
     uint64_t ng = rows * cols / G, n[4] = {0, 0, 0, 0};
     for (uint64_t g = 0; g < ng; g++) {
         if (tiers[g] > 3) return NSQ_E_ARG;
@@ -309,7 +340,7 @@ nsq_status nsq_quantize_tiered(const float *w, uint64_t rows, uint64_t cols, uin
     uint8_t *codes[4], *params[4] = {NULL, NULL, NULL, NULL}, *p = out + pad64((ng + 3) / 4);
     for (int t = 0; t < 4; t++) {
         codes[t] = p;
-        p += pad64(n[t] * G * tier_bits[t] / 8);
+        p += pad64(n[t] * G * nsq_tier_bits(t) / 8);
         if (t) {
             params[t] = p;
             p += pad64(n[t] * 4);
@@ -328,7 +359,7 @@ nsq_status nsq_quantize_tiered(const float *w, uint64_t rows, uint64_t cols, uin
             }
         } else {
             uint16_t dh = 0, mh = 0;
-            uint32_t b = tier_bits[t];
+            uint32_t b = nsq_tier_bits(t);
             if (fit_group(x, wt, G, b, &dh, &mh)) return NSQ_E_ARG;
             nsq__wr16(params[t] + rank[t] * 4, dh);
             nsq__wr16(params[t] + rank[t] * 4 + 2, mh);
@@ -344,21 +375,20 @@ nsq_status nsq_quantize_tiered(const float *w, uint64_t rows, uint64_t cols, uin
 nsq_status nsq_quantize_refinement(const float *w, const nsq_view *v, const nsq_refine_view *lower, uint32_t n_lower,
                                    uint32_t bits, uint8_t *out, uint64_t out_size)
 {
-    if (!w || !v || !out || v->scheme != NSQ_SCHEME_TIERED || (n_lower && !lower) ||
-        (bits != 1 && bits != 2 && bits != 4 && bits != 8))
+    if (!w || !v || !out || v->scheme != NSQ_SCHEME_TIERED || (n_lower && !lower) || !valid_refine_bits(bits))
         return NSQ_E_ARG;
     uint32_t G = v->group_size;
-    uint64_t nq = v->n_groups - v->n_tier[0], rank[4] = {0, 0, 0, 0};
+    uint64_t ng = n_groups(v), nq = ng - n_tier(v, 0), rank[4] = {0, 0, 0, 0};
     if (out_size != nsq_refine_size(nq, G, bits)) return NSQ_E_ARG;
     memset(out, 0, out_size);
     float cur[256];
     uint32_t rmax = (1u << bits) - 1;
-    for (uint64_t g = 0; g < v->n_groups; g++) {
-        uint32_t t = tier_of(v->tier_map, g);
+    for (uint64_t g = 0; g < ng; g++) {
+        uint32_t t = tier_of(v->data, g);
         uint64_t qr = g - rank[0];
         dequant_group(v, lower, n_lower, t, rank[t], qr, cur);
         if (t != NSQ_TIER_F16) {
-            const uint8_t *pm = v->params[t] + rank[t] * 4;
+            const uint8_t *pm = params_of(v, t) + rank[t] * 4;
             float step = nsq_f16_to_f32(nsq__rd16(pm));
             for (uint32_t l = 0; l < n_lower; l++) step = step / (float)(1u << lower[l].bits);
             uint8_t *rec = out + qr * G * bits / 8;
@@ -373,3 +403,6 @@ nsq_status nsq_quantize_refinement(const float *w, const nsq_view *v, const nsq_
     }
     return NSQ_OK;
 }
+
+const nsq__scheme nsq__scheme_tiered = {NSQ_SCHEME_TIERED, "tiered", 0, 1, check_record, check_add, view, refine_view,
+                                        dequantize};
