@@ -5,10 +5,10 @@
 
 #include <sys/mman.h>
 
-#include "../../tools/nsq-convert/policy.c"
-#include "../../tools/nsq-convert/safetensors.c"
+#include "convert.h"
 
-/* No recipe rules here (recipe.c's own tests cover matching). */
+/* These two stand in for recipe.o and calib.o, which this test does not link.
+ * No recipe rules here (recipe.c's own tests cover matching). */
 const tensor_rule *recipe_match(const quant_opts *q, const char *name)
 {
     (void)q, (void)name;
@@ -102,7 +102,7 @@ static void check_ordering(const encoded *e, const float *importance, int same_c
     for (uint64_t a = 0; a < e->n_groups; a++)
         for (uint64_t b = 0; b < e->n_groups; b++)
             if ((!same_cols || a % (COLS / 64) == b % (COLS / 64)) && importance[a] > importance[b] * (same_cols ? 1.01f : 1.0f) &&
-                tier_bits[tier_of_group(e, a)] < tier_bits[tier_of_group(e, b)])
+                tier_group_bits(tier_of_group(e, a), 64) < tier_group_bits(tier_of_group(e, b), 64))
                 fail_msg("%s: group %llu (importance %g) has fewer bits than group %llu (importance %g)", what,
                          (unsigned long long)a, importance[a], (unsigned long long)b, importance[b]);
 }
