@@ -370,10 +370,12 @@ int route_choose(model *m, model_state *s, const route_table *t, const route_opt
         else if (o->forced && o->forced[b]) mask[b] = 1u << ROUTE_SKIP;
     }
     if (!rc && o->mode == ROUTE_TOP) rc = keep_top(t, o->k, dmg, mask, err, errlen);
+    if (!rc)
+        rc = budget_check(budget, route_minimum(t, mask),
+                          "the embedding and output blocks and the cheapest allowed choice of every other block", err, errlen);
     if (!rc && route_select(t, mask, dmg, budget, choice))
-        rc = FAIL("--max-memory %.1f MiB is below the %.1f MiB that the embedding and output blocks and the cheapest "
-                  "allowed choice of every other block need",
-                  budget / 1048576.0, ceil((double)route_minimum(t, mask) / 104857.6) / 10);
+        rc = FAIL("--max-memory %.1f MiB: no choice of blocks fits it once their sizes are rounded up to whole units "
+                  "of it", budget / 1048576.0);
     *predicted = 0;
     for (uint32_t b = 0; !rc && b < t->n_blocks; b++) *predicted += dmg[b][choice[b]];
     free(mask);
