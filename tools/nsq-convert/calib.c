@@ -7,6 +7,7 @@
  * window order, so the result does not depend on the thread count. */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,25 +15,35 @@
 #include "calib.h"
 #include "cli.h"
 #include "model.h"
+#include "pool.h"
 
 #define WINDOW 512
 
 typedef struct {
+    const struct calib_job *j;
+    double *acc;
+} observer_ctx;
+
+/* One thread's forward pass state, made when it takes its first window. */
+typedef struct {
+    model_state s;
+    float *logits;
+    observer_ctx o;
+    int ready;
+} calib_slot;
+
+typedef struct calib_job {
     const model *m;
     const int32_t *ids;
     uint64_t n_ids;
     uint32_t window, windows;
     size_t per_layer, off[CALIB_N_INPUTS]; /* layout of one window's sums */
     double *total, **part;                 /* part[k]: window k's sums until folded */
-    uint32_t next, folded;
-    int failed;
+    uint32_t folded;
+    atomic_int failed;
+    calib_slot *slot; /* [thread] */
     pthread_mutex_t mu;
 } calib_job;
-
-typedef struct {
-    const calib_job *j;
-    double *acc;
-} observer_ctx;
 
 static int input_of(int which)
 {
@@ -66,53 +77,58 @@ static void fold_ready(calib_job *j)
     }
 }
 
-static void *calib_worker(void *arg)
+static int slot_init(const calib_job *j, calib_slot *sl)
 {
-    calib_job *j = arg;
-    model_state s;
-    float *logits = malloc(j->m->c.vocab * sizeof *logits);
-    int ok = logits && !state_init(&s, j->m, j->window, 1);
-    s.exact = 1; /* f32 activations: statistics of the model itself */
-    observer_ctx o = {j, NULL};
-    if (ok) s.observe = observe, s.observe_ctx = &o;
-    for (;;) {
-        pthread_mutex_lock(&j->mu);
-        uint32_t k = j->next++;
-        if (!ok) j->failed = 1;
-        pthread_mutex_unlock(&j->mu);
-        if (!ok || k >= j->windows) break;
-        uint64_t first = (uint64_t)k * j->window, n = j->n_ids - first < j->window ? j->n_ids - first : j->window;
-        if (!(o.acc = calloc(j->per_layer * j->m->c.n_layers, sizeof *o.acc))) {
-            ok = 0;
-            continue;
-        }
-        forward(j->m, &s, j->ids + first, (uint32_t)n, 0, logits, 0);
-        pthread_mutex_lock(&j->mu);
-        j->part[k] = o.acc;
-        fold_ready(j);
-        pthread_mutex_unlock(&j->mu);
+    if (!(sl->logits = malloc(j->m->c.vocab * sizeof *sl->logits)) || state_init(&sl->s, j->m, j->window, 1)) return -1;
+    sl->ready = 1;
+    sl->s.exact = 1; /* f32 activations: statistics of the model itself */
+    sl->o.j = j;
+    sl->s.observe = observe, sl->s.observe_ctx = &sl->o;
+    return 0;
+}
+
+/* Window k, on a thread of its own state; its sums wait in part[k] until
+ * every window before it is folded in. */
+static void calib_window(void *ctx, uint32_t k, uint32_t thread)
+{
+    calib_job *j = ctx;
+    calib_slot *sl = &j->slot[thread];
+    if (j->failed || (!sl->ready && slot_init(j, sl))) {
+        j->failed = 1;
+        return;
     }
-    if (logits && ok) state_free(&s);
-    free(logits);
-    return NULL;
+    uint64_t first = (uint64_t)k * j->window, n = j->n_ids - first < j->window ? j->n_ids - first : j->window;
+    if (!(sl->o.acc = calloc(j->per_layer * j->m->c.n_layers, sizeof *sl->o.acc))) {
+        j->failed = 1;
+        return;
+    }
+    forward(j->m, &sl->s, j->ids + first, (uint32_t)n, 0, sl->logits, 0);
+    pthread_mutex_lock(&j->mu);
+    j->part[k] = sl->o.acc;
+    fold_ready(j);
+    pthread_mutex_unlock(&j->mu);
 }
 
 static int run_windows(const model *m, const int32_t *ids, uint64_t n_ids, int threads, calib_stats *s)
 {
-    calib_job j = {m, ids, n_ids, s->window, s->windows, 0, {0}, NULL, NULL, 0, 0, 0, PTHREAD_MUTEX_INITIALIZER};
+    calib_job j = {m, ids, n_ids, s->window, s->windows, 0, {0}, NULL, NULL, 0, 0, NULL, PTHREAD_MUTEX_INITIALIZER};
+    uint32_t n_threads = (uint32_t)threads < j.windows ? (uint32_t)threads : j.windows;
     for (int k = 0; k < CALIB_N_INPUTS; k++) j.off[k] = j.per_layer, j.per_layer += s->dim[k];
     j.total = calloc(j.per_layer * m->c.n_layers, sizeof *j.total);
     j.part = calloc(j.windows, sizeof *j.part);
+    j.slot = calloc(n_threads ? n_threads : 1, sizeof *j.slot);
     s->mean_x2 = malloc(j.per_layer * m->c.n_layers * sizeof *s->mean_x2);
-    if (!j.total || !j.part || !s->mean_x2) j.failed = 1;
-    pthread_t tid[64];
-    int k = 0;
-    for (; !j.failed && k < threads - 1 && k < 64 && (uint32_t)k + 1 < j.windows; k++)
-        if (pthread_create(&tid[k], NULL, calib_worker, &j)) break;
-    if (!j.failed) calib_worker(&j);
-    while (k > 0) pthread_join(tid[--k], NULL);
+    pool *p = j.total && j.part && j.slot && s->mean_x2 ? pool_create(n_threads) : NULL;
+    if (p) pool_run_at(p, calib_window, &j, j.windows);
+    else j.failed = 1;
+    pool_free(p);
     for (size_t i = 0; !j.failed && i < j.per_layer * m->c.n_layers; i++) s->mean_x2[i] = (float)(j.total[i] / (double)n_ids);
+    for (uint32_t t = 0; j.slot && t < n_threads; t++) {
+        if (j.slot[t].ready) state_free(&j.slot[t].s);
+        free(j.slot[t].logits);
+    }
     for (uint32_t w = 0; j.part && w < j.windows; w++) free(j.part[w]);
+    free(j.slot);
     free(j.part);
     free(j.total);
     return j.failed ? -1 : 0;
