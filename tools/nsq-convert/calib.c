@@ -14,6 +14,7 @@
 
 #include "calib.h"
 #include "cli.h"
+#include "logprob.h"
 #include "model.h"
 #include "pool.h"
 
@@ -134,24 +135,14 @@ static int run_windows(const model *m, const int32_t *ids, uint64_t n_ids, int t
     return j.failed ? -1 : 0;
 }
 
-/* Log-probabilities at every position of ids[0..n), in windows of w tokens. */
-static int run_logp(const model *m, const int32_t *ids, uint64_t n, uint32_t w, int threads, float *logp)
+/* Logits at every position of ids[0..n), in windows of w tokens. */
+static int run_logits(const model *m, const int32_t *ids, uint64_t n, uint32_t w, int threads, float *logits)
 {
     model_state st;
-    uint32_t V = m->c.vocab;
     if (state_init(&st, m, w, (uint32_t)threads)) return -1;
     st.exact = 1;
-    for (uint64_t first = 0; first < n; first += w) {
-        uint32_t k = (uint32_t)(n - first < w ? n - first : w);
-        float *l = logp + first * V;
-        forward(m, &st, ids + first, k, 0, l, 1);
-        for (uint32_t t = 0; t < k; t++, l += V) {
-            double mx = l[0], z = 0;
-            for (uint32_t v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
-            for (uint32_t v = 0; v < V; v++) z += exp(l[v] - mx);
-            for (uint32_t v = 0; v < V; v++) l[v] = (float)(l[v] - mx - log(z));
-        }
-    }
+    for (uint64_t first = 0; first < n; first += w)
+        forward(m, &st, ids + first, (uint32_t)(n - first < w ? n - first : w), 0, logits + first * m->c.vocab, 1);
     state_free(&st);
     return 0;
 }
@@ -163,12 +154,12 @@ int calib_kld(const char *model_path, const calib_stats *s, int threads, double 
     if (model_load(model_path, 0, 0, &m, &f, err, errlen)) return -1;
     uint32_t V = s->vocab;
     float *q = malloc(s->probe_tokens * V * sizeof *q);
-    int rc = q && m.c.vocab == V && !run_logp(&m, s->probe_ids, s->probe_tokens, s->window, threads, q) ? 0 : -1;
-    double sum = 0;
-    for (uint64_t i = 0; !rc && i < s->probe_tokens * V; i++) sum += exp((double)s->probe_logp[i]) * (s->probe_logp[i] - q[i]);
-    *kld = sum / (double)s->probe_tokens;
+    double *scratch = malloc(2 * (size_t)V * sizeof *scratch);
+    int rc = q && scratch && m.c.vocab == V && !run_logits(&m, s->probe_ids, s->probe_tokens, s->window, threads, q) ? 0 : -1;
+    if (!rc) *kld = logprob_mean_kl(s->probe_logits, q, s->probe_tokens, V, scratch);
     if (rc) snprintf(err, errlen, "calibration: out of memory");
     free(q);
+    free(scratch);
     model_free(&m); /* closes f */
     return rc;
 }
@@ -206,8 +197,8 @@ int calib_collect(const char *model_path, const char *text_path, uint64_t max_to
         s->probe_ids = ids;
         ids = NULL;
         if (run_windows(&m, s->probe_ids, s->tokens, threads, s) ||
-            (s->probe_tokens && (!(s->probe_logp = malloc(s->probe_tokens * s->vocab * sizeof *s->probe_logp)) ||
-                                 run_logp(&m, s->probe_ids, s->probe_tokens, s->window, threads, s->probe_logp))))
+            (s->probe_tokens && (!(s->probe_logits = malloc(s->probe_tokens * s->vocab * sizeof *s->probe_logits)) ||
+                                 run_logits(&m, s->probe_ids, s->probe_tokens, s->window, threads, s->probe_logits))))
             rc = (snprintf(err, errlen, "calibration: out of memory"), -1);
     }
     if (f) model_free(&m); /* closes f */
@@ -222,7 +213,7 @@ void calib_free(calib_stats *s)
 {
     free(s->mean_x2);
     free(s->probe_ids);
-    free(s->probe_logp);
+    free(s->probe_logits);
     memset(s, 0, sizeof *s);
 }
 

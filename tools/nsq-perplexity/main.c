@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "logprob.h"
 #include "model.h"
 #include "pool.h"
 #include "route.h"
@@ -132,16 +133,6 @@ static int parse_args(int argc, char **argv, options *o)
     return -1;
 }
 
-/* log-softmax of row into lp (double, for stable sums over 100k+ positions). */
-static void log_softmax(const float *row, uint32_t n, double *lp)
-{
-    float mx = row[argmax(row, n)];
-    double sum = 0;
-    for (uint32_t i = 0; i < n; i++) sum += exp((double)row[i] - mx);
-    double lse = mx + log(sum);
-    for (uint32_t i = 0; i < n; i++) lp[i] = (double)row[i] - lse;
-}
-
 typedef struct {
     model m;
     nsq_file *f;
@@ -169,16 +160,14 @@ static void score_window(const float *logits, const float *base_logits, uint32_t
 {
     for (uint32_t t = from; t + 1 < ctx; t++) {
         const float *row = logits + (size_t)t * V;
-        log_softmax(row, V, lq);
+        logprob_row(row, V, lq);
         res->nll -= lq[w[t + 1]];
         res->scored++;
         if (!base_logits) continue;
         const float *brow = base_logits + (size_t)t * V;
-        log_softmax(brow, V, lp);
+        logprob_row(brow, V, lp);
         res->base_nll -= lp[w[t + 1]];
-        double kl = 0;
-        for (uint32_t i = 0; i < V; i++) kl += exp(lp[i]) * (lp[i] - lq[i]);
-        res->kld += kl;
+        res->kld += logprob_kl(lp, lq, V);
         res->agree += argmax(row, V) == argmax(brow, V);
     }
 }
