@@ -209,7 +209,8 @@ static uint64_t simulate_reads(residency *rs)
                 in[b] = RESIDENT, used += rs->cost[b];
                 reads += pass == 2 ? rs->blk[b].stored_size : 0;
             }
-            if (rs->prefetch && in[next] != RESIDENT && !evict_for(NULL, rs, in, &used, rs->cost[next], (int32_t)b, (int32_t)next)) {
+            if (rs->prefetch && in[next] != RESIDENT &&
+                !evict_for(NULL, rs, in, &used, rs->cost[next], (int32_t)b, (int32_t)next)) {
                 in[next] = RESIDENT, used += rs->cost[next];
                 reads += pass == 2 ? rs->blk[next].stored_size : 0; /* one pass's worth of loads */
             }
@@ -318,7 +319,8 @@ static int plan(model *m, residency *rs, const model_opts *o, char *err, size_t 
     rs->routed = o->routed;
     if (rs->budget && !rs->routed) {
         char what[160];
-        snprintf(what, sizeof what, "this file: the embedding and output blocks (%.1f MiB) plus its largest layer block (%.1f MiB)",
+        snprintf(what, sizeof what,
+                 "this file: the embedding and output blocks (%.1f MiB) plus its largest layer block (%.1f MiB)",
                  rs->pinned / 1048576.0, rs->largest / 1048576.0);
         if (budget_check(rs->budget, rs->pinned + rs->largest, what, err, errlen)) return -1;
         if (bases <= rs->budget) plan_refinements(m, rs, max_levels, rs->budget - bases);
