@@ -5,7 +5,6 @@
  * An observer on the forward pass adds up x^2 per input column of every layer
  * matrix; each window's sums are kept apart and folded into the total in
  * window order, so the result does not depend on the thread count. */
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
