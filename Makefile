@@ -22,12 +22,18 @@ LIB_SRC := $(wildcard libnsq/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB_PIC := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
 TOOLS   := nsq-inspect nsq-verify nsq-convert nsq-run nsq-perplexity nsq-tokenize
+# The CPU runtime and the converter's core (all of nsq-convert but its main)
+# are compiled once into static libraries that the tools, unit tests,
+# benchmarks and fuzz targets link; cli.o holds the tools' shared helpers.
 RUNTIME_SRC := $(wildcard tools/runtime/*.c)
 RUNTIME_HDR := $(wildcard tools/runtime/*.h)
 # the forward pass is plain loops: let the compiler vectorize them
 RUNTIME_OPT ?= -O3
-CONVERT_SRC := $(wildcard tools/nsq-convert/*.c)
+RUNTIME_LIB := $(BUILD)/libnsqrt.a
+CONVERT_SRC := $(filter-out tools/nsq-convert/main.c,$(wildcard tools/nsq-convert/*.c))
 CONVERT_HDR := $(wildcard tools/nsq-convert/*.h)
+CONVERT_LIB := $(BUILD)/libnsqconv.a
+CLI_OBJ := $(BUILD)/tools/common/cli.o
 TOOL_BIN := $(TOOLS:%=$(BUILD)/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -49,46 +55,51 @@ $(BUILD)/libnsq.a: $(LIB_OBJ)
 $(BUILD)/libnsq.so: $(LIB_PIC)
 	$(CC) -shared -Wl,-soname,$(SONAME) $(CFLAGS) $^ -o $@ $(LIBS)
 
-# --calib runs the runtime's forward pass
-$(BUILD)/nsq-convert: $(CONVERT_SRC) $(CONVERT_HDR) $(RUNTIME_SRC) $(RUNTIME_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
-	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $(CONVERT_SRC) $(RUNTIME_SRC) tools/common/cli.c -o $@ $(BUILD)/libnsq.a -ljansson -lyaml -lpthread $(LIBS)
+$(BUILD)/tools/runtime/%.o: tools/runtime/%.c $(RUNTIME_HDR) $(wildcard libnsq/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) $(RUNTIME_OPT) -c $< -o $@
+$(RUNTIME_LIB): $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
+	rm -f $@ && ar rcs $@ $^
+$(BUILD)/tools/nsq-convert/%.o: tools/nsq-convert/%.c $(CONVERT_HDR) $(RUNTIME_HDR) tools/common/cli.h $(wildcard libnsq/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) -c $< -o $@
+$(CONVERT_LIB): $(CONVERT_SRC:%.c=$(BUILD)/%.o)
+	rm -f $@ && ar rcs $@ $^
+$(CLI_OBJ): tools/common/cli.h
 
-$(BUILD)/nsq-run $(BUILD)/nsq-perplexity: $(BUILD)/nsq-%: tools/nsq-%/main.c $(RUNTIME_SRC) $(RUNTIME_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
-	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(RUNTIME_SRC) tools/common/cli.c -o $@ $(BUILD)/libnsq.a -lpthread $(LIBS)
+# --calib runs the runtime's forward pass
+$(BUILD)/nsq-convert: tools/nsq-convert/main.c $(CONVERT_HDR) $(CONVERT_LIB) $(RUNTIME_LIB) $(CLI_OBJ) $(BUILD)/libnsq.a
+	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(CLI_OBJ) -o $@ $(CONVERT_LIB) $(RUNTIME_LIB) $(BUILD)/libnsq.a -ljansson -lyaml -lpthread $(LIBS)
+
+$(BUILD)/nsq-run $(BUILD)/nsq-perplexity: $(BUILD)/nsq-%: tools/nsq-%/main.c $(RUNTIME_HDR) $(RUNTIME_LIB) $(CLI_OBJ) $(BUILD)/libnsq.a
+	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(CLI_OBJ) -o $@ $(RUNTIME_LIB) $(BUILD)/libnsq.a -lpthread $(LIBS)
 
 # --model runs the runtime's model check
-$(BUILD)/nsq-verify: tools/nsq-verify/main.c tools/runtime/check.c tools/runtime/arch.c $(RUNTIME_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
-	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $< tools/runtime/check.c tools/runtime/arch.c tools/common/cli.c -o $@ $(BUILD)/libnsq.a $(LIBS)
+$(BUILD)/nsq-verify: tools/nsq-verify/main.c $(RUNTIME_HDR) $(RUNTIME_LIB) $(CLI_OBJ) $(BUILD)/libnsq.a
+	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $< $(CLI_OBJ) -o $@ $(RUNTIME_LIB) $(BUILD)/libnsq.a -lpthread $(LIBS)
 
-$(BUILD)/nsq-%: tools/nsq-%/main.c tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
-	$(CC) $(BASE) -Itools/common $(CFLAGS) tools/nsq-$*/main.c tools/common/cli.c -o $@ $(BUILD)/libnsq.a $(LIBS)
+$(BUILD)/nsq-%: tools/nsq-%/main.c $(CLI_OBJ) $(BUILD)/libnsq.a
+	$(CC) $(BASE) -Itools/common $(CFLAGS) $< $(CLI_OBJ) -o $@ $(BUILD)/libnsq.a $(LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(CONVERT_SRC) $(CONVERT_HDR) $(BUILD)/libnsq.a
+# Unit tests link the libraries: only the objects a test uses come in, so a
+# test may define a converter function itself to stand in for its module.
+TEST_LIBS := $(CONVERT_LIB) $(RUNTIME_LIB) $(BUILD)/libnsq.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(CONVERT_HDR) $(RUNTIME_HDR) $(TEST_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itests/unit -Itools/nsq-convert -Itools/runtime $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a -lcmocka -ljansson -lxxhash -lpthread $(LIBS)
-KERNEL_SRC := $(filter tools/runtime/kernels%,$(RUNTIME_SRC))
-$(BUILD)/tests/test_kernels: tests/unit/test_kernels.c tests/unit/testutil.h $(KERNEL_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
-	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itests/unit -Itools/runtime $(CFLAGS) $< $(KERNEL_SRC) -o $@ $(BUILD)/libnsq.a -lcmocka $(LIBS)
+	$(CC) $(BASE) -Itests/unit -Itools/runtime -Itools/nsq-convert $(CFLAGS) $< -o $@ $(TEST_LIBS) -lcmocka -ljansson -lyaml -lxxhash -lpthread $(LIBS)
 # the converter's config and recipe readers and the tools' option parsers
-$(BUILD)/tests/test_parse: tests/unit/test_parse.c tests/unit/testutil.h $(CONVERT_SRC) $(CONVERT_HDR) tools/common/cli.c tools/common/cli.h $(BUILD)/libnsq.a
+$(BUILD)/tests/test_parse: tests/unit/test_parse.c tests/unit/testutil.h $(CONVERT_HDR) $(CLI_OBJ) $(TEST_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itests/unit -Itools/common -Itools/nsq-convert -Itools/runtime $(CFLAGS) $< tools/nsq-convert/hfconfig.c tools/nsq-convert/recipe.c tools/runtime/arch.c tools/common/cli.c -o $@ $(BUILD)/libnsq.a -lcmocka -ljansson -lyaml $(LIBS)
-$(BUILD)/tests/test_arch: tests/unit/test_arch.c tests/unit/testutil.h tools/runtime/arch.c tools/runtime/arch.h $(BUILD)/libnsq.a
+	$(CC) $(BASE) -Itests/unit -Itools/common -Itools/nsq-convert -Itools/runtime $(CFLAGS) $< $(CLI_OBJ) -o $@ $(TEST_LIBS) -lcmocka -ljansson -lyaml $(LIBS)
+$(BUILD)/bench/kernels: bench/kernels.c $(RUNTIME_HDR) $(RUNTIME_LIB) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itests/unit -Itools/runtime $(CFLAGS) $< tools/runtime/arch.c -o $@ $(BUILD)/libnsq.a -lcmocka $(LIBS)
-$(BUILD)/tests/test_route: tests/unit/test_route.c tests/unit/testutil.h $(RUNTIME_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
+	$(CC) $(BASE) -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< -o $@ $(RUNTIME_LIB) $(BUILD)/libnsq.a $(LIBS)
+$(BUILD)/bench/membw: bench/membw.c $(RUNTIME_HDR) $(RUNTIME_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itests/unit -Itools/runtime $(CFLAGS) $< $(RUNTIME_SRC) -o $@ $(BUILD)/libnsq.a -lcmocka -lpthread $(LIBS)
-$(BUILD)/bench/kernels: bench/kernels.c $(KERNEL_SRC) $(RUNTIME_HDR) $(BUILD)/libnsq.a
+	$(CC) $(BASE) -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< -o $@ $(RUNTIME_LIB) -lpthread
+$(BUILD)/tests/roundtrip: tests/roundtrip.c $(CONVERT_HDR) $(CONVERT_LIB) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(KERNEL_SRC) -o $@ $(BUILD)/libnsq.a $(LIBS)
-$(BUILD)/bench/membw: bench/membw.c tools/runtime/probe.c tools/runtime/pool.c $(RUNTIME_HDR)
-	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< tools/runtime/probe.c tools/runtime/pool.c -o $@ -lpthread
-$(BUILD)/tests/roundtrip: tests/roundtrip.c tools/nsq-convert/safetensors.c $(BUILD)/libnsq.a
-	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itools/nsq-convert $(CFLAGS) $< tools/nsq-convert/safetensors.c -o $@ $(BUILD)/libnsq.a -ljansson $(LIBS)
+	$(CC) $(BASE) -Itools/nsq-convert $(CFLAGS) $< -o $@ $(CONVERT_LIB) $(BUILD)/libnsq.a -ljansson $(LIBS)
 $(BUILD)/tests/mkfixtures: tests/mkfixtures.c $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a $(LIBS)
@@ -114,8 +125,8 @@ asan:
 	$(MAKE) --no-print-directory BUILD=build-asan CC=clang CFLAGS="$(ASAN_CFLAGS)" RUNTIME_OPT= all
 	tests/run.sh build-asan
 
-# libFuzzer targets: every fuzz/fuzz_*.c, linked with libnsq's sources and the
-# tool sources it names in FUZZ_SRC_<target>; fuzz/<target>.dict, if present, is
+# libFuzzer targets: every fuzz/fuzz_*.c, linked with the libraries built in
+# build-fuzz with coverage; fuzz/<target>.dict, if present, is
 # its dictionary. FUZZ_TIME seconds per target in
 # fuzz-smoke; fuzz-long runs each target for FUZZ_RUNS executions on FUZZ_JOBS
 # processes (see fuzz/README.md).
@@ -123,22 +134,13 @@ FUZZ_TARGETS ?= $(basename $(notdir $(wildcard fuzz/fuzz_*.c)))
 FUZZ_TIME ?= 20
 FUZZ_RUNS ?= 10000000
 FUZZ_JOBS ?= $(shell nproc)
-FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZ_DEPS := $(LIB_SRC) libnsq/nsq.h libnsq/internal.h $(wildcard tools/*/*.h) fuzz/fuzz_util.h
+FUZZ_SAN := address,undefined -fno-sanitize-recover=all
 FUZZ_INC := -Itools/common -Itools/runtime -Itools/nsq-convert
-FUZZ_SRC_fuzz_open :=
-FUZZ_SRC_fuzz_block :=
-FUZZ_SRC_fuzz_model := $(RUNTIME_SRC)
-FUZZ_SRC_fuzz_safetensors := tools/nsq-convert/safetensors.c
-FUZZ_SRC_fuzz_hfconfig := tools/nsq-convert/hfconfig.c tools/runtime/arch.c tools/common/cli.c
-FUZZ_SRC_fuzz_recipe := tools/nsq-convert/recipe.c tools/common/cli.c
-FUZZ_SRC_fuzz_tokenizer :=
-FUZZ_SRC_fuzz_tokenize_text :=
-fuzz: $(FUZZ_TARGETS:%=build-fuzz/%)
-.SECONDEXPANSION:
-build-fuzz/%: fuzz/%.c $(FUZZ_DEPS) $$(FUZZ_SRC_$$*)
-	@mkdir -p build-fuzz
-	clang $(BASE) $(FUZZ_INC) $(FUZZ_CFLAGS) $< $(FUZZ_SRC_$*) $(LIB_SRC) -o $@ $(LIBS) -ljansson -lyaml -lpthread
+fuzz:
+	$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,$(FUZZ_SAN)" RUNTIME_OPT= \
+	    $(FUZZ_TARGETS:%=build-fuzz/%)
+$(BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h $(wildcard tools/*/*.h) $(TEST_LIBS) $(CLI_OBJ)
+	clang $(BASE) $(FUZZ_INC) -O1 -g -fsanitize=fuzzer,$(FUZZ_SAN) $< $(CLI_OBJ) -o $@ $(TEST_LIBS) $(LIBS) -ljansson -lyaml -lpthread
 fuzz-smoke: fuzz
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p build-fuzz/corpus-$$t; \

@@ -5,11 +5,10 @@
 
 #include <sys/mman.h>
 
-#include "../../tools/nsq-convert/policy.c"
-#include "../../tools/nsq-convert/tiered.c"
-#include "../../tools/nsq-convert/safetensors.c"
+#include "convert.h"
 
-/* No recipe rules here (recipe.c's own tests cover matching). */
+/* These two stand in for recipe.o and calib.o, which this test does not link.
+ * No recipe rules here (recipe.c's own tests cover matching). */
 const tensor_rule *recipe_match(const quant_opts *q, const char *name)
 {
     (void)q, (void)name;

@@ -1,14 +1,19 @@
 /* test_safetensors.c - the safetensors reader of nsq-convert: valid single
  * files and sharded directories, every validation rule, and the real test
- * checkpoints under fixtures/models. The reader is
- * compiled into this test directly. */
-#include "../../tools/nsq-convert/safetensors.c"
+ * checkpoints under fixtures/models. */
+#include "safetensors.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 

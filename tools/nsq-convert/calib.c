@@ -5,34 +5,45 @@
  * An observer on the forward pass adds up x^2 per input column of every layer
  * matrix; each window's sums are kept apart and folded into the total in
  * window order, so the result does not depend on the thread count. */
-#include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "calib.h"
 #include "cli.h"
+#include "logprob.h"
 #include "model.h"
+#include "pool.h"
 
 #define WINDOW 512
 
 typedef struct {
+    const struct calib_job *j;
+    double *acc;
+} observer_ctx;
+
+/* One thread's forward pass state, made when it takes its first window. */
+typedef struct {
+    model_state s;
+    float *logits;
+    observer_ctx o;
+    int ready;
+} calib_slot;
+
+typedef struct calib_job {
     const model *m;
     const int32_t *ids;
     uint64_t n_ids;
     uint32_t window, windows;
     size_t per_layer, off[CALIB_N_INPUTS]; /* layout of one window's sums */
     double *total, **part;                 /* part[k]: window k's sums until folded */
-    uint32_t next, folded;
-    int failed;
+    uint32_t folded;
+    atomic_int failed;
+    calib_slot *slot; /* [thread] */
     pthread_mutex_t mu;
 } calib_job;
-
-typedef struct {
-    const calib_job *j;
-    double *acc;
-} observer_ctx;
 
 static int input_of(int which)
 {
@@ -66,76 +77,71 @@ static void fold_ready(calib_job *j)
     }
 }
 
-static void *calib_worker(void *arg)
+static int slot_init(const calib_job *j, calib_slot *sl)
 {
-    calib_job *j = arg;
-    model_state s;
-    float *logits = malloc(j->m->c.vocab * sizeof *logits);
-    int ok = logits && !state_init(&s, j->m, j->window, 1);
-    s.exact = 1; /* f32 activations: statistics of the model itself */
-    observer_ctx o = {j, NULL};
-    if (ok) s.observe = observe, s.observe_ctx = &o;
-    for (;;) {
-        pthread_mutex_lock(&j->mu);
-        uint32_t k = j->next++;
-        if (!ok) j->failed = 1;
-        pthread_mutex_unlock(&j->mu);
-        if (!ok || k >= j->windows) break;
-        uint64_t first = (uint64_t)k * j->window, n = j->n_ids - first < j->window ? j->n_ids - first : j->window;
-        if (!(o.acc = calloc(j->per_layer * j->m->c.n_layers, sizeof *o.acc))) {
-            ok = 0;
-            continue;
-        }
-        forward(j->m, &s, j->ids + first, (uint32_t)n, 0, logits, 0);
-        pthread_mutex_lock(&j->mu);
-        j->part[k] = o.acc;
-        fold_ready(j);
-        pthread_mutex_unlock(&j->mu);
+    if (!(sl->logits = malloc(j->m->c.vocab * sizeof *sl->logits)) || state_init(&sl->s, j->m, j->window, 1)) return -1;
+    sl->ready = 1;
+    sl->s.exact = 1; /* f32 activations: statistics of the model itself */
+    sl->o.j = j;
+    sl->s.observe = observe, sl->s.observe_ctx = &sl->o;
+    return 0;
+}
+
+/* Window k, on a thread of its own state; its sums wait in part[k] until
+ * every window before it is folded in. */
+static void calib_window(void *ctx, uint32_t k, uint32_t thread)
+{
+    calib_job *j = ctx;
+    calib_slot *sl = &j->slot[thread];
+    if (j->failed || (!sl->ready && slot_init(j, sl))) {
+        j->failed = 1;
+        return;
     }
-    if (logits && ok) state_free(&s);
-    free(logits);
-    return NULL;
+    uint64_t first = (uint64_t)k * j->window, n = j->n_ids - first < j->window ? j->n_ids - first : j->window;
+    if (!(sl->o.acc = calloc(j->per_layer * j->m->c.n_layers, sizeof *sl->o.acc))) {
+        j->failed = 1;
+        return;
+    }
+    forward(j->m, &sl->s, j->ids + first, (uint32_t)n, 0, sl->logits, 0);
+    pthread_mutex_lock(&j->mu);
+    j->part[k] = sl->o.acc;
+    fold_ready(j);
+    pthread_mutex_unlock(&j->mu);
 }
 
 static int run_windows(const model *m, const int32_t *ids, uint64_t n_ids, int threads, calib_stats *s)
 {
-    calib_job j = {m, ids, n_ids, s->window, s->windows, 0, {0}, NULL, NULL, 0, 0, 0, PTHREAD_MUTEX_INITIALIZER};
+    calib_job j = {m, ids, n_ids, s->window, s->windows, 0, {0}, NULL, NULL, 0, 0, NULL, PTHREAD_MUTEX_INITIALIZER};
+    uint32_t n_threads = (uint32_t)threads < j.windows ? (uint32_t)threads : j.windows;
     for (int k = 0; k < CALIB_N_INPUTS; k++) j.off[k] = j.per_layer, j.per_layer += s->dim[k];
     j.total = calloc(j.per_layer * m->c.n_layers, sizeof *j.total);
     j.part = calloc(j.windows, sizeof *j.part);
+    j.slot = calloc(n_threads ? n_threads : 1, sizeof *j.slot);
     s->mean_x2 = malloc(j.per_layer * m->c.n_layers * sizeof *s->mean_x2);
-    if (!j.total || !j.part || !s->mean_x2) j.failed = 1;
-    pthread_t tid[64];
-    int k = 0;
-    for (; !j.failed && k < threads - 1 && k < 64 && (uint32_t)k + 1 < j.windows; k++)
-        if (pthread_create(&tid[k], NULL, calib_worker, &j)) break;
-    if (!j.failed) calib_worker(&j);
-    while (k > 0) pthread_join(tid[--k], NULL);
+    pool *p = j.total && j.part && j.slot && s->mean_x2 ? pool_create(n_threads) : NULL;
+    if (p) pool_run_at(p, calib_window, &j, j.windows);
+    else j.failed = 1;
+    pool_free(p);
     for (size_t i = 0; !j.failed && i < j.per_layer * m->c.n_layers; i++) s->mean_x2[i] = (float)(j.total[i] / (double)n_ids);
+    for (uint32_t t = 0; j.slot && t < n_threads; t++) {
+        if (j.slot[t].ready) state_free(&j.slot[t].s);
+        free(j.slot[t].logits);
+    }
     for (uint32_t w = 0; j.part && w < j.windows; w++) free(j.part[w]);
+    free(j.slot);
     free(j.part);
     free(j.total);
     return j.failed ? -1 : 0;
 }
 
-/* Log-probabilities at every position of ids[0..n), in windows of w tokens. */
-static int run_logp(const model *m, const int32_t *ids, uint64_t n, uint32_t w, int threads, float *logp)
+/* Logits at every position of ids[0..n), in windows of w tokens. */
+static int run_logits(const model *m, const int32_t *ids, uint64_t n, uint32_t w, int threads, float *logits)
 {
     model_state st;
-    uint32_t V = m->c.vocab;
     if (state_init(&st, m, w, (uint32_t)threads)) return -1;
     st.exact = 1;
-    for (uint64_t first = 0; first < n; first += w) {
-        uint32_t k = (uint32_t)(n - first < w ? n - first : w);
-        float *l = logp + first * V;
-        forward(m, &st, ids + first, k, 0, l, 1);
-        for (uint32_t t = 0; t < k; t++, l += V) {
-            double mx = l[0], z = 0;
-            for (uint32_t v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
-            for (uint32_t v = 0; v < V; v++) z += exp(l[v] - mx);
-            for (uint32_t v = 0; v < V; v++) l[v] = (float)(l[v] - mx - log(z));
-        }
-    }
+    for (uint64_t first = 0; first < n; first += w)
+        forward(m, &st, ids + first, (uint32_t)(n - first < w ? n - first : w), 0, logits + first * m->c.vocab, 1);
     state_free(&st);
     return 0;
 }
@@ -147,12 +153,12 @@ int calib_kld(const char *model_path, const calib_stats *s, int threads, double 
     if (model_load(model_path, 0, 0, &m, &f, err, errlen)) return -1;
     uint32_t V = s->vocab;
     float *q = malloc(s->probe_tokens * V * sizeof *q);
-    int rc = q && m.c.vocab == V && !run_logp(&m, s->probe_ids, s->probe_tokens, s->window, threads, q) ? 0 : -1;
-    double sum = 0;
-    for (uint64_t i = 0; !rc && i < s->probe_tokens * V; i++) sum += exp((double)s->probe_logp[i]) * (s->probe_logp[i] - q[i]);
-    *kld = sum / (double)s->probe_tokens;
+    double *scratch = malloc(2 * (size_t)V * sizeof *scratch);
+    int rc = q && scratch && m.c.vocab == V && !run_logits(&m, s->probe_ids, s->probe_tokens, s->window, threads, q) ? 0 : -1;
+    if (!rc) *kld = logprob_mean_kl(s->probe_logits, q, s->probe_tokens, V, scratch);
     if (rc) snprintf(err, errlen, "calibration: out of memory");
     free(q);
+    free(scratch);
     model_free(&m); /* closes f */
     return rc;
 }
@@ -190,8 +196,8 @@ int calib_collect(const char *model_path, const char *text_path, uint64_t max_to
         s->probe_ids = ids;
         ids = NULL;
         if (run_windows(&m, s->probe_ids, s->tokens, threads, s) ||
-            (s->probe_tokens && (!(s->probe_logp = malloc(s->probe_tokens * s->vocab * sizeof *s->probe_logp)) ||
-                                 run_logp(&m, s->probe_ids, s->probe_tokens, s->window, threads, s->probe_logp))))
+            (s->probe_tokens && (!(s->probe_logits = malloc(s->probe_tokens * s->vocab * sizeof *s->probe_logits)) ||
+                                 run_logits(&m, s->probe_ids, s->probe_tokens, s->window, threads, s->probe_logits))))
             rc = (snprintf(err, errlen, "calibration: out of memory"), -1);
     }
     if (f) model_free(&m); /* closes f */
@@ -206,7 +212,7 @@ void calib_free(calib_stats *s)
 {
     free(s->mean_x2);
     free(s->probe_ids);
-    free(s->probe_logp);
+    free(s->probe_logits);
     memset(s, 0, sizeof *s);
 }
 

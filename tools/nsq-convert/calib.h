@@ -18,12 +18,12 @@ typedef struct {
     uint64_t tokens;   /* tokens run */
     uint32_t windows, window; /* windows of up to `window` tokens, each from position 0 */
     double seconds;
-    /* The reference for calib_kld: log-probabilities of the unquantized model
-     * at every position of the first probe_tokens tokens. */
+    /* The reference for calib_kld: the unquantized model's logits at every
+     * position of the first probe_tokens tokens. */
     int32_t *probe_ids;
     uint64_t probe_tokens;
     uint32_t vocab;
-    float *probe_logp; /* [probe_tokens][vocab] */
+    float *probe_logits; /* [probe_tokens][vocab] */
 } calib_stats;
 
 /* Runs the model in model_path (an unquantized .nsq) over the first

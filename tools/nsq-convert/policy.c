@@ -2,13 +2,13 @@
  * tiered by importance (a fixed split per tensor, or a bit budget shared by
  * all layer matrices), plus optional refinement codes. */
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "convert.h"
+#include "pool.h"
 
 double tier_group_bits(uint32_t tier, uint32_t group_size)
 {
@@ -24,28 +24,26 @@ uint32_t policy_group_size(uint32_t wanted, uint64_t cols)
 
 /* ---- threads ---- */
 typedef struct {
-    atomic_size_t next;
-    size_t n;
     void (*fn)(size_t, void *);
     void *ctx;
-} pool_job;
+} for_job;
 
-static void *pool_worker(void *arg)
+static void for_task(void *ctx, uint32_t i)
 {
-    pool_job *j = arg;
-    for (size_t i; (i = atomic_fetch_add(&j->next, 1)) < j->n;) j->fn(i, j->ctx);
-    return NULL;
+    const for_job *j = ctx;
+    j->fn(i, j->ctx);
 }
 
 void parallel_for(size_t n, int threads, void (*fn)(size_t i, void *ctx), void *ctx)
 {
-    pool_job j = {0, n, fn, ctx};
-    pthread_t tid[64];
-    int k = 0;
-    for (; k < threads - 1 && k < 64 && (size_t)k + 1 < n; k++)
-        if (pthread_create(&tid[k], NULL, pool_worker, &j)) break;
-    pool_worker(&j);
-    while (k > 0) pthread_join(tid[--k], NULL);
+    for_job j = {fn, ctx};
+    pool *p = n > 1 && threads > 1 ? pool_create((uint32_t)(n < (size_t)threads ? n : (size_t)threads)) : NULL;
+    if (!p) {
+        for (size_t i = 0; i < n; i++) fn(i, ctx);
+        return;
+    }
+    pool_run(p, for_task, &j, (uint32_t)n); /* n counts tensors: far below 2^32 */
+    pool_free(p);
 }
 
 /* ---- source data ---- */

@@ -11,7 +11,6 @@
  * position in memory: mean KL(base || model), top-1 agreement, and PPL change. */
 #include <getopt.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +19,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "logprob.h"
 #include "model.h"
+#include "pool.h"
 #include "route.h"
 #include "sampler.h"
 
@@ -132,16 +133,6 @@ static int parse_args(int argc, char **argv, options *o)
     return -1;
 }
 
-/* log-softmax of row into lp (double, for stable sums over 100k+ positions). */
-static void log_softmax(const float *row, uint32_t n, double *lp)
-{
-    float mx = row[argmax(row, n)];
-    double sum = 0;
-    for (uint32_t i = 0; i < n; i++) sum += exp((double)row[i] - mx);
-    double lse = mx + log(sum);
-    for (uint32_t i = 0; i < n; i++) lp[i] = (double)row[i] - lse;
-}
-
 typedef struct {
     model m;
     nsq_file *f;
@@ -169,19 +160,25 @@ static void score_window(const float *logits, const float *base_logits, uint32_t
 {
     for (uint32_t t = from; t + 1 < ctx; t++) {
         const float *row = logits + (size_t)t * V;
-        log_softmax(row, V, lq);
+        logprob_row(row, V, lq);
         res->nll -= lq[w[t + 1]];
         res->scored++;
         if (!base_logits) continue;
         const float *brow = base_logits + (size_t)t * V;
-        log_softmax(brow, V, lp);
+        logprob_row(brow, V, lp);
         res->base_nll -= lp[w[t + 1]];
-        double kl = 0;
-        for (uint32_t i = 0; i < V; i++) kl += exp(lp[i]) * (lp[i] - lq[i]);
-        res->kld += kl;
+        res->kld += logprob_kl(lp, lq, V);
         res->agree += argmax(row, V) == argmax(brow, V);
     }
 }
+
+/* One thread's states and buffers, made when it takes its first window. */
+typedef struct {
+    model_state sm, sb;
+    int has_sm, has_sb, ready;
+    float *lm, *lb;
+    double *lp, *lq;
+} eval_slot;
 
 /* Windows are independent: each thread runs whole windows with its own state,
  * and the per-window sums are added in window order, so the result does not
@@ -191,9 +188,10 @@ typedef struct {
     const runner *mod, *base;
     const int32_t *ids;
     uint32_t windows;
-    atomic_uint next, done;
+    atomic_uint done;
     atomic_int failed;
     result *part;
+    eval_slot *slot; /* [thread] */
     double t0;
     int show;
     uint32_t state_threads; /* threads inside each forward pass */
@@ -230,38 +228,43 @@ static int route_window(eval_job *j, model_state *s, const int32_t *w, uint32_t 
     return rc;
 }
 
-static void *eval_worker(void *arg)
+static int slot_init(const eval_job *j, eval_slot *s)
 {
-    eval_job *j = arg;
     uint32_t ctx = j->o->ctx, V = j->mod->m.c.vocab;
-    model_state sm, sb;
-    int have_b = j->base != NULL, ok = !state_init(&sm, &j->mod->m, ctx, j->state_threads);
-    if (ok && have_b && state_init(&sb, &j->base->m, ctx, j->state_threads)) state_free(&sm), ok = 0;
-    if (ok) sm.exact = j->o->exact, sb.exact = j->o->exact;
-    float *lm = malloc((size_t)ctx * V * sizeof *lm), *lb = have_b ? malloc((size_t)ctx * V * sizeof *lb) : NULL;
-    double *lp = malloc(V * sizeof *lp), *lq = malloc(V * sizeof *lq);
-    if (!ok || !lm || (have_b && !lb) || !lp || !lq) j->failed = 1;
-    for (uint32_t k; !j->failed && (k = atomic_fetch_add(&j->next, 1)) < j->windows;) {
-        const int32_t *w = j->ids + (size_t)k * ctx;
-        if (j->rt && route_window(j, &sm, w, k)) {
-            j->failed = 1;
-            break;
-        }
-        if ((have_b && forward(&j->base->m, &sb, w, ctx, 0, lb, 1)) || forward(&j->mod->m, &sm, w, ctx, 0, lm, 1)) {
-            j->failed = 1;
-            break;
-        }
-        score_window(lm, lb, V, w, ctx, j->rt ? ROUTE_PROMPT_TOKENS - 1 : 0, lp, lq, &j->part[k]);
-        uint32_t d = atomic_fetch_add(&j->done, 1) + 1;
-        if (j->show) {
-            double dt = cli_now() - j->t0;
-            fprintf(stderr, "\r" TOOL ": window %u/%u  ETA %.0fs   ", d, j->windows, dt / d * (j->windows - d));
-        }
+    int have_b = j->base != NULL;
+    s->has_sm = !state_init(&s->sm, &j->mod->m, ctx, j->state_threads);
+    s->has_sb = have_b && !state_init(&s->sb, &j->base->m, ctx, j->state_threads);
+    s->sm.exact = j->o->exact, s->sb.exact = j->o->exact;
+    s->lm = malloc((size_t)ctx * V * sizeof *s->lm), s->lb = have_b ? malloc((size_t)ctx * V * sizeof *s->lb) : NULL;
+    s->lp = malloc(V * sizeof *s->lp), s->lq = malloc(V * sizeof *s->lq);
+    s->ready = s->has_sm && s->has_sb == have_b && s->lm && (!have_b || s->lb) && s->lp && s->lq;
+    return s->ready ? 0 : -1;
+}
+
+static void slot_free(eval_slot *s)
+{
+    if (s->has_sm) state_free(&s->sm);
+    if (s->has_sb) state_free(&s->sb);
+    free(s->lm), free(s->lb), free(s->lp), free(s->lq);
+}
+
+static void eval_window(void *ctx, uint32_t k, uint32_t thread)
+{
+    eval_job *j = ctx;
+    eval_slot *s = &j->slot[thread];
+    uint32_t n = j->o->ctx;
+    const int32_t *w = j->ids + (size_t)k * n;
+    if (j->failed || (!s->ready && slot_init(j, s)) || (j->rt && route_window(j, &s->sm, w, k)) ||
+        (j->base && forward(&j->base->m, &s->sb, w, n, 0, s->lb, 1)) || forward(&j->mod->m, &s->sm, w, n, 0, s->lm, 1)) {
+        j->failed = 1;
+        return;
     }
-    if (ok) state_free(&sm);
-    if (ok && have_b) state_free(&sb);
-    free(lm), free(lb), free(lp), free(lq);
-    return NULL;
+    score_window(s->lm, s->lb, j->mod->m.c.vocab, w, n, j->rt ? ROUTE_PROMPT_TOKENS - 1 : 0, s->lp, s->lq, &j->part[k]);
+    uint32_t d = atomic_fetch_add(&j->done, 1) + 1;
+    if (j->show) {
+        double dt = cli_now() - j->t0;
+        fprintf(stderr, "\r" TOOL ": window %u/%u  ETA %.0fs   ", d, j->windows, dt / d * (j->windows - d));
+    }
 }
 
 static int evaluate(const options *o, const runner *mod, const runner *base, const route_table *rt, const int32_t *ids,
@@ -272,15 +275,16 @@ static int evaluate(const options *o, const runner *mod, const runner *base, con
     /* Streaming shares one block cache, so windows then run one at a time with
      * the threads inside the forward pass; else each thread runs windows. */
     int streaming = o->max_memory != 0 || rt;
-    eval_job j = {o, mod, base, ids, windows, 0, 0, 0, calloc(windows ? windows : 1, sizeof(result)), cli_now(),
-                  !o->quiet && isatty(2), streaming ? o->threads : 1, rt, ""};
+    uint32_t n_threads = streaming ? 1 : o->threads < windows ? o->threads : windows ? windows : 1;
+    eval_job j = {o, mod, base, ids, windows, 0, 0, calloc(windows ? windows : 1, sizeof(result)),
+                  calloc(n_threads, sizeof(eval_slot)), cli_now(), !o->quiet && isatty(2), streaming ? o->threads : 1, rt, ""};
+    pool *p = j.part && j.slot ? pool_create(n_threads) : NULL;
+    if (p) pool_run_at(p, eval_window, &j, windows);
+    else j.failed = 1;
+    pool_free(p);
+    for (uint32_t t = 0; j.slot && t < n_threads; t++) slot_free(&j.slot[t]);
+    free(j.slot);
     if (!j.part) return -1;
-    pthread_t tid[64];
-    uint32_t k = 0;
-    for (; !streaming && k + 1 < o->threads && k < 64 && k + 1 < windows; k++)
-        if (pthread_create(&tid[k], NULL, eval_worker, &j)) break;
-    eval_worker(&j);
-    while (k > 0) pthread_join(tid[--k], NULL);
     if (j.show) fputc('\n', stderr);
     for (uint32_t w = 0; w < windows; w++) {
         res->nll += j.part[w].nll;

@@ -72,6 +72,13 @@ static void drop_pages(const nsq_file *f, int fd, uint32_t b, uint32_t levels)
         if (!nsq_refinement_at(f, b, l, &rf)) posix_fadvise(fd, (off_t)rf.offset, (off_t)rf.stored_size, POSIX_FADV_DONTNEED);
 }
 
+int budget_check(uint64_t budget, uint64_t need, const char *what, char *err, size_t errlen)
+{
+    if (!budget || need <= budget) return 0;
+    return FAIL("--max-memory %.1f MiB is below the minimum of %.1f MiB for %s", budget / 1048576.0,
+                ceil((double)need / 104857.6) / 10, what);
+}
+
 /* Called with mu held; drops it while reading. */
 static int load_locked(const model *m, residency *rs, uint32_t b)
 {
@@ -101,24 +108,42 @@ static int load_locked(const model *m, residency *rs, uint32_t b)
     return rc;
 }
 
-/* Makes room for `need` bytes, never evicting `keep` or the current block. */
-static int evict_for(const model *m, residency *rs, uint64_t need, int32_t keep)
+/* Called with mu held. */
+static void unload_locked(const model *m, residency *rs, uint32_t b)
 {
-    while (rs->used + need > rs->budget) {
+    rs->refine_loaded -= rs->res[b].n_ref;
+    block_unload(m, b, &rs->res[b]);
+    rs->state[b] = ABSENT;
+    rs->used -= rs->cost[b];
+}
+
+/* The eviction policy, for the loader and for the dry run of simulate_reads:
+ * until `need` more bytes fit the budget, evicts the block of `state` whose
+ * next use in the cycle is farthest from block cur's (-1: from the start),
+ * never keep or cur. With m the blocks are unloaded (mu held); without it
+ * only state and used change. */
+static int evict_for(const model *m, residency *rs, uint8_t *state, uint64_t *used, uint64_t need, int32_t cur,
+                     int32_t keep)
+{
+    uint32_t at = cur >= 0 ? rs->pos[cur] : 0;
+    while (*used + need > rs->budget) {
         int32_t victim = -1;
-        uint32_t far = 0, cur = rs->current >= 0 ? rs->pos[rs->current] : 0;
+        uint32_t far = 0;
         for (uint32_t i = 0; i < rs->n_cycle; i++) {
-            uint32_t b = rs->cycle[i], dist = (i + rs->n_cycle - cur) % rs->n_cycle;
-            if (rs->state[b] == RESIDENT && (int32_t)b != keep && (int32_t)b != rs->current && dist >= far)
-                victim = (int32_t)b, far = dist;
+            uint32_t b = rs->cycle[i], dist = (i + rs->n_cycle - at) % rs->n_cycle;
+            if (state[b] == RESIDENT && (int32_t)b != keep && (int32_t)b != cur && dist >= far) victim = (int32_t)b, far = dist;
         }
         if (victim < 0) return -1;
-        rs->refine_loaded -= rs->res[victim].n_ref;
-        block_unload(m, (uint32_t)victim, &rs->res[victim]);
-        rs->state[victim] = ABSENT;
-        rs->used -= rs->cost[victim];
+        if (m) unload_locked(m, rs, (uint32_t)victim);
+        else state[victim] = ABSENT, *used -= rs->cost[victim];
     }
     return 0;
+}
+
+/* Makes room in the budget for block b. */
+static int room_for(const model *m, residency *rs, uint32_t b)
+{
+    return evict_for(m, rs, rs->state, &rs->used, rs->cost[b], rs->current, (int32_t)b);
 }
 
 static void *prefetcher(void *arg)
@@ -133,7 +158,7 @@ static void *prefetcher(void *arg)
         }
         uint32_t b = (uint32_t)rs->want;
         rs->want = -1;
-        if (rs->state[b] == ABSENT && !evict_for(m, rs, rs->cost[b], (int32_t)b)) load_locked(m, rs, b);
+        if (rs->state[b] == ABSENT && !room_for(m, rs, b)) load_locked(m, rs, b);
     }
     pthread_mutex_unlock(&rs->mu);
     return NULL;
@@ -151,7 +176,7 @@ int model_need_layer(const model *m, uint32_t L)
     rs->current = (int32_t)b;
     while (rs->state[b] != RESIDENT && !rs->failed) {
         if (rs->state[b] == LOADING) pthread_cond_wait(&rs->cv, &rs->mu);
-        else if (evict_for(m, rs, rs->cost[b], (int32_t)b)) {
+        else if (room_for(m, rs, b)) {
             /* the prefetcher holds the only other slot: wait for it */
             pthread_cond_wait(&rs->cv, &rs->mu);
         } else load_locked(m, rs, b);
@@ -170,26 +195,9 @@ int model_need_layer(const model *m, uint32_t L)
 
 const char *model_error(const model *m) { return m->rs ? m->rs->err : ""; }
 
-/* Evicts, in the dry run, as evict_for does. */
-static int sim_evict(const residency *rs, uint8_t *in, uint64_t *used, uint64_t need, uint32_t cur, uint32_t keep)
-{
-    while (*used + need > rs->budget) {
-        int32_t victim = -1;
-        uint32_t far = 0;
-        for (uint32_t i = 0; i < rs->n_cycle; i++) {
-            uint32_t b = rs->cycle[i], dist = (i + rs->n_cycle - rs->pos[cur]) % rs->n_cycle;
-            if (in[b] && b != keep && b != cur && dist >= far) victim = (int32_t)b, far = dist;
-        }
-        if (victim < 0) return -1;
-        in[victim] = 0;
-        *used -= rs->cost[victim];
-    }
-    return 0;
-}
-
 /* File bytes read per token once the policy is in its steady state: a dry
  * run of three forward passes, the last one counted. */
-static uint64_t simulate_reads(const residency *rs)
+static uint64_t simulate_reads(residency *rs)
 {
     uint8_t *in = calloc(rs->n_blocks + 1, 1);
     uint64_t used = rs->pinned, reads = 0;
@@ -197,12 +205,13 @@ static uint64_t simulate_reads(const residency *rs)
     for (int pass = 0; pass < 3; pass++)
         for (uint32_t i = 0; i < rs->n_cycle; i++) {
             uint32_t b = rs->cycle[i], next = rs->cycle[(i + 1) % rs->n_cycle];
-            if (!in[b] && !sim_evict(rs, in, &used, rs->cost[b], b, b)) {
-                in[b] = 1, used += rs->cost[b];
+            if (in[b] != RESIDENT && !evict_for(NULL, rs, in, &used, rs->cost[b], (int32_t)b, (int32_t)b)) {
+                in[b] = RESIDENT, used += rs->cost[b];
                 reads += pass == 2 ? rs->blk[b].stored_size : 0;
             }
-            if (rs->prefetch && !in[next] && !sim_evict(rs, in, &used, rs->cost[next], b, next)) {
-                in[next] = 1, used += rs->cost[next];
+            if (rs->prefetch && in[next] != RESIDENT &&
+                !evict_for(NULL, rs, in, &used, rs->cost[next], (int32_t)b, (int32_t)next)) {
+                in[next] = RESIDENT, used += rs->cost[next];
                 reads += pass == 2 ? rs->blk[next].stored_size : 0; /* one pass's worth of loads */
             }
         }
@@ -309,11 +318,11 @@ static int plan(model *m, residency *rs, const model_opts *o, char *err, size_t 
     rs->budget = o->max_memory;
     rs->routed = o->routed;
     if (rs->budget && !rs->routed) {
-        if (rs->budget < rs->pinned + rs->largest)
-            return FAIL("--max-memory %.1f MiB is below the minimum of %.1f MiB for this file: the embedding and "
-                        "output blocks (%.1f MiB) plus its largest layer block (%.1f MiB)",
-                        rs->budget / 1048576.0, ceil((double)(rs->pinned + rs->largest) / 104857.6) / 10,
-                        rs->pinned / 1048576.0, rs->largest / 1048576.0);
+        char what[160];
+        snprintf(what, sizeof what,
+                 "this file: the embedding and output blocks (%.1f MiB) plus its largest layer block (%.1f MiB)",
+                 rs->pinned / 1048576.0, rs->largest / 1048576.0);
+        if (budget_check(rs->budget, rs->pinned + rs->largest, what, err, errlen)) return -1;
         if (bases <= rs->budget) plan_refinements(m, rs, max_levels, rs->budget - bases);
         else rs->streaming = 1;
         rs->prefetch = rs->streaming && rs->budget >= rs->pinned + 2 * rs->largest && rs->n_cycle > 1;
@@ -409,17 +418,11 @@ int model_route(model *m, const uint8_t *choice, char *err, size_t errlen)
         uint32_t lv = choice[b] == ROUTE_FULL ? rs->full[b] : 0;
         total += choice[b] == ROUTE_SKIP ? 0 : block_cost(m->f, b, lv);
     }
-    if (rs->budget && total > rs->budget)
-        return FAIL("the routed blocks need %.1f MiB, above --max-memory %.1f MiB", total / 1048576.0, rs->budget / 1048576.0);
+    if (budget_check(rs->budget, total, "the routed blocks", err, errlen)) return -1;
     pthread_mutex_lock(&rs->mu);
     for (uint32_t b = 0; b < rs->n_blocks; b++) {
         uint32_t lv = choice[b] == ROUTE_FULL ? rs->full[b] : 0;
-        if (rs->state[b] == RESIDENT && (choice[b] == ROUTE_SKIP || lv != rs->levels[b])) {
-            rs->refine_loaded -= rs->res[b].n_ref;
-            block_unload(m, b, &rs->res[b]);
-            rs->state[b] = ABSENT;
-            rs->used -= rs->cost[b];
-        }
+        if (rs->state[b] == RESIDENT && (choice[b] == ROUTE_SKIP || lv != rs->levels[b])) unload_locked(m, rs, b);
         rs->skip[b] = choice[b] == ROUTE_SKIP;
         rs->levels[b] = lv;
         rs->cost[b] = block_cost(m->f, b, lv);

@@ -22,6 +22,10 @@ void block_unload(const model *m, uint32_t b, resident *r);
 /* Resident bytes of block b with `levels` refinement levels, from the directory. */
 uint64_t block_cost(const nsq_file *f, uint32_t b, uint32_t levels);
 
+/* The one check of --max-memory: 0 when need bytes of resident weights fit
+ * budget (0: no limit), else -1 with a message naming what needs them. */
+int budget_check(uint64_t budget, uint64_t need, const char *what, char *err, size_t errlen);
+
 int residency_init(model *m, const char *path, const model_opts *o, char *err, size_t errlen);
 void residency_free(model *m);
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "logprob.h"
 #include "residency.h"
 #include "route.h"
 
@@ -156,31 +157,6 @@ int route_select(const route_table *t, const uint8_t *mask, const double (*dmg)[
     return rc;
 }
 
-/* Log-probabilities of every position's next token distribution, in place. */
-static void log_softmax(float *l, uint32_t n, uint32_t V)
-{
-    for (uint32_t p = 0; p < n; p++) {
-        float *r = l + (size_t)p * V, mx = r[0];
-        for (uint32_t i = 1; i < V; i++) mx = r[i] > mx ? r[i] : mx;
-        double s = 0;
-        for (uint32_t i = 0; i < V; i++) s += exp((double)(r[i] - mx));
-        float lse = mx + (float)log(s);
-        for (uint32_t i = 0; i < V; i++) r[i] -= lse;
-    }
-}
-
-static double mean_kld(const float *ref, const float *q, uint32_t n, uint32_t V)
-{
-    double sum = 0;
-    for (uint32_t p = 0; p < n; p++) {
-        const float *a = ref + (size_t)p * V, *b = q + (size_t)p * V;
-        double k = 0;
-        for (uint32_t i = 0; i < V; i++) k += exp((double)a[i]) * ((double)a[i] - (double)b[i]);
-        sum += k > 0 ? k : 0;
-    }
-    return n ? sum / n : 0;
-}
-
 /* The rest of a pass after block b changed: from the residual stream that
  * entered its first layer in the all-FULL run (snap), or from the
  * embedding when b holds it. */
@@ -206,7 +182,8 @@ int route_measure(model *m, model_state *s, const route_table *t, const int32_t 
     size_t rows = (size_t)n * m->c.hidden;
     float *all = malloc((size_t)n * V * sizeof *all), *ref = malloc((size_t)scored * V * sizeof *ref);
     float *snap = malloc((nL + 1) * rows * sizeof *snap); /* the stream entering each layer, and leaving the last */
-    int rc = all && ref && snap && n > n_prompt && n_prompt > 0 ? 0 : -1;
+    double *scratch = malloc(2 * (size_t)V * sizeof *scratch);
+    int rc = all && ref && snap && scratch && n > n_prompt && n_prompt > 0 ? 0 : -1;
     if (!rc) forward_embed(m, s, ids, n, 0);
     for (uint32_t L = 0; !rc && L <= nL; L++) {
         memcpy(snap + L * rows, s->x, rows * sizeof *s->x);
@@ -215,7 +192,6 @@ int route_measure(model *m, model_state *s, const route_table *t, const int32_t 
     if (!rc) {
         forward_logits(m, s, n, all, 1);
         memcpy(ref, all + (size_t)first * V, (size_t)scored * V * sizeof *ref);
-        log_softmax(ref, scored, V);
     }
     for (uint32_t b = 0; !rc && b < t->n_blocks; b++) {
         dmg[b][0] = dmg[b][1] = dmg[b][2] = 0;
@@ -225,12 +201,10 @@ int route_measure(model *m, model_state *s, const route_table *t, const int32_t 
             rc = rerun_from(m, s, b, ids, n, snap, all);
             model_try_choice(m, b, ROUTE_FULL);
             if (rc) break;
-            float *q = all + (size_t)first * V;
-            log_softmax(q, scored, V);
-            dmg[b][c] = mean_kld(ref, q, scored, V);
+            dmg[b][c] = logprob_mean_kl(ref, all + (size_t)first * V, scored, V, scratch);
         }
     }
-    free(all), free(ref), free(snap);
+    free(all), free(ref), free(snap), free(scratch);
     return rc;
 }
 
@@ -370,10 +344,12 @@ int route_choose(model *m, model_state *s, const route_table *t, const route_opt
         else if (o->forced && o->forced[b]) mask[b] = 1u << ROUTE_SKIP;
     }
     if (!rc && o->mode == ROUTE_TOP) rc = keep_top(t, o->k, dmg, mask, err, errlen);
+    if (!rc)
+        rc = budget_check(budget, route_minimum(t, mask),
+                          "the embedding and output blocks and the cheapest allowed choice of every other block", err, errlen);
     if (!rc && route_select(t, mask, dmg, budget, choice))
-        rc = FAIL("--max-memory %.1f MiB is below the %.1f MiB that the embedding and output blocks and the cheapest "
-                  "allowed choice of every other block need",
-                  budget / 1048576.0, ceil((double)route_minimum(t, mask) / 104857.6) / 10);
+        rc = FAIL("--max-memory %.1f MiB: no choice of blocks fits it once their sizes are rounded up to whole units "
+                  "of it", budget / 1048576.0);
     *predicted = 0;
     for (uint32_t b = 0; !rc && b < t->n_blocks; b++) *predicted += dmg[b][choice[b]];
     free(mask);
