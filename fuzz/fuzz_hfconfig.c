@@ -37,7 +37,7 @@ static void check_rope(const hf_config *c)
 {
     static const char *const types[] = {"none", "linear", "dynamic", "llama3", "yarn", "longrope"};
     CHECK(one_of(c->rope_type, types, 6));
-    if (c->arch->flags & ARCH_LEARNED_POS) return; /* no RoPE */
+    if (c->arch->flags & NSQRT_ARCH_LEARNED_POS) return; /* no RoPE */
     CHECK(in(c->rope_theta, HF_MIN_THETA, HF_MAX_THETA));
     CHECK(strcmp(c->rope_type, "none") == 0 ? c->rope_factor == 1.0 : in(c->rope_factor, HF_MIN_ROPE_PARAM, HF_MAX_ROPE_PARAM));
     for (int i = 0; i < ROPE_N_EXTRA; i++) {
@@ -56,7 +56,7 @@ static void check_rope(const hf_config *c)
 static void check_config(const hf_config *c)
 {
     static const char *const acts[] = {"silu", "gelu_tanh", "gelu", "relu"};
-    CHECK(c->arch && arch_by_hf_class(c->hf_arch) == c->arch);
+    CHECK(c->arch && nsqrt_arch_by_hf_class(c->hf_arch) == c->arch);
     CHECK(one_of(c->activation, acts, 4));
     CHECK(c->hidden >= 1 && c->hidden <= HF_MAX_HIDDEN);
     CHECK(c->n_layers >= 1 && c->n_layers <= HF_MAX_LAYERS);
@@ -69,7 +69,7 @@ static void check_config(const hf_config *c)
     CHECK(c->sliding_window <= HF_MAX_CTX);
     /* what the runtime computes in 32 bits (spec 5.4, M-1) */
     CHECK(c->n_heads * c->head_dim < (1u << 28) && c->hidden < (1u << 26));
-    if (c->arch->flags & ARCH_CONV1D) CHECK(c->n_heads * c->head_dim == c->hidden && c->n_kv_heads == c->n_heads);
+    if (c->arch->flags & NSQRT_ARCH_CONV1D) CHECK(c->n_heads * c->head_dim == c->hidden && c->n_kv_heads == c->n_heads);
     CHECK(c->window_pattern <= c->n_layers);
     CHECK(in(c->norm_eps, 0, HF_MAX_EPS));
     check_rope(c);

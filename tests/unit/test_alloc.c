@@ -59,7 +59,7 @@ static void fake_init(fake_model *f, tu_rng *r)
         s->n_elements = n;
         s->data = (const uint8_t *)w;
         s->size = n * 4;
-        f->t[i] = (plan_tensor){s, i < N_MAT ? ROLE_UP : ROLE_MLP_NORM, i < N_MAT ? KIND_MATRIX : KIND_NORM, 0, 0, i < N_MAT ? ROWS : 1, COLS};
+        f->t[i] = (plan_tensor){s, i < N_MAT ? NSQRT_ROLE_UP : NSQRT_ROLE_MLP_NORM, i < N_MAT ? NSQRT_KIND_MATRIX : NSQRT_KIND_NORM, 0, 0, i < N_MAT ? ROWS : 1, COLS};
     }
     f->p = (tensor_plan){f->t, N_MAT + 1};
 }

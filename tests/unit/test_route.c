@@ -5,7 +5,7 @@
  * gets its least damaging choice; mode parsing. */
 #include "testutil.h"
 
-#include "route.h"
+#include "nsqrt.h"
 
 static uint32_t rng = 777;
 static uint32_t next(void)
@@ -15,7 +15,7 @@ static uint32_t next(void)
 }
 
 /* A table of n blocks: edges (first and last) BASE or FULL, layers any. */
-static void make_table(route_table *t, uint32_t n, double (*dmg)[3])
+static void make_table(nsqrt_route_table *t, uint32_t n, double (*dmg)[3])
 {
     memset(t, 0, sizeof *t);
     t->n_blocks = n;
@@ -23,18 +23,18 @@ static void make_table(route_table *t, uint32_t n, double (*dmg)[3])
     t->cost = calloc(n, sizeof *t->cost);
     for (uint32_t b = 0; b < n; b++) {
         int edge = b == 0 || b == n - 1, refined = next() % 4 != 0;
-        t->mask[b] = (uint8_t)(1u << ROUTE_BASE | (!edge) << ROUTE_SKIP | refined << ROUTE_FULL);
-        t->cost[b][ROUTE_SKIP] = 0;
-        t->cost[b][ROUTE_BASE] = 1000 + next() % 100000;
-        t->cost[b][ROUTE_FULL] = t->cost[b][ROUTE_BASE] + next() % 100000;
-        dmg[b][ROUTE_FULL] = 0;
-        dmg[b][ROUTE_BASE] = (next() % 1000) / 1000.0;
-        dmg[b][ROUTE_SKIP] = dmg[b][ROUTE_BASE] + (next() % 1000) / 100.0;
+        t->mask[b] = (uint8_t)(1u << NSQRT_ROUTE_BASE | (!edge) << NSQRT_ROUTE_SKIP | refined << NSQRT_ROUTE_FULL);
+        t->cost[b][NSQRT_ROUTE_SKIP] = 0;
+        t->cost[b][NSQRT_ROUTE_BASE] = 1000 + next() % 100000;
+        t->cost[b][NSQRT_ROUTE_FULL] = t->cost[b][NSQRT_ROUTE_BASE] + next() % 100000;
+        dmg[b][NSQRT_ROUTE_FULL] = 0;
+        dmg[b][NSQRT_ROUTE_BASE] = (next() % 1000) / 1000.0;
+        dmg[b][NSQRT_ROUTE_SKIP] = dmg[b][NSQRT_ROUTE_BASE] + (next() % 1000) / 100.0;
     }
 }
 
 /* Least total damage over every combination within budget (exhaustive). */
-static double brute(const route_table *t, const double (*dmg)[3], uint64_t budget)
+static double brute(const nsqrt_route_table *t, const double (*dmg)[3], uint64_t budget)
 {
     uint32_t n = t->n_blocks, combos = 1;
     double best = INFINITY;
@@ -56,15 +56,15 @@ static void test_knapsack_random(void **state)
 {
     (void)state;
     for (int trial = 0; trial < 300; trial++) {
-        route_table t;
+        nsqrt_route_table t;
         double dmg[7][3];
         uint8_t choice[7];
         uint32_t n = 3 + next() % 5;
         make_table(&t, n, dmg);
-        uint64_t all = 0, min = route_minimum(&t, t.mask);
-        for (uint32_t b = 0; b < n; b++) all += t.cost[b][ROUTE_FULL];
+        uint64_t all = 0, min = nsqrt_route_minimum(&t, t.mask);
+        for (uint32_t b = 0; b < n; b++) all += t.cost[b][NSQRT_ROUTE_FULL];
         uint64_t budget = min + next() % (all - min + 1);
-        assert_int_equal(route_select(&t, t.mask, (const double(*)[3])dmg, budget, choice), 0);
+        assert_int_equal(nsqrt_route_select(&t, t.mask, (const double(*)[3])dmg, budget, choice), 0);
         uint64_t bytes = 0;
         double d = 0;
         for (uint32_t b = 0; b < n; b++) {
@@ -75,53 +75,53 @@ static void test_knapsack_random(void **state)
         uint64_t slack = n * (budget / 4096 + 1); /* each block's bytes round up to a unit */
         double floor = brute(&t, (const double(*)[3])dmg, budget > slack ? budget - slack : 0);
         assert_true(d <= floor + 1e-9);
-        route_free(&t);
+        nsqrt_route_free(&t);
     }
 }
 
 static void test_knapsack_infeasible_and_unlimited(void **state)
 {
     (void)state;
-    route_table t;
+    nsqrt_route_table t;
     double dmg[5][3];
     uint8_t choice[5];
     make_table(&t, 5, dmg);
-    uint64_t min = route_minimum(&t, t.mask);
-    assert_int_equal(route_select(&t, t.mask, (const double(*)[3])dmg, min - 1, choice), -1);
-    assert_int_equal(route_select(&t, t.mask, (const double(*)[3])dmg, 0, choice), 0);
+    uint64_t min = nsqrt_route_minimum(&t, t.mask);
+    assert_int_equal(nsqrt_route_select(&t, t.mask, (const double(*)[3])dmg, min - 1, choice), -1);
+    assert_int_equal(nsqrt_route_select(&t, t.mask, (const double(*)[3])dmg, 0, choice), 0);
     for (uint32_t b = 0; b < 5; b++) /* no limit: the most precise choice allowed */
-        assert_int_equal(choice[b], t.mask[b] >> ROUTE_FULL & 1 ? ROUTE_FULL : ROUTE_BASE);
+        assert_int_equal(choice[b], t.mask[b] >> NSQRT_ROUTE_FULL & 1 ? NSQRT_ROUTE_FULL : NSQRT_ROUTE_BASE);
     /* a budget that holds everything gives the same, even with zero damages everywhere */
     memset(dmg, 0, sizeof dmg);
     uint64_t all = 0;
-    for (uint32_t b = 0; b < 5; b++) all += t.cost[b][ROUTE_FULL];
-    assert_int_equal(route_select(&t, t.mask, (const double(*)[3])dmg, all, choice), 0);
-    for (uint32_t b = 0; b < 5; b++) assert_int_equal(choice[b], t.mask[b] >> ROUTE_FULL & 1 ? ROUTE_FULL : ROUTE_BASE);
-    route_free(&t);
+    for (uint32_t b = 0; b < 5; b++) all += t.cost[b][NSQRT_ROUTE_FULL];
+    assert_int_equal(nsqrt_route_select(&t, t.mask, (const double(*)[3])dmg, all, choice), 0);
+    for (uint32_t b = 0; b < 5; b++) assert_int_equal(choice[b], t.mask[b] >> NSQRT_ROUTE_FULL & 1 ? NSQRT_ROUTE_FULL : NSQRT_ROUTE_BASE);
+    nsqrt_route_free(&t);
 }
 
 static void test_parse(void **state)
 {
     (void)state;
-    route_opts o = {0};
-    assert_int_equal(route_parse("router", &o), 0);
-    assert_int_equal(o.mode, ROUTE_ROUTER);
-    assert_int_equal(route_parse("random:7", &o), 0);
-    assert_int_equal(o.mode, ROUTE_RANDOM);
+    nsqrt_route_opts o = {0};
+    assert_int_equal(nsqrt_route_parse("router", &o), 0);
+    assert_int_equal(o.mode, NSQRT_ROUTE_ROUTER);
+    assert_int_equal(nsqrt_route_parse("random:7", &o), 0);
+    assert_int_equal(o.mode, NSQRT_ROUTE_RANDOM);
     assert_int_equal(o.seed, 7);
-    assert_int_equal(route_parse("4", &o), 0);
-    assert_int_equal(o.mode, ROUTE_TOP);
+    assert_int_equal(nsqrt_route_parse("4", &o), 0);
+    assert_int_equal(o.mode, NSQRT_ROUTE_TOP);
     assert_int_equal(o.k, 4);
-    assert_int_equal(route_parse("top", &o), -1);
-    assert_int_equal(route_parse("0", &o), -1);
-    assert_int_equal(route_parse("random:", &o), -1);
-    assert_int_equal(route_parse("random:x", &o), -1);
-    assert_int_equal(route_parse("Once upon a time", &o), -1);
+    assert_int_equal(nsqrt_route_parse("top", &o), -1);
+    assert_int_equal(nsqrt_route_parse("0", &o), -1);
+    assert_int_equal(nsqrt_route_parse("random:", &o), -1);
+    assert_int_equal(nsqrt_route_parse("random:x", &o), -1);
+    assert_int_equal(nsqrt_route_parse("Once upon a time", &o), -1);
     char err[256];
-    assert_int_equal(route_parse_skip("1,3", 5, &o, err, sizeof err), 0);
+    assert_int_equal(nsqrt_route_parse_skip("1,3", 5, &o, err, sizeof err), 0);
     assert_true(o.forced[1] && o.forced[3] && !o.forced[0] && !o.forced[2]);
-    assert_int_equal(route_parse_skip("5", 5, &o, err, sizeof err), -1);
-    assert_int_equal(route_parse_skip("1,,2", 5, &o, err, sizeof err), -1);
+    assert_int_equal(nsqrt_route_parse_skip("5", 5, &o, err, sizeof err), -1);
+    assert_int_equal(nsqrt_route_parse_skip("1,,2", 5, &o, err, sizeof err), -1);
     free(o.forced);
 }
 

@@ -13,9 +13,7 @@
 
 #include "calib.h"
 #include "cli.h"
-#include "logprob.h"
-#include "model.h"
-#include "pool.h"
+#include "nsqrt.h"
 
 #define WINDOW 512
 
@@ -26,14 +24,15 @@ typedef struct {
 
 /* One thread's forward pass state, made when it takes its first window. */
 typedef struct {
-    model_state s;
+    nsqrt_state *s;
     float *logits;
     observer_ctx o;
     int ready;
 } calib_slot;
 
 typedef struct calib_job {
-    const model *m;
+    const nsqrt_model *m;
+    const nsqrt_config *c;
     const int32_t *ids;
     uint64_t n_ids;
     uint32_t window, windows;
@@ -48,10 +47,10 @@ typedef struct calib_job {
 static int input_of(int which)
 {
     switch (which) {
-    case LIN_Q: return CALIB_ATTN_IN;
-    case LIN_O: return CALIB_O_IN;
-    case LIN_UP: return CALIB_MLP_IN;
-    case LIN_DOWN: return CALIB_DOWN_IN;
+    case NSQRT_LIN_Q: return CALIB_ATTN_IN;
+    case NSQRT_LIN_O: return CALIB_O_IN;
+    case NSQRT_LIN_UP: return CALIB_MLP_IN;
+    case NSQRT_LIN_DOWN: return CALIB_DOWN_IN;
     default: return -1; /* k, v and gate see the same input as q or up */
     }
 }
@@ -69,7 +68,7 @@ static void observe(void *ctx, uint32_t L, int which, const float *x, uint32_t n
 /* Adds every finished window that is next in order to the total. */
 static void fold_ready(calib_job *j)
 {
-    size_t n = j->per_layer * j->m->c.n_layers;
+    size_t n = j->per_layer * j->c->n_layers;
     while (j->folded < j->windows && j->part[j->folded]) {
         for (size_t i = 0; i < n; i++) j->total[i] += j->part[j->folded][i];
         free(j->part[j->folded]);
@@ -79,11 +78,12 @@ static void fold_ready(calib_job *j)
 
 static int slot_init(const calib_job *j, calib_slot *sl)
 {
-    if (!(sl->logits = malloc(j->m->c.vocab * sizeof *sl->logits)) || state_init(&sl->s, j->m, j->window, 1)) return -1;
+    if (!(sl->logits = malloc(j->c->vocab * sizeof *sl->logits)) || !(sl->s = nsqrt_state_new(j->m, j->window, 1)))
+        return -1;
     sl->ready = 1;
-    sl->s.exact = 1; /* f32 activations: statistics of the model itself */
+    nsqrt_state_set_exact(sl->s, 1); /* f32 activations: statistics of the model itself */
     sl->o.j = j;
-    sl->s.observe = observe, sl->s.observe_ctx = &sl->o;
+    nsqrt_state_set_observer(sl->s, observe, &sl->o);
     return 0;
 }
 
@@ -98,33 +98,34 @@ static void calib_window(void *ctx, uint32_t k, uint32_t thread)
         return;
     }
     uint64_t first = (uint64_t)k * j->window, n = j->n_ids - first < j->window ? j->n_ids - first : j->window;
-    if (!(sl->o.acc = calloc(j->per_layer * j->m->c.n_layers, sizeof *sl->o.acc))) {
+    if (!(sl->o.acc = calloc(j->per_layer * j->c->n_layers, sizeof *sl->o.acc))) {
         j->failed = 1;
         return;
     }
-    forward(j->m, &sl->s, j->ids + first, (uint32_t)n, 0, sl->logits, 0);
+    nsqrt_forward(j->m, sl->s, j->ids + first, (uint32_t)n, 0, sl->logits, 0);
     pthread_mutex_lock(&j->mu);
     j->part[k] = sl->o.acc;
     fold_ready(j);
     pthread_mutex_unlock(&j->mu);
 }
 
-static int run_windows(const model *m, const int32_t *ids, uint64_t n_ids, int threads, calib_stats *s)
+static int run_windows(const nsqrt_model *m, const int32_t *ids, uint64_t n_ids, int threads, calib_stats *s)
 {
-    calib_job j = {m, ids, n_ids, s->window, s->windows, 0, {0}, NULL, NULL, 0, 0, NULL, PTHREAD_MUTEX_INITIALIZER};
+    const nsqrt_config *c = nsqrt_model_config(m);
+    calib_job j = {m, c, ids, n_ids, s->window, s->windows, 0, {0}, NULL, NULL, 0, 0, NULL, PTHREAD_MUTEX_INITIALIZER};
     uint32_t n_threads = (uint32_t)threads < j.windows ? (uint32_t)threads : j.windows;
     for (int k = 0; k < CALIB_N_INPUTS; k++) j.off[k] = j.per_layer, j.per_layer += s->dim[k];
-    j.total = calloc(j.per_layer * m->c.n_layers, sizeof *j.total);
+    j.total = calloc(j.per_layer * c->n_layers, sizeof *j.total);
     j.part = calloc(j.windows, sizeof *j.part);
     j.slot = calloc(n_threads ? n_threads : 1, sizeof *j.slot);
-    s->mean_x2 = malloc(j.per_layer * m->c.n_layers * sizeof *s->mean_x2);
-    pool *p = j.total && j.part && j.slot && s->mean_x2 ? pool_create(n_threads) : NULL;
-    if (p) pool_run_at(p, calib_window, &j, j.windows);
+    s->mean_x2 = malloc(j.per_layer * c->n_layers * sizeof *s->mean_x2);
+    nsqrt_pool *p = j.total && j.part && j.slot && s->mean_x2 ? nsqrt_pool_create(n_threads) : NULL;
+    if (p) nsqrt_pool_run_at(p, calib_window, &j, j.windows);
     else j.failed = 1;
-    pool_free(p);
-    for (size_t i = 0; !j.failed && i < j.per_layer * m->c.n_layers; i++) s->mean_x2[i] = (float)(j.total[i] / (double)n_ids);
+    nsqrt_pool_free(p);
+    for (size_t i = 0; !j.failed && i < j.per_layer * c->n_layers; i++) s->mean_x2[i] = (float)(j.total[i] / (double)n_ids);
     for (uint32_t t = 0; j.slot && t < n_threads; t++) {
-        if (j.slot[t].ready) state_free(&j.slot[t].s);
+        nsqrt_state_free(j.slot[t].s);
         free(j.slot[t].logits);
     }
     for (uint32_t w = 0; j.part && w < j.windows; w++) free(j.part[w]);
@@ -135,31 +136,31 @@ static int run_windows(const model *m, const int32_t *ids, uint64_t n_ids, int t
 }
 
 /* Logits at every position of ids[0..n), in windows of w tokens. */
-static int run_logits(const model *m, const int32_t *ids, uint64_t n, uint32_t w, int threads, float *logits)
+static int run_logits(const nsqrt_model *m, const int32_t *ids, uint64_t n, uint32_t w, int threads, float *logits)
 {
-    model_state st;
-    if (state_init(&st, m, w, (uint32_t)threads)) return -1;
-    st.exact = 1;
+    nsqrt_state *st = nsqrt_state_new(m, w, (uint32_t)threads);
+    if (!st) return -1;
+    nsqrt_state_set_exact(st, 1);
+    uint32_t V = nsqrt_model_config(m)->vocab;
     for (uint64_t first = 0; first < n; first += w)
-        forward(m, &st, ids + first, (uint32_t)(n - first < w ? n - first : w), 0, logits + first * m->c.vocab, 1);
-    state_free(&st);
+        nsqrt_forward(m, st, ids + first, (uint32_t)(n - first < w ? n - first : w), 0, logits + first * V, 1);
+    nsqrt_state_free(st);
     return 0;
 }
 
 int calib_kld(const char *model_path, const calib_stats *s, int threads, double *kld, char *err, size_t errlen)
 {
-    model m;
-    nsq_file *f;
-    if (model_load(model_path, 0, 0, &m, &f, err, errlen)) return -1;
+    nsqrt_model *m;
+    if (nsqrt_load(model_path, 0, 0, &m, err, errlen)) return -1;
     uint32_t V = s->vocab;
     float *q = malloc(s->probe_tokens * V * sizeof *q);
     double *scratch = malloc(2 * (size_t)V * sizeof *scratch);
-    int rc = q && scratch && m.c.vocab == V && !run_logits(&m, s->probe_ids, s->probe_tokens, s->window, threads, q) ? 0 : -1;
-    if (!rc) *kld = logprob_mean_kl(s->probe_logits, q, s->probe_tokens, V, scratch);
+    int rc = q && scratch && nsqrt_model_config(m)->vocab == V && !run_logits(m, s->probe_ids, s->probe_tokens, s->window, threads, q) ? 0 : -1;
+    if (!rc) *kld = nsqrt_logprob_mean_kl(s->probe_logits, q, s->probe_tokens, V, scratch);
     if (rc) snprintf(err, errlen, "calibration: out of memory");
     free(q);
     free(scratch);
-    model_free(&m); /* closes f */
+    nsqrt_close(m);
     return rc;
 }
 
@@ -167,23 +168,23 @@ int calib_collect(const char *model_path, const char *text_path, uint64_t max_to
                   calib_stats *s, char *err, size_t errlen)
 {
     double t0 = cli_now();
-    model m;
-    nsq_file *f = NULL;
+    nsqrt_model *m = NULL;
     int32_t *ids = NULL;
     size_t n_ids = 0, len = 0;
     memset(s, 0, sizeof *s);
     char why[256];
     char *text = cli_read_file(text_path, &len, why, sizeof why);
     int rc = text ? 0 : (snprintf(err, errlen, "--calib %s: cannot read: %s", text_path, why), -1);
-    if (!rc && model_load(model_path, 0, 0, &m, &f, err, errlen)) rc = -1;
-    if (!rc && !m.tok) rc = (snprintf(err, errlen, "calibration: the model has no tokenizer"), -1);
+    if (!rc && nsqrt_load(model_path, 0, 0, &m, err, errlen)) rc = -1;
+    const nsq_tokenizer *tok = rc ? NULL : nsqrt_model_tokenizer(m);
+    if (!rc && !tok) rc = (snprintf(err, errlen, "calibration: the model has no tokenizer"), -1);
     nsq_diag d;
-    if (!rc && nsq_tokenize_diag(m.tok, text, len, 0, &ids, &n_ids, &d))
+    if (!rc && nsq_tokenize_diag(tok, text, len, 0, &ids, &n_ids, &d))
         rc = (snprintf(err, errlen, "--calib %s: cannot tokenize: %s", text_path, d.message), -1);
     if (!rc && n_ids < CALIB_MIN_TOKENS)
         rc = (snprintf(err, errlen, "--calib %s: %zu tokens, calibration needs at least %d", text_path, n_ids, CALIB_MIN_TOKENS), -1);
     if (!rc) {
-        const model_config *c = &m.c;
+        const nsqrt_config *c = nsqrt_model_config(m);
         s->n_layers = c->n_layers;
         s->dim[CALIB_ATTN_IN] = s->dim[CALIB_MLP_IN] = c->hidden;
         s->dim[CALIB_O_IN] = c->n_heads * c->head_dim;
@@ -195,12 +196,12 @@ int calib_collect(const char *model_path, const char *text_path, uint64_t max_to
         s->probe_tokens = s->tokens < probe_tokens ? s->tokens : probe_tokens;
         s->probe_ids = ids;
         ids = NULL;
-        if (run_windows(&m, s->probe_ids, s->tokens, threads, s) ||
+        if (run_windows(m, s->probe_ids, s->tokens, threads, s) ||
             (s->probe_tokens && (!(s->probe_logits = malloc(s->probe_tokens * s->vocab * sizeof *s->probe_logits)) ||
-                                 run_logits(&m, s->probe_ids, s->probe_tokens, s->window, threads, s->probe_logits))))
+                                 run_logits(m, s->probe_ids, s->probe_tokens, s->window, threads, s->probe_logits))))
             rc = (snprintf(err, errlen, "calibration: out of memory"), -1);
     }
-    if (f) model_free(&m); /* closes f */
+    nsqrt_close(m);
     free(ids);
     free(text);
     if (rc) calib_free(s);
@@ -220,10 +221,10 @@ void calib_free(calib_stats *s)
 static int input_of_role(int role)
 {
     switch (role) {
-    case ROLE_Q: case ROLE_K: case ROLE_V: case ROLE_QKV: return CALIB_ATTN_IN;
-    case ROLE_O: return CALIB_O_IN;
-    case ROLE_GATE: case ROLE_UP: case ROLE_GATE_UP: return CALIB_MLP_IN;
-    case ROLE_DOWN: return CALIB_DOWN_IN;
+    case NSQRT_ROLE_Q: case NSQRT_ROLE_K: case NSQRT_ROLE_V: case NSQRT_ROLE_QKV: return CALIB_ATTN_IN;
+    case NSQRT_ROLE_O: return CALIB_O_IN;
+    case NSQRT_ROLE_GATE: case NSQRT_ROLE_UP: case NSQRT_ROLE_GATE_UP: return CALIB_MLP_IN;
+    case NSQRT_ROLE_DOWN: return CALIB_DOWN_IN;
     default: return -1;
     }
 }

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "arch.h"
+#include "nsqrt.h"
 #include "calib.h"
 #include "nsq.h"
 #include "safetensors.h"
@@ -33,10 +33,10 @@ extern const char *const rope_extra_keys[ROPE_N_EXTRA];
 #define HF_MIN_ROPE_PARAM 1e-6 /* factor, low/high_freq_factor, beta_fast/slow, attention_factor */
 #define HF_MAX_ROPE_PARAM 1e6
 
-#define HF_MAX_KEYS 8 /* arch_key entries per family */
+#define HF_MAX_KEYS 8 /* nsqrt_arch_key entries per family */
 
 typedef struct {
-    const arch_info *arch; /* general.architecture */
+    const nsqrt_arch *arch; /* general.architecture */
     char hf_arch[64];
     uint64_t hidden, n_layers, n_heads, n_kv_heads, head_dim, inter, vocab, ctx, sliding_window;
     uint64_t window_pattern; /* layer_types: windows on every layer but each pattern-th */
@@ -45,7 +45,7 @@ typedef struct {
     unsigned rope_extra_set; /* bit i: rope_extra[i] present */
     char rope_type[16];      /* none|linear|dynamic|llama3|yarn|longrope */
     double rope_short[HF_MAX_HEAD_DIM_HALF], rope_long[HF_MAX_HEAD_DIM_HALF]; /* longrope, head_dim / 2 each */
-    double key_value[HF_MAX_KEYS]; /* the family's arch_key numbers, as stored */
+    double key_value[HF_MAX_KEYS]; /* the family's nsqrt_arch_key numbers, as stored */
     unsigned key_set;              /* bit i: key_value[i] stored */
     const char *norm_type, *activation, *position;
     int attention_bias, mlp_bias, tied_head;
@@ -65,13 +65,13 @@ int hf_load_config(const char *dir, hf_config *c, char *err, size_t errlen);
 int hf_parse_config(const char *text, size_t len, hf_config *c, char *err, size_t errlen);
 
 /* The config as the runtime sees it, for the registry's shapes and names. */
-void hf_model_config(const hf_config *c, model_config *m);
+void hf_model_config(const hf_config *c, nsqrt_config *m);
 
 /* ---- tensor plan ---- */
 typedef struct {
     const st_tensor *src;
     int role;       /* arch.h's ROLE_* */
-    role_kind kind; /* what the policy does with it */
+    nsqrt_role_kind kind; /* what the policy does with it */
     int layer;  /* -1 outside the layers */
     int conv1d; /* source stored [in][out] (GPT-2 Conv1D) */
     uint64_t rows, cols; /* the matrix as nsq stores it when quantized: [out][in] */

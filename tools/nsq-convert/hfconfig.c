@@ -105,8 +105,8 @@ static int identify(json_t *cfg, hf_config *c, char *err, size_t n)
         return -1;
     }
     snprintf(c->hf_arch, sizeof c->hf_arch, "%s", name);
-    if ((c->arch = arch_by_hf_class(name))) return 0;
-    snprintf(err, n, "config.json: architecture %.64s is not supported (supported: %s)", name, arch_list(1));
+    if ((c->arch = nsqrt_arch_by_hf_class(name))) return 0;
+    snprintf(err, n, "config.json: architecture %.64s is not supported (supported: %s)", name, nsqrt_arch_list(1));
     return -1;
 }
 
@@ -199,13 +199,13 @@ static int read_rope(json_t *cfg, hf_config *c, char *err, size_t n)
 
 static void set_defaults(hf_config *c)
 {
-    const arch_info *a = c->arch;
-    int learned = (a->flags & ARCH_LEARNED_POS) != 0;
+    const nsqrt_arch *a = c->arch;
+    int learned = (a->flags & NSQRT_ARCH_LEARNED_POS) != 0;
     c->norm_eps = a->eps;
     c->rope_theta = learned ? 0.0 : 10000.0;
     c->ctx = a->ctx;
     c->sliding_window = a->window;
-    c->norm_type = a->flags & ARCH_LAYERNORM ? "layernorm" : "rmsnorm";
+    c->norm_type = a->flags & NSQRT_ARCH_LAYERNORM ? "layernorm" : "rmsnorm";
     c->activation = a->act;
     c->position = learned ? "learned" : "rope";
     c->attention_bias = a->attention_bias;
@@ -255,7 +255,7 @@ static int read_sizes(json_t *cfg, hf_config *c, char *err, size_t n)
     }
     c->n_kv_heads = c->n_heads;
     c->head_dim = c->hidden / c->n_heads;
-    c->inter = c->arch->flags & ARCH_UNGATED ? 4 * c->hidden : 0;
+    c->inter = c->arch->flags & NSQRT_ARCH_UNGATED ? 4 * c->hidden : 0;
     if (get_int(cfg, kv, 1, c->n_heads, &c->n_kv_heads, err, n) < 0 || get_int(cfg, hd, 2, HF_MAX_HEAD_DIM, &c->head_dim, err, n) < 0 ||
         get_int(cfg, inter, 1, HF_MAX_INTER, &c->inter, err, n) < 0 || get_int(cfg, ctx, 1, HF_MAX_CTX, &c->ctx, err, n) < 0)
         return -1;
@@ -268,7 +268,7 @@ static int read_sizes(json_t *cfg, hf_config *c, char *err, size_t n)
     if (c->head_dim < 2 || c->head_dim > HF_MAX_HEAD_DIM || c->head_dim % 2)
         return snprintf(err, n, "config.json: head_dim %llu (hidden_size / num_attention_heads when absent) must be even, "
                                 "in 2..%d", (unsigned long long)c->head_dim, HF_MAX_HEAD_DIM), -1;
-    if ((c->arch->flags & ARCH_CONV1D) && (c->n_heads * c->head_dim != c->hidden || c->n_kv_heads != c->n_heads))
+    if ((c->arch->flags & NSQRT_ARCH_CONV1D) && (c->n_heads * c->head_dim != c->hidden || c->n_kv_heads != c->n_heads))
         return snprintf(err, n, "config.json: GPT-2 needs n_embd %llu = n_head x head_dim (%llu x %llu), and no grouped "
                                 "KV heads", (unsigned long long)c->hidden, (unsigned long long)c->n_heads,
                         (unsigned long long)c->head_dim), -1;
@@ -279,7 +279,7 @@ static int read_sizes(json_t *cfg, hf_config *c, char *err, size_t n)
 static int limits_unsupported(json_t *cfg, hf_config *c, char *err, size_t n)
 {
     static const char *const mwl[] = {"max_window_layers", NULL};
-    if ((c->arch->flags & ARCH_MAX_WINDOW_LAYERS) && c->sliding_window) { /* windows only layers >= max_window_layers */
+    if ((c->arch->flags & NSQRT_ARCH_MAX_WINDOW_LAYERS) && c->sliding_window) { /* windows only layers >= max_window_layers */
         uint64_t from = 28;
         if (get_int(cfg, mwl, 0, INT64_MAX, &from, err, n) < 0) return -1;
         if (from >= c->n_layers) c->sliding_window = 0;
@@ -289,7 +289,7 @@ static int limits_unsupported(json_t *cfg, hf_config *c, char *err, size_t n)
     }
     int by_layer = 0, scaled = 1;
     double partial = 1;
-    if ((c->arch->flags & ARCH_CONV1D) && (get_bool(cfg, "scale_attn_by_inverse_layer_idx", &by_layer, err, n) < 0 ||
+    if ((c->arch->flags & NSQRT_ARCH_CONV1D) && (get_bool(cfg, "scale_attn_by_inverse_layer_idx", &by_layer, err, n) < 0 ||
                                  get_bool(cfg, "scale_attn_weights", &scaled, err, n) < 0))
         return -1;
     if (by_layer || !scaled)
@@ -326,10 +326,10 @@ static int read_layer_types(json_t *cfg, hf_config *c, char *err, size_t n)
     return 0;
 }
 
-/* The family's other numbers (arch_key): a default when absent, none when null. */
+/* The family's other numbers (nsqrt_arch_key): a default when absent, none when null. */
 static int read_keys(json_t *cfg, hf_config *c, char *err, size_t n)
 {
-    const arch_key *k = c->arch->keys;
+    const nsqrt_arch_key *k = c->arch->keys;
     for (unsigned i = 0; k && k[i].hf_key && i < HF_MAX_KEYS; i++) {
         json_t *x = json_object_get(cfg, k[i].hf_key);
         double v = k[i].def;
@@ -346,10 +346,10 @@ static int read_flags(json_t *cfg, hf_config *c, char *err, size_t n)
     static const char *const swk[] = {"sliding_window", NULL};
     uint64_t sw = 0;
     unsigned f = c->arch->flags;
-    int use_sw = (f & ARCH_WINDOW_ON) != 0;
+    int use_sw = (f & NSQRT_ARCH_WINDOW_ON) != 0;
     if (get_bool(cfg, "tie_word_embeddings", &c->tied_head, err, n) < 0 ||
-        ((f & ARCH_HF_MLP_BIAS) && get_bool(cfg, "mlp_bias", &c->mlp_bias, err, n) < 0) ||
-        ((f & ARCH_HF_ATTN_BIAS) && get_bool(cfg, "attention_bias", &c->attention_bias, err, n) < 0) ||
+        ((f & NSQRT_ARCH_HF_MLP_BIAS) && get_bool(cfg, "mlp_bias", &c->mlp_bias, err, n) < 0) ||
+        ((f & NSQRT_ARCH_HF_ATTN_BIAS) && get_bool(cfg, "attention_bias", &c->attention_bias, err, n) < 0) ||
         get_bool(cfg, "use_sliding_window", &use_sw, err, n) < 0)
         return -1;
     int r = get_int(cfg, swk, 0, HF_MAX_CTX, &sw, err, n);
@@ -358,7 +358,7 @@ static int read_flags(json_t *cfg, hf_config *c, char *err, size_t n)
     if (!use_sw) c->sliding_window = 0;
     else if (r > 0) c->sliding_window = sw;
     else if (json_object_get(cfg, "sliding_window")) c->sliding_window = 0;
-    if (limits_unsupported(cfg, c, err, n) || ((f & ARCH_WINDOW_LAYERS) && read_layer_types(cfg, c, err, n)) ||
+    if (limits_unsupported(cfg, c, err, n) || ((f & NSQRT_ARCH_WINDOW_LAYERS) && read_layer_types(cfg, c, err, n)) ||
         read_keys(cfg, c, err, n))
         return -1;
     const char *dt = json_string_value(json_object_get(cfg, "dtype"));
@@ -428,7 +428,7 @@ int hf_parse_config(const char *text, size_t len, hf_config *c, char *err, size_
         rc = read_sizes(cfg, c, err, n);
     }
     if (!rc) rc = read_activation(cfg, c, err, n);
-    if (!rc && !(c->arch->flags & ARCH_LEARNED_POS)) rc = read_rope(cfg, c, err, n);
+    if (!rc && !(c->arch->flags & NSQRT_ARCH_LEARNED_POS)) rc = read_rope(cfg, c, err, n);
     if (!rc) rc = read_flags(cfg, c, err, n);
     if (!rc) rc = read_all_ids(cfg, "config.json", c, err, n);
     json_decref(cfg);
@@ -456,12 +456,12 @@ int hf_load_config(const char *dir, hf_config *c, char *err, size_t n)
     return rc;
 }
 
-void hf_model_config(const hf_config *c, model_config *m)
+void hf_model_config(const hf_config *c, nsqrt_config *m)
 {
     memset(m, 0, sizeof *m);
     m->arch = c->arch;
-    m->layernorm = (c->arch->flags & ARCH_LAYERNORM) != 0;
-    m->learned_pos = (c->arch->flags & ARCH_LEARNED_POS) != 0;
+    m->layernorm = (c->arch->flags & NSQRT_ARCH_LAYERNORM) != 0;
+    m->learned_pos = (c->arch->flags & NSQRT_ARCH_LEARNED_POS) != 0;
     m->tied_head = c->tied_head;
     m->attention_bias = c->attention_bias;
     m->mlp_bias = c->mlp_bias;

@@ -63,7 +63,7 @@ static void usage(FILE *out)
             "refused before any work. A failed or interrupted conversion leaves OUT.nsq as it\n"
             "was and no other file.\n\n"
             "exit status: 0 success, 1 conversion failed (no output file is left), 2 usage error\n",
-            arch_list(1));
+            nsqrt_arch_list(1));
 }
 
 static int parse_policy(const char *s, dense_policy *p)

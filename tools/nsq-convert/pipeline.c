@@ -71,10 +71,10 @@ static nsq_status write_metadata(nsq_writer *w, const hf_config *c, const st_mod
     U("model.sliding_window", c->sliding_window);
     B("model.tied_head", c->tied_head);
     U("model.vocab_size", c->vocab);
-    if (c->arch->flags & ARCH_CONV1D) B("model.conv1d_transposed", !o->q.lossless);
+    if (c->arch->flags & NSQRT_ARCH_CONV1D) B("model.conv1d_transposed", !o->q.lossless);
     if (c->window_pattern) U("model.sliding_window_pattern", c->window_pattern);
-    if (c->arch->flags & ARCH_EMBED_SQRT_H) F("model.embedding_scale", sqrt((double)c->hidden));
-    if (c->arch->flags & ARCH_NORM_PLUS_ONE) F("model.norm.weight_offset", 1.0);
+    if (c->arch->flags & NSQRT_ARCH_EMBED_SQRT_H) F("model.embedding_scale", sqrt((double)c->hidden));
+    if (c->arch->flags & NSQRT_ARCH_NORM_PLUS_ONE) F("model.norm.weight_offset", 1.0);
     for (unsigned i = 0; c->arch->keys && c->arch->keys[i].hf_key; i++)
         if (c->key_set & (1u << i)) F(c->arch->keys[i].meta_key, c->key_value[i]);
     if (strcmp(c->rope_type, "longrope") == 0) {
@@ -305,7 +305,7 @@ static int write_blocks(nsq_writer *w, const convert_job *o, const hf_config *c,
     if (!idx) return snprintf(err, n, "out of memory"), -1;
     for (size_t i = 0; i < p->n; i++) pg.bytes_total += p->t[i].src->size;
     for (size_t i = 0; i < p->n; i++)
-        if (p->t[i].kind == KIND_EMBED || p->t[i].kind == KIND_POS) idx[k++] = i;
+        if (p->t[i].kind == NSQRT_KIND_EMBED || p->t[i].kind == NSQRT_KIND_POS) idx[k++] = i;
     int rc = write_block(w, o, p, bp, NSQ_BLOCK_EMBEDDINGS, 0, 0, idx, k, &pg, s, err, n);
     for (uint64_t L = 0; L < c->n_layers && !rc; L += o->layers_per_block) {
         uint64_t end = L + o->layers_per_block < c->n_layers ? L + o->layers_per_block : c->n_layers;
@@ -316,7 +316,7 @@ static int write_blocks(nsq_writer *w, const convert_job *o, const hf_config *c,
     }
     k = 0;
     for (size_t i = 0; i < p->n; i++)
-        if (p->t[i].layer < 0 && (p->t[i].kind == KIND_NORM || p->t[i].kind == KIND_HEAD)) idx[k++] = i;
+        if (p->t[i].layer < 0 && (p->t[i].kind == NSQRT_KIND_NORM || p->t[i].kind == NSQRT_KIND_HEAD)) idx[k++] = i;
     if (!rc) rc = write_block(w, o, p, bp, NSQ_BLOCK_OUTPUT, 0, 0, idx, k, &pg, s, err, n);
     free(idx);
     return rc;

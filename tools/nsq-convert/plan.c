@@ -21,7 +21,7 @@ typedef struct {
 
 /* The role of layer L (-1: a global), with its shape as the checkpoint
  * stores it: Conv1D matrices [in][out]. */
-static int push(expect_list *l, const model_config *m, int L, int role, int with_opt)
+static int push(expect_list *l, const nsqrt_config *m, int L, int role, int with_opt)
 {
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 64;
@@ -32,9 +32,9 @@ static int push(expect_list *l, const model_config *m, int L, int role, int with
     }
     expect *x = &l->e[l->n++];
     uint64_t out, in;
-    arch_tensor_name(m, L < 0 ? UINT32_MAX : (uint32_t)L, role, with_opt, x->name, sizeof x->name);
-    x->n_dims = (uint32_t)arch_role_shape(m, role, &out, &in);
-    int swap = arch_role_in_major(m, role);
+    nsqrt_arch_tensor_name(m, L < 0 ? UINT32_MAX : (uint32_t)L, role, with_opt, x->name, sizeof x->name);
+    x->n_dims = (uint32_t)nsqrt_arch_role_shape(m, role, &out, &in);
+    int swap = nsqrt_arch_role_in_major(m, role);
     x->dims[0] = swap ? in : out;
     x->dims[1] = swap ? out : in;
     x->role = role;
@@ -44,23 +44,23 @@ static int push(expect_list *l, const model_config *m, int L, int role, int with
 
 static int build_expectations(const hf_config *c, const st_model *st, expect_list *l)
 {
-    model_config m;
+    nsqrt_config m;
     hf_model_config(c, &m);
     char probe[160];
     /* GPT-2: the original hub checkpoints have no "transformer." prefix */
-    arch_tensor_name(&m, UINT32_MAX, ROLE_EMBED, 0, probe, sizeof probe);
+    nsqrt_arch_tensor_name(&m, UINT32_MAX, NSQRT_ROLE_EMBED, 0, probe, sizeof probe);
     int with_opt = m.arch->opt_prefix && !st_find(st, probe);
     int rc = 0;
     /* in file order: the embeddings, the layers, then the output's tensors */
     for (int last = 0; last < 2; last++) {
         for (size_t i = 0; i < m.arch->n_globals && !rc; i++) {
-            int role = m.arch->globals[i].role, kind = arch_role_kind(role);
-            if ((kind != KIND_EMBED && kind != KIND_POS) == last && arch_has_role(&m, role))
+            int role = m.arch->globals[i].role, kind = nsqrt_arch_role_kind(role);
+            if ((kind != NSQRT_KIND_EMBED && kind != NSQRT_KIND_POS) == last && nsqrt_arch_has_role(&m, role))
                 rc = push(l, &m, -1, role, with_opt);
         }
         for (int L = 0; (uint64_t)L < c->n_layers && !rc && !last; L++)
             for (size_t i = 0; i < m.arch->n_layer && !rc; i++)
-                if (arch_has_role(&m, m.arch->layer[i].role)) rc = push(l, &m, L, m.arch->layer[i].role, with_opt);
+                if (nsqrt_arch_has_role(&m, m.arch->layer[i].role)) rc = push(l, &m, L, m.arch->layer[i].role, with_opt);
     }
     return rc;
 }
@@ -71,7 +71,7 @@ static int ignorable(const hf_config *c, const char *name)
     size_t n = strlen(name);
     if (n > 23 && strcmp(name + n - 23, "rotary_emb.inv_freq") == 0) return 1;
     if (c->tied_head && strcmp(name, "lm_head.weight") == 0) return 1; /* a tied copy */
-    if ((c->arch->flags & ARCH_CONV1D) && ((n >= 9 && strcmp(name + n - 9, "attn.bias") == 0) ||
+    if ((c->arch->flags & NSQRT_ARCH_CONV1D) && ((n >= 9 && strcmp(name + n - 9, "attn.bias") == 0) ||
                                            (n >= 16 && strcmp(name + n - 16, "attn.masked_bias") == 0)))
         return 1;
     return 0;
@@ -121,9 +121,9 @@ int arch_plan(const hf_config *c, const st_model *m, tensor_plan *p, char *err, 
             plan_tensor *pt = &p->t[p->n++];
             pt->src = t;
             pt->role = l.e[i].role;
-            pt->kind = arch_role_kind(pt->role);
+            pt->kind = nsqrt_arch_role_kind(pt->role);
             pt->layer = l.e[i].layer;
-            pt->conv1d = (c->arch->flags & ARCH_CONV1D) && pt->kind == KIND_MATRIX;
+            pt->conv1d = (c->arch->flags & NSQRT_ARCH_CONV1D) && pt->kind == NSQRT_KIND_MATRIX;
             pt->rows = pt->conv1d ? t->dims[1] : t->dims[0];
             pt->cols = t->n_dims == 2 ? (pt->conv1d ? t->dims[0] : t->dims[1]) : t->dims[0];
             if (t->n_dims == 1) pt->rows = 1;

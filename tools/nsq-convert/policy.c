@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "convert.h"
-#include "pool.h"
+#include "nsqrt.h"
 
 double tier_group_bits(uint32_t tier, uint32_t group_size)
 {
@@ -37,13 +37,13 @@ static void for_task(void *ctx, uint32_t i)
 void parallel_for(size_t n, int threads, void (*fn)(size_t i, void *ctx), void *ctx)
 {
     for_job j = {fn, ctx};
-    pool *p = n > 1 && threads > 1 ? pool_create((uint32_t)(n < (size_t)threads ? n : (size_t)threads)) : NULL;
+    nsqrt_pool *p = n > 1 && threads > 1 ? nsqrt_pool_create((uint32_t)(n < (size_t)threads ? n : (size_t)threads)) : NULL;
     if (!p) {
         for (size_t i = 0; i < n; i++) fn(i, ctx);
         return;
     }
-    pool_run(p, for_task, &j, (uint32_t)n); /* n counts tensors: far below 2^32 */
-    pool_free(p);
+    nsqrt_pool_run(p, for_task, &j, (uint32_t)n); /* n counts tensors: far below 2^32 */
+    nsqrt_pool_free(p);
 }
 
 /* ---- source data ---- */
@@ -96,7 +96,7 @@ static int copy_source(const plan_tensor *t, int transpose, encoded *e)
 /* Mean x^2 per input column from calibration, for the layer matrices it covers. */
 static const float *col_weights(const plan_tensor *t, const quant_opts *o)
 {
-    return o->calib && t->kind == KIND_MATRIX ? calib_columns(o->calib, t->role, t->layer, t->cols) : NULL;
+    return o->calib && t->kind == NSQRT_KIND_MATRIX ? calib_columns(o->calib, t->role, t->layer, t->cols) : NULL;
 }
 
 /* A group's importance: its share of the output energy, sum_j E[x_j^2] w_j^2
@@ -170,7 +170,7 @@ static uint32_t group_size_for(const plan_tensor *t, const quant_opts *o)
 static int quantized_matrix(const plan_tensor *t, const quant_opts *o)
 {
     const tensor_rule *r = recipe_match(o, t->src->name);
-    return !o->lossless && t->kind == KIND_MATRIX && !(r && (r->has_policy || r->has_split)) && group_size_for(t, o);
+    return !o->lossless && t->kind == NSQRT_KIND_MATRIX && !(r && (r->has_policy || r->has_split)) && group_size_for(t, o);
 }
 
 /* Bytes of a layer-block tensor the budget does not choose. */
@@ -179,7 +179,7 @@ static uint64_t fixed_bytes(const plan_tensor *t, const quant_opts *o)
     const tensor_rule *r = recipe_match(o, t->src->name);
     uint32_t G = group_size_for(t, o);
     uint64_t ng = G ? t->rows * t->cols / G : 0, n[4] = {0, 0, 0, 0};
-    if (o->lossless || !G || (r && r->has_policy && r->policy == KEEP_SOURCE) || (t->kind != KIND_MATRIX && !(r && r->has_policy)))
+    if (o->lossless || !G || (r && r->has_policy && r->policy == KEEP_SOURCE) || (t->kind != NSQRT_KIND_MATRIX && !(r && r->has_policy)))
         return t->src->size;
     if (r && r->has_policy && r->policy == KEEP_F16) return 2 * t->src->n_elements;
     if (r && r->has_policy) n[r->policy == UNIFORM_Q8 ? 1 : r->policy == UNIFORM_Q4 ? 2 : 3] = ng;
@@ -367,8 +367,8 @@ int policy_encode(const tensor_plan *p, size_t i, const quant_opts *o, const bpw
     const plan_tensor *t = &p->t[i];
     const tensor_rule *rule = recipe_match(o, t->src->name);
     memset(e, 0, sizeof *e);
-    int dense = t->kind == KIND_EMBED || t->kind == KIND_POS || t->kind == KIND_HEAD;
-    dense_policy d = rule && rule->has_policy ? rule->policy : t->kind == KIND_HEAD ? o->head : o->embed;
+    int dense = t->kind == NSQRT_KIND_EMBED || t->kind == NSQRT_KIND_POS || t->kind == NSQRT_KIND_HEAD;
+    dense_policy d = rule && rule->has_policy ? rule->policy : t->kind == NSQRT_KIND_HEAD ? o->head : o->embed;
     dense |= rule && rule->has_policy;
     int vector = t->src->n_dims != 2, rc;
     if (dense && vector && d != KEEP_SOURCE && d != KEEP_F16) {
@@ -377,7 +377,7 @@ int policy_encode(const tensor_plan *p, size_t i, const quant_opts *o, const bpw
     }
     if (o->probe >= 0)
         rc = (size_t)o->probe == i ? encode_matrix(p, i, o, NULL, NSQ_TIER_Q4, e) : copy_source(t, t->conv1d, e);
-    else if (o->lossless || (!dense && (t->kind == KIND_NORM || t->kind == KIND_BIAS)) || (dense && d == KEEP_SOURCE))
+    else if (o->lossless || (!dense && (t->kind == NSQRT_KIND_NORM || t->kind == NSQRT_KIND_BIAS)) || (dense && d == KEEP_SOURCE))
         rc = copy_source(t, !o->lossless && t->conv1d, e);
     else if (dense && d == KEEP_F16)
         rc = encode_f16(t, e);

@@ -3,7 +3,7 @@
  *
  * The calibration text is tokenized without special tokens and cut into
  * windows of ROUTER_WINDOW tokens. In each window the first
- * ROUTE_PROMPT_TOKENS tokens are the prompt: the router's feature is their
+ * NSQRT_ROUTE_PROMPT_TOKENS tokens are the prompt: the router's feature is their
  * mean embedding, and the damage of a choice is the mean KL divergence of the
  * next-token distributions after the prompt from the run with every block at
  * FULL (route_measure).
@@ -21,8 +21,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "model.h"
-#include "route.h"
+#include "nsqrt.h"
 #include "router_fit.h"
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -210,40 +209,41 @@ static double choose_lambda(const samples *s, const uint32_t *train, uint32_t n)
 }
 
 /* Runs every window: features and measured damages. */
-static int measure(model *m, const route_table *t, const int32_t *ids, samples *s, int threads, char *err, size_t errlen)
+static int measure(nsqrt_model *m, const nsqrt_route_table *t, const int32_t *ids, samples *s, int threads, char *err, size_t errlen)
 {
-    model_state st;
     double(*dmg)[3] = calloc(t->n_blocks, sizeof *dmg);
-    int rc = dmg && !state_init(&st, m, ROUTER_WINDOW, (uint32_t)threads) ? 0 : FAIL("out of memory");
+    nsqrt_state *st = dmg ? nsqrt_state_new(m, ROUTER_WINDOW, (uint32_t)threads) : NULL;
+    int rc = st ? 0 : FAIL("out of memory");
     double t0 = cli_now();
     for (uint32_t k = 0; !rc && k < s->n; k++) {
         const int32_t *w = ids + (size_t)k * ROUTER_WINDOW;
-        route_features(m, w, ROUTE_PROMPT_TOKENS, s->x + (size_t)k * s->D);
-        if (route_measure(m, &st, t, w, ROUTER_WINDOW, ROUTE_PROMPT_TOKENS, dmg)) rc = FAIL("router: %s", model_error(m));
+        nsqrt_route_features(m, w, NSQRT_ROUTE_PROMPT_TOKENS, s->x + (size_t)k * s->D);
+        if (nsqrt_route_measure(m, st, t, w, ROUTER_WINDOW, NSQRT_ROUTE_PROMPT_TOKENS, dmg)) rc = FAIL("router: %s", nsqrt_error(m));
         for (uint32_t b = 0; !rc && b < t->n_blocks; b++)
             for (int c = 0; c < 3; c++) s->y[(size_t)k * s->O + 3 * b + c] = dmg[b][c];
         if (isatty(2)) fprintf(stderr, "\rnsq-convert: router: window %u/%u, %.0f s", k + 1, s->n, cli_now() - t0);
     }
     if (isatty(2)) fputc('\n', stderr);
-    if (dmg) state_free(&st);
+    nsqrt_state_free(st);
     free(dmg);
     return rc;
 }
 
-static int tokens(const model *m, const char *text_path, int32_t **ids, size_t *n, char *err, size_t errlen)
+static int tokens(const nsqrt_model *m, const char *text_path, int32_t **ids, size_t *n, char *err, size_t errlen)
 {
     size_t len = 0;
     char why[256];
     char *text = cli_read_file(text_path, &len, why, sizeof why);
     int rc = text ? 0 : FAIL("--calib %s: cannot read: %s", text_path, why);
-    if (!rc && !m->tok) rc = FAIL("router: the model has no tokenizer");
+    const nsq_tokenizer *tok = nsqrt_model_tokenizer(m);
+    if (!rc && !tok) rc = FAIL("router: the model has no tokenizer");
     nsq_diag d;
-    if (!rc && nsq_tokenize_diag(m->tok, text, len, 0, ids, n, &d)) rc = FAIL("--calib %s: cannot tokenize: %s", text_path, d.message);
+    if (!rc && nsq_tokenize_diag(tok, text, len, 0, ids, n, &d)) rc = FAIL("--calib %s: cannot tokenize: %s", text_path, d.message);
     free(text);
     return rc;
 }
 
-static int store(const samples *s, const route_table *t, const linear_fit *f, router_fit *r)
+static int store(const samples *s, const nsqrt_route_table *t, const linear_fit *f, router_fit *r)
 {
     uint32_t D = s->D, O = s->O;
     r->mask = malloc(t->n_blocks);
@@ -261,30 +261,31 @@ int router_fit_run(const char *model_path, const char *text_path, uint32_t windo
                    char *err, size_t errlen)
 {
     double t0 = cli_now();
-    model m;
-    route_table t = {0};
+    nsqrt_model *m;
+    nsqrt_route_table t = {0};
     samples s = {0};
     int32_t *ids = NULL;
     size_t n_ids = 0;
     memset(r, 0, sizeof *r);
-    model_opts mo = {0, -1, 0, 0, 1};
-    if (model_open(model_path, &mo, &m, err, errlen)) return -1;
-    int rc = route_init(&m, &t, err, errlen);
+    nsqrt_opts mo = {0, -1, 0, 0, 1};
+    if (nsqrt_open(model_path, &mo, &m, err, errlen)) return -1;
+    const nsqrt_config *c = nsqrt_model_config(m);
+    int rc = nsqrt_route_init(m, &t, err, errlen);
     uint8_t *full = rc ? NULL : malloc(t.n_blocks);
     if (!rc && !full) rc = FAIL("out of memory");
-    if (!rc) route_all_full(&t, full);
-    if (!rc) rc = model_route(&m, full, err, errlen);
-    if (!rc && m.c.ctx < ROUTER_WINDOW) rc = FAIL("router: the model's context is below %d tokens", ROUTER_WINDOW);
-    if (!rc) rc = tokens(&m, text_path, &ids, &n_ids, err, errlen);
+    if (!rc) nsqrt_route_all_full(&t, full);
+    if (!rc) rc = nsqrt_route_apply(m, full, err, errlen);
+    if (!rc && c->ctx < ROUTER_WINDOW) rc = FAIL("router: the model's context is below %d tokens", ROUTER_WINDOW);
+    if (!rc) rc = tokens(m, text_path, &ids, &n_ids, err, errlen);
     s.n = (uint32_t)(n_ids / ROUTER_WINDOW < windows ? n_ids / ROUTER_WINDOW : windows);
     if (!rc && s.n < 8) rc = FAIL("--calib %s: %zu tokens, the router needs 8 windows of %d", text_path, n_ids, ROUTER_WINDOW);
-    s.D = m.c.hidden, s.O = 3 * t.n_blocks;
+    s.D = c->hidden, s.O = 3 * t.n_blocks;
     s.x = rc ? NULL : malloc((size_t)s.n * s.D * sizeof *s.x);
     s.y = rc ? NULL : calloc((size_t)s.n * s.O, sizeof *s.y);
     s.have = rc ? NULL : calloc(s.O, 1);
     if (!rc && (!s.x || !s.y || !s.have)) rc = FAIL("out of memory");
-    for (uint32_t o = 0; !rc && o < s.O; o++) s.have[o] = (uint8_t)route_measured(t.mask[o / 3], (int)(o % 3));
-    if (!rc) rc = measure(&m, &t, ids, &s, threads, err, errlen);
+    for (uint32_t o = 0; !rc && o < s.O; o++) s.have[o] = (uint8_t)nsqrt_route_measured(t.mask[o / 3], (int)(o % 3));
+    if (!rc) rc = measure(m, &t, ids, &s, threads, err, errlen);
     uint32_t *train = rc ? NULL : malloc(s.n * sizeof *train), *held = rc ? NULL : malloc(s.n * sizeof *held), *all = rc ? NULL : malloc(s.n * sizeof *all);
     uint32_t nt = 0, nh = 0;
     if (!rc && (!train || !held || !all)) rc = FAIL("out of memory");
@@ -300,13 +301,13 @@ int router_fit_run(const char *model_path, const char *text_path, uint32_t windo
     }
     if (!rc) heldout_report(&f, &s, held, nh, r);
     if (!rc && store(&s, &t, &g, r)) rc = FAIL("out of memory");
-    r->windows = s.n, r->heldout = nh, r->window = ROUTER_WINDOW, r->prompt_tokens = ROUTE_PROMPT_TOKENS;
+    r->windows = s.n, r->heldout = nh, r->window = ROUTER_WINDOW, r->prompt_tokens = NSQRT_ROUTE_PROMPT_TOKENS;
     r->input_dim = s.D, r->block_count = t.n_blocks;
     r->seconds = cli_now() - t0;
     fit_free(&f), fit_free(&g);
     free(train), free(held), free(all), free(full), free(ids), free(s.x), free(s.y), free(s.have);
-    route_free(&t);
-    model_free(&m);
+    nsqrt_route_free(&t);
+    nsqrt_close(m);
     if (rc) router_fit_free(r);
     return rc;
 }

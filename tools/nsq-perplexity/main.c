@@ -19,11 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "logprob.h"
-#include "model.h"
-#include "pool.h"
-#include "route.h"
-#include "sampler.h"
+#include "nsqrt.h"
 
 #define TOOL "nsq-perplexity"
 
@@ -33,7 +29,7 @@ typedef struct {
     int json, quiet, max_refine, exact, routed;
     uint64_t max_memory;
     const char *skip_blocks;
-    route_opts route;
+    nsqrt_route_opts route;
 } options;
 
 typedef struct {
@@ -101,7 +97,7 @@ static int parse_args(int argc, char **argv, options *o)
         case 'Z': o->exact = 1; break;
         case 'r':
             o->routed = 1;
-            if ((bad = route_option(optarg, argc, argv, &optind, &o->route)))
+            if ((bad = nsqrt_route_option(optarg, argc, argv, &optind, &o->route)))
                 fprintf(stderr, TOOL ": --route wants router, static, skip-only, random[:SEED], oracle, none or a "
                                      "block count in 1..65536, not '%s'\n", optarg);
             break;
@@ -114,10 +110,10 @@ static int parse_args(int argc, char **argv, options *o)
         default: bad = 1; fprintf(stderr, TOOL ": unknown option or missing value: %s\n", argv[optind - 1]);
         }
     }
-    if (o->routed && o->route.mode == ROUTE_OFF && !o->skip_blocks) o->routed = 0;
-    if (!bad && o->routed && o->ctx <= ROUTE_PROMPT_TOKENS + 1) {
-        fprintf(stderr, TOOL ": --route needs --ctx above %d (the first %d tokens are the prompt)\n", ROUTE_PROMPT_TOKENS + 1,
-                ROUTE_PROMPT_TOKENS);
+    if (o->routed && o->route.mode == NSQRT_ROUTE_OFF && !o->skip_blocks) o->routed = 0;
+    if (!bad && o->routed && o->ctx <= NSQRT_ROUTE_PROMPT_TOKENS + 1) {
+        fprintf(stderr, TOOL ": --route needs --ctx above %d (the first %d tokens are the prompt)\n", NSQRT_ROUTE_PROMPT_TOKENS + 1,
+                NSQRT_ROUTE_PROMPT_TOKENS);
         bad = 1;
     }
     if (!bad && argc - optind != 2) {
@@ -134,24 +130,23 @@ static int parse_args(int argc, char **argv, options *o)
 }
 
 typedef struct {
-    model m;
-    nsq_file *f;
+    nsqrt_model *m;
 } runner;
 
 static int runner_open(runner *r, const char *path, const options *o, uint64_t max_memory, char *err, size_t n)
 {
     /* the oracle measures with every block resident: its budget binds the choice only */
-    model_opts mo = {0, o->max_refine, o->routed && o->route.mode == ROUTE_ORACLE ? 0 : max_memory, 0, o->routed && path == o->model};
+    nsqrt_opts mo = {0, o->max_refine, o->routed && o->route.mode == NSQRT_ROUTE_ORACLE ? 0 : max_memory, 0, o->routed && path == o->model};
     memset(r, 0, sizeof *r);
-    if (model_open(path, &mo, &r->m, err, n)) return -1;
-    r->f = r->m.f;
-    if (o->ctx > r->m.c.ctx) return snprintf(err, n, "%s: --ctx %u exceeds the model's context of %u", path, o->ctx, r->m.c.ctx), -1;
+    if (nsqrt_open(path, &mo, &r->m, err, n)) return -1;
+    uint32_t ctx = nsqrt_model_config(r->m)->ctx;
+    if (o->ctx > ctx) return snprintf(err, n, "%s: --ctx %u exceeds the model's context of %u", path, o->ctx, ctx), -1;
     return 0;
 }
 
 static void runner_close(runner *r)
 {
-    model_free(&r->m);
+    nsqrt_close(r->m);
 }
 
 /* Scores one window: token t+1 predicted from the logits at t. */
@@ -160,22 +155,22 @@ static void score_window(const float *logits, const float *base_logits, uint32_t
 {
     for (uint32_t t = from; t + 1 < ctx; t++) {
         const float *row = logits + (size_t)t * V;
-        logprob_row(row, V, lq);
+        nsqrt_logprob_row(row, V, lq);
         res->nll -= lq[w[t + 1]];
         res->scored++;
         if (!base_logits) continue;
         const float *brow = base_logits + (size_t)t * V;
-        logprob_row(brow, V, lp);
+        nsqrt_logprob_row(brow, V, lp);
         res->base_nll -= lp[w[t + 1]];
-        res->kld += logprob_kl(lp, lq, V);
-        res->agree += argmax(row, V) == argmax(brow, V);
+        res->kld += nsqrt_logprob_kl(lp, lq, V);
+        res->agree += nsqrt_argmax(row, V) == nsqrt_argmax(brow, V);
     }
 }
 
 /* One thread's states and buffers, made when it takes its first window. */
 typedef struct {
-    model_state sm, sb;
-    int has_sm, has_sb, ready;
+    nsqrt_state *sm, *sb;
+    int ready;
     float *lm, *lb;
     double *lp, *lq;
 } eval_slot;
@@ -195,24 +190,24 @@ typedef struct {
     double t0;
     int show;
     uint32_t state_threads; /* threads inside each forward pass */
-    const route_table *rt;  /* routing: windows run one at a time */
+    const nsqrt_route_table *rt;  /* routing: windows run one at a time */
     char err[512];
 } eval_job;
 
-/* Chooses window w's blocks from its first ROUTE_PROMPT_TOKENS tokens and loads them. */
-static int route_window(eval_job *j, model_state *s, const int32_t *w, uint32_t k)
+/* Chooses window w's blocks from its first NSQRT_ROUTE_PROMPT_TOKENS tokens and loads them. */
+static int route_window(eval_job *j, nsqrt_state *s, const int32_t *w, uint32_t k)
 {
-    const route_table *t = j->rt;
-    model *m = (model *)&j->mod->m; /* routing loads and unloads the model's blocks */
+    const nsqrt_route_table *t = j->rt;
+    nsqrt_model *m = j->mod->m; /* routing loads and unloads the model's blocks */
     uint8_t *choice = malloc(t->n_blocks);
     double(*dmg)[3] = calloc(t->n_blocks, sizeof *dmg), pred = 0;
-    route_opts ro = j->o->route;
+    nsqrt_route_opts ro = j->o->route;
     ro.seed = j->o->route.seed * 1000003u + k; /* random: another draw each window */
     int rc = choice && dmg ? 0 : (snprintf(j->err, sizeof j->err, "out of memory"), -1);
     if (!rc)
-        rc = route_choose(m, s, t, &ro, j->o->max_memory, w, j->o->ctx, ROUTE_PROMPT_TOKENS, choice, dmg, &pred, j->err,
+        rc = nsqrt_route_choose(m, s, t, &ro, j->o->max_memory, w, j->o->ctx, NSQRT_ROUTE_PROMPT_TOKENS, choice, dmg, &pred, j->err,
                           sizeof j->err);
-    if (!rc) rc = model_route(m, choice, j->err, sizeof j->err);
+    if (!rc) rc = nsqrt_route_apply(m, choice, j->err, sizeof j->err);
     result *r = &j->part[k];
     for (uint32_t b = 0; !rc && b < t->n_blocks; b++) {
         r->route_bytes += (double)t->cost[b][choice[b]];
@@ -230,21 +225,20 @@ static int route_window(eval_job *j, model_state *s, const int32_t *w, uint32_t 
 
 static int slot_init(const eval_job *j, eval_slot *s)
 {
-    uint32_t ctx = j->o->ctx, V = j->mod->m.c.vocab;
+    uint32_t ctx = j->o->ctx, V = nsqrt_model_config(j->mod->m)->vocab;
     int have_b = j->base != NULL;
-    s->has_sm = !state_init(&s->sm, &j->mod->m, ctx, j->state_threads);
-    s->has_sb = have_b && !state_init(&s->sb, &j->base->m, ctx, j->state_threads);
-    s->sm.exact = j->o->exact, s->sb.exact = j->o->exact;
+    if ((s->sm = nsqrt_state_new(j->mod->m, ctx, j->state_threads))) nsqrt_state_set_exact(s->sm, j->o->exact);
+    if (have_b && (s->sb = nsqrt_state_new(j->base->m, ctx, j->state_threads))) nsqrt_state_set_exact(s->sb, j->o->exact);
     s->lm = malloc((size_t)ctx * V * sizeof *s->lm), s->lb = have_b ? malloc((size_t)ctx * V * sizeof *s->lb) : NULL;
     s->lp = malloc(V * sizeof *s->lp), s->lq = malloc(V * sizeof *s->lq);
-    s->ready = s->has_sm && s->has_sb == have_b && s->lm && (!have_b || s->lb) && s->lp && s->lq;
+    s->ready = s->sm && (s->sb != NULL) == have_b && s->lm && (!have_b || s->lb) && s->lp && s->lq;
     return s->ready ? 0 : -1;
 }
 
 static void slot_free(eval_slot *s)
 {
-    if (s->has_sm) state_free(&s->sm);
-    if (s->has_sb) state_free(&s->sb);
+    nsqrt_state_free(s->sm);
+    nsqrt_state_free(s->sb);
     free(s->lm), free(s->lb), free(s->lp), free(s->lq);
 }
 
@@ -254,12 +248,12 @@ static void eval_window(void *ctx, uint32_t k, uint32_t thread)
     eval_slot *s = &j->slot[thread];
     uint32_t n = j->o->ctx;
     const int32_t *w = j->ids + (size_t)k * n;
-    if (j->failed || (!s->ready && slot_init(j, s)) || (j->rt && route_window(j, &s->sm, w, k)) ||
-        (j->base && forward(&j->base->m, &s->sb, w, n, 0, s->lb, 1)) || forward(&j->mod->m, &s->sm, w, n, 0, s->lm, 1)) {
+    if (j->failed || (!s->ready && slot_init(j, s)) || (j->rt && route_window(j, s->sm, w, k)) ||
+        (j->base && nsqrt_forward(j->base->m, s->sb, w, n, 0, s->lb, 1)) || nsqrt_forward(j->mod->m, s->sm, w, n, 0, s->lm, 1)) {
         j->failed = 1;
         return;
     }
-    score_window(s->lm, s->lb, j->mod->m.c.vocab, w, n, j->rt ? ROUTE_PROMPT_TOKENS - 1 : 0, s->lp, s->lq, &j->part[k]);
+    score_window(s->lm, s->lb, nsqrt_model_config(j->mod->m)->vocab, w, n, j->rt ? NSQRT_ROUTE_PROMPT_TOKENS - 1 : 0, s->lp, s->lq, &j->part[k]);
     uint32_t d = atomic_fetch_add(&j->done, 1) + 1;
     if (j->show) {
         double dt = cli_now() - j->t0;
@@ -267,7 +261,7 @@ static void eval_window(void *ctx, uint32_t k, uint32_t thread)
     }
 }
 
-static int evaluate(const options *o, const runner *mod, const runner *base, const route_table *rt, const int32_t *ids,
+static int evaluate(const options *o, const runner *mod, const runner *base, const nsqrt_route_table *rt, const int32_t *ids,
                     size_t n_ids, result *res, char *err, size_t errlen)
 {
     uint32_t windows = (uint32_t)(n_ids / o->ctx);
@@ -278,10 +272,10 @@ static int evaluate(const options *o, const runner *mod, const runner *base, con
     uint32_t n_threads = streaming ? 1 : o->threads < windows ? o->threads : windows ? windows : 1;
     eval_job j = {o, mod, base, ids, windows, 0, 0, calloc(windows ? windows : 1, sizeof(result)),
                   calloc(n_threads, sizeof(eval_slot)), cli_now(), !o->quiet && isatty(2), streaming ? o->threads : 1, rt, ""};
-    pool *p = j.part && j.slot ? pool_create(n_threads) : NULL;
-    if (p) pool_run_at(p, eval_window, &j, windows);
+    nsqrt_pool *p = j.part && j.slot ? nsqrt_pool_create(n_threads) : NULL;
+    if (p) nsqrt_pool_run_at(p, eval_window, &j, windows);
     else j.failed = 1;
-    pool_free(p);
+    nsqrt_pool_free(p);
     for (uint32_t t = 0; j.slot && t < n_threads; t++) slot_free(&j.slot[t]);
     free(j.slot);
     if (!j.part) return -1;
@@ -296,10 +290,10 @@ static int evaluate(const options *o, const runner *mod, const runner *base, con
         res->route_pred += j.part[w].route_pred;
         for (int c = 0; c < 3; c++) res->choices[c] += j.part[w].choices[c];
     }
-    model_usage u;
-    model_get_usage(&mod->m, &u);
+    nsqrt_usage u;
+    nsqrt_get_usage(mod->m, &u);
     res->weights_peak = u.resident_peak;
-    snprintf(err, errlen, "%s", j.err[0] ? j.err : *model_error(&mod->m) ? model_error(&mod->m) : "out of memory");
+    snprintf(err, errlen, "%s", j.err[0] ? j.err : *nsqrt_error(mod->m) ? nsqrt_error(mod->m) : "out of memory");
     res->windows = windows;
     res->seconds = cli_now() - j.t0;
     free(j.part);
@@ -318,7 +312,7 @@ static void report(const options *o, const result *r, size_t n_ids)
         if (o->routed)
             printf("route %s: mean %.2f MiB of weights per window, choices skip %llu, base %llu, full %llu; "
                    "mean predicted damage %.6f\n",
-                   route_mode_name(o->route.mode), r->route_bytes / r->windows / 1048576.0,
+                   nsqrt_route_mode_name(o->route.mode), r->route_bytes / r->windows / 1048576.0,
                    (unsigned long long)r->choices[0], (unsigned long long)r->choices[1], (unsigned long long)r->choices[2],
                    r->route_pred / r->windows);
         printf("peak resident weights %.2f MiB, peak RSS %.1f MiB\n", r->weights_peak / 1048576.0, cli_peak_rss_mib());
@@ -353,7 +347,7 @@ static void report(const options *o, const result *r, size_t n_ids)
     cli_json_key(&j, "route");
     if (o->routed) {
         cli_json_object(&j);
-        cli_json_kv_cstr(&j, "mode", route_mode_name(o->route.mode));
+        cli_json_kv_cstr(&j, "mode", nsqrt_route_mode_name(o->route.mode));
         cli_json_kv_u64(&j, "budget_bytes", o->max_memory);
         cli_json_key(&j, "mean_weight_bytes");
         cli_json_f64(&j, r->route_bytes / r->windows);
@@ -391,23 +385,23 @@ static int run(options *o)
     int rc = text ? 0 : (snprintf(err, sizeof err, "%s: cannot read: %s", o->text, why), -1);
     if (!rc) rc = runner_open(&mod, o->model, o, o->max_memory, err, sizeof err);
     if (!rc && o->base) rc = runner_open(&base, o->base, o, 0, err, sizeof err);
-    if (!rc && o->base && base.m.c.vocab != mod.m.c.vocab) rc = (snprintf(err, sizeof err, "the base model has another vocabulary"), -1);
+    if (!rc && o->base && nsqrt_model_config(base.m)->vocab != nsqrt_model_config(mod.m)->vocab) rc = (snprintf(err, sizeof err, "the base model has another vocabulary"), -1);
     cli_diag_init(&d);
-    const nsq_tokenizer *tok = rc ? NULL : mod.m.tok; /* checked against the embedding by model_open */
+    const nsq_tokenizer *tok = rc ? NULL : nsqrt_model_tokenizer(mod.m); /* checked against the embedding at open */
     if (!rc && !tok) rc = (snprintf(err, sizeof err, "%s: the file has no tokenizer", o->model), -1);
     if (!rc && nsq_tokenize_diag(tok, text, len, 0, &ids, &n_ids, &d))
         rc = (snprintf(err, sizeof err, "%s: cannot tokenize: %s", o->text, cli_message("", d.status, &d)), -1);
     if (!rc && n_ids < o->ctx) rc = (snprintf(err, sizeof err, "%s: fewer than --ctx %u tokens", o->text, o->ctx), -1);
-    route_table rt = {0};
-    if (!rc && o->routed) rc = route_init(&mod.m, &rt, err, sizeof err);
-    if (!rc && o->skip_blocks) rc = route_parse_skip(o->skip_blocks, rt.n_blocks, &o->route, err, sizeof err);
+    nsqrt_route_table rt = {0};
+    if (!rc && o->routed) rc = nsqrt_route_init(mod.m, &rt, err, sizeof err);
+    if (!rc && o->skip_blocks) rc = nsqrt_route_parse_skip(o->skip_blocks, rt.n_blocks, &o->route, err, sizeof err);
     if (!rc && evaluate(o, &mod, o->base ? &base : NULL, o->routed ? &rt : NULL, ids, n_ids, &res, err, sizeof err)) rc = -1;
     if (!rc) report(o, &res, n_ids);
     if (rc) fprintf(stderr, TOOL ": %s\n", err);
     free(ids);
     free(text);
     free(o->route.forced);
-    route_free(&rt);
+    nsqrt_route_free(&rt);
     runner_close(&mod);
     if (o->base) runner_close(&base);
     return rc ? CLI_EXIT_INVALID : cli_finish_stdout(TOOL);

@@ -14,10 +14,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "model.h"
-#include "probe.h"
-#include "route.h"
-#include "sampler.h"
+#include "nsqrt.h"
 
 #define TOOL "nsq-run"
 
@@ -29,7 +26,7 @@ typedef struct {
     int ignore_eos, stats, print_ids, no_mmap, max_refine, plan, cold, exact, route_set;
     uint64_t max_memory;
     const char *skip_blocks;
-    route_opts route;
+    nsqrt_route_opts route;
 } options;
 
 static void usage(FILE *out)
@@ -115,7 +112,7 @@ static int parse_args(int argc, char **argv, options *o)
         case 'Z': o->exact = 1; break;
         case 'r':
             o->route_set = 1;
-            if ((bad = route_option(optarg, argc, argv, &optind, &o->route)))
+            if ((bad = nsqrt_route_option(optarg, argc, argv, &optind, &o->route)))
                 fprintf(stderr, TOOL ": --route wants router, static, skip-only, random[:SEED], none or a "
                                      "block count in 1..65536, not '%s'\n", optarg);
             break;
@@ -126,7 +123,7 @@ static int parse_args(int argc, char **argv, options *o)
         default: bad = 1; fprintf(stderr, TOOL ": unknown option or missing value: %s\n", argv[optind - 1]);
         }
     }
-    if (!bad && o->route.mode == ROUTE_ORACLE) {
+    if (!bad && o->route.mode == NSQRT_ROUTE_ORACLE) {
         fprintf(stderr, TOOL ": --route oracle measures damages on a text: see nsq-perplexity\n");
         bad = 1;
     }
@@ -219,28 +216,29 @@ typedef struct {
     uint64_t kv, scratch;
 } timing;
 
-static int generate(const options *o, const model *m, const nsq_tokenizer *tok, const int32_t *prompt, size_t n_prompt,
+static int generate(const options *o, const nsqrt_model *m, const nsq_tokenizer *tok, const int32_t *prompt, size_t n_prompt,
                     timing *tm)
 {
-    model_state st;
-    sampler sm;
-    uint32_t V = m->c.vocab;
-    if (n_prompt + o->n > m->c.ctx) {
+    nsqrt_sampler sm;
+    const nsqrt_config *c = nsqrt_model_config(m);
+    uint32_t V = c->vocab;
+    if (n_prompt + o->n > c->ctx) {
         fprintf(stderr, TOOL ": prompt (%zu tokens) + -n %u exceeds the model's context of %u tokens\n", n_prompt, o->n,
-                m->c.ctx);
+                c->ctx);
         return -1;
     }
     float *logits = malloc((o->dump_logits ? n_prompt : 1) * (size_t)V * sizeof *logits);
-    if (!logits || state_init(&st, m, (uint32_t)n_prompt, o->threads) ||
-        sampler_init(&sm, V, o->temp, o->top_k, o->top_p, o->seed)) {
+    nsqrt_state *st = logits ? nsqrt_state_new(m, (uint32_t)n_prompt, o->threads) : NULL;
+    if (!st || nsqrt_sampler_init(&sm, V, o->temp, o->top_k, o->top_p, o->seed)) {
         fprintf(stderr, TOOL ": out of memory\n");
+        nsqrt_state_free(st);
         free(logits);
         return -1;
     }
-    st.exact = o->exact;
-    state_bytes(&st, m, &tm->kv, &tm->scratch);
+    nsqrt_state_set_exact(st, o->exact);
+    nsqrt_state_bytes(m, (uint32_t)n_prompt, &tm->kv, &tm->scratch);
     double t0 = cli_now();
-    int rc = forward(m, &st, prompt, (uint32_t)n_prompt, 0, logits, o->dump_logits != NULL);
+    int rc = nsqrt_forward(m, st, prompt, (uint32_t)n_prompt, 0, logits, o->dump_logits != NULL);
     tm->prompt_s = cli_now() - t0;
     tm->prompt_n = n_prompt;
     if (!rc && o->dump_logits) rc = dump_logits(o->dump_logits, logits, n_prompt * V);
@@ -249,8 +247,8 @@ static int generate(const options *o, const model *m, const nsq_tokenizer *tok, 
     int32_t prev = prompt[n_prompt - 1], next = 0;
     t0 = cli_now();
     for (uint32_t i = 0; i < o->n && !rc; i++) {
-        next = sampler_next(&sm, last);
-        if (next == m->c.eos_id && !o->ignore_eos) break;
+        next = nsqrt_sampler_next(&sm, last);
+        if (next == c->eos_id && !o->ignore_eos) break;
         if (o->print_ids) {
             printf("%s%d", i ? " " : "", next);
             fflush(stdout);
@@ -262,16 +260,16 @@ static int generate(const options *o, const model *m, const nsq_tokenizer *tok, 
         prev = next;
         tm->gen_n++;
         if (i + 1 < o->n) {
-            rc = forward(m, &st, &next, 1, (uint32_t)(n_prompt + i), logits, 0);
+            rc = nsqrt_forward(m, st, &next, 1, (uint32_t)(n_prompt + i), logits, 0);
             last = logits;
         }
     }
     tm->gen_s = cli_now() - t0;
     emit(&out, "", 0, 1);
     if (o->print_ids) printf("\n");
-    if (rc) fprintf(stderr, TOOL ": %s\n", model_error(m));
-    sampler_free(&sm);
-    state_free(&st);
+    if (rc) fprintf(stderr, TOOL ": %s\n", nsqrt_error(m));
+    nsqrt_sampler_free(&sm);
+    nsqrt_state_free(st);
     free(logits);
     return rc;
 }
@@ -280,22 +278,19 @@ static int generate(const options *o, const model *m, const nsq_tokenizer *tok, 
 
 /* What the weights, the KV cache and the scratch buffers need, and what the
  * budget means for reads and speed, from measured bandwidths. */
-static void print_plan(const options *o, const model *m)
+static void print_plan(const options *o, const nsqrt_model *m)
 {
-    model_usage u;
-    model_state probe = {0};
+    nsqrt_usage u;
     uint64_t kv, scratch1, scratchp;
-    model_get_usage(m, &u);
-    probe.max_batch = 1;
-    state_bytes(&probe, m, &kv, &scratch1);
-    probe.max_batch = 512;
-    state_bytes(&probe, m, &kv, &scratchp);
-    double mem = probe_mem_read(o->threads, 256u << 20, 3);
+    nsqrt_get_usage(m, &u);
+    nsqrt_state_bytes(m, 1, &kv, &scratch1);
+    nsqrt_state_bytes(m, 512, &kv, &scratchp);
+    double mem = nsqrt_probe_mem_read(o->threads, 256u << 20, 3);
     nsq_block blk;
     uint64_t off = 0, len = 0;
-    for (uint32_t b = 0; !nsq_block_at(m->f, b, &blk); b++)
+    for (uint32_t b = 0; !nsq_block_at(nsqrt_model_file(m), b, &blk); b++)
         if (blk.stored_size > len) off = blk.offset, len = blk.stored_size;
-    double disk = probe_file_read(o->model, off, len, 1);
+    double disk = nsqrt_probe_file_read(o->model, off, len, 1);
     if (o->max_memory) printf("plan for %s, --max-memory %.1f MiB of resident weights\n", o->model, MIB(o->max_memory));
     else printf("plan for %s, no --max-memory: the whole file resident\n", o->model);
     printf("  embedding and output blocks          %10.1f MiB (always resident)\n", MIB(u.pinned));
@@ -305,7 +300,7 @@ static void print_plan(const options *o, const model *m)
            (unsigned long long)(u.streaming ? 0 : u.refine_levels_total ? u.refine_levels_loaded : 0),
            (unsigned long long)u.refine_levels_total);
     printf("  minimum budget                       %10.1f MiB\n", ceil(MIB(u.minimum) * 10) / 10);
-    printf("  KV cache (%u positions)            %10.1f MiB (not in the budget)\n", m->c.ctx, MIB(kv));
+    printf("  KV cache (%u positions)            %10.1f MiB (not in the budget)\n", nsqrt_model_config(m)->ctx, MIB(kv));
     printf("  scratch, 1 / 512 positions at a time %10.1f / %.1f MiB (not in the budget)\n", MIB(scratch1), MIB(scratchp));
     printf("  layer blocks                         %s\n", u.streaming ? (u.prefetch ? "streamed, next block read ahead"
                                                                                    : "streamed, no room to read ahead")
@@ -318,10 +313,10 @@ static void print_plan(const options *o, const model *m)
                1.0 / ((double)u.token_bytes / (mem * 1e9) + (double)u.reads_per_token / (disk * 1e9)));
 }
 
-static void print_stats(const timing *t, const model *m)
+static void print_stats(const timing *t, const nsqrt_model *m)
 {
-    model_usage u;
-    model_get_usage(m, &u);
+    nsqrt_usage u;
+    nsqrt_get_usage(m, &u);
     fprintf(stderr, TOOL ": prompt %zu tokens in %.3f s (%.1f tok/s); generated %zu tokens in %.3f s (%.1f tok/s); "
                     "peak RSS %.1f MiB\n",
             t->prompt_n, t->prompt_s, t->prompt_s > 0 ? (double)t->prompt_n / t->prompt_s : 0, t->gen_n, t->gen_s,
@@ -334,8 +329,8 @@ static void print_stats(const timing *t, const model *m)
     if (!u.refine_levels_total) return;
     fprintf(stderr, TOOL ": refinement levels loaded per block:");
     nsq_block blk;
-    for (uint32_t b = 0; !nsq_block_at(m->f, b, &blk); b++)
-        if (blk.refinement_count) fprintf(stderr, " %u:%u/%u", b, model_block_refine(m, b), blk.refinement_count);
+    for (uint32_t b = 0; !nsq_block_at(nsqrt_model_file(m), b, &blk); b++)
+        if (blk.refinement_count) fprintf(stderr, " %u:%u/%u", b, nsqrt_block_refine(m, b), blk.refinement_count);
     fputc('\n', stderr);
 }
 
@@ -343,66 +338,67 @@ static void print_stats(const timing *t, const model *m)
  * has a router: its static policy then decides (see run()). */
 static int routing(const options *o)
 {
-    if (o->route_set) return o->route.mode != ROUTE_OFF || o->skip_blocks ? MODEL_ROUTED : MODEL_UNROUTED;
-    return o->skip_blocks ? MODEL_ROUTED : MODEL_ROUTED_IF_ROUTER;
+    if (o->route_set) return o->route.mode != NSQRT_ROUTE_OFF || o->skip_blocks ? NSQRT_ROUTED : NSQRT_UNROUTED;
+    return o->skip_blocks ? NSQRT_ROUTED : NSQRT_ROUTED_IF_ROUTER;
 }
 
 /* Chooses every block's option from the prompt and loads what was chosen. */
-static int route_model(options *o, model *m, const int32_t *ids, size_t n)
+static int route_model(options *o, nsqrt_model *m, const int32_t *ids, size_t n)
 {
     char err[1024];
-    route_table t;
+    nsqrt_route_table t;
     double pred = 0;
-    if (route_init(m, &t, err, sizeof err)) return fprintf(stderr, TOOL ": %s\n", err), -1;
+    if (nsqrt_route_init(m, &t, err, sizeof err)) return fprintf(stderr, TOOL ": %s\n", err), -1;
     uint8_t *choice = malloc(t.n_blocks);
     double(*dmg)[3] = calloc(t.n_blocks, sizeof *dmg);
     int rc = choice && dmg ? 0 : (snprintf(err, sizeof err, "out of memory"), -1);
-    if (!rc && !n && (o->route.mode == ROUTE_ROUTER || o->route.mode == ROUTE_TOP))
-        rc = (snprintf(err, sizeof err, "--route %s decides from a prompt: give one", route_mode_name(o->route.mode)), -1);
-    if (!rc && o->skip_blocks) rc = route_parse_skip(o->skip_blocks, t.n_blocks, &o->route, err, sizeof err);
+    if (!rc && !n && (o->route.mode == NSQRT_ROUTE_ROUTER || o->route.mode == NSQRT_ROUTE_TOP))
+        rc = (snprintf(err, sizeof err, "--route %s decides from a prompt: give one", nsqrt_route_mode_name(o->route.mode)), -1);
+    if (!rc && o->skip_blocks) rc = nsqrt_route_parse_skip(o->skip_blocks, t.n_blocks, &o->route, err, sizeof err);
     if (!rc)
-        rc = route_choose(m, NULL, &t, &o->route, o->max_memory, ids, (uint32_t)n, (uint32_t)n, choice, dmg, &pred, err,
+        rc = nsqrt_route_choose(m, NULL, &t, &o->route, o->max_memory, ids, (uint32_t)n, (uint32_t)n, choice, dmg, &pred, err,
                           sizeof err);
-    if (!rc && (o->route.print || o->plan)) route_print(o->plan ? stdout : stderr, &t, choice, (const double(*)[3])dmg);
-    if (!rc) rc = model_route(m, choice, err, sizeof err);
+    if (!rc && (o->route.print || o->plan)) nsqrt_route_print(o->plan ? stdout : stderr, &t, choice, (const double(*)[3])dmg);
+    if (!rc) rc = nsqrt_route_apply(m, choice, err, sizeof err);
     if (rc) fprintf(stderr, TOOL ": %s\n", err);
     free(choice), free(dmg), free(o->route.forced);
     o->route.forced = NULL;
-    route_free(&t);
+    nsqrt_route_free(&t);
     return rc;
 }
 
 static int run(options *o)
 {
-    model m;
+    nsqrt_model *m;
     nsq_diag d;
     char err[1024];
     int32_t *ids = NULL;
     size_t n_ids = 0;
     timing tm = {0, 0, 0, 0, 0, 0};
-    model_opts mo = {o->no_mmap ? NSQ_OPEN_PREAD : 0, o->max_refine, o->max_memory, o->cold, routing(o)};
-    if (model_open(o->model, &mo, &m, err, sizeof err)) {
+    nsqrt_opts mo = {o->no_mmap ? NSQ_OPEN_PREAD : 0, o->max_refine, o->max_memory, o->cold, routing(o)};
+    if (nsqrt_open(o->model, &mo, &m, err, sizeof err)) {
         fprintf(stderr, TOOL ": %s\n", err);
         return CLI_EXIT_INVALID;
     }
-    int routed = model_routed(&m);
-    if (routed && !o->route_set && !o->skip_blocks) o->route.mode = ROUTE_STATIC;
+    int routed = nsqrt_route_active(m);
+    uint32_t V = nsqrt_model_config(m)->vocab;
+    if (routed && !o->route_set && !o->skip_blocks) o->route.mode = NSQRT_ROUTE_STATIC;
     int rc = 0;
-    const nsq_tokenizer *tok = m.tok; /* loaded and checked against the embedding by model_open */
+    const nsq_tokenizer *tok = nsqrt_model_tokenizer(m); /* checked against the embedding at open */
     if (!tok && (o->prompt || (!o->print_ids && !o->plan)))
         fprintf(stderr, TOOL ": %s: the file has no tokenizer (use --prompt-ids and --print-ids)\n", o->model), rc = -1;
     cli_diag_init(&d);
-    if (!rc && o->prompt_ids && parse_ids(o->prompt_ids, m.c.vocab, &ids, &n_ids))
-        fprintf(stderr, TOOL ": --prompt-ids wants comma-separated ids below %u\n", m.c.vocab), rc = -1;
+    if (!rc && o->prompt_ids && parse_ids(o->prompt_ids, V, &ids, &n_ids))
+        fprintf(stderr, TOOL ": --prompt-ids wants comma-separated ids below %u\n", V), rc = -1;
     if (!rc && o->prompt && nsq_tokenize_diag(tok, o->prompt, strlen(o->prompt), 1, &ids, &n_ids, &d))
         fprintf(stderr, TOOL ": the prompt could not be tokenized: %s\n", cli_message("", d.status, &d)), rc = -1;
     if (!rc && !o->plan && n_ids == 0) fprintf(stderr, TOOL ": the prompt is empty\n"), rc = -1;
-    if (!rc && routed) rc = route_model(o, &m, ids, n_ids);
-    if (!rc && o->plan) print_plan(o, &m);
-    else if (!rc) rc = generate(o, &m, tok, ids, n_ids, &tm);
-    if (!rc && o->stats && !o->plan) print_stats(&tm, &m);
+    if (!rc && routed) rc = route_model(o, m, ids, n_ids);
+    if (!rc && o->plan) print_plan(o, m);
+    else if (!rc) rc = generate(o, m, tok, ids, n_ids, &tm);
+    if (!rc && o->stats && !o->plan) print_stats(&tm, m);
     free(ids);
-    model_free(&m);
+    nsqrt_close(m);
     return rc ? CLI_EXIT_INVALID : cli_finish_stdout(TOOL);
 }
 

@@ -31,7 +31,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "model.h"
+#include "nsqrt.h"
 #include "nsq.h"
 
 #define TOOL "nsq-verify"
@@ -41,7 +41,7 @@ typedef struct {
     nsq_diag diag;
     nsq_info info; /* valid only when status is NSQ_OK */
     char model_err[512]; /* the model-level failure, "" if none */
-    model_config c;
+    nsqrt_config c;
 } outcome;
 
 static void check(const char *path, unsigned flags, int as_model, outcome *o)
@@ -56,7 +56,7 @@ static void check(const char *path, unsigned flags, int as_model, outcome *o)
     o->status = nsq_verify(f, &o->diag);
     char *e = o->model_err;
     size_t n = sizeof o->model_err;
-    if (!o->status && as_model && (model_check_file(f, &o->c, NULL, e, n) || model_check_data(f, e, n)) && !e[0])
+    if (!o->status && as_model && (nsqrt_check_file(f, &o->c, NULL, e, n) || nsqrt_check_data(f, e, n)) && !e[0])
         snprintf(e, n, "model check failed");
     nsq_close(f);
 }

@@ -15,21 +15,21 @@
 
 /* Whether layer L (UINT32_MAX: the model's own) must have the role. Biases
  * are optional: a bias of zeros may be left out. */
-static int needs(const model_config *c, uint32_t L, int role)
+static int needs(const nsqrt_config *c, uint32_t L, int role)
 {
-    if ((L == UINT32_MAX) != (role < ROLE_FIRST_LAYER) || !arch_has_role(c, role)) return 0;
-    return arch_role_kind(role) != KIND_BIAS || role == ROLE_FINAL_NORM_B || role == ROLE_ATTN_NORM_B ||
-           role == ROLE_MLP_NORM_B;
+    if ((L == UINT32_MAX) != (role < NSQRT_ROLE_FIRST_LAYER) || !nsqrt_arch_has_role(c, role)) return 0;
+    return nsqrt_arch_role_kind(role) != NSQRT_KIND_BIAS || role == NSQRT_ROLE_FINAL_NORM_B || role == NSQRT_ROLE_ATTN_NORM_B ||
+           role == NSQRT_ROLE_MLP_NORM_B;
 }
 
-static int shape_ok(const model_config *c, const nsq_tensor *t, int role)
+static int shape_ok(const nsqrt_config *c, const nsq_tensor *t, int role)
 {
     uint64_t out, in;
-    int rank = arch_role_shape(c, role, &out, &in);
+    int rank = nsqrt_arch_role_shape(c, role, &out, &in);
     if (t->n_dims != (uint32_t)rank) return 0;
     if (rank == 1) return t->dims[0] == out;
-    if (arch_role_in_major(c, role)) return t->dims[0] == in && t->dims[1] == out;
-    if (role == ROLE_POS) return t->dims[0] >= out && t->dims[1] == in;
+    if (nsqrt_arch_role_in_major(c, role)) return t->dims[0] == in && t->dims[1] == out;
+    if (role == NSQRT_ROLE_POS) return t->dims[0] >= out && t->dims[1] == in;
     return t->dims[0] == out && t->dims[1] == in;
 }
 
@@ -80,7 +80,7 @@ static int get_factor(const nsq_file *f, const char *key, double def, double lo,
 }
 
 /* longrope's per-frequency factors: head_dim / 2 of them, each > 0. */
-static int check_rope_factors(const nsq_file *f, const model_config *c, const char *key, char *err, size_t errlen)
+static int check_rope_factors(const nsq_file *f, const nsqrt_config *c, const char *key, char *err, size_t errlen)
 {
     double v;
     uint32_t k = 0;
@@ -90,7 +90,7 @@ static int check_rope_factors(const nsq_file *f, const model_config *c, const ch
     return 0;
 }
 
-static int read_rope(const nsq_file *f, model_config *c, char *err, size_t errlen)
+static int read_rope(const nsq_file *f, nsqrt_config *c, char *err, size_t errlen)
 {
     static const char *const kinds[] = {"none", "linear", "dynamic", "llama3", "longrope"};
     int k = str_choice(f, "model.rope.scaling.type", kinds, 5);
@@ -98,7 +98,7 @@ static int read_rope(const nsq_file *f, model_config *c, char *err, size_t errle
     if (k < 0)
         return FAIL("this runtime does not run model.rope.scaling.type \"%s\" (it runs none, linear, dynamic, llama3, "
                     "longrope)", shown(f, "model.rope.scaling.type", v, sizeof v));
-    c->rope = (rope_kind)k;
+    c->rope = (nsqrt_rope)k;
     c->rope_factor = 1, c->rope_low = 1, c->rope_high = 4, c->rope_orig_ctx = 8192, c->rope_attn_factor = 1;
     if (nsq_meta_f64(f, "model.rope.theta", 0, &c->rope_theta) || !finite_in(c->rope_theta, 1e-30, 1e30))
         return FAIL("model.rope.theta must be finite and > 0");
@@ -106,14 +106,14 @@ static int read_rope(const nsq_file *f, model_config *c, char *err, size_t errle
     nsq_meta_f64(f, "model.rope.scaling.low_freq_factor", 0, &c->rope_low);
     nsq_meta_f64(f, "model.rope.scaling.high_freq_factor", 0, &c->rope_high);
     nsq_meta_f64(f, "model.rope.scaling.original_max_position_embeddings", 0, &c->rope_orig_ctx);
-    if (c->rope != ROPE_NONE && !finite_in(c->rope_factor, 1e-30, 1e30))
+    if (c->rope != NSQRT_ROPE_NONE && !finite_in(c->rope_factor, 1e-30, 1e30))
         return FAIL("model.rope.scaling.factor must be finite and > 0");
-    if (c->rope == ROPE_LLAMA3 &&
+    if (c->rope == NSQRT_ROPE_LLAMA3 &&
         (!finite_in(c->rope_low, 1e-30, 1e30) || !finite_in(c->rope_high, 1e-30, 1e30) || c->rope_low == c->rope_high ||
          !finite_in(c->rope_orig_ctx, 1, 1e30)))
         return FAIL("llama3 RoPE scaling needs finite low/high frequency factors > 0 that differ and an original "
                     "context >= 1");
-    if (c->rope != ROPE_LONGROPE) return 0;
+    if (c->rope != NSQRT_ROPE_LONGROPE) return 0;
     if (!finite_in(c->rope_orig_ctx, 1, 1e30)) return FAIL("longrope needs an original context >= 1");
     return get_factor(f, "model.rope.scaling.attention_factor", 1, 1e-30, 1e30, &c->rope_attn_factor, err, errlen) ||
                    check_rope_factors(f, c, "model.rope.scaling.short_factor", err, errlen) ||
@@ -126,7 +126,7 @@ static int read_rope(const nsq_file *f, model_config *c, char *err, size_t errle
  * stay below 2^28, well inside every product it forms. */
 #define MODEL_MAX_WIDTH (1u << 28)
 
-static int check_dims(const model_config *c, char *err, size_t errlen)
+static int check_dims(const nsqrt_config *c, char *err, size_t errlen)
 {
     uint64_t qd = (uint64_t)c->n_heads * c->head_dim, kvd = (uint64_t)c->n_kv_heads * c->head_dim;
     if (!c->hidden || !c->n_layers || !c->n_heads || !c->n_kv_heads || !c->head_dim || !c->inter || !c->vocab || !c->ctx)
@@ -136,29 +136,29 @@ static int check_dims(const model_config *c, char *err, size_t errlen)
         return FAIL("model dimensions exceed this runtime's limit (2^28 per width, 2^26 hidden)");
     if (c->head_dim % 2 || c->n_heads % c->n_kv_heads)
         return FAIL("head_dim must be even and heads a multiple of KV heads");
-    if ((c->arch->flags & ARCH_CONV1D) && (qd != c->hidden || c->n_kv_heads != c->n_heads))
+    if ((c->arch->flags & NSQRT_ARCH_CONV1D) && (qd != c->hidden || c->n_kv_heads != c->n_heads))
         return FAIL("%s: heads x head_dim must equal hidden_size, with as many KV heads as heads", c->arch->name);
     return 0;
 }
 
 /* The family's strings: the architecture, and the norm and position
  * encoding it fixes; the activation is the file's own. */
-static int read_family(const nsq_file *f, model_config *c, char *err, size_t errlen)
+static int read_family(const nsq_file *f, nsqrt_config *c, char *err, size_t errlen)
 {
     static const char *const acts[] = {"silu", "gelu_tanh", "gelu", "relu"};
     const char *s = "";
     size_t n = 0;
-    if (nsq_meta_str(f, "general.architecture", 0, &s, &n) || !(c->arch = arch_by_name(s, n)))
+    if (nsq_meta_str(f, "general.architecture", 0, &s, &n) || !(c->arch = nsqrt_arch_by_name(s, n)))
         return FAIL("this runtime does not run general.architecture \"%.*s\" (it runs %s)", (int)(n > 64 ? 64 : n), s,
-                    arch_list(0));
+                    nsqrt_arch_list(0));
     int act = str_choice(f, "model.activation", acts, 4);
     char v[72], v2[72];
     if (act < 0)
         return FAIL("this runtime does not run model.activation \"%s\" (it runs silu, gelu_tanh, gelu, relu)",
                     shown(f, "model.activation", v, sizeof v));
-    c->act = (model_act)act;
-    c->layernorm = (c->arch->flags & ARCH_LAYERNORM) != 0;
-    c->learned_pos = (c->arch->flags & ARCH_LEARNED_POS) != 0;
+    c->act = (nsqrt_act)act;
+    c->layernorm = (c->arch->flags & NSQRT_ARCH_LAYERNORM) != 0;
+    c->learned_pos = (c->arch->flags & NSQRT_ARCH_LEARNED_POS) != 0;
     if (!str_is(f, "model.norm.type", c->layernorm ? "layernorm" : "rmsnorm") ||
         !str_is(f, "model.position", c->learned_pos ? "learned" : "rope"))
         return FAIL("%s models have model.norm.type %s and model.position %s, not \"%s\" and \"%s\"", c->arch->name,
@@ -168,7 +168,7 @@ static int read_family(const nsq_file *f, model_config *c, char *err, size_t err
 }
 
 /* The forward pass's options (spec 5.3), neutral when absent. */
-static int read_options(const nsq_file *f, model_config *c, char *err, size_t errlen)
+static int read_options(const nsq_file *f, nsqrt_config *c, char *err, size_t errlen)
 {
     uint64_t pattern = 0;
     if (nsq_meta_u64(f, "model.sliding_window_pattern", 0, &pattern) == NSQ_OK && pattern > c->n_layers)
@@ -184,7 +184,7 @@ static int read_options(const nsq_file *f, model_config *c, char *err, size_t er
                : 0;
 }
 
-static int read_config(const nsq_file *f, model_config *c, char *err, size_t errlen)
+static int read_config(const nsq_file *f, nsqrt_config *c, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
     if (read_family(f, c, err, errlen)) return -1;
@@ -218,11 +218,11 @@ static int read_config(const nsq_file *f, model_config *c, char *err, size_t err
 /* ---- the tensors ---- */
 /* Every tensor has one role, in a block that may hold it, with its shape;
  * no role is filled twice and every needed one is there. */
-static int check_tensors(const nsq_file *f, const model_config *c, char *err, size_t errlen)
+static int check_tensors(const nsq_file *f, const nsqrt_config *c, char *err, size_t errlen)
 {
     nsq_info info;
     nsq_get_info(f, &info);
-    uint8_t *seen = calloc(((size_t)c->n_layers + 1) * ROLE_COUNT, 1), *g = NULL;
+    uint8_t *seen = calloc(((size_t)c->n_layers + 1) * NSQRT_ROLE_COUNT, 1), *g = NULL;
     if (!seen) return FAIL("out of memory");
     int rc = 0;
     for (uint32_t b = 0; b < info.block_count && !rc; b++) {
@@ -233,7 +233,7 @@ static int check_tensors(const nsq_file *f, const model_config *c, char *err, si
             uint32_t L;
             int role;
             nsq_tensor_at(f, i, &t);
-            if (arch_tensor_role(c, t.name, &L, &role))
+            if (nsqrt_arch_tensor_role(c, t.name, &L, &role))
                 rc = FAIL("tensor %s is not part of a %s model of %u layers", t.name, c->arch->name,
                           c->n_layers);
             else if ((L == UINT32_MAX) != (blk.kind != NSQ_BLOCK_LAYERS) ||
@@ -241,23 +241,23 @@ static int check_tensors(const nsq_file *f, const model_config *c, char *err, si
                 rc = FAIL("tensor %s is in block %u, which does not hold its layer", t.name, b);
             else if (!shape_ok(c, &t, role))
                 rc = FAIL("tensor %s has the wrong shape for this model's config", t.name);
-            else if (seen[(size_t)(L == UINT32_MAX ? c->n_layers : L) * ROLE_COUNT + (size_t)role]++)
+            else if (seen[(size_t)(L == UINT32_MAX ? c->n_layers : L) * NSQRT_ROLE_COUNT + (size_t)role]++)
                 rc = FAIL("tensor %s duplicates another tensor's role", t.name);
         }
     }
     for (uint32_t L = 0; L <= c->n_layers && !rc; L++) {
-        g = seen + (size_t)L * ROLE_COUNT;
-        for (int role = 0; role < ROLE_COUNT && !rc; role++)
+        g = seen + (size_t)L * NSQRT_ROLE_COUNT;
+        for (int role = 0; role < NSQRT_ROLE_COUNT && !rc; role++)
             if (!g[role] && needs(c, L < c->n_layers ? L : UINT32_MAX, role))
-                rc = L < c->n_layers ? FAIL("layer %u lacks a tensor it needs (%s)", L, arch_role_name(role))
-                                     : FAIL("the model lacks a tensor it needs (%s)", arch_role_name(role));
+                rc = L < c->n_layers ? FAIL("layer %u lacks a tensor it needs (%s)", L, nsqrt_arch_role_name(role))
+                                     : FAIL("the model lacks a tensor it needs (%s)", nsqrt_arch_role_name(role));
     }
     free(seen);
     return rc;
 }
 
 /* Every id the tokenizer can produce indexes an embedding row. */
-static int check_tokenizer(const nsq_file *f, const model_config *c, nsq_tokenizer **tok, char *err, size_t errlen)
+static int check_tokenizer(const nsq_file *f, const nsqrt_config *c, nsq_tokenizer **tok, char *err, size_t errlen)
 {
     nsq_diag d;
     *tok = NULL;
@@ -270,7 +270,7 @@ static int check_tokenizer(const nsq_file *f, const model_config *c, nsq_tokeniz
     return FAIL("the tokenizer can produce id %u, but the embedding has %u rows", n - 1, c->vocab);
 }
 
-int model_check_file(const nsq_file *f, model_config *c, nsq_tokenizer **tok, char *err, size_t errlen)
+int nsqrt_check_file(const nsq_file *f, nsqrt_config *c, nsq_tokenizer **tok, char *err, size_t errlen)
 {
     nsq_tokenizer *t = NULL;
     int rc = read_config(f, c, err, errlen) || check_tensors(f, c, err, errlen) || check_tokenizer(f, c, &t, err, errlen);
@@ -313,7 +313,7 @@ static int check_block_vectors(const nsq_file *f, uint32_t b, char *err, size_t 
     return rc;
 }
 
-int model_check_data(const nsq_file *f, char *err, size_t errlen)
+int nsqrt_check_data(const nsq_file *f, char *err, size_t errlen)
 {
     nsq_info info;
     nsq_get_info(f, &info);

@@ -1,5 +1,5 @@
 /* forward.c - the transformer forward pass for every architecture of the
- * registry (arch.h), as plain loops. One path: what a family does
+ * registry (arch.c), as plain loops. One path: what a family does
  * differently is data (the config) or a tensor it has (q/k norms, norms after
  * each sublayer, stacked q/k/v), never a branch on its name. All arithmetic f32. */
 #include <math.h>
@@ -8,16 +8,32 @@
 
 #include "model.h"
 
-int state_init(model_state *s, const model *m, uint32_t max_batch, uint32_t n_threads)
+/* Bytes of each buffer of a state: the KV cache, then the scratch rows. */
+static void state_sizes(const nsqrt_config *c, uint64_t B, uint64_t *kv, uint64_t *scratch)
 {
-    const model_config *c = &m->c;
+    uint64_t kvd = (uint64_t)c->n_kv_heads * c->head_dim, qd = (uint64_t)c->n_heads * c->head_dim;
+    uint64_t wide = qd > c->hidden ? qd : c->hidden, widest = wide > c->inter ? wide : c->inter;
+    *kv = 2 * (uint64_t)c->n_layers * c->ctx * kvd * sizeof(float);
+    *scratch = (B * (2 * c->hidden + wide + 2 * qd + 2 * kvd + 2 * (uint64_t)c->inter) + c->ctx) * sizeof(float) +
+               B * (widest + 2 * sizeof(float) * act8_blocks((uint32_t)widest));
+}
+
+void nsqrt_state_bytes(const nsqrt_model *m, uint32_t max_batch, uint64_t *kv, uint64_t *scratch)
+{
+    state_sizes(&m->c, max_batch, kv, scratch);
+}
+
+nsqrt_state *nsqrt_state_new(const nsqrt_model *m, uint32_t max_batch, uint32_t n_threads)
+{
+    const nsqrt_config *c = &m->c;
     size_t kvd = (size_t)c->n_kv_heads * c->head_dim, qd = (size_t)c->n_heads * c->head_dim, B = max_batch;
     size_t wide = qd > c->hidden ? qd : c->hidden;
-    memset(s, 0, sizeof *s);
+    nsqrt_state *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
     s->max_batch = max_batch;
     s->n_threads = n_threads ? n_threads : 1;
     s->kern = kern_detect();
-    s->pool = pool_create(s->n_threads);
+    s->pool = nsqrt_pool_create(s->n_threads);
     s->k_cache = calloc((size_t)c->n_layers * c->ctx * kvd, sizeof *s->k_cache);
     s->v_cache = calloc((size_t)c->n_layers * c->ctx * kvd, sizeof *s->v_cache);
     s->x = malloc(B * c->hidden * sizeof *s->x);
@@ -33,29 +49,28 @@ int state_init(model_state *s, const model *m, uint32_t max_batch, uint32_t n_th
     size_t widest = wide > c->inter ? wide : c->inter;
     if (!s->pool || !s->k_cache || !s->v_cache || !s->x || !s->h || !s->q || !s->k || !s->v || !s->att || !s->o ||
         !s->f1 || !s->f2 || !s->scores || act8_reserve(&s->a, max_batch, (uint32_t)widest)) {
-        state_free(s);
-        return -1;
+        nsqrt_state_free(s);
+        return NULL;
     }
-    return 0;
+    return s;
 }
 
-void state_free(model_state *s)
+void nsqrt_state_free(nsqrt_state *s)
 {
+    if (!s) return;
     float *p[] = {s->k_cache, s->v_cache, s->x, s->h, s->q, s->k, s->v, s->att, s->o, s->f1, s->f2, s->scores};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
     act8_free(&s->a);
-    pool_free(s->pool);
-    memset(s, 0, sizeof *s);
+    nsqrt_pool_free(s->pool);
+    free(s);
 }
 
-void state_bytes(const model_state *s, const model *m, uint64_t *kv, uint64_t *scratch)
+void nsqrt_state_set_exact(nsqrt_state *s, int exact) { s->exact = exact; }
+
+void nsqrt_state_set_observer(nsqrt_state *s, nsqrt_observer fn, void *ctx)
 {
-    const model_config *c = &m->c;
-    uint64_t kvd = (uint64_t)c->n_kv_heads * c->head_dim, qd = (uint64_t)c->n_heads * c->head_dim, B = s->max_batch;
-    uint64_t wide = qd > c->hidden ? qd : c->hidden, widest = wide > c->inter ? wide : c->inter;
-    *kv = 2 * (uint64_t)c->n_layers * c->ctx * kvd * sizeof(float);
-    *scratch = (B * (2 * c->hidden + wide + 2 * qd + 2 * kvd + 2 * (uint64_t)c->inter) + c->ctx) * sizeof(float) +
-               B * (widest + 2 * sizeof(float) * act8_blocks((uint32_t)widest));
+    s->observe = fn;
+    s->observe_ctx = ctx;
 }
 
 /* ---- matrix products ----
@@ -100,16 +115,16 @@ static void matmul_task(void *ctx, uint32_t task)
 }
 
 /* Rounds the input of the next products to int8 once (see kernels.h). */
-static void round_input(model_state *s, const float *x, uint32_t n, uint32_t in) { act8_quantize(&s->a, x, n, in); }
+static void round_input(nsqrt_state *s, const float *x, uint32_t n, uint32_t in) { act8_quantize(&s->a, x, n, in); }
 
 /* y[n][out] = x[n][in] W^T + b; x must be what round_input saw last when W is TIERED. */
-static void matmul(model_state *s, const linear *l, const float *x, uint32_t n, float *y)
+static void matmul(nsqrt_state *s, const linear *l, const float *x, uint32_t n, float *y)
 {
     matmul_job j = {l, x, &s->a, y, n, s->kern, s->exact};
-    pool_run(s->pool, matmul_task, &j, (l->out + SLICE - 1) / SLICE);
+    nsqrt_pool_run(s->pool, matmul_task, &j, (l->out + SLICE - 1) / SLICE);
 }
 
-static void observe(model_state *s, uint32_t L, int which, const float *x, uint32_t n, uint32_t in)
+static void observe(nsqrt_state *s, uint32_t L, int which, const float *x, uint32_t n, uint32_t in)
 {
     if (s->observe) s->observe(s->observe_ctx, L, which, x, n, in);
 }
@@ -133,7 +148,7 @@ static void layernorm(float *out, const float *x, const norm *w, uint32_t n, flo
     for (uint32_t i = 0; i < n; i++) out[i] = (x[i] - mean) * r * w->w[i] + w->b[i];
 }
 
-static void apply_norm(const model *m, float *out, const float *x, const norm *w, uint32_t n_tok)
+static void apply_norm(const nsqrt_model *m, float *out, const float *x, const norm *w, uint32_t n_tok)
 {
     uint32_t H = m->c.hidden;
     for (uint32_t t = 0; t < n_tok; t++)
@@ -141,7 +156,7 @@ static void apply_norm(const model *m, float *out, const float *x, const norm *w
 }
 
 /* RMSNorm of each head's slice of v (Qwen3's q and k norms). */
-static void head_norm(const model *m, float *v, const norm *w, uint32_t n_heads)
+static void head_norm(const nsqrt_model *m, float *v, const norm *w, uint32_t n_heads)
 {
     for (uint32_t h = 0; h < n_heads; h++) {
         float *p = v + (size_t)h * m->c.head_dim;
@@ -151,13 +166,13 @@ static void head_norm(const model *m, float *v, const norm *w, uint32_t n_heads)
 
 static float softcap(float x, float cap) { return cap * tanhf(x / cap); }
 
-static float activate(model_act a, float x)
+static float activate(nsqrt_act a, float x)
 {
     switch (a) {
-    case ACT_SILU: return x / (1.0f + expf(-x));
-    case ACT_GELU_TANH: return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-    case ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
-    case ACT_RELU: return x > 0 ? x : 0;
+    case NSQRT_ACT_SILU: return x / (1.0f + expf(-x));
+    case NSQRT_ACT_GELU_TANH: return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    case NSQRT_ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+    case NSQRT_ACT_RELU: return x > 0 ? x : 0;
     }
     return x;
 }
@@ -165,7 +180,7 @@ static float activate(model_act a, float x)
 /* Rotates pairs (i, i + d/2) of each head, as Hugging Face's rotate_half
  * does. longrope switches to its long factors from the original context on,
  * per position, and scales cos and sin by its attention factor. */
-static void rope(const model *m, float *v, uint32_t n_heads, uint32_t pos)
+static void rope(const nsqrt_model *m, float *v, uint32_t n_heads, uint32_t pos)
 {
     uint32_t d = m->c.head_dim, half = d / 2;
     const float *inv = m->rope_inv_long && pos >= m->c.rope_orig_ctx ? m->rope_inv_long : m->rope_inv_freq;
@@ -183,11 +198,11 @@ static void rope(const model *m, float *v, uint32_t n_heads, uint32_t pos)
 /* Causal attention of the positions pos0..pos0+n-1, whose keys and values are
  * already in the cache; in a layer with a sliding window W a position sees
  * the last W. */
-static void attention(const model *m, model_state *s, uint32_t L, uint32_t n, uint32_t pos0)
+static void attention(const nsqrt_model *m, nsqrt_state *s, uint32_t L, uint32_t n, uint32_t pos0)
 {
-    const model_config *c = &m->c;
+    const nsqrt_config *c = &m->c;
     uint32_t d = c->head_dim, kvd = c->n_kv_heads * d, group = c->n_heads / c->n_kv_heads;
-    uint32_t W = arch_layer_windowed(c, L) ? c->sliding_window : 0;
+    uint32_t W = nsqrt_arch_layer_windowed(c, L) ? c->sliding_window : 0;
     const float *kc = s->k_cache + (size_t)L * c->ctx * kvd, *vc = s->v_cache + (size_t)L * c->ctx * kvd;
     float scale = (float)c->attn_scale, cap = (float)c->attn_softcap;
     for (uint32_t t = 0; t < n; t++) {
@@ -213,15 +228,15 @@ static void attention(const model *m, model_state *s, uint32_t L, uint32_t n, ui
     }
 }
 
-static void attention_block(const model *m, model_state *s, uint32_t L, uint32_t n, uint32_t pos0)
+static void attention_block(const nsqrt_model *m, nsqrt_state *s, uint32_t L, uint32_t n, uint32_t pos0)
 {
-    const model_config *c = &m->c;
+    const nsqrt_config *c = &m->c;
     const layer *y = &m->layers[L];
     uint32_t H = c->hidden, kvd = c->n_kv_heads * c->head_dim;
     apply_norm(m, s->h, s->x, &y->attn_norm, n);
-    observe(s, L, LIN_Q, s->h, n, H);
-    observe(s, L, LIN_K, s->h, n, H);
-    observe(s, L, LIN_V, s->h, n, H);
+    observe(s, L, NSQRT_LIN_Q, s->h, n, H);
+    observe(s, L, NSQRT_LIN_K, s->h, n, H);
+    observe(s, L, NSQRT_LIN_V, s->h, n, H);
     round_input(s, s->h, n, H);
     matmul(s, &y->q, s->h, n, s->q);
     matmul(s, &y->k, s->h, n, s->k);
@@ -239,7 +254,7 @@ static void attention_block(const model *m, model_state *s, uint32_t L, uint32_t
     }
     attention(m, s, L, n, pos0);
     uint32_t qd = c->n_heads * c->head_dim;
-    observe(s, L, LIN_O, s->att, n, qd);
+    observe(s, L, NSQRT_LIN_O, s->att, n, qd);
     round_input(s, s->att, n, qd);
     matmul(s, &y->o, s->att, n, s->o);
     if (y->post_attn_norm.w) apply_norm(m, s->o, s->o, &y->post_attn_norm, n);
@@ -247,15 +262,15 @@ static void attention_block(const model *m, model_state *s, uint32_t L, uint32_t
 }
 
 /* down(act(gate(h)) * up(h)), or down(act(up(h))) without a gate (GPT-2). */
-static void mlp_block(const model *m, model_state *s, uint32_t L, uint32_t n)
+static void mlp_block(const nsqrt_model *m, nsqrt_state *s, uint32_t L, uint32_t n)
 {
-    const model_config *c = &m->c;
+    const nsqrt_config *c = &m->c;
     const layer *y = &m->layers[L];
     size_t len = (size_t)n * c->inter;
     int gated = y->gate.w != NULL;
     apply_norm(m, s->h, s->x, &y->mlp_norm, n);
-    observe(s, L, LIN_UP, s->h, n, c->hidden);
-    if (gated) observe(s, L, LIN_GATE, s->h, n, c->hidden);
+    observe(s, L, NSQRT_LIN_UP, s->h, n, c->hidden);
+    if (gated) observe(s, L, NSQRT_LIN_GATE, s->h, n, c->hidden);
     round_input(s, s->h, n, c->hidden);
     matmul(s, &y->up, s->h, n, s->f1);
     if (gated) {
@@ -264,16 +279,16 @@ static void mlp_block(const model *m, model_state *s, uint32_t L, uint32_t n)
     } else {
         for (size_t i = 0; i < len; i++) s->f1[i] = activate(c->act, s->f1[i]);
     }
-    observe(s, L, LIN_DOWN, s->f1, n, c->inter);
+    observe(s, L, NSQRT_LIN_DOWN, s->f1, n, c->inter);
     round_input(s, s->f1, n, c->inter);
     matmul(s, &y->down, s->f1, n, s->o);
     if (y->post_mlp_norm.w) apply_norm(m, s->o, s->o, &y->post_mlp_norm, n);
     for (size_t i = 0; i < (size_t)n * c->hidden; i++) s->x[i] += s->o[i];
 }
 
-void forward_embed(const model *m, model_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0)
+void forward_embed(const nsqrt_model *m, nsqrt_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0)
 {
-    const model_config *c = &m->c;
+    const nsqrt_config *c = &m->c;
     uint32_t H = c->hidden;
     for (uint32_t t = 0; t < n; t++) {
         float *x = s->x + (size_t)t * H;
@@ -287,7 +302,7 @@ void forward_embed(const model *m, model_state *s, const int32_t *tokens, uint32
     }
 }
 
-int forward_layers(const model *m, model_state *s, uint32_t L0, uint32_t L1, uint32_t n, uint32_t pos0)
+int forward_layers(const nsqrt_model *m, nsqrt_state *s, uint32_t L0, uint32_t L1, uint32_t n, uint32_t pos0)
 {
     for (uint32_t L = L0; L < L1; L++) {
         if (model_layer_skipped(m, L)) continue;
@@ -298,7 +313,7 @@ int forward_layers(const model *m, model_state *s, uint32_t L0, uint32_t L1, uin
     return 0;
 }
 
-void forward_logits(const model *m, model_state *s, uint32_t n, float *logits, int all_logits)
+void forward_logits(const nsqrt_model *m, nsqrt_state *s, uint32_t n, float *logits, int all_logits)
 {
     uint32_t H = m->c.hidden, first = all_logits ? 0 : n - 1, rows = n - first;
     apply_norm(m, s->h, s->x + (size_t)first * H, &m->final_norm, rows);
@@ -308,7 +323,7 @@ void forward_logits(const model *m, model_state *s, uint32_t n, float *logits, i
         for (size_t i = 0; i < (size_t)rows * m->c.vocab; i++) logits[i] = softcap(logits[i], (float)m->c.logit_softcap);
 }
 
-int forward(const model *m, model_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0, float *logits,
+int nsqrt_forward(const nsqrt_model *m, nsqrt_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0, float *logits,
             int all_logits)
 {
     forward_embed(m, s, tokens, n, pos0);

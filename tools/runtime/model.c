@@ -14,11 +14,11 @@
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
 
 /* HF's inv_freq, with the llama3 and linear rescaling applied once here. */
-static double inv_freq(const model_config *c, uint32_t i)
+static double inv_freq(const nsqrt_config *c, uint32_t i)
 {
     double f = 1.0 / pow(c->rope_theta, (double)(2 * i) / c->head_dim);
-    if (c->rope == ROPE_LINEAR) f /= c->rope_factor;
-    if (c->rope == ROPE_LLAMA3) {
+    if (c->rope == NSQRT_ROPE_LINEAR) f /= c->rope_factor;
+    if (c->rope == NSQRT_ROPE_LLAMA3) {
         double wavelen = 2 * M_PI / f, lo = c->rope_orig_ctx / c->rope_low, hi = c->rope_orig_ctx / c->rope_high;
         if (wavelen > lo) f /= c->rope_factor;
         else if (wavelen >= hi) {
@@ -31,7 +31,7 @@ static double inv_freq(const model_config *c, uint32_t i)
 
 /* longrope divides each frequency by its own factor (check.c has checked
  * there are head_dim / 2 of them). */
-static float *longrope_table(const model *m, const char *key)
+static float *longrope_table(const nsqrt_model *m, const char *key)
 {
     uint32_t half = m->c.head_dim / 2;
     float *t = malloc(half * sizeof *t);
@@ -43,10 +43,10 @@ static float *longrope_table(const model *m, const char *key)
     return t;
 }
 
-static int rope_table(model *m)
+static int rope_table(nsqrt_model *m)
 {
     uint32_t half = m->c.head_dim / 2;
-    if (m->c.rope == ROPE_LONGROPE)
+    if (m->c.rope == NSQRT_ROPE_LONGROPE)
         return !(m->rope_inv_freq = longrope_table(m, "model.rope.scaling.short_factor")) ||
                !(m->rope_inv_long = longrope_table(m, "model.rope.scaling.long_factor"));
     if (!(m->rope_inv_freq = malloc(half * sizeof *m->rope_inv_freq))) return -1;
@@ -59,12 +59,12 @@ static int rope_table(model *m)
 static linear *layer_linear(layer *y, int role)
 {
     switch (role) {
-    case ROLE_Q: case ROLE_Q_B: return &y->q;
-    case ROLE_K: case ROLE_K_B: return &y->k;
-    case ROLE_V: case ROLE_V_B: return &y->v;
-    case ROLE_O: case ROLE_O_B: return &y->o;
-    case ROLE_GATE: case ROLE_GATE_B: return &y->gate;
-    case ROLE_UP: case ROLE_UP_B: return &y->up;
+    case NSQRT_ROLE_Q: case NSQRT_ROLE_Q_B: return &y->q;
+    case NSQRT_ROLE_K: case NSQRT_ROLE_K_B: return &y->k;
+    case NSQRT_ROLE_V: case NSQRT_ROLE_V_B: return &y->v;
+    case NSQRT_ROLE_O: case NSQRT_ROLE_O_B: return &y->o;
+    case NSQRT_ROLE_GATE: case NSQRT_ROLE_GATE_B: return &y->gate;
+    case NSQRT_ROLE_UP: case NSQRT_ROLE_UP_B: return &y->up;
     default: return &y->down;
     }
 }
@@ -82,11 +82,11 @@ static void set_linear(linear *l, const wmat *w, int in_major, uint64_t off, uin
 static norm *layer_norm(layer *y, int role)
 {
     switch (role) {
-    case ROLE_ATTN_NORM: return &y->attn_norm;
-    case ROLE_MLP_NORM: return &y->mlp_norm;
-    case ROLE_POST_ATTN_NORM: return &y->post_attn_norm;
-    case ROLE_POST_MLP_NORM: return &y->post_mlp_norm;
-    case ROLE_Q_NORM: return &y->q_norm;
+    case NSQRT_ROLE_ATTN_NORM: return &y->attn_norm;
+    case NSQRT_ROLE_MLP_NORM: return &y->mlp_norm;
+    case NSQRT_ROLE_POST_ATTN_NORM: return &y->post_attn_norm;
+    case NSQRT_ROLE_POST_MLP_NORM: return &y->post_mlp_norm;
+    case NSQRT_ROLE_Q_NORM: return &y->q_norm;
     default: return &y->k_norm;
     }
 }
@@ -94,29 +94,29 @@ static norm *layer_norm(layer *y, int role)
 /* Puts a tensor whose (layer, role) and shape check.c has validated in its
  * slot: w for matrices, vec for vectors. Stacked matrices (q/k/v, gate/up)
  * become one linear per part, over rows of the same matrix. */
-static void place(model *m, uint32_t L, int role, const wmat *w, const float *vec)
+static void place(nsqrt_model *m, uint32_t L, int role, const wmat *w, const float *vec)
 {
-    const model_config *c = &m->c;
+    const nsqrt_config *c = &m->c;
     uint32_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, I = c->inter;
-    int in_major = arch_role_in_major(c, role);
+    int in_major = nsqrt_arch_role_in_major(c, role);
     layer *y = L == UINT32_MAX ? NULL : &m->layers[L];
     switch (role) {
-    case ROLE_EMBED: m->embed = w; return;
-    case ROLE_POS: m->pos_embed = w; return;
-    case ROLE_FINAL_NORM: m->final_norm.w = vec; return;
-    case ROLE_FINAL_NORM_B: m->final_norm.b = vec; return;
-    case ROLE_HEAD: set_linear(&m->head, w, 0, 0, c->vocab); return;
-    case ROLE_ATTN_NORM_B: y->attn_norm.b = vec; return;
-    case ROLE_MLP_NORM_B: y->mlp_norm.b = vec; return;
-    case ROLE_ATTN_NORM: case ROLE_MLP_NORM: case ROLE_POST_ATTN_NORM: case ROLE_POST_MLP_NORM: case ROLE_Q_NORM:
-    case ROLE_K_NORM: layer_norm(y, role)->w = vec; return;
-    case ROLE_QKV:
+    case NSQRT_ROLE_EMBED: m->embed = w; return;
+    case NSQRT_ROLE_POS: m->pos_embed = w; return;
+    case NSQRT_ROLE_FINAL_NORM: m->final_norm.w = vec; return;
+    case NSQRT_ROLE_FINAL_NORM_B: m->final_norm.b = vec; return;
+    case NSQRT_ROLE_HEAD: set_linear(&m->head, w, 0, 0, c->vocab); return;
+    case NSQRT_ROLE_ATTN_NORM_B: y->attn_norm.b = vec; return;
+    case NSQRT_ROLE_MLP_NORM_B: y->mlp_norm.b = vec; return;
+    case NSQRT_ROLE_ATTN_NORM: case NSQRT_ROLE_MLP_NORM: case NSQRT_ROLE_POST_ATTN_NORM: case NSQRT_ROLE_POST_MLP_NORM: case NSQRT_ROLE_Q_NORM:
+    case NSQRT_ROLE_K_NORM: layer_norm(y, role)->w = vec; return;
+    case NSQRT_ROLE_QKV:
         set_linear(&y->q, w, in_major, 0, qd), set_linear(&y->k, w, in_major, qd, kvd);
         set_linear(&y->v, w, in_major, qd + kvd, kvd);
         return;
-    case ROLE_QKV_B: y->q.b = vec, y->k.b = vec + qd, y->v.b = vec + qd + kvd; return;
-    case ROLE_GATE_UP: set_linear(&y->gate, w, in_major, 0, I), set_linear(&y->up, w, in_major, I, I); return;
-    case ROLE_Q_B: case ROLE_K_B: case ROLE_V_B: case ROLE_O_B: case ROLE_GATE_B: case ROLE_UP_B: case ROLE_DOWN_B:
+    case NSQRT_ROLE_QKV_B: y->q.b = vec, y->k.b = vec + qd, y->v.b = vec + qd + kvd; return;
+    case NSQRT_ROLE_GATE_UP: set_linear(&y->gate, w, in_major, 0, I), set_linear(&y->up, w, in_major, I, I); return;
+    case NSQRT_ROLE_Q_B: case NSQRT_ROLE_K_B: case NSQRT_ROLE_V_B: case NSQRT_ROLE_O_B: case NSQRT_ROLE_GATE_B: case NSQRT_ROLE_UP_B: case NSQRT_ROLE_DOWN_B:
         layer_linear(y, role)->b = vec;
         return;
     default: set_linear(layer_linear(y, role), w, in_major, 0, in_major ? w->v.cols : w->v.rows);
@@ -125,7 +125,7 @@ static void place(model *m, uint32_t L, int role, const wmat *w, const float *ve
 
 /* Tensor i of a loaded block, with its loaded refinement levels, as a packed
  * matrix (2-D) or a decoded vector (1-D), placed in m. */
-static int load_tensor(const model *m, uint32_t i, resident *r, uint32_t levels, char *err, size_t errlen)
+static int load_tensor(const nsqrt_model *m, uint32_t i, resident *r, uint32_t levels, char *err, size_t errlen)
 {
     nsq_tensor t;
     nsq_diag d;
@@ -133,14 +133,14 @@ static int load_tensor(const model *m, uint32_t i, resident *r, uint32_t levels,
     int role;
     wmat *w = &r->mats[r->n_mats];
     nsq_tensor_at(m->f, i, &t);
-    if (arch_tensor_role(&m->c, t.name, &L, &role)) return FAIL("tensor %s is not part of this architecture", t.name);
+    if (nsqrt_arch_tensor_role(&m->c, t.name, &L, &role)) return FAIL("tensor %s is not part of this architecture", t.name);
     if (nsq_tensor_view(m->f, i, &r->base, &w->v, &d)) return FAIL("%s", d.message);
     w->n_ref = w->n_loaded = t.n_refine < levels ? t.n_refine : levels;
     for (uint32_t l = 0; l < w->n_ref; l++)
         if (nsq_tensor_refine_view(m->f, i, l + 1, &w->v, &r->ref[l], &w->ref[l], &d)) return FAIL("%s", d.message);
-    model *mm = (model *)m; /* placing writes the layer slots this block owns */
+    nsqrt_model *mm = (nsqrt_model *)m; /* placing writes the layer slots this block owns */
     if (t.n_dims >= 2) {
-        if (arch_role_in_major(&m->c, role) && !kern_has_cols(w->v.scheme))
+        if (nsqrt_arch_role_in_major(&m->c, role) && !kern_has_cols(w->v.scheme))
             return FAIL("%s: quantized Conv1D weights must be stored transposed (model.conv1d_transposed)", t.name);
         if (wmat_index(w)) return FAIL("out of memory indexing %s", t.name);
         r->n_mats++;
@@ -152,13 +152,13 @@ static int load_tensor(const model *m, uint32_t i, resident *r, uint32_t levels,
     r->vecs[r->n_vecs++] = v;
     nsq_dequantize_rows(&w->v, w->ref, w->n_ref, 0, w->v.rows, v);
     if (model_check_vector(t.name, v, w->v.rows * w->v.cols, err, errlen)) return -1;
-    if (arch_role_kind(role) == KIND_NORM && !m->c.layernorm && m->c.norm_offset != 0)
+    if (nsqrt_arch_role_kind(role) == NSQRT_KIND_NORM && !m->c.layernorm && m->c.norm_offset != 0)
         for (uint64_t k = 0; k < w->v.rows * w->v.cols; k++) v[k] += (float)m->c.norm_offset;
     place(mm, L, role, NULL, v);
     return 0;
 }
 
-int block_load(const model *m, uint32_t b, uint32_t levels, resident *r, char *err, size_t errlen)
+int block_load(const nsqrt_model *m, uint32_t b, uint32_t levels, resident *r, char *err, size_t errlen)
 {
     nsq_block blk;
     nsq_diag d;
@@ -180,7 +180,7 @@ int block_load(const model *m, uint32_t b, uint32_t levels, resident *r, char *e
     return rc;
 }
 
-void block_unload(const model *m, uint32_t b, resident *r)
+void block_unload(const nsqrt_model *m, uint32_t b, resident *r)
 {
     nsq_block blk;
     nsq_block_at(m->f, b, &blk);
@@ -222,44 +222,47 @@ static void prefix_path(const char *path, char *err, size_t errlen)
     snprintf(err, errlen, "%s: %s", path, msg);
 }
 
-int model_open(const char *path, const model_opts *o, model *m, char *err, size_t errlen)
+int nsqrt_open(const char *path, const nsqrt_opts *o, nsqrt_model **out, char *err, size_t errlen)
 {
     nsq_diag d;
-    memset(m, 0, sizeof *m);
+    nsqrt_model *m = *out = calloc(1, sizeof *m);
+    if (!m) return FAIL("%s: out of memory", path);
     unsigned flags = o->open_flags | (o->max_memory ? NSQ_OPEN_PREAD : 0);
-    if (nsq_open(path, flags, &m->f, &d)) return FAIL("%s: %s", path, d.message);
-    model_opts ro = *o;
-    if (ro.routed == MODEL_ROUTED_IF_ROUTER) {
+    int rc = nsq_open(path, flags, &m->f, &d) ? FAIL("%s: %s", path, d.message) : 0;
+    nsqrt_opts ro = *o;
+    if (!rc && ro.routed == NSQRT_ROUTED_IF_ROUTER) {
         nsq_info info;
         nsq_get_info(m->f, &info);
-        ro.routed = info.has_router && ro.max_memory ? MODEL_ROUTED : MODEL_UNROUTED;
+        ro.routed = info.has_router && ro.max_memory ? NSQRT_ROUTED : NSQRT_UNROUTED;
     }
-    int rc = model_check_file(m->f, &m->c, &m->tok, err, errlen) ? (prefix_path(path, err, errlen), -1) : 0;
+    if (!rc && nsqrt_check_file(m->f, &m->c, &m->tok, err, errlen)) rc = (prefix_path(path, err, errlen), -1);
     if (!rc && !(m->layers = calloc(m->c.n_layers, sizeof *m->layers))) rc = FAIL("out of memory");
     if (!rc) rc = residency_init(m, path, &ro, err, errlen);
     /* check.c has made sure every placed weight is there with its shape */
     if (!rc && m->c.tied_head) m->head = (linear){m->embed, 0, m->c.hidden, m->c.vocab, 0, NULL};
     if (!rc && !m->c.learned_pos && rope_table(m)) rc = FAIL("out of memory");
-    if (rc) model_free(m);
+    if (rc) nsqrt_close(m), *out = NULL;
     return rc;
 }
 
-int model_load(const char *path, unsigned open_flags, int max_refine, model *m, nsq_file **file, char *err,
-               size_t errlen)
+int nsqrt_load(const char *path, unsigned open_flags, int max_refine, nsqrt_model **m, char *err, size_t errlen)
 {
-    model_opts o = {open_flags, max_refine, 0, 0, 0};
-    int rc = model_open(path, &o, m, err, errlen);
-    *file = rc ? NULL : m->f;
-    return rc;
+    nsqrt_opts o = {open_flags, max_refine, 0, 0, 0};
+    return nsqrt_open(path, &o, m, err, errlen);
 }
 
-void model_free(model *m)
+void nsqrt_close(nsqrt_model *m)
 {
+    if (!m) return;
     if (m->rs) residency_free(m);
     free(m->layers);
     free(m->rope_inv_freq);
     free(m->rope_inv_long);
     nsq_tokenizer_free(m->tok);
     nsq_close(m->f);
-    memset(m, 0, sizeof *m);
+    free(m);
 }
+
+const nsqrt_config *nsqrt_model_config(const nsqrt_model *m) { return &m->c; }
+const nsq_file *nsqrt_model_file(const nsqrt_model *m) { return m->f; }
+const nsq_tokenizer *nsqrt_model_tokenizer(const nsqrt_model *m) { return m->tok; }

@@ -2,7 +2,7 @@
  * forward pass posts a job per matrix, hundreds a second, and waking a sleeping
  * thread costs more than most of them. The caller waiting for the last tasks
  * of a job spins as briefly: a converter's or a tool's tasks take seconds. */
-#include "pool.h"
+#include "nsqrt.h"
 
 #include <immintrin.h>
 #include <pthread.h>
@@ -11,7 +11,7 @@
 
 #define SPINS 20000 /* ~100 us of pause instructions before sleeping */
 
-struct pool {
+struct nsqrt_pool {
     uint32_t n;
     pthread_t *tid;
     pthread_mutex_t mu;
@@ -24,8 +24,8 @@ struct pool {
     atomic_int waiting;  /* the caller sleeps on idle until done reaches n_tasks */
     atomic_uint started; /* workers that have taken their thread number */
     atomic_uint n_tasks; /* read by late workers while the next job is set up */
-    pool_fn fn;           /* fn, fn_at and ctx are read only by a worker holding a task */
-    pool_fn_at fn_at;
+    nsqrt_pool_fn fn;           /* fn, fn_at and ctx are read only by a worker holding a task */
+    nsqrt_pool_fn_at fn_at;
     void *ctx;
     pthread_cond_t idle;
 };
@@ -39,7 +39,7 @@ static void cpu_relax(void)
 
 static uint32_t job_of(uint64_t v) { return (uint32_t)(v >> 32); }
 
-static void work(pool *p, uint32_t job, uint32_t self)
+static void work(nsqrt_pool *p, uint32_t job, uint32_t self)
 {
     for (;;) {
         uint64_t v = atomic_load(&p->next);
@@ -59,7 +59,7 @@ static void work(pool *p, uint32_t job, uint32_t self)
 
 static void *worker(void *arg)
 {
-    pool *p = arg;
+    nsqrt_pool *p = arg;
     uint32_t seen = 0, g, self = atomic_fetch_add(&p->started, 1) + 1;
     for (;;) {
         for (int i = 0; (g = job_of(atomic_load(&p->next))) == seen && i < SPINS; i++) cpu_relax();
@@ -74,9 +74,9 @@ static void *worker(void *arg)
     }
 }
 
-pool *pool_create(uint32_t n_threads)
+nsqrt_pool *nsqrt_pool_create(uint32_t n_threads)
 {
-    pool *p = calloc(1, sizeof *p);
+    nsqrt_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->n = n_threads ? n_threads : 1;
     pthread_mutex_init(&p->mu, NULL);
@@ -94,7 +94,7 @@ pool *pool_create(uint32_t n_threads)
     return p;
 }
 
-static void run(pool *p, pool_fn fn, pool_fn_at fn_at, void *ctx, uint32_t n_tasks)
+static void run(nsqrt_pool *p, nsqrt_pool_fn fn, nsqrt_pool_fn_at fn_at, void *ctx, uint32_t n_tasks)
 {
     if (p->n == 1 || n_tasks == 1) {
         for (uint32_t t = 0; t < n_tasks; t++) fn_at ? fn_at(ctx, t, 0) : fn(ctx, t);
@@ -121,12 +121,10 @@ static void run(pool *p, pool_fn fn, pool_fn_at fn_at, void *ctx, uint32_t n_tas
     }
 }
 
-void pool_run(pool *p, pool_fn fn, void *ctx, uint32_t n_tasks) { run(p, fn, NULL, ctx, n_tasks); }
-void pool_run_at(pool *p, pool_fn_at fn, void *ctx, uint32_t n_tasks) { run(p, NULL, fn, ctx, n_tasks); }
+void nsqrt_pool_run(nsqrt_pool *p, nsqrt_pool_fn fn, void *ctx, uint32_t n_tasks) { run(p, fn, NULL, ctx, n_tasks); }
+void nsqrt_pool_run_at(nsqrt_pool *p, nsqrt_pool_fn_at fn, void *ctx, uint32_t n_tasks) { run(p, NULL, fn, ctx, n_tasks); }
 
-uint32_t pool_threads(const pool *p) { return p->n; }
-
-void pool_free(pool *p)
+void nsqrt_pool_free(nsqrt_pool *p)
 {
     if (!p) return;
     pthread_mutex_lock(&p->mu);

@@ -1,6 +1,6 @@
 /* probe.c - a STREAM-like read probe (each thread sums its slice of a
  * buffer larger than the caches) and a timed positioned read of a file. */
-#include "probe.h"
+#include "nsqrt.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -8,7 +8,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pool.h"
 
 static double now(void)
 {
@@ -31,14 +30,14 @@ static void sum_slice(void *ctx, uint32_t k)
     j->sums[k] = a + b + c + d; /* kept, so the reads are not optimised away */
 }
 
-double probe_mem_read(uint32_t threads, uint64_t bytes, int reps)
+double nsqrt_probe_mem_read(uint32_t threads, uint64_t bytes, int reps)
 {
     threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
     uint64_t *buf = malloc(bytes);
-    pool *p = pool_create(threads);
+    nsqrt_pool *p = nsqrt_pool_create(threads);
     if (!buf || !p) {
         free(buf);
-        pool_free(p);
+        nsqrt_pool_free(p);
         return -1;
     }
     memset(buf, 1, bytes);
@@ -46,16 +45,16 @@ double probe_mem_read(uint32_t threads, uint64_t bytes, int reps)
     double best = 0;
     for (int r = 0; r < reps; r++) {
         double t0 = now();
-        pool_run(p, sum_slice, &j, threads);
+        nsqrt_pool_run(p, sum_slice, &j, threads);
         double gbs = (double)bytes / (now() - t0) / 1e9;
         best = gbs > best ? gbs : best;
     }
-    pool_free(p);
+    nsqrt_pool_free(p);
     free(buf);
     return best;
 }
 
-double probe_file_read(const char *path, uint64_t off, uint64_t len, int cold)
+double nsqrt_probe_file_read(const char *path, uint64_t off, uint64_t len, int cold)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     char *buf = malloc(1 << 20);

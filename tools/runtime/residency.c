@@ -80,7 +80,7 @@ int budget_check(uint64_t budget, uint64_t need, const char *what, char *err, si
 }
 
 /* Called with mu held; drops it while reading. */
-static int load_locked(const model *m, residency *rs, uint32_t b)
+static int load_locked(const nsqrt_model *m, residency *rs, uint32_t b)
 {
     rs->state[b] = LOADING;
     rs->used += rs->cost[b]; /* reserved while reading, so no one else counts on it */
@@ -109,7 +109,7 @@ static int load_locked(const model *m, residency *rs, uint32_t b)
 }
 
 /* Called with mu held. */
-static void unload_locked(const model *m, residency *rs, uint32_t b)
+static void unload_locked(const nsqrt_model *m, residency *rs, uint32_t b)
 {
     rs->refine_loaded -= rs->res[b].n_ref;
     block_unload(m, b, &rs->res[b]);
@@ -122,7 +122,7 @@ static void unload_locked(const model *m, residency *rs, uint32_t b)
  * next use in the cycle is farthest from block cur's (-1: from the start),
  * never keep or cur. With m the blocks are unloaded (mu held); without it
  * only state and used change. */
-static int evict_for(const model *m, residency *rs, uint8_t *state, uint64_t *used, uint64_t need, int32_t cur,
+static int evict_for(const nsqrt_model *m, residency *rs, uint8_t *state, uint64_t *used, uint64_t need, int32_t cur,
                      int32_t keep)
 {
     uint32_t at = cur >= 0 ? rs->pos[cur] : 0;
@@ -141,14 +141,14 @@ static int evict_for(const model *m, residency *rs, uint8_t *state, uint64_t *us
 }
 
 /* Makes room in the budget for block b. */
-static int room_for(const model *m, residency *rs, uint32_t b)
+static int room_for(const nsqrt_model *m, residency *rs, uint32_t b)
 {
     return evict_for(m, rs, rs->state, &rs->used, rs->cost[b], rs->current, (int32_t)b);
 }
 
 static void *prefetcher(void *arg)
 {
-    const model *m = arg;
+    const nsqrt_model *m = arg;
     residency *rs = m->rs;
     pthread_mutex_lock(&rs->mu);
     while (!rs->stop) {
@@ -164,10 +164,10 @@ static void *prefetcher(void *arg)
     return NULL;
 }
 
-int model_layer_skipped(const model *m, uint32_t L) { return m->rs->skip[m->rs->of_layer[L]]; }
-int model_routed(const model *m) { return m->rs->routed; }
+int model_layer_skipped(const nsqrt_model *m, uint32_t L) { return m->rs->skip[m->rs->of_layer[L]]; }
+int nsqrt_route_active(const nsqrt_model *m) { return m->rs->routed; }
 
-int model_need_layer(const model *m, uint32_t L)
+int model_need_layer(const nsqrt_model *m, uint32_t L)
 {
     residency *rs = m->rs;
     if (!rs->streaming) return 0;
@@ -193,7 +193,7 @@ int model_need_layer(const model *m, uint32_t L)
     return rc;
 }
 
-const char *model_error(const model *m) { return m->rs ? m->rs->err : ""; }
+const char *nsqrt_error(const nsqrt_model *m) { return m->rs ? m->rs->err : ""; }
 
 /* File bytes read per token once the policy is in its steady state: a dry
  * run of three forward passes, the last one counted. */
@@ -237,7 +237,7 @@ static void block_importance(const nsq_file *f, const residency *rs, double *imp
 
 /* Refinement levels within the spare budget: level 1 of every block by
  * decreasing importance, then level 2, and so on. */
-static void plan_refinements(const model *m, residency *rs, uint32_t max_levels, uint64_t spare)
+static void plan_refinements(const nsqrt_model *m, residency *rs, uint32_t max_levels, uint64_t spare)
 {
     double *imp = calloc(rs->n_blocks, sizeof *imp);
     uint32_t *order = malloc(rs->n_blocks * sizeof *order);
@@ -264,7 +264,7 @@ done:
     free(order);
 }
 
-static int alloc_tables(model *m, residency *rs, char *err, size_t errlen)
+static int alloc_tables(nsqrt_model *m, residency *rs, char *err, size_t errlen)
 {
     nsq_info info;
     nsq_get_info(m->f, &info);
@@ -296,10 +296,10 @@ static int alloc_tables(model *m, residency *rs, char *err, size_t errlen)
     return 0;
 }
 
-static void token_bytes(const model *m, residency *rs);
+static void token_bytes(const nsqrt_model *m, residency *rs);
 
 /* Costs, the minimum budget, the refinement plan and whether to stream. */
-static int plan(model *m, residency *rs, const model_opts *o, char *err, size_t errlen)
+static int plan(nsqrt_model *m, residency *rs, const nsqrt_opts *o, char *err, size_t errlen)
 {
     uint32_t max_levels = o->max_refine < 0 ? NSQ_MAX_REFINEMENTS : (uint32_t)o->max_refine;
     uint64_t bases = 0;
@@ -333,7 +333,7 @@ static int plan(model *m, residency *rs, const model_opts *o, char *err, size_t 
 
 /* A token reads every layer and output matrix once, and of the embedding one
  * row, unless it is also the output head. */
-static void token_bytes(const model *m, residency *rs)
+static void token_bytes(const nsqrt_model *m, residency *rs)
 {
     nsq_refinement rf;
     for (uint32_t b = 0; b < rs->n_blocks; b++) {
@@ -345,7 +345,7 @@ static void token_bytes(const model *m, residency *rs)
 }
 
 
-int residency_init(model *m, const char *path, const model_opts *o, char *err, size_t errlen)
+int residency_init(nsqrt_model *m, const char *path, const nsqrt_opts *o, char *err, size_t errlen)
 {
     residency *rs = m->rs = calloc(1, sizeof *rs);
     if (!rs) return FAIL("out of memory");
@@ -370,7 +370,7 @@ int residency_init(model *m, const char *path, const model_opts *o, char *err, s
     return 0;
 }
 
-void residency_free(model *m)
+void residency_free(nsqrt_model *m)
 {
     residency *rs = m->rs;
     if (!rs) return;
@@ -392,38 +392,38 @@ void residency_free(model *m)
     m->rs = NULL;
 }
 
-void model_get_usage(const model *m, model_usage *u)
+void nsqrt_get_usage(const nsqrt_model *m, nsqrt_usage *u)
 {
     residency *rs = m->rs;
     pthread_mutex_lock(&rs->mu);
-    *u = (model_usage){rs->budget, rs->pinned, rs->largest, rs->all_blocks, rs->all_refinements,
+    *u = (nsqrt_usage){rs->budget, rs->pinned, rs->largest, rs->all_blocks, rs->all_refinements,
                        rs->pinned + rs->largest, rs->peak, rs->loads, rs->bytes_read, rs->refine_loaded,
                        rs->refine_total, simulate_reads(rs), rs->token_bytes, rs->streaming, rs->prefetch,
                        rs->read_s};
     pthread_mutex_unlock(&rs->mu);
 }
 
-uint32_t model_block_refine(const model *m, uint32_t b) { return b < m->rs->n_blocks ? m->rs->levels[b] : 0; }
-uint32_t model_block_full(const model *m, uint32_t b) { return b < m->rs->n_blocks ? m->rs->full[b] : 0; }
+uint32_t nsqrt_block_refine(const nsqrt_model *m, uint32_t b) { return b < m->rs->n_blocks ? m->rs->levels[b] : 0; }
+uint32_t nsqrt_block_full(const nsqrt_model *m, uint32_t b) { return b < m->rs->n_blocks ? m->rs->full[b] : 0; }
 
 /* Routing: blocks whose level changes or that are skipped now are unloaded
  * first, so resident bytes never exceed the larger of the old and new sets. */
-int model_route(model *m, const uint8_t *choice, char *err, size_t errlen)
+int nsqrt_route_apply(nsqrt_model *m, const uint8_t *choice, char *err, size_t errlen)
 {
     residency *rs = m->rs;
     uint64_t total = 0;
     if (!rs->routed) return FAIL("the model was not opened for routing");
     for (uint32_t b = 0; b < rs->n_blocks; b++) {
-        if (choice[b] == ROUTE_SKIP && rs->blk[b].kind != NSQ_BLOCK_LAYERS) return FAIL("block %u cannot be skipped", b);
-        uint32_t lv = choice[b] == ROUTE_FULL ? rs->full[b] : 0;
-        total += choice[b] == ROUTE_SKIP ? 0 : block_cost(m->f, b, lv);
+        if (choice[b] == NSQRT_ROUTE_SKIP && rs->blk[b].kind != NSQ_BLOCK_LAYERS) return FAIL("block %u cannot be skipped", b);
+        uint32_t lv = choice[b] == NSQRT_ROUTE_FULL ? rs->full[b] : 0;
+        total += choice[b] == NSQRT_ROUTE_SKIP ? 0 : block_cost(m->f, b, lv);
     }
     if (budget_check(rs->budget, total, "the routed blocks", err, errlen)) return -1;
     pthread_mutex_lock(&rs->mu);
     for (uint32_t b = 0; b < rs->n_blocks; b++) {
-        uint32_t lv = choice[b] == ROUTE_FULL ? rs->full[b] : 0;
-        if (rs->state[b] == RESIDENT && (choice[b] == ROUTE_SKIP || lv != rs->levels[b])) unload_locked(m, rs, b);
-        rs->skip[b] = choice[b] == ROUTE_SKIP;
+        uint32_t lv = choice[b] == NSQRT_ROUTE_FULL ? rs->full[b] : 0;
+        if (rs->state[b] == RESIDENT && (choice[b] == NSQRT_ROUTE_SKIP || lv != rs->levels[b])) unload_locked(m, rs, b);
+        rs->skip[b] = choice[b] == NSQRT_ROUTE_SKIP;
         rs->levels[b] = lv;
         rs->cost[b] = block_cost(m->f, b, lv);
     }
@@ -438,10 +438,10 @@ int model_route(model *m, const uint8_t *choice, char *err, size_t errlen)
 
 /* Evaluates resident block b as choice c without reading anything: BASE
  * hides its refinement levels, SKIP passes its layers by. */
-void model_try_choice(model *m, uint32_t b, int c)
+void model_try_choice(nsqrt_model *m, uint32_t b, int c)
 {
     residency *rs = m->rs;
     resident *r = &rs->res[b];
-    rs->skip[b] = c == ROUTE_SKIP && rs->blk[b].kind == NSQ_BLOCK_LAYERS;
-    for (uint32_t i = 0; i < r->n_mats; i++) r->mats[i].n_ref = c == ROUTE_FULL ? r->mats[i].n_loaded : 0;
+    rs->skip[b] = c == NSQRT_ROUTE_SKIP && rs->blk[b].kind == NSQ_BLOCK_LAYERS;
+    for (uint32_t i = 0; i < r->n_mats; i++) r->mats[i].n_ref = c == NSQRT_ROUTE_FULL ? r->mats[i].n_loaded : 0;
 }

@@ -16,9 +16,9 @@ typedef struct {
 } resident;
 
 /* Loads block b with `levels` refinement levels and places its tensors in m. */
-int block_load(const model *m, uint32_t b, uint32_t levels, resident *r, char *err, size_t errlen);
+int block_load(const nsqrt_model *m, uint32_t b, uint32_t levels, resident *r, char *err, size_t errlen);
 /* Takes block b's tensors out of m and frees them. */
-void block_unload(const model *m, uint32_t b, resident *r);
+void block_unload(const nsqrt_model *m, uint32_t b, resident *r);
 /* Resident bytes of block b with `levels` refinement levels, from the directory. */
 uint64_t block_cost(const nsq_file *f, uint32_t b, uint32_t levels);
 
@@ -26,7 +26,7 @@ uint64_t block_cost(const nsq_file *f, uint32_t b, uint32_t levels);
  * budget (0: no limit), else -1 with a message naming what needs them. */
 int budget_check(uint64_t budget, uint64_t need, const char *what, char *err, size_t errlen);
 
-int residency_init(model *m, const char *path, const model_opts *o, char *err, size_t errlen);
-void residency_free(model *m);
+int residency_init(nsqrt_model *m, const char *path, const nsqrt_opts *o, char *err, size_t errlen);
+void residency_free(nsqrt_model *m);
 
 #endif

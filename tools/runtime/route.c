@@ -11,20 +11,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "logprob.h"
+#include "model.h"
 #include "residency.h"
-#include "route.h"
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
 #define ROUTE_UNITS 4096u
 #define ROUTE_TABLE (16u << 20) /* bytes of the choice table: fewer units for very many blocks */
 #define TIE 1e-12 /* per step of precision given up, so equal damages keep the more precise choice */
 
-static void load_static(const model *m, route_table *t)
+static void load_static(const nsqrt_model *m, nsqrt_route_table *t)
 {
     uint32_t i;
     nsq_meta md;
-    if (nsq_meta_find(m->f, ROUTE_STATIC_KEY, &i) || nsq_meta_at(m->f, i, &md) ||
+    if (nsq_meta_find(m->f, NSQRT_ROUTE_STATIC_KEY, &i) || nsq_meta_at(m->f, i, &md) ||
         md.type != (NSQ_META_F64 | NSQ_META_ARRAY) || md.count != 3 * t->n_blocks)
         return; /* absent or not for this file: ignored (spec section 5.3) */
     if (!(t->fixed = calloc(t->n_blocks, sizeof *t->fixed))) return;
@@ -35,7 +34,7 @@ static void load_static(const model *m, route_table *t)
     }
 }
 
-int route_init(const model *m, route_table *t, char *err, size_t errlen)
+int nsqrt_route_init(const nsqrt_model *m, nsqrt_route_table *t, char *err, size_t errlen)
 {
     nsq_info info;
     memset(t, 0, sizeof *t);
@@ -43,41 +42,41 @@ int route_init(const model *m, route_table *t, char *err, size_t errlen)
     t->n_blocks = info.block_count;
     t->mask = calloc(t->n_blocks, 1);
     t->cost = calloc(t->n_blocks, sizeof *t->cost);
-    if (!t->mask || !t->cost) return route_free(t), FAIL("out of memory");
+    if (!t->mask || !t->cost) return nsqrt_route_free(t), FAIL("out of memory");
     t->has_router = nsq_router_get(m->f, &t->router) == NSQ_OK;
     for (uint32_t b = 0; b < t->n_blocks; b++) {
         nsq_block blk;
         nsq_block_at(m->f, b, &blk);
-        uint32_t full = model_block_full(m, b);
-        t->cost[b][ROUTE_SKIP] = 0;
-        t->cost[b][ROUTE_BASE] = block_cost(m->f, b, 0);
-        t->cost[b][ROUTE_FULL] = block_cost(m->f, b, full);
+        uint32_t full = nsqrt_block_full(m, b);
+        t->cost[b][NSQRT_ROUTE_SKIP] = 0;
+        t->cost[b][NSQRT_ROUTE_BASE] = block_cost(m->f, b, 0);
+        t->cost[b][NSQRT_ROUTE_FULL] = block_cost(m->f, b, full);
         t->mask[b] = t->has_router ? t->router.choice_mask[b]
-                                   : (uint8_t)(1u << ROUTE_BASE | (blk.kind == NSQ_BLOCK_LAYERS) << ROUTE_SKIP |
-                                               (blk.refinement_count > 0) << ROUTE_FULL);
-        if (!full) t->mask[b] &= (uint8_t) ~(1u << ROUTE_FULL); /* --max-refine 0: FULL is the base */
-        if (!t->mask[b]) t->mask[b] = 1u << ROUTE_BASE;
+                                   : (uint8_t)(1u << NSQRT_ROUTE_BASE | (blk.kind == NSQ_BLOCK_LAYERS) << NSQRT_ROUTE_SKIP |
+                                               (blk.refinement_count > 0) << NSQRT_ROUTE_FULL);
+        if (!full) t->mask[b] &= (uint8_t) ~(1u << NSQRT_ROUTE_FULL); /* --max-refine 0: FULL is the base */
+        if (!t->mask[b]) t->mask[b] = 1u << NSQRT_ROUTE_BASE;
     }
     load_static(m, t);
     uint64_t pt = 0;
     t->prompt_tokens = !nsq_meta_u64(m->f, "provenance.router.prompt_tokens", 0, &pt) && pt > 0 && pt < (1u << 20)
                            ? (uint32_t)pt
-                           : ROUTE_PROMPT_TOKENS;
+                           : NSQRT_ROUTE_PROMPT_TOKENS;
     return 0;
 }
 
-void route_all_full(const route_table *t, uint8_t *choice)
+void nsqrt_route_all_full(const nsqrt_route_table *t, uint8_t *choice)
 {
-    for (uint32_t b = 0; b < t->n_blocks; b++) choice[b] = t->mask[b] >> ROUTE_FULL & 1 ? ROUTE_FULL : ROUTE_BASE;
+    for (uint32_t b = 0; b < t->n_blocks; b++) choice[b] = t->mask[b] >> NSQRT_ROUTE_FULL & 1 ? NSQRT_ROUTE_FULL : NSQRT_ROUTE_BASE;
 }
 
-void route_free(route_table *t)
+void nsqrt_route_free(nsqrt_route_table *t)
 {
     free(t->mask), free(t->cost), free(t->fixed);
     memset(t, 0, sizeof *t);
 }
 
-void route_features(const model *m, const int32_t *ids, uint32_t n, float *x)
+void nsqrt_route_features(const nsqrt_model *m, const int32_t *ids, uint32_t n, float *x)
 {
     uint32_t H = m->c.hidden;
     wmat base = *m->embed;
@@ -92,24 +91,24 @@ void route_features(const model *m, const int32_t *ids, uint32_t n, float *x)
     free(row);
 }
 
-int route_predict(const route_table *t, const model *m, const int32_t *ids, uint32_t n, double (*dmg)[3])
+int nsqrt_route_predict(const nsqrt_route_table *t, const nsqrt_model *m, const int32_t *ids, uint32_t n, double (*dmg)[3])
 {
     if (!t->has_router) return -1;
     float *x = malloc(m->c.hidden * sizeof *x), *y = malloc(3 * (size_t)t->n_blocks * sizeof *y);
     int rc = x && y ? 0 : -1;
     if (!rc) {
-        route_features(m, ids, n < t->prompt_tokens ? n : t->prompt_tokens, x);
+        nsqrt_route_features(m, ids, n < t->prompt_tokens ? n : t->prompt_tokens, x);
         rc = nsq_router_eval(&t->router, x, y) ? -1 : 0;
     }
     for (uint32_t b = 0; !rc && b < t->n_blocks; b++) {
-        double full = fmax(0, y[3 * b + ROUTE_FULL]), base = fmax(full, y[3 * b + ROUTE_BASE]);
-        dmg[b][ROUTE_FULL] = full, dmg[b][ROUTE_BASE] = base, dmg[b][ROUTE_SKIP] = fmax(base, y[3 * b + ROUTE_SKIP]);
+        double full = fmax(0, y[3 * b + NSQRT_ROUTE_FULL]), base = fmax(full, y[3 * b + NSQRT_ROUTE_BASE]);
+        dmg[b][NSQRT_ROUTE_FULL] = full, dmg[b][NSQRT_ROUTE_BASE] = base, dmg[b][NSQRT_ROUTE_SKIP] = fmax(base, y[3 * b + NSQRT_ROUTE_SKIP]);
     }
     free(x), free(y);
     return rc;
 }
 
-uint64_t route_minimum(const route_table *t, const uint8_t *mask)
+uint64_t nsqrt_route_minimum(const nsqrt_route_table *t, const uint8_t *mask)
 {
     uint64_t sum = 0;
     for (uint32_t b = 0; b < t->n_blocks; b++) {
@@ -128,7 +127,7 @@ static uint32_t units(uint64_t bytes, uint64_t budget, uint32_t U)
     return (uint32_t)(((unsigned __int128)bytes * U + budget - 1) / budget);
 }
 
-int route_select(const route_table *t, const uint8_t *mask, const double (*dmg)[3], uint64_t budget, uint8_t *choice)
+int nsqrt_route_select(const nsqrt_route_table *t, const uint8_t *mask, const double (*dmg)[3], uint64_t budget, uint8_t *choice)
 {
     uint32_t B = t->n_blocks, U = !budget ? 0 : B * (ROUTE_UNITS + 1) <= ROUTE_TABLE ? ROUTE_UNITS : ROUTE_TABLE / B;
     double *dp = malloc((U + 1) * sizeof *dp), *nx = malloc((U + 1) * sizeof *nx);
@@ -160,7 +159,7 @@ int route_select(const route_table *t, const uint8_t *mask, const double (*dmg)[
 /* The rest of a pass after block b changed: from the residual stream that
  * entered its first layer in the all-FULL run (snap), or from the
  * embedding when b holds it. */
-static int rerun_from(model *m, model_state *s, uint32_t b, const int32_t *ids, uint32_t n, const float *snap,
+static int rerun_from(nsqrt_model *m, nsqrt_state *s, uint32_t b, const int32_t *ids, uint32_t n, const float *snap,
                       float *logits)
 {
     nsq_block blk;
@@ -175,7 +174,7 @@ static int rerun_from(model *m, model_state *s, uint32_t b, const int32_t *ids, 
     return 0;
 }
 
-int route_measure(model *m, model_state *s, const route_table *t, const int32_t *ids, uint32_t n, uint32_t n_prompt,
+int nsqrt_route_measure(nsqrt_model *m, nsqrt_state *s, const nsqrt_route_table *t, const int32_t *ids, uint32_t n, uint32_t n_prompt,
                   double (*dmg)[3])
 {
     uint32_t V = m->c.vocab, nL = m->c.n_layers, scored = n - n_prompt, first = n_prompt - 1;
@@ -195,13 +194,13 @@ int route_measure(model *m, model_state *s, const route_table *t, const int32_t 
     }
     for (uint32_t b = 0; !rc && b < t->n_blocks; b++) {
         dmg[b][0] = dmg[b][1] = dmg[b][2] = 0;
-        for (int c = ROUTE_SKIP; c < ROUTE_FULL && !rc; c++) {
-            if (!route_measured(t->mask[b], c)) continue;
+        for (int c = NSQRT_ROUTE_SKIP; c < NSQRT_ROUTE_FULL && !rc; c++) {
+            if (!nsqrt_route_measured(t->mask[b], c)) continue;
             model_try_choice(m, b, c);
             rc = rerun_from(m, s, b, ids, n, snap, all);
-            model_try_choice(m, b, ROUTE_FULL);
+            model_try_choice(m, b, NSQRT_ROUTE_FULL);
             if (rc) break;
-            dmg[b][c] = logprob_mean_kl(ref, all + (size_t)first * V, scored, V, scratch);
+            dmg[b][c] = nsqrt_logprob_mean_kl(ref, all + (size_t)first * V, scored, V, scratch);
         }
     }
     free(all), free(ref), free(snap), free(scratch);
@@ -210,7 +209,7 @@ int route_measure(model *m, model_state *s, const route_table *t, const int32_t 
 
 static const char *const mode_names[] = {"none", "router", "static", "top", "skip-only", "random", "oracle"};
 
-const char *route_mode_name(route_mode m) { return mode_names[m]; }
+const char *nsqrt_route_mode_name(nsqrt_route_mode m) { return mode_names[m]; }
 
 /* s[0..len) as decimal digits only (no sign, space or 0x) up to max; -1 otherwise. */
 static int parse_count(const char *s, size_t len, uint64_t max, uint64_t *v)
@@ -226,30 +225,30 @@ static int parse_count(const char *s, size_t len, uint64_t max, uint64_t *v)
     return 0;
 }
 
-int route_parse(const char *s, route_opts *o)
+int nsqrt_route_parse(const char *s, nsqrt_route_opts *o)
 {
     uint64_t v = 1;
     for (int i = 0; i < 7; i++)
-        if (i != ROUTE_TOP && i != ROUTE_RANDOM && strcmp(s, mode_names[i]) == 0) return o->mode = (route_mode)i, 0;
+        if (i != NSQRT_ROUTE_TOP && i != NSQRT_ROUTE_RANDOM && strcmp(s, mode_names[i]) == 0) return o->mode = (nsqrt_route_mode)i, 0;
     if (strncmp(s, "random", 6) == 0 && (!s[6] || s[6] == ':')) {
         if (s[6] && parse_count(s + 7, strlen(s + 7), UINT64_MAX, &v)) return -1;
-        o->mode = ROUTE_RANDOM, o->seed = v;
+        o->mode = NSQRT_ROUTE_RANDOM, o->seed = v;
         return 0;
     }
     if (parse_count(s, strlen(s), 65536, &v) || v == 0) return -1;
-    o->mode = ROUTE_TOP, o->k = (uint32_t)v;
+    o->mode = NSQRT_ROUTE_TOP, o->k = (uint32_t)v;
     return 0;
 }
 
-int route_option(const char *arg, int argc, char **argv, int *next, route_opts *o)
+int nsqrt_route_option(const char *arg, int argc, char **argv, int *next, nsqrt_route_opts *o)
 {
-    if (arg) return route_parse(arg, o);
-    if (*next < argc && !route_parse(argv[*next], o)) return ++*next, 0;
-    o->mode = ROUTE_ROUTER;
+    if (arg) return nsqrt_route_parse(arg, o);
+    if (*next < argc && !nsqrt_route_parse(argv[*next], o)) return ++*next, 0;
+    o->mode = NSQRT_ROUTE_ROUTER;
     return 0;
 }
 
-int route_parse_skip(const char *s, uint32_t n_blocks, route_opts *o, char *err, size_t errlen)
+int nsqrt_route_parse_skip(const char *s, uint32_t n_blocks, nsqrt_route_opts *o, char *err, size_t errlen)
 {
     free(o->forced);
     if (!(o->forced = calloc(n_blocks, 1))) return FAIL("out of memory");
@@ -273,56 +272,56 @@ static uint64_t rng_next(uint64_t *x) /* splitmix64 */
     return z ^ (z >> 31);
 }
 
-/* ROUTE_TOP: the k blocks that skipping would damage most run, the rest are
+/* NSQRT_ROUTE_TOP: the k blocks that skipping would damage most run, the rest are
  * skipped; blocks that cannot be skipped count among the k. */
-static int keep_top(const route_table *t, uint32_t k, const double (*dmg)[3], uint8_t *mask, char *err, size_t errlen)
+static int keep_top(const nsqrt_route_table *t, uint32_t k, const double (*dmg)[3], uint8_t *mask, char *err, size_t errlen)
 {
     uint32_t fixed = 0;
-    for (uint32_t b = 0; b < t->n_blocks; b++) fixed += !(mask[b] & 1u << ROUTE_SKIP);
+    for (uint32_t b = 0; b < t->n_blocks; b++) fixed += !(mask[b] & 1u << NSQRT_ROUTE_SKIP);
     if (k < fixed) return FAIL("--route %u: this file has %u blocks that always run", k, fixed);
     for (uint32_t left = k - fixed; left > 0; left--) {
         int32_t best = -1;
         for (uint32_t b = 0; b < t->n_blocks; b++)
-            if (mask[b] & 1u << ROUTE_SKIP && mask[b] != 1u << ROUTE_SKIP &&
-                (best < 0 || dmg[b][ROUTE_SKIP] > dmg[best][ROUTE_SKIP]))
+            if (mask[b] & 1u << NSQRT_ROUTE_SKIP && mask[b] != 1u << NSQRT_ROUTE_SKIP &&
+                (best < 0 || dmg[b][NSQRT_ROUTE_SKIP] > dmg[best][NSQRT_ROUTE_SKIP]))
                 best = (int32_t)b;
         if (best < 0) break;
-        mask[best] &= (uint8_t) ~(1u << ROUTE_SKIP);
+        mask[best] &= (uint8_t) ~(1u << NSQRT_ROUTE_SKIP);
     }
     for (uint32_t b = 0; b < t->n_blocks; b++)
-        if (mask[b] & 1u << ROUTE_SKIP) mask[b] = 1u << ROUTE_SKIP;
+        if (mask[b] & 1u << NSQRT_ROUTE_SKIP) mask[b] = 1u << NSQRT_ROUTE_SKIP;
     return 0;
 }
 
-static int damages(model *m, model_state *s, const route_table *t, const route_opts *o, const int32_t *ids, uint32_t n,
+static int damages(nsqrt_model *m, nsqrt_state *s, const nsqrt_route_table *t, const nsqrt_route_opts *o, const int32_t *ids, uint32_t n,
                    uint32_t n_prompt, double (*dmg)[3], char *err, size_t errlen)
 {
     uint64_t x = o->seed;
     uint8_t *full = NULL;
     switch (o->mode) {
-    case ROUTE_ROUTER:
-    case ROUTE_TOP:
-        if (t->has_router) return route_predict(t, m, ids, n_prompt, dmg) ? FAIL("the router could not be evaluated") : 0;
-        if (o->mode == ROUTE_ROUTER) return FAIL("this file has no router (nsq-convert --router)");
+    case NSQRT_ROUTE_ROUTER:
+    case NSQRT_ROUTE_TOP:
+        if (t->has_router) return nsqrt_route_predict(t, m, ids, n_prompt, dmg) ? FAIL("the router could not be evaluated") : 0;
+        if (o->mode == NSQRT_ROUTE_ROUTER) return FAIL("this file has no router (nsq-convert --router)");
         /* --route K without a router ranks blocks by the static policy */
         /* fall through */
-    case ROUTE_STATIC:
-    case ROUTE_SKIP_ONLY:
+    case NSQRT_ROUTE_STATIC:
+    case NSQRT_ROUTE_SKIP_ONLY:
         if (!t->fixed) return FAIL("this file has no static routing policy (nsq-convert --router)");
         memcpy(dmg, t->fixed, t->n_blocks * sizeof *dmg);
         return 0;
-    case ROUTE_RANDOM:
+    case NSQRT_ROUTE_RANDOM:
         for (uint32_t b = 0; b < t->n_blocks; b++) {
             double u = (double)(rng_next(&x) >> 11) * 0x1p-53, v = (double)(rng_next(&x) >> 11) * 0x1p-53;
-            dmg[b][ROUTE_SKIP] = fmax(u, v), dmg[b][ROUTE_BASE] = fmin(u, v), dmg[b][ROUTE_FULL] = 0;
+            dmg[b][NSQRT_ROUTE_SKIP] = fmax(u, v), dmg[b][NSQRT_ROUTE_BASE] = fmin(u, v), dmg[b][NSQRT_ROUTE_FULL] = 0;
         }
         return 0;
-    case ROUTE_ORACLE:
+    case NSQRT_ROUTE_ORACLE:
         if (!(full = malloc(t->n_blocks))) return FAIL("out of memory");
-        route_all_full(t, full);
-        int rc = model_route(m, full, err, errlen);
+        nsqrt_route_all_full(t, full);
+        int rc = nsqrt_route_apply(m, full, err, errlen);
         free(full);
-        if (!rc && route_measure(m, s, t, ids, n, n_prompt, dmg)) rc = FAIL("%s", model_error(m));
+        if (!rc && nsqrt_route_measure(m, s, t, ids, n, n_prompt, dmg)) rc = FAIL("%s", nsqrt_error(m));
         return rc;
     default:
         memset(dmg, 0, t->n_blocks * sizeof *dmg);
@@ -330,7 +329,7 @@ static int damages(model *m, model_state *s, const route_table *t, const route_o
     }
 }
 
-int route_choose(model *m, model_state *s, const route_table *t, const route_opts *o, uint64_t budget,
+int nsqrt_route_choose(nsqrt_model *m, nsqrt_state *s, const nsqrt_route_table *t, const nsqrt_route_opts *o, uint64_t budget,
                  const int32_t *ids, uint32_t n, uint32_t n_prompt, uint8_t *choice, double (*dmg)[3],
                  double *predicted, char *err, size_t errlen)
 {
@@ -339,15 +338,15 @@ int route_choose(model *m, model_state *s, const route_table *t, const route_opt
     memcpy(mask, t->mask, t->n_blocks);
     int rc = damages(m, s, t, o, ids, n, n_prompt, dmg, err, errlen);
     for (uint32_t b = 0; !rc && b < t->n_blocks; b++) {
-        if (o->mode == ROUTE_SKIP_ONLY && mask[b] >> ROUTE_FULL & 1) mask[b] &= (uint8_t) ~(1u << ROUTE_BASE);
-        if (o->forced && o->forced[b] && !(mask[b] & 1u << ROUTE_SKIP)) rc = FAIL("block %u cannot be skipped", b);
-        else if (o->forced && o->forced[b]) mask[b] = 1u << ROUTE_SKIP;
+        if (o->mode == NSQRT_ROUTE_SKIP_ONLY && mask[b] >> NSQRT_ROUTE_FULL & 1) mask[b] &= (uint8_t) ~(1u << NSQRT_ROUTE_BASE);
+        if (o->forced && o->forced[b] && !(mask[b] & 1u << NSQRT_ROUTE_SKIP)) rc = FAIL("block %u cannot be skipped", b);
+        else if (o->forced && o->forced[b]) mask[b] = 1u << NSQRT_ROUTE_SKIP;
     }
-    if (!rc && o->mode == ROUTE_TOP) rc = keep_top(t, o->k, dmg, mask, err, errlen);
+    if (!rc && o->mode == NSQRT_ROUTE_TOP) rc = keep_top(t, o->k, dmg, mask, err, errlen);
     if (!rc)
-        rc = budget_check(budget, route_minimum(t, mask),
+        rc = budget_check(budget, nsqrt_route_minimum(t, mask),
                           "the embedding and output blocks and the cheapest allowed choice of every other block", err, errlen);
-    if (!rc && route_select(t, mask, dmg, budget, choice))
+    if (!rc && nsqrt_route_select(t, mask, dmg, budget, choice))
         rc = FAIL("--max-memory %.1f MiB: no choice of blocks fits it once their sizes are rounded up to whole units "
                   "of it", budget / 1048576.0);
     *predicted = 0;
@@ -356,7 +355,7 @@ int route_choose(model *m, model_state *s, const route_table *t, const route_opt
     return rc;
 }
 
-void route_print(FILE *f, const route_table *t, const uint8_t *choice, const double (*dmg)[3])
+void nsqrt_route_print(FILE *f, const nsqrt_route_table *t, const uint8_t *choice, const double (*dmg)[3])
 {
     static const char *const names[] = {"skip", "base", "full"};
     uint64_t bytes = 0;

@@ -2,9 +2,9 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "sampler.h"
+#include "nsqrt.h"
 
-int sampler_init(sampler *s, uint32_t vocab, float temperature, uint32_t top_k, float top_p, uint64_t seed)
+int nsqrt_sampler_init(nsqrt_sampler *s, uint32_t vocab, float temperature, uint32_t top_k, float top_p, uint64_t seed)
 {
     s->temperature = temperature;
     s->top_k = top_k;
@@ -16,13 +16,13 @@ int sampler_init(sampler *s, uint32_t vocab, float temperature, uint32_t top_k, 
     return s->order && s->probs ? 0 : -1;
 }
 
-void sampler_free(sampler *s)
+void nsqrt_sampler_free(nsqrt_sampler *s)
 {
     free(s->order);
     free(s->probs);
 }
 
-int32_t argmax(const float *v, uint32_t n)
+int32_t nsqrt_argmax(const float *v, uint32_t n)
 {
     uint32_t best = 0; /* the first of equal maxima, as torch.argmax */
     for (uint32_t i = 1; i < n; i++)
@@ -46,10 +46,10 @@ static int by_prob(const void *a, const void *b)
     return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;
 }
 
-int32_t sampler_next(sampler *s, const float *logits)
+int32_t nsqrt_sampler_next(nsqrt_sampler *s, const float *logits)
 {
-    if (s->temperature <= 0) return argmax(logits, s->vocab);
-    float mx = logits[argmax(logits, s->vocab)], sum = 0;
+    if (s->temperature <= 0) return nsqrt_argmax(logits, s->vocab);
+    float mx = logits[nsqrt_argmax(logits, s->vocab)], sum = 0;
     for (uint32_t i = 0; i < s->vocab; i++) sum += (s->probs[i] = expf((logits[i] - mx) / s->temperature));
     uint32_t n = s->vocab;
     for (uint32_t i = 0; i < n; i++) {
