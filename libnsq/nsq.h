@@ -210,7 +210,7 @@ NSQ_API nsq_status nsq_tokenizer_file_find(const nsq_file *f, const char *name,
  * Ids match Hugging Face `tokenizers` for BPE models: tokenizer.json (byte-level
  * and SentencePiece-style BPE with byte fallback; normalizers, pre-tokenizers,
  * added tokens, decoders and post-processors as the file describes them) and
- * GPT-2's vocab.json + merges.txt (byte-level BPE, GPT-2's regex). Other model
+ * vocab.json + merges.txt (byte-level BPE with its usual regex). Other model
  * types (WordPiece, Unigram, WordLevel), SentencePiece's tokenizer.model alone,
  * and unknown pipeline components are NSQ_E_UNSUPPORTED, naming what is
  * missing; malformed files are NSQ_E_TOKENIZER.

@@ -131,7 +131,7 @@ uint32_t nsq__utf8_at(const char *s, size_t *len);
 int nsq__uni_space(uint32_t cp); /* Rust char::is_whitespace */
 int nsq__uni_word(uint32_t cp);  /* \w of Rust's regex (single_word added tokens) */
 
-/* GPT-2's byte <-> character map of byte-level BPE. */
+/* The byte <-> character map of byte-level BPE. */
 uint32_t nsq__byte_char(uint8_t b);
 int nsq__char_byte(uint32_t cp); /* -1 when cp is not one of the 256 */
 

@@ -1,5 +1,5 @@
 /* tok_json.c - builds a tokenizer from Hugging Face tokenizer.json, or from
- * GPT-2's vocab.json + merges.txt, plus tokenizer_config.json when present.
+ * a byte-level BPE's vocab.json + merges.txt, plus tokenizer_config.json when present.
  *
  * Supported: model BPE (vocab, merges as "a b" strings or [a, b] pairs,
  * unk_token, fuse_unk, byte_fallback, ignore_merges, continuing_subword_prefix,
@@ -854,7 +854,7 @@ nsq_status nsq__tok_build(nsq_tokenizer *t, const nsq__tokfiles *f, nsq_diag *d)
         if (cfg && ((st = load_added_config(t, cfg, d)) || (st = config_bos_eos(t, cfg, d)))) goto done;
     }
     if (!st) st = finish(t, d);
-    if (!st && !f->json) { /* skip_special drops GPT-2's end-of-text token even when text never matches it */
+    if (!st && !f->json) { /* skip_special drops the end-of-text token even when text never matches it */
         uint32_t id;
         if (nsq__smap_get(&t->vocab, "<|endoftext|>", 13, &id)) t->flags[id] |= NSQ__F_SPECIAL;
     }

@@ -401,7 +401,7 @@ int nsq__uni_word(uint32_t c)
 }
 
 /*-************************************
- *  Byte-level map (GPT-2's bytes_to_unicode)
+ *  Byte-level map (byte-level BPE's bytes_to_unicode)
  **************************************/
 static int byte_printable(unsigned b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174; }
 

@@ -81,7 +81,7 @@ nsq_status nsq_tokenizer_from_files(nsq_tokenizer_kind kind, uint32_t n_files, c
         break;
     case NSQ_TOK_GPT2_BPE:
         if (!f.json && (!f.vocab || !f.merges))
-            return nsq__fail(d, NSQ_E_TOKENIZER, UINT64_MAX, "", "tokenizer kind GPT2_BPE needs vocab.json and merges.txt");
+            return nsq__fail(d, NSQ_E_TOKENIZER, UINT64_MAX, "", "tokenizer kind 2 (byte-level BPE files) needs vocab.json and merges.txt");
         break;
     case NSQ_TOK_SENTENCEPIECE:
         if (!f.json)
