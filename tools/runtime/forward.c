@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "residency.h"
 
 /* Bytes of each buffer of a state: the KV cache, then the scratch rows. */
 static void state_sizes(const nsqrt_config *c, uint64_t B, uint64_t *kv, uint64_t *scratch)

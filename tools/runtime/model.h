@@ -59,11 +59,6 @@ struct nsqrt_state {
 };
 
 int model_check_vector(const char *name, const float *v, uint64_t n, char *err, size_t errlen);
-/* Evaluates a resident block as choice c (SKIP, BASE, or FULL = as loaded)
- * without reading anything; for measuring what each choice costs. */
-void model_try_choice(nsqrt_model *m, uint32_t b, int c);
-/* Layer L's block is skipped (routing). */
-int model_layer_skipped(const nsqrt_model *m, uint32_t L);
 
 /* nsqrt_forward() in its three parts, for callers that rerun part of a
  * pass: the embedding of tokens into the residual stream s->x, layers
@@ -71,9 +66,5 @@ int model_layer_skipped(const nsqrt_model *m, uint32_t L);
 void forward_embed(const nsqrt_model *m, nsqrt_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0);
 int forward_layers(const nsqrt_model *m, nsqrt_state *s, uint32_t L0, uint32_t L1, uint32_t n, uint32_t pos0);
 void forward_logits(const nsqrt_model *m, nsqrt_state *s, uint32_t n, float *logits, int all_logits);
-
-/* Residency, for forward(): makes layer L's block resident (and starts
- * reading the next one). -1 on a read error. */
-int model_need_layer(const nsqrt_model *m, uint32_t L);
 
 #endif

@@ -1,5 +1,5 @@
-/* residency.h - between model.c (loading and placing one block) and
- * residency.c (which blocks are resident, within the budget). */
+/* residency.h - residency.c (which blocks are resident, within the budget)
+ * and what model.c, forward.c and route.c ask of it. */
 #ifndef NSQ_RESIDENCY_H
 #define NSQ_RESIDENCY_H
 
@@ -28,5 +28,13 @@ int budget_check(uint64_t budget, uint64_t need, const char *what, char *err, si
 
 int residency_init(nsqrt_model *m, const char *path, const nsqrt_opts *o, char *err, size_t errlen);
 void residency_free(nsqrt_model *m);
+
+/* For the forward pass: makes layer L's block resident (and starts reading
+ * the next one), -1 on a read error; whether routing skips L's block. */
+int model_need_layer(const nsqrt_model *m, uint32_t L);
+int model_layer_skipped(const nsqrt_model *m, uint32_t L);
+/* For routing: evaluates a resident block as choice c (SKIP, BASE, or FULL =
+ * as loaded) without reading anything, to measure what each choice costs. */
+void model_try_choice(nsqrt_model *m, uint32_t b, int c);
 
 #endif
