@@ -170,7 +170,8 @@ install: lib tools
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' libnsq/nsq.pc.in >$(BUILD)/nsq.pc
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
-	install -m 644 libnsq/nsq.h $(DESTDIR)$(INCLUDEDIR)/nsq.h
+	install -m 644 libnsq/nsq.h tools/runtime/nsqrt.h $(DESTDIR)$(INCLUDEDIR)
+	install -m 644 $(RUNTIME_LIB) $(DESTDIR)$(LIBDIR)/libnsqrt.a
 	install -m 644 $(BUILD)/libnsq.a $(DESTDIR)$(LIBDIR)/libnsq.a
 	install -m 755 $(BUILD)/libnsq.so $(DESTDIR)$(LIBDIR)/libnsq.so.$(VERSION)
 	ln -sf libnsq.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
@@ -179,8 +180,8 @@ install: lib tools
 	install -m 755 $(TOOL_BIN) $(DESTDIR)$(BINDIR)
 
 uninstall:
-	rm -f $(DESTDIR)$(INCLUDEDIR)/nsq.h $(DESTDIR)$(PKGCONFIGDIR)/nsq.pc $(TOOLS:%=$(DESTDIR)$(BINDIR)/%)
-	rm -f $(DESTDIR)$(LIBDIR)/libnsq.a $(DESTDIR)$(LIBDIR)/libnsq.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	rm -f $(DESTDIR)$(INCLUDEDIR)/nsq.h $(DESTDIR)$(INCLUDEDIR)/nsqrt.h $(DESTDIR)$(PKGCONFIGDIR)/nsq.pc $(TOOLS:%=$(DESTDIR)$(BINDIR)/%)
+	rm -f $(DESTDIR)$(LIBDIR)/libnsq.a $(DESTDIR)$(LIBDIR)/libnsqrt.a $(DESTDIR)$(LIBDIR)/libnsq.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	    $(DESTDIR)$(LIBDIR)/libnsq.so
 
 clean:

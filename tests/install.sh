@@ -18,7 +18,7 @@ in_pc() { PKG_CONFIG_PATH="$1/lib/pkgconfig" pkg-config "${@:2}" nsq; }
 in_files_are() { # in_files_are PREFIX LIB
     local p=$1 lib=$2 t
     { for t in "${IN_TOOLS[@]}"; do echo "bin/$t"; done
-      printf '%s\n' include/nsq.h "$lib/libnsq.a" "$lib/libnsq.so.$IN_VERSION" "$lib/pkgconfig/nsq.pc" \
+      printf '%s\n' include/nsq.h include/nsqrt.h "$lib/libnsq.a" "$lib/libnsqrt.a" "$lib/libnsq.so.$IN_VERSION" "$lib/pkgconfig/nsq.pc" \
           "$lib/$IN_SONAME -> libnsq.so.$IN_VERSION" "$lib/libnsq.so -> $IN_SONAME"; } | sort >"$TMP/in-want"
     { find "$p" -type f -printf '%P\n'; find "$p" -type l -printf '%P -> %l\n'; } | sort >"$TMP/in-got"
     diff "$TMP/in-want" "$TMP/in-got"
@@ -66,6 +66,14 @@ in_build_consumer() { # in_build_consumer PREFIX shared|static|whole
     whole) libs=$(in_pc "$p" --static --libs | sed 's/-lnsq /-Wl,--whole-archive -l:libnsq.a -Wl,--no-whole-archive /') ;;
     esac
     (cd "$TMP/in-oot" && cc -std=c11 -Wall -Wextra -Werror -O2 consumer.c $(in_pc "$p" --cflags) -o "consumer-$2" $libs)
+}
+
+# examples/generate.c, built out of tree against the installed runtime.
+in_build_generate() { # in_build_generate PREFIX
+    local p=$1
+    mkdir -p "$TMP/in-oot" && cp examples/generate.c "$TMP/in-oot/" || return 1
+    (cd "$TMP/in-oot" && cc -std=c11 -Wall -Wextra -Werror -O2 generate.c $(in_pc "$p" --cflags) -o generate \
+        -L"$p/lib" -l:libnsqrt.a $(in_pc "$p" --static --libs | sed 's/-lnsq /-l:libnsq.a /') -lpthread -lm)
 }
 
 in_linkage() { # the shared build loads libnsq from the prefix; the static one needs no libnsq
@@ -144,6 +152,12 @@ install_tests() {
     done
     check "install: nsq-run continues a prompt" bash -c "'$IN_PREFIX/bin/nsq-run' '$TMP/in-models/tiny-llama.nsq' \
         --prompt-ids 1,2,3 -n 4 --ignore-eos --print-ids | grep -qE '^[0-9]+( [0-9]+){3}$'"
+    check "install: generate.c builds against the installed runtime" in_build_generate "$IN_PREFIX"
+    check "install: generate.c continues a prompt as nsq-run does" bash -c "cmp <('$TMP/in-oot/generate' \
+        '$TMP/in-models/tiny-gpt2.nsq' 5,6,7 12) <('$IN_PREFIX/bin/nsq-run' '$TMP/in-models/tiny-gpt2.nsq' \
+        --prompt-ids 5,6,7 -n 12 --ignore-eos --print-ids --threads 1)"
+    check "install: generate.c names a file that is no model" stderr_says "generate: .*R-HDR-2" \
+        "$TMP/in-oot/generate" "$CONF/invalid/R-HDR-2.nsq" 1 1
     check "install: consumer reports the rule" stderr_says "(rule R-HDR-2)" in_consumer shared "$CONF/invalid/R-HDR-2.nsq"
     check "install: consumer reports a bad payload" stderr_says "(rule R-TIER-4)" in_consumer static \
         "$CONF/invalid/R-TIER-4.nsq" model.layers.0.self_attn.q_proj.weight

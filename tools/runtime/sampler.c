@@ -38,10 +38,10 @@ static float uniform01(uint64_t *state) /* xorshift64* */
     return (float)((*state * 0x2545F4914F6CDD1Dull) >> 40) / (float)(1u << 24);
 }
 
-static const float *sort_probs;
-static int by_prob(const void *a, const void *b)
+static int by_prob(const void *a, const void *b, void *probs)
 {
-    float x = sort_probs[*(const uint32_t *)a], y = sort_probs[*(const uint32_t *)b];
+    const float *p = probs;
+    float x = p[*(const uint32_t *)a], y = p[*(const uint32_t *)b];
     if (x != y) return x > y ? -1 : 1;
     return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;
 }
@@ -57,8 +57,7 @@ int32_t nsqrt_sampler_next(nsqrt_sampler *s, const float *logits)
         s->order[i] = i;
     }
     if (s->top_k || s->top_p < 1) {
-        sort_probs = s->probs;
-        qsort(s->order, n, sizeof *s->order, by_prob);
+        qsort_r(s->order, n, sizeof *s->order, by_prob, s->probs); /* no shared state: samplers run in parallel */
         if (s->top_k && s->top_k < n) n = s->top_k;
         float cum = 0;
         for (uint32_t i = 0; i < n; i++)
