@@ -53,6 +53,7 @@ AR_MODELS=(
     "phi3-v5|--arch phi3 --config-style v5 --rope-scaling longrope:2 --sliding-window 4"
     "gemma2|--arch gemma2 --sliding-window 4 --softcap 1.0:1.0 --query-pre-attn-scalar 8"
     "gemma2-v5|--arch gemma2 --config-style v5 --sliding-window 4 --softcap 1.0:1.0 --query-pre-attn-scalar 8 --head-dim 24"
+    "gemma2-one-layer|--arch gemma2 --layers 1 --sliding-window 4 --softcap 1.0:1.0"
 )
 
 # name|ref_forward.py option|what the check shows

@@ -307,7 +307,8 @@ static int limits_unsupported(json_t *cfg, hf_config *c, char *err, size_t n)
 static int read_layer_types(json_t *cfg, hf_config *c, char *err, size_t n)
 {
     json_t *t = json_object_get(cfg, "layer_types");
-    c->window_pattern = c->sliding_window ? 2 : 0;
+    /* every other layer; with one layer that is every layer (pattern 0) */
+    c->window_pattern = c->sliding_window && c->n_layers >= 2 ? 2 : 0;
     if (!t || json_is_null(t) || !c->sliding_window) return 0;
     if (!json_is_array(t) || json_array_size(t) != c->n_layers)
         return snprintf(err, n, "config.json: layer_types must list one type per layer"), -1;
