@@ -65,7 +65,9 @@ $(BUILD)/tools/nsq-convert/%.o: tools/nsq-convert/%.c $(CONVERT_HDR) $(RUNTIME_H
 	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) -c $< -o $@
 $(CONVERT_LIB): $(CONVERT_SRC:%.c=$(BUILD)/%.o)
 	rm -f $@ && ar rcs $@ $^
-$(CLI_OBJ): tools/common/cli.h
+$(CLI_OBJ): tools/common/cli.c tools/common/cli.h tools/common/cli_route.h tools/runtime/nsqrt.h $(wildcard libnsq/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -Itools/runtime $(CFLAGS) -c $< -o $@
 
 # --calib runs the runtime's forward pass
 $(BUILD)/nsq-convert: tools/nsq-convert/main.c $(CONVERT_HDR) $(CONVERT_LIB) $(RUNTIME_LIB) $(CLI_OBJ) $(BUILD)/libnsq.a

@@ -1,5 +1,5 @@
 /* test_parse.c - nsq-convert's config.json and recipe readers and the tools'
- * numeric options: every documented range at its edges, the values that once
+ * numeric and routing options: every documented range at its edges, the values that once
  * got through (a billion layers, NaN tiers, group size 33, casts of -1 and
  * 1e10), and bounded input sizes. */
 #include "testutil.h"
@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "cli_route.h"
 #include "convert.h"
 
 /* ---- config.json ---- */
@@ -351,6 +352,32 @@ static void test_options(void **state)
     assert_int_equal(option_refine(3), -1);
 }
 
+/* --route and --skip-blocks (cli_route.h). */
+static void test_route_options(void **state)
+{
+    (void)state;
+    nsqrt_route_opts o = {0};
+    assert_int_equal(cli_route_parse("router", &o), 0);
+    assert_int_equal(o.mode, NSQRT_ROUTE_ROUTER);
+    assert_int_equal(cli_route_parse("random:7", &o), 0);
+    assert_int_equal(o.mode, NSQRT_ROUTE_RANDOM);
+    assert_int_equal(o.seed, 7);
+    assert_int_equal(cli_route_parse("4", &o), 0);
+    assert_int_equal(o.mode, NSQRT_ROUTE_TOP);
+    assert_int_equal(o.k, 4);
+    assert_int_equal(cli_route_parse("top", &o), -1);
+    assert_int_equal(cli_route_parse("0", &o), -1);
+    assert_int_equal(cli_route_parse("random:", &o), -1);
+    assert_int_equal(cli_route_parse("random:x", &o), -1);
+    assert_int_equal(cli_route_parse("Once upon a time", &o), -1);
+    char err[256];
+    assert_int_equal(cli_route_parse_skip("1,3", 5, &o, err, sizeof err), 0);
+    assert_true(o.forced[1] && o.forced[3] && !o.forced[0] && !o.forced[2]);
+    assert_int_equal(cli_route_parse_skip("5", 5, &o, err, sizeof err), -1);
+    assert_int_equal(cli_route_parse_skip("1,,2", 5, &o, err, sizeof err), -1);
+    free(o.forced);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,7 +386,7 @@ int main(void)
         cmocka_unit_test(test_config_rope_scaling),   cmocka_unit_test(test_config_ids_and_window),
         cmocka_unit_test(test_config_malformed),      cmocka_unit_test(test_recipe_values),
         cmocka_unit_test(test_recipe_shape),          cmocka_unit_test(test_recipe_limits),
-        cmocka_unit_test(test_options),
+        cmocka_unit_test(test_options),               cmocka_unit_test(test_route_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,7 @@
  * knapsack's choice fits the budget, respects every mask, and is at least as
  * good as the best choice found by trying every combination under the budget
  * less the rounding slack of its byte units; without a budget every block
- * gets its least damaging choice; mode parsing. */
+ * gets its least damaging choice. */
 #include "testutil.h"
 
 #include "nsqrt.h"
@@ -100,37 +100,12 @@ static void test_knapsack_infeasible_and_unlimited(void **state)
     nsqrt_route_free(&t);
 }
 
-static void test_parse(void **state)
-{
-    (void)state;
-    nsqrt_route_opts o = {0};
-    assert_int_equal(nsqrt_route_parse("router", &o), 0);
-    assert_int_equal(o.mode, NSQRT_ROUTE_ROUTER);
-    assert_int_equal(nsqrt_route_parse("random:7", &o), 0);
-    assert_int_equal(o.mode, NSQRT_ROUTE_RANDOM);
-    assert_int_equal(o.seed, 7);
-    assert_int_equal(nsqrt_route_parse("4", &o), 0);
-    assert_int_equal(o.mode, NSQRT_ROUTE_TOP);
-    assert_int_equal(o.k, 4);
-    assert_int_equal(nsqrt_route_parse("top", &o), -1);
-    assert_int_equal(nsqrt_route_parse("0", &o), -1);
-    assert_int_equal(nsqrt_route_parse("random:", &o), -1);
-    assert_int_equal(nsqrt_route_parse("random:x", &o), -1);
-    assert_int_equal(nsqrt_route_parse("Once upon a time", &o), -1);
-    char err[256];
-    assert_int_equal(nsqrt_route_parse_skip("1,3", 5, &o, err, sizeof err), 0);
-    assert_true(o.forced[1] && o.forced[3] && !o.forced[0] && !o.forced[2]);
-    assert_int_equal(nsqrt_route_parse_skip("5", 5, &o, err, sizeof err), -1);
-    assert_int_equal(nsqrt_route_parse_skip("1,,2", 5, &o, err, sizeof err), -1);
-    free(o.forced);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_knapsack_random),
         cmocka_unit_test(test_knapsack_infeasible_and_unlimited),
-        cmocka_unit_test(test_parse),
+        
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

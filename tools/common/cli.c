@@ -1,5 +1,6 @@
 /* cli.c - helpers shared by the nsq command-line tools. */
 #include "cli.h"
+#include "cli_route.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -571,21 +572,26 @@ int cli_parse_size(const char *s, uint64_t *bytes)
     return *bytes ? 0 : -1;
 }
 
+int cli_parse_count(const char *s, size_t len, uint64_t max, uint64_t *v)
+{
+    uint64_t x = 0;
+    if (!len) return -1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (d > 9 || x > (max - d) / 10) return -1;
+        x = x * 10 + d;
+    }
+    *v = x;
+    return 0;
+}
+
 /* s as an optional '-' and decimal digits, the magnitude in *mag; -1 if it is
  * not one or the magnitude passes 2^64-1. */
 static int parse_decimal(const char *s, int *neg, uint64_t *mag)
 {
-    uint64_t v = 0;
     *neg = *s == '-';
     s += *neg;
-    if (!*s) return -1;
-    for (; *s; s++) {
-        unsigned d = (unsigned)(*s - '0');
-        if (d > 9 || v > (UINT64_MAX - d) / 10) return -1;
-        v = v * 10 + d;
-    }
-    *mag = v;
-    return 0;
+    return cli_parse_count(s, strlen(s), UINT64_MAX, mag);
 }
 
 int cli_opt_uint(const char *tool, const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *v)
@@ -617,4 +623,51 @@ int cli_opt_real(const char *tool, const char *opt, const char *s, double lo, do
     if (!isnan(x) && !*end && isfinite(x) && (lo_open ? x > lo : x >= lo) && x <= hi) return *v = x, 0;
     fprintf(stderr, "%s: %s wants a number in %c%g, %g], not '%s'\n", tool, opt, lo_open ? '(' : '[', lo, hi, s);
     return -1;
+}
+
+/* ---- routing options ---- */
+static const char *const mode_names[] = {"none", "router", "static", "top", "skip-only", "random", "oracle"};
+
+const char *cli_route_mode_name(nsqrt_route_mode m) { return mode_names[m]; }
+
+int cli_route_parse(const char *s, nsqrt_route_opts *o)
+{
+    uint64_t v = 1;
+    for (int i = 0; i < 7; i++)
+        if (i != NSQRT_ROUTE_TOP && i != NSQRT_ROUTE_RANDOM && strcmp(s, mode_names[i]) == 0)
+            return o->mode = (nsqrt_route_mode)i, 0;
+    if (strncmp(s, "random", 6) == 0 && (!s[6] || s[6] == ':')) {
+        if (s[6] && cli_parse_count(s + 7, strlen(s + 7), UINT64_MAX, &v)) return -1;
+        o->mode = NSQRT_ROUTE_RANDOM, o->seed = v;
+        return 0;
+    }
+    if (cli_parse_count(s, strlen(s), 65536, &v) || v == 0) return -1;
+    o->mode = NSQRT_ROUTE_TOP, o->k = (uint32_t)v;
+    return 0;
+}
+
+int cli_route_option(const char *arg, int argc, char **argv, int *next, nsqrt_route_opts *o)
+{
+    if (arg) return cli_route_parse(arg, o);
+    if (*next < argc && !cli_route_parse(argv[*next], o)) return ++*next, 0;
+    o->mode = NSQRT_ROUTE_ROUTER;
+    return 0;
+}
+
+int cli_route_parse_skip(const char *s, uint32_t n_blocks, nsqrt_route_opts *o, char *err, size_t errlen)
+{
+    free(o->forced);
+    if (!(o->forced = calloc(n_blocks, 1))) return snprintf(err, errlen, "out of memory"), -1;
+    while (*s) {
+        size_t len = strcspn(s, ",");
+        uint64_t b;
+        if (cli_parse_count(s, len, UINT64_MAX, &b) || (s[len] && !s[len + 1]))
+            return snprintf(err, errlen, "--skip-blocks wants comma-separated block numbers"), -1;
+        if (b >= n_blocks)
+            return snprintf(err, errlen, "--skip-blocks: block %" PRIu64 " does not exist (the file has %u)", b, n_blocks),
+                   -1;
+        o->forced[b] = 1;
+        s += len + (s[len] != 0);
+    }
+    return 0;
 }

@@ -90,6 +90,10 @@ double cli_peak_rss_mib(void);
 /* "512M", "2G", "1.5GiB", "1000000": bytes (K, M, G, T are powers of 1024). -1 if malformed or 0. */
 int cli_parse_size(const char *s, uint64_t *bytes);
 
+/* s[0..len) as decimal digits only (no sign, space or 0x), at most max;
+ * -1 otherwise. Every decimal number the tools read goes through it. */
+int cli_parse_count(const char *s, size_t len, uint64_t max, uint64_t *v);
+
 /* Numeric option values: the whole of s, within the range; integers in plain
  * decimal (a '-' only for cli_opt_int), reals finite, in [lo, hi] or, with
  * lo_open, (lo, hi]. On a bad value they print "TOOL: OPT wants ..., not 'S'"

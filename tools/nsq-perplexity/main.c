@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_route.h"
 #include "nsqrt.h"
 
 #define TOOL "nsq-perplexity"
@@ -97,7 +98,7 @@ static int parse_args(int argc, char **argv, options *o)
         case 'Z': o->exact = 1; break;
         case 'r':
             o->routed = 1;
-            if ((bad = nsqrt_route_option(optarg, argc, argv, &optind, &o->route)))
+            if ((bad = cli_route_option(optarg, argc, argv, &optind, &o->route)))
                 fprintf(stderr, TOOL ": --route wants router, static, skip-only, random[:SEED], oracle, none or a "
                                      "block count in 1..65536, not '%s'\n", optarg);
             break;
@@ -312,7 +313,7 @@ static void report(const options *o, const result *r, size_t n_ids)
         if (o->routed)
             printf("route %s: mean %.2f MiB of weights per window, choices skip %llu, base %llu, full %llu; "
                    "mean predicted damage %.6f\n",
-                   nsqrt_route_mode_name(o->route.mode), r->route_bytes / r->windows / 1048576.0,
+                   cli_route_mode_name(o->route.mode), r->route_bytes / r->windows / 1048576.0,
                    (unsigned long long)r->choices[0], (unsigned long long)r->choices[1], (unsigned long long)r->choices[2],
                    r->route_pred / r->windows);
         printf("peak resident weights %.2f MiB, peak RSS %.1f MiB\n", r->weights_peak / 1048576.0, cli_peak_rss_mib());
@@ -347,7 +348,7 @@ static void report(const options *o, const result *r, size_t n_ids)
     cli_json_key(&j, "route");
     if (o->routed) {
         cli_json_object(&j);
-        cli_json_kv_cstr(&j, "mode", nsqrt_route_mode_name(o->route.mode));
+        cli_json_kv_cstr(&j, "mode", cli_route_mode_name(o->route.mode));
         cli_json_kv_u64(&j, "budget_bytes", o->max_memory);
         cli_json_key(&j, "mean_weight_bytes");
         cli_json_f64(&j, r->route_bytes / r->windows);
@@ -394,7 +395,7 @@ static int run(options *o)
     if (!rc && n_ids < o->ctx) rc = (snprintf(err, sizeof err, "%s: fewer than --ctx %u tokens", o->text, o->ctx), -1);
     nsqrt_route_table rt = {0};
     if (!rc && o->routed) rc = nsqrt_route_init(mod.m, &rt, err, sizeof err);
-    if (!rc && o->skip_blocks) rc = nsqrt_route_parse_skip(o->skip_blocks, rt.n_blocks, &o->route, err, sizeof err);
+    if (!rc && o->skip_blocks) rc = cli_route_parse_skip(o->skip_blocks, rt.n_blocks, &o->route, err, sizeof err);
     if (!rc && evaluate(o, &mod, o->base ? &base : NULL, o->routed ? &rt : NULL, ids, n_ids, &res, err, sizeof err)) rc = -1;
     if (!rc) report(o, &res, n_ids);
     if (rc) fprintf(stderr, TOOL ": %s\n", err);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_route.h"
 #include "nsqrt.h"
 
 #define TOOL "nsq-run"
@@ -112,7 +113,7 @@ static int parse_args(int argc, char **argv, options *o)
         case 'Z': o->exact = 1; break;
         case 'r':
             o->route_set = 1;
-            if ((bad = nsqrt_route_option(optarg, argc, argv, &optind, &o->route)))
+            if ((bad = cli_route_option(optarg, argc, argv, &optind, &o->route)))
                 fprintf(stderr, TOOL ": --route wants router, static, skip-only, random[:SEED], none or a "
                                      "block count in 1..65536, not '%s'\n", optarg);
             break;
@@ -149,17 +150,16 @@ static int parse_ids(const char *s, uint32_t vocab, int32_t **ids, size_t *n)
     *n = 0;
     *ids = NULL;
     do {
-        uint64_t v = 0;
-        const char *p = s;
-        for (; *p >= '0' && *p <= '9' && v < vocab; p++) v = v * 10 + (uint64_t)(*p - '0');
-        if (p == s || v >= vocab || (*p && *p != ',') || (*p == ',' && !p[1])) return -1;
+        uint64_t v;
+        size_t len = strcspn(s, ",");
+        if (cli_parse_count(s, len, vocab - 1, &v) || (s[len] && !s[len + 1])) return -1;
         if (*n == cap) {
             int32_t *grown = realloc(*ids, (cap = cap ? 2 * cap : 16) * sizeof *grown);
             if (!grown) return -1;
             *ids = grown;
         }
         (*ids)[(*n)++] = (int32_t)v;
-        s = *p ? p + 1 : p;
+        s += len + (s[len] != 0);
     } while (*s);
     return 0;
 }
@@ -353,8 +353,8 @@ static int route_model(options *o, nsqrt_model *m, const int32_t *ids, size_t n)
     double(*dmg)[3] = calloc(t.n_blocks, sizeof *dmg);
     int rc = choice && dmg ? 0 : (snprintf(err, sizeof err, "out of memory"), -1);
     if (!rc && !n && (o->route.mode == NSQRT_ROUTE_ROUTER || o->route.mode == NSQRT_ROUTE_TOP))
-        rc = (snprintf(err, sizeof err, "--route %s decides from a prompt: give one", nsqrt_route_mode_name(o->route.mode)), -1);
-    if (!rc && o->skip_blocks) rc = nsqrt_route_parse_skip(o->skip_blocks, t.n_blocks, &o->route, err, sizeof err);
+        rc = (snprintf(err, sizeof err, "--route %s decides from a prompt: give one", cli_route_mode_name(o->route.mode)), -1);
+    if (!rc && o->skip_blocks) rc = cli_route_parse_skip(o->skip_blocks, t.n_blocks, &o->route, err, sizeof err);
     if (!rc)
         rc = nsqrt_route_choose(m, NULL, &t, &o->route, o->max_memory, ids, (uint32_t)n, (uint32_t)n, choice, dmg, &pred, err,
                           sizeof err);

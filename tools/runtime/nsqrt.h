@@ -310,16 +310,6 @@ typedef struct {
     int print;          /* --route-print */
 } nsqrt_route_opts;
 
-/* Parses a --route argument: "router", "static", "skip-only", "random[:SEED]",
- * "oracle", "none" or a block count. -1 when it is none of these. */
-int nsqrt_route_parse(const char *s, nsqrt_route_opts *o);
-const char *nsqrt_route_mode_name(nsqrt_route_mode m);
-/* getopt_long's --route with an optional argument: --route=MODE, or
- * --route MODE when the next word parses as one (then *next, getopt's optind,
- * moves past it), else the router. -1 when --route=MODE does not parse. */
-int nsqrt_route_option(const char *arg, int argc, char **argv, int *next, nsqrt_route_opts *o);
-/* Parses --skip-blocks "2,3" into o->forced for n_blocks blocks. */
-int nsqrt_route_parse_skip(const char *s, uint32_t n_blocks, nsqrt_route_opts *o, char *err, size_t errlen);
 
 /* The choices for a prompt, ids[0..n_prompt) (the router reads at most
  * t->prompt_tokens of it; NSQRT_ROUTE_ORACLE measures on all of ids[0..n) and

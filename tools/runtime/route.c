@@ -207,63 +207,6 @@ int nsqrt_route_measure(nsqrt_model *m, nsqrt_state *s, const nsqrt_route_table 
     return rc;
 }
 
-static const char *const mode_names[] = {"none", "router", "static", "top", "skip-only", "random", "oracle"};
-
-const char *nsqrt_route_mode_name(nsqrt_route_mode m) { return mode_names[m]; }
-
-/* s[0..len) as decimal digits only (no sign, space or 0x) up to max; -1 otherwise. */
-static int parse_count(const char *s, size_t len, uint64_t max, uint64_t *v)
-{
-    uint64_t x = 0;
-    if (!len) return -1;
-    for (size_t i = 0; i < len; i++) {
-        unsigned d = (unsigned)(s[i] - '0');
-        if (d > 9 || x > (max - d) / 10) return -1;
-        x = x * 10 + d;
-    }
-    *v = x;
-    return 0;
-}
-
-int nsqrt_route_parse(const char *s, nsqrt_route_opts *o)
-{
-    uint64_t v = 1;
-    for (int i = 0; i < 7; i++)
-        if (i != NSQRT_ROUTE_TOP && i != NSQRT_ROUTE_RANDOM && strcmp(s, mode_names[i]) == 0) return o->mode = (nsqrt_route_mode)i, 0;
-    if (strncmp(s, "random", 6) == 0 && (!s[6] || s[6] == ':')) {
-        if (s[6] && parse_count(s + 7, strlen(s + 7), UINT64_MAX, &v)) return -1;
-        o->mode = NSQRT_ROUTE_RANDOM, o->seed = v;
-        return 0;
-    }
-    if (parse_count(s, strlen(s), 65536, &v) || v == 0) return -1;
-    o->mode = NSQRT_ROUTE_TOP, o->k = (uint32_t)v;
-    return 0;
-}
-
-int nsqrt_route_option(const char *arg, int argc, char **argv, int *next, nsqrt_route_opts *o)
-{
-    if (arg) return nsqrt_route_parse(arg, o);
-    if (*next < argc && !nsqrt_route_parse(argv[*next], o)) return ++*next, 0;
-    o->mode = NSQRT_ROUTE_ROUTER;
-    return 0;
-}
-
-int nsqrt_route_parse_skip(const char *s, uint32_t n_blocks, nsqrt_route_opts *o, char *err, size_t errlen)
-{
-    free(o->forced);
-    if (!(o->forced = calloc(n_blocks, 1))) return FAIL("out of memory");
-    while (*s) {
-        size_t len = strcspn(s, ",");
-        uint64_t b;
-        if (parse_count(s, len, UINT64_MAX, &b) || (s[len] && !s[len + 1]))
-            return FAIL("--skip-blocks wants comma-separated block numbers");
-        if (b >= n_blocks) return FAIL("--skip-blocks: block %llu does not exist (the file has %u)", (unsigned long long)b, n_blocks);
-        o->forced[b] = 1;
-        s += len + (s[len] != 0);
-    }
-    return 0;
-}
-
 static uint64_t rng_next(uint64_t *x) /* splitmix64 */
 {
     uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
