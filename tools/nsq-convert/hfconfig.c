@@ -290,7 +290,7 @@ static int limits_unsupported(json_t *cfg, hf_config *c, char *err, size_t n)
     int by_layer = 0, scaled = 1;
     double partial = 1;
     if ((c->arch->flags & NSQRT_ARCH_CONV1D) && (get_bool(cfg, "scale_attn_by_inverse_layer_idx", &by_layer, err, n) < 0 ||
-                                 get_bool(cfg, "scale_attn_weights", &scaled, err, n) < 0))
+        get_bool(cfg, "scale_attn_weights", &scaled, err, n) < 0))
         return -1;
     if (by_layer || !scaled)
         return snprintf(err, n, "config.json: GPT-2 attention scaling other than 1/sqrt(head_dim) is not supported"), -1;

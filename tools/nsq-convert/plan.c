@@ -72,7 +72,7 @@ static int ignorable(const hf_config *c, const char *name)
     if (n > 23 && strcmp(name + n - 23, "rotary_emb.inv_freq") == 0) return 1;
     if (c->tied_head && strcmp(name, "lm_head.weight") == 0) return 1; /* a tied copy */
     if ((c->arch->flags & NSQRT_ARCH_CONV1D) && ((n >= 9 && strcmp(name + n - 9, "attn.bias") == 0) ||
-                                           (n >= 16 && strcmp(name + n - 16, "attn.masked_bias") == 0)))
+        (n >= 16 && strcmp(name + n - 16, "attn.masked_bias") == 0)))
         return 1;
     return 0;
 }

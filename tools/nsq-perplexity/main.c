@@ -207,7 +207,7 @@ static int route_window(eval_job *j, nsqrt_state *s, const int32_t *w, uint32_t 
     int rc = choice && dmg ? 0 : (snprintf(j->err, sizeof j->err, "out of memory"), -1);
     if (!rc)
         rc = nsqrt_route_choose(m, s, t, &ro, j->o->max_memory, w, j->o->ctx, NSQRT_ROUTE_PROMPT_TOKENS, choice, dmg, &pred, j->err,
-                          sizeof j->err);
+                                sizeof j->err);
     if (!rc) rc = nsqrt_route_apply(m, choice, j->err, sizeof j->err);
     result *r = &j->part[k];
     for (uint32_t b = 0; !rc && b < t->n_blocks; b++) {

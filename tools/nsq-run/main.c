@@ -357,7 +357,7 @@ static int route_model(options *o, nsqrt_model *m, const int32_t *ids, size_t n)
     if (!rc && o->skip_blocks) rc = cli_route_parse_skip(o->skip_blocks, t.n_blocks, &o->route, err, sizeof err);
     if (!rc)
         rc = nsqrt_route_choose(m, NULL, &t, &o->route, o->max_memory, ids, (uint32_t)n, (uint32_t)n, choice, dmg, &pred, err,
-                          sizeof err);
+                                sizeof err);
     if (!rc && (o->route.print || o->plan)) nsqrt_route_print(o->plan ? stdout : stderr, &t, choice, (const double(*)[3])dmg);
     if (!rc) rc = nsqrt_route_apply(m, choice, err, sizeof err);
     if (rc) fprintf(stderr, TOOL ": %s\n", err);

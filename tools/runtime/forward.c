@@ -325,7 +325,7 @@ void forward_logits(const nsqrt_model *m, nsqrt_state *s, uint32_t n, float *log
 }
 
 int nsqrt_forward(const nsqrt_model *m, nsqrt_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0, float *logits,
-            int all_logits)
+                  int all_logits)
 {
     forward_embed(m, s, tokens, n, pos0);
     if (forward_layers(m, s, 0, m->c.n_layers, n, pos0)) return -1;

@@ -19,7 +19,9 @@
  * and the options of the forward pass. A file stores only
  * general.architecture and the hyperparameters, as data. */
 typedef enum { NSQRT_ACT_SILU, NSQRT_ACT_GELU_TANH, NSQRT_ACT_GELU, NSQRT_ACT_RELU } nsqrt_act;
-typedef enum { NSQRT_ROPE_NONE, NSQRT_ROPE_LINEAR, NSQRT_ROPE_DYNAMIC, NSQRT_ROPE_LLAMA3, NSQRT_ROPE_LONGROPE } nsqrt_rope;
+typedef enum {
+    NSQRT_ROPE_NONE, NSQRT_ROPE_LINEAR, NSQRT_ROPE_DYNAMIC, NSQRT_ROPE_LLAMA3, NSQRT_ROPE_LONGROPE
+} nsqrt_rope;
 
 /* What a tensor is for. The first five are the model's own, the rest are
  * filled per layer. */
@@ -31,13 +33,16 @@ enum {
     NSQRT_ROLE_Q, NSQRT_ROLE_K, NSQRT_ROLE_V, NSQRT_ROLE_O, NSQRT_ROLE_GATE, NSQRT_ROLE_UP, NSQRT_ROLE_DOWN,
     NSQRT_ROLE_QKV,     /* q, k and v stacked along the output dimension */
     NSQRT_ROLE_GATE_UP, /* gate then up, stacked along the output dimension */
-    NSQRT_ROLE_Q_B, NSQRT_ROLE_K_B, NSQRT_ROLE_V_B, NSQRT_ROLE_O_B, NSQRT_ROLE_GATE_B, NSQRT_ROLE_UP_B, NSQRT_ROLE_DOWN_B, NSQRT_ROLE_QKV_B,
+    NSQRT_ROLE_Q_B, NSQRT_ROLE_K_B, NSQRT_ROLE_V_B, NSQRT_ROLE_O_B, NSQRT_ROLE_GATE_B, NSQRT_ROLE_UP_B, NSQRT_ROLE_DOWN_B,
+    NSQRT_ROLE_QKV_B,
     NSQRT_ROLE_COUNT
 };
 #define NSQRT_ROLE_FIRST_LAYER NSQRT_ROLE_ATTN_NORM
 
 /* How the converter's policy treats a role. */
-typedef enum { NSQRT_KIND_EMBED, NSQRT_KIND_POS, NSQRT_KIND_NORM, NSQRT_KIND_BIAS, NSQRT_KIND_MATRIX, NSQRT_KIND_HEAD } nsqrt_role_kind;
+typedef enum {
+    NSQRT_KIND_EMBED, NSQRT_KIND_POS, NSQRT_KIND_NORM, NSQRT_KIND_BIAS, NSQRT_KIND_MATRIX, NSQRT_KIND_HEAD
+} nsqrt_role_kind;
 
 typedef struct nsqrt_arch nsqrt_arch;
 
@@ -274,12 +279,14 @@ static inline int nsqrt_route_measured(uint8_t mask, int c)
 void nsqrt_route_features(const nsqrt_model *m, const int32_t *ids, uint32_t n, float *x);
 /* The router's predicted damage for the prompt, made monotone: skipping never
  * costs less than the base, the base never less than FULL, nothing below 0. */
-int nsqrt_route_predict(const nsqrt_route_table *t, const nsqrt_model *m, const int32_t *ids, uint32_t n, double (*dmg)[3]);
+int nsqrt_route_predict(const nsqrt_route_table *t, const nsqrt_model *m, const int32_t *ids, uint32_t n,
+                        double (*dmg)[3]);
 
 /* The choices (one per block, within mask) of least total damage whose
  * resident bytes fit budget (0: no limit). Ties go to the more precise
  * choice. -1 when even the cheapest choices do not fit. */
-int nsqrt_route_select(const nsqrt_route_table *t, const uint8_t *mask, const double (*dmg)[3], uint64_t budget, uint8_t *choice);
+int nsqrt_route_select(const nsqrt_route_table *t, const uint8_t *mask, const double (*dmg)[3], uint64_t budget,
+                       uint8_t *choice);
 /* Bytes of the cheapest choices within mask: the smallest budget that works. */
 uint64_t nsqrt_route_minimum(const nsqrt_route_table *t, const uint8_t *mask);
 
@@ -289,7 +296,7 @@ uint64_t nsqrt_route_minimum(const nsqrt_route_table *t, const uint8_t *mask);
  * ids[0..n). dmg[b][FULL] = 0; choices outside the mask are left at 0.
  * Leaves every block at FULL. -1 when the forward pass fails. */
 int nsqrt_route_measure(nsqrt_model *m, nsqrt_state *s, const nsqrt_route_table *t, const int32_t *ids, uint32_t n, uint32_t n_prompt,
-                  double (*dmg)[3]);
+                        double (*dmg)[3]);
 
 /* ---- what nsq-run and nsq-perplexity ask for ---- */
 typedef enum {
@@ -316,8 +323,8 @@ typedef struct {
  * needs s). dmg receives the
  * damages the choice was made on; *predicted their sum over the choices. */
 int nsqrt_route_choose(nsqrt_model *m, nsqrt_state *s, const nsqrt_route_table *t, const nsqrt_route_opts *o, uint64_t budget,
-                 const int32_t *ids, uint32_t n, uint32_t n_prompt, uint8_t *choice, double (*dmg)[3],
-                 double *predicted, char *err, size_t errlen);
+                       const int32_t *ids, uint32_t n, uint32_t n_prompt, uint8_t *choice, double (*dmg)[3],
+                       double *predicted, char *err, size_t errlen);
 /* One line per block on f: its choice, bytes and predicted damage. */
 void nsqrt_route_print(FILE *f, const nsqrt_route_table *t, const uint8_t *choice, const double (*dmg)[3]);
 

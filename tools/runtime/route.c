@@ -175,7 +175,7 @@ static int rerun_from(nsqrt_model *m, nsqrt_state *s, uint32_t b, const int32_t 
 }
 
 int nsqrt_route_measure(nsqrt_model *m, nsqrt_state *s, const nsqrt_route_table *t, const int32_t *ids, uint32_t n, uint32_t n_prompt,
-                  double (*dmg)[3])
+                        double (*dmg)[3])
 {
     uint32_t V = m->c.vocab, nL = m->c.n_layers, scored = n - n_prompt, first = n_prompt - 1;
     size_t rows = (size_t)n * m->c.hidden;
@@ -273,8 +273,8 @@ static int damages(nsqrt_model *m, nsqrt_state *s, const nsqrt_route_table *t, c
 }
 
 int nsqrt_route_choose(nsqrt_model *m, nsqrt_state *s, const nsqrt_route_table *t, const nsqrt_route_opts *o, uint64_t budget,
-                 const int32_t *ids, uint32_t n, uint32_t n_prompt, uint8_t *choice, double (*dmg)[3],
-                 double *predicted, char *err, size_t errlen)
+                       const int32_t *ids, uint32_t n, uint32_t n_prompt, uint8_t *choice, double (*dmg)[3],
+                       double *predicted, char *err, size_t errlen)
 {
     uint8_t *mask = malloc(t->n_blocks);
     if (!mask) return FAIL("out of memory");
