@@ -48,6 +48,9 @@ gen qwen2 --arch qwen2 --tied --kv-heads 1
 gen mistral --arch mistral --sliding-window 4 --kv-heads 2
 gen llama3 --arch llama --rope-scaling llama3:8.0 --kv-heads 1
 gen gpt2 --arch gpt2 --dtype f32
+gen qwen3 --arch qwen3 --kv-heads 1 --tied
+gen phi3 --arch phi3 --kv-heads 1 --rope-scaling longrope:2 --sliding-window 4
+gen gemma2 --arch gemma2 --kv-heads 1 --sliding-window 4 --softcap 1.0:1.0
 conv() { # conv SEED DIR ARGS...
     local seed=$1 d=$2; shift 2
     "$B/nsq-convert" "$T/$d" "$OUT/$seed.nsq" --quiet --group-size 32 "$@"
@@ -61,4 +64,7 @@ conv mistral-swa mistral --embed f16 --head source
 conv llama3-rope llama3
 conv gpt2 gpt2
 conv gpt2-lossless gpt2 --lossless
+conv qwen3 qwen3
+conv phi3-longrope phi3
+conv gemma2-softcap gemma2 --refine 2
 ls -l "$OUT"
