@@ -15,6 +15,9 @@
 #include "cli.h"
 #include "nsqrt.h"
 
+/* Every block resident, from its base: calibration and its probes measure the base weights. */
+static const nsqrt_opts whole = {0, 0, 0, 0, NSQRT_UNROUTED};
+
 #define WINDOW 512
 
 typedef struct {
@@ -151,7 +154,7 @@ static int run_logits(const nsqrt_model *m, const int32_t *ids, uint64_t n, uint
 int calib_kld(const char *model_path, const calib_stats *s, int threads, double *kld, char *err, size_t errlen)
 {
     nsqrt_model *m;
-    if (nsqrt_load(model_path, 0, 0, &m, err, errlen)) return -1;
+    if (nsqrt_open(model_path, &whole, &m, err, errlen)) return -1;
     uint32_t V = s->vocab;
     float *q = malloc(s->probe_tokens * V * sizeof *q);
     double *scratch = malloc(2 * (size_t)V * sizeof *scratch);
@@ -175,7 +178,7 @@ int calib_collect(const char *model_path, const char *text_path, uint64_t max_to
     char why[256];
     char *text = cli_read_file(text_path, &len, why, sizeof why);
     int rc = text ? 0 : (snprintf(err, errlen, "--calib %s: cannot read: %s", text_path, why), -1);
-    if (!rc && nsqrt_load(model_path, 0, 0, &m, err, errlen)) rc = -1;
+    if (!rc && nsqrt_open(model_path, &whole, &m, err, errlen)) rc = -1;
     const nsq_tokenizer *tok = rc ? NULL : nsqrt_model_tokenizer(m);
     if (!rc && !tok) rc = (snprintf(err, errlen, "calibration: the model has no tokenizer"), -1);
     nsq_diag d;

@@ -36,7 +36,7 @@ int calib_collect(const char *model_path, const char *text_path, uint64_t max_to
 int calib_kld(const char *model_path, const calib_stats *s, int threads, double *kld, char *err, size_t errlen);
 void calib_free(calib_stats *s);
 
-/* Mean x^2 per input column of layer L's matrix of this role (arch.h; cols
+/* Mean x^2 per input column of layer L's matrix of this role (NSQRT_ROLE_*; cols
  * columns), or NULL when the statistics do not cover it. */
 const float *calib_columns(const calib_stats *s, int role, int L, uint64_t cols);
 

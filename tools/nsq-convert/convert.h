@@ -70,7 +70,7 @@ void hf_model_config(const hf_config *c, nsqrt_config *m);
 /* ---- tensor plan ---- */
 typedef struct {
     const st_tensor *src;
-    int role;       /* arch.h's ROLE_* */
+    int role;       /* NSQRT_ROLE_* */
     nsqrt_role_kind kind; /* what the policy does with it */
     int layer;  /* -1 outside the layers */
     int conv1d; /* source stored [in][out] (GPT-2 Conv1D) */

@@ -106,7 +106,9 @@ static int identify(json_t *cfg, hf_config *c, char *err, size_t n)
     }
     snprintf(c->hf_arch, sizeof c->hf_arch, "%s", name);
     if ((c->arch = nsqrt_arch_by_hf_class(name))) return 0;
-    snprintf(err, n, "config.json: architecture %.64s is not supported (supported: %s)", name, nsqrt_arch_list(1));
+    char list[256];
+    snprintf(err, n, "config.json: architecture %.64s is not supported (supported: %s)", name,
+             nsqrt_arch_list(1, list, sizeof list));
     return -1;
 }
 

@@ -19,6 +19,7 @@
 
 static void usage(FILE *out)
 {
+    char list[256];
     fprintf(out,
             "usage: " TOOL " HF_DIR OUT.nsq [options]\n"
             "Converts a Hugging Face checkpoint directory (config.json, model.safetensors or\n"
@@ -63,7 +64,7 @@ static void usage(FILE *out)
             "refused before any work. A failed or interrupted conversion leaves OUT.nsq as it\n"
             "was and no other file.\n\n"
             "exit status: 0 success, 1 conversion failed (no output file is left), 2 usage error\n",
-            nsqrt_arch_list(1));
+            nsqrt_arch_list(1, list, sizeof list));
 }
 
 static int parse_policy(const char *s, dense_policy *p)

@@ -1,5 +1,5 @@
 /* plan.c - the tensors a checkpoint of this config must have, from the
- * architecture registry (arch.h), with their shapes, matched against the
+ * architecture registry (nsqrt.h), with their shapes, matched against the
  * checkpoint. Names stay the Hugging Face names, verbatim. */
 #include <stdio.h>
 #include <stdlib.h>

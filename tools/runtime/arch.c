@@ -107,15 +107,14 @@ const nsqrt_arch *nsqrt_arch_by_hf_class(const char *hf_class)
     return NULL;
 }
 
-const char *nsqrt_arch_list(int hf)
+const char *nsqrt_arch_list(int hf, char *buf, size_t n)
 {
-    static char buf[2][256];
-    char *b = buf[hf != 0];
-    if (!b[0])
-        for (const nsqrt_arch *const *a = nsqrt_arch_registry; *a; a++)
-            snprintf(b + strlen(b), sizeof buf[0] - strlen(b), "%s%s", a == nsqrt_arch_registry ? "" : ", ",
-                     hf ? (*a)->hf_class : (*a)->name);
-    return b;
+    size_t k = 0;
+    buf[0] = 0;
+    for (const nsqrt_arch *const *a = nsqrt_arch_registry; *a && k < n; a++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%s", a == nsqrt_arch_registry ? "" : ", ",
+                              hf ? (*a)->hf_class : (*a)->name);
+    return buf;
 }
 
 /* ---- names ---- */

@@ -148,9 +148,10 @@ static int read_family(const nsq_file *f, nsqrt_config *c, char *err, size_t err
     static const char *const acts[] = {"silu", "gelu_tanh", "gelu", "relu"};
     const char *s = "";
     size_t n = 0;
+    char runs[256];
     if (nsq_meta_str(f, "general.architecture", 0, &s, &n) || !(c->arch = nsqrt_arch_by_name(s, n)))
         return FAIL("this runtime does not run general.architecture \"%.*s\" (it runs %s)", (int)(n > 64 ? 64 : n), s,
-                    nsqrt_arch_list(0));
+                    nsqrt_arch_list(0, runs, sizeof runs));
     int act = str_choice(f, "model.activation", acts, 4);
     char v[72], v2[72];
     if (act < 0)

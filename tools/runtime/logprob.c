@@ -1,5 +1,5 @@
-/* logprob.c - see logprob.h. The maximum is taken out before exp, so no
- * logit overflows it. */
+/* logprob.c - log-probabilities and KL divergences (nsqrt.h). The maximum
+ * is taken out before exp, so no logit overflows it. */
 #include "nsqrt.h"
 
 #include <math.h>

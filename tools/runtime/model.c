@@ -29,15 +29,15 @@ static double inv_freq(const nsqrt_config *c, uint32_t i)
     return f;
 }
 
-/* longrope divides each frequency by its own factor (check.c has checked
- * there are head_dim / 2 of them). */
-static float *longrope_table(const nsqrt_model *m, const char *key)
+/* The inverse frequencies; longrope divides each by its own factor, from
+ * factor_key (check.c has checked there are head_dim / 2 of them). */
+static float *freq_table(const nsqrt_model *m, const char *factor_key)
 {
     uint32_t half = m->c.head_dim / 2;
     float *t = malloc(half * sizeof *t);
     for (uint32_t i = 0; t && i < half; i++) {
         double factor = 1;
-        nsq_meta_f64(m->f, key, i, &factor);
+        if (factor_key) nsq_meta_f64(m->f, factor_key, i, &factor);
         t[i] = (float)(inv_freq(&m->c, i) / factor);
     }
     return t;
@@ -45,13 +45,9 @@ static float *longrope_table(const nsqrt_model *m, const char *key)
 
 static int rope_table(nsqrt_model *m)
 {
-    uint32_t half = m->c.head_dim / 2;
-    if (m->c.rope == NSQRT_ROPE_LONGROPE)
-        return !(m->rope_inv_freq = longrope_table(m, "model.rope.scaling.short_factor")) ||
-               !(m->rope_inv_long = longrope_table(m, "model.rope.scaling.long_factor"));
-    if (!(m->rope_inv_freq = malloc(half * sizeof *m->rope_inv_freq))) return -1;
-    for (uint32_t i = 0; i < half; i++) m->rope_inv_freq[i] = (float)inv_freq(&m->c, i);
-    return 0;
+    int longrope = m->c.rope == NSQRT_ROPE_LONGROPE;
+    if (!(m->rope_inv_freq = freq_table(m, longrope ? "model.rope.scaling.short_factor" : NULL))) return -1;
+    return longrope && !(m->rope_inv_long = freq_table(m, "model.rope.scaling.long_factor")) ? -1 : 0;
 }
 
 /* ---- placing tensors ---- */
@@ -243,12 +239,6 @@ int nsqrt_open(const char *path, const nsqrt_opts *o, nsqrt_model **out, char *e
     if (!rc && !m->c.learned_pos && rope_table(m)) rc = FAIL("out of memory");
     if (rc) nsqrt_close(m), *out = NULL;
     return rc;
-}
-
-int nsqrt_load(const char *path, unsigned open_flags, int max_refine, nsqrt_model **m, char *err, size_t errlen)
-{
-    nsqrt_opts o = {open_flags, max_refine, 0, 0, 0};
-    return nsqrt_open(path, &o, m, err, errlen);
 }
 
 void nsqrt_close(nsqrt_model *m)

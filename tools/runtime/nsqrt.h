@@ -114,8 +114,9 @@ struct nsqrt_arch {
 extern const nsqrt_arch *const nsqrt_arch_registry[];
 const nsqrt_arch *nsqrt_arch_by_name(const char *name, size_t len);
 const nsqrt_arch *nsqrt_arch_by_hf_class(const char *hf_class);
-/* "llama, mistral, ..." or "LlamaForCausalLM, ...", for messages. */
-const char *nsqrt_arch_list(int hf);
+/* "llama, mistral, ..." or, with hf, "LlamaForCausalLM, ...", into buf (n
+ * bytes, n >= 1; cut short if it does not fit), for messages. */
+const char *nsqrt_arch_list(int hf, char *buf, size_t n);
 
 /* name's (layer, role) under c: L is UINT32_MAX for the model's own
  * tensors. -1 when the name is not one of the architecture's. */
@@ -174,8 +175,6 @@ enum { NSQRT_UNROUTED, NSQRT_ROUTED, NSQRT_ROUTED_IF_ROUTER };
  * the embedding and output blocks are, and layer blocks stream in as
  * nsqrt_forward() needs them. -1 with a message naming path in err. */
 int nsqrt_open(const char *path, const nsqrt_opts *o, nsqrt_model **m, char *err, size_t errlen);
-/* nsqrt_open with no budget. */
-int nsqrt_load(const char *path, unsigned open_flags, int max_refine, nsqrt_model **m, char *err, size_t errlen);
 void nsqrt_close(nsqrt_model *m); /* NULL: nothing */
 const nsqrt_config *nsqrt_model_config(const nsqrt_model *m);
 const nsq_file *nsqrt_model_file(const nsqrt_model *m);
