@@ -220,8 +220,7 @@ void calib_free(calib_stats *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Which input a layer matrix reads, from its role. */
-static int input_of_role(int role)
+int calib_input(int role)
 {
     switch (role) {
     case NSQRT_ROLE_Q: case NSQRT_ROLE_K: case NSQRT_ROLE_V: case NSQRT_ROLE_QKV: return CALIB_ATTN_IN;
@@ -234,7 +233,7 @@ static int input_of_role(int role)
 
 const float *calib_columns(const calib_stats *s, int role, int L, uint64_t cols)
 {
-    int k = input_of_role(role);
+    int k = calib_input(role);
     if (!s || !s->mean_x2 || k < 0 || L < 0 || (uint32_t)L >= s->n_layers || s->dim[k] != cols) return NULL;
     size_t per_layer = 0, off = 0;
     for (int i = 0; i < CALIB_N_INPUTS; i++) {

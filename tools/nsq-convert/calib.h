@@ -40,4 +40,7 @@ void calib_free(calib_stats *s);
  * columns), or NULL when the statistics do not cover it. */
 const float *calib_columns(const calib_stats *s, int role, int L, uint64_t cols);
 
+/* Which input (CALIB_*) a layer matrix of this role (NSQRT_ROLE_*) reads; -1 for none. */
+int calib_input(int role);
+
 #endif

@@ -111,6 +111,8 @@ typedef struct {
     size_t n_rules;
     const calib_stats *calib; /* --calib: activation statistics, else NULL */
     long probe;               /* >= 0: a sensitivity probe, only this plan tensor quantized (4 bits) */
+    int lattice;              /* layer matrices in LATTICE (--scheme lattice), else TIERED */
+    const struct lat_book *lat; /* LATTICE: the coded layer matrices */
 } quant_opts;
 
 /* Options a recipe may set besides quant_opts. */
@@ -179,6 +181,42 @@ void encoded_free(encoded *e);
 /* Group size used for a matrix with cols columns: the requested one, or the
  * largest supported one dividing cols; 0 if none does. */
 uint32_t policy_group_size(uint32_t wanted, uint64_t cols);
+
+/* The matrix as nsq stores it, [rows][cols] = [out][in], in f32; NULL when out of memory. */
+float *policy_load_matrix(const plan_tensor *t);
+/* Bytes of a layer-block tensor the budget does not choose. */
+uint64_t policy_fixed_bytes(const plan_tensor *t, const quant_opts *o);
+
+/* ---- LATTICE layer matrices (lattice_policy.c) ----
+ * Under --bpw each matrix takes the type (lat_types) minimising its
+ * predicted damage: its measured relative error at that type times a
+ * sensitivity (1, or from a probe: the divergence it causes alone at
+ * LAT_PROBE_TYPE). Then each layer is coded with the calibration's second
+ * moments of its inputs, and the payloads kept in a spill file. */
+#define LAT_PROBE_TYPE 2 /* e8+e8 */
+typedef struct lat_book {
+    size_t n;          /* plan tensors */
+    int *type;         /* [n]: lat_types index, -1 for a matrix not in LATTICE */
+    double *err;       /* [n][lat_n_types]: predicted damage */
+    uint64_t *off, *size; /* [n]: payload in the spill file */
+    uint64_t elements, n_layers, spill_end;
+    double predicted_bpw;
+    int fd; /* spill file, -1 */
+} lat_book;
+
+int lat_budgeted(const plan_tensor *t, const quant_opts *o);
+int lat_measure(const tensor_plan *p, const quant_opts *o, lat_book *b, char *err, size_t n);
+double lat_error(const lat_book *b, size_t i, uint32_t type);
+void lat_scale(lat_book *b, size_t i, double factor);
+int lat_budget(const tensor_plan *p, const quant_opts *o, lat_book *b, char *err, size_t n);
+/* Codes every budgeted matrix (with o->calib, running the unquantized model
+ * at model_path layer by layer for its inputs' second moments); the spill
+ * file is made next to out_path. */
+int lat_encode_all(const char *model_path, const char *out_path, const tensor_plan *p, const quant_opts *o, uint64_t n_layers,
+                   int show, lat_book *b, char *err, size_t n);
+int lat_payload(const lat_book *b, size_t i, const plan_tensor *t, encoded *e);
+int lat_probe_encode(const plan_tensor *t, encoded *e);
+void lat_book_free(lat_book *b);
 
 /* Runs fn(i, ctx) for i in [0, n) on up to threads threads. */
 void parallel_for(size_t n, int threads, void (*fn)(size_t i, void *ctx), void *ctx);

@@ -27,6 +27,7 @@ static void usage(FILE *out)
             "Supported: %s.\n\n"
             "options:\n"
             "  --lossless              store every tensor bit-exactly in its source dtype\n"
+            "  --scheme S              layer matrices as lattice (rotated E8 codes) or tiered\n"
             "  --tiers Q8:Q4:Q2        percent of each layer matrix's groups per tier, by\n"
             "                          importance (default 10:20:70)\n"
             "  --bpw X                 instead, choose tiers for all layer matrices together so\n"
@@ -79,7 +80,7 @@ static int parse_policy(const char *s, dense_policy *p)
 static int parse_args(int argc, char **argv, convert_job *o)
 {
     static const struct option longs[] = {
-        {"lossless", no_argument, 0, 'L'}, {"tiers", required_argument, 0, 't'}, {"bpw", required_argument, 0, 'b'},
+        {"lossless", no_argument, 0, 'L'}, {"scheme", required_argument, 0, 'S'}, {"tiers", required_argument, 0, 't'}, {"bpw", required_argument, 0, 'b'},
         {"group-size", required_argument, 0, 'g'}, {"refine", required_argument, 0, 'r'},
         {"embed", required_argument, 0, 'e'}, {"head", required_argument, 0, 'H'},
         {"layers-per-block", required_argument, 0, 'k'}, {"zstd", optional_argument, 0, 'z'},
@@ -98,6 +99,11 @@ static int parse_args(int argc, char **argv, convert_job *o)
     while (!bad && (c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
         case 'L': o->q.lossless = 1; break;
+        case 'S':
+            if ((bad = strcmp(optarg, "lattice") && strcmp(optarg, "tiered")))
+                fprintf(stderr, TOOL ": --scheme is lattice or tiered, not '%s'\n", optarg);
+            o->q.lattice = !strcmp(optarg, "lattice");
+            break;
         case 't':
             if ((bad = option_tiers(optarg, o->q.split)))
                 fprintf(stderr, TOOL ": --tiers wants Q8:Q4:Q2 percentages in 0..100 summing to 100, not '%s'\n", optarg);
@@ -140,6 +146,7 @@ static int parse_args(int argc, char **argv, convert_job *o)
         fprintf(stderr, TOOL ": --calib does nothing with --lossless\n");
         bad = 1;
     }
+    if (!bad && o->q.lattice && o->q.bpw <= 0) o->q.bpw = 4.0;
     if (!bad && o->router && (!o->calib_path || o->q.lossless)) {
         fprintf(stderr, TOOL ": --router needs --calib FILE and a quantized file (not --lossless)\n");
         bad = 1;

@@ -27,7 +27,8 @@ void convert_describe(convert_job *o)
         return;
     }
     char mode[64];
-    if (o->q.bpw > 0) snprintf(mode, sizeof mode, "bpw=%g", o->q.bpw);
+    if (o->q.lattice) snprintf(mode, sizeof mode, "scheme=lattice bpw=%g", o->q.bpw);
+    else if (o->q.bpw > 0) snprintf(mode, sizeof mode, "bpw=%g", o->q.bpw);
     else snprintf(mode, sizeof mode, "tiers=%g:%g:%g", 100 * o->q.split[0], 100 * o->q.split[1], 100 * o->q.split[2]);
     char imp[64] = "importance=magnitude";
     if (o->calib_path)
@@ -477,11 +478,52 @@ const bpw_plan *convert_budget(const convert_job *o, const convert_state *s)
     return o->q.bpw > 0 && !o->q.lossless ? &s->bp : NULL;
 }
 
+/* --calib-probe for LATTICE: each matrix coded alone at LAT_PROBE_TYPE; its
+ * predicted damages are rescaled so that this type's equals the divergence. */
+static int weigh_lattice(const convert_job *o, const convert_state *s, lat_book *b, char *err, size_t errlen)
+{
+    char path[32];
+    double t0 = cli_now();
+    int rc = 0;
+    for (size_t i = 0; i < s->p.n && !rc; i++) {
+        if (!lat_budgeted(&s->p.t[i], &o->q)) continue;
+        convert_job po = *o;
+        double kld = 0, e = lat_error(b, i, LAT_PROBE_TYPE);
+        po.q.probe = (long)i, po.q.bpw = 0, po.zstd = 0, po.quiet = 1, po.recipe_path = NULL;
+        int fd = write_scratch(&po, &s->c, &s->m, &s->p, NULL, path, err, errlen);
+        rc = fd < 0 ? -1 : calib_kld(path, o->q.calib, o->q.threads, &kld, err, errlen);
+        if (fd >= 0) close(fd);
+        if (!rc && e > 0) lat_scale(b, i, (kld > 1e-12 ? kld : 1e-12) / e);
+    }
+    if (!rc && !o->quiet)
+        fprintf(stderr, TOOL ": probed the sensitivity of each layer matrix in %.1f s\n", cli_now() - t0);
+    return rc ? -1 : 0;
+}
+
+/* LATTICE layer matrices: measure, weigh, budget, then code them all. */
+static int plan_lattice(convert_job *o, convert_state *s, char *err, size_t errlen)
+{
+    char path[32];
+    int rc = lat_measure(&s->p, &o->q, &s->lb, err, errlen);
+    if (!rc && o->q.calib && o->q.calib->probe_tokens) rc = weigh_lattice(o, s, &s->lb, err, errlen);
+    if (!rc) rc = lat_budget(&s->p, &o->q, &s->lb, err, errlen);
+    if (rc) return -1;
+    convert_job lo = *o;
+    lo.q.lossless = 1, lo.q.calib = NULL, lo.zstd = 0, lo.quiet = 1, lo.recipe_path = NULL;
+    int fd = o->q.calib ? write_scratch(&lo, &s->c, &s->m, &s->p, NULL, path, err, errlen) : 0;
+    if (fd < 0) return -1;
+    rc = lat_encode_all(path, o->out, &s->p, &o->q, s->c.n_layers, !o->quiet && isatty(2), &s->lb, err, errlen);
+    if (o->q.calib) close(fd);
+    if (!rc) o->q.lat = &s->lb;
+    return rc;
+}
+
 int convert_plan(convert_job *o, convert_state *s, char *err, size_t errlen)
 {
     int rc = arch_plan(&s->c, &s->m, &s->p, err, errlen);
     if (!rc && o->calib_path && !(rc = calibrate(o, &s->c, &s->m, &s->p, &s->cs, err, errlen))) o->q.calib = &s->cs;
-    if (!rc && o->q.bpw > 0 && !o->q.lossless) {
+    if (!rc && o->q.lattice && !o->q.lossless) rc = plan_lattice(o, s, err, errlen);
+    else if (!rc && o->q.bpw > 0 && !o->q.lossless) {
         rc = policy_measure(&s->p, &o->q, &s->bp, err, errlen);
         if (!rc && o->q.calib && o->q.calib->probe_tokens) rc = weigh_tensors(o, &s->c, &s->m, &s->p, &s->bp, err, errlen);
         if (!rc) rc = policy_budget(&s->p, &o->q, &s->bp, err, errlen);
@@ -500,6 +542,7 @@ int convert_write(const convert_job *o, convert_state *s, int fd, convert_summar
 
 void convert_close(convert_state *s)
 {
+    lat_book_free(&s->lb);
     bpw_plan_free(&s->bp);
     router_fit_free(&s->rf);
     calib_free(&s->cs);

@@ -44,6 +44,7 @@ typedef struct {
     st_model m;
     tensor_plan p;
     bpw_plan bp;
+    lat_book lb;
     calib_stats cs;
     router_fit rf;
     side_files files;

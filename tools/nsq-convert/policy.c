@@ -50,8 +50,7 @@ void parallel_for(size_t n, int threads, void (*fn)(size_t i, void *ctx), void *
 static uint32_t elem_bytes(st_dtype d) { return d == ST_F32 ? 4 : 2; }
 static uint32_t scheme_of(st_dtype d) { return d == ST_F32 ? NSQ_SCHEME_F32 : d == ST_F16 ? NSQ_SCHEME_F16 : NSQ_SCHEME_BF16; }
 
-/* The matrix as nsq stores it, [rows][cols] = [out][in], in f32. */
-static float *load_matrix(const plan_tensor *t)
+float *policy_load_matrix(const plan_tensor *t)
 {
     uint64_t n = t->rows * t->cols;
     float *w = malloc(n * sizeof *w), *tmp = t->conv1d ? malloc(n * sizeof *tmp) : NULL;
@@ -173,8 +172,7 @@ static int quantized_matrix(const plan_tensor *t, const quant_opts *o)
     return !o->lossless && t->kind == NSQRT_KIND_MATRIX && !(r && (r->has_policy || r->has_split)) && group_size_for(t, o);
 }
 
-/* Bytes of a layer-block tensor the budget does not choose. */
-static uint64_t fixed_bytes(const plan_tensor *t, const quant_opts *o)
+uint64_t policy_fixed_bytes(const plan_tensor *t, const quant_opts *o)
 {
     const tensor_rule *r = recipe_match(o, t->src->name);
     uint32_t G = group_size_for(t, o);
@@ -200,7 +198,7 @@ static void measure_tensor(size_t i, void *arg)
     const plan_tensor *t = &a->p->t[i];
     if (!quantized_matrix(t, a->o)) return;
     uint32_t G = group_size_for(t, a->o);
-    float *w = load_matrix(t);
+    float *w = policy_load_matrix(t);
     st_release(t->src); /* read again when encoded; meanwhile the pages need not stay resident */
     if (!w) {
         a->failed = 1;
@@ -222,7 +220,7 @@ static double body_bits(const tensor_plan *p, const quant_opts *o, const bpw_pla
         const plan_tensor *t = &p->t[i];
         if (t->layer < 0) continue;
         if (!quantized_matrix(t, o)) {
-            bits += 8.0 * (double)fixed_bytes(t, o);
+            bits += 8.0 * (double)policy_fixed_bytes(t, o);
             continue;
         }
         uint32_t G = group_size_for(t, o);
@@ -316,7 +314,7 @@ static int encode_matrix(const tensor_plan *p, size_t i, const quant_opts *o, co
     const tensor_rule *rule = recipe_match(o, t->src->name);
     uint32_t G = group_size_for(t, o);
     uint64_t ng = t->rows * t->cols / G;
-    float *w = load_matrix(t);
+    float *w = policy_load_matrix(t);
     uint8_t *tiers = malloc(ng ? ng : 1);
     e->group_stats = malloc((ng ? ng : 1) * sizeof *e->group_stats);
     int rc = !w || !tiers || !e->group_stats ? -1 : 0;
@@ -342,7 +340,7 @@ static uint8_t uniform_tier(dense_policy d)
 static int encode_f16(const plan_tensor *t, encoded *e)
 {
     uint64_t n = t->src->n_elements;
-    float *w = t->conv1d ? load_matrix(t) : malloc(n * sizeof *w);
+    float *w = t->conv1d ? policy_load_matrix(t) : malloc(n * sizeof *w);
     e->scheme = NSQ_SCHEME_F16;
     e->n_dims = t->src->n_dims;
     memcpy(e->dims, t->src->dims, e->n_dims * sizeof *e->dims);
@@ -375,8 +373,13 @@ int policy_encode(const tensor_plan *p, size_t i, const quant_opts *o, const bpw
         snprintf(err, n, "tensor %s: a recipe can quantize only 2-D tensors", t->src->name);
         return -1;
     }
-    if (o->probe >= 0)
+    if (o->probe >= 0 && o->lattice)
+        rc = (size_t)o->probe == i ? lat_probe_encode(t, e) : copy_source(t, t->conv1d, e);
+    else if (o->probe >= 0)
         rc = (size_t)o->probe == i ? encode_matrix(p, i, o, NULL, NSQ_TIER_Q4, e) : copy_source(t, t->conv1d, e);
+    else if (o->lat && o->lat->type[i] >= 0) {
+        if (!(rc = lat_payload(o->lat, i, t, e)) && (e->col_stats = col_weights(t, o))) e->n_col_stats = t->cols;
+    }
     else if (o->lossless || (!dense && (t->kind == NSQRT_KIND_NORM || t->kind == NSQRT_KIND_BIAS)) || (dense && d == KEEP_SOURCE))
         rc = copy_source(t, !o->lossless && t->conv1d, e);
     else if (dense && d == KEEP_F16)

@@ -1,0 +1,461 @@
+/* lattice.c - the converter's LATTICE encoder; see lattice.h. */
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert.h"
+#include "lattice.h"
+
+/* LAPACK (from OpenBLAS): Cholesky factor and the inverse from it. */
+void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+void openblas_set_num_threads(int n);
+
+const lat_type lat_types[] = {
+    {1, {NSQ_LAT_E8}, "e8"},
+    {2, {NSQ_LAT_E8, NSQ_LAT_SIGN}, "e8+sign"},
+    {2, {NSQ_LAT_E8, NSQ_LAT_E8}, "e8+e8"},
+    {3, {NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_SIGN}, "e8+e8+sign"},
+    {3, {NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_E8}, "e8+e8+e8"},
+    {1, {NSQ_LAT_INT8}, "int8"},
+};
+const uint32_t lat_n_types = sizeof lat_types / sizeof lat_types[0];
+
+#define CHUNK_ROWS 64 /* rows coded together: fixed, so the result does not depend on threads */
+#define PANEL 128     /* columns between two deferred updates of the columns after them */
+
+/* ---- the E8 codebook ----
+ * The magnitude table is closed under permutations of the coordinates, so
+ * it is a handful of sorted patterns: the nearest vector with a given
+ * pattern pairs its largest magnitudes with z's largest, takes z's signs,
+ * and when their count has the wrong parity flips the smallest coordinate. */
+
+#define E8_MAX_PATTERNS 16
+static float e8_pat[E8_MAX_PATTERNS][8]; /* sorted patterns a = u / 2, largest first */
+static uint8_t e8_pat_par[E8_MAX_PATTERNS];
+static int e8_n_pat;
+static int16_t e8_index[65536]; /* a's digits (u-1)/2, 2 bits each, coordinate 0 lowest -> index */
+static pthread_once_t e8_once = PTHREAD_ONCE_INIT;
+
+static void e8_init(void)
+{
+    const uint8_t (*A)[8] = nsq_lattice_e8_table();
+    memset(e8_index, 0xff, sizeof e8_index);
+    for (int i = 0; i < 256; i++) {
+        uint32_t key = 0, sum = 0;
+        float a[8];
+        for (int k = 0; k < 8; k++) {
+            key |= (uint32_t)(A[i][k] - 1) / 2 << (2 * k);
+            sum += A[i][k];
+            a[k] = A[i][k] * 0.5f;
+        }
+        e8_index[key] = (int16_t)i;
+        for (int k = 1; k < 8; k++) /* insertion sort, descending */
+            for (int m = k; m > 0 && a[m] > a[m - 1]; m--) {
+                float t = a[m];
+                a[m] = a[m - 1], a[m - 1] = t;
+            }
+        int seen = 0;
+        for (int p = 0; p < e8_n_pat && !seen; p++) seen = !memcmp(e8_pat[p], a, sizeof a);
+        if (!seen && e8_n_pat < E8_MAX_PATTERNS) {
+            memcpy(e8_pat[e8_n_pat], a, sizeof a);
+            e8_pat_par[e8_n_pat++] = (uint8_t)(sum / 2 % 2);
+        }
+    }
+    openblas_set_num_threads(1); /* parallel over fixed row chunks instead */
+}
+
+/* The codebook vector (shift removed) nearest to z: its index, r and *dist. */
+static int e8_search(const float *z, float *r, float *dist)
+{
+    float az[8];
+    int ord[8], neg = 0;
+    for (int k = 0; k < 8; k++) {
+        az[k] = fabsf(z[k]), ord[k] = k;
+        neg += z[k] < 0;
+        for (int m = k; m > 0 && az[ord[m]] > az[ord[m - 1]]; m--) {
+            int t = ord[m];
+            ord[m] = ord[m - 1], ord[m - 1] = t;
+        }
+    }
+    float best = INFINITY;
+    int bp = 0, flip = 0;
+    for (int p = 0; p < e8_n_pat; p++) {
+        float cost = 0;
+        for (int k = 0; k < 8; k++) cost += (e8_pat[p][k] - az[ord[k]]) * (e8_pat[p][k] - az[ord[k]]);
+        int f = (neg & 1) != e8_pat_par[p];
+        if (f) cost += 4 * e8_pat[p][7] * az[ord[7]];
+        if (cost < best) best = cost, bp = p, flip = f;
+    }
+    uint32_t key = 0;
+    for (int k = 0; k < 8; k++) {
+        int c = ord[k];
+        float a = e8_pat[bp][k];
+        r[c] = (z[c] < 0) != (flip && k == 7) ? -a : a;
+        key |= (uint32_t)(a - 0.5f) << (2 * c);
+    }
+    *dist = best;
+    return e8_index[key];
+}
+
+/* The code nearest to y (codebook units); v receives its value. */
+static uint16_t e8_nearest(const float *y, float *v)
+{
+    float best = INFINITY;
+    uint16_t code = 0;
+    for (int sh = 0; sh < 2; sh++) {
+        float t = sh ? -0.25f : 0.25f, z[8], r[8], dist;
+        for (int k = 0; k < 8; k++) z[k] = y[k] - t;
+        int i = e8_search(z, r, &dist);
+        if (dist < best) {
+            best = dist;
+            code = (uint16_t)(i | (sh << 15));
+            for (int k = 0; k < 7; k++) code |= (uint16_t)((r[k] < 0) << (8 + k));
+            for (int k = 0; k < 8; k++) v[k] = r[k] + t;
+        }
+    }
+    return code;
+}
+
+/* ---- one stage of 8 weights ---- */
+
+/* Codes y (8 weights) at scale d with kind, subtracts what is coded from y
+ * and stores the code at p. */
+static void stage_code(uint32_t kind, float d, float *y, uint8_t *p)
+{
+    float v[8];
+    if (kind == NSQ_LAT_E8) {
+        float z[8];
+        for (int k = 0; k < 8; k++) z[k] = d != 0 ? y[k] / d : 0;
+        uint16_t c = e8_nearest(z, v);
+        p[0] = (uint8_t)c, p[1] = (uint8_t)(c >> 8);
+    } else if (kind == NSQ_LAT_SIGN) {
+        uint8_t c = 0;
+        for (int k = 0; k < 8; k++) {
+            c |= (uint8_t)((y[k] < 0) << k);
+            v[k] = y[k] < 0 ? -1.0f : 1.0f;
+        }
+        p[0] = c;
+    } else {
+        for (int k = 0; k < 8; k++) {
+            float q = d != 0 ? rintf(y[k] / d) : 0;
+            q = q < -128 ? -128 : q > 127 ? 127 : q;
+            p[k] = (uint8_t)(int8_t)q;
+            v[k] = q;
+        }
+    }
+    for (int k = 0; k < 8; k++) y[k] -= d * v[k];
+}
+
+/* ---- rotation ---- */
+
+uint32_t lat_block(uint64_t cols)
+{
+    if (cols == 0 || cols % 8) return 0;
+    uint32_t b = 8;
+    while (b < 16384 && cols % (2 * b) == 0) b *= 2;
+    return b;
+}
+
+/* x (cols values) <- R x: signs, then each block's Hadamard transform over sqrt(B). */
+static void rotate(const lat_site *s, float *x)
+{
+    float c = (float)(1.0 / sqrt((double)s->block));
+    for (uint64_t j = 0; j < s->cols; j++)
+        if (s->signs[j / 8] >> (j % 8) & 1) x[j] = -x[j];
+    for (uint64_t b = 0; b < s->cols; b += s->block) {
+        nsq_lattice_hadamard(x + b, s->block);
+        for (uint32_t i = 0; i < s->block; i++) x[b + i] *= c;
+    }
+}
+
+/* ---- sites ---- */
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* H' = R H R^T, damped, in double; NULL when out of memory. */
+static double *rotated_h(const lat_site *s, const float *h)
+{
+    uint64_t n = s->cols;
+    float *t = malloc(n * n * sizeof *t), *row = malloc(n * sizeof *row);
+    double *hd = malloc(n * n * sizeof *hd);
+    if (!t || !row || !hd) return free(t), free(row), free(hd), NULL;
+    for (uint64_t i = 0; i < n; i++) { /* t = (H R^T)^T = R H */
+        memcpy(row, h + i * n, n * sizeof *row);
+        rotate(s, row);
+        for (uint64_t j = 0; j < n; j++) t[j * n + i] = row[j];
+    }
+    double mean = 0;
+    for (uint64_t i = 0; i < n; i++) { /* rows of R (R H)^T = R H R^T */
+        rotate(s, t + i * n);
+        for (uint64_t j = 0; j < n; j++) hd[i * n + j] = t[i * n + j];
+        mean += hd[i * n + i];
+    }
+    mean /= (double)n;
+    for (uint64_t i = 0; i < n; i++) hd[i * n + i] += s->damp * mean + 1e-30;
+    free(t), free(row);
+    return hd;
+}
+
+/* s->v, s->uinv from H' (n x n, overwritten): U is the upper Cholesky factor
+ * of H'^-1. Returns LAPACK's info (0: done). */
+static int ldlq_factors(lat_site *s, double *a)
+{
+    int n = (int)s->cols, info = 0;
+    dpotrf_("L", &n, a, &n, &info);
+    if (info) return info;
+    dpotri_("L", &n, a, &n, &info);
+    if (info) return info;
+    dpotrf_("L", &n, a, &n, &info); /* column-major L, H'^-1 = L L^T: read row-major it is U = L^T */
+    if (info) return info;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++) a[(size_t)i * n + j] = 0;
+    for (int g = 0; g < n; g += 8) { /* V rows g..g+7 = U_gg^-1 U[g..g+7][:] */
+        double inv[8][8] = {{0}};
+        for (int c = 7; c >= 0; c--) { /* back substitution, column by column of the identity */
+            inv[c][c] = 1 / a[(size_t)(g + c) * n + g + c];
+            for (int r = c - 1; r >= 0; r--) {
+                double sum = 0;
+                for (int k = r + 1; k <= c; k++) sum += a[(size_t)(g + r) * n + g + k] * inv[k][c];
+                inv[r][c] = -sum / a[(size_t)(g + r) * n + g + r];
+            }
+        }
+        for (int r = 0; r < 8; r++) {
+            for (int c = 0; c < 8; c++) s->uinv[(size_t)g * 8 + r * 8 + c] = (float)inv[r][c];
+            for (int j = g; j < n; j++) {
+                double sum = 0;
+                for (int k = r; k < 8; k++) sum += inv[r][k] * a[(size_t)(g + k) * n + j];
+                s->v[(size_t)(g + r) * n + j] = (float)sum;
+            }
+        }
+    }
+    return 0;
+}
+
+int lat_site_init(lat_site *s, uint64_t cols, uint64_t seed, const float *h, char *err, size_t errlen)
+{
+    pthread_once(&e8_once, e8_init);
+    memset(s, 0, sizeof *s);
+    s->cols = cols;
+    s->block = lat_block(cols);
+    s->damp = 0.01;
+    if (!s->block) return snprintf(err, errlen, "LATTICE needs a multiple of 8 columns, not %llu", (unsigned long long)cols), -1;
+    if (!(s->signs = malloc(cols / 8))) goto oom;
+    for (uint64_t i = 0; i < cols / 8; i++) s->signs[i] = (uint8_t)splitmix(&seed);
+    if (!h) return 0;
+    s->hdiag = malloc(cols * sizeof *s->hdiag);
+    s->v = calloc(cols * cols, sizeof *s->v);
+    s->uinv = malloc(cols * 8 * sizeof *s->uinv);
+    if (!s->hdiag || !s->v || !s->uinv) goto oom;
+    for (int tries = 0;; tries++) {
+        double *a = rotated_h(s, h);
+        if (!a) goto oom;
+        for (uint64_t i = 0; i < cols; i++) s->hdiag[i] = (float)a[i * cols + i];
+        int info = ldlq_factors(s, a);
+        free(a);
+        if (!info) return 0;
+        if (tries == 6) {
+            lat_site_free(s);
+            return snprintf(err, errlen, "second moment of %llu columns not positive definite", (unsigned long long)cols), -1;
+        }
+        s->damp *= 10; /* not positive definite in f64: damp more */
+    }
+oom:
+    lat_site_free(s);
+    return snprintf(err, errlen, "out of memory"), -1;
+}
+
+void lat_site_free(lat_site *s)
+{
+    free(s->signs), free(s->hdiag), free(s->v), free(s->uinv);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- payload layout ---- */
+
+static uint64_t pad64(uint64_t n) { return (n + 63) & ~(uint64_t)63; }
+
+static uint64_t row_bytes(uint32_t kind, uint64_t cols) { return cols * nsq_lattice_kind_bits(kind) / 8; }
+
+uint64_t lat_size(const lat_type *t, uint64_t rows, uint64_t cols)
+{
+    return nsq_lattice_payload_size(rows, cols, lat_block(cols), t->n_stages, t->kind);
+}
+
+/* Offsets of stage s's scales and codes in the payload. */
+static void stage_offsets(const lat_type *t, uint64_t rows, uint64_t cols, uint32_t s, uint64_t *scales, uint64_t *codes)
+{
+    uint64_t off = 64 + pad64(cols / 8), nb = cols / lat_block(cols);
+    for (uint32_t i = 0;; i++) {
+        *scales = off;
+        off += pad64(2 * rows * nb);
+        *codes = off;
+        if (i == s) return;
+        off += pad64(rows * row_bytes(t->kind[i], cols));
+    }
+}
+
+/* ---- scales ---- */
+
+/* Codes y (n values, a multiple of 8) at scale d: the weighted squared
+ * error, and the sums that give the best scale for these codes. */
+static double try_scale(uint32_t kind, float d, const float *y, const float *wt, uint32_t n, double *yv, double *vv)
+{
+    double e = 0;
+    uint8_t code[8];
+    *yv = *vv = 0;
+    for (uint32_t g = 0; g < n; g += 8) {
+        float r[8];
+        memcpy(r, y + g, sizeof r);
+        stage_code(kind, d, r, code);
+        for (int k = 0; k < 8; k++) {
+            double w = wt ? wt[g + k] : 1.0, v = d != 0 ? (y[g + k] - r[k]) / d : 0;
+            e += w * r[k] * r[k], *yv += w * y[g + k] * v, *vv += w * v * v;
+        }
+    }
+    return e;
+}
+
+/* The f16 scale for coding y (one row's block) with kind: from the RMS (or
+ * the largest magnitude for INT8), then refitted to the codes it gives, by
+ * weighted least squares, while that lowers the error weighted by the
+ * inputs' second moments. */
+static float choose_scale(uint32_t kind, const float *y, const float *wt, uint32_t n)
+{
+    double ss = 0, mx = 0, yv, vv;
+    for (uint32_t k = 0; k < n; k++) {
+        ss += (double)y[k] * y[k];
+        if (fabs(y[k]) > mx) mx = fabs(y[k]);
+    }
+    float d = nsq_f16_to_f32(nsq_f32_to_f16(kind == NSQ_LAT_E8 ? 0.97f * (float)sqrt(ss / n)
+                                            : kind == NSQ_LAT_SIGN ? (float)sqrt(ss / n) : (float)(mx / 127)));
+    double e = try_scale(kind, d, y, wt, n, &yv, &vv);
+    for (int it = 0; it < 2 && vv > 0; it++) {
+        float d2 = nsq_f16_to_f32(nsq_f32_to_f16((float)(yv / vv)));
+        double yv2, vv2, e2 = try_scale(kind, d2, y, wt, n, &yv2, &vv2);
+        if (!(e2 < e)) break;
+        d = d2, e = e2, yv = yv2, vv = vv2;
+    }
+    return d;
+}
+
+/* ---- encoding ---- */
+
+typedef struct {
+    const lat_site *s;
+    const lat_type *t;
+    float *wr; /* the rotated rows */
+    uint64_t rows;
+    uint8_t *out;
+    double *proxy; /* per chunk */
+    int failed;
+} enc_job;
+
+/* Chooses every stage's scales for row r (each stage on what the ones
+ * before leave, coded without feedback) and writes them. */
+static void row_scales(const enc_job *j, uint64_t r, float (*d)[NSQ_LATTICE_MAX_STAGES], float *y)
+{
+    const lat_site *s = j->s;
+    uint64_t nb = s->cols / s->block;
+    memcpy(y, j->wr + r * s->cols, s->cols * sizeof *y);
+    for (uint64_t b = 0; b < nb; b++)
+        for (uint32_t st = 0; st < j->t->n_stages; st++) {
+            float *yb = y + b * s->block;
+            const float *wt = s->hdiag ? s->hdiag + b * s->block : NULL;
+            float dd = choose_scale(j->t->kind[st], yb, wt, s->block);
+            uint8_t code[8];
+            d[b][st] = dd;
+            for (uint32_t g = 0; g < s->block; g += 8) stage_code(j->t->kind[st], dd, yb + g, code);
+            uint64_t so, co;
+            stage_offsets(j->t, j->rows, s->cols, st, &so, &co);
+            uint16_t h = nsq_f32_to_f16(dd);
+            j->out[so + 2 * (r * nb + b)] = (uint8_t)h, j->out[so + 2 * (r * nb + b) + 1] = (uint8_t)(h >> 8);
+        }
+}
+
+/* Codes the 8 columns from g of row r (work: its current values), all
+ * stages, leaving the coding error in work. */
+static void code_group(const enc_job *j, uint64_t r, uint64_t g, float (*d)[NSQ_LATTICE_MAX_STAGES], float *work)
+{
+    uint32_t b = (uint32_t)(g / j->s->block);
+    for (uint32_t st = 0; st < j->t->n_stages; st++) {
+        uint64_t so, co, rb = row_bytes(j->t->kind[st], j->s->cols);
+        stage_offsets(j->t, j->rows, j->s->cols, st, &so, &co);
+        stage_code(j->t->kind[st], d[b][st], work, j->out + co + r * rb + g * rb / j->s->cols);
+    }
+}
+
+static void enc_chunk(size_t ci, void *ctx)
+{
+    enc_job *j = ctx;
+    const lat_site *s = j->s;
+    uint64_t n = s->cols, nb = n / s->block, r0 = ci * CHUNK_ROWS;
+    uint64_t nr = j->rows - r0 < CHUNK_ROWS ? j->rows - r0 : CHUNK_ROWS;
+    float *w = malloc(nr * n * sizeof *w), *dl = malloc(nr * PANEL * sizeof *dl), *y = malloc(n * sizeof *y);
+    float(*d)[NSQ_LATTICE_MAX_STAGES] = malloc(nr * nb * sizeof *d);
+    double proxy = 0;
+    if (!w || !dl || !y || !d) {
+        j->failed = 1;
+        goto done;
+    }
+    for (uint64_t r = 0; r < nr; r++) row_scales(j, r0 + r, d + r * nb, y);
+    memcpy(w, j->wr + r0 * n, nr * n * sizeof *w);
+    for (uint64_t p0 = 0; p0 < n; p0 += PANEL) {
+        uint64_t pn = n - p0 < PANEL ? n - p0 : PANEL;
+        for (uint64_t g = p0; g < p0 + pn; g += 8)
+            for (uint64_t r = 0; r < nr; r++) {
+                float e[8], *wg = w + r * n + g;
+                memcpy(e, wg, sizeof e);
+                code_group(j, r0 + r, g, d + r * nb, e);
+                memcpy(dl + r * PANEL + (g - p0), e, sizeof e);
+                if (!s->v) {
+                    for (int k = 0; k < 8; k++) proxy += (double)e[k] * e[k];
+                    continue;
+                }
+                for (int c = 0; c < 8; c++) { /* ||e U_gg^-1||^2 */
+                    double z = 0;
+                    for (int k = 0; k <= c; k++) z += (double)e[k] * s->uinv[g * 8 + k * 8 + c];
+                    proxy += z * z;
+                }
+                for (int k = 0; k < 8; k++) /* the rest of the panel, at once */
+                    for (uint64_t c = g + 8; c < p0 + pn; c++) wg[c - g] -= e[k] * s->v[(g + k) * n + c];
+            }
+        if (s->v && p0 + pn < n)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)(n - p0 - pn), (int)pn, -1.0f, dl, PANEL,
+                        s->v + p0 * n + p0 + pn, (int)n, 1.0f, w + p0 + pn, (int)n);
+    }
+done:
+    j->proxy[ci] = proxy;
+    free(w), free(dl), free(y), free(d);
+}
+
+int lat_encode(const lat_site *s, const float *w, uint64_t rows, const lat_type *t, int threads, uint8_t *out,
+               double *proxy)
+{
+    uint64_t n = s->cols, size = lat_size(t, rows, n), chunks = (rows + CHUNK_ROWS - 1) / CHUNK_ROWS;
+    enc_job j = {s, t, malloc(rows * n * sizeof(float)), rows, out, calloc(chunks ? chunks : 1, sizeof(double)), 0};
+    if (!j.wr || !j.proxy) return free(j.wr), free(j.proxy), -1;
+    memset(out, 0, size);
+    out[0] = (uint8_t)t->n_stages;
+    for (uint32_t st = 0; st < t->n_stages; st++) out[1 + st] = (uint8_t)t->kind[st];
+    memcpy(out + 64, s->signs, n / 8);
+    for (uint64_t r = 0; r < rows; r++) {
+        memcpy(j.wr + r * n, w + r * n, n * sizeof(float));
+        rotate(s, j.wr + r * n);
+    }
+    parallel_for(chunks, threads, enc_chunk, &j);
+    double sum = 0;
+    for (uint64_t c = 0; c < chunks; c++) sum += j.proxy[c];
+    if (proxy) *proxy = sum;
+    free(j.wr), free(j.proxy);
+    return j.failed ? -1 : 0;
+}

@@ -1,0 +1,60 @@
+/* lattice.h - the converter's LATTICE encoder (spec: LATTICE payload).
+ *
+ * A matrix is stored in a rotated basis, W' = W R^T, where R applies random
+ * signs and a Hadamard transform to each block of input columns: the rotated
+ * rows look Gaussian, which the E8 codebook fits. Each 8 weights of a row are
+ * coded in residual stages; with calibration, the error of each group of 8
+ * columns is fed back into the columns not yet coded (LDLQ), weighted by the
+ * inputs' second moment H, so that the layer's output error, not the
+ * weights', is what the codes minimise. */
+#ifndef NSQ_LATTICE_H
+#define NSQ_LATTICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nsq.h"
+
+/* A LATTICE type: its stages' kinds (nsq_lattice_kind), base first. */
+typedef struct {
+    uint32_t n_stages, kind[NSQ_LATTICE_MAX_STAGES];
+    const char *name;
+} lat_type;
+
+/* The types a matrix may take, fewest bits first. */
+extern const lat_type lat_types[];
+extern const uint32_t lat_n_types;
+
+/* What the matrices reading one input (q/k/v, gate/up, o, down) share: the
+ * rotation and, with calibration, the rotated second moment's factors. */
+typedef struct {
+    uint64_t cols;
+    uint32_t block;  /* B: the largest power of two in 8..16384 dividing cols */
+    uint8_t *signs;  /* cols/8 bytes, as the payload stores them */
+    float *hdiag;    /* [cols] diagonal of the rotated, damped H; NULL without H */
+    float *v;        /* [cols][cols] U_jj^-1 U per group of 8 rows (U: upper Cholesky of H'^-1); NULL without H */
+    float *uinv;     /* [cols/8][8][8] U_jj^-1, for the proxy loss */
+    double damp;     /* damping added to H', as a fraction of its mean diagonal */
+} lat_site;
+
+/* Rotation block for cols columns; 0 when LATTICE cannot store them (cols % 8). */
+uint32_t lat_block(uint64_t cols);
+
+/* Sets up a site of cols columns with signs drawn from seed, and, when h
+ * (cols x cols, the mean of x x^T) is given, its rotated factors. -1 with a
+ * message when out of memory or when H cannot be factored. */
+int lat_site_init(lat_site *s, uint64_t cols, uint64_t seed, const float *h, char *err, size_t errlen);
+void lat_site_free(lat_site *s);
+
+/* Payload bytes of a rows x cols matrix of type t. */
+uint64_t lat_size(const lat_type *t, uint64_t rows, uint64_t cols);
+
+/* Encodes w (rows x cols, row-major, original basis) as a LATTICE payload of
+ * type t into out (lat_size bytes). *proxy (if not NULL) receives the
+ * output-error proxy: sum over rows of d H' d^T for the coding error d in the
+ * rotated basis (with H' damped), or sum of d^2 without H. Deterministic for
+ * any threads. -1 when out of memory. */
+int lat_encode(const lat_site *s, const float *w, uint64_t rows, const lat_type *t, int threads, uint8_t *out,
+               double *proxy);
+
+#endif
