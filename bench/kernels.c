@@ -1,7 +1,11 @@
-/* kernels.c - times the runtime's matrix-vector kernels on one TIERED matrix
- * of a TinyLlama-1.1B shape, at each kernel level this CPU runs:
- *   bench/kernels [ROWS COLS [TIERS]]   (TIERS like 10:20:70, the Q8:Q4:Q2 split)
- * Prints ns per 64-weight group and the weight bytes read per second. */
+/* kernels.c - times the runtime's matrix-vector kernels on matrices of a
+ * TinyLlama-1.1B shape, at each kernel level this CPU runs: one TIERED
+ * matrix, then LATTICE ones with one E8 stage and with two:
+ *   bench/kernels [ROWS COLS [TIERS [BLOCK]]]   (TIERS like 10:20:70, the
+ *   Q8:Q4:Q2 split; BLOCK the LATTICE rotation block, 256 by default)
+ * Prints ns per weight (and per 64-weight group) and the weight bytes read
+ * per second; LATTICE times leave out the input rotation, done once per
+ * input for every matrix that shares it. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,13 +21,57 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static void timed(const char *what, const wmat *m, const float *x, const act8 *a, float *y, uint64_t size)
+{
+    uint32_t rows = (uint32_t)m->v.rows;
+    double weights = (double)rows * (double)m->v.cols;
+    printf("%s, %.1f MB\n", what, size / 1e6);
+    for (kern_level k = KERN_SCALAR; k <= kern_detect(); k++) {
+        int reps = k == KERN_SCALAR ? 3 : 50;
+        double best = 1e9;
+        for (int r = 0; r < reps; r++) {
+            double t0 = now();
+            kern_rows(k, m, 0, x, a, 1, 0, rows, y, rows);
+            double dt = now() - t0;
+            best = dt < best ? dt : best;
+        }
+        printf("  %-7s %7.3f ns/weight %7.2f ns/group %7.2f GB/s\n", kern_name(k), best * 1e9 / weights,
+               best * 64e9 / weights, size / best / 1e9);
+    }
+}
+
+/* A LATTICE payload of random codes and scales (layout: spec, LATTICE). */
+static uint8_t *lattice_payload(uint32_t rows, uint32_t cols, uint32_t B, uint32_t S, const uint32_t *kinds, uint64_t *size)
+{
+    uint64_t nb = cols / B, off = 64 + (cols / 8 + 63) / 64 * 64;
+    *size = nsq_lattice_payload_size(rows, cols, B, S, kinds);
+    uint8_t *p = *size ? calloc(*size, 1) : NULL;
+    if (!p) return NULL;
+    p[0] = (uint8_t)S;
+    for (uint32_t s = 0; s < S; s++) p[1 + s] = (uint8_t)kinds[s];
+    for (uint32_t i = 0; i < cols / 8; i++) p[64 + i] = (uint8_t)rand();
+    for (uint32_t s = 0; s < S; s++) {
+        for (uint64_t i = 0; i < rows * nb; i++) {
+            uint16_t h = nsq_f32_to_f16((float)((double)rand() / RAND_MAX) * 0.01f + 0.001f);
+            p[off + 2 * i] = (uint8_t)h, p[off + 2 * i + 1] = (uint8_t)(h >> 8);
+        }
+        off += (2 * rows * nb + 63) / 64 * 64;
+        uint64_t n = (uint64_t)rows * cols * nsq_lattice_kind_bits(kinds[s]) / 8;
+        for (uint64_t i = 0; i < n; i++) p[off + i] = (uint8_t)rand();
+        off += (n + 63) / 64 * 64;
+    }
+    return p;
+}
+
 int main(int argc, char **argv)
 {
     uint32_t rows = argc > 2 ? (uint32_t)atoi(argv[1]) : 5632, cols = argc > 2 ? (uint32_t)atoi(argv[2]) : 2048;
+    uint32_t B = argc > 4 ? (uint32_t)atoi(argv[4]) : 256;
     unsigned p8 = 10, p4 = 20, p2 = 70;
     if (argc > 3 && sscanf(argv[3], "%u:%u:%u", &p8, &p4, &p2) != 3) return fprintf(stderr, "bad TIERS\n"), 2;
     uint64_t ng = (uint64_t)rows * cols / 64, n[4] = {0, 0, 0, 0};
     float *w = malloc((size_t)rows * cols * sizeof *w), *x = malloc(cols * sizeof *x), *y = malloc(rows * sizeof *y);
+    float *xr = malloc(cols * sizeof *xr);
     uint8_t *tiers = malloc(ng);
     srand(1);
     for (size_t i = 0; i < (size_t)rows * cols; i++) w[i] = (float)((double)rand() / RAND_MAX) - 0.5f;
@@ -41,17 +89,21 @@ int main(int argc, char **argv)
         act8_reserve(&a, 1, cols))
         return fprintf(stderr, "setup failed\n"), 1;
     act8_quantize(&a, x, 1, cols);
-    printf("%u x %u, tiers %u:%u:%u, %.1f MB\n", rows, cols, p8, p4, p2, size / 1e6);
-    for (kern_level k = KERN_SCALAR; k <= kern_detect(); k++) {
-        int reps = k == KERN_SCALAR ? 3 : 50;
-        double best = 1e9;
-        for (int r = 0; r < reps; r++) {
-            double t0 = now();
-            kern_rows(k, &m, 0, x, &a, 1, 0, rows, y, rows);
-            double dt = now() - t0;
-            best = dt < best ? dt : best;
-        }
-        printf("%-7s %7.2f ns/group %7.2f GB/s\n", kern_name(k), best * 1e9 / (double)ng, size / best / 1e9);
+    char what[128];
+    snprintf(what, sizeof what, "TIERED %u x %u, tiers %u:%u:%u", rows, cols, p8, p4, p2);
+    timed(what, &m, x, &a, y, size);
+    const uint32_t e8[2] = {NSQ_LAT_E8, NSQ_LAT_E8};
+    for (uint32_t S = 1; S <= 2; S++) {
+        wmat l = {0};
+        uint64_t lsize;
+        uint8_t *lp = lattice_payload(rows, cols, B, S, e8, &lsize);
+        if (!lp || nsq_view_init(NSQ_SCHEME_LATTICE, rows, cols, B, lp, lsize, &l.v, NULL) || wmat_index(&l))
+            return fprintf(stderr, "LATTICE setup failed (BLOCK must be a power of two in 8..16384 dividing COLS)\n"), 1;
+        kern_rotate(&l, x, 1, xr);
+        act8_quantize(&a, xr, 1, cols);
+        snprintf(what, sizeof what, "LATTICE %u x %u, %s, blocks of %u", rows, cols, S == 1 ? "E8" : "E8+E8", B);
+        timed(what, &l, xr, &a, y, lsize);
+        free(lp);
     }
     return 0;
 }

@@ -27,7 +27,7 @@ static nsq_status parse_entry(nsq_file *f, nsq__cur *c, uint32_t i, nsq_diag *d)
     if (e->tensor >= f->tensor_count || !nsq__scheme_of(f->tensors[e->tensor].scheme)->grouped ||
         (i && e->tensor <= f->imp[i - 1].tensor))
         return nsq__fail(d, NSQ_E_IMPORTANCE, off, "R-IMP-4",
-                         "entry %u names tensor %u: not a TIERED tensor, or not in increasing order", i, e->tensor);
+                         "entry %u names tensor %u: not a TIERED or LATTICE tensor, or not in increasing order", i, e->tensor);
     const nsq__tensor *t = &f->tensors[e->tensor];
     uint64_t ng = t->n_elements / t->group_size;
     if ((e->n_group_stats && e->n_group_stats != ng) || (e->n_col_stats && e->n_col_stats != t->cols))

@@ -36,7 +36,7 @@ extern "C" {
 
 /* The format version this library reads and writes. */
 #define NSQ_FORMAT_MAJOR 1
-#define NSQ_FORMAT_MINOR 1
+#define NSQ_FORMAT_MINOR 2
 
 /*-************************************
  *  Status codes
@@ -95,7 +95,7 @@ NSQ_API const char *nsq_version_string(void);
 /*-************************************
  *  Constants of the format
  **************************************/
-enum { NSQ_REQ_ZSTD = 1u << 0 };
+enum { NSQ_REQ_ZSTD = 1u << 0, NSQ_REQ_LATTICE = 1u << 1 };
 enum { NSQ_OPT_REFINEMENTS = 1u << 0, NSQ_OPT_IMPORTANCE = 1u << 1, NSQ_OPT_ROUTER = 1u << 2 };
 
 typedef enum { NSQ_META_U64 = 1, NSQ_META_I64 = 2, NSQ_META_F64 = 3, NSQ_META_BOOL = 4,
@@ -108,7 +108,11 @@ typedef enum { NSQ_BLOCK_EMBEDDINGS = 1, NSQ_BLOCK_LAYERS = 2, NSQ_BLOCK_OUTPUT 
 typedef enum { NSQ_COMP_NONE = 0, NSQ_COMP_ZSTD = 1 } nsq_compression;
 
 typedef enum { NSQ_SCHEME_F32 = 1, NSQ_SCHEME_F16 = 2, NSQ_SCHEME_BF16 = 3,
-               NSQ_SCHEME_TIERED = 16 } nsq_scheme;
+               NSQ_SCHEME_TIERED = 16, NSQ_SCHEME_LATTICE = 17 } nsq_scheme;
+
+/* Stage kinds of the LATTICE scheme. */
+typedef enum { NSQ_LAT_E8 = 1, NSQ_LAT_SIGN = 2, NSQ_LAT_INT8 = 3 } nsq_lattice_kind;
+#define NSQ_LATTICE_MAX_STAGES 4
 
 /* Tier codes of the TIERED scheme's tier map. */
 typedef enum { NSQ_TIER_F16 = 0, NSQ_TIER_Q8 = 1, NSQ_TIER_Q4 = 2, NSQ_TIER_Q2 = 3 } nsq_tier;
@@ -356,9 +360,10 @@ typedef struct {
 
 /* What the library knows of a storage scheme (nsq_scheme_get). */
 typedef struct {
-    const char *name;   /* "f32", "f16", "bf16", "tiered" */
+    const char *name;   /* "f32", "f16", "bf16", "tiered", "lattice" */
     uint32_t elem_bits; /* bits of every element of a dense scheme (32, 16); 0 for a grouped one */
-    int grouped;        /* 1 when group_size, refinement levels and importance entries apply (TIERED) */
+    int grouped;        /* 1 when group_size and importance entries apply (TIERED, LATTICE);
+                         * refinement levels apply to TIERED only */
 } nsq_scheme_info;
 
 /*! nsq_scheme_get() : the scheme's description; NSQ_E_NOT_FOUND for a value
@@ -382,6 +387,49 @@ static inline uint32_t nsq_tier_bits(uint32_t tier) { return tier == NSQ_TIER_F1
 /*! nsq_tier_name() : "f16", "q8", "q4", "q2"; NULL when tier is no tier. */
 NSQ_API const char *nsq_tier_name(uint32_t tier);
 
+/* The LATTICE layout of a view (spec: LATTICE payload). The matrix is
+ * stored in a rotated basis, W' = W R^T, R = blockdiag(c H_B D) over the
+ * n_blocks column blocks of B = block columns; each weight of W' is the sum
+ * over the stages of scale * code value. */
+typedef struct {
+    uint32_t n_stages, block, n_blocks;             /* block = B, n_blocks = cols / B */
+    uint32_t kind[NSQ_LATTICE_MAX_STAGES];          /* nsq_lattice_kind; 0 past n_stages */
+    const uint8_t *signs;                           /* cols/8 bytes: bit j%8 of byte j/8 negates column j */
+    const uint8_t *scales[NSQ_LATTICE_MAX_STAGES];  /* f16 LE [rows][n_blocks] */
+    const uint8_t *codes[NSQ_LATTICE_MAX_STAGES];   /* row r at r * row_bytes[s] */
+    uint64_t row_bytes[NSQ_LATTICE_MAX_STAGES];     /* cols * nsq_lattice_kind_bits(kind[s]) / 8 */
+} nsq_lattice;
+
+/*! nsq_lattice_view() : the layout of a LATTICE view; NSQ_E_ARG for another scheme. */
+NSQ_API nsq_status nsq_lattice_view(const nsq_view *v, nsq_lattice *out);
+/*! nsq_lattice_kind_bits() : bits a weight of a stage of this kind takes: 2
+ *  (E8), 1 (SIGN), 8 (INT8); 0 for no kind. Each stage adds an f16 scale per
+ *  row and block. */
+static inline uint32_t nsq_lattice_kind_bits(uint32_t kind)
+{
+    return kind == NSQ_LAT_E8 ? 2 : kind == NSQ_LAT_SIGN ? 1 : kind == NSQ_LAT_INT8 ? 8 : 0;
+}
+/*! nsq_lattice_e8_table() : the E8 codebook's 256 magnitude vectors u (odd
+ *  values 1..7, twice the coordinates' magnitudes), in code order. */
+NSQ_API const uint8_t (*nsq_lattice_e8_table(void))[8];
+/*! nsq_lattice_e8_value() : 4 times the 8 values of an E8 code: odd integers
+ *  in [-15, 15]. */
+NSQ_API void nsq_lattice_e8_value(uint16_t code, int8_t v4[8]);
+/*! nsq_lattice_payload_size() : exact byte size of a LATTICE payload with
+ *  these stage kinds (n_stages of them); 0 if the arguments are no valid
+ *  shape (block a power of two in 8..16384 dividing cols, rows and cols not
+ *  0, 1..4 stages of kinds 1..3) or the size overflows. */
+NSQ_API uint64_t nsq_lattice_payload_size(uint64_t rows, uint64_t cols, uint32_t block, uint32_t n_stages,
+                                          const uint32_t *kinds);
+/*! nsq_lattice_hadamard() : u <- H_n u in place (Sylvester order,
+ *  unnormalized), by the spec's butterfly, so bit-exact everywhere; n a
+ *  power of two (1 is the identity). */
+NSQ_API void nsq_lattice_hadamard(float *u, uint32_t n);
+/*! nsq_lattice_rows_rotated() : decodes rows [row0, row0+nrows) of W' (the
+ *  rotated basis), nrows*cols floats; nsq_dequantize_rows gives W itself.
+ *  NSQ_E_ARG for another scheme or rows outside the matrix. */
+NSQ_API nsq_status nsq_lattice_rows_rotated(const nsq_view *v, uint64_t row0, uint64_t nrows, float *out);
+
 /* One refinement level's codes for a TIERED tensor. */
 typedef struct {
     uint32_t bits;
@@ -390,7 +438,7 @@ typedef struct {
 } nsq_refine_view;
 
 /*! nsq_view_init() : validates an encoded payload of `scheme` holding a
- *  rows x cols matrix (group_size 0 unless TIERED) and fills *out. This is what
+ *  rows x cols matrix (group_size 0 unless TIERED or LATTICE) and fills *out. This is what
  *  nsq_tensor_view() runs on a tensor inside a loaded block. */
 NSQ_API nsq_status nsq_view_init(uint32_t scheme, uint64_t rows, uint64_t cols, uint32_t group_size,
                                  const uint8_t *data, uint64_t size, nsq_view *out, nsq_diag *diag);
@@ -409,7 +457,8 @@ NSQ_API nsq_status nsq_tensor_refine_view(const nsq_file *f, uint32_t i, uint32_
 
 /*! nsq_dequantize_rows() : decodes rows [row0, row0+nrows) to f32, applying
  *  refinement levels 1..n_ref in order (refs may be NULL when n_ref == 0).
- *  out holds nrows*cols floats. */
+ *  out holds nrows*cols floats. A LATTICE view decodes to the original basis
+ *  (W, not W'). */
 NSQ_API nsq_status nsq_dequantize_rows(const nsq_view *v, const nsq_refine_view *refs,
                                        uint32_t n_ref, uint64_t row0, uint64_t nrows, float *out);
 
@@ -532,8 +581,9 @@ NSQ_API nsq_status nsq_writer_tokenizer_file(nsq_writer *w, const char *name, co
 NSQ_API nsq_status nsq_writer_begin_block(nsq_writer *w, nsq_block_kind kind, uint32_t first_layer,
                                           uint32_t n_layers, nsq_compression comp);
 /*! nsq_writer_add_tensor() : adds a tensor to the open block. data is the
- *  encoded payload (for F32/F16/BF16, the LE element bytes). group_size is 0
- *  unless scheme is TIERED. */
+ *  encoded payload (for F32/F16/BF16, the LE element bytes), checked as a
+ *  reader checks it. group_size is 0 unless scheme is TIERED or LATTICE
+ *  (its rotation block B). */
 NSQ_API nsq_status nsq_writer_add_tensor(nsq_writer *w, const char *name, nsq_scheme scheme,
                                          uint32_t n_dims, const uint64_t *dims, uint32_t group_size,
                                          const void *data, uint64_t size);
@@ -545,7 +595,8 @@ NSQ_API nsq_status nsq_writer_end_block(nsq_writer *w, nsq_diag *diag);
 
 NSQ_API nsq_status nsq_writer_importance(nsq_writer *w, nsq_importance_method method,
                                          double target_bpw, const char *provenance);
-/* Stats for tensor `name` (already added, TIERED). Either array may be NULL/0. */
+/* Stats for tensor `name` (already added, TIERED or LATTICE: one group stat
+ * per group_size weights of a row). Either array may be NULL/0. */
 NSQ_API nsq_status nsq_writer_importance_entry(nsq_writer *w, const char *name,
                                                const float *group_stats, uint64_t n_group_stats,
                                                const float *col_stats, uint64_t n_col_stats);

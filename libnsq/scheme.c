@@ -3,7 +3,7 @@
 #include "scheme.h"
 
 static const nsq__scheme *const schemes[] = {&nsq__scheme_f32, &nsq__scheme_f16, &nsq__scheme_bf16,
-                                             &nsq__scheme_tiered};
+                                             &nsq__scheme_tiered, &nsq__scheme_lattice};
 
 const nsq__scheme *nsq__scheme_of(uint32_t id)
 {

@@ -1,8 +1,9 @@
 /* scheme.h - private to libnsq: the storage-scheme table (spec: Storage
  * schemes). One entry per scheme holds everything the rest of the library
  * asks of it, so that adding a scheme is adding an entry and its file:
- * scheme_dense.c (F32, F16, BF16), scheme_tiered.c (TIERED); scheme.c lists
- * them and runs the public calls that dispatch on a view's scheme. */
+ * scheme_dense.c (F32, F16, BF16), scheme_tiered.c (TIERED),
+ * scheme_lattice.c (LATTICE); scheme.c lists them and runs the public calls
+ * that dispatch on a view's scheme. */
 #ifndef NSQ_SCHEME_H
 #define NSQ_SCHEME_H
 
@@ -12,7 +13,7 @@ typedef struct {
     uint32_t id;        /* nsq_scheme */
     const char *name;   /* lower case, as tools print it */
     uint32_t elem_bits; /* bits of each element of a dense scheme; 0 for a grouped one */
-    int grouped;        /* group_size, refinement levels and importance entries apply */
+    int grouped;        /* group_size and importance entries apply (refinements: refine_view) */
     /* The tensor record's rules for this scheme (R-TEN-5..9), once its
      * element count, rows and cols are known; refinements: its block's count. */
     nsq_status (*check_record)(const nsq__tensor *t, uint32_t refinements, nsq_diag *d);
@@ -31,7 +32,7 @@ typedef struct {
                              uint64_t nrows, float *out);
 } nsq__scheme;
 
-extern const nsq__scheme nsq__scheme_f32, nsq__scheme_f16, nsq__scheme_bf16, nsq__scheme_tiered;
+extern const nsq__scheme nsq__scheme_f32, nsq__scheme_f16, nsq__scheme_bf16, nsq__scheme_tiered, nsq__scheme_lattice;
 
 /* The entry of scheme id, or NULL when the format defines no such scheme. */
 const nsq__scheme *nsq__scheme_of(uint32_t id);

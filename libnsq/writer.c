@@ -105,7 +105,7 @@ struct nsq_writer {
     uint32_t block_count, refine_count;
     wtensor *tensors;
     uint32_t tensor_count, tensor_cap;
-    int in_block, any_zstd;
+    int in_block, any_zstd, any_lattice;
     uint32_t kind, first_layer, n_layers, comp, block_first_tensor;
     buf raw, level[NSQ_MAX_REFINEMENTS];
     nsq_view last_view; /* of the tensor added last, for its refinements */
@@ -446,7 +446,9 @@ nsq_status nsq_writer_add_tensor(nsq_writer *w, const char *name, nsq_scheme sch
     if (buf_put(&w->raw, data, (size_t)size)) return nomem(w);
     /* the view of the copy stays valid for refinements until the next tensor;
      * raw.p is still NULL when only empty payloads were added (no NULL + 0) */
-    return check_payload(w, t, w->raw.p ? w->raw.p + t->offset : NULL, &w->last_view);
+    nsq_status st = check_payload(w, t, w->raw.p ? w->raw.p + t->offset : NULL, &w->last_view);
+    w->any_lattice |= !st && scheme == NSQ_SCHEME_LATTICE;
+    return st;
 }
 
 nsq_status nsq_writer_add_refinement(nsq_writer *w, uint32_t level, uint32_t bits, const void *codes, uint64_t size)
@@ -592,7 +594,7 @@ nsq_status nsq_writer_importance_entry(nsq_writer *w, const char *name, const fl
     if (i == 0) return werr(w, NSQ_E_NOT_FOUND, "R-IMP-4", "importance for unknown tensor %.64s", name ? name : "(null)");
     const wtensor *t = &w->tensors[--i];
     if (!nsq__scheme_of(t->scheme)->grouped || (w->imp_count && i <= w->imp_last))
-        return werr(w, NSQ_E_ARG, "R-IMP-4", "importance for %s: not TIERED, or not in tensor order", name);
+        return werr(w, NSQ_E_ARG, "R-IMP-4", "importance for %s: not TIERED or LATTICE, or not in tensor order", name);
     if ((n_group_stats && n_group_stats != t->n_groups) || (n_col_stats && n_col_stats != t->cols) ||
         (n_group_stats && !group_stats) || (n_col_stats && !col_stats))
         return werr(w, NSQ_E_ARG, "R-IMP-5", "importance for %s: %llu group / %llu column stats", name,
@@ -716,7 +718,7 @@ static void fill_header(nsq_writer *w, uint8_t *h, uint64_t table_off, uint32_t 
     nsq__wr16(h + 8, NSQ_FORMAT_MAJOR);
     nsq__wr16(h + 10, NSQ_FORMAT_MINOR);
     nsq__wr32(h + 12, NSQ__HEADER_SIZE);
-    nsq__wr64(h + 16, w->any_zstd ? NSQ_REQ_ZSTD : 0);
+    nsq__wr64(h + 16, (w->any_zstd ? NSQ_REQ_ZSTD : 0) | (w->any_lattice ? NSQ_REQ_LATTICE : 0));
     nsq__wr64(h + 24, (w->refine_count ? NSQ_OPT_REFINEMENTS : 0) | (w->has_importance ? NSQ_OPT_IMPORTANCE : 0) |
                           (w->has_router ? NSQ_OPT_ROUTER : 0));
     nsq__wr64(h + 32, w->pos);

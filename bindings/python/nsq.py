@@ -370,7 +370,7 @@ def _utf8(raw):
 # ---------------------------------------------------------------------------
 # The file
 
-FORMAT_MAJOR, FORMAT_MINOR = 1, 1   # the format version this module reads (spec 13)
+FORMAT_MAJOR, FORMAT_MINOR = 1, 2   # the format version this module reads (spec 13)
 _SECTION_CAPS = {1: 64 << 20, 2: 256 << 20, 3: 256 << 20, 4: 4 << 30, 5: 256 << 20}
 _META_TYPES = {1: "u64", 2: "i64", 3: "f64", 4: "bool", 5: "string"}
 _REQUIRED_KEYS = [   # (key, type); spec 5.2, in sort order. Any STRING value is valid.

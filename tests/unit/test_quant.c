@@ -768,7 +768,7 @@ static void test_scheme_table(void **state)
     (void)state;
     static const struct { uint32_t id; const char *name; uint32_t bits; int grouped; } want[] = {
         {NSQ_SCHEME_F32, "f32", 32, 0}, {NSQ_SCHEME_F16, "f16", 16, 0}, {NSQ_SCHEME_BF16, "bf16", 16, 0},
-        {NSQ_SCHEME_TIERED, "tiered", 0, 1}};
+        {NSQ_SCHEME_TIERED, "tiered", 0, 1}, {NSQ_SCHEME_LATTICE, "lattice", 0, 1}};
     nsq_scheme_info info;
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         assert_ok(nsq_scheme_get(want[i].id, &info));
@@ -777,7 +777,8 @@ static void test_scheme_table(void **state)
         assert_int_equal(info.grouped, want[i].grouped);
     }
     for (uint32_t id = 0; id < 256; id++)
-        if (id != NSQ_SCHEME_F32 && id != NSQ_SCHEME_F16 && id != NSQ_SCHEME_BF16 && id != NSQ_SCHEME_TIERED)
+        if (id != NSQ_SCHEME_F32 && id != NSQ_SCHEME_F16 && id != NSQ_SCHEME_BF16 && id != NSQ_SCHEME_TIERED &&
+            id != NSQ_SCHEME_LATTICE)
             assert_status(nsq_scheme_get(id, &info), NSQ_E_NOT_FOUND);
     assert_status(nsq_scheme_get(NSQ_SCHEME_F32, NULL), NSQ_E_ARG);
     static const char *const names[4] = {"f16", "q8", "q4", "q2"};

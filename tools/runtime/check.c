@@ -1,7 +1,8 @@
 /* check.c - model-level validation, before any weight is used: the
  * hyperparameters are finite and in range, every tensor name maps to exactly
  * one (layer, role) by an exact grammar, each layer's tensors live in the
- * block that holds that layer, every shape matches the config, and every id
+ * block that holds that layer, every shape matches the config, every matrix
+ * is stored in a scheme the kernels multiply that way, and every id
  * the tokenizer can produce has an embedding row. A file that passes is safe
  * to run; nsq-verify --model runs the same check. */
 #include <math.h>
@@ -242,6 +243,9 @@ static int check_tensors(const nsq_file *f, const nsqrt_config *c, char *err, si
                 rc = FAIL("tensor %s is in block %u, which does not hold its layer", t.name, b);
             else if (!shape_ok(c, &t, role))
                 rc = FAIL("tensor %s has the wrong shape for this model's config", t.name);
+            else if (t.n_dims >= 2 && nsqrt_arch_role_in_major(c, role) && !kern_has_cols(t.scheme))
+                rc = FAIL("tensor %s: quantized Conv1D weights must be stored transposed (model.conv1d_transposed)",
+                          t.name);
             else if (seen[(size_t)(L == UINT32_MAX ? c->n_layers : L) * NSQRT_ROLE_COUNT + (size_t)role]++)
                 rc = FAIL("tensor %s duplicates another tensor's role", t.name);
         }

@@ -9,19 +9,23 @@
 #include "model.h"
 #include "residency.h"
 
-/* Bytes of each buffer of a state: the KV cache, then the scratch rows. */
-static void state_sizes(const nsqrt_config *c, uint64_t B, uint64_t *kv, uint64_t *scratch)
+/* Bytes of each buffer of a state: the KV cache, then the scratch rows (with
+ * rotated inputs, their copy and its int8 rounding, and the signs they were
+ * rotated by). */
+static void state_sizes(const nsqrt_model *m, uint64_t B, uint64_t *kv, uint64_t *scratch)
 {
+    const nsqrt_config *c = &m->c;
     uint64_t kvd = (uint64_t)c->n_kv_heads * c->head_dim, qd = (uint64_t)c->n_heads * c->head_dim;
     uint64_t wide = qd > c->hidden ? qd : c->hidden, widest = wide > c->inter ? wide : c->inter;
+    uint64_t rounded = B * (widest + 2 * sizeof(float) * act8_blocks((uint32_t)widest));
     *kv = 2 * (uint64_t)c->n_layers * c->ctx * kvd * sizeof(float);
-    *scratch = (B * (2 * c->hidden + wide + 2 * qd + 2 * kvd + 2 * (uint64_t)c->inter) + c->ctx) * sizeof(float) +
-               B * (widest + 2 * sizeof(float) * act8_blocks((uint32_t)widest));
+    *scratch = (B * (2 * c->hidden + wide + 2 * qd + 2 * kvd + 2 * (uint64_t)c->inter) + c->ctx) * sizeof(float) + rounded;
+    if (m->rotated) *scratch += B * widest * sizeof(float) + rounded + widest / 8;
 }
 
 void nsqrt_state_bytes(const nsqrt_model *m, uint32_t max_batch, uint64_t *kv, uint64_t *scratch)
 {
-    state_sizes(&m->c, max_batch, kv, scratch);
+    state_sizes(m, max_batch, kv, scratch);
 }
 
 nsqrt_state *nsqrt_state_new(const nsqrt_model *m, uint32_t max_batch, uint32_t n_threads)
@@ -48,8 +52,10 @@ nsqrt_state *nsqrt_state_new(const nsqrt_model *m, uint32_t max_batch, uint32_t 
     s->f2 = malloc(B * c->inter * sizeof *s->f2);
     s->scores = malloc((size_t)c->ctx * sizeof *s->scores);
     size_t widest = wide > c->inter ? wide : c->inter;
+    int rot_fail = m->rotated && (!(s->xr = malloc(B * widest * sizeof *s->xr)) || !(s->rot_signs = malloc(widest / 8 + 1)) ||
+                                  act8_reserve(&s->ar, max_batch, (uint32_t)widest));
     if (!s->pool || !s->k_cache || !s->v_cache || !s->x || !s->h || !s->q || !s->k || !s->v || !s->att || !s->o ||
-        !s->f1 || !s->f2 || !s->scores || act8_reserve(&s->a, max_batch, (uint32_t)widest)) {
+        !s->f1 || !s->f2 || !s->scores || act8_reserve(&s->a, max_batch, (uint32_t)widest) || rot_fail) {
         nsqrt_state_free(s);
         return NULL;
     }
@@ -59,9 +65,11 @@ nsqrt_state *nsqrt_state_new(const nsqrt_model *m, uint32_t max_batch, uint32_t 
 void nsqrt_state_free(nsqrt_state *s)
 {
     if (!s) return;
-    float *p[] = {s->k_cache, s->v_cache, s->x, s->h, s->q, s->k, s->v, s->att, s->o, s->f1, s->f2, s->scores};
+    float *p[] = {s->k_cache, s->v_cache, s->x, s->h, s->q, s->k, s->v, s->att, s->o, s->f1, s->f2, s->scores, s->xr};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
+    free(s->rot_signs);
     act8_free(&s->a);
+    act8_free(&s->ar);
     nsqrt_pool_free(s->pool);
     free(s);
 }
@@ -87,7 +95,7 @@ typedef struct {
     float *y;
     uint32_t n;
     kern_level kern;
-    int exact;
+    int f32; /* kern_rows_f32 */
 } matmul_job;
 
 static void matmul_task(void *ctx, uint32_t task)
@@ -95,7 +103,7 @@ static void matmul_task(void *ctx, uint32_t task)
     const matmul_job *j = ctx;
     const linear *l = j->l;
     uint32_t o0 = task * SLICE, o1 = o0 + SLICE < l->out ? o0 + SLICE : l->out;
-    if (!l->in_major && wmat_int8(l->w) && (j->exact || l->w->n_ref)) {
+    if (j->f32) {
         /* f32 products decode each row once for all positions */
         kern_rows_f32(j->kern, l->w, l->off, j->x, j->n, o0, o1, j->y + o0, l->out);
         for (uint32_t t = 0; l->b && t < j->n; t++)
@@ -115,13 +123,34 @@ static void matmul_task(void *ctx, uint32_t task)
     }
 }
 
-/* Rounds the input of the next products to int8 once (see kernels.h). */
-static void round_input(nsqrt_state *s, const float *x, uint32_t n, uint32_t in) { act8_quantize(&s->a, x, n, in); }
+/* The next products take a new input: what they need of it (kernels.h: x
+ * rounded to int8, or rotated and rounded) is computed once, when first needed. */
+static void new_input(nsqrt_state *s) { s->input_gen++; }
 
-/* y[n][out] = x[n][in] W^T + b; x must be what round_input saw last when W is TIERED. */
+/* The rotated input for w: kept while the input and w's signs and block
+ * size are those it was rotated with (stacked or same-signed matrices). */
+static void rotate_input(nsqrt_state *s, const wmat *w, const float *x, uint32_t n, uint32_t in)
+{
+    const nsq_lattice *L = &w->lv;
+    if (s->rot_gen == s->input_gen && s->rot_block == L->block && memcmp(s->rot_signs, L->signs, in / 8) == 0) return;
+    kern_rotate(w, x, n, s->xr);
+    memcpy(s->rot_signs, L->signs, in / 8);
+    s->rot_gen = s->input_gen, s->rot_block = L->block, s->ar_gen = 0;
+}
+
+/* y[n][out] = x[n][in] W^T + b; x is the input new_input announced last. */
 static void matmul(nsqrt_state *s, const linear *l, const float *x, uint32_t n, float *y)
 {
-    matmul_job j = {l, x, &s->a, y, n, s->kern, s->exact};
+    int f32 = !l->in_major && wmat_int8(l->w) && (s->exact || l->w->n_ref);
+    int int8 = !l->in_major && wmat_int8(l->w) && !f32;
+    act8 *a = &s->a;
+    uint64_t *gen = &s->a_gen;
+    if (kern_rotates(l->w->v.scheme)) {
+        rotate_input(s, l->w, x, n, l->in);
+        x = s->xr, a = &s->ar, gen = &s->ar_gen;
+    }
+    if (int8 && *gen != s->input_gen) act8_quantize(a, x, n, l->in), *gen = s->input_gen;
+    matmul_job j = {l, x, a, y, n, s->kern, f32};
     nsqrt_pool_run(s->pool, matmul_task, &j, (l->out + SLICE - 1) / SLICE);
 }
 
@@ -238,7 +267,7 @@ static void attention_block(const nsqrt_model *m, nsqrt_state *s, uint32_t L, ui
     observe(s, L, NSQRT_LIN_Q, s->h, n, H);
     observe(s, L, NSQRT_LIN_K, s->h, n, H);
     observe(s, L, NSQRT_LIN_V, s->h, n, H);
-    round_input(s, s->h, n, H);
+    new_input(s);
     matmul(s, &y->q, s->h, n, s->q);
     matmul(s, &y->k, s->h, n, s->k);
     matmul(s, &y->v, s->h, n, s->v);
@@ -256,7 +285,7 @@ static void attention_block(const nsqrt_model *m, nsqrt_state *s, uint32_t L, ui
     attention(m, s, L, n, pos0);
     uint32_t qd = c->n_heads * c->head_dim;
     observe(s, L, NSQRT_LIN_O, s->att, n, qd);
-    round_input(s, s->att, n, qd);
+    new_input(s);
     matmul(s, &y->o, s->att, n, s->o);
     if (y->post_attn_norm.w) apply_norm(m, s->o, s->o, &y->post_attn_norm, n);
     for (size_t i = 0; i < (size_t)n * H; i++) s->x[i] += s->o[i];
@@ -272,7 +301,7 @@ static void mlp_block(const nsqrt_model *m, nsqrt_state *s, uint32_t L, uint32_t
     apply_norm(m, s->h, s->x, &y->mlp_norm, n);
     observe(s, L, NSQRT_LIN_UP, s->h, n, c->hidden);
     if (gated) observe(s, L, NSQRT_LIN_GATE, s->h, n, c->hidden);
-    round_input(s, s->h, n, c->hidden);
+    new_input(s);
     matmul(s, &y->up, s->h, n, s->f1);
     if (gated) {
         matmul(s, &y->gate, s->h, n, s->f2);
@@ -281,7 +310,7 @@ static void mlp_block(const nsqrt_model *m, nsqrt_state *s, uint32_t L, uint32_t
         for (size_t i = 0; i < len; i++) s->f1[i] = activate(c->act, s->f1[i]);
     }
     observe(s, L, NSQRT_LIN_DOWN, s->f1, n, c->inter);
-    round_input(s, s->f1, n, c->inter);
+    new_input(s);
     matmul(s, &y->down, s->f1, n, s->o);
     if (y->post_mlp_norm.w) apply_norm(m, s->o, s->o, &y->post_mlp_norm, n);
     for (size_t i = 0; i < (size_t)n * c->hidden; i++) s->x[i] += s->o[i];
@@ -318,7 +347,7 @@ void forward_logits(const nsqrt_model *m, nsqrt_state *s, uint32_t n, float *log
 {
     uint32_t H = m->c.hidden, first = all_logits ? 0 : n - 1, rows = n - first;
     apply_norm(m, s->h, s->x + (size_t)first * H, &m->final_norm, rows);
-    round_input(s, s->h, rows, H);
+    new_input(s);
     matmul(s, &m->head, s->h, rows, logits);
     if (m->c.logit_softcap > 0)
         for (size_t i = 0; i < (size_t)rows * m->c.vocab; i++) logits[i] = softcap(logits[i], (float)m->c.logit_softcap);

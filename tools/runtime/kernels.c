@@ -1,5 +1,6 @@
-/* kernels.c - the activation rounding every kernel shares, and the dispatch:
- * by scheme to the table of its kernels (kernels_dense.c, kernels_tiered.c),
+/* kernels.c - the activation rounding every kernel shares, the f32 products
+ * of decoded rows, and the dispatch: by scheme to the table of its kernels
+ * (kernels_dense.c, kernels_tiered.c, kernels_lattice.c),
  * whose scalar kernels every faster path is tested against, and by CPU
  * features. The x86 SIMD paths are in kernels_x86.c; another architecture
  * adds its own file and a kern_level. */
@@ -25,7 +26,8 @@ const char *kern_name(kern_level k)
 
 static const kern_scheme *scheme_of(uint32_t scheme)
 {
-    static const kern_scheme *const all[] = {&kern_scheme_f32, &kern_scheme_f16, &kern_scheme_bf16, &kern_scheme_tiered};
+    static const kern_scheme *const all[] = {&kern_scheme_f32, &kern_scheme_f16, &kern_scheme_bf16, &kern_scheme_tiered,
+                                             &kern_scheme_lattice};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (all[i]->scheme == scheme) return all[i];
     return NULL;
@@ -52,6 +54,14 @@ int kern_has_cols(uint32_t scheme)
 }
 
 int wmat_int8(const wmat *w) { return scheme_of(w->v.scheme)->int8; }
+
+int kern_rotates(uint32_t scheme)
+{
+    const kern_scheme *s = scheme_of(scheme);
+    return s && s->rotate;
+}
+
+void kern_rotate(const wmat *w, const float *x, uint32_t n, float *xr) { scheme_of(w->v.scheme)->rotate(w, x, n, xr); }
 
 int act8_reserve(act8 *a, uint32_t n, uint32_t in)
 {
@@ -103,6 +113,33 @@ void kern_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const 
                uint32_t r1, float *y, uint32_t ys)
 {
     scheme_of(w->v.scheme)->rows(k, w, off, x, a, n, r0, r1, y, ys);
+}
+
+void kern_fma_lanes_scalar(const float *wv, const float *x, size_t xs, uint32_t nt, uint32_t n, float (*acc)[8])
+{
+    for (uint32_t u = 0; u < nt; u++)
+        for (uint32_t i = 0; i < n; i++) acc[u][i % 8] = fmaf(wv[i], x[(size_t)u * xs + i], acc[u][i % 8]);
+}
+
+/* Each row decoded once, then for every token 8 lanes that run along the
+ * whole row (lane = column % 8), summed by kern_tree8. */
+void kern_rows_f32(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
+                   float *y, uint32_t ys)
+{
+    uint32_t in = (uint32_t)w->v.cols;
+    float *buf = malloc((size_t)in * sizeof *buf), acc[TOKENS_MAX][8];
+    if (!buf) abort();
+    for (uint32_t r = r0; r < r1; r++) {
+        scheme_of(w->v.scheme)->row_f32(w, off + r, buf);
+        for (uint32_t t0 = 0; t0 < n; t0 += TOKENS_MAX) {
+            uint32_t nt = n - t0 < TOKENS_MAX ? n - t0 : TOKENS_MAX;
+            const float *xt = x + (size_t)t0 * in;
+            memset(acc, 0, sizeof acc);
+            if (k == KERN_SCALAR || !kern_x86_fma_lanes(k, buf, xt, in, nt, in, acc)) kern_fma_lanes_scalar(buf, xt, in, nt, in, acc);
+            for (uint32_t u = 0; u < nt; u++) y[(size_t)(t0 + u) * ys + r - r0] = kern_tree8(acc[u]);
+        }
+    }
+    free(buf);
 }
 
 void kern_cols(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,

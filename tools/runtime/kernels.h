@@ -19,7 +19,21 @@
  *   - the result is kern_tree8(acc) + (the F16 groups' sum).
  * Refined matrices decode each group (libnsq) and sum f32 products in row
  * order, the same code at every level. The F32/F16/BF16 schemes use the f32
- * activations and may differ between levels by f32 reassociation. */
+ * activations and may differ between levels by f32 reassociation.
+ *
+ * LATTICE matrices hold W' = W R^T: they multiply x' = R x (kern_rotate),
+ * rounded to int8 as above. A stage's code values times 4 (E8), or as they
+ * are (SIGN, INT8), are integers w_j, so a weight block of B columns is cut
+ * in units of U = min(B, 64) columns, each inside one activation block a,
+ * with I = (w . xq) over the unit. For one row and token, canonically:
+ *   - stage by stage, each stage's blocks in row order; block b of stage s
+ *     gives p = the sum over its B/U units, in order, of s_a * I (the first
+ *     unit's term, then p = p + term), and v = (f * d) * p with d its scale
+ *     and f = 1/4 for E8, 1 otherwise; every operation rounded to f32;
+ *   - v goes to accumulator b % 8 (acc += v);
+ *   - the result is kern_tree8(acc).
+ * Exact mode (kern_rows_f32) multiplies the f32 x' by the rotated-basis
+ * weights decoded as libnsq decodes them. */
 #ifndef NSQ_KERNELS_H
 #define NSQ_KERNELS_H
 
@@ -39,6 +53,7 @@ typedef struct {
     uint32_t n_ref;    /* refinement levels applied */
     uint32_t n_loaded; /* refinement levels loaded: n_ref may hide some (routing's BASE) */
     nsq_tiered tv;     /* TIERED: the streams */
+    nsq_lattice lv;    /* LATTICE: the stages */
     uint32_t (*rank)[4]; /* TIERED: per row, the tier-stream ranks of its first group */
 } wmat;
 
@@ -73,14 +88,23 @@ int act8_reserve(act8 *a, uint32_t n, uint32_t in);
 void act8_free(act8 *a);
 void act8_quantize(act8 *a, const float *x, uint32_t n, uint32_t in);
 
+/* 1 when the scheme's products take their input rotated (LATTICE): x' =
+ * kern_rotate(x), for kern_rows, kern_rows_f32 and act8_quantize alike. */
+int kern_rotates(uint32_t scheme);
+/* xr[t] = R x[t] for t < n, R the rotation of w's input (the block
+ * Hadamard transform of its signs and block size). */
+void kern_rotate(const wmat *w, const float *x, uint32_t n, float *xr);
+
 /* y[t*ys + r - r0] = row (off + r) of w . x[t] for rows [r0, r1) of an
- * out-major matrix and t < n. a holds x rounded by act8_quantize (TIERED). */
+ * out-major matrix and t < n. a holds x rounded by act8_quantize (TIERED,
+ * LATTICE; for LATTICE x and a are the rotated input). */
 void kern_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
                uint32_t r1, float *y, uint32_t ys);
 
-/* The same for a TIERED matrix, each group decoded to f32 (with its
- * refinements) and multiplied by the f32 activations: exact up to f32
- * summation, slower. Refined matrices always take this path. */
+/* The same for a TIERED or LATTICE matrix, each row decoded to f32 (with
+ * its refinements; LATTICE: in the rotated basis, x rotated) and multiplied
+ * by the f32 activations: exact up to f32 summation, slower. Refined
+ * matrices always take this path. */
 void kern_rows_f32(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
                    float *y, uint32_t ys);
 
@@ -89,7 +113,7 @@ void kern_rows_f32(kern_level k, const wmat *w, uint32_t off, const float *x, ui
 void kern_cols(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,
                float *y, uint32_t ys);
 
-/* Row r of w decoded to f32 (embedding lookup). */
+/* Row r of w decoded to f32 (embedding lookup; LATTICE: the original basis). */
 void wmat_row(const wmat *w, uint32_t r, float *out);
 
 #endif

@@ -17,22 +17,27 @@ static inline uint32_t code_at(const uint8_t *rec, uint32_t G, uint32_t b, uint3
 }
 
 /* What the runtime does with one storage scheme: kernels_dense.c (F32, F16,
- * BF16) and kernels_tiered.c (TIERED) each define their entries. */
+ * BF16), kernels_tiered.c (TIERED) and kernels_lattice.c (LATTICE) each
+ * define their entries. */
 typedef struct {
     uint32_t scheme;
     /* Prepares w at load (wmat_index), or NULL; index_row_bytes: what it keeps per row. */
     int (*index)(wmat *w);
     uint64_t index_row_bytes;
     int int8;   /* rows takes activations rounded to int8 (wmat_int8) */
+    /* The input as the products take it (kern_rotate); NULL: x as it is. */
+    void (*rotate)(const wmat *w, const float *x, uint32_t n, float *xr);
     void (*rows)(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
                  uint32_t r1, float *y, uint32_t ys);
+    /* Row r decoded to f32 as kern_rows_f32 multiplies it; NULL without int8 products. */
+    void (*row_f32)(const wmat *w, uint32_t r, float *out);
     /* In-major products (kern_cols); NULL when the scheme is stored out-major only. */
     void (*cols)(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,
                  float *y, uint32_t ys);
     void (*row)(const wmat *w, uint32_t r, float *out);
 } kern_scheme;
 
-extern const kern_scheme kern_scheme_f32, kern_scheme_f16, kern_scheme_bf16, kern_scheme_tiered;
+extern const kern_scheme kern_scheme_f32, kern_scheme_f16, kern_scheme_bf16, kern_scheme_tiered, kern_scheme_lattice;
 
 float kern_plain_at(const wmat *w, uint64_t k);
 #define TOKENS_MAX 16 /* tokens a kernel call takes at most (forward.c passes 16) */
@@ -56,10 +61,22 @@ float kern_tree8(const float a[8]);
 void kern_rows_tiered_scalar(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
                              uint32_t r1, float *y, uint32_t ys);
 
+/* LATTICE: 8 code values of a stage as 8 signed bytes (byte k: column 8g+k),
+ * the E8 values times 4, from these tables (kernels_lattice.c). */
+extern uint64_t kern_e8_mag[256], kern_e8_neg[256], kern_e8_add[256], kern_sign8[256];
+static inline uint64_t kern_e8_word(uint32_t code)
+{
+    return (kern_e8_mag[code & 0xFF] ^ kern_e8_neg[code >> 8]) + kern_e8_add[code >> 8];
+}
+/* v of block b of stage st (kernels.h) for one token; the canonical order's term. */
+float kern_lat_term(const nsq_lattice *L, uint32_t st, uint64_t row, uint32_t b, const int8_t *xq, const float *s);
+
 kern_level kern_x86_best(void);
 /* 0 when the level has no kernel for this matrix (the caller runs the scalar one). */
 int kern_x86_rows_tiered(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
                          uint32_t r0, uint32_t r1, float *y, uint32_t ys);
+int kern_x86_rows_lattice(kern_level k, const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
+                          float *y, uint32_t ys);
 int kern_x86_rows_dense(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0,
                         uint32_t r1, float *y, uint32_t ys);
 int kern_x86_cols_dense(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0,

@@ -1,6 +1,6 @@
 /* kernels_tiered.c - the TIERED scheme's kernels: the canonical product of
- * kernels.h, the f32 products of decoded rows (refined matrices, exact mode)
- * and row decoding; the x86 SIMD products are in kernels_x86.c. */
+ * kernels.h and row decoding (embedding lookups, and the f32 products of
+ * refined matrices and exact mode); the x86 SIMD products are in kernels_x86.c. */
 #include "kernels_impl.h"
 
 #include <math.h>
@@ -100,39 +100,6 @@ static float row_canonical(const wmat *w, uint64_t row, const tier_lists *l, con
     return kern_tree8(acc) + facc;
 }
 
-void kern_fma_lanes_scalar(const float *wv, const float *x, size_t xs, uint32_t nt, uint32_t n, float (*acc)[8])
-{
-    for (uint32_t u = 0; u < nt; u++)
-        for (uint32_t i = 0; i < n; i++) acc[u][i % 8] = fmaf(wv[i], x[(size_t)u * xs + i], acc[u][i % 8]);
-}
-
-/* Each row decoded once, then for every token 8 lanes that run along the
- * whole row (lane = column % 8), summed by kern_tree8. */
-void kern_rows_f32(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
-                   float *y, uint32_t ys)
-{
-    uint32_t G = w->v.group_size, in = (uint32_t)w->v.cols, gpr = in / G;
-    float *buf = malloc((size_t)in * sizeof *buf), acc[TOKENS_MAX][8];
-    if (!buf) abort();
-    for (uint32_t r = r0; r < r1; r++) {
-        uint64_t row = (uint64_t)off + r;
-        uint64_t rank[4] = {w->rank[row][0], w->rank[row][1], w->rank[row][2], w->rank[row][3]};
-        for (uint32_t j = 0; j < gpr; j++) {
-            uint64_t g = row * gpr + j;
-            nsq_dequantize_group(&w->v, w->ref, w->n_ref, g, rank, buf + (size_t)j * G);
-            rank[tier_at(w->tv.tier_map, g)]++;
-        }
-        for (uint32_t t0 = 0; t0 < n; t0 += TOKENS_MAX) {
-            uint32_t nt = n - t0 < TOKENS_MAX ? n - t0 : TOKENS_MAX;
-            const float *xt = x + (size_t)t0 * in;
-            memset(acc, 0, sizeof acc);
-            if (k == KERN_SCALAR || !kern_x86_fma_lanes(k, buf, xt, in, nt, in, acc)) kern_fma_lanes_scalar(buf, xt, in, nt, in, acc);
-            for (uint32_t u = 0; u < nt; u++) y[(size_t)(t0 + u) * ys + r - r0] = kern_tree8(acc[u]);
-        }
-    }
-    free(buf);
-}
-
 void kern_rows_tiered_scalar(const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,
                              uint32_t r1, float *y, uint32_t ys)
 {
@@ -171,5 +138,5 @@ static void tiered_row(const wmat *w, uint32_t r, float *out)
 }
 
 /* no in-major products: quantized in-major weights are refused at load */
-const kern_scheme kern_scheme_tiered = {NSQ_SCHEME_TIERED, tiered_index, 4 * sizeof(uint32_t), 1, tiered_rows, NULL,
-                                        tiered_row};
+const kern_scheme kern_scheme_tiered = {NSQ_SCHEME_TIERED, tiered_index, 4 * sizeof(uint32_t), 1, NULL, tiered_rows,
+                                        tiered_row, NULL, tiered_row};

@@ -1,4 +1,5 @@
 /* kernels_x86.c - AVX2 and AVX-512 (VNNI) kernels, chosen at run time.
+ * LATTICE rows are further down, before the dispatch.
  *
  * TIERED rows with groups of 64 (other sizes and refined matrices take the
  * scalar code): a row's groups are listed tier by tier and taken 8 at a time,
@@ -373,6 +374,186 @@ AVX2_T static void rows_tiered_256(const wmat *w, uint32_t off, const float *x, 
     rows64(chunk_256, kern_list_tiers, w, off, x, a, n, r0, r1, y, ys);
 }
 
+/* ---------------- LATTICE ----------------
+ * A stage's row in groups of 8 weight blocks, block g of a group in lane g:
+ * its units' integer dots (as many 64-column chunks as 8 units span, or for
+ * blocks of 64 and more one chunk per block), then the float steps of
+ * kernels.h in 8 lanes. A group short of 8 blocks of fewer than 64 columns
+ * (the row's last) takes the scalar term. */
+
+/* Lane g: I of unit g, from the dots of each chunk's 32-column halves (h[2c],
+ * h[2c+1]), each lane of a half summing 4 columns. */
+AVX2_T static inline __m256i lat_units(uint32_t U, const __m256i *h)
+{
+    if (U == 32) return sum8x8(h);
+    if (U == 16) {
+        __m256i u = _mm256_hadd_epi32(_mm256_hadd_epi32(h[0], h[1]), _mm256_hadd_epi32(h[2], h[3]));
+        return _mm256_permutevar8x32_epi32(u, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    }
+    if (U == 8) return _mm256_permute4x64_epi64(_mm256_hadd_epi32(h[0], h[1]), 0xD8);
+    __m256i v[8];
+    for (int g = 0; g < 8; g++) v[g] = _mm256_add_epi32(h[2 * g], h[2 * g + 1]);
+    return sum8x8(v);
+}
+
+/* The 64 code values of columns c0.. of a stage's row, E8 and SIGN decoded to 8 bytes a code. */
+static inline const void *lat_values(uint32_t kind, const uint8_t *codes, uint64_t c0, uint64_t buf[8])
+{
+    if (kind == NSQ_LAT_INT8) return codes + c0;
+    for (uint64_t g = 0; g < 8; g++)
+        buf[g] = kind == NSQ_LAT_E8 ? kern_e8_word(rd16(codes + 2 * (c0 / 8 + g))) : kern_sign8[codes[c0 / 8 + g]];
+    return buf;
+}
+
+/* For tokens u < nt: I[u] of one group's units, from nc chunks at columns col[]. */
+typedef void (*lat_dots_fn)(uint32_t kind, uint32_t U, const uint8_t *codes, const uint64_t *col, uint32_t nc,
+                            const act8 *a, uint32_t t0, uint32_t nt, __m256i *I);
+
+/* Unsigned |w| times x with w's signs (VNNI). */
+AVX512_T static inline __attribute__((always_inline)) void lat_dots_512(uint32_t kind, uint32_t U, const uint8_t *codes,
+                                                                         const uint64_t *col, uint32_t nc, const act8 *a,
+                                                                         uint32_t t0, uint32_t nt, __m256i *I)
+{
+    __m512i aw[8], z = _mm512_setzero_si512();
+    __mmask64 neg[8];
+    uint32_t n_half = U == 64 ? 8 : nc;
+    for (uint32_t c = 0; c < nc; c++) {
+        uint64_t buf[8];
+        __m512i w = _mm512_loadu_si512(lat_values(kind, codes, col[c], buf));
+        aw[c] = _mm512_abs_epi8(w), neg[c] = _mm512_movepi8_mask(w);
+    }
+    for (uint32_t u = 0; u < nt; u++) {
+        const int8_t *xq = a->q + (size_t)(t0 + u) * a->in;
+        __m256i h[16];
+        for (uint32_t c = 0; c < n_half; c++) {
+            __m512i x = c < nc ? _mm512_loadu_si512(xq + col[c]) : z;
+            __m512i dot = c < nc ? _mm512_dpbusd_epi32(z, aw[c], _mm512_mask_sub_epi8(x, neg[c], z, x)) : z;
+            h[2 * c] = _mm512_castsi512_si256(dot), h[2 * c + 1] = _mm512_extracti64x4_epi64(dot, 1);
+        }
+        I[u] = lat_units(U, h);
+    }
+}
+
+/* |w| (unsigned) times x with w's signs, pairs summed (no saturation: |w| <= 128, |x| <= 127). */
+AVX2_T static inline __attribute__((always_inline)) void lat_dots_256(uint32_t kind, uint32_t U, const uint8_t *codes,
+                                                                       const uint64_t *col, uint32_t nc, const act8 *a,
+                                                                       uint32_t t0, uint32_t nt, __m256i *I)
+{
+    __m256i aw[16], sw[16], z = _mm256_setzero_si256(), one = _mm256_set1_epi16(1);
+    uint32_t n_half = U == 64 ? 8 : nc;
+    for (uint32_t c = 0; c < nc; c++) {
+        uint64_t buf[8];
+        const uint8_t *v = lat_values(kind, codes, col[c], buf);
+        for (int h = 0; h < 2; h++) {
+            sw[2 * c + h] = _mm256_loadu_si256((const __m256i *)(v + 32 * h));
+            aw[2 * c + h] = _mm256_abs_epi8(sw[2 * c + h]);
+        }
+    }
+    for (uint32_t u = 0; u < nt; u++) {
+        const int8_t *xq = a->q + (size_t)(t0 + u) * a->in;
+        __m256i h[16];
+        for (uint32_t i = 0; i < 2 * n_half; i++) {
+            if (i >= 2 * nc) {
+                h[i] = z;
+                continue;
+            }
+            __m256i x = _mm256_loadu_si256((const __m256i *)(xq + col[i / 2] + 32 * (i % 2)));
+            h[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[i], _mm256_sign_epi8(x, sw[i])), one);
+        }
+        I[u] = lat_units(U, h);
+    }
+}
+
+/* f16 scales of up to 8 blocks, as f32 (0 past ng). */
+AVX2_T static inline __m256 lat_scales(const uint8_t *p, uint32_t ng)
+{
+    uint8_t b[16] = {0};
+    memcpy(b, p, 2 * ng);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b));
+}
+
+/* The scalar terms of blocks b0..b0+ng of a stage, into lanes 0..ng. */
+AVX2_T static void lat_tail(const nsq_lattice *L, uint32_t st, uint64_t row, uint32_t b0, uint32_t ng, const act8 *a,
+                            uint32_t t0, uint32_t nt, __m256 *acc)
+{
+    uint32_t in = a->in, nba = act8_blocks(in);
+    for (uint32_t u = 0; u < nt; u++) {
+        float v[8];
+        size_t tt = t0 + u;
+        _mm256_storeu_ps(v, acc[u]);
+        for (uint32_t g = 0; g < ng; g++) v[g] += kern_lat_term(L, st, row, b0 + g, a->q + tt * in, a->s + tt * nba);
+        acc[u] = _mm256_loadu_ps(v);
+    }
+}
+
+/* One row for tokens t0..t0+nt (nt <= TILE), in the order of kernels.h. */
+AVX2_T static inline __attribute__((always_inline)) void lat_row(lat_dots_fn dots, const nsq_lattice *L, uint64_t row,
+                                                                  const act8 *a, uint32_t t0, uint32_t nt, float *out)
+{
+    uint32_t B = L->block, U = B < QBLOCK ? B : QBLOCK, nb = L->n_blocks, nba = act8_blocks(a->in);
+    __m256 acc[TILE], P[TILE];
+    __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (uint32_t u = 0; u < TILE; u++) acc[u] = P[u] = _mm256_setzero_ps();
+    for (uint32_t st = 0; st < L->n_stages; st++) {
+        uint32_t kind = L->kind[st];
+        const uint8_t *codes = L->codes[st] + row * L->row_bytes[st], *sc = L->scales[st] + 2 * row * nb;
+        __m256 f = _mm256_set1_ps(kind == NSQ_LAT_E8 ? 0.25f : 1.0f);
+        for (uint32_t b0 = 0; b0 < nb; b0 += 8) {
+            uint32_t ng = nb - b0 < 8 ? nb - b0 : 8, nc = U == QBLOCK ? ng : U / 8;
+            if (ng < 8 && U < QBLOCK) {
+                lat_tail(L, st, row, b0, ng, a, t0, nt, acc);
+                continue;
+            }
+            __m256i lanes = lane_mask(ng);
+            __m256i blk = _mm256_mullo_epi32(_mm256_add_epi32(_mm256_set1_epi32((int)b0), iota), _mm256_set1_epi32((int)B));
+            __m256 d = _mm256_mul_ps(f, lat_scales(sc + 2 * b0, ng));
+            for (uint32_t k = 0; k < B / U; k++) {
+                uint64_t col[8];
+                __m256i I[TILE];
+                for (uint32_t c = 0; c < nc; c++) col[c] = U == QBLOCK ? (uint64_t)(b0 + c) * B + 64 * k : (uint64_t)b0 * B + 64 * c;
+                dots(kind, U, codes, col, nc, a, t0, nt, I);
+                __m256i ai = _mm256_srli_epi32(_mm256_add_epi32(blk, _mm256_set1_epi32((int)(k * U))), 6);
+                for (uint32_t u = 0; u < nt; u++) {
+                    __m256 s = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), a->s + (size_t)(t0 + u) * nba, ai,
+                                                        _mm256_castsi256_ps(lanes), 4);
+                    __m256 q = _mm256_mul_ps(s, _mm256_cvtepi32_ps(I[u]));
+                    P[u] = k ? _mm256_add_ps(P[u], q) : q;
+                }
+            }
+            for (uint32_t u = 0; u < nt; u++)
+                acc[u] = _mm256_add_ps(acc[u], _mm256_and_ps(_mm256_mul_ps(d, P[u]), _mm256_castsi256_ps(lanes)));
+        }
+    }
+    for (uint32_t u = 0; u < nt; u++) out[u] = hsum256(acc[u]);
+}
+
+AVX2_T static inline __attribute__((always_inline)) void rows_lat(lat_dots_fn dots, const wmat *w, uint32_t off,
+                                                                   const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
+                                                                   float *y, uint32_t ys)
+{
+    for (uint32_t r = r0; r < r1; r++)
+        for (uint32_t t0 = 0; t0 < n; t0 += TILE) {
+            float out[TILE];
+            uint32_t nt = n - t0 < TILE ? n - t0 : TILE;
+            if (nt == TILE) lat_row(dots, &w->lv, (uint64_t)off + r, a, t0, TILE, out);
+            else if (nt == 1) lat_row(dots, &w->lv, (uint64_t)off + r, a, t0, 1, out);
+            else lat_row(dots, &w->lv, (uint64_t)off + r, a, t0, nt, out);
+            for (uint32_t u = 0; u < nt; u++) y[(size_t)(t0 + u) * ys + r - r0] = out[u];
+        }
+}
+
+AVX512_T static void rows_lattice_512(const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
+                                      float *y, uint32_t ys)
+{
+    rows_lat(lat_dots_512, w, off, a, n, r0, r1, y, ys);
+}
+
+AVX2_T static void rows_lattice_256(const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
+                                    float *y, uint32_t ys)
+{
+    rows_lat(lat_dots_256, w, off, a, n, r0, r1, y, ys);
+}
+
 /* ---------------- dispatch ---------------- */
 
 /* Four tokens at a time: four independent chains hide the FMA latency. */
@@ -415,6 +596,13 @@ int kern_x86_rows_tiered(kern_level k, const wmat *w, uint32_t off, const float 
     return 1;
 }
 
+int kern_x86_rows_lattice(kern_level k, const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
+                          float *y, uint32_t ys)
+{
+    (k == KERN_AVX512 ? rows_lattice_512 : rows_lattice_256)(w, off, a, n, r0, r1, y, ys);
+    return 1;
+}
+
 int kern_x86_rows_dense(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0,
                         uint32_t r1, float *y, uint32_t ys)
 {
@@ -440,6 +628,12 @@ int kern_x86_rows_tiered(kern_level k, const wmat *w, uint32_t off, const float 
                          uint32_t r0, uint32_t r1, float *y, uint32_t ys)
 {
     (void)k, (void)w, (void)off, (void)x, (void)a, (void)n, (void)r0, (void)r1, (void)y, (void)ys;
+    return 0;
+}
+int kern_x86_rows_lattice(kern_level k, const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
+                          float *y, uint32_t ys)
+{
+    (void)k, (void)w, (void)off, (void)a, (void)n, (void)r0, (void)r1, (void)y, (void)ys;
     return 0;
 }
 int kern_x86_rows_dense(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0,

@@ -136,8 +136,6 @@ static int load_tensor(const nsqrt_model *m, uint32_t i, resident *r, uint32_t l
         if (nsq_tensor_refine_view(m->f, i, l + 1, &w->v, &r->ref[l], &w->ref[l], &d)) return FAIL("%s", d.message);
     nsqrt_model *mm = (nsqrt_model *)m; /* placing writes the layer slots this block owns */
     if (t.n_dims >= 2) {
-        if (nsqrt_arch_role_in_major(&m->c, role) && !kern_has_cols(w->v.scheme))
-            return FAIL("%s: quantized Conv1D weights must be stored transposed (model.conv1d_transposed)", t.name);
         if (wmat_index(w)) return FAIL("out of memory indexing %s", t.name);
         r->n_mats++;
         place(mm, L, role, w, NULL);
@@ -210,6 +208,17 @@ uint64_t block_cost(const nsq_file *f, uint32_t b, uint32_t levels)
     return bytes;
 }
 
+/* Whether some tensor's products take their input rotated. */
+static int any_rotated(const nsq_file *f)
+{
+    nsq_info info;
+    nsq_tensor t;
+    nsq_get_info(f, &info);
+    for (uint32_t i = 0; i < info.tensor_count; i++)
+        if (!nsq_tensor_at(f, i, &t) && kern_rotates(t.scheme)) return 1;
+    return 0;
+}
+
 /* "PATH: message", so that every error names the file. */
 static void prefix_path(const char *path, char *err, size_t errlen)
 {
@@ -233,6 +242,7 @@ int nsqrt_open(const char *path, const nsqrt_opts *o, nsqrt_model **out, char *e
     }
     if (!rc && nsqrt_check_file(m->f, &m->c, &m->tok, err, errlen)) rc = (prefix_path(path, err, errlen), -1);
     if (!rc && !(m->layers = calloc(m->c.n_layers, sizeof *m->layers))) rc = FAIL("out of memory");
+    if (!rc) m->rotated = any_rotated(m->f);
     if (!rc) rc = residency_init(m, path, &ro, err, errlen);
     /* check.c has made sure every placed weight is there with its shape */
     if (!rc && m->c.tied_head) m->head = (linear){m->embed, 0, m->c.hidden, m->c.vocab, 0, NULL};

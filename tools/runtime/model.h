@@ -44,13 +44,22 @@ struct nsqrt_model {
     float *rope_inv_long; /* longrope: [head_dim / 2], for positions from the original context on */
     nsq_tokenizer *tok;   /* the file's tokenizer, checked against the embedding; NULL: none */
     residency *rs;
+    int rotated;          /* some matrix takes its input rotated (kern_rotates) */
 };
 
 struct nsqrt_state {
     uint32_t max_batch, n_threads;
     float *k_cache, *v_cache; /* [layer][ctx][kv_dim] */
     float *x, *h, *q, *k, *v, *att, *o, *f1, *f2, *scores;
-    act8 a;
+    act8 a;                   /* the input rounded to int8, for input_gen a_gen */
+    uint64_t input_gen, a_gen;
+    /* rotated models: the input rotated, for input_gen rot_gen, with rot_signs
+     * and rot_block, and rounded to int8 for ar_gen */
+    float *xr;
+    act8 ar;
+    uint8_t *rot_signs;
+    uint32_t rot_block;
+    uint64_t rot_gen, ar_gen;
     nsqrt_pool *pool;
     kern_level kern;
     int exact;              /* quantized products with f32 activations (kern_rows_f32) */

@@ -1,0 +1,120 @@
+/* kernels_lattice.c - the LATTICE scheme's kernels: the input rotation, the
+ * canonical product of kernels.h, and row decoding (rotated basis for exact
+ * products, original basis for embedding lookups); the x86 SIMD products are
+ * in kernels_x86.c. */
+#include "kernels_impl.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#define ONES 0x0101010101010101ull
+
+uint64_t kern_e8_mag[256], kern_e8_neg[256], kern_e8_add[256], kern_sign8[256];
+
+/* An E8 code (spec: Code values) in two lookups. The low byte i gives the
+ * magnitudes 2u, with coordinate 7 already negated when P(i) is odd; the high
+ * byte alone then gives the coordinates to negate (its 7 sign bits and their
+ * parity) and the shift: 4v = +-2u +-1. Every byte stays nonzero within
+ * [-15, 15] through the steps (negate: x ^ 0xFF + 1, shift: +-1), so whole
+ * words add with no carry between bytes and the steps fold into one add. */
+static void tables_init(void)
+{
+    const uint8_t(*A)[8] = nsq_lattice_e8_table();
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t sum = 0, s7 = i & 0x7F, mask = s7 | (uint32_t)(__builtin_popcount(s7) & 1) << 7;
+        uint64_t mag = 0, neg = 0, sign = 0;
+        for (int k = 0; k < 8; k++) sum += A[i][k];
+        for (int k = 0; k < 8; k++) {
+            int v = 2 * A[i][k] * (k == 7 && (sum / 2) % 2 ? -1 : 1);
+            mag |= (uint64_t)(uint8_t)v << 8 * k;
+            neg |= (uint64_t)(mask >> k & 1 ? 0xFF : 0) << 8 * k;
+            sign |= (uint64_t)(i >> k & 1 ? 0xFF : 0x01) << 8 * k;
+        }
+        kern_e8_mag[i] = mag, kern_e8_neg[i] = neg, kern_sign8[i] = sign;
+        kern_e8_add[i] = (neg & ONES) + (i & 0x80 ? 0 - ONES : ONES);
+    }
+}
+
+static int lattice_index(wmat *w)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, tables_init);
+    return nsq_lattice_view(&w->v, &w->lv) ? -1 : 0;
+}
+
+/* Sign, butterfly, then c = fl32(1/sqrt(B)), block by block. */
+static void lattice_rotate(const wmat *w, const float *x, uint32_t n, float *xr)
+{
+    const nsq_lattice *L = &w->lv;
+    uint32_t B = L->block, in = (uint32_t)w->v.cols;
+    float c = (float)(1.0 / sqrt((double)B));
+    for (uint32_t t = 0; t < n; t++) {
+        const float *xt = x + (size_t)t * in;
+        float *o = xr + (size_t)t * in;
+        for (uint32_t j = 0; j < in; j++) o[j] = L->signs[j / 8] >> (j % 8) & 1 ? -xt[j] : xt[j];
+        for (uint32_t j = 0; j < in; j += B) nsq_lattice_hadamard(o + j, B);
+        for (uint32_t j = 0; j < in; j++) o[j] *= c;
+    }
+}
+
+/* The code values of columns 8g..8g+7 of a stage's row. */
+static void values8(uint32_t kind, const uint8_t *codes, uint64_t g, int8_t out[8])
+{
+    if (kind == NSQ_LAT_INT8) {
+        memcpy(out, codes + 8 * g, 8);
+        return;
+    }
+    uint64_t v = kind == NSQ_LAT_E8 ? kern_e8_word(rd16(codes + 2 * g)) : kern_sign8[codes[g]];
+    for (int k = 0; k < 8; k++) out[k] = (int8_t)(uint8_t)(v >> 8 * k);
+}
+
+float kern_lat_term(const nsq_lattice *L, uint32_t st, uint64_t row, uint32_t b, const int8_t *xq, const float *s)
+{
+    uint32_t B = L->block, U = B < QBLOCK ? B : QBLOCK;
+    const uint8_t *codes = L->codes[st] + row * L->row_bytes[st];
+    float p = 0;
+    for (uint32_t k = 0; k < B / U; k++) {
+        uint64_t c0 = (uint64_t)b * B + (uint64_t)k * U;
+        int32_t dot = 0;
+        for (uint64_t g = c0 / 8; g < (c0 + U) / 8; g++) {
+            int8_t v[8];
+            values8(L->kind[st], codes, g, v);
+            for (int j = 0; j < 8; j++) dot += v[j] * xq[8 * g + j];
+        }
+        float q = s[c0 / QBLOCK] * (float)dot;
+        p = k ? p + q : q;
+    }
+    float f = L->kind[st] == NSQ_LAT_E8 ? 0.25f : 1.0f;
+    return f * nsq_f16_to_f32(rd16(L->scales[st] + 2 * (row * L->n_blocks + b))) * p;
+}
+
+static void rows_scalar(const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1, float *y,
+                        uint32_t ys)
+{
+    const nsq_lattice *L = &w->lv;
+    uint32_t in = (uint32_t)w->v.cols, nb = act8_blocks(in);
+    for (uint32_t r = r0; r < r1; r++)
+        for (uint32_t t = 0; t < n; t++) {
+            float acc[8] = {0};
+            for (uint32_t st = 0; st < L->n_stages; st++)
+                for (uint32_t b = 0; b < L->n_blocks; b++)
+                    acc[b % 8] += kern_lat_term(L, st, (uint64_t)off + r, b, a->q + (size_t)t * in, a->s + (size_t)t * nb);
+            y[(size_t)t * ys + r - r0] = kern_tree8(acc);
+        }
+}
+
+static void lattice_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
+                         uint32_t r0, uint32_t r1, float *y, uint32_t ys)
+{
+    (void)x;
+    if (k == KERN_SCALAR || !kern_x86_rows_lattice(k, w, off, a, n, r0, r1, y, ys)) rows_scalar(w, off, a, n, r0, r1, y, ys);
+}
+
+static void lattice_row_rotated(const wmat *w, uint32_t r, float *out) { nsq_lattice_rows_rotated(&w->v, r, 1, out); }
+
+static void lattice_row(const wmat *w, uint32_t r, float *out) { nsq_dequantize_rows(&w->v, NULL, 0, r, 1, out); }
+
+/* no in-major products: quantized in-major weights are refused at load */
+const kern_scheme kern_scheme_lattice = {NSQ_SCHEME_LATTICE, lattice_index, 0, 1, lattice_rotate, lattice_rows,
+                                         lattice_row_rotated, NULL, lattice_row};
