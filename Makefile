@@ -6,6 +6,7 @@ WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing
 BASE    := $(WARN) -D_GNU_SOURCE -ffp-contract=off -fvisibility=hidden -Ilibnsq
 # What libnsq links (xxhash is compiled in with XXH_INLINE_ALL); nsq.pc.in lists the same.
 LIBS    := -lzstd -lpcre2-8 -lutf8proc -ljansson -lm
+BLAS    := -lopenblas # the converter's dense linear algebra (LATTICE encoding)
 BUILD   ?= build
 
 # Installation directories (DESTDIR stages them, e.g. for packaging).
@@ -71,7 +72,7 @@ $(CLI_OBJ): tools/common/cli.c tools/common/cli.h tools/common/cli_route.h tools
 
 # --calib runs the runtime's forward pass
 $(BUILD)/nsq-convert: tools/nsq-convert/main.c $(CONVERT_HDR) $(CONVERT_LIB) $(RUNTIME_LIB) $(CLI_OBJ) $(BUILD)/libnsq.a
-	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(CLI_OBJ) -o $@ $(CONVERT_LIB) $(RUNTIME_LIB) $(BUILD)/libnsq.a -ljansson -lyaml -lpthread $(LIBS)
+	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(CLI_OBJ) -o $@ $(CONVERT_LIB) $(RUNTIME_LIB) $(BUILD)/libnsq.a -ljansson -lyaml -lpthread $(BLAS) $(LIBS)
 
 $(BUILD)/nsq-run $(BUILD)/nsq-perplexity: $(BUILD)/nsq-%: tools/nsq-%/main.c $(RUNTIME_HDR) $(RUNTIME_LIB) $(CLI_OBJ) $(BUILD)/libnsq.a
 	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(CLI_OBJ) -o $@ $(RUNTIME_LIB) $(BUILD)/libnsq.a -lpthread $(LIBS)
@@ -88,11 +89,11 @@ $(BUILD)/nsq-%: tools/nsq-%/main.c $(CLI_OBJ) $(BUILD)/libnsq.a
 TEST_LIBS := $(CONVERT_LIB) $(RUNTIME_LIB) $(BUILD)/libnsq.a
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(CONVERT_HDR) $(RUNTIME_HDR) $(TEST_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itests/unit -Itools/runtime -Itools/nsq-convert $(CFLAGS) $< -o $@ $(TEST_LIBS) -lcmocka -ljansson -lyaml -lxxhash -lpthread $(LIBS)
+	$(CC) $(BASE) -Itests/unit -Itools/runtime -Itools/nsq-convert $(CFLAGS) $< -o $@ $(TEST_LIBS) -lcmocka -ljansson -lyaml -lxxhash -lpthread $(BLAS) $(LIBS)
 # the converter's config and recipe readers and the tools' option parsers
 $(BUILD)/tests/test_parse: tests/unit/test_parse.c tests/unit/testutil.h $(CONVERT_HDR) $(CLI_OBJ) $(TEST_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itests/unit -Itools/common -Itools/nsq-convert -Itools/runtime $(CFLAGS) $< $(CLI_OBJ) -o $@ $(TEST_LIBS) -lcmocka -ljansson -lyaml $(LIBS)
+	$(CC) $(BASE) -Itests/unit -Itools/common -Itools/nsq-convert -Itools/runtime $(CFLAGS) $< $(CLI_OBJ) -o $@ $(TEST_LIBS) -lcmocka -ljansson -lyaml $(BLAS) $(LIBS)
 $(BUILD)/bench/kernels: bench/kernels.c $(RUNTIME_HDR) $(RUNTIME_LIB) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< -o $@ $(RUNTIME_LIB) $(BUILD)/libnsq.a $(LIBS)
@@ -101,7 +102,7 @@ $(BUILD)/bench/membw: bench/membw.c $(RUNTIME_HDR) $(RUNTIME_LIB)
 	$(CC) $(BASE) -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< -o $@ $(RUNTIME_LIB) -lpthread
 $(BUILD)/tests/roundtrip: tests/roundtrip.c $(CONVERT_HDR) $(CONVERT_LIB) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itools/nsq-convert $(CFLAGS) $< -o $@ $(CONVERT_LIB) $(BUILD)/libnsq.a -ljansson $(LIBS)
+	$(CC) $(BASE) -Itools/nsq-convert $(CFLAGS) $< -o $@ $(CONVERT_LIB) $(BUILD)/libnsq.a -ljansson $(BLAS) $(LIBS)
 $(BUILD)/tests/mkfixtures: tests/mkfixtures.c $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a $(LIBS)
@@ -142,7 +143,7 @@ fuzz:
 	$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,$(FUZZ_SAN)" RUNTIME_OPT= \
 	    $(FUZZ_TARGETS:%=build-fuzz/%)
 $(BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h $(wildcard tools/*/*.h) $(TEST_LIBS) $(CLI_OBJ)
-	clang $(BASE) $(FUZZ_INC) -O1 -g -fsanitize=fuzzer,$(FUZZ_SAN) $< $(CLI_OBJ) -o $@ $(TEST_LIBS) $(LIBS) -ljansson -lyaml -lpthread
+	clang $(BASE) $(FUZZ_INC) -O1 -g -fsanitize=fuzzer,$(FUZZ_SAN) $< $(CLI_OBJ) -o $@ $(TEST_LIBS) $(BLAS) $(LIBS) -ljansson -lyaml -lpthread
 fuzz-smoke: fuzz
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p build-fuzz/corpus-$$t; \

