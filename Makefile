@@ -87,9 +87,9 @@ $(BUILD)/nsq-%: tools/nsq-%/main.c $(CLI_OBJ) $(BUILD)/libnsq.a
 # Unit tests link the libraries: only the objects a test uses come in, so a
 # test may define a converter function itself to stand in for its module.
 TEST_LIBS := $(CONVERT_LIB) $(RUNTIME_LIB) $(BUILD)/libnsq.a
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(CONVERT_HDR) $(RUNTIME_HDR) $(TEST_LIBS)
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(CONVERT_HDR) $(RUNTIME_HDR) $(TEST_LIBS) $(CLI_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itests/unit -Itools/runtime -Itools/nsq-convert $(CFLAGS) $< -o $@ $(TEST_LIBS) -lcmocka -ljansson -lyaml -lxxhash -lpthread $(BLAS) $(LIBS)
+	$(CC) $(BASE) -Itests/unit -Itools/runtime -Itools/nsq-convert $(CFLAGS) $< $(CLI_OBJ) -o $@ $(TEST_LIBS) -lcmocka -ljansson -lyaml -lxxhash -lpthread $(BLAS) $(LIBS)
 # the converter's config and recipe readers and the tools' option parsers
 $(BUILD)/tests/test_parse: tests/unit/test_parse.c tests/unit/testutil.h $(CONVERT_HDR) $(CLI_OBJ) $(TEST_LIBS)
 	@mkdir -p $(dir $@)
@@ -100,9 +100,9 @@ $(BUILD)/bench/kernels: bench/kernels.c $(RUNTIME_HDR) $(RUNTIME_LIB) $(BUILD)/l
 $(BUILD)/bench/membw: bench/membw.c $(RUNTIME_HDR) $(RUNTIME_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< -o $@ $(RUNTIME_LIB) -lpthread
-$(BUILD)/tests/roundtrip: tests/roundtrip.c $(CONVERT_HDR) $(CONVERT_LIB) $(BUILD)/libnsq.a
+$(BUILD)/tests/roundtrip: tests/roundtrip.c $(CONVERT_HDR) $(CONVERT_LIB) $(BUILD)/libnsq.a $(CLI_OBJ) $(RUNTIME_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itools/nsq-convert $(CFLAGS) $< -o $@ $(CONVERT_LIB) $(BUILD)/libnsq.a -ljansson $(BLAS) $(LIBS)
+	$(CC) $(BASE) -Itools/nsq-convert $(CFLAGS) $< $(CLI_OBJ) -o $@ $(CONVERT_LIB) $(RUNTIME_LIB) $(BUILD)/libnsq.a -ljansson -lpthread $(BLAS) $(LIBS)
 $(BUILD)/tests/mkfixtures: tests/mkfixtures.c $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a $(LIBS)

@@ -220,17 +220,6 @@ void calib_free(calib_stats *s)
     memset(s, 0, sizeof *s);
 }
 
-int calib_input(int role)
-{
-    switch (role) {
-    case NSQRT_ROLE_Q: case NSQRT_ROLE_K: case NSQRT_ROLE_V: case NSQRT_ROLE_QKV: return CALIB_ATTN_IN;
-    case NSQRT_ROLE_O: return CALIB_O_IN;
-    case NSQRT_ROLE_GATE: case NSQRT_ROLE_UP: case NSQRT_ROLE_GATE_UP: return CALIB_MLP_IN;
-    case NSQRT_ROLE_DOWN: return CALIB_DOWN_IN;
-    default: return -1;
-    }
-}
-
 const float *calib_columns(const calib_stats *s, int role, int L, uint64_t cols)
 {
     int k = calib_input(role);

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nsqrt.h"
+
 /* The distinct inputs of a layer: q/k/v (and GPT-2's c_attn) share one,
  * gate and up share one. */
 enum { CALIB_ATTN_IN, CALIB_O_IN, CALIB_MLP_IN, CALIB_DOWN_IN, CALIB_N_INPUTS };
@@ -41,6 +43,15 @@ void calib_free(calib_stats *s);
 const float *calib_columns(const calib_stats *s, int role, int L, uint64_t cols);
 
 /* Which input (CALIB_*) a layer matrix of this role (NSQRT_ROLE_*) reads; -1 for none. */
-int calib_input(int role);
+static inline int calib_input(int role)
+{
+    switch (role) {
+    case NSQRT_ROLE_Q: case NSQRT_ROLE_K: case NSQRT_ROLE_V: case NSQRT_ROLE_QKV: return CALIB_ATTN_IN;
+    case NSQRT_ROLE_O: return CALIB_O_IN;
+    case NSQRT_ROLE_GATE: case NSQRT_ROLE_UP: case NSQRT_ROLE_GATE_UP: return CALIB_MLP_IN;
+    case NSQRT_ROLE_DOWN: return CALIB_DOWN_IN;
+    default: return -1;
+    }
+}
 
 #endif

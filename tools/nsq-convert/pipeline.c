@@ -475,7 +475,7 @@ int convert_open(convert_job *o, convert_state *s, char *err, size_t errlen)
 
 const bpw_plan *convert_budget(const convert_job *o, const convert_state *s)
 {
-    return o->q.bpw > 0 && !o->q.lossless ? &s->bp : NULL;
+    return o->q.bpw > 0 && !o->q.lossless && !o->q.lattice ? &s->bp : NULL;
 }
 
 /* --calib-probe for LATTICE: each matrix coded alone at LAT_PROBE_TYPE; its
