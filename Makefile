@@ -37,7 +37,8 @@ CLI_OBJ := $(BUILD)/tools/common/cli.o
 TOOL_BIN := $(TOOLS:%=$(BUILD)/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-TEST_HELPERS := $(BUILD)/tests/mkfixtures $(BUILD)/tests/roundtrip $(BUILD)/tests/dequant_dump $(BUILD)/tests/nsq_edit
+TEST_HELPERS := $(BUILD)/tests/mkfixtures $(BUILD)/tests/roundtrip $(BUILD)/tests/dequant_dump $(BUILD)/tests/nsq_edit \
+                $(BUILD)/tests/hessian_check
 
 .PHONY: all lib tools test test-deps asan fuzz fuzz-smoke fuzz-long demo conformance install uninstall clean
 all: lib tools $(UNIT_BIN) $(TEST_HELPERS) $(BUILD)/bench/kernels $(BUILD)/bench/membw
@@ -69,9 +70,9 @@ $(CLI_OBJ): tools/common/cli.c tools/common/cli.h tools/common/cli_route.h tools
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itools/runtime $(CFLAGS) -c $< -o $@
 
-# --calib runs the runtime's forward pass
+# --calib runs the runtime's forward pass; the Hessians of the encoder are OpenBLAS products
 $(BUILD)/nsq-convert: tools/nsq-convert/main.c $(CONVERT_HDR) $(CONVERT_LIB) $(RUNTIME_LIB) $(CLI_OBJ) $(BUILD)/libnsq.a
-	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(CLI_OBJ) -o $@ $(CONVERT_LIB) $(RUNTIME_LIB) $(BUILD)/libnsq.a -ljansson -lyaml -lpthread $(LIBS)
+	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(CLI_OBJ) -o $@ $(CONVERT_LIB) $(RUNTIME_LIB) $(BUILD)/libnsq.a -ljansson -lyaml -lopenblas -lpthread $(LIBS)
 
 $(BUILD)/nsq-run $(BUILD)/nsq-perplexity: $(BUILD)/nsq-%: tools/nsq-%/main.c $(RUNTIME_HDR) $(RUNTIME_LIB) $(CLI_OBJ) $(BUILD)/libnsq.a
 	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(CLI_OBJ) -o $@ $(RUNTIME_LIB) $(BUILD)/libnsq.a -lpthread $(LIBS)
@@ -88,11 +89,11 @@ $(BUILD)/nsq-%: tools/nsq-%/main.c $(CLI_OBJ) $(BUILD)/libnsq.a
 TEST_LIBS := $(CONVERT_LIB) $(RUNTIME_LIB) $(BUILD)/libnsq.a
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(CONVERT_HDR) $(RUNTIME_HDR) $(TEST_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itests/unit -Itools/runtime -Itools/nsq-convert $(CFLAGS) $< -o $@ $(TEST_LIBS) -lcmocka -ljansson -lyaml -lxxhash -lpthread $(LIBS)
+	$(CC) $(BASE) -Itests/unit -Itools/runtime -Itools/nsq-convert $(CFLAGS) $< -o $@ $(TEST_LIBS) -lcmocka -ljansson -lyaml -lxxhash -lopenblas -lpthread $(LIBS)
 # the converter's config and recipe readers and the tools' option parsers
 $(BUILD)/tests/test_parse: tests/unit/test_parse.c tests/unit/testutil.h $(CONVERT_HDR) $(CLI_OBJ) $(TEST_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -Itests/unit -Itools/common -Itools/nsq-convert -Itools/runtime $(CFLAGS) $< $(CLI_OBJ) -o $@ $(TEST_LIBS) -lcmocka -ljansson -lyaml $(LIBS)
+	$(CC) $(BASE) -Itests/unit -Itools/common -Itools/nsq-convert -Itools/runtime $(CFLAGS) $< $(CLI_OBJ) -o $@ $(TEST_LIBS) -lcmocka -ljansson -lyaml -lopenblas $(LIBS)
 $(BUILD)/bench/kernels: bench/kernels.c $(RUNTIME_HDR) $(RUNTIME_LIB) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< -o $@ $(RUNTIME_LIB) $(BUILD)/libnsq.a $(LIBS)
@@ -102,6 +103,9 @@ $(BUILD)/bench/membw: bench/membw.c $(RUNTIME_HDR) $(RUNTIME_LIB)
 $(BUILD)/tests/roundtrip: tests/roundtrip.c $(CONVERT_HDR) $(CONVERT_LIB) $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itools/nsq-convert $(CFLAGS) $< -o $@ $(CONVERT_LIB) $(BUILD)/libnsq.a -ljansson $(LIBS)
+$(BUILD)/tests/hessian_check: tests/hessian_check.c $(CONVERT_HDR) $(RUNTIME_HDR) $(TEST_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -Itools/runtime -Itools/nsq-convert $(CFLAGS) $< -o $@ $(TEST_LIBS) -lopenblas -lpthread $(LIBS)
 $(BUILD)/tests/mkfixtures: tests/mkfixtures.c $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a $(LIBS)
