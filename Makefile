@@ -38,7 +38,8 @@ CLI_OBJ := $(BUILD)/tools/common/cli.o
 TOOL_BIN := $(TOOLS:%=$(BUILD)/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-TEST_HELPERS := $(BUILD)/tests/mkfixtures $(BUILD)/tests/roundtrip $(BUILD)/tests/dequant_dump $(BUILD)/tests/nsq_edit
+TEST_HELPERS := $(BUILD)/tests/mkfixtures $(BUILD)/tests/roundtrip $(BUILD)/tests/dequant_dump $(BUILD)/tests/nsq_edit \
+                $(BUILD)/tests/hessian_check
 
 .PHONY: all lib tools test test-deps asan fuzz fuzz-smoke fuzz-long demo conformance install uninstall clean
 all: lib tools $(UNIT_BIN) $(TEST_HELPERS) $(BUILD)/bench/kernels $(BUILD)/bench/membw
@@ -70,7 +71,7 @@ $(CLI_OBJ): tools/common/cli.c tools/common/cli.h tools/common/cli_route.h tools
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itools/runtime $(CFLAGS) -c $< -o $@
 
-# --calib runs the runtime's forward pass
+# --calib runs the runtime's forward pass; the Hessians of the encoder are OpenBLAS products
 $(BUILD)/nsq-convert: tools/nsq-convert/main.c $(CONVERT_HDR) $(CONVERT_LIB) $(RUNTIME_LIB) $(CLI_OBJ) $(BUILD)/libnsq.a
 	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(CLI_OBJ) -o $@ $(CONVERT_LIB) $(RUNTIME_LIB) $(BUILD)/libnsq.a -ljansson -lyaml -lpthread $(BLAS) $(LIBS)
 
@@ -103,6 +104,9 @@ $(BUILD)/bench/membw: bench/membw.c $(RUNTIME_HDR) $(RUNTIME_LIB)
 $(BUILD)/tests/roundtrip: tests/roundtrip.c $(CONVERT_HDR) $(CONVERT_LIB) $(BUILD)/libnsq.a $(CLI_OBJ) $(RUNTIME_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Itools/nsq-convert $(CFLAGS) $< $(CLI_OBJ) -o $@ $(CONVERT_LIB) $(RUNTIME_LIB) $(BUILD)/libnsq.a -ljansson -lpthread $(BLAS) $(LIBS)
+$(BUILD)/tests/hessian_check: tests/hessian_check.c $(CONVERT_HDR) $(RUNTIME_HDR) $(TEST_LIBS) $(CLI_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -Itools/runtime -Itools/nsq-convert $(CFLAGS) $< $(CLI_OBJ) -o $@ $(TEST_LIBS) -ljansson -lpthread $(BLAS) $(LIBS)
 $(BUILD)/tests/mkfixtures: tests/mkfixtures.c $(BUILD)/libnsq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libnsq.a $(LIBS)

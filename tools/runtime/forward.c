@@ -361,3 +361,23 @@ int nsqrt_forward(const nsqrt_model *m, nsqrt_state *s, const int32_t *tokens, u
     forward_logits(m, s, n, logits, all_logits);
     return 0;
 }
+
+void nsqrt_forward_embed(const nsqrt_model *m, nsqrt_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0)
+{
+    forward_embed(m, s, tokens, n, pos0);
+}
+
+int nsqrt_forward_layers(const nsqrt_model *m, nsqrt_state *s, uint32_t L0, uint32_t L1, uint32_t n, uint32_t pos0)
+{
+    return forward_layers(m, s, L0, L1, n, pos0);
+}
+
+void nsqrt_state_get_hidden(const nsqrt_model *m, const nsqrt_state *s, uint32_t n, float *x)
+{
+    memcpy(x, s->x, (size_t)n * m->c.hidden * sizeof *x);
+}
+
+void nsqrt_state_set_hidden(const nsqrt_model *m, nsqrt_state *s, uint32_t n, const float *x)
+{
+    memcpy(s->x, x, (size_t)n * m->c.hidden * sizeof *x);
+}

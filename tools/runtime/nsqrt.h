@@ -239,6 +239,16 @@ void nsqrt_state_set_observer(nsqrt_state *s, nsqrt_observer fn, void *ctx); /* 
 int nsqrt_forward(const nsqrt_model *m, nsqrt_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0,
                   float *logits, int all_logits);
 
+/* nsqrt_forward() in parts, for callers that run a pass layer by layer over
+ * several sequences: the embedding of tokens[0..n) at positions pos0.. into
+ * the state's hidden rows, layers [L0, L1) on them (the KV cache of those
+ * layers only, L1 <= n_layers; -1 as nsqrt_forward()), and the hidden rows
+ * themselves, n of hidden floats each. n is at most the state's max_batch. */
+void nsqrt_forward_embed(const nsqrt_model *m, nsqrt_state *s, const int32_t *tokens, uint32_t n, uint32_t pos0);
+int nsqrt_forward_layers(const nsqrt_model *m, nsqrt_state *s, uint32_t L0, uint32_t L1, uint32_t n, uint32_t pos0);
+void nsqrt_state_get_hidden(const nsqrt_model *m, const nsqrt_state *s, uint32_t n, float *x);
+void nsqrt_state_set_hidden(const nsqrt_model *m, nsqrt_state *s, uint32_t n, const float *x);
+
 /* ---- routing ----
  * Choosing, per block, SKIP, BASE or FULL (spec section 11): what each choice
  * costs in resident bytes, what it is predicted to cost in output quality
