@@ -26,6 +26,10 @@ const uint32_t lat_n_types = sizeof lat_types / sizeof lat_types[0];
 
 #define CHUNK_ROWS 64 /* rows coded together: fixed, so the result does not depend on threads */
 #define PANEL 128     /* columns between two deferred updates of the columns after them */
+/* With error feedback the values coded are the weights plus the errors fed
+ * forward, wider than the weights the scales are fitted to: scales 6 % above
+ * the fit measured best on tiny-llama (KLD -7 % at 4 bpw, -8 % at 3). */
+#define FEEDBACK_SCALE 1.06f
 
 /* ---- the E8 codebook ----
  * The magnitude table is closed under permutations of the coordinates, so
@@ -360,18 +364,20 @@ typedef struct {
     int failed;
 } enc_job;
 
-/* Chooses every stage's scales for row r (each stage on what the ones
- * before leave, coded without feedback) and writes them. */
-static void row_scales(const enc_job *j, uint64_t r, float (*d)[NSQ_LATTICE_MAX_STAGES], float *y)
+/* Chooses every stage's scales for row r of the chunk from x (its values as
+ * they will be coded: each stage on what the ones before leave, coded
+ * without feedback) and writes them. */
+static void row_scales(const enc_job *j, uint64_t r, const float *x, float (*d)[NSQ_LATTICE_MAX_STAGES], float *y)
 {
     const lat_site *s = j->s;
     uint64_t nb = s->cols / s->block;
-    memcpy(y, j->wr + r * s->cols, s->cols * sizeof *y);
+    memcpy(y, x, s->cols * sizeof *y);
     for (uint64_t b = 0; b < nb; b++)
         for (uint32_t st = 0; st < j->t->n_stages; st++) {
             float *yb = y + b * s->block;
             const float *wt = s->hdiag ? s->hdiag + b * s->block : NULL;
             float dd = choose_scale(j->t->kind[st], yb, wt, s->block);
+            if (s->v) dd = nsq_f16_to_f32(nsq_f32_to_f16(dd * FEEDBACK_SCALE));
             uint8_t code[8];
             d[b][st] = dd;
             for (uint32_t g = 0; g < s->block; g += 8) stage_code(j->t->kind[st], dd, yb + g, code);
@@ -394,21 +400,14 @@ static void code_group(const enc_job *j, uint64_t r, uint64_t g, float (*d)[NSQ_
     }
 }
 
-static void enc_chunk(size_t ci, void *ctx)
+/* One pass over the chunk's nr rows from r0 (w: their rotated values,
+ * overwritten), coding each group of 8 columns and feeding its error into
+ * the columns after it. Returns the proxy loss. */
+static double ldlq_pass(const enc_job *j, uint64_t r0, uint64_t nr, float (*d)[NSQ_LATTICE_MAX_STAGES], float *w, float *dl)
 {
-    enc_job *j = ctx;
     const lat_site *s = j->s;
-    uint64_t n = s->cols, nb = n / s->block, r0 = ci * CHUNK_ROWS;
-    uint64_t nr = j->rows - r0 < CHUNK_ROWS ? j->rows - r0 : CHUNK_ROWS;
-    float *w = malloc(nr * n * sizeof *w), *dl = malloc(nr * PANEL * sizeof *dl), *y = malloc(n * sizeof *y);
-    float(*d)[NSQ_LATTICE_MAX_STAGES] = malloc(nr * nb * sizeof *d);
+    uint64_t n = s->cols, nb = n / s->block;
     double proxy = 0;
-    if (!w || !dl || !y || !d) {
-        j->failed = 1;
-        goto done;
-    }
-    for (uint64_t r = 0; r < nr; r++) row_scales(j, r0 + r, d + r * nb, y);
-    memcpy(w, j->wr + r0 * n, nr * n * sizeof *w);
     for (uint64_t p0 = 0; p0 < n; p0 += PANEL) {
         uint64_t pn = n - p0 < PANEL ? n - p0 : PANEL;
         for (uint64_t g = p0; g < p0 + pn; g += 8)
@@ -433,8 +432,24 @@ static void enc_chunk(size_t ci, void *ctx)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)(n - p0 - pn), (int)pn, -1.0f, dl, PANEL,
                         s->v + p0 * n + p0 + pn, (int)n, 1.0f, w + p0 + pn, (int)n);
     }
-done:
-    j->proxy[ci] = proxy;
+    return proxy;
+}
+
+static void enc_chunk(size_t ci, void *ctx)
+{
+    enc_job *j = ctx;
+    const lat_site *s = j->s;
+    uint64_t n = s->cols, nb = n / s->block, r0 = ci * CHUNK_ROWS;
+    uint64_t nr = j->rows - r0 < CHUNK_ROWS ? j->rows - r0 : CHUNK_ROWS;
+    float *w = malloc(nr * n * sizeof *w), *dl = malloc(nr * PANEL * sizeof *dl), *y = malloc(n * sizeof *y);
+    float(*d)[NSQ_LATTICE_MAX_STAGES] = malloc(nr * nb * sizeof *d);
+    if (!w || !dl || !y || !d) {
+        j->failed = 1;
+    } else {
+        for (uint64_t r = 0; r < nr; r++) row_scales(j, r0 + r, j->wr + (r0 + r) * n, d + r * nb, y);
+        memcpy(w, j->wr + r0 * n, nr * n * sizeof *w);
+        j->proxy[ci] = ldlq_pass(j, r0, nr, d, w, dl);
+    }
     free(w), free(dl), free(y), free(d);
 }
 
