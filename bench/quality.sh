@@ -7,7 +7,9 @@
 # 16384), CALIB_PROBE (default 1024), MAX_WINDOWS (default: the whole text;
 # windows of 256 tokens), ACT (exact: f32 activations, the weights alone, as
 # the default; int8: the runtime's default activations too), REPLOT (a
-# quality.tsv from an earlier run: only print its table and plot it).
+# quality.tsv from an earlier run: only print its table and plot it), ONLY (a
+# grep -E pattern: run only the modes whose name matches), PY (python3 with
+# numpy; default /usr/bin/python3), THREADS (--threads for every tool).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build}
@@ -18,9 +20,11 @@ CT=${CALIB_TOKENS:-16384}
 CP=${CALIB_PROBE:-1024}
 WINDOWS=()
 [ -n "${MAX_WINDOWS:-}" ] && WINDOWS=(--max-windows "$MAX_WINDOWS")
+TH=()
+[ -n "${THREADS:-}" ] && TH=(--threads "$THREADS")
 ACTS=(--exact)
 [ "${ACT:-exact}" = int8 ] && ACTS=()
-PY=/usr/bin/python3
+PY=${PY:-/usr/bin/python3}
 [ -n "${REPLOT:-}" ] || [ -r "$CALIB" ] || { echo "bench/quality.sh: calibration text $CALIB not readable (set CALIB)" >&2; exit 2; }
 # name|options (group|...: the series each row belongs to in the plot)
 MODES=(
@@ -33,6 +37,13 @@ MODES=(
     "--bpw 3.5 + calib|bpw|--bpw 3.5 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
     "--bpw 4.5 + calib|bpw|--bpw 4.5 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
     "--bpw 6.0 + calib|bpw|--bpw 6.0 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "lattice --bpw 2.5 + calib|lattice|--scheme lattice --bpw 2.5 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "lattice --bpw 3.0 + calib|lattice|--scheme lattice --bpw 3.0 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "lattice --bpw 3.5 + calib|lattice|--scheme lattice --bpw 3.5 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "lattice --bpw 4.0 + calib|lattice|--scheme lattice --bpw 4.0 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "lattice --bpw 4.5 + calib|lattice|--scheme lattice --bpw 4.5 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "lattice --bpw 5.0 + calib|lattice|--scheme lattice --bpw 5.0 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
+    "lattice --bpw 4.0, no calibration|latticenc|--scheme lattice --bpw 4.0"
 )
 shift 2 || true
 MODELS=("$@")
@@ -52,10 +63,11 @@ for model in "${MODELS[@]}"; do
     "$B/nsq-convert" --quiet --lossless "fixtures/models/$model" "$base"
     for entry in "${MODES[@]}"; do
         IFS='|' read -r name series args <<<"$entry"
+        [ -z "${ONLY:-}" ] || grep -qE -- "$ONLY" <<<"$name" || continue
         f="$OUT/$model-$(echo "$args" | tr -c 'a-z0-9' '_').nsq"
         # shellcheck disable=SC2086
-        conv=$("$B/nsq-convert" --quiet --json $args "fixtures/models/$model" "$f")
-        ppl=$("$B/nsq-perplexity" --quiet --json "${WINDOWS[@]}" "${ACTS[@]}" --kld "$base" "$f" "$TEXT")
+        conv=$("$B/nsq-convert" --quiet --json "${TH[@]}" $args "fixtures/models/$model" "$f")
+        ppl=$("$B/nsq-perplexity" --quiet --json "${TH[@]}" "${WINDOWS[@]}" "${ACTS[@]}" --kld "$base" "$f" "$TEXT")
         $PY - "$model" "$name" "$series" "$conv" "$ppl" "$TSV" <<'PY'
 import json, sys
 model, name, series, conv, ppl, tsv = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), json.loads(sys.argv[5]), sys.argv[6]
@@ -73,13 +85,14 @@ if command -v gnuplot >/dev/null; then
     gp="set terminal pngcairo size 1100,460 font 'sans,10'; set output '$OUT/quality.png'; set multiplot layout 1,${#MODELS[@]};"
     gp+="set logscale y; set xrange [2:8.5]; set xlabel 'body bits per weight'; set ylabel 'mean KLD vs lossless'; set grid; set key top right;"
     for model in "${MODELS[@]}"; do
-        for s in bpw seed seedc fixed; do
+        for s in bpw seed seedc fixed lattice latticenc; do
             awk -F'\t' -v m="$model" -v s="$s" '$1 == m && $3 == s { print $4, $8 }' "$TSV" >"$OUT/$model-$s.dat"
         done
         d="$OUT/$model"
         gp+="set title '$model'; plot '$d-bpw.dat' with linespoints pt 7 title '--bpw + calib',"
         gp+=" '$d-seed.dat' with points pt 5 ps 1.5 title 'seed split', '$d-seedc.dat' with points pt 9 ps 1.5 title 'seed split + calib',"
-        gp+=" '$d-fixed.dat' with points pt 13 ps 1.5 title 'uniform 4 / 2-bit (min/max)';"
+        gp+=" '$d-fixed.dat' with points pt 13 ps 1.5 title 'uniform 4 / 2-bit (min/max)',"
+        gp+=" '$d-lattice.dat' with linespoints pt 9 lw 2 title 'lattice --bpw + calib', '$d-latticenc.dat' with points pt 11 ps 1.5 title 'lattice, no calibration';"
     done
     gnuplot -e "$gp unset multiplot"
     echo "plot: $OUT/quality.png" >&2
