@@ -1032,7 +1032,9 @@ def _lattice_size(t, kinds):
 def _e8_values():
     """4 * the 8 values of each of the 65536 E8 codes, from the rule of spec 9.11."""
     import itertools
-    table = sorted(itertools.product((1, 3, 5, 7), repeat=8), key=lambda u: (sum(x * x for x in u), u))[:256]
+    table = sorted((u for u in itertools.product((1, 3, 5, 7), repeat=8)
+                    if sum(x * x for x in u) <= 40 or sorted(u) == [1] * 6 + [5, 5] or u == (3,) * 8),
+                   key=lambda u: (sum(x * x for x in u), u))
     out = []
     for c in range(65536):
         u, neg = table[c & 0xFF], (c >> 8) & 0x7F
