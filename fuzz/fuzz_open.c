@@ -3,7 +3,8 @@
  * bytes, then, when the file opens, a walk over everything the public API can
  * reach (info, sections, metadata with every typed getter, tokenizer files,
  * block and refinement records, tensors, importance, router, block loading,
- * tensor views, dequantization) and nsq_verify().
+ * tensor views, dequantization, LATTICE layouts and rotated rows) and
+ * nsq_verify().
  *
  * Checksums are off for the main open so that mutated inputs get past
  * R-SEC-7/R-HDR-10 and reach the parsers. The input is also opened with
@@ -199,7 +200,10 @@ static void walk_importance(const nsq_file *f, const nsq_info *info)
         CHECK(nsq_importance_entry_at(f, i, &e) == NSQ_OK);
         CHECK(e.tensor < info->tensor_count);
         nsq_tensor t;
-        CHECK(nsq_tensor_at(f, e.tensor, &t) == NSQ_OK && t.scheme == NSQ_SCHEME_TIERED);
+        CHECK(nsq_tensor_at(f, e.tensor, &t) == NSQ_OK);
+        CHECK(t.scheme == NSQ_SCHEME_TIERED || t.scheme == NSQ_SCHEME_LATTICE); /* LATTICE since 1.2 */
+        CHECK(e.n_group_stats == 0 || e.n_group_stats == t.n_elements / t.group_size);
+        CHECK(e.n_col_stats == 0 || e.n_col_stats == t.dims[t.n_dims - 1]);
         for (uint64_t k = 0; k < e.n_group_stats; k++) {
             float v = nsq_f32_at(e.group_stats, k);
             CHECK(isfinite(v) && v >= 0);
@@ -227,6 +231,33 @@ static void walk_router(const nsq_file *f, const nsq_info *info)
     for (uint64_t i = 0; i < 3ull * r.block_count; i++) sink += (uint64_t)isnan(y[i]);
     free(x);
     free(y);
+}
+
+/* A LATTICE view's layout lies inside its payload, and its rotated rows decode
+ * the same one at a time as together. */
+static void check_lattice(const nsq_view *v)
+{
+    nsq_lattice lv;
+    CHECK(nsq_lattice_view(v, &lv) == NSQ_OK);
+    CHECK(lv.n_stages >= 1 && lv.n_stages <= NSQ_LATTICE_MAX_STAGES);
+    CHECK(lv.block == v->group_size && (uint64_t)lv.n_blocks * lv.block == v->cols);
+    CHECK(nsq_lattice_payload_size(v->rows, v->cols, lv.block, lv.n_stages, lv.kind) == v->size);
+    const uint8_t *end = v->data + v->size;
+    CHECK(lv.signs + v->cols / 8 <= end);
+    for (uint32_t s = 0; s < lv.n_stages; s++) {
+        CHECK(lv.row_bytes[s] == v->cols / 8 * nsq_lattice_kind_bits(lv.kind[s]));
+        CHECK(lv.scales[s] + 2 * v->rows * lv.n_blocks <= end && lv.codes[s] + v->rows * lv.row_bytes[s] <= end);
+    }
+    if (v->cols > MAX_DEQUANT_FLOATS) return;
+    uint64_t nrows = MAX_DEQUANT_FLOATS / v->cols < v->rows ? MAX_DEQUANT_FLOATS / v->cols : v->rows;
+    float *out = malloc(nrows * v->cols * sizeof *out), *one = malloc(v->cols * sizeof *one);
+    CHECK(out && one);
+    CHECK(nsq_lattice_rows_rotated(v, v->rows - nrows, nrows, out) == NSQ_OK);
+    CHECK(nsq_lattice_rows_rotated(v, v->rows - 1, 1, one) == NSQ_OK);
+    CHECK(memcmp(one, out + (nrows - 1) * v->cols, v->cols * sizeof *one) == 0);
+    CHECK(nsq_lattice_rows_rotated(v, v->rows, 1, one) == NSQ_E_ARG);
+    free(out);
+    free(one);
 }
 
 /* Dequantizes the first and the last rows of a view (bounded) with n_ref levels,
@@ -291,6 +322,7 @@ static unsigned walk_blocks(const nsq_file *f, const nsq_info *info)
             CHECK(views[k].scheme == t.scheme && views[k].rows * views[k].cols == t.n_elements);
             CHECK(views[k].size == t.size);
             decode_some(&views[k], NULL, 0);
+            if (t.scheme == NSQ_SCHEME_LATTICE) check_lattice(&views[k]);
         }
         /* a view must refuse a range that is not its block */
         if (b.tensor_count) {

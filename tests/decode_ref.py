@@ -69,7 +69,9 @@ def tiered(p, rows, cols, g, parts):
 
 def e8_values():
     """The 8 values of each of the 65536 E8 codes (section 9.11), exact in f32."""
-    table = np.array(sorted(itertools.product((1, 3, 5, 7), repeat=8), key=lambda u: (sum(x * x for x in u), u))[:256])
+    table = np.array(sorted((u for u in itertools.product((1, 3, 5, 7), repeat=8)
+                             if sum(x * x for x in u) <= 40 or sorted(u) == [1] * 6 + [5, 5] or u == (3,) * 8),
+                            key=lambda u: (sum(x * x for x in u), u)))
     c = np.arange(65536)
     u = table[c & 0xFF]
     neg = (c[:, None] >> (8 + np.arange(7))) & 1

@@ -985,10 +985,15 @@ class NsqFile:
         tiers = self._view(self._by_name[name])[0][1]
         return {k: tiers.count(i) for i, k in enumerate(("f16", "q8", "q4", "q2"))}
 
-    def describe(self, tiers=True):
-        """A JSON-friendly summary, shaped like nsq-inspect --json --blocks --tensors."""
+    def lattice_stages(self, name):
+        """['e8', 'sign', 'int8', ...]: the stage kinds of a LATTICE tensor, in order."""
+        return [_LAT_NAMES[k] for k, _, _ in self._lattice_view(self._by_name[name])[1]]
+
+    def describe(self, payloads=True):
+        """A JSON-friendly summary, shaped like nsq-inspect --json --blocks --tensors.
+        payloads: also read the TIERED and LATTICE payloads (tier counts, stage kinds)."""
         comp = ("none", "zstd")
-        req = _flag_names(self.required_features, ("zstd",))
+        req = _flag_names(self.required_features, ("zstd", "lattice"))
         opt = _flag_names(self.optional_features, ("refinements", "importance", "router"))
         blocks = [{"index": b.index, "kind": Block.KINDS[b.kind], "first_layer": b.first_layer,
                    "n_layers": b.n_layers, "compression": comp[b.compression], "offset": b.offset,
@@ -1004,9 +1009,12 @@ class NsqFile:
                  "offset": t.offset, "size": t.size}
             if t.scheme in (16, 17):
                 d["group_size"] = t.group_size
-                if tiers and t.scheme == 16:
+            if t.scheme == 16:
+                if payloads:
                     d["tiers"] = self.tier_counts(t.name)
                 d["refinements"] = [{"level": i + 1, "bits": p[0], "size": p[2]} for i, p in enumerate(t.refine)]
+            if t.scheme == 17 and payloads:
+                d["stages"] = self.lattice_stages(t.name)
             tensors.append(d)
         return {"format_version": "%d.%d" % (self.version_major, self.version_minor),
                 "file_size": self.file_size, "required_features": req, "optional_features": opt,
@@ -1019,6 +1027,7 @@ class NsqFile:
 
 
 _LAT_BITS = {1: 2, 2: 1, 3: 8}   # bits per weight of the LATTICE stage kinds E8, SIGN, INT8 (spec 9.10)
+_LAT_NAMES = {1: "e8", 2: "sign", 3: "int8"}
 
 
 def _lattice_size(t, kinds):
@@ -1032,7 +1041,9 @@ def _lattice_size(t, kinds):
 def _e8_values():
     """4 * the 8 values of each of the 65536 E8 codes, from the rule of spec 9.11."""
     import itertools
-    table = sorted(itertools.product((1, 3, 5, 7), repeat=8), key=lambda u: (sum(x * x for x in u), u))[:256]
+    table = sorted((u for u in itertools.product((1, 3, 5, 7), repeat=8)
+                    if sum(x * x for x in u) <= 40 or sorted(u) == [1] * 6 + [5, 5] or u == (3,) * 8),
+                   key=lambda u: (sum(x * x for x in u), u))
     out = []
     for c in range(65536):
         u, neg = table[c & 0xFF], (c >> 8) & 0x7F

@@ -75,11 +75,23 @@ function tieredPayload(ctx, t) {
   return p;
 }
 
+// The LATTICE payload, in place or from the decompressed block, like tieredPayload.
+function latticePayload(ctx, t) {
+  if (t.latticePayload) return t.latticePayload;
+  const raw = ctx.rawOf(t.block);
+  const io = new KaitaiStream(raw.slice(t.offset, t.offset + t.size).buffer);
+  const p = new ctx.Nsq.LatticePayload(io, null, ctx.nsq, t.nElements / t.cols, t.cols, t.groupSize);
+  p._read();
+  return p;
+}
+
 function tensorView(ctx, t) {
   const out = { name: t.name.text, shape: t.dims, scheme: name(ctx.Nsq.Scheme, t.scheme), block: t.block,
     offset: t.offset, size: t.size, bpw: bpw(t.size, t.nElements) };
-  if (t.scheme === ctx.Nsq.Scheme.LATTICE) { // nsq-inspect lists tiers for every grouped scheme: none here
-    return { ...out, group_size: t.groupSize, tiers: { f16: 0, q8: 0, q4: 0, q2: 0 }, refinements: [] };
+  if (t.scheme === ctx.Nsq.Scheme.LATTICE) {
+    const p = latticePayload(ctx, t);
+    const stages = p.kinds.slice(0, p.nStages).map((k) => name(ctx.Nsq.LatticeKind, k));
+    return { ...out, group_size: t.groupSize, stages };
   }
   if (t.scheme !== ctx.Nsq.Scheme.TIERED) return out;
   const p = tieredPayload(ctx, t);
@@ -113,7 +125,7 @@ function inspectView(ctx) {
   return {
     format_version: `${h.versionMajor}.${h.versionMinor}`,
     file_size: h.fileSize,
-    required_features: featureNames(exact64(bytes, h, 'requiredFeatures'), ['zstd']),
+    required_features: featureNames(exact64(bytes, h, 'requiredFeatures'), ['zstd', 'lattice']),
     optional_features: featureNames(exact64(bytes, h, 'optionalFeatures'), ['refinements', 'importance', 'router']),
     metadata: metadataView(ctx),
     tokenizer: { kind: name(Nsq.TokenizerKind, nsq.tokenizer.kind),

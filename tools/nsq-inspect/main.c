@@ -3,16 +3,17 @@
  *   nsq-inspect FILE [--json] [--tensors] [--blocks] [--no-mmap]
  *
  * The file is opened with nsq_open (full validation of everything outside the
- * blocks). --tensors also reads every block that holds a tiered tensor, to
- * count its groups per tier. Nothing is printed on stdout unless all of that
+ * blocks). --tensors also reads every block that holds a tiered or lattice
+ * tensor, to count a tiered tensor's groups per tier and to read a lattice
+ * tensor's stage kinds. Nothing is printed on stdout unless all of that
  * succeeds; errors go to stderr as "nsq-inspect: FILE: NSQ_E_xxx: message
  * (rule R-..., offset N)". Exit status: 0 ok, 1 invalid or unreadable, 2 usage.
  *
  * JSON schema (--json; also in tools/nsq-inspect/JSON.md). One object on one
  * line; keys in this order; new keys are only ever appended to an object.
  *
- * {"format_version":"1.1","file_size":N,
- *  "required_features":["zstd"],"optional_features":["refinements","importance","router"],
+ * {"format_version":"1.2","file_size":N,
+ *  "required_features":["zstd","lattice"],"optional_features":["refinements","importance","router"],
  *  "metadata":[{"key":"...","type":"u64|i64|f64|bool|string","array":false,"value":V}],
  *     arrays: "array":true, "value":[V,...] (every element)
  *  "tokenizer":{"kind":"hf_json|gpt2_bpe|sentencepiece","files":[{"name":"...","size":N}]},
@@ -28,12 +29,14 @@
  *                             "stored_size":N,"raw_size":N,"checksum":"..."}]}],
  *     only with --blocks; bpw = 8*stored_size / elements of the block's tensors,
  *     bpw_full adds the stored_size of every refinement
- *  "tensors":[{"name":"...","shape":[N,...],"scheme":"f32|f16|bf16|tiered","block":N,
+ *  "tensors":[{"name":"...","shape":[N,...],"scheme":"f32|f16|bf16|tiered|lattice","block":N,
  *              "offset":N,"size":N,"bpw":X,
  *              "group_size":N,"tiers":{"f16":N,"q8":N,"q4":N,"q2":N},
  *              "refinements":[{"level":1,"bits":2,"size":N}]}]}
  *     only with --tensors; group_size, tiers and refinements only for tiered
- *     tensors; bpw = 8*size / elements
+ *     tensors; a lattice tensor has instead "group_size":N (its rotation
+ *     block) and "stages":["e8","sign","int8"] (its stage kinds, in order);
+ *     bpw = 8*size / elements
  *
  * Integers are exact; stored floats (f64 metadata, target_bpw, temperature) use
  * "%.17g"; computed bpw values use "%.6f"; checksums are 16 lowercase hex
@@ -51,19 +54,27 @@
 #define SHOW_ELEMS 8      /* array elements shown in human output */
 #define SHOW_BYTES 80     /* string bytes shown in human output */
 
+/* What --tensors reads from a tensor's payload. */
+typedef struct {
+    uint64_t tiers[4];                     /* TIERED: groups per tier */
+    uint32_t kind[NSQ_LATTICE_MAX_STAGES]; /* LATTICE: stage kinds, 0 past the last */
+} payload_info;
+
 typedef struct {
     nsq_file *f;
     nsq_info info;
-    uint64_t n_elements; /* of all tensors */
-    uint64_t (*tiers)[4]; /* groups per tier, per tensor; only with --tensors */
+    uint64_t n_elements;   /* of all tensors */
+    payload_info *payload; /* per tensor; only with --tensors */
     int json, blocks, tensors;
 } model;
 
 /*-************************************
  *  Names
  **************************************/
-static const char *const req_names[] = {"zstd"};
+static const char *const req_names[] = {"zstd", "lattice"};
 static const char *const opt_names[] = {"refinements", "importance", "router"};
+#define N_REQ (sizeof req_names / sizeof req_names[0])
+#define N_OPT (sizeof opt_names / sizeof opt_names[0])
 
 static const char *pick(const char *const *names, size_t n, uint32_t v)
 {
@@ -88,11 +99,13 @@ static const char *scheme_name(uint32_t s)
     return nsq_scheme_get(s, &info) ? "unknown" : info.name;
 }
 
-/* 1 for a scheme with groups, tiers and refinements (TIERED). */
-static int grouped(uint32_t s)
+/* 1 for a scheme whose payload --tensors reads (TIERED, LATTICE). */
+static int has_payload_info(uint32_t s) { return s == NSQ_SCHEME_TIERED || s == NSQ_SCHEME_LATTICE; }
+
+static const char *stage_name(uint32_t k)
 {
-    nsq_scheme_info info;
-    return !nsq_scheme_get(s, &info) && info.grouped;
+    static const char *const n[] = {NULL, "e8", "sign", "int8"};
+    return pick(n, 4, k);
 }
 
 static const char *tok_kind_name(uint32_t k)
@@ -193,39 +206,46 @@ static nsq_status open_model(const char *path, unsigned flags, model *m, nsq_dia
     return NSQ_OK;
 }
 
-static int block_has_tiered(const model *m, const nsq_block *b)
+static int block_has_payload_info(const model *m, const nsq_block *b)
 {
     nsq_tensor t;
     for (uint32_t i = b->first_tensor; i < b->first_tensor + b->tensor_count; i++)
-        if (!nsq_tensor_at(m->f, i, &t) && grouped(t.scheme)) return 1;
+        if (!nsq_tensor_at(m->f, i, &t) && has_payload_info(t.scheme)) return 1;
     return 0;
 }
 
-/* Loads block index once and counts the tiers of its tiered tensors. */
-static nsq_status count_block_tiers(model *m, uint32_t index, const nsq_block *b, nsq_diag *d)
+/* The tier counts of a TIERED view or the stage kinds of a LATTICE one. */
+static void read_payload_info(const nsq_view *v, payload_info *out)
+{
+    nsq_tiered tv;
+    nsq_lattice lv;
+    if (!nsq_tiered_view(v, &tv)) memcpy(out->tiers, tv.n_tier, sizeof tv.n_tier);
+    if (!nsq_lattice_view(v, &lv)) memcpy(out->kind, lv.kind, sizeof lv.kind);
+}
+
+/* Loads block index once and reads its tiered and lattice tensors' payloads. */
+static nsq_status read_block_payloads(model *m, uint32_t index, const nsq_block *b, nsq_diag *d)
 {
     nsq_loaded l = {0}; /* freeing it is then safe whatever the load did */
     nsq_status st = nsq_block_load(m->f, index, &l, d);
     for (uint32_t i = b->first_tensor; !st && i < b->first_tensor + b->tensor_count; i++) {
         nsq_tensor t;
         nsq_view v;
-        nsq_tiered tv;
-        if (nsq_tensor_at(m->f, i, &t) || !grouped(t.scheme)) continue;
-        if (!(st = nsq_tensor_view(m->f, i, &l, &v, d)) && !nsq_tiered_view(&v, &tv))
-            memcpy(m->tiers[i], tv.n_tier, sizeof tv.n_tier);
+        if (nsq_tensor_at(m->f, i, &t) || !has_payload_info(t.scheme)) continue;
+        if (!(st = nsq_tensor_view(m->f, i, &l, &v, d))) read_payload_info(&v, &m->payload[i]);
     }
     nsq_loaded_free(&l);
     return st;
 }
 
-static nsq_status count_tiers(model *m, nsq_diag *d)
+static nsq_status read_payloads(model *m, nsq_diag *d)
 {
-    m->tiers = calloc(m->info.tensor_count, sizeof *m->tiers);
-    if (!m->tiers) return NSQ_E_NOMEM;
+    m->payload = calloc(m->info.tensor_count, sizeof *m->payload);
+    if (!m->payload) return NSQ_E_NOMEM;
     for (uint32_t i = 0; i < m->info.block_count; i++) {
         nsq_block b;
-        if (nsq_block_at(m->f, i, &b) || !block_has_tiered(m, &b)) continue;
-        nsq_status st = count_block_tiers(m, i, &b, d);
+        if (nsq_block_at(m->f, i, &b) || !block_has_payload_info(m, &b)) continue;
+        nsq_status st = read_block_payloads(m, i, &b, d);
         if (st) return st;
     }
     return NSQ_OK;
@@ -320,8 +340,8 @@ static void human_header(const char *path, const model *m)
     printf("file: %s\n", path);
     printf("format version: %u.%u\n", m->info.version_major, m->info.version_minor);
     printf("file size: %" PRIu64 " bytes\n", m->info.file_size);
-    human_features("required features", m->info.required_features, req_names, 1);
-    human_features("optional features", m->info.optional_features, opt_names, 3);
+    human_features("required features", m->info.required_features, req_names, N_REQ);
+    human_features("optional features", m->info.optional_features, opt_names, N_OPT);
 }
 
 static void human_tokenizer(const model *m)
@@ -416,9 +436,17 @@ static void human_shape(const nsq_tensor *t, char *buf, size_t len)
 static void human_tiered(const model *m, uint32_t i, const nsq_tensor *t)
 {
     printf("  group %" PRIu32 "  tiers", t->group_size);
-    for (uint32_t k = 0; k < 4; k++) printf(" %s:%" PRIu64, nsq_tier_name(k), m->tiers[i][k]);
+    for (uint32_t k = 0; k < 4; k++) printf(" %s:%" PRIu64, nsq_tier_name(k), m->payload[i].tiers[k]);
     for (uint32_t l = 0; l < t->n_refine; l++)
         printf("%s%u-bit %" PRIu64, l ? ", " : "  refinements ", t->refine[l].bits, t->refine[l].size);
+}
+
+/* "rotation block 128  stages e8+e8+sign" */
+static void human_lattice(const model *m, uint32_t i, const nsq_tensor *t)
+{
+    const uint32_t *kind = m->payload[i].kind;
+    printf("  rotation block %" PRIu32 "  stages ", t->group_size);
+    for (uint32_t s = 0; s < NSQ_LATTICE_MAX_STAGES && kind[s]; s++) printf("%s%s", s ? "+" : "", stage_name(kind[s]));
 }
 
 static void human_tensors(const model *m)
@@ -432,9 +460,10 @@ static void human_tensors(const model *m)
     for (uint32_t i = 0; !nsq_tensor_at(m->f, i, &t); i++) {
         char shape[4 * 24];
         human_shape(&t, shape, sizeof shape);
-        printf("  %-*s  %-18s  %-6s  block %" PRIu32 "  size %" PRIu64 "  bpw %.6f", width, t.name, shape,
+        printf("  %-*s  %-18s  %-7s  block %" PRIu32 "  size %" PRIu64 "  bpw %.6f", width, t.name, shape,
                scheme_name(t.scheme), t.block, t.size, bpw(t.size, t.n_elements));
-        if (grouped(t.scheme)) human_tiered(m, i, &t);
+        if (t.scheme == NSQ_SCHEME_TIERED) human_tiered(m, i, &t);
+        if (t.scheme == NSQ_SCHEME_LATTICE) human_lattice(m, i, &t);
         putchar('\n');
     }
 }
@@ -628,7 +657,7 @@ static void json_tiered(cli_json *j, const model *m, uint32_t i, const nsq_tenso
     cli_json_kv_u64(j, "group_size", t->group_size);
     cli_json_key(j, "tiers");
     cli_json_object(j);
-    for (uint32_t k = 0; k < 4; k++) cli_json_kv_u64(j, nsq_tier_name(k), m->tiers[i][k]);
+    for (uint32_t k = 0; k < 4; k++) cli_json_kv_u64(j, nsq_tier_name(k), m->payload[i].tiers[k]);
     cli_json_end_object(j);
     cli_json_key(j, "refinements");
     cli_json_array(j);
@@ -639,6 +668,16 @@ static void json_tiered(cli_json *j, const model *m, uint32_t i, const nsq_tenso
         cli_json_kv_u64(j, "size", t->refine[l].size);
         cli_json_end_object(j);
     }
+    cli_json_end_array(j);
+}
+
+static void json_lattice(cli_json *j, const model *m, uint32_t i, const nsq_tensor *t)
+{
+    const uint32_t *kind = m->payload[i].kind;
+    cli_json_kv_u64(j, "group_size", t->group_size);
+    cli_json_key(j, "stages");
+    cli_json_array(j);
+    for (uint32_t s = 0; s < NSQ_LATTICE_MAX_STAGES && kind[s]; s++) cli_json_cstr(j, stage_name(kind[s]));
     cli_json_end_array(j);
 }
 
@@ -655,7 +694,8 @@ static void json_tensor(cli_json *j, const model *m, uint32_t i, const nsq_tenso
     cli_json_kv_u64(j, "offset", t->offset);
     cli_json_kv_u64(j, "size", t->size);
     cli_json_kv_fixed6(j, "bpw", bpw(t->size, t->n_elements));
-    if (grouped(t->scheme)) json_tiered(j, m, i, t);
+    if (t->scheme == NSQ_SCHEME_TIERED) json_tiered(j, m, i, t);
+    if (t->scheme == NSQ_SCHEME_LATTICE) json_lattice(j, m, i, t);
     cli_json_end_object(j);
 }
 
@@ -674,8 +714,8 @@ static void json_header(cli_json *j, const model *m)
     snprintf(ver, sizeof ver, "%u.%u", m->info.version_major, m->info.version_minor);
     cli_json_kv_cstr(j, "format_version", ver);
     cli_json_kv_u64(j, "file_size", m->info.file_size);
-    json_features(j, "required_features", m->info.required_features, req_names, 1);
-    json_features(j, "optional_features", m->info.optional_features, opt_names, 3);
+    json_features(j, "required_features", m->info.required_features, req_names, N_REQ);
+    json_features(j, "optional_features", m->info.optional_features, opt_names, N_OPT);
 }
 
 static void json_summary(cli_json *j, const model *m)
@@ -713,7 +753,7 @@ int main(int argc, char **argv)
     int no_mmap = 0;
     const cli_flag flags[] = {
         {"--json", "print one JSON object (schema: tools/nsq-inspect/JSON.md)", &m.json},
-        {"--tensors", "list every tensor (reads blocks that hold tiered tensors)", &m.tensors},
+        {"--tensors", "list every tensor (reads blocks that hold tiered or lattice tensors)", &m.tensors},
         {"--blocks", "list every block and its refinements", &m.blocks},
         {"--no-mmap", "read with pread instead of mapping the file", &no_mmap},
     };
@@ -725,7 +765,7 @@ int main(int argc, char **argv)
     nsq_diag d;
     cli_diag_init(&d);
     nsq_status st = open_model(path, no_mmap ? NSQ_OPEN_PREAD : 0, &m, &d);
-    if (!st && m.tensors) st = count_tiers(&m, &d);
+    if (!st && m.tensors) st = read_payloads(&m, &d);
     if (st) {
         cli_report(TOOL, path, st, &d);
         rc = CLI_EXIT_INVALID;
@@ -734,7 +774,7 @@ int main(int argc, char **argv)
         else print_human(path, &m);
         rc = cli_finish_stdout(TOOL);
     }
-    free(m.tiers);
+    free(m.payload);
     nsq_close(m.f);
     return rc;
 }
