@@ -130,6 +130,7 @@ source tests/convert.sh
 source tests/runtime.sh
 source tests/routing.sh
 source tests/hessian.sh
+source tests/lattice.sh
 source tests/arch.sh
 source tests/bindings.sh
 source tests/install.sh
@@ -144,6 +145,7 @@ for b in "$@"; do
     runtime_tests "$b"
     routing_tests "$b"
     hessian_tests "$b"
+    lattice_tests "$b"
     arch_tests "$b"
     bindings_tests "$b"
     for fn in $(declare -F | awk '$3 ~ /^hostile_.*_tests$/ {print $3}'); do "$fn" "$b"; done
