@@ -92,7 +92,9 @@ if command -v gnuplot >/dev/null; then
         gp+="set title '$model'; plot '$d-bpw.dat' with linespoints pt 7 title '--bpw + calib',"
         gp+=" '$d-seed.dat' with points pt 5 ps 1.5 title 'seed split', '$d-seedc.dat' with points pt 9 ps 1.5 title 'seed split + calib',"
         gp+=" '$d-fixed.dat' with points pt 13 ps 1.5 title 'uniform 4 / 2-bit (min/max)',"
-        gp+=" '$d-lattice.dat' with linespoints pt 9 lw 2 title 'lattice --bpw + calib', '$d-latticenc.dat' with points pt 11 ps 1.5 title 'lattice, no calibration';"
+        gp+=" '$d-lattice.dat' with linespoints pt 9 lw 2 title 'lattice --bpw + calib', '$d-latticenc.dat' with points pt 11 ps 1.5 title 'lattice, no calibration'"
+        [ "$model" = tiny-llama ] && gp+=", 'bench/llamacpp.tsv' using 2:3 with points pt 4 ps 1.3 lc rgb 'black' title 'llama.cpp + imatrix'"
+        gp+=";"
     done
     gnuplot -e "$gp unset multiplot"
     echo "plot: $OUT/quality.png" >&2
