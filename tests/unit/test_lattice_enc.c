@@ -12,12 +12,12 @@
 
 #include "lattice.h"
 
-#define MAX_COLS 768
-
 /* ---- the spec's rotation, in double ---- */
 
-static double fwht_c(uint32_t B) { return (double)(float)(1.0 / sqrt((double)B)); }
+/* c of the spec: the binary32 nearest 1/sqrt(B) */
+static double rot_c(uint32_t B) { return (double)(float)(1.0 / sqrt((double)B)); }
 
+/* u <- H_n u (Sylvester, unnormalized) */
 static void fwht(double *u, uint32_t n)
 {
     for (uint32_t h = 1; h < n; h *= 2)
@@ -36,7 +36,7 @@ static void rotate_ref(const uint8_t *signs, uint64_t cols, uint32_t B, const do
     for (uint64_t j = 0; j < cols; j++) out[j] = neg_sign(signs, j) ? -x[j] : x[j];
     for (uint64_t b = 0; b < cols; b += B) {
         fwht(out + b, B);
-        for (uint32_t i = 0; i < B; i++) out[b + i] *= fwht_c(B);
+        for (uint32_t i = 0; i < B; i++) out[b + i] *= rot_c(B);
     }
 }
 
@@ -46,7 +46,7 @@ static void unrotate_ref(const uint8_t *signs, uint64_t cols, uint32_t B, const 
     memcpy(out, y, cols * sizeof *out);
     for (uint64_t b = 0; b < cols; b += B) {
         fwht(out + b, B);
-        for (uint32_t i = 0; i < B; i++) out[b + i] /= fwht_c(B) * B;
+        for (uint32_t i = 0; i < B; i++) out[b + i] /= rot_c(B) * B;
     }
     for (uint64_t j = 0; j < cols; j++)
         if (neg_sign(signs, j)) out[j] = -out[j];
@@ -338,7 +338,7 @@ static double *rotated_h(const lat_site *s, const float *h, double damp)
     for (uint64_t i = 0; i < n; i++)
         for (uint64_t j = 0; j < n; j++) b[j * n + i] = a[i * n + j];
     double mean = 0;
-    for (uint64_t i = 0; i < n; i++) { /* R (R H)^T... = R H R^T */
+    for (uint64_t i = 0; i < n; i++) { /* a = b R^T = R H R^T */
         rotate_ref(s->signs, n, s->block, b + i * n, a + i * n);
         mean += a[i * n + i] / (double)n;
     }
