@@ -1,0 +1,152 @@
+# tests/lattice.sh - nsq-convert --scheme lattice end to end: files that
+# verify and inspect as LATTICE within their bit budget, that the runtime runs
+# (int8 and --exact alike), KL divergences against the lossless model that
+# order as they should, calibration, determinism and usage errors. Sourced by
+# tests/run.sh, whose check/exit_code/stderr_says helpers and $TMP it uses:
+#   lattice_tests BUILD_DIR
+# The divergences and the calibrated conversions run only against tools built
+# without sanitizers.
+
+LT_PY=/usr/bin/python3
+LT_TEXT=fixtures/corpus/eval-dev.txt
+LT_CALIB=(--calib fixtures/corpus/calib-router.txt --calib-tokens 1024 --calib-probe 128)
+LT_IDS=1,450,495,310,1046,338,263
+
+lt_sanitized() { grep -aqE '__(asan|ubsan|msan|tsan)_' "$1/nsq-convert"; }
+
+lt_convert() { # lt_convert B MODEL NAME [OPTIONS...]: $LTD/NAME.nsq and its JSON summary
+    local b=$1 model=$2 out=$LTD/$3.nsq
+    shift 3
+    rm -f "$out"
+    "$b/nsq-convert" "fixtures/models/$model" "$out" --quiet --json "$@" >"$out.summary"
+}
+
+# nsq-verify (with and without --model) passes; nsq-inspect names the
+# feature and every layer matrix is LATTICE, out-major (rows = outputs, as
+# GPT-2's transposed Conv1D weights must come out); the body takes at most
+# TARGET bits per weight and no more than 0.15 below it.
+lt_file_ok() { # lt_file_ok B NAME TARGET
+    local b=$1 f=$LTD/$2.nsq
+    "$b/nsq-verify" "$f" && "$b/nsq-verify" --model "$f" || return 1
+    "$b/nsq-inspect" --tensors "$f" >"$f.txt" && grep -q "^required features: lattice" "$f.txt" &&
+        grep -Eq "lattice +block [0-9]+ .*rotation block [0-9]+ +stages e8" "$f.txt" || { echo "nsq-inspect:"; head -5 "$f.txt"; return 1; }
+    "$b/nsq-inspect" --json --tensors "$f" >"$f.json" || return 1
+    "$LT_PY" - "$f.json" "$f.summary" "$3" <<'EOF'
+import json, sys
+d, s, target = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), float(sys.argv[3])
+m = {e["key"]: e["value"] for e in d["metadata"]}
+hidden, inter, n = m["model.hidden_size"], m["model.intermediate_size"], m["model.n_layers"]
+gpt2 = m["general.architecture"] == "gpt2"
+want = ({"attn.c_attn": [3 * hidden, hidden], "attn.c_proj": [hidden, hidden], "mlp.c_fc": [inter, hidden],
+         "mlp.c_proj": [hidden, inter]} if gpt2 else
+        {"q_proj": [hidden, hidden], "o_proj": [hidden, hidden], "gate_proj": [inter, hidden],
+         "up_proj": [inter, hidden], "down_proj": [hidden, inter]})
+lat = {t["name"]: t for t in d["tensors"] if t["scheme"] == "lattice"}
+bad = []
+if "lattice" not in d["required_features"]:
+    bad.append("no lattice feature")
+if len(lat) != n * (4 if gpt2 else 7):
+    bad.append("%d lattice tensors" % len(lat))
+for name, t in lat.items():
+    key = next((k for k in want if name.endswith(k + ".weight")), None)
+    if key and t["shape"] != want[key] or t["shape"][1] % t["group_size"] or not t["stages"]:
+        bad.append("%s: %s, block %d, stages %s" % (name, t["shape"], t["group_size"], t["stages"]))
+if not (target - 0.15 <= s["bpw_body"] <= target) or s["bpw_target"] != target:
+    bad.append("bpw_body %s, target %s" % (s["bpw_body"], s["bpw_target"]))
+print("; ".join(bad) or "ok: %d lattice tensors, bpw_body %s" % (len(lat), s["bpw_body"]))
+sys.exit(bool(bad))
+EOF
+}
+
+lt_run() { # lt_run B NAME TAG [nsq-run options]: 24 greedy ids into $LTD/NAME.TAG.ids
+    local b=$1 f=$LTD/$2.nsq tag=$3
+    shift 3
+    "$b/nsq-run" "$f" --prompt-ids "$LT_IDS" -n 24 --ignore-eos --print-ids "$@" >"$f.$tag.ids" || return 1
+    [ "$(wc -w <"$f.$tag.ids")" -eq 24 ] || { echo "want 24 ids:"; cat "$f.$tag.ids"; return 1; }
+}
+
+lt_int8_exact() { # lt_int8_exact B NAME: the default int8 path and --exact agree on the greedy ids
+    lt_run "$1" "$2" int8 && lt_run "$1" "$2" exact --exact && cmp "$LTD/$2.nsq.int8.ids" "$LTD/$2.nsq.exact.ids"
+}
+
+lt_kld() { # lt_kld B NAME BASE: mean KL(BASE || NAME) on 8 windows, --exact, into $LTD/NAME.kld
+    local out
+    out=$("$1/nsq-perplexity" "$LTD/$2.nsq" "$LT_TEXT" --exact --kld "$LTD/$3.nsq" --max-windows 8 --json --quiet) || return 1
+    "$LT_PY" -c 'import json, sys; print(json.loads(sys.argv[1])["base"]["mean_kld"])' "$out" >"$LTD/$2.kld"
+}
+
+lt_kld_below() { # lt_kld_below NAME BOUND|NAME2: NAME's KLD below a number or below NAME2's
+    local a b=$2
+    a=$(cat "$LTD/$1.kld") || return 1
+    [ -f "$LTD/$2.kld" ] && b=$(cat "$LTD/$2.kld")
+    echo "KLD of $1: $a, want below $2 ($b)"
+    "$LT_PY" -c 'import sys; sys.exit(not float(sys.argv[1]) < float(sys.argv[2]))' "$a" "$b"
+}
+
+# Below the smallest budget: exit 1, the minimum named, no file; that minimum
+# (rounded up) is then reachable.
+lt_minimum() { # lt_minimum B
+    local b=$1 min
+    lt_convert "$b" tiny-llama low --scheme lattice --bpw 1.0 2>"$LTD/low.err"
+    [ $? -eq 1 ] && [ ! -e "$LTD/low.nsq" ] || { echo "want exit 1 and no file"; cat "$LTD/low.err"; return 1; }
+    min=$(sed -n 's/.*--bpw 1.000 is below what this model can reach (\([0-9.]*\) with every matrix at its fewest bits).*/\1/p' "$LTD/low.err")
+    [ -n "$min" ] || { echo "no minimum named:"; cat "$LTD/low.err"; return 1; }
+    min=$(awk -v m="$min" 'BEGIN { printf "%.3f", m + 0.001 }')
+    lt_convert "$b" tiny-llama low --scheme lattice --bpw "$min" && lt_file_ok "$b" low "$min"
+}
+
+lattice_tests() {
+    local b=$1 m
+    LTD=$TMP/lt-$(echo "${b%/}" | tr / _)
+    rm -rf "$LTD"
+    mkdir -p "$LTD"
+
+    # ---- files ----
+    for m in tiny-llama tiny-gpt2; do
+        check "$b lattice: convert $m --lossless" lt_convert "$b" $m $m-ll --lossless
+        check "$b lattice: convert $m --scheme lattice --bpw 3" lt_convert "$b" $m $m-3 --scheme lattice --bpw 3
+        check "$b lattice: convert $m --scheme lattice (4 bpw)" lt_convert "$b" $m $m-4 --scheme lattice
+        check "$b lattice: $m 3 bpw verifies and inspects as lattice" lt_file_ok "$b" $m-3 3
+        check "$b lattice: $m 4 bpw verifies and inspects as lattice" lt_file_ok "$b" $m-4 4
+        check "$b lattice: $m 3 bpw greedy decoding" lt_run "$b" $m-3 int8
+        check "$b lattice: $m 4 bpw greedy decoding" lt_run "$b" $m-4 int8
+    done
+    check "$b lattice: the default budget is --bpw 4" bash -c "'$b/nsq-convert' fixtures/models/tiny-llama '$LTD/x4.nsq' --quiet --scheme lattice --bpw 4 && cmp '$LTD/x4.nsq' '$LTD/tiny-llama-4.nsq'"
+    check "$b lattice: same file on 1 and 2 threads" bash -c "'$b/nsq-convert' fixtures/models/tiny-gpt2 '$LTD/t1.nsq' --quiet --scheme lattice --bpw 3 --threads 1 && cmp '$LTD/t1.nsq' '$LTD/tiny-gpt2-3.nsq'"
+    check "$b lattice: int8 and --exact runs give the same greedy ids" lt_int8_exact "$b" tiny-llama-4
+
+    # ---- usage ----
+    check "$b lattice: --scheme bogus is a usage error" exit_code 2 "$b/nsq-convert" fixtures/models/tiny-llama "$LTD/x.nsq" --scheme bogus
+    check "$b lattice: --scheme bogus names the schemes" stderr_says "scheme is lattice or tiered, not 'bogus'" \
+        "$b/nsq-convert" fixtures/models/tiny-llama "$LTD/x.nsq" --scheme bogus
+    check "$b lattice: --bpw below the minimum names it, which is reachable" lt_minimum "$b"
+    check "$b lattice: --lossless wins over --scheme lattice" bash -c "'$b/nsq-convert' fixtures/models/tiny-llama '$LTD/xl.nsq' --quiet --scheme lattice --lossless && cmp '$LTD/xl.nsq' '$LTD/tiny-llama-ll.nsq'"
+    lt_sanitized "$b" && return 0
+
+    # ---- divergences from the lossless model ----
+    check "$b lattice: convert tiny-llama TIERED --bpw 4" lt_convert "$b" tiny-llama tiered-4 --bpw 4
+    check "$b lattice: TIERED stays the default scheme" bash -c "! grep -q lattice '$LTD/tiered-4.nsq.summary' && '$b/nsq-inspect' --tensors '$LTD/tiered-4.nsq' | grep -q '^required features: none' && ! '$b/nsq-inspect' --tensors '$LTD/tiered-4.nsq' | grep -q ' lattice '"
+    for m in tiny-llama-3 tiny-llama-4 tiered-4; do
+        check "$b lattice: KLD of $m" lt_kld "$b" $m tiny-llama-ll
+    done
+    for m in tiny-gpt2-3 tiny-gpt2-4; do
+        check "$b lattice: KLD of $m" lt_kld "$b" $m tiny-gpt2-ll
+    done
+    check "$b lattice: tiny-llama 4 bpw KLD below 0.08" lt_kld_below tiny-llama-4 0.08
+    check "$b lattice: tiny-llama 4 bpw KLD below TIERED --bpw 4" lt_kld_below tiny-llama-4 tiered-4
+    check "$b lattice: tiny-llama 4 bpw KLD below 3 bpw" lt_kld_below tiny-llama-4 tiny-llama-3
+    check "$b lattice: tiny-llama 3 bpw KLD below 0.2" lt_kld_below tiny-llama-3 0.2
+    check "$b lattice: tiny-gpt2 4 bpw KLD below 0.05" lt_kld_below tiny-gpt2-4 0.05
+    check "$b lattice: tiny-gpt2 4 bpw KLD below 3 bpw" lt_kld_below tiny-gpt2-4 tiny-gpt2-3
+    check "$b lattice: tiny-gpt2 3 bpw KLD below 0.2" lt_kld_below tiny-gpt2-3 0.2
+
+    # ---- calibration ----
+    check "$b lattice: convert tiny-llama 3 bpw calibrated, 1 thread" lt_convert "$b" tiny-llama cal-1 --scheme lattice --bpw 3 "${LT_CALIB[@]}" --threads 1
+    check "$b lattice: convert tiny-llama 3 bpw calibrated, 2 threads" lt_convert "$b" tiny-llama cal-2 --scheme lattice --bpw 3 "${LT_CALIB[@]}" --threads 2
+    check "$b lattice: calibrated: same file on 1 and 2 threads" cmp "$LTD/cal-1.nsq" "$LTD/cal-2.nsq"
+    check "$b lattice: calibrated file verifies and inspects as lattice" lt_file_ok "$b" cal-2 3
+    check "$b lattice: calibrated on 1024 tokens" bash -c "$LT_PY -c 'import json, sys; s = json.load(open(sys.argv[1])); sys.exit(not (s[\"calibration_tokens\"] == 1024 and \"importance=calibrated\" in s[\"recipe\"]))' '$LTD/cal-2.nsq.summary'"
+    check "$b lattice: calibrated greedy decoding" lt_run "$b" cal-2 int8
+    check "$b lattice: KLD of calibrated 3 bpw" lt_kld "$b" cal-2 tiny-llama-ll
+    check "$b lattice: calibration lowers the KLD at 3 bpw" lt_kld_below cal-2 tiny-llama-3
+}
