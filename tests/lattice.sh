@@ -95,6 +95,24 @@ lt_minimum() { # lt_minimum B
     lt_convert "$b" tiny-llama low --scheme lattice --bpw "$min" && lt_file_ok "$b" low "$min"
 }
 
+# A copy of tiny-llama (sharded) with one weight of layer 0's up_proj set to +inf (bf16 0x7f80).
+lt_inf_model() {
+    local d=$LTD/inf-model
+    rm -rf "$d" && cp -r fixtures/models/tiny-llama "$d" && chmod -R u+w "$d" &&
+        $LT_PY - "$d" <<'PY'
+import json, struct, sys
+name = "model.layers.0.mlp.up_proj.weight"
+p = sys.argv[1] + "/" + json.load(open(sys.argv[1] + "/model.safetensors.index.json"))["weight_map"][name]
+b = bytearray(open(p, "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+t = json.loads(b[8:8 + n])[name]
+assert t["dtype"] == "BF16"
+o = 8 + n + t["data_offsets"][0] + 2 * 1000
+b[o:o + 2] = b"\x80\x7f"
+open(p, "wb").write(b)
+PY
+}
+
 lattice_tests() {
     local b=$1 m
     LTD=$TMP/lt-$(echo "${b%/}" | tr / _)
@@ -120,6 +138,12 @@ lattice_tests() {
     check "$b lattice: --scheme bogus names the schemes" stderr_says "scheme is lattice or tiered, not 'bogus'" \
         "$b/nsq-convert" fixtures/models/tiny-llama "$LTD/x.nsq" --scheme bogus
     check "$b lattice: --bpw below the minimum names it, which is reachable" lt_minimum "$b"
+    check "$b lattice: --refine is refused with --scheme lattice" exit_code 2 "$b/nsq-convert" fixtures/models/tiny-llama "$LTD/x.nsq" --scheme lattice --refine 2
+    check "$b lattice: --tiers is refused with --scheme lattice" stderr_says "TIERED options" "$b/nsq-convert" fixtures/models/tiny-llama "$LTD/x.nsq" --scheme lattice --tiers 10:20:70
+    check "$b lattice: make a model with an infinite weight" lt_inf_model
+    check "$b lattice: an infinite weight fails cleanly" exit_code 1 "$b/nsq-convert" "$LTD/inf-model" "$LTD/inf.nsq" --quiet --scheme lattice
+    check "$b lattice: an infinite weight is named" stderr_says "model.layers.0.mlp.up_proj.weight: a weight is not finite" "$b/nsq-convert" "$LTD/inf-model" "$LTD/inf.nsq" --quiet --scheme lattice
+    check "$b lattice: a failed conversion leaves no file" test ! -e "$LTD/inf.nsq"
     check "$b lattice: --lossless wins over --scheme lattice" bash -c "'$b/nsq-convert' fixtures/models/tiny-llama '$LTD/xl.nsq' --quiet --scheme lattice --lossless && cmp '$LTD/xl.nsq' '$LTD/tiny-llama-ll.nsq'"
     lt_sanitized "$b" && return 0
 

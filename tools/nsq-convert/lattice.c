@@ -459,6 +459,8 @@ int lat_encode(const lat_site *s, const float *w, uint64_t rows, const lat_type 
     uint64_t n = s->cols, size = lat_size(t, rows, n), chunks = (rows + CHUNK_ROWS - 1) / CHUNK_ROWS;
     enc_job j = {s, t, malloc(rows * n * sizeof(float)), rows, out, calloc(chunks ? chunks : 1, sizeof(double)), 0};
     if (!j.wr || !j.proxy) return free(j.wr), free(j.proxy), -1;
+    for (uint64_t k = 0; k < rows * n; k++)
+        if (!isfinite(w[k])) return free(j.wr), free(j.proxy), -2;
     memset(out, 0, size);
     out[0] = (uint8_t)t->n_stages;
     for (uint32_t st = 0; st < t->n_stages; st++) out[1 + st] = (uint8_t)t->kind[st];
@@ -472,5 +474,12 @@ int lat_encode(const lat_site *s, const float *w, uint64_t rows, const lat_type 
     for (uint64_t c = 0; c < chunks; c++) sum += j.proxy[c];
     if (proxy) *proxy = sum;
     free(j.wr), free(j.proxy);
-    return j.failed ? -1 : 0;
+    if (j.failed) return -1;
+    for (uint32_t st = 0; st < t->n_stages; st++) { /* an f16 scale that overflowed */
+        uint64_t so, co;
+        stage_offsets(t, rows, n, st, &so, &co);
+        for (uint64_t k = 0; k < rows * (n / s->block); k++)
+            if ((out[so + 2 * k + 1] & 0x7c) == 0x7c) return -2;
+    }
+    return 0;
 }

@@ -53,7 +53,8 @@ uint64_t lat_size(const lat_type *t, uint64_t rows, uint64_t cols);
  * type t into out (lat_size bytes). *proxy (if not NULL) receives the
  * output-error proxy: sum over rows of d H' d^T for the coding error d in the
  * rotated basis (with H' damped), or sum of d^2 without H. Deterministic for
- * any threads. -1 when out of memory. */
+ * any threads. -1 when out of memory, -2 when a weight is not finite or too
+ * large for the f16 scales. */
 int lat_encode(const lat_site *s, const float *w, uint64_t rows, const lat_type *t, int threads, uint8_t *out,
                double *proxy);
 

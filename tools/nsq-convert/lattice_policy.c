@@ -30,6 +30,7 @@ typedef struct {
     const quant_opts *o;
     lat_book *b;
     atomic_int failed;
+    atomic_long bad; /* a matrix with a weight LATTICE cannot hold, or -1 */
 } measure_job;
 
 /* Relative squared error of each type on an even sample of the rows, coded
@@ -52,10 +53,14 @@ static void measure_one(size_t i, void *arg)
     double norm = 0;
     for (uint64_t r = 0; r < nr; r++) memcpy(s + r * t->cols, w + r * step * t->cols, t->cols * sizeof *s);
     for (uint64_t k = 0; k < nr * t->cols; k++) norm += (double)s[k] * s[k];
-    for (uint32_t ty = 0; ty < lat_n_types; ty++) {
+    for (uint64_t k = 0; k < t->rows * t->cols; k++)
+        if (!isfinite(w[k])) j->bad = (long)i;
+    for (uint32_t ty = 0; ty < lat_n_types && j->bad != (long)i; ty++) {
         uint8_t *out = malloc(lat_size(&lat_types[ty], nr, t->cols));
         double e = 0;
-        if (!out || lat_encode(&site, s, nr, &lat_types[ty], 1, out, &e)) j->failed = 1;
+        int rc = out ? lat_encode(&site, s, nr, &lat_types[ty], 1, out, &e) : -1;
+        if (rc == -2) j->bad = (long)i;
+        else if (rc) j->failed = 1;
         j->b->err[i * lat_n_types + ty] = norm > 0 ? e / norm : 0;
         free(out);
     }
@@ -77,8 +82,13 @@ int lat_measure(const tensor_plan *p, const quant_opts *o, lat_book *b, char *er
         b->type[i] = -1;
         if (p->t[i].layer >= 0) b->elements += p->t[i].src->n_elements;
     }
-    measure_job j = {p, o, b, 0};
+    measure_job j = {p, o, b, 0, -1};
     parallel_for(p->n, o->threads, measure_one, &j);
+    if (j.bad >= 0 && !j.failed) {
+        snprintf(err, n, "tensor %s: a weight is not finite or too large for LATTICE's f16 scales", p->t[j.bad].src->name);
+        lat_book_free(b);
+        return -1;
+    }
     if (!j.failed) return 0;
 nomem:
     lat_book_free(b);
@@ -110,6 +120,7 @@ static void choose(const tensor_plan *p, const quant_opts *o, const lat_book *b,
     for (size_t i = 0; i < p->n; i++) {
         if (!lat_budgeted(&p->t[i], o)) continue;
         double best = INFINITY;
+        type[i] = 0;
         for (uint32_t t = 0; t < lat_n_types; t++) {
             double c = lat_error(b, i, t) + lambda * 8.0 * (double)lat_size(&lat_types[t], p->t[i].rows, p->t[i].cols);
             if (c < best) best = c, type[i] = (int)t;
@@ -204,7 +215,9 @@ static int encode_layer(void *ctx, uint32_t L, const hessian_site *sites, char *
         float *w = policy_load_matrix(t);
         uint8_t *out = malloc(size);
         st_release(t->src);
-        if (!w || !out || lat_encode(&site[k], w, t->rows, ty, j->o->threads, out, NULL)) rc = (snprintf(err, n, "out of memory"), -1);
+        int erc = !w || !out ? -1 : lat_encode(&site[k], w, t->rows, ty, j->o->threads, out, NULL);
+        if (erc == -2) rc = (snprintf(err, n, "tensor %s: a weight is too large for LATTICE's f16 scales", t->src->name), -1);
+        else if (erc) rc = (snprintf(err, n, "out of memory"), -1);
         if (!rc) rc = spill(j->b, i, out, size, err, n);
         free(w), free(out);
     }
@@ -264,9 +277,11 @@ int lat_probe_encode(const plan_tensor *t, encoded *e)
     if (!rc) {
         rc = lat_encode(&site, w, t->rows, &lat_types[LAT_PROBE_TYPE], 1, e->data, NULL);
         lat_site_free(&site);
+    } else {
+        rc = -1;
     }
     free(w);
-    return rc ? -1 : 0;
+    return rc;
 }
 
 void lat_book_free(lat_book *b)

@@ -92,7 +92,7 @@ static int parse_args(int argc, char **argv, convert_job *o)
         {0, 0, 0, 0}};
     uint64_t u = 0;
     int64_t i = 0;
-    int c, bad = 0;
+    int c, bad = 0, tiers_given = 0, group_given = 0;
     opterr = 0;
     /* each value is checked whole and in range before it is converted (the
      * recipe shares the checks of --tiers, --group-size and --refine) */
@@ -105,11 +105,13 @@ static int parse_args(int argc, char **argv, convert_job *o)
             o->q.lattice = !strcmp(optarg, "lattice");
             break;
         case 't':
+            tiers_given = 1;
             if ((bad = option_tiers(optarg, o->q.split)))
                 fprintf(stderr, TOOL ": --tiers wants Q8:Q4:Q2 percentages in 0..100 summing to 100, not '%s'\n", optarg);
             break;
         case 'b': bad = cli_opt_real(TOOL, "--bpw", optarg, 0, 32, 1, &o->q.bpw); break;
         case 'g':
+            group_given = 1;
             if ((bad = cli_opt_uint(TOOL, "--group-size", optarg, 32, 256, &u) || option_group_size(u)))
                 fprintf(stderr, TOOL ": --group-size is 32, 64, 128 or 256\n");
             else o->q.group_size = (uint32_t)u;
@@ -146,7 +148,11 @@ static int parse_args(int argc, char **argv, convert_job *o)
         fprintf(stderr, TOOL ": --calib does nothing with --lossless\n");
         bad = 1;
     }
-    if (!bad && o->q.lattice && o->q.bpw <= 0) o->q.bpw = 4.0;
+    if (!bad && o->q.lattice && (o->q.refine_bits || tiers_given || group_given)) {
+        fprintf(stderr, TOOL ": --tiers, --group-size and --refine are TIERED options, not --scheme lattice's\n");
+        bad = 1;
+    }
+    if (!bad && o->q.lattice && !o->q.lossless && o->q.bpw <= 0) o->q.bpw = 4.0;
     if (!bad && o->router && (!o->calib_path || o->q.lossless)) {
         fprintf(stderr, TOOL ": --router needs --calib FILE and a quantized file (not --lossless)\n");
         bad = 1;
