@@ -27,21 +27,10 @@ typedef struct {
     double worst;
 } expect;
 
-static int site_of(int which)
-{
-    switch (which) {
-    case NSQRT_LIN_Q: return CALIB_ATTN_IN;
-    case NSQRT_LIN_O: return CALIB_O_IN;
-    case NSQRT_LIN_UP: return CALIB_MLP_IN;
-    case NSQRT_LIN_DOWN: return CALIB_DOWN_IN;
-    default: return -1;
-    }
-}
-
 static void observe(void *ctx, uint32_t L, int which, const float *x, uint32_t n, uint32_t in)
 {
     expect *e = ctx;
-    int k = site_of(which);
+    int k = calib_observed(which);
     if (k < 0) return;
     double *r = e->ref[k] + (size_t)L * in * in;
     for (uint32_t t = 0; t < n; t++)

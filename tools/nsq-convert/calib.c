@@ -47,21 +47,10 @@ typedef struct calib_job {
     pthread_mutex_t mu;
 } calib_job;
 
-static int input_of(int which)
-{
-    switch (which) {
-    case NSQRT_LIN_Q: return CALIB_ATTN_IN;
-    case NSQRT_LIN_O: return CALIB_O_IN;
-    case NSQRT_LIN_UP: return CALIB_MLP_IN;
-    case NSQRT_LIN_DOWN: return CALIB_DOWN_IN;
-    default: return -1; /* k, v and gate see the same input as q or up */
-    }
-}
-
 static void observe(void *ctx, uint32_t L, int which, const float *x, uint32_t n_tok, uint32_t in)
 {
     observer_ctx *o = ctx;
-    int k = input_of(which);
+    int k = calib_observed(which);
     if (k < 0) return;
     double *acc = o->acc + L * o->j->per_layer + o->j->off[k];
     for (uint32_t t = 0; t < n_tok; t++)

@@ -42,6 +42,19 @@ void calib_free(calib_stats *s);
  * columns), or NULL when the statistics do not cover it. */
 const float *calib_columns(const calib_stats *s, int role, int L, uint64_t cols);
 
+/* Which input (CALIB_*) an observed product (NSQRT_LIN_*) reads, counted once:
+ * -1 for k, v and gate, which see the same input as q or up. */
+static inline int calib_observed(int which)
+{
+    switch (which) {
+    case NSQRT_LIN_Q: return CALIB_ATTN_IN;
+    case NSQRT_LIN_O: return CALIB_O_IN;
+    case NSQRT_LIN_UP: return CALIB_MLP_IN;
+    case NSQRT_LIN_DOWN: return CALIB_DOWN_IN;
+    default: return -1;
+    }
+}
+
 /* Which input (CALIB_*) a layer matrix of this role (NSQRT_ROLE_*) reads; -1 for none. */
 static inline int calib_input(int role)
 {

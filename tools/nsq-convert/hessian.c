@@ -48,22 +48,10 @@ typedef struct {
     int bad; /* an input of another width than the config's */
 } layer_sums;
 
-/* The site of an observed product: k, v and gate see the same input as q or up. */
-static int site_of(int which)
-{
-    switch (which) {
-    case NSQRT_LIN_Q: return CALIB_ATTN_IN;
-    case NSQRT_LIN_O: return CALIB_O_IN;
-    case NSQRT_LIN_UP: return CALIB_MLP_IN;
-    case NSQRT_LIN_DOWN: return CALIB_DOWN_IN;
-    default: return -1;
-    }
-}
-
 static void observe(void *ctx, uint32_t L, int which, const float *x, uint32_t n_tok, uint32_t in)
 {
     layer_sums *ls = ctx;
-    int k = site_of(which);
+    int k = calib_observed(which);
     if (k < 0 || L != ls->layer) return;
     hessian_site *s = &ls->site[k];
     if (in != s->dim) {
