@@ -19,8 +19,10 @@ BT_TENSORS=(model.embed_tokens.weight model.layers.0.self_attn.q_proj.weight
 bt_sanitized() { grep -aqE '__(asan|ubsan|msan|tsan)_' "$1/tests/dequant_dump"; }
 
 # The Python CLI's dump equals dequant_dump's output.
-bt_cli_dump() { # bt_cli_dump BUILD FILE TENSOR LEVELS
-    cmp <("$BT_PY" "$BT_NSQ" dump "$2" "$3" --refine "$4") <("$1/tests/dequant_dump" "$2" "$4" "$3")
+bt_cli_dump() { # bt_cli_dump BUILD FILE TENSOR LEVELS|rotated
+    local opt=(--refine "$4")
+    [ "$4" = rotated ] && opt=(--rotated)
+    cmp <("$BT_PY" "$BT_NSQ" dump "$2" "$3" "${opt[@]}") <("$1/tests/dequant_dump" "$2" "$4" "$3")
 }
 
 # Checks of the Python reader alone: conformance statuses, listings, CLI.
@@ -34,6 +36,9 @@ bt_python_only() {
         check "python reader: $f refused clearly without a decoder" "$BT_PY" "$BT_CHECK" nodecoder "$CONF/$f.nsq"
     done
     check "python reader: verify valid" exit_code 0 "$BT_PY" "$BT_NSQ" verify "$CONF/refined.nsq"
+    check "python reader: verify valid LATTICE" exit_code 0 "$BT_PY" "$BT_NSQ" verify "$CONF/lattice.nsq"
+    check "python reader: --rotated needs a LATTICE tensor" stderr_says "not a LATTICE tensor" \
+        "$BT_PY" "$BT_NSQ" dump "$CONF/lattice.nsq" model.norm.weight --rotated
     check "python reader: verify corrupted block" exit_code 1 "$BT_PY" "$BT_NSQ" verify "$CONF/invalid/R-BLK-1.nsq"
     check "python reader: verify names the rule" stderr_says "R-BLK-1" "$BT_PY" "$BT_NSQ" verify "$CONF/invalid/R-BLK-1.nsq"
     check "python reader: verify block padding" stderr_says "R-BLK-3" "$BT_PY" "$BT_NSQ" verify "$CONF/invalid/R-BLK-3.nsq"
@@ -68,10 +73,12 @@ bindings_tests() {
     # Without NSQ_PY_ZSTD, a zstandard module is preferred to the zstd program.
     check "$b python, zstd program, dequantizes router-zstd.nsq like libnsq" env NSQ_PY_ZSTD=program \
         "$BT_PY" "$BT_CHECK" dequant "$b" "$CONF/router-zstd.nsq"
-    for rule in R-BLK-1 R-BLK-2 R-TIER-2 R-TIER-3 R-TIER-4; do
+    for rule in R-BLK-1 R-BLK-2 R-TIER-2 R-TIER-3 R-TIER-4 R-LAT-1 R-LAT-2 R-LAT-3 R-LAT-4 R-LAT-5; do
         check "$b python and libnsq refuse the same tensors of $rule.nsq" "$BT_PY" "$BT_CHECK" errors "$b" "$CONF/invalid/$rule.nsq"
     done
     check "$b python CLI dump = dequant_dump" bt_cli_dump "$b" "$CONF/refined.nsq" model.layers.2.mlp.up_proj.weight 2
+    check "$b python CLI dump --rotated = dequant_dump rotated" bt_cli_dump "$b" "$CONF/lattice.nsq" \
+        model.layers.0.mlp.gate_proj.weight rotated
     if [ -z "${BT_PYTHON_ONLY_DONE:-}" ]; then
         bt_python_only
         BT_PYTHON_ONLY_DONE=1

@@ -3,7 +3,8 @@
 
   bindings_check.py dequant BUILD FILE [TENSOR...]
       Python's f32 output equals tests/dequant_dump's byte for byte, for the
-      named tensors (default: all) at every refinement depth 0..max+1.
+      named tensors (default: all) at every refinement depth 0..max+1, and for
+      LATTICE tensors in the rotated basis too.
   bindings_check.py errors BUILD FILE
       Decoding each tensor at full depth fails in Python with the rule that
       libnsq reports (a corrupted block, a bad frame, a bad payload), or in neither.
@@ -48,6 +49,19 @@ def zstd_refused_clearly(path, err):
     print("%s: needs Zstandard and no decoder is available; refused: %s" % (path, err))
 
 
+def same_as_c(build, f, path, tensors, level):
+    """Python's and dequant_dump's bytes for tensors at level (an int, or "rotated")."""
+    rotated = level == "rotated"
+    py = b"".join(f.dequantize(t.name, 0 if rotated else level, rotated).tobytes() for t in tensors)
+    res = subprocess.run([os.path.join(build, "tests", "dequant_dump"), path, str(level)] + [t.name for t in tensors],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    if res.returncode != 0:
+        fail("%s: dequant_dump failed: %s" % (path, res.stderr.decode(errors="replace")))
+    if len(py) != len(res.stdout) or py != res.stdout:
+        fail("%s level %s: %d vs %d bytes; first difference %s" % (
+            path, level, len(py), len(res.stdout), first_difference(py, res.stdout, tensors)))
+
+
 def cmd_dequant(build, path, names):
     try:
         f = nsq.open(path)
@@ -56,15 +70,12 @@ def cmd_dequant(build, path, names):
     tensors = [f.tensor(n) for n in names] if names else f.tensors
     depth = max(t.n_refine for t in tensors) + 1   # one beyond: levels are capped per tensor
     for level in range(depth + 1):
-        py = b"".join(f.dequantize(t.name, level).tobytes() for t in tensors)
-        res = subprocess.run([os.path.join(build, "tests", "dequant_dump"), path, str(level)] + names,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-        if res.returncode != 0:
-            fail("%s: dequant_dump failed: %s" % (path, res.stderr.decode(errors="replace")))
-        if len(py) != len(res.stdout) or py != res.stdout:
-            fail("%s level %d: %d vs %d bytes; first difference %s" % (
-                path, level, len(py), len(res.stdout), first_difference(py, res.stdout, tensors)))
-    print("%s: %d tensors identical at depths 0..%d" % (path, len(tensors), depth))
+        same_as_c(build, f, path, tensors, level)
+    lattice = [t for t in tensors if t.scheme == 17]
+    if lattice:
+        same_as_c(build, f, path, lattice, "rotated")
+    print("%s: %d tensors identical at depths 0..%d, %d LATTICE tensors also rotated" % (
+        path, len(tensors), depth, len(lattice)))
 
 
 def cmd_errors(build, path):

@@ -2,9 +2,11 @@
  * dequant_dump - writes the dequantized f32 values of the named tensors (all
  * tensors, in directory order, when none is named), raw, little-endian and
  * back to back, to stdout, with up to LEVELS refinement levels applied (as
- * many as a tensor has when LEVELS exceeds them). Public API only: the
- * reference output that other readers of the format are compared with.
- *   dequant_dump FILE LEVELS [TENSOR...]
+ * many as a tensor has when LEVELS exceeds them). LEVELS "rotated" writes
+ * LATTICE tensors in their rotated basis W' (others as with 0). Public API
+ * only: the reference output that other readers of the format are compared
+ * with.
+ *   dequant_dump FILE LEVELS|rotated [TENSOR...]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +33,7 @@ static int write_le(const float *v, uint64_t n) {
     return fflush(stdout) != 0;
 }
 
-static int dump(nsq_file *f, uint32_t ti, uint32_t levels) {
+static int dump(nsq_file *f, uint32_t ti, uint32_t levels, int rotated) {
     nsq_diag d = {0};
     nsq_tensor t;
     nsq_loaded base = {0}, refl[NSQ_MAX_REFINEMENTS] = {{0}};
@@ -60,7 +62,11 @@ static int dump(nsq_file *f, uint32_t ti, uint32_t levels) {
         fail("malloc", NSQ_E_NOMEM, NULL);
         goto done;
     }
-    if ((s = nsq_dequantize_rows(&v, levels ? refs : NULL, levels, 0, v.rows, out)) != NSQ_OK) {
+    if (rotated && v.scheme == NSQ_SCHEME_LATTICE)
+        s = nsq_lattice_rows_rotated(&v, 0, v.rows, out);
+    else
+        s = nsq_dequantize_rows(&v, levels ? refs : NULL, levels, 0, v.rows, out);
+    if (s != NSQ_OK) {
         fail("dequantize", s, NULL);
         goto done;
     }
@@ -75,10 +81,11 @@ done:
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: dequant_dump FILE LEVELS [TENSOR...]\n");
+        fprintf(stderr, "usage: dequant_dump FILE LEVELS|rotated [TENSOR...]\n");
         return 2;
     }
-    uint32_t levels = (uint32_t)strtoul(argv[2], NULL, 10);
+    int rotated = strcmp(argv[2], "rotated") == 0;
+    uint32_t levels = rotated ? 0 : (uint32_t)strtoul(argv[2], NULL, 10);
     nsq_diag d = {0};
     nsq_file *f;
     nsq_info info;
@@ -93,7 +100,7 @@ int main(int argc, char **argv) {
         if (argc > 3 && (s = nsq_tensor_find(f, argv[3 + i], &ti)) != NSQ_OK)
             rc = fail(argv[3 + i], s, NULL);
         else
-            rc = dump(f, ti, levels);
+            rc = dump(f, ti, levels, rotated);
     }
     nsq_close(f);
     return rc;

@@ -31,7 +31,7 @@ typedef struct {
     const char *name;
     uint32_t scheme;     /* of 2-D layer matrices; embeddings/head use f16 unless F32/BF16 */
     uint32_t comp;
-    uint32_t group_size; /* TIERED */
+    uint32_t group_size; /* TIERED; for LATTICE the rotation block of the matrices with importance stats */
     uint32_t refine;     /* refinement levels on layer matrices */
     int importance, router, all_q4;
     uint32_t tok_kind;
@@ -50,6 +50,7 @@ static const variant variants[] = {
     {"refined", NSQ_SCHEME_TIERED, NSQ_COMP_NONE, 32, 2, 1, 0, 0, NSQ_TOK_HF_JSON, "llama"},
     {"router", NSQ_SCHEME_TIERED, NSQ_COMP_NONE, 32, 2, 1, 1, 0, NSQ_TOK_HF_JSON, "llama"},
     {"router-zstd", NSQ_SCHEME_TIERED, NSQ_COMP_ZSTD, 32, 1, 1, 1, 0, NSQ_TOK_HF_JSON, "llama"},
+    {"lattice", NSQ_SCHEME_LATTICE, NSQ_COMP_NONE, 32, 0, 1, 0, 0, NSQ_TOK_HF_JSON, "llama"},
     {"gpt2-tok", NSQ_SCHEME_F16, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_GPT2_BPE, "gpt2"},
     /* values no runtime knows: a valid container all the same (R-META-12) */
     {"valid-unknown-architecture", NSQ_SCHEME_F16, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_HF_JSON, UNKNOWN_ARCH},
@@ -177,6 +178,129 @@ static void add_tiered(nsq_writer *w, const variant *v, const char *name, const 
     free(score);
 }
 
+/* ---- LATTICE: a plain stage-by-stage encoder (spec 9.12, informative) ---- */
+
+static uint64_t pad64(uint64_t v) { return nsq__align_up(v, 64); }
+
+/* The E8 code whose values are nearest to y: for each shift and magnitude
+ * vector, the signs of y, with the cheapest coordinate flipped when their
+ * count has the wrong parity. */
+static uint16_t e8_nearest(const double *y)
+{
+    const uint8_t (*A)[8] = nsq_lattice_e8_table();
+    double best = INFINITY;
+    uint16_t code = 0;
+    for (uint32_t shift = 0; shift < 2; shift++)
+        for (uint32_t i = 0; i < 256; i++) {
+            double cost = 0, flip_cost = INFINITY;
+            uint32_t neg = 0, sum = 0, flip = 0;
+            for (uint32_t k = 0; k < 8; k++) {
+                double a = y[k] - (shift ? -0.25 : 0.25), m = fabs(a), h = A[i][k] / 2.0;
+                sum += A[i][k];
+                neg |= (uint32_t)(a < 0) << k;
+                cost += (m - h) * (m - h);
+                if (4 * m * h < flip_cost) flip_cost = 4 * m * h, flip = k;
+            }
+            if ((uint32_t)__builtin_popcount(neg) % 2 != sum / 2 % 2) neg ^= 1u << flip, cost += flip_cost;
+            if (cost < best) best = cost, code = (uint16_t)(i | (neg & 0x7Fu) << 8 | shift << 15);
+        }
+    return code;
+}
+
+/* Row r of W' = W R^T in double: signs, Hadamard transform, 1/sqrt(B). */
+static void rotate_row(const float *x, const uint8_t *signs, uint64_t cols, uint32_t B, double *out)
+{
+    for (uint64_t j = 0; j < cols; j++) out[j] = (signs[j / 8] >> (j % 8) & 1 ? -1.0 : 1.0) * x[j];
+    for (uint64_t b0 = 0; b0 < cols; b0 += B)
+        for (uint32_t h = 1; h < B; h *= 2)
+            for (uint32_t i = 0; i < B; i++)
+                if (!(i & h)) {
+                    double a = out[b0 + i], c = out[b0 + i + h];
+                    out[b0 + i] = a + c, out[b0 + i + h] = a - c;
+                }
+    for (uint64_t j = 0; j < cols; j++) out[j] /= sqrt((double)B);
+}
+
+/* Codes one stage of row r, block b: scale and codes of the residual
+ * target - acc, and acc advanced as a decoder computes it. */
+static void code_stage(uint32_t kind, int first, const double *target, float *acc, uint32_t B, uint8_t *scale,
+                       uint8_t *codes, uint64_t j0)
+{
+    double mx = 0, mean = 0, res[16384];
+    for (uint32_t i = 0; i < B; i++) {
+        res[i] = target[i] - (first ? 0 : acc[i]);
+        mx = fmax(mx, fabs(res[i]));
+        mean += fabs(res[i]) / B;
+    }
+    uint16_t h = nsq_f32_to_f16((float)(kind == NSQ_LAT_E8 ? mx / 3.75 : kind == NSQ_LAT_SIGN ? mean : mx / 127));
+    float d = nsq_f16_to_f32(h), v[8];
+    nsq__wr16(scale, h);
+    for (uint32_t g = 0; g < B / 8; g++) {
+        uint64_t j = j0 + 8 * g;
+        if (kind == NSQ_LAT_E8) {
+            double y[8];
+            int8_t v4[8];
+            for (int k = 0; k < 8; k++) y[k] = d > 0 ? res[8 * g + k] / d : 0;
+            uint16_t c = e8_nearest(y);
+            nsq__wr16(codes + 2 * (j / 8), c);
+            nsq_lattice_e8_value(c, v4);
+            for (int k = 0; k < 8; k++) v[k] = (float)v4[k] * 0.25f;
+        }
+        for (int k = 0; k < 8 && kind == NSQ_LAT_SIGN; k++) {
+            codes[j / 8] |= (uint8_t)((res[8 * g + k] < 0) << k);
+            v[k] = res[8 * g + k] < 0 ? -1.0f : 1.0f;
+        }
+        for (int k = 0; k < 8 && kind == NSQ_LAT_INT8; k++) {
+            double q = d > 0 ? nearbyint(res[8 * g + k] / d) : 0;
+            codes[j + k] = (uint8_t)(int8_t)(q < -128 ? -128 : q > 127 ? 127 : q);
+            v[k] = (float)(int8_t)codes[j + k];
+        }
+        for (int k = 0; k < 8; k++) acc[8 * g + k] = first ? d * v[k] : acc[8 * g + k] + d * v[k];
+    }
+}
+
+/* Stage lists and rotation blocks the LATTICE fixture cycles through, so that
+ * it holds every kind, 1 to 4 stages, and blocks that are and are not powers
+ * of 4. */
+static const uint32_t lattice_stages[][5] = {{1, NSQ_LAT_E8},
+                                             {2, NSQ_LAT_E8, NSQ_LAT_SIGN},
+                                             {3, NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_INT8},
+                                             {1, NSQ_LAT_INT8},
+                                             {4, NSQ_LAT_SIGN, NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_SIGN},
+                                             {2, NSQ_LAT_E8, NSQ_LAT_E8}};
+static const uint32_t lattice_blocks[5] = {8, 32, 16, 64, 128};
+static uint32_t lattice_count;
+
+static void add_lattice(nsq_writer *w, const variant *v, const char *name, const float *x, uint64_t rows, uint64_t cols)
+{
+    uint32_t k = lattice_count++, S = lattice_stages[k % 6][0];
+    const uint32_t *kinds = lattice_stages[k % 6] + 1;
+    uint32_t B = strstr(name, "down_proj") ? v->group_size : lattice_blocks[k % 5];
+    if (B > cols) B = (uint32_t)cols;
+    uint64_t size = nsq_lattice_payload_size(rows, cols, B, S, kinds), nb = cols / B, dims[2] = {rows, cols};
+    uint8_t *p = calloc(1, size);
+    double *target = malloc(cols * sizeof *target);
+    float *acc = malloc(cols * sizeof *acc);
+    p[0] = (uint8_t)S;
+    for (uint32_t s = 0; s < S; s++) p[1 + s] = (uint8_t)kinds[s];
+    for (uint64_t i = 0; i < cols / 8; i++) p[64 + i] = (uint8_t)((rnd() + 1.0f) * 127.5f);
+    for (uint64_t r = 0; r < rows; r++) {
+        rotate_row(x + r * cols, p + 64, cols, B, target);
+        uint64_t at = 64 + pad64(cols / 8);
+        for (uint32_t s = 0; s < S; s++) {
+            uint64_t codes = at + pad64(2 * rows * nb), row_bytes = cols * nsq_lattice_kind_bits(kinds[s]) / 8;
+            for (uint64_t b = 0; b < nb; b++)
+                code_stage(kinds[s], s == 0, target + b * B, acc + b * B, B, p + at + 2 * (r * nb + b),
+                           p + codes + r * row_bytes, b * B);
+            at = codes + pad64(rows * row_bytes);
+        }
+    }
+    CHECK(nsq_writer_add_tensor(w, name, NSQ_SCHEME_LATTICE, 2, dims, B, p, size));
+    free(p);
+    free(target);
+    free(acc);
+}
+
 static void add_dense(nsq_writer *w, uint32_t scheme, const char *name, const float *x, uint32_t n_dims,
                       const uint64_t *dims)
 {
@@ -205,6 +329,7 @@ static void add_weight(nsq_writer *w, const variant *v, const char *name, uint64
     uint64_t dims[2] = {rows, cols};
     if (!rows) add_dense(w, NSQ_SCHEME_F32, name, x, 1, dims + 1);
     else if (v->scheme == NSQ_SCHEME_TIERED) add_tiered(w, v, name, x, rows, cols);
+    else if (v->scheme == NSQ_SCHEME_LATTICE) add_lattice(w, v, name, x, rows, cols);
     else add_dense(w, v->scheme, name, x, 2, dims);
     free(x);
 }
@@ -268,13 +393,14 @@ static void write_variant(const char *dir, const variant *v)
     char path[1024];
     snprintf(path, sizeof path, "%s/%s.nsq", dir, v->name);
     rng_state = 0x9E3779B97F4A7C15ull;
+    lattice_count = 0;
     nsq_writer *w;
     CHECK(nsq_writer_open(path, &w, NULL));
     write_metadata(w, v);
     write_tokenizer(w, v);
     variant head = *v; /* embeddings and head are never refined */
     head.refine = 0;
-    head.scheme = v->scheme == NSQ_SCHEME_TIERED ? NSQ_SCHEME_F16 : v->scheme;
+    head.scheme = v->scheme == NSQ_SCHEME_TIERED || v->scheme == NSQ_SCHEME_LATTICE ? NSQ_SCHEME_F16 : v->scheme;
     CHECK(nsq_writer_begin_block(w, NSQ_BLOCK_EMBEDDINGS, 0, 0, (nsq_compression)v->comp));
     add_weight(w, &head, "model.embed_tokens.weight", VOCAB, HIDDEN, 0.0f, 0.5f);
     CHECK(nsq_writer_end_block(w, NULL));
@@ -306,7 +432,7 @@ static void write_variant(const char *dir, const variant *v)
 /* ---- invalid and derived files: patches applied to a valid file ---- */
 typedef enum { A_ABS, A_TABLE, A_SECTION, A_META_KEY, A_META_TYPE, A_BLOCKREC, A_REFREC, A_TREC, A_TFIELD, A_BDATA,
                A_TDATA, A_TPARAM, A_IMPENTRY0, A_END } anchor;
-typedef enum { OP_NONE, OP_SET, OP_ADD, OP_XOR, OP_APPEND, OP_TRUNC, OP_DUPREC } patch_op;
+typedef enum { OP_NONE, OP_SET, OP_ADD, OP_XOR, OP_APPEND, OP_TRUNC, OP_DUPREC, OP_INSERT } patch_op;
 enum { F_SECT = 1, F_HDR = 2, F_SIZE = 4, F_BLK = 8 }; /* reseal steps; F_BLK takes the block in .blk */
 
 typedef struct {
@@ -331,6 +457,8 @@ typedef struct {
 
 #define P(...) {__VA_ARGS__}
 #define ROUTER "router"
+#define LAT "lattice"
+#define LAT_T "model.layers.0.self_attn.k_proj.weight" /* 16 x 32, B = 32, stages E8, SIGN */
 static const mutation mutations[] = {
     /* valid: what readers must accept */
     {"valid-future-minor", ROUTER, "NSQ_OK", "", F_HDR, 0,
@@ -351,6 +479,9 @@ static const mutation mutations[] = {
     {"R-HDR-9", ROUTER, "NSQ_E_RESERVED", "R-HDR-9", F_HDR, 0, {P(A_ABS, 0, 0, 100, OP_SET, 1, 1)}},
     {"R-HDR-10", ROUTER, "NSQ_E_CHECKSUM", "R-HDR-10", 0, 0, {P(A_ABS, 0, 0, 56, OP_XOR, 1, 1)}},
     {"R-HDR-11", ROUTER, "NSQ_E_FEATURE", "R-HDR-11", F_HDR, 0, {P(A_ABS, 0, 0, 24, OP_XOR, 8, NSQ_OPT_ROUTER)}},
+    {"R-HDR-11-lattice", LAT, "NSQ_E_FEATURE", "R-HDR-11", F_HDR, 0, {P(A_ABS, 0, 0, 16, OP_XOR, 8, NSQ_REQ_LATTICE)}},
+    {"R-HDR-11-lattice-absent", ROUTER, "NSQ_E_FEATURE", "R-HDR-11", F_HDR, 0,
+     {P(A_ABS, 0, 0, 16, OP_XOR, 8, NSQ_REQ_LATTICE)}},
     /* section table */
     {"R-SEC-1", ROUTER, "NSQ_E_RESERVED", "R-SEC-1", F_HDR, 0, {P(A_TABLE, 0, 0, 4, OP_SET, 4, 1)}},
     {"R-SEC-2", ROUTER, "NSQ_E_FORMAT", "R-SEC-2", F_HDR, 0, {P(A_TABLE, 1, 0, 0, OP_SET, 4, 1)}},
@@ -421,6 +552,11 @@ static const mutation mutations[] = {
     {"R-TEN-6", ROUTER, "NSQ_E_DIRECTORY", "R-TEN-6", F_SECT | F_HDR, 0,
      {P(A_TFIELD, 0, "model.norm.weight", 32, OP_ADD, 8, 4)}},
     {"R-TEN-7", ROUTER, "NSQ_E_DIRECTORY", "R-TEN-7", F_SECT | F_HDR, 0, {P(A_TFIELD, 0, "lm_head.weight", 6, OP_SET, 4, 48)}},
+    /* LATTICE records: one refinement part of zeros inserted, a size no stage list has, B not a power of two */
+    {"R-TEN-5-lattice", LAT, "NSQ_E_DIRECTORY", "R-TEN-5", F_SECT | F_HDR, 0,
+     {P(A_TFIELD, 0, LAT_T, 10, OP_SET, 1, 1), P(A_TFIELD, 0, LAT_T, 48, OP_INSERT, 0, 24)}},
+    {"R-TEN-6-lattice", LAT, "NSQ_E_DIRECTORY", "R-TEN-6", F_SECT | F_HDR, 0, {P(A_TFIELD, 0, LAT_T, 40, OP_ADD, 8, 8)}},
+    {"R-TEN-7-lattice", LAT, "NSQ_E_DIRECTORY", "R-TEN-7", F_SECT | F_HDR, 0, {P(A_TFIELD, 0, LAT_T, 6, OP_SET, 4, 12)}},
     {"R-TEN-8", ROUTER, "NSQ_E_DIRECTORY", "R-TEN-8", F_SECT | F_HDR, 0,
      {P(A_REFREC, 5, 0, 0, OP_SET, 4, 4), P(A_REFREC, 5, 0, 4, OP_SET, 4, 1)}},
     {"R-TEN-9", ROUTER, "NSQ_E_DIRECTORY", "R-TEN-9", F_SECT | F_HDR, 0,
@@ -439,6 +575,13 @@ static const mutation mutations[] = {
      {P(A_TDATA, 0, "model.layers.0.self_attn.q_proj.weight", 0, OP_XOR, 1, 1)}},
     {"R-TIER-4", ROUTER, "NSQ_E_TENSOR", "R-TIER-4", F_BLK, 1,
      {P(A_TPARAM, NSQ_TIER_Q8, "model.layers.0.self_attn.q_proj.weight", 0, OP_SET, 2, 0x7E00)}},
+    {"R-LAT-1", LAT, "NSQ_E_TENSOR", "R-LAT-1", F_BLK, 1, {P(A_TDATA, 0, LAT_T, 0, OP_SET, 1, 0)}},
+    {"R-LAT-1-kind", LAT, "NSQ_E_TENSOR", "R-LAT-1", F_BLK, 1, {P(A_TDATA, 0, LAT_T, 2, OP_SET, 1, 4)}},
+    {"R-LAT-2", LAT, "NSQ_E_TENSOR", "R-LAT-2", F_BLK, 1, {P(A_TDATA, 0, LAT_T, 5, OP_SET, 1, 1)}},
+    {"R-LAT-2-kind", LAT, "NSQ_E_TENSOR", "R-LAT-2", F_BLK, 1, {P(A_TDATA, 0, LAT_T, 3, OP_SET, 1, NSQ_LAT_E8)}},
+    {"R-LAT-3", LAT, "NSQ_E_TENSOR", "R-LAT-3", F_BLK, 1, {P(A_TDATA, 0, LAT_T, 2, OP_SET, 1, NSQ_LAT_INT8)}},
+    {"R-LAT-4", LAT, "NSQ_E_TENSOR", "R-LAT-4", F_BLK, 1, {P(A_TDATA, 0, LAT_T, 64 + 4, OP_SET, 1, 1)}},
+    {"R-LAT-5", LAT, "NSQ_E_TENSOR", "R-LAT-5", F_BLK, 1, {P(A_TDATA, 0, LAT_T, 128, OP_SET, 2, 0x7C00)}},
     {"R-BLK-1", ROUTER, "NSQ_E_CHECKSUM", "R-BLK-1", 0, 0, {P(A_BDATA, 2, 0, 100, OP_XOR, 1, 1)}},
     {"R-BLK-2", "tiered-zstd", "NSQ_E_COMPRESSION", "R-BLK-2", F_BLK, 1, {P(A_BDATA, 1, 0, 0, OP_XOR, 1, 1)}},
     {"R-BLK-3", ROUTER, "NSQ_E_BLOCK", "R-BLK-3", F_BLK, 1,
@@ -449,6 +592,7 @@ static const mutation mutations[] = {
     {"R-IMP-3", ROUTER, "NSQ_E_IMPORTANCE", "R-IMP-3", F_SECT | F_HDR, 0, {P(A_SECTION, 4, 0, 4, OP_ADD, 4, 1)}},
     {"R-IMP-4", ROUTER, "NSQ_E_IMPORTANCE", "R-IMP-4", F_SECT | F_HDR, 0, {P(A_IMPENTRY0, 0, 0, 0, OP_SET, 4, 0)}},
     {"R-IMP-5", ROUTER, "NSQ_E_IMPORTANCE", "R-IMP-5", F_SECT | F_HDR, 0, {P(A_IMPENTRY0, 0, 0, 8, OP_ADD, 8, 1)}},
+    {"R-IMP-5-lattice", LAT, "NSQ_E_IMPORTANCE", "R-IMP-5", F_SECT | F_HDR, 0, {P(A_IMPENTRY0, 0, 0, 8, OP_ADD, 8, 1)}},
     {"R-IMP-6", ROUTER, "NSQ_E_IMPORTANCE", "R-IMP-6", F_SECT | F_HDR, 0,
      {P(A_IMPENTRY0, 0, 0, 24, OP_SET, 4, 0xBF800000u)}},
     {"R-IMP-7", ROUTER, "NSQ_E_IMPORTANCE", "R-IMP-7", F_SECT | F_HDR, 0, {P(A_SECTION, 4, 0, 4, OP_ADD, 4, (uint64_t)-1)}},
@@ -610,6 +754,26 @@ static void dup_record(file_buf *b, const nsq_file *f, uint64_t rec)
     nsq__wr64(b->p + toff + 32ull * di + 16, s.size + rl);
 }
 
+/* Inserts n zero bytes (a multiple of 8) at at, inside the directory,
+ * shifting the later sections and the table. */
+static void insert_zeros(file_buf *b, const nsq_file *f, uint64_t at, uint64_t n)
+{
+    nsq_section s;
+    uint32_t di = 0;
+    while (!nsq_section_at(f, di, &s) && s.kind != 3) di++;
+    memmove(b->p + at + n, b->p + at, b->len - at);
+    memset(b->p + at, 0, n);
+    b->len += n;
+    uint64_t toff = nsq__rd64(b->p + 40) + n;
+    nsq__wr64(b->p + 40, toff);
+    nsq__wr64(b->p + 32, b->len);
+    for (uint32_t i = 0; i < nsq__rd32(b->p + 48); i++) {
+        uint8_t *e = b->p + toff + 32ull * i;
+        if (nsq__rd64(e + 8) > s.offset) nsq__wr64(e + 8, nsq__rd64(e + 8) + n);
+    }
+    nsq__wr64(b->p + toff + 32ull * di + 16, s.size + n);
+}
+
 static void apply(file_buf *b, const nsq_file *f, const patch *p)
 {
     uint64_t at = resolve(b, f, p) + (uint64_t)p->delta, v = 0;
@@ -624,6 +788,10 @@ static void apply(file_buf *b, const nsq_file *f, const patch *p)
     }
     if (p->op == OP_DUPREC) {
         dup_record(b, f, at);
+        return;
+    }
+    if (p->op == OP_INSERT) {
+        insert_zeros(b, f, at, p->value);
         return;
     }
     if (at + (uint64_t)p->width > b->len) die("patch outside the file");

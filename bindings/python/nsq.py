@@ -4,8 +4,9 @@
     f = nsq.open("model.nsq")        # checks every open-time rule (spec 14.3)
     f.metadata                       # {key: value}
     f.tensors, f.blocks              # records of the directory, in file order
-    f.verify()                       # full verification: block checksums, R-BLK-*, R-TIER-*
-    f.dequantize(name, refinements=2)  # -> array('f'), bit-exact (spec 9.5, 9.6)
+    f.verify()                       # full verification: block checksums, R-BLK-*, R-TIER-*, R-LAT-*
+    f.dequantize(name, refinements=2)  # -> array('f'), bit-exact (spec 9.5, 9.6, 9.12)
+    f.dequantize(name, rotated=True)   # a LATTICE tensor's stored, rotated basis W' (spec 9.12)
 
 Invalid files raise NsqError, whose .rule and .status name the violated rule of
 spec section 14 (e.g. "R-BLK-1", "NSQ_E_CHECKSUM").
@@ -16,7 +17,7 @@ blocks are decoded with the first decoder found: the module compression.zstd
 program. With none, a file that requires Zstandard is refused with R-HDR-4 and a
 message saying so. NSQ_PY_ZSTD=program skips the modules, =none every decoder.
 
-CLI: nsq.py inspect FILE | verify FILE | dump FILE TENSOR [--refine N] > raw.f32
+CLI: nsq.py inspect FILE | verify FILE | dump FILE TENSOR [--refine N] [--rotated] > raw.f32
 """
 
 import argparse
@@ -328,7 +329,7 @@ class Block(Range):
 
 
 class Tensor:
-    SCHEMES = {1: "f32", 2: "f16", 3: "bf16", 16: "tiered"}
+    SCHEMES = {1: "f32", 2: "f16", 3: "bf16", 16: "tiered", 17: "lattice"}
 
     def __init__(self, index, name, scheme, dims, block, group_size, offset, size, refine):
         self.index, self.name, self.scheme, self.dims = index, name, scheme, dims
@@ -433,10 +434,10 @@ class NsqFile:
          entry_size, self.header_checksum) = struct.unpack_from("<HHIQQQQIIQ", d, 8)
         _check(self.version_major == FORMAT_MAJOR, "R-HDR-2", "VERSION", "major version %d" % self.version_major)
         _check(header_size == 128, "R-HDR-3", "FORMAT", "header_size %d" % header_size)
-        known = 1 if self._zstd else 0
+        known = (1 if self._zstd else 0) | 2   # ZSTD with a decoder, LATTICE (spec 3.2)
         _check(self.required_features & ~known == 0, "R-HDR-4", "UNSUPPORTED",
                "required_features 0x%x: " % self.required_features +
-               ("unknown feature bits" if self.required_features & ~1 else
+               ("unknown feature bits" if self.required_features & ~3 else
                 "the file has Zstandard-compressed blocks and no decoder is available "
                 "(install python3-zstandard or the zstd program)"))
         _check(file_size == n, "R-HDR-5", "TRUNCATED", "file_size %d, actual length %d" % (file_size, n))
@@ -641,8 +642,10 @@ class NsqFile:
         _check(block < len(blocks), "R-TEN-3", "DIRECTORY", "%s block %d" % (name, block))
         _check(all(1 <= d < 1 << 32 for d in dims) and math.prod(dims) <= 1 << 40, "R-TEN-4", "LIMIT",
                "%s dims %s" % (name, dims))
-        t = Tensor(index, name, scheme, dims, block, gs if scheme == 16 else 0, offset, size,
+        t = Tensor(index, name, scheme, dims, block, gs if scheme in (16, 17) else 0, offset, size,
                    [(p[0], p[2], p[3]) for p in parts])
+        if scheme == 17:
+            return self._lattice_record(t, ndims, gs, nref)
         if scheme != 16:
             _check(gs == 0 and nref == 0, "R-TEN-5", "DIRECTORY", "%s has group_size or refinements" % name)
             _check(size == (4 if scheme == 1 else 2) * t.n_elements, "R-TEN-6", "DIRECTORY", "%s size %d" % (name, size))
@@ -657,6 +660,16 @@ class NsqFile:
         for bits, _, psize in t.refine:
             _check(bits in (1, 2, 4, 8) and psize <= _pad64(ng * gs * bits // 8), "R-TEN-9", "DIRECTORY",
                    "%s refinement bits %d size %d" % (name, bits, psize))
+        return t
+
+    @staticmethod
+    def _lattice_record(t, ndims, gs, nref):
+        _check(ndims == 2 and 8 <= gs <= 16384 and gs & (gs - 1) == 0 and t.cols % gs == 0, "R-TEN-7",
+               "DIRECTORY", "%s: LATTICE needs 2 dims and a power-of-two group size 8..16384 dividing cols" % t.name)
+        _check(nref == 0, "R-TEN-5", "DIRECTORY", "%s: a LATTICE tensor has no refinements" % t.name)
+        counts = [(e, s, i) for e in range(5) for s in range(5 - e) for i in range(5 - e - s) if e + s + i]
+        _check(any(_lattice_size(t, [1] * e + [2] * s + [3] * i) == t.size for e, s, i in counts), "R-TEN-6",
+               "DIRECTORY", "%s size %d is no LATTICE payload size" % (t.name, t.size))
         return t
 
     @staticmethod
@@ -702,7 +715,7 @@ class NsqFile:
         for _ in range(count):
             ti, reserved, ngs, ncs = struct.unpack("<IIQQ", c.take(24, "R-IMP-3", "entry"))
             _check(reserved == 0, "R-IMP-3", "RESERVED", "entry reserved field")
-            _check(prev < ti < len(self.tensors) and self.tensors[ti].scheme == 16, "R-IMP-4", "IMPORTANCE",
+            _check(prev < ti < len(self.tensors) and self.tensors[ti].scheme in (16, 17), "R-IMP-4", "IMPORTANCE",
                    "entry for tensor %d" % ti)
             prev, t = ti, self.tensors[ti]
             _check(ngs in (0, t.n_groups) and ncs in (0, t.cols), "R-IMP-5", "IMPORTANCE",
@@ -755,6 +768,7 @@ class NsqFile:
     def _check_features(self):
         ranges = [r for b in self.blocks for r in [b] + b.refinements]
         checks = [("required", self.required_features, 0, any(r.compression == 1 for r in ranges)),
+                  ("required", self.required_features, 1, any(t.scheme == 17 for t in self.tensors)),
                   ("optional", self.optional_features, 0, any(b.refinements for b in self.blocks)),
                   ("optional", self.optional_features, 1, 4 in self._sections),
                   ("optional", self.optional_features, 2, 5 in self._sections)]
@@ -805,6 +819,8 @@ class NsqFile:
                         nq = t.n_groups - self._view(t)[0][1].count(0)
                         if rng.level:
                             self._part(t, rng.level, nq)
+                    elif t.scheme == 17:
+                        self._lattice_view(t)
 
     # -- decoding (spec 9) --
 
@@ -851,12 +867,15 @@ class NsqFile:
             pos += _pad64(length)
         return streams
 
-    def dequantize(self, name, refinements=0):
+    def dequantize(self, name, refinements=0, rotated=False):
         """The tensor's values as array('f') in row-major order, with levels
-        1..min(refinements, n_refine) applied (spec 8.4)."""
+        1..min(refinements, n_refine) applied (spec 8.4). rotated: a LATTICE
+        tensor's rotated basis W' instead of W (spec 9.12)."""
         t = self._by_name[name]
         if refinements < 0:
             raise ValueError("refinements must be >= 0")
+        if rotated and t.scheme != 17:
+            raise ValueError("%s is not a LATTICE tensor: it has no rotated basis" % name)
         payload = memoryview(self._load(self.blocks[t.block]))[t.offset:t.offset + t.size]
         if t.scheme == 1:
             return _le_array("f", payload)
@@ -865,6 +884,8 @@ class NsqFile:
             return _bits_to_f32(array("I", (table[h] for h in _le_array("H", payload))))
         if t.scheme == 3:
             return _bits_to_f32(array("I", (h << 16 for h in _le_array("H", payload))))
+        if t.scheme == 17:
+            return self._decode_lattice(t, rotated)
         return self._decode_tiered(t, min(refinements, t.n_refine))
 
     def _decode_tiered(self, t, levels):
@@ -908,6 +929,57 @@ class NsqFile:
                 f16_rank += 1
         return out
 
+    def _lattice_view(self, t):
+        """(signs, [(kind, scales, codes)]) of a LATTICE payload, after R-LAT-1..5
+        in the order of spec 9.13."""
+        p = memoryview(self._load(self.blocks[t.block]))[t.offset:t.offset + t.size]
+        _check(len(p) >= 64, "R-LAT-1", "TENSOR", "%s shorter than its header" % t.name)
+        n = p[0]
+        _check(1 <= n <= 4 and all(k in _LAT_BITS for k in p[1:1 + n]), "R-LAT-1", "TENSOR",
+               "%s: n_stages %d or a stage kind is invalid" % (t.name, n))
+        _check(p[1 + n:64] == bytes(63 - n), "R-LAT-2", "TENSOR", "%s reserved header bytes" % t.name)
+        kinds = list(p[1:1 + n])
+        _check(len(p) == _lattice_size(t, kinds), "R-LAT-3", "TENSOR",
+               "%s size %d does not match its header" % (t.name, len(p)))
+        rows, nb = t.n_elements // t.cols, t.cols // t.group_size
+        lengths = [t.cols // 8] + [x for k in kinds for x in (2 * rows * nb, t.n_elements * _LAT_BITS[k] // 8)]
+        parts, pos = [], 64
+        for i, length in enumerate(lengths):
+            s = p[pos:pos + length]
+            _check(i % 2 == 0 or all(h & 0x7C00 != 0x7C00 for h in _le_array("H", s)), "R-LAT-5", "TENSOR",
+                   "%s has a non-finite scale" % t.name)
+            _check(p[pos + length:pos + _pad64(length)] == bytes(_pad64(length) - length), "R-LAT-4", "TENSOR",
+                   "%s padding" % t.name)
+            parts.append(s)
+            pos += _pad64(length)
+        return parts[0], [(k, parts[1 + 2 * s], parts[2 + 2 * s]) for s, k in enumerate(kinds)]
+
+    def _decode_lattice(self, t, rotated):
+        """W' (rotated) or W = W' R, bit-exact (spec 9.12)."""
+        signs, stages = self._lattice_view(t)
+        B, cols, n = t.group_size, t.cols, t.n_elements
+        nb = cols // B
+        acc = None
+        for kind, scales, codes in stages:
+            d = _bits_to_f32(array("I", (_f16_table()[h] for h in _le_array("H", scales))))
+            v = _lattice_values(kind, codes)
+            prods = _fl([d[i // cols * nb + i % cols // B] * v[i] for i in range(n)])
+            acc = prods if acc is None else _fl([a + b for a, b in zip(acc, prods)])
+        if rotated:
+            return array("f", acc)
+        h = 1
+        while h < B:   # the butterfly of every block at once: blocks start at multiples of B
+            lo = [i for i in range(n) if not i & h]
+            sums = _fl([acc[i] + acc[i + h] for i in lo])
+            diffs = _fl([acc[i] - acc[i + h] for i in lo])
+            for i, a, b in zip(lo, sums, diffs):
+                acc[i], acc[i + h] = a, b
+            h *= 2
+        k = B.bit_length() - 1
+        c = math.ldexp(float.fromhex("0x1.6a09e6p-1") if k % 2 else 1.0, -(k // 2))
+        w = _fl([x * c for x in acc])
+        return array("f", (-x if signs[i % cols // 8] >> (i % 8) & 1 else x for i, x in enumerate(w)))
+
     def tier_counts(self, name):
         """{'f16': n0, 'q8': n1, 'q4': n2, 'q2': n3} of a TIERED tensor."""
         tiers = self._view(self._by_name[name])[0][1]
@@ -930,9 +1002,9 @@ class NsqFile:
         for t in self.tensors:
             d = {"name": t.name, "shape": t.dims, "scheme": Tensor.SCHEMES[t.scheme], "block": t.block,
                  "offset": t.offset, "size": t.size}
-            if t.scheme == 16:
+            if t.scheme in (16, 17):
                 d["group_size"] = t.group_size
-                if tiers:
+                if tiers and t.scheme == 16:
                     d["tiers"] = self.tier_counts(t.name)
                 d["refinements"] = [{"level": i + 1, "bits": p[0], "size": p[2]} for i, p in enumerate(t.refine)]
             tensors.append(d)
@@ -944,6 +1016,39 @@ class NsqFile:
                               "files": [{"name": n, "size": len(v)} for n, v in self.tokenizer_files.items()]},
                 "block_count": len(self.blocks), "refinement_count": sum(len(b.refinements) for b in self.blocks),
                 "tensor_count": len(self.tensors), "blocks": blocks, "tensors": tensors}
+
+
+_LAT_BITS = {1: 2, 2: 1, 3: 8}   # bits per weight of the LATTICE stage kinds E8, SIGN, INT8 (spec 9.10)
+
+
+def _lattice_size(t, kinds):
+    """The payload size of LATTICE tensor t with these stage kinds (spec 9.10)."""
+    rows, nb = t.n_elements // t.cols, t.cols // t.group_size
+    return 64 + _pad64(t.cols // 8) + sum(_pad64(2 * rows * nb) + _pad64(t.n_elements * _LAT_BITS[k] // 8)
+                                          for k in kinds)
+
+
+@functools.lru_cache(maxsize=1)
+def _e8_values():
+    """4 * the 8 values of each of the 65536 E8 codes, from the rule of spec 9.11."""
+    import itertools
+    table = sorted(itertools.product((1, 3, 5, 7), repeat=8), key=lambda u: (sum(x * x for x in u), u))[:256]
+    out = []
+    for c in range(65536):
+        u, neg = table[c & 0xFF], (c >> 8) & 0x7F
+        neg |= (bin(neg).count("1") % 2 != sum(u) // 2 % 2) << 7
+        out.append([(-2 if neg >> k & 1 else 2) * u[k] + (-1 if c & 0x8000 else 1) for k in range(8)])
+    return out
+
+
+def _lattice_values(kind, codes):
+    """The code values of one LATTICE stage, row-major (exact in binary32)."""
+    if kind == 1:
+        table = _e8_values()
+        return [x / 4 for c in _le_array("H", codes) for x in table[c]]
+    if kind == 2:
+        return [-1.0 if b >> k & 1 else 1.0 for b in codes for k in range(8)]
+    return [float(b - 256 if b > 127 else b) for b in codes]
 
 
 def _flag_names(value, known):
@@ -977,6 +1082,7 @@ def _main(argv):
     dump.add_argument("file")
     dump.add_argument("tensor")
     dump.add_argument("--refine", type=int, default=0, metavar="N", help="refinement levels to apply")
+    dump.add_argument("--rotated", action="store_true", help="a LATTICE tensor's rotated basis W'")
     args = ap.parse_args(argv)
     try:
         with open(args.file) as f:
@@ -987,11 +1093,11 @@ def _main(argv):
                 f.verify()
                 print("%s: ok" % args.file)
             else:
-                values = f.dequantize(args.tensor, max(args.refine, 0))
+                values = f.dequantize(args.tensor, max(args.refine, 0), args.rotated)
                 if sys.byteorder == "big":
                     values.byteswap()
                 sys.stdout.buffer.write(values.tobytes())
-    except (NsqError, OSError) as e:
+    except (NsqError, OSError, ValueError) as e:
         print("%s: %s" % (args.file, e), file=sys.stderr)
         return 1
     except KeyError:

@@ -847,6 +847,61 @@ static void test_records(void **state)
     for (int i = 0; i < NMAT; i++) free(L[i].p);
 }
 
+/* ---- spec 9.15, the worked example ---- */
+static const struct {
+    uint16_t off;
+    uint8_t b[16];
+} spec_rows[] = {
+    {0x000, {0x03, 0x01, 0x02, 0x03}},
+    {0x040, {0x5a, 0xc3}},
+    {0x080, {0xb4, 0x33, 0xf5, 0x31, 0x2c, 0x33, 0xb3, 0x33}},
+    {0x0c0, {0xb1, 0x5d, 0xc8, 0x54, 0x7c, 0x8b, 0x7f, 0x62}},
+    {0x100, {0xce, 0x2d, 0x41, 0x30, 0xca, 0x30, 0x81, 0x32}},
+    {0x140, {0xa9, 0x7c, 0xdd, 0xd2}},
+    {0x180, {0xd6, 0x14, 0xb7, 0x17, 0xbd, 0x18, 0x26, 0x17}},
+    {0x1c0, {0x27, 0x7f, 0xb8, 0xb3, 0x0d, 0x32, 0xd9, 0x12, 0x7f, 0xcb, 0xb6, 0x3a, 0x43, 0x14, 0xca, 0xc7}},
+    {0x1d0, {0xec, 0xca, 0x34, 0xe0, 0x20, 0x7f, 0x12, 0x17, 0x7f, 0x1c, 0x4a, 0xba, 0x58, 0xc4, 0xa6, 0x2e}},
+};
+static const float spec_rotated[32] = {
+    -0.1048336f, 0.90262794f, -0.2952118f, -0.24178886f, 0.045866013f, 0.14887619f, -0.015527725f, 0.11109543f,
+    0.6979151f, 0.17272663f, -0.5050106f, 0.30208397f, -0.053278923f, 0.044353485f, -0.46734047f, -0.020964622f,
+    -0.3640213f, -0.14336777f, 0.026679993f, -0.84002686f, -0.019592285f, 0.72363853f, -0.05198288f, -0.04041481f,
+    0.60534096f, -0.21453094f, 0.7534447f, 0.26153183f, 0.13078308f, 0.038383484f, -0.90166855f, 0.057483673f
+};
+static const float spec_original[32] = {
+    0.19484454f, 0.45626694f, 0.5069848f, 0.32895514f, 0.01043556f, -0.29389167f, -0.43685782f, -0.34565204f,
+    -0.060275387f, 0.29200482f, 0.54905003f, 0.5943326f, 0.41187045f, 0.092667095f, -0.21007742f, -0.34773374f,
+    -0.25070024f, 0.038447365f, 0.38975787f, 0.6431218f, 0.6832011f, 0.49527603f, 0.17341304f, -0.1257581f,
+    -0.25836557f, -0.15734261f, 0.13759765f, 0.48773074f, 0.7356756f, 0.7702293f, 0.57895f, 0.25582868f
+};
+
+static void test_spec_worked_example(void **state)
+{
+    (void)state;
+    uint8_t pay[512] = {0};
+    for (size_t i = 0; i < sizeof spec_rows / sizeof spec_rows[0]; i++) memcpy(pay + spec_rows[i].off, spec_rows[i].b, 16);
+    nsq_view v;
+    nsq_diag d;
+    nsq_lattice lv;
+    assert_ok(nsq_view_init(NSQ_SCHEME_LATTICE, 2, 16, 8, pay, 512, &v, &d));
+    assert_ok(nsq_lattice_view(&v, &lv));
+    assert_int_equal(lv.n_stages, 3);
+    assert_ptr_equal(lv.codes[2], pay + 0x1c0);
+    float out[32];
+    assert_ok(nsq_lattice_rows_rotated(&v, 0, 2, out));
+    assert_bits(out, spec_rotated, 32, "spec 9.15 rotated");
+    assert_ok(nsq_dequantize_rows(&v, NULL, 0, 0, 2, out));
+    assert_bits(out, spec_original, 32, "spec 9.15 original");
+    /* the by-hand element (0, 1) and the E8 example of 9.11 */
+    int8_t v4[8];
+    nsq_lattice_e8_value(0x5DB1, v4);
+    static const int8_t want[8] = {-1, 11, -5, -1, -1, 3, -1, 3};
+    assert_memory_equal(v4, want, 8);
+    assert_true(out[1] == (float)0.45626693964004517);
+    assert_ok(nsq_lattice_rows_rotated(&v, 0, 1, out));
+    assert_true(out[1] == (float)0.9026279449462891);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -861,6 +916,7 @@ int main(void)
         cmocka_unit_test(test_invalid_payloads),
         cmocka_unit_test(test_any_code),
         cmocka_unit_test(test_payload_size),
+        cmocka_unit_test(test_spec_worked_example),
         cmocka_unit_test_setup_teardown(test_file_round_trip, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_writer_refuses, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_records, tu_setup_tmpdir, tu_teardown_tmpdir),
