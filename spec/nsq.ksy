@@ -1,12 +1,12 @@
 meta:
   id: nsq
-  title: NSQ container for tiered-quantized language model weights, version 1.x
+  title: NSQ container for quantized language model weights, version 1.x
   file-extension: nsq
   ks-version: '0.11'
   endian: le
   bit-endian: le
 doc: |
-  The .nsq format of spec/nsq-format.md, version 1.1, which is the normative
+  The .nsq format of spec/nsq-format.md, version 1.2, which is the normative
   text; this description follows it section by section and names the rule
   (R-...) that each `valid` key enforces in that key's `doc`.
 
@@ -59,6 +59,7 @@ seq:
     valid:
       expr: >-
         ((header.required_features & 1) != 0) == directory.any_zstd
+        and ((header.required_features & 2) != 0) == directory.any_lattice
         and ((header.optional_features & 1) != 0) == (directory.refinement_count != 0)
         and ((header.optional_features & 2) != 0) == (find_importance.index >= 0)
         and ((header.optional_features & 4) != 0) == (find_router.index >= 0)
@@ -123,8 +124,8 @@ types:
       - id: required_features
         type: u8
         valid:
-          max: 1
-        doc: Bit 0 (ZSTD) is the only bit defined (R-HDR-4).
+          max: 3
+        doc: Bits 0 (ZSTD) and 1 (LATTICE) are the only bits defined (R-HDR-4).
       - id: optional_features
         type: u8
         doc: Bits 0 REFINEMENTS, 1 IMPORTANCE, 2 ROUTER; others ignored.
@@ -154,8 +155,8 @@ types:
       - id: reserved
         size: 64
         valid:
-          expr: version_minor > 1 or _.max == 0
-        doc: Zero unless version_minor is above 1, this description's minor version (R-HDR-9).
+          expr: version_minor > 2 or _.max == 0
+        doc: Zero unless version_minor is above 2, this description's minor version (R-HDR-9).
       - id: table_in_file
         size: 0
         valid:
@@ -544,7 +545,8 @@ types:
       - id: tensors
         type: >-
           tensor_record(_index, _index == 0 ? -1 : tensors[_index - 1].block,
-          _index == 0 ? 0 : tensors[_index - 1].end)
+          _index == 0 ? 0 : tensors[_index - 1].end,
+          _index == 0 ? false : tensors[_index - 1].lattice_so_far)
         repeat: expr
         repeat-expr: tensor_count
         doc: A record that does not fit fails here (R-DIR-11).
@@ -569,6 +571,9 @@ types:
           blocks.last.zstd_so_far
           or (refinement_count > 0 and refinements.last.zstd_so_far)
         doc: Some range is compressed (the ZSTD feature, R-HDR-11).
+      any_lattice:
+        value: tensors.last.lattice_so_far
+        doc: Some tensor is LATTICE (the LATTICE feature, R-HDR-11).
 
   block_record:
     params:
@@ -801,6 +806,8 @@ types:
         type: s8
       - id: prev_end
         type: u8
+      - id: prev_lattice
+        type: bool
     seq:
       - id: name_len
         type: u2
@@ -816,7 +823,7 @@ types:
         type: u1
         enum: scheme
         valid:
-          any-of: [scheme::f32, scheme::f16, scheme::bf16, scheme::tiered]
+          any-of: [scheme::f32, scheme::f16, scheme::bf16, scheme::tiered, scheme::lattice]
         doc: R-TEN-2
       - id: n_dims
         type: u1
@@ -834,13 +841,16 @@ types:
         valid:
           expr: >-
             scheme == scheme::tiered ? (_ == 32 or _ == 64 or _ == 128 or _ == 256)
+            : scheme == scheme::lattice ? (_ >= 8 and _ <= 16384 and (_ & (_ - 1)) == 0)
             : _ == 0
-        doc: 0 unless TIERED (R-TEN-5); 32, 64, 128 or 256 for TIERED (R-TEN-7).
+        doc: |
+          0 unless TIERED or LATTICE (R-TEN-5); 32, 64, 128 or 256 for TIERED,
+          a power of two in 8..16384 for LATTICE (R-TEN-7).
       - id: n_refine
         type: u1
         valid:
           expr: _ <= 16 and (scheme == scheme::tiered or _ == 0)
-        doc: At most 16 (R-TEN-4), 0 unless TIERED (R-TEN-5).
+        doc: At most 16 (R-TEN-4), 0 unless TIERED (R-TEN-5; LATTICE too).
       - id: reserved
         size: 5
         valid:
@@ -872,13 +882,20 @@ types:
       - id: tiered_shape
         size: 0
         valid:
-          expr: scheme != scheme::tiered or (n_dims == 2 and cols % group_size == 0)
+          expr: >-
+            (scheme != scheme::tiered and scheme != scheme::lattice)
+            or (n_dims == 2 and cols % group_size == 0)
         doc: R-TEN-7
+      - id: lattice_sizes
+        type: 'lattice_size_scan(size, n_elements / cols, cols, group_size, 0)'
+        if: scheme == scheme::lattice
+        doc: Whether some list of stages has this payload size (R-TEN-6).
       - id: size_fits_shape
         size: 0
         valid:
           expr: >-
             scheme == scheme::f32 ? size == 4 * n_elements
+            : scheme == scheme::lattice ? lattice_sizes.some_list
             : scheme != scheme::tiered ? size == 2 * n_elements
             : (size >= (map_len + 63) / 64 * 64 + n_groups * (group_size / 4 + 4)
             and size <= (map_len + 63) / 64 * 64 + n_groups * 2 * group_size + 7 * 63)
@@ -916,7 +933,10 @@ types:
       cols:
         value: dims[n_dims - 1]
       n_groups:
-        value: 'scheme == scheme::tiered ? n_elements / group_size : 0'
+        value: 'scheme == scheme::tiered or scheme == scheme::lattice ? n_elements / group_size : 0'
+      lattice_so_far:
+        value: prev_lattice or scheme == scheme::lattice
+        doc: This or an earlier tensor is LATTICE.
       map_len:
         value: (n_groups + 3) / 4
         doc: Unpadded tier map length.
@@ -940,7 +960,9 @@ types:
         pos: offset
         size: size
         type: 'plain_payload(scheme == scheme::f32 ? 4 : 2, n_elements)'
-        if: range.compression == compression::none and scheme != scheme::tiered
+        if: >-
+          range.compression == compression::none
+          and scheme != scheme::tiered and scheme != scheme::lattice
         doc: F32, F16 or BF16 values, row-major (section 9.2).
       tiered_payload:
         io: range.raw._io
@@ -949,6 +971,13 @@ types:
         type: tiered_payload(n_groups, group_size)
         if: range.compression == compression::none and scheme == scheme::tiered
         doc: Section 9.3.
+      lattice_payload:
+        io: range.raw._io
+        pos: offset
+        size: size
+        type: lattice_payload(n_elements / cols, cols, group_size)
+        if: range.compression == compression::none and scheme == scheme::lattice
+        doc: Section 9.10.
 
   tensor_name:
     seq:
@@ -1161,6 +1190,163 @@ types:
           + (n_q2 * group_size / 4 + 63) / 64 * 64 + (n_q2 * 4 + 63) / 64 * 64
         doc: The sum of the padded stream lengths (section 9.3).
 
+  lattice_size_scan:
+    doc: |
+      Whether `size` is the LATTICE payload size (section 9.10) of n_e8 E8,
+      n_sign SIGN and n_int8 INT8 stages, 1..4 in all, for some counts: k
+      runs over 0..124 as n_e8 = k / 25, n_sign = k / 5 mod 5, n_int8 = k mod 5.
+    params:
+      - id: size
+        type: u8
+      - id: rows
+        type: u8
+      - id: cols
+        type: u8
+      - id: block
+        type: u4
+      - id: k
+        type: u4
+    seq:
+      - id: next
+        type: lattice_size_scan(size, rows, cols, block, k + 1)
+        if: k < 124 and not here
+    instances:
+      n_e8:
+        value: k / 25
+      n_sign:
+        value: k / 5 % 5
+      n_int8:
+        value: k % 5
+      n:
+        value: n_e8 + n_sign + n_int8
+      here:
+        value: >-
+          n >= 1 and n <= 4 and size == 64 + (cols / 8 + 63) / 64 * 64
+          + n * ((2 * rows * (cols / block) + 63) / 64 * 64)
+          + n_e8 * ((rows * cols / 4 + 63) / 64 * 64)
+          + n_sign * ((rows * cols / 8 + 63) / 64 * 64)
+          + n_int8 * ((rows * cols + 63) / 64 * 64)
+      some_list:
+        value: here or (k < 124 and next.some_list.as<bool>)
+
+  lattice_payload:
+    doc: Section 9.10, checked in the order of section 9.13.
+    params:
+      - id: rows
+        type: u8
+      - id: cols
+        type: u8
+      - id: block
+        type: u4
+    seq:
+      - id: header_fits
+        size: 0
+        valid:
+          expr: _io.size >= 64
+        doc: R-LAT-1
+      - id: n_stages
+        type: u1
+        valid:
+          min: 1
+          max: 4
+        doc: R-LAT-1
+      - id: kinds
+        type: u1
+        repeat: expr
+        repeat-expr: 4
+        doc: Stage kinds (enum lattice_kind); 0 past n_stages.
+      - id: kinds_in_use
+        size: 0
+        valid:
+          expr: >-
+            kinds[0] >= 1 and kinds[0] <= 3
+            and (n_stages < 2 or (kinds[1] >= 1 and kinds[1] <= 3))
+            and (n_stages < 3 or (kinds[2] >= 1 and kinds[2] <= 3))
+            and (n_stages < 4 or (kinds[3] >= 1 and kinds[3] <= 3))
+        doc: R-LAT-1
+      - id: kinds_unused
+        size: 0
+        valid:
+          expr: >-
+            (n_stages > 1 or kinds[1] == 0) and (n_stages > 2 or kinds[2] == 0)
+            and (n_stages > 3 or kinds[3] == 0)
+        doc: R-LAT-2
+      - id: reserved
+        size: 59
+        valid:
+          expr: _.max == 0
+        doc: R-LAT-2
+      - id: size_matches
+        size: 0
+        valid:
+          expr: _io.size == expected_size
+        doc: R-LAT-3
+      - id: signs
+        size: cols / 8
+        doc: Bit j mod 8 of byte j / 8 set - column j's sign is -1.
+      - id: signs_padding
+        size: (cols / 8 + 63) / 64 * 64 - cols / 8
+        valid:
+          expr: _.length == 0 or _.max == 0
+        doc: R-LAT-4
+      - id: stages
+        type: lattice_stage(rows, cols, block, kinds[_index])
+        repeat: expr
+        repeat-expr: n_stages
+    instances:
+      scales_padded:
+        value: (2 * rows * (cols / block) + 63) / 64 * 64
+      expected_size:
+        value: >-
+          64 + (cols / 8 + 63) / 64 * 64
+          + n_stages * scales_padded
+          + (kinds[0] == 3 ? (rows * cols + 63) / 64 * 64 : (rows * cols * (kinds[0] == 1 ? 2 : 1) / 8 + 63) / 64 * 64)
+          + (n_stages < 2 ? 0 : kinds[1] == 3 ? (rows * cols + 63) / 64 * 64
+          : (rows * cols * (kinds[1] == 1 ? 2 : 1) / 8 + 63) / 64 * 64)
+          + (n_stages < 3 ? 0 : kinds[2] == 3 ? (rows * cols + 63) / 64 * 64
+          : (rows * cols * (kinds[2] == 1 ? 2 : 1) / 8 + 63) / 64 * 64)
+          + (n_stages < 4 ? 0 : kinds[3] == 3 ? (rows * cols + 63) / 64 * 64
+          : (rows * cols * (kinds[3] == 1 ? 2 : 1) / 8 + 63) / 64 * 64)
+        doc: The size of section 9.10 for these stages.
+
+  lattice_stage:
+    doc: One stage's scales and codes (section 9.10).
+    params:
+      - id: rows
+        type: u8
+      - id: cols
+        type: u8
+      - id: block
+        type: u4
+      - id: kind
+        type: u1
+    seq:
+      - id: scales
+        type: u2
+        repeat: expr
+        repeat-expr: rows * (cols / block)
+        valid:
+          expr: (_ & 0x7c00) != 0x7c00
+        doc: f16 scale of (row, block), row-major; finite (R-LAT-5).
+      - id: scales_padding
+        size: (2 * rows * (cols / block) + 63) / 64 * 64 - 2 * rows * (cols / block)
+        valid:
+          expr: _.length == 0 or _.max == 0
+        doc: R-LAT-4
+      - id: codes
+        size: code_bytes
+        doc: Row r at r * cols * bits / 8; any value is valid (section 9.11).
+      - id: codes_padding
+        size: (code_bytes + 63) / 64 * 64 - code_bytes
+        valid:
+          expr: _.length == 0 or _.max == 0
+        doc: R-LAT-4
+    instances:
+      bits:
+        value: 'kind == 1 ? 2 : kind == 2 ? 1 : 8'
+      code_bytes:
+        value: rows * cols * bits / 8
+
   tier_map_byte:
     doc: |
       Tiers of groups first_group .. first_group+3, two bits each from the
@@ -1296,8 +1482,9 @@ types:
         valid:
           expr: >-
             _ > prev_tensor and _ < _root.directory.tensor_count
-            and _root.directory.tensors[_].scheme == scheme::tiered
-        doc: A TIERED tensor, in increasing order (R-IMP-4).
+            and (_root.directory.tensors[_].scheme == scheme::tiered
+            or _root.directory.tensors[_].scheme == scheme::lattice)
+        doc: A TIERED or LATTICE tensor, in increasing order (R-IMP-4).
       - id: reserved
         type: u4
         valid: 0
@@ -1486,6 +1673,11 @@ enums:
     2: f16
     3: bf16
     16: tiered
+    17: lattice
+  lattice_kind:
+    1: e8
+    2: sign
+    3: int8
   tier:
     0: f16
     1: q8

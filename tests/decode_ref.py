@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Decodes every tensor of an .nsq file to f32 with numpy, from the spec alone
-(sections 8 and 9), as a reference that shares no code with libnsq.
+(sections 8 and 9), as a reference that shares no code with libnsq. LATTICE
+tensors decode to the original basis W, as libnsq's nsq_dequantize_rows does.
 
     decode_ref.py FILE.nsq INSPECT.json OUTDIR
 
@@ -8,6 +9,7 @@ INSPECT.json is `nsq-inspect --json --blocks --tensors FILE` (it locates the
 blocks and tensors; the bytes are read here). Tensor i, decoded with all its
 refinement levels, goes to OUTDIR/i.f32 as little-endian f32; the tensor
 names are printed in that order, one a line."""
+import itertools
 import json
 import subprocess
 import sys
@@ -65,6 +67,49 @@ def tiered(p, rows, cols, g, parts):
     return out
 
 
+def e8_values():
+    """The 8 values of each of the 65536 E8 codes (section 9.11), exact in f32."""
+    table = np.array(sorted(itertools.product((1, 3, 5, 7), repeat=8), key=lambda u: (sum(x * x for x in u), u))[:256])
+    c = np.arange(65536)
+    u = table[c & 0xFF]
+    neg = (c[:, None] >> (8 + np.arange(7))) & 1
+    p = (u.sum(axis=1) // 2) % 2
+    neg = np.concatenate([neg, (neg.sum(axis=1) % 2 != p)[:, None]], axis=1)
+    shift = np.where(c & 0x8000, -0.25, 0.25)[:, None]
+    return (np.where(neg, -u, u) / 2 + shift).astype(F32)
+
+
+def lattice(p, rows, cols, b):
+    """A LATTICE payload (section 9.10): W' summed stage by stage, then W = W' R (9.12)."""
+    n_stages, kinds, nb = p[0], p[1:1 + p[0]], cols // b
+    signs = np.unpackbits(np.frombuffer(p, np.uint8, cols // 8, 64), bitorder="little").astype(bool)
+    pos, acc = 64 + pad64(cols // 8), None
+    for k in kinds:
+        d = np.frombuffer(p, "<f2", rows * nb, pos).astype(F32).reshape(rows, nb)
+        pos += pad64(2 * rows * nb)
+        nbytes = rows * cols * {1: 2, 2: 1, 3: 8}[k] // 8
+        if k == 1:
+            v = e8_values()[np.frombuffer(p, "<u2", rows * cols // 8, pos)].reshape(rows, cols)
+        elif k == 2:
+            bits = np.unpackbits(np.frombuffer(p, np.uint8, nbytes, pos), bitorder="little")
+            v = np.where(bits, F32(-1), F32(1)).reshape(rows, cols)
+        else:
+            v = np.frombuffer(p, np.int8, nbytes, pos).astype(F32).reshape(rows, cols)
+        pos += pad64(nbytes)
+        prod = np.repeat(d, b, axis=1) * v
+        acc = prod if acc is None else acc + prod
+    u, h = acc.reshape(rows, nb, b).copy(), 1
+    while h < b:  # pairs (i, i + h) with i & h == 0, passes in increasing h
+        v = u.reshape(rows, nb, b // (2 * h), 2, h)
+        lo, hi = v[:, :, :, 0, :].copy(), v[:, :, :, 1, :].copy()
+        v[:, :, :, 0, :], v[:, :, :, 1, :] = lo + hi, lo - hi
+        h *= 2
+    k = b.bit_length() - 1
+    c = F32(np.ldexp(float.fromhex("0x1.6a09e6p-1") if k % 2 else 1.0, -(k // 2)))
+    w = u.reshape(rows, cols) * c
+    return np.where(signs, -w, w)
+
+
 def refinement_parts(tensors, block, ranges):
     """Each tensor's part in each level of its block, packed as R-TEN-10 says."""
     parts = {}
@@ -94,6 +139,8 @@ def main(path, inspect, outdir):
             n = int(np.prod(t["shape"]))
             if t["scheme"] == "tiered":
                 w = tiered(p, t["shape"][0], t["shape"][1], t["group_size"], parts.get(i, []))
+            elif t["scheme"] == "lattice":
+                w = lattice(p, t["shape"][0], t["shape"][1], t["group_size"])
             elif t["scheme"] == "bf16":
                 w = (np.frombuffer(p, "<u2", n).astype(np.uint32) << 16).view(F32)
             else:

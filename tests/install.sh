@@ -37,7 +37,9 @@ in_pc_fields() { # in_pc_fields PREFIX: nsq.pc names the prefix, the version and
 
 # The shared library's dynamic symbols are exactly the functions nsq.h marks NSQ_API.
 in_exports() {
-    grep -o 'NSQ_API [^(]*(' libnsq/nsq.h | grep -o 'nsq_[a-z0-9_]*($' | tr -d '(' | sort >"$TMP/in-api"
+    # the name before the parameters, also of a function returning a pointer to an array: (*name(void))[8]
+    sed -n 's/^NSQ_API[^(]*(\**\(nsq_[a-z0-9_]*\)(.*/\1/p; s/^NSQ_API[^(]* \**\(nsq_[a-z0-9_]*\)(.*/\1/p' \
+        libnsq/nsq.h | sort >"$TMP/in-api"
     nm -D --defined-only "$1" | awk '{print $3}' | sort >"$TMP/in-syms"
     [ -s "$TMP/in-api" ] && diff "$TMP/in-api" "$TMP/in-syms"
 }

@@ -78,6 +78,9 @@ function tieredPayload(ctx, t) {
 function tensorView(ctx, t) {
   const out = { name: t.name.text, shape: t.dims, scheme: name(ctx.Nsq.Scheme, t.scheme), block: t.block,
     offset: t.offset, size: t.size, bpw: bpw(t.size, t.nElements) };
+  if (t.scheme === ctx.Nsq.Scheme.LATTICE) { // nsq-inspect lists tiers for every grouped scheme: none here
+    return { ...out, group_size: t.groupSize, tiers: { f16: 0, q8: 0, q4: 0, q2: 0 }, refinements: [] };
+  }
   if (t.scheme !== ctx.Nsq.Scheme.TIERED) return out;
   const p = tieredPayload(ctx, t);
   out.group_size = t.groupSize;
