@@ -399,6 +399,57 @@ static void test_forward(void **state)
     free(ref), free(ex), free(q), free(lat), free(dec);
 }
 
+/* A one-layer GPT-2 whose Conv1D weights are stored as the source has them,
+ * [in][out], c_attn's as LATTICE: the model check names it. */
+static void test_conv1d_refused(void **state)
+{
+    static const char *const keys[][2] = {
+        {"general.architecture", "gpt2"}, {"model.activation", "gelu_tanh"}, {"model.norm.type", "layernorm"},
+        {"model.position", "learned"},    {"provenance.converter", "unit-tests"}, {"provenance.recipe", "minimal"},
+        {"provenance.source", "synthetic"}, {"model.rope.scaling.type", "none"}};
+    static const char *const u64s[] = {"model.context_length", "model.head_dim", "model.hidden_size",
+                                       "model.intermediate_size", "model.n_heads", "model.n_kv_heads",
+                                       "model.n_layers", "model.sliding_window", "model.vocab_size"};
+    const uint64_t u64v[] = {16, 16, HID, 2 * HID, 4, 4, 1, 0, TU_VOCAB};
+    const char *bools[] = {"model.attention_bias", "model.mlp_bias", "model.tied_head", "tokenizer.add_bos"};
+    char *path = tu_join(*state, "gpt2.nsq"), err[512];
+    nsq_writer *w;
+    assert_ok(nsq_writer_open(path, &w, NULL));
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) assert_ok(nsq_writer_meta_str(w, keys[i][0], keys[i][1], strlen(keys[i][1])));
+    for (size_t i = 0; i < sizeof u64s / sizeof *u64s; i++) assert_ok(nsq_writer_meta_u64(w, u64s[i], u64v[i]));
+    for (size_t i = 0; i < 4; i++) assert_ok(nsq_writer_meta_bool(w, bools[i], i == 2));
+    assert_ok(nsq_writer_meta_f64(w, "model.norm.epsilon", 1e-5));
+    assert_ok(nsq_writer_meta_f64(w, "model.rope.scaling.factor", 1));
+    assert_ok(nsq_writer_meta_f64(w, "model.rope.theta", 10000));
+    assert_ok(nsq_writer_meta_i64(w, "tokenizer.bos_id", 1));
+    assert_ok(nsq_writer_meta_i64(w, "tokenizer.eos_id", 2));
+    assert_ok(tu_write_tokenizer(w));
+    const mspec emb = {0, TU_VOCAB, HID, 64, 1, {NSQ_LAT_E8}, 0}, pos = {0, 16, HID, 64, 1, {NSQ_LAT_E8}, 0},
+                attn = {0, HID, 3 * HID, 64, 1, {NSQ_LAT_E8}, 0}, proj = {0, HID, HID, 64, 1, {NSQ_LAT_E8}, 0},
+                fc = {0, HID, 2 * HID, 64, 1, {NSQ_LAT_E8}, 0}, down = {0, 2 * HID, HID, 64, 1, {NSQ_LAT_E8}, 0};
+    assert_ok(nsq_writer_begin_block(w, NSQ_BLOCK_EMBEDDINGS, 0, 0, NSQ_COMP_NONE));
+    add_matrix(w, "wte.weight", &emb, NULL, 0);
+    add_matrix(w, "wpe.weight", &pos, NULL, 0);
+    assert_ok(nsq_writer_end_block(w, NULL));
+    assert_ok(nsq_writer_begin_block(w, NSQ_BLOCK_LAYERS, 0, 1, NSQ_COMP_NONE));
+    const char *norms[] = {"h.0.ln_1.weight", "h.0.ln_1.bias", "h.0.ln_2.weight", "h.0.ln_2.bias", "ln_f.weight", "ln_f.bias"};
+    for (int i = 0; i < 4; i++) add_ones(w, norms[i]);
+    add_matrix(w, "h.0.attn.c_attn.weight", &attn, NULL, 0);
+    add_matrix(w, "h.0.attn.c_proj.weight", &proj, NULL, 1);
+    add_matrix(w, "h.0.mlp.c_fc.weight", &fc, NULL, 1);
+    add_matrix(w, "h.0.mlp.c_proj.weight", &down, NULL, 1);
+    assert_ok(nsq_writer_end_block(w, NULL));
+    assert_ok(nsq_writer_begin_block(w, NSQ_BLOCK_OUTPUT, 0, 0, NSQ_COMP_NONE));
+    for (int i = 4; i < 6; i++) add_ones(w, norms[i]);
+    assert_ok(nsq_writer_end_block(w, NULL));
+    assert_ok(nsq_writer_finish(w, NULL));
+    nsqrt_opts o = {0};
+    nsqrt_model *m;
+    assert_int_equal(nsqrt_open(path, &o, &m, err, sizeof err), -1);
+    assert_non_null(strstr(err, "h.0.attn.c_attn.weight: quantized Conv1D weights must be stored transposed"));
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -407,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_int8_products),
         cmocka_unit_test(test_exact_products),
         cmocka_unit_test_setup_teardown(test_forward, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_conv1d_refused, tu_setup_tmpdir, tu_teardown_tmpdir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

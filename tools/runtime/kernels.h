@@ -21,8 +21,8 @@
  * order, the same code at every level. The F32/F16/BF16 schemes use the f32
  * activations and may differ between levels by f32 reassociation.
  *
- * LATTICE matrices hold W' = W R^T: they multiply x' = R x (kern_rotate),
- * rounded to int8 as above. A stage's code values times 4 (E8), or as they
+ * LATTICE matrices hold W' = W R^T: they multiply x' = R x (kern_rotate,
+ * the same code at every level), rounded to int8 as above. A stage's code values times 4 (E8), or as they
  * are (SIGN, INT8), are integers w_j, so a weight block of B columns is cut
  * in units of U = min(B, 64) columns, each inside one activation block a,
  * with I = (w . xq) over the unit. For one row and token, canonically:
@@ -33,7 +33,7 @@
  *   - v goes to accumulator b % 8 (acc += v);
  *   - the result is kern_tree8(acc).
  * Exact mode (kern_rows_f32) multiplies the f32 x' by the rotated-basis
- * weights decoded as libnsq decodes them. */
+ * weights decoded as libnsq decodes them, summed as refined TIERED rows. */
 #ifndef NSQ_KERNELS_H
 #define NSQ_KERNELS_H
 

@@ -396,18 +396,31 @@ AVX2_T static inline __m256i lat_units(uint32_t U, const __m256i *h)
     return sum8x8(v);
 }
 
-/* The 64 code values of columns c0.. of a stage's row, E8 and SIGN decoded to 8 bytes a code. */
-static inline const void *lat_values(uint32_t kind, const uint8_t *codes, uint64_t c0, uint64_t buf[8])
-{
-    if (kind == NSQ_LAT_INT8) return codes + c0;
-    for (uint64_t g = 0; g < 8; g++)
-        buf[g] = kind == NSQ_LAT_E8 ? kern_e8_word(rd16(codes + 2 * (c0 / 8 + g))) : kern_sign8[codes[c0 / 8 + g]];
-    return buf;
-}
-
 /* For tokens u < nt: I[u] of one group's units, from nc chunks at columns col[]. */
 typedef void (*lat_dots_fn)(uint32_t kind, uint32_t U, const uint8_t *codes, const uint64_t *col, uint32_t nc,
                             const act8 *a, uint32_t t0, uint32_t nt, __m256i *I);
+
+/* The 8 E8 codes of 64 columns as kern_e8_word does it, 8 at once: the
+ * magnitudes gathered by low byte; each code's high byte copied to its 8
+ * bytes and tested bit by bit gives the negated coordinates (bits 0..6 of
+ * each byte group, bit 7 the parity of the other 7) and the shift (bit 7). */
+AVX512_T static inline __m512i e8_chunk_512(const uint8_t *p)
+{
+    const uint64_t low7 = 0x7F7F7F7F7F7F7F7Full, ones = 0x0101010101010101ull;
+    __m128i c = _mm_loadu_si128((const __m128i *)p);
+    __m512i idx = _mm512_and_si512(_mm512_cvtepu16_epi64(c), _mm512_set1_epi64(0xFF));
+    __m512i mag = _mm512_i64gather_epi64(idx, (const long long *)kern_e8_mag, 8);
+    __m512i hi = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(c),
+                                     _mm512_set_epi64(0x0F0F0F0F0F0F0F0F, 0x0D0D0D0D0D0D0D0D, 0x0B0B0B0B0B0B0B0B,
+                                                      0x0909090909090909, 0x0707070707070707, 0x0505050505050505,
+                                                      0x0303030303030303, 0x0101010101010101));
+    uint64_t bits = _cvtmask64_u64(_mm512_test_epi8_mask(hi, _mm512_set1_epi64((long long)0x8040201008040201ull)));
+    uint64_t s = bits & low7, par = s ^ s >> 4;
+    par ^= par >> 2, par ^= par >> 1;
+    __mmask64 neg = _cvtu64_mask64(s | (par & ones) << 7), shift = _cvtu64_mask64((bits >> 7 & ones) * 0xFF);
+    __m512i w = _mm512_mask_sub_epi8(mag, neg, _mm512_setzero_si512(), mag);
+    return _mm512_add_epi8(w, _mm512_mask_blend_epi8(shift, _mm512_set1_epi8(1), _mm512_set1_epi8(-1)));
+}
 
 /* Unsigned |w| times x with w's signs (VNNI). */
 AVX512_T static inline __attribute__((always_inline)) void lat_dots_512(uint32_t kind, uint32_t U, const uint8_t *codes,
@@ -418,8 +431,13 @@ AVX512_T static inline __attribute__((always_inline)) void lat_dots_512(uint32_t
     __mmask64 neg[8];
     uint32_t n_half = U == 64 ? 8 : nc;
     for (uint32_t c = 0; c < nc; c++) {
-        uint64_t buf[8];
-        __m512i w = _mm512_loadu_si512(lat_values(kind, codes, col[c], buf));
+        if (kind == NSQ_LAT_SIGN) {
+            uint64_t bits;
+            memcpy(&bits, codes + col[c] / 8, 8);
+            aw[c] = _mm512_set1_epi8(1), neg[c] = _cvtu64_mask64(bits);
+            continue;
+        }
+        __m512i w = kind == NSQ_LAT_E8 ? e8_chunk_512(codes + col[c] / 4) : _mm512_loadu_si512(codes + col[c]);
         aw[c] = _mm512_abs_epi8(w), neg[c] = _mm512_movepi8_mask(w);
     }
     for (uint32_t u = 0; u < nt; u++) {
@@ -434,6 +452,40 @@ AVX512_T static inline __attribute__((always_inline)) void lat_dots_512(uint32_t
     }
 }
 
+/* Bytes 0xFF where bit j of m is set, j the byte's index (32 bits). */
+AVX2_T static inline __m256i bytes_of_bits(uint32_t m)
+{
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)m), _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202,
+                                                                                   0x0303030303030303));
+    __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel);
+}
+
+/* e8_chunk_512 in two halves of 4 codes: the bit masks pass through a word. */
+AVX2_T static inline void e8_chunk_256(const uint8_t *p, __m256i w[2])
+{
+    const uint64_t low7 = 0x7F7F7F7F7F7F7F7Full, ones = 0x0101010101010101ull;
+    __m128i c = _mm_loadu_si128((const __m128i *)p);
+    __m256i idx = _mm256_and_si256(_mm256_cvtepu16_epi32(c), _mm256_set1_epi32(0xFF)), cc = _mm256_broadcastsi128_si256(c);
+    __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ull), mag[2];
+    uint64_t bits = 0;
+    for (int h = 0; h < 2; h++) {
+        __m128i ih = h ? _mm256_extracti128_si256(idx, 1) : _mm256_castsi256_si128(idx);
+        mag[h] = _mm256_i32gather_epi64((const long long *)kern_e8_mag, ih, 8);
+        long long b = 0x0101010101010101ll * (8 * h + 1);
+        __m256i hi = _mm256_shuffle_epi8(cc, _mm256_setr_epi64x(b, b + 0x0202020202020202ll, b + 0x0404040404040404ll,
+                                                                b + 0x0606060606060606ll));
+        bits |= (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_and_si256(hi, sel), sel)) << 32 * h;
+    }
+    uint64_t s = bits & low7, par = s ^ s >> 4;
+    par ^= par >> 2, par ^= par >> 1;
+    uint64_t neg = s | (par & ones) << 7, shift = (bits >> 7 & ones) * 0xFF;
+    for (int h = 0; h < 2; h++) {
+        __m256i n = bytes_of_bits((uint32_t)(neg >> 32 * h)), t = bytes_of_bits((uint32_t)(shift >> 32 * h));
+        w[h] = _mm256_add_epi8(_mm256_sub_epi8(_mm256_xor_si256(mag[h], n), n), _mm256_or_si256(t, _mm256_set1_epi8(1)));
+    }
+}
+
 /* |w| (unsigned) times x with w's signs, pairs summed (no saturation: |w| <= 128, |x| <= 127). */
 AVX2_T static inline __attribute__((always_inline)) void lat_dots_256(uint32_t kind, uint32_t U, const uint8_t *codes,
                                                                        const uint64_t *col, uint32_t nc, const act8 *a,
@@ -442,12 +494,14 @@ AVX2_T static inline __attribute__((always_inline)) void lat_dots_256(uint32_t k
     __m256i aw[16], sw[16], z = _mm256_setzero_si256(), one = _mm256_set1_epi16(1);
     uint32_t n_half = U == 64 ? 8 : nc;
     for (uint32_t c = 0; c < nc; c++) {
-        uint64_t buf[8];
-        const uint8_t *v = lat_values(kind, codes, col[c], buf);
-        for (int h = 0; h < 2; h++) {
-            sw[2 * c + h] = _mm256_loadu_si256((const __m256i *)(v + 32 * h));
-            aw[2 * c + h] = _mm256_abs_epi8(sw[2 * c + h]);
-        }
+        if (kind == NSQ_LAT_E8) e8_chunk_256(codes + col[c] / 4, sw + 2 * c);
+        else if (kind == NSQ_LAT_SIGN) {
+            uint64_t bits;
+            memcpy(&bits, codes + col[c] / 8, 8);
+            for (int h = 0; h < 2; h++) sw[2 * c + h] = _mm256_or_si256(bytes_of_bits((uint32_t)(bits >> 32 * h)), _mm256_set1_epi8(1));
+        } else
+            for (int h = 0; h < 2; h++) sw[2 * c + h] = _mm256_loadu_si256((const __m256i *)(codes + col[c] + 32 * h));
+        for (int h = 0; h < 2; h++) aw[2 * c + h] = _mm256_abs_epi8(sw[2 * c + h]);
     }
     for (uint32_t u = 0; u < nt; u++) {
         const int8_t *xq = a->q + (size_t)(t0 + u) * a->in;
