@@ -180,14 +180,15 @@ nsq_status nsq_lattice_view(const nsq_view *v, nsq_lattice *out)
 
 /* ---- decoding ---- */
 
+/* The spec's butterfly; the pairs of one stage are disjoint, so visiting
+ * them in runs of h keeps the result and lets the inner loop vectorize. */
 void nsq_lattice_hadamard(float *u, uint32_t n)
 {
     for (uint32_t h = 1; h < n; h *= 2)
-        for (uint32_t i = 0; i < n; i++)
-            if (!(i & h)) {
-                float a = u[i], b = u[i + h];
-                u[i] = a + b;
-                u[i + h] = a - b;
+        for (uint32_t i = 0; i < n; i += 2 * h)
+            for (uint32_t j = i; j < i + h; j++) {
+                float a = u[j], b = u[j + h];
+                u[j] = a + b, u[j + h] = a - b;
             }
 }
 

@@ -43,18 +43,6 @@ static int lattice_index(wmat *w)
     return nsq_lattice_view(&w->v, &w->lv) ? -1 : 0;
 }
 
-/* libnsq's butterfly (the same operations on each pair), its inner loops
- * contiguous so that they vectorize. */
-static void hadamard(float *u, uint32_t n)
-{
-    for (uint32_t h = 1; h < n; h *= 2)
-        for (uint32_t i = 0; i < n; i += 2 * h)
-            for (uint32_t j = i; j < i + h; j++) {
-                float a = u[j], b = u[j + h];
-                u[j] = a + b, u[j + h] = a - b;
-            }
-}
-
 /* Sign, butterfly, then c = fl32(1/sqrt(B)), block by block. */
 static void lattice_rotate(const wmat *w, const float *x, uint32_t n, float *xr)
 {
@@ -65,7 +53,7 @@ static void lattice_rotate(const wmat *w, const float *x, uint32_t n, float *xr)
         const float *xt = x + (size_t)t * in;
         float *o = xr + (size_t)t * in;
         for (uint32_t j = 0; j < in; j++) o[j] = L->signs[j / 8] >> (j % 8) & 1 ? -xt[j] : xt[j];
-        for (uint32_t j = 0; j < in; j += B) hadamard(o + j, B);
+        for (uint32_t j = 0; j < in; j += B) nsq_lattice_hadamard(o + j, B);
         for (uint32_t j = 0; j < in; j++) o[j] *= c;
     }
 }
