@@ -284,28 +284,9 @@ void lat_site_free(lat_site *s)
     memset(s, 0, sizeof *s);
 }
 
-/* ---- payload layout ---- */
-
-static uint64_t pad64(uint64_t n) { return (n + 63) & ~(uint64_t)63; }
-
-static uint64_t row_bytes(uint32_t kind, uint64_t cols) { return cols * nsq_lattice_kind_bits(kind) / 8; }
-
 uint64_t lat_size(const lat_type *t, uint64_t rows, uint64_t cols)
 {
     return nsq_lattice_payload_size(rows, cols, lat_block(cols), t->n_stages, t->kind);
-}
-
-/* Offsets of stage s's scales and codes in the payload. */
-static void stage_offsets(const lat_type *t, uint64_t rows, uint64_t cols, uint32_t s, uint64_t *scales, uint64_t *codes)
-{
-    uint64_t off = 64 + pad64(cols / 8), nb = cols / lat_block(cols);
-    for (uint32_t i = 0;; i++) {
-        *scales = off;
-        off += pad64(2 * rows * nb);
-        *codes = off;
-        if (i == s) return;
-        off += pad64(rows * row_bytes(t->kind[i], cols));
-    }
 }
 
 /* ---- scales ---- */
@@ -359,7 +340,8 @@ typedef struct {
     const lat_type *t;
     float *wr; /* the rotated rows */
     uint64_t rows;
-    uint8_t *out;
+    uint8_t *scales[NSQ_LATTICE_MAX_STAGES], *codes[NSQ_LATTICE_MAX_STAGES]; /* in the payload, as libnsq lays it out */
+    uint64_t row_bytes[NSQ_LATTICE_MAX_STAGES];
     double *proxy; /* per chunk */
     int failed;
 } enc_job;
@@ -381,10 +363,8 @@ static void row_scales(const enc_job *j, uint64_t r, const float *x, float (*d)[
             uint8_t code[8];
             d[b][st] = dd;
             for (uint32_t g = 0; g < s->block; g += 8) stage_code(j->t->kind[st], dd, yb + g, code);
-            uint64_t so, co;
-            stage_offsets(j->t, j->rows, s->cols, st, &so, &co);
             uint16_t h = nsq_f32_to_f16(dd);
-            j->out[so + 2 * (r * nb + b)] = (uint8_t)h, j->out[so + 2 * (r * nb + b) + 1] = (uint8_t)(h >> 8);
+            j->scales[st][2 * (r * nb + b)] = (uint8_t)h, j->scales[st][2 * (r * nb + b) + 1] = (uint8_t)(h >> 8);
         }
 }
 
@@ -394,9 +374,8 @@ static void code_group(const enc_job *j, uint64_t r, uint64_t g, float (*d)[NSQ_
 {
     uint32_t b = (uint32_t)(g / j->s->block);
     for (uint32_t st = 0; st < j->t->n_stages; st++) {
-        uint64_t so, co, rb = row_bytes(j->t->kind[st], j->s->cols);
-        stage_offsets(j->t, j->rows, j->s->cols, st, &so, &co);
-        stage_code(j->t->kind[st], d[b][st], work, j->out + co + r * rb + g * rb / j->s->cols);
+        uint64_t rb = j->row_bytes[st];
+        stage_code(j->t->kind[st], d[b][st], work, j->codes[st] + r * rb + g * rb / j->s->cols);
     }
 }
 
@@ -457,14 +436,22 @@ int lat_encode(const lat_site *s, const float *w, uint64_t rows, const lat_type 
                double *proxy)
 {
     uint64_t n = s->cols, size = lat_size(t, rows, n), chunks = (rows + CHUNK_ROWS - 1) / CHUNK_ROWS;
-    enc_job j = {s, t, malloc(rows * n * sizeof(float)), rows, out, calloc(chunks ? chunks : 1, sizeof(double)), 0};
-    if (!j.wr || !j.proxy) return free(j.wr), free(j.proxy), -1;
     for (uint64_t k = 0; k < rows * n; k++)
-        if (!isfinite(w[k])) return free(j.wr), free(j.proxy), -2;
+        if (!isfinite(w[k])) return -2;
     memset(out, 0, size);
     out[0] = (uint8_t)t->n_stages;
     for (uint32_t st = 0; st < t->n_stages; st++) out[1 + st] = (uint8_t)t->kind[st];
     memcpy(out + 64, s->signs, n / 8);
+    nsq_view v; /* header and signs written, the rest zero: a valid payload, whose layout libnsq gives */
+    nsq_lattice L;
+    if (nsq_view_init(NSQ_SCHEME_LATTICE, rows, n, s->block, out, size, &v, NULL) || nsq_lattice_view(&v, &L)) return -1;
+    enc_job j = {s, t, malloc(rows * n * sizeof(float)), rows, {0}, {0}, {0}, calloc(chunks ? chunks : 1, sizeof(double)), 0};
+    if (!j.wr || !j.proxy) return free(j.wr), free(j.proxy), -1;
+    for (uint32_t st = 0; st < t->n_stages; st++) {
+        j.scales[st] = out + (L.scales[st] - out);
+        j.codes[st] = out + (L.codes[st] - out);
+        j.row_bytes[st] = L.row_bytes[st];
+    }
     for (uint64_t r = 0; r < rows; r++) {
         memcpy(j.wr + r * n, w + r * n, n * sizeof(float));
         rotate(s, j.wr + r * n);
@@ -475,11 +462,8 @@ int lat_encode(const lat_site *s, const float *w, uint64_t rows, const lat_type 
     if (proxy) *proxy = sum;
     free(j.wr), free(j.proxy);
     if (j.failed) return -1;
-    for (uint32_t st = 0; st < t->n_stages; st++) { /* an f16 scale that overflowed */
-        uint64_t so, co;
-        stage_offsets(t, rows, n, st, &so, &co);
+    for (uint32_t st = 0; st < t->n_stages; st++) /* an f16 scale that overflowed */
         for (uint64_t k = 0; k < rows * (n / s->block); k++)
-            if ((out[so + 2 * k + 1] & 0x7c) == 0x7c) return -2;
-    }
+            if ((j.scales[st][2 * k + 1] & 0x7c) == 0x7c) return -2;
     return 0;
 }
