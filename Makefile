@@ -72,8 +72,12 @@ $(CLI_OBJ): tools/common/cli.c tools/common/cli.h tools/common/cli_route.h tools
 	$(CC) $(BASE) -Itools/runtime $(CFLAGS) -c $< -o $@
 
 # --calib runs the runtime's forward pass; the Hessians of the encoder are OpenBLAS products
-$(BUILD)/nsq-convert: tools/nsq-convert/main.c $(CONVERT_HDR) $(CONVERT_LIB) $(RUNTIME_LIB) $(CLI_OBJ) $(BUILD)/libnsq.a
-	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(CLI_OBJ) -o $@ $(CONVERT_LIB) $(RUNTIME_LIB) $(BUILD)/libnsq.a -ljansson -lyaml -lpthread $(BLAS) $(LIBS)
+# calib_text.S builds the default calibration text in
+$(BUILD)/tools/nsq-convert/calib_text.o: tools/nsq-convert/calib_text.S tools/nsq-convert/calib-default.txt
+	@mkdir -p $(dir $@)
+	$(CC) -c $< -o $@
+$(BUILD)/nsq-convert: tools/nsq-convert/main.c $(BUILD)/tools/nsq-convert/calib_text.o $(CONVERT_HDR) $(CONVERT_LIB) $(RUNTIME_LIB) $(CLI_OBJ) $(BUILD)/libnsq.a
+	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(BUILD)/tools/nsq-convert/calib_text.o $(CLI_OBJ) -o $@ $(CONVERT_LIB) $(RUNTIME_LIB) $(BUILD)/libnsq.a -ljansson -lyaml -lpthread $(BLAS) $(LIBS)
 
 $(BUILD)/nsq-run $(BUILD)/nsq-perplexity: $(BUILD)/nsq-%: tools/nsq-%/main.c $(RUNTIME_HDR) $(RUNTIME_LIB) $(CLI_OBJ) $(BUILD)/libnsq.a
 	$(CC) $(BASE) -Itools/common -Itools/runtime $(CFLAGS) $(RUNTIME_OPT) $< $(CLI_OBJ) -o $@ $(RUNTIME_LIB) $(BUILD)/libnsq.a -lpthread $(LIBS)

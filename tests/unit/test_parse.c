@@ -210,7 +210,7 @@ static int recipe(const char *text, quant_opts *q, recipe_opts *o, char *err, si
     memset(q, 0, sizeof *q);
     q->group_size = 64;
     q->split[2] = 1;
-    *o = (recipe_opts){1, 0, 9};
+    *o = (recipe_opts){1, 0, 9, -1, 0};
     err[0] = 0;
     return recipe_parse("r.yaml", text, strlen(text), o, q, err, n);
 }

@@ -156,25 +156,22 @@ int calib_kld(const char *model_path, const calib_stats *s, int threads, double 
     return rc;
 }
 
-int calib_collect(const char *model_path, const char *text_path, uint64_t max_tokens, uint64_t probe_tokens, int threads,
-                  calib_stats *s, char *err, size_t errlen)
+int calib_collect(const char *model_path, const char *text, size_t len, const char *name, uint64_t max_tokens,
+                  uint64_t probe_tokens, int threads, calib_stats *s, char *err, size_t errlen)
 {
     double t0 = cli_now();
     nsqrt_model *m = NULL;
     int32_t *ids = NULL;
-    size_t n_ids = 0, len = 0;
+    size_t n_ids = 0;
     memset(s, 0, sizeof *s);
-    char why[256];
-    char *text = cli_read_file(text_path, &len, why, sizeof why);
-    int rc = text ? 0 : (snprintf(err, errlen, "--calib %s: cannot read: %s", text_path, why), -1);
-    if (!rc && nsqrt_open(model_path, &whole, &m, err, errlen)) rc = -1;
+    int rc = nsqrt_open(model_path, &whole, &m, err, errlen) ? -1 : 0;
     const nsq_tokenizer *tok = rc ? NULL : nsqrt_model_tokenizer(m);
     if (!rc && !tok) rc = (snprintf(err, errlen, "calibration: the model has no tokenizer"), -1);
     nsq_diag d;
     if (!rc && nsq_tokenize_diag(tok, text, len, 0, &ids, &n_ids, &d))
-        rc = (snprintf(err, errlen, "--calib %s: cannot tokenize: %s", text_path, d.message), -1);
+        rc = (snprintf(err, errlen, "calibration text %s: cannot tokenize: %s", name, d.message), -1);
     if (!rc && n_ids < CALIB_MIN_TOKENS)
-        rc = (snprintf(err, errlen, "--calib %s: %zu tokens, calibration needs at least %d", text_path, n_ids, CALIB_MIN_TOKENS), -1);
+        rc = (snprintf(err, errlen, "calibration text %s: %zu tokens, calibration needs at least %d", name, n_ids, CALIB_MIN_TOKENS), -1);
     if (!rc) {
         const nsqrt_config *c = nsqrt_model_config(m);
         s->n_layers = c->n_layers;
@@ -195,7 +192,6 @@ int calib_collect(const char *model_path, const char *text_path, uint64_t max_to
     }
     nsqrt_close(m);
     free(ids);
-    free(text);
     if (rc) calib_free(s);
     s->seconds = cli_now() - t0;
     return rc;

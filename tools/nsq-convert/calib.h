@@ -29,10 +29,10 @@ typedef struct {
 } calib_stats;
 
 /* Runs the model in model_path (an unquantized .nsq) over the first
- * max_tokens tokens of text_path, threads windows at a time. The result does
- * not depend on threads. -1 with a message in err. */
-int calib_collect(const char *model_path, const char *text_path, uint64_t max_tokens, uint64_t probe_tokens, int threads,
-                  calib_stats *s, char *err, size_t errlen);
+ * max_tokens tokens of text (len bytes; name is for messages), threads windows
+ * at a time. The result does not depend on threads. -1 with a message in err. */
+int calib_collect(const char *model_path, const char *text, size_t len, const char *name, uint64_t max_tokens,
+                  uint64_t probe_tokens, int threads, calib_stats *s, char *err, size_t errlen);
 /* Mean KL divergence of the model in model_path from the reference over the
  * probe tokens (s->probe_tokens > 0). -1 with a message in err. */
 int calib_kld(const char *model_path, const calib_stats *s, int threads, double *kld, char *err, size_t errlen);

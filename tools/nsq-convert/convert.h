@@ -119,6 +119,8 @@ typedef struct {
 typedef struct {
     uint32_t layers_per_block;
     int zstd, zstd_level;
+    int scheme;  /* scheme: -1 not given, else 1 lattice, 0 tiered */
+    int tiered;  /* tiers, group_size or refine given: options of TIERED only */
 } recipe_opts;
 
 #define RECIPE_MAX_BYTES (1u << 20)

@@ -17,6 +17,9 @@
 #include "cli.h"
 #include "pipeline.h"
 
+/* calib_text.S */
+extern const char nsqconv_calib_text[], nsqconv_calib_text_end[];
+
 static void usage(FILE *out)
 {
     char list[256];
@@ -27,23 +30,28 @@ static void usage(FILE *out)
             "Supported: %s.\n\n"
             "options:\n"
             "  --lossless              store every tensor bit-exactly in its source dtype\n"
-            "  --scheme S              layer matrices as lattice (rotated E8 codes) or tiered\n"
-            "  --tiers Q8:Q4:Q2        percent of each layer matrix's groups per tier, by\n"
+            "  --scheme S              layer matrices as lattice (rotated E8 codes, the default)\n"
+            "                          or tiered (the default when --tiers, --group-size or\n"
+            "                          --refine is given: options of tiered only)\n"
+            "  --bpw X                 the layer blocks take at most X bits per weight (lattice:\n"
+            "                          default 4; tiered: tiers chosen for all matrices together)\n"
+            "  --tiers Q8:Q4:Q2        tiered: percent of each layer matrix's groups per tier, by\n"
             "                          importance (default 10:20:70)\n"
-            "  --bpw X                 instead, choose tiers for all layer matrices together so\n"
-            "                          the layer blocks take at most X bits per weight\n"
             "  --calib FILE            run the unquantized model over the UTF-8 text FILE and\n"
-            "                          weigh every error by the activations it meets there\n"
-            "  --calib-tokens N        calibrate on at most the first N tokens (default 65536)\n"
+            "                          weigh every error by the activations it meets there;\n"
+            "                          lattice calibrates on a built-in text unless given one\n"
+            "  --no-calib              lattice: do not calibrate (faster, worse)\n"
+            "  --calib-tokens N        calibrate on at most the first N tokens (default 65536,\n"
+            "                          fewer for large models: see README)\n"
             "  --calib-probe N         with --bpw, weigh each layer matrix by the KL divergence\n"
             "                          that quantizing it alone causes on the first N of those\n"
-            "                          tokens (default 1024; 0: do not probe)\n"
-            "  --router                with --calib: measure what skipping each block, or running it\n"
-            "                          without refinements, does on the text; store a router that\n"
-            "                          predicts it from a prompt, and the mean as a static policy\n"
+            "                          tokens (default 1024, 0 for large models; 0: do not probe)\n"
+            "  --router                when calibrating: measure what skipping each block, or\n"
+            "                          running it without refinements, does on the text; store a\n"
+            "                          router that predicts it, and the mean as a static policy\n"
             "  --router-windows N      windows of 128 tokens to measure on (default 256)\n"
-            "  --group-size G          weights per group: 32, 64, 128 or 256 (default 64)\n"
-            "  --refine BITS           add one refinement layer of 1, 2, 4 or 8 bits per weight\n"
+            "  --group-size G          tiered: weights per group, 32, 64, 128 or 256 (default 64)\n"
+            "  --refine BITS           tiered: add one refinement layer of 1, 2, 4 or 8 bits\n"
             "  --embed POLICY          embeddings: source, f16, q8, q4, q2 (default q8)\n"
             "  --head POLICY           output head, same choices (default q8)\n"
             "  --layers-per-block K    transformer layers per block (default 1)\n"
@@ -77,6 +85,30 @@ static int parse_policy(const char *s, dense_policy *p)
     return -1;
 }
 
+/* LATTICE unless asked for TIERED or given one of its options; LATTICE
+ * calibrates on the built-in text unless given another or --no-calib. */
+static int resolve_scheme(convert_job *o)
+{
+    const char *why = NULL;
+    if (o->calib_path && o->no_calib) why = "--calib and --no-calib contradict each other";
+    else if ((o->calib_path || o->no_calib) && o->q.lossless) why = "--calib and --no-calib do nothing with --lossless";
+    else if (o->scheme == 1 && o->tiered_opts) why = "--tiers, --group-size and --refine are TIERED options, not --scheme lattice's";
+    else if (o->no_calib && !(o->scheme == 1 || (o->scheme < 0 && !o->tiered_opts)))
+        why = "--no-calib is for lattice: tiered calibrates only when given --calib";
+    if (why) return fprintf(stderr, TOOL ": %s\n", why), 1;
+    o->q.lattice = !o->q.lossless && (o->scheme == 1 || (o->scheme < 0 && !o->tiered_opts));
+    if (o->q.lattice && o->q.bpw <= 0) o->q.bpw = 4.0;
+    if (o->q.lattice && !o->calib_path && !o->no_calib) {
+        o->calib_path = "built-in calib-default.txt";
+        o->calib_builtin = 1;
+        o->calib_text = nsqconv_calib_text;
+        o->calib_len = (size_t)(nsqconv_calib_text_end - nsqconv_calib_text);
+    }
+    if (o->router && !o->calib_path)
+        return fprintf(stderr, TOOL ": --router needs calibration and a quantized file (not --lossless or --no-calib)\n"), 1;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, convert_job *o)
 {
     static const struct option longs[] = {
@@ -86,13 +118,13 @@ static int parse_args(int argc, char **argv, convert_job *o)
         {"layers-per-block", required_argument, 0, 'k'}, {"zstd", optional_argument, 0, 'z'},
         {"threads", required_argument, 0, 'j'}, {"quiet", no_argument, 0, 'q'}, {"json", no_argument, 0, 'J'},
         {"recipe", required_argument, 0, 'R'}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'},
-        {"calib", required_argument, 0, 'C'}, {"calib-tokens", required_argument, 0, 'T'},
+        {"calib", required_argument, 0, 'C'}, {"calib-tokens", required_argument, 0, 'T'}, {"no-calib", no_argument, 0, 'N'},
         {"calib-probe", required_argument, 0, 'P'}, {"router", no_argument, 0, 'O'},
         {"router-windows", required_argument, 0, 'W'},
         {0, 0, 0, 0}};
     uint64_t u = 0;
     int64_t i = 0;
-    int c, bad = 0, tiers_given = 0, group_given = 0;
+    int c, bad = 0;
     opterr = 0;
     /* each value is checked whole and in range before it is converted (the
      * recipe shares the checks of --tiers, --group-size and --refine) */
@@ -102,21 +134,22 @@ static int parse_args(int argc, char **argv, convert_job *o)
         case 'S':
             if ((bad = strcmp(optarg, "lattice") && strcmp(optarg, "tiered")))
                 fprintf(stderr, TOOL ": --scheme is lattice or tiered, not '%s'\n", optarg);
-            o->q.lattice = !strcmp(optarg, "lattice");
+            o->scheme = !strcmp(optarg, "lattice");
             break;
         case 't':
-            tiers_given = 1;
+            o->tiered_opts = 1;
             if ((bad = option_tiers(optarg, o->q.split)))
                 fprintf(stderr, TOOL ": --tiers wants Q8:Q4:Q2 percentages in 0..100 summing to 100, not '%s'\n", optarg);
             break;
         case 'b': bad = cli_opt_real(TOOL, "--bpw", optarg, 0, 32, 1, &o->q.bpw); break;
         case 'g':
-            group_given = 1;
+            o->tiered_opts = 1;
             if ((bad = cli_opt_uint(TOOL, "--group-size", optarg, 32, 256, &u) || option_group_size(u)))
                 fprintf(stderr, TOOL ": --group-size is 32, 64, 128 or 256\n");
             else o->q.group_size = (uint32_t)u;
             break;
         case 'r':
+            o->tiered_opts = 1;
             if ((bad = cli_opt_uint(TOOL, "--refine", optarg, 1, 8, &u) || option_refine(u)))
                 fprintf(stderr, TOOL ": --refine is 1, 2, 4 or 8\n");
             else o->q.refine_bits = (uint32_t)u;
@@ -132,8 +165,15 @@ static int parse_args(int argc, char **argv, convert_job *o)
             break;
         case 'j': if (!(bad = cli_opt_uint(TOOL, "--threads", optarg, 1, 64, &u))) o->q.threads = (int)u; break;
         case 'C': o->calib_path = optarg; break;
-        case 'T': bad = cli_opt_uint(TOOL, "--calib-tokens", optarg, CALIB_MIN_TOKENS, 1ull << 40, &o->calib_tokens); break;
-        case 'P': bad = cli_opt_uint(TOOL, "--calib-probe", optarg, 0, 1u << 24, &o->calib_probe); break;
+        case 'N': o->no_calib = 1; break;
+        case 'T':
+            o->calib_tokens_set = 1;
+            bad = cli_opt_uint(TOOL, "--calib-tokens", optarg, CALIB_MIN_TOKENS, 1ull << 40, &o->calib_tokens);
+            break;
+        case 'P':
+            o->calib_probe_set = 1;
+            bad = cli_opt_uint(TOOL, "--calib-probe", optarg, 0, 1u << 24, &o->calib_probe);
+            break;
         case 'O': o->router = 1; break;
         case 'W': if (!(bad = cli_opt_uint(TOOL, "--router-windows", optarg, 8, 1 << 20, &u))) o->router_windows = (uint32_t)u; break;
         case 'q': o->quiet = 1; break;
@@ -144,19 +184,7 @@ static int parse_args(int argc, char **argv, convert_job *o)
         default: fprintf(stderr, TOOL ": unknown option %s\n", argv[optind - 1]); bad = 1;
         }
     }
-    if (!bad && o->calib_path && o->q.lossless) {
-        fprintf(stderr, TOOL ": --calib does nothing with --lossless\n");
-        bad = 1;
-    }
-    if (!bad && o->q.lattice && (o->q.refine_bits || tiers_given || group_given)) {
-        fprintf(stderr, TOOL ": --tiers, --group-size and --refine are TIERED options, not --scheme lattice's\n");
-        bad = 1;
-    }
-    if (!bad && o->q.lattice && !o->q.lossless && o->q.bpw <= 0) o->q.bpw = 4.0;
-    if (!bad && o->router && (!o->calib_path || o->q.lossless)) {
-        fprintf(stderr, TOOL ": --router needs --calib FILE and a quantized file (not --lossless)\n");
-        bad = 1;
-    }
+    if (!bad) bad = resolve_scheme(o);
     if (!bad && argc - optind != 2) {
         fprintf(stderr, TOOL ": expected HF_DIR and OUT.nsq\n");
         bad = 1;
@@ -177,7 +205,7 @@ static int load_recipe_arg(int argc, char **argv, convert_job *o)
         const char *v = strncmp(argv[i], "--recipe=", 9) == 0 ? argv[i] + 9 : strcmp(argv[i], "--recipe") == 0 ? argv[i + 1] : NULL;
         if (strcmp(argv[i], "--") == 0) break;
         if (!v) continue;
-        recipe_opts ro = {o->layers_per_block, o->zstd, o->zstd_level};
+        recipe_opts ro = {o->layers_per_block, o->zstd, o->zstd_level, o->scheme, 0};
         char err[1024];
         if (recipe_load(v, &ro, &o->q, err, sizeof err)) {
             fprintf(stderr, TOOL ": %s\n", err);
@@ -186,6 +214,8 @@ static int load_recipe_arg(int argc, char **argv, convert_job *o)
         o->layers_per_block = ro.layers_per_block;
         o->zstd = ro.zstd;
         o->zstd_level = ro.zstd_level;
+        o->scheme = ro.scheme;
+        o->tiered_opts |= ro.tiered;
         o->recipe_path = v;
     }
     return -1;
@@ -259,7 +289,7 @@ static int check_output(const convert_job *o, const st_model *m, char *err, size
         in[k++] = paths[i];
     }
     for (uint32_t i = 0; i < m->n_shards; i++) in[k++] = m->shard_paths[i];
-    in[k++] = o->calib_path;
+    in[k++] = o->calib_builtin ? NULL : o->calib_path;
     in[k++] = o->recipe_path;
     int rc = cli_output_check(o->out, in, k, why, sizeof why);
     if (rc) snprintf(err, n, "%s: %.700s", o->out, why);
@@ -326,6 +356,7 @@ int main(int argc, char **argv)
     o.calib_probe = 1024;
     o.router_windows = 256;
     o.q.probe = -1;
+    o.scheme = -1;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o.q.threads = cores > 0 ? (int)(cores > 64 ? 64 : cores) : 1;
     int r = load_recipe_arg(argc, argv, &o);

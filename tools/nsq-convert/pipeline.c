@@ -397,13 +397,9 @@ static int write_scratch(const convert_job *o, const hf_config *c, const st_mode
 static int calibrate(convert_job *o, const hf_config *c, const st_model *m, const tensor_plan *p, calib_stats *cs, char *err,
                      size_t errlen)
 {
-    char path[32], why[256];
+    char path[32];
     convert_job lo = *o;
-    size_t len = 0;
-    char *text = cli_read_file(o->calib_path, &len, why, sizeof why);
-    if (!text) return snprintf(err, errlen, "--calib %s: cannot read: %s", o->calib_path, why), -1;
-    snprintf(o->calib_hash, sizeof o->calib_hash, "%016llx", (unsigned long long)nsq_xxh3(text, len));
-    free(text);
+    snprintf(o->calib_hash, sizeof o->calib_hash, "%016llx", (unsigned long long)nsq_xxh3(o->calib_text, o->calib_len));
     lo.q.lossless = 1;
     lo.q.calib = NULL;
     lo.zstd = 0;
@@ -411,7 +407,8 @@ static int calibrate(convert_job *o, const hf_config *c, const st_model *m, cons
     lo.recipe_path = NULL;
     int fd = write_scratch(&lo, c, m, p, NULL, path, err, errlen);
     uint64_t probe = o->q.bpw > 0 ? o->calib_probe : 0;
-    int rc = fd < 0 ? -1 : calib_collect(path, o->calib_path, o->calib_tokens, probe, o->q.threads, cs, err, errlen);
+    int rc = fd < 0 ? -1 : calib_collect(path, o->calib_text, o->calib_len, o->calib_path, o->calib_tokens, probe,
+                                                o->q.threads, cs, err, errlen);
     if (fd >= 0) close(fd);
     if (!rc && !o->quiet)
         fprintf(stderr, TOOL ": calibrated on %llu tokens of %s in %.1f s\n", (unsigned long long)cs->tokens, o->calib_path,
@@ -453,7 +450,8 @@ static int fit_router(convert_job *o, const hf_config *c, const st_model *m, con
     convert_job lo = *o;
     lo.zstd = 0, lo.quiet = 1, lo.json = 0;
     int fd = write_scratch(&lo, c, m, p, bp, path, err, errlen);
-    int rc = fd < 0 ? -1 : router_fit_run(path, o->calib_path, o->router_windows, o->q.threads, rf, err, errlen);
+    int rc = fd < 0 ? -1 : router_fit_run(path, o->calib_text, o->calib_len, o->calib_path, o->router_windows, o->q.threads, rf,
+                                                 err, errlen);
     if (fd >= 0) close(fd);
     if (!rc && !o->quiet)
         fprintf(stderr,
@@ -466,10 +464,16 @@ static int fit_router(convert_job *o, const hf_config *c, const st_model *m, con
 /* OUT must be new, or a regular file that is none of the files read. */
 int convert_open(convert_job *o, convert_state *s, char *err, size_t errlen)
 {
+    char why[256];
     o->files = &s->files;
     int rc = hf_load_config(o->in, &s->c, err, errlen);
     if (!rc) rc = st_open_dir(o->in, &s->m, err, errlen);
     if (!rc) rc = read_side_files(o, s->c.vocab, &s->files, err, errlen);
+    if (!rc && o->calib_path && !o->calib_builtin) {
+        if (!(s->calib_file = cli_read_file(o->calib_path, &o->calib_len, why, sizeof why)))
+            return snprintf(err, errlen, "--calib %s: cannot read: %s", o->calib_path, why), -1;
+        o->calib_text = s->calib_file;
+    }
     return rc;
 }
 
@@ -548,5 +552,6 @@ void convert_close(convert_state *s)
     calib_free(&s->cs);
     arch_plan_free(&s->p);
     side_files_free(&s->files);
+    free(s->calib_file);
     st_close(&s->m);
 }

@@ -21,8 +21,16 @@ typedef struct {
 } side_files;
 
 typedef struct {
-    const char *in, *out, *recipe_path, *calib_path;
+    const char *in, *out, *recipe_path;
+    const char *calib_path; /* calibrating: --calib FILE, or the built-in text's name; else NULL */
+    int calib_builtin;      /* the text built into the converter (calib-default.txt) */
+    const char *calib_text; /* its bytes, once convert_open() has read them */
+    size_t calib_len;
     uint64_t calib_tokens, calib_probe;
+    int calib_tokens_set, calib_probe_set; /* given, rather than chosen for the model's size */
+    int scheme;      /* --scheme or the recipe's: -1 not given, else 1 lattice, 0 tiered */
+    int tiered_opts; /* --tiers, --group-size or --refine given, or set by the recipe */
+    int no_calib;    /* --no-calib */
     quant_opts q;
     uint32_t layers_per_block;
     int zstd, zstd_level, quiet, json, router;
@@ -48,6 +56,7 @@ typedef struct {
     calib_stats cs;
     router_fit rf;
     side_files files;
+    char *calib_file; /* --calib FILE's text */
 } convert_state;
 
 /* o->recipe: the provenance line describing o's settings. */

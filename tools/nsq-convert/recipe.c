@@ -161,6 +161,13 @@ static int parse_top(reader *r, recipe_opts *o, quant_opts *q, const char *key)
 {
     double v;
     if (strcmp(key, "tensors") == 0) return parse_rules(r, q);
+    if (strcmp(key, "scheme") == 0) {
+        const char *s = scalar(r);
+        if (!s || (strcmp(s, "lattice") && strcmp(s, "tiered"))) return fail(r, "expected lattice or tiered for", key);
+        o->scheme = strcmp(s, "lattice") == 0;
+        return 0;
+    }
+    if (strcmp(key, "tiers") == 0 || strcmp(key, "group_size") == 0 || strcmp(key, "refine") == 0) o->tiered = 1;
     if (strcmp(key, "tiers") == 0) return parse_split(r, key, q->split);
     if (strcmp(key, "embed") == 0) return parse_policy_name(r, key, &q->embed);
     if (strcmp(key, "head") == 0) return parse_policy_name(r, key, &q->head);

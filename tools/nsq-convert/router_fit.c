@@ -229,18 +229,14 @@ static int measure(nsqrt_model *m, const nsqrt_route_table *t, const int32_t *id
     return rc;
 }
 
-static int tokens(const nsqrt_model *m, const char *text_path, int32_t **ids, size_t *n, char *err, size_t errlen)
+static int tokens(const nsqrt_model *m, const char *text, size_t len, const char *name, int32_t **ids, size_t *n, char *err,
+                  size_t errlen)
 {
-    size_t len = 0;
-    char why[256];
-    char *text = cli_read_file(text_path, &len, why, sizeof why);
-    int rc = text ? 0 : FAIL("--calib %s: cannot read: %s", text_path, why);
     const nsq_tokenizer *tok = nsqrt_model_tokenizer(m);
-    if (!rc && !tok) rc = FAIL("router: the model has no tokenizer");
+    if (!tok) return FAIL("router: the model has no tokenizer");
     nsq_diag d;
-    if (!rc && nsq_tokenize_diag(tok, text, len, 0, ids, n, &d)) rc = FAIL("--calib %s: cannot tokenize: %s", text_path, d.message);
-    free(text);
-    return rc;
+    if (nsq_tokenize_diag(tok, text, len, 0, ids, n, &d)) return FAIL("calibration text %s: cannot tokenize: %s", name, d.message);
+    return 0;
 }
 
 static int store(const samples *s, const nsqrt_route_table *t, const linear_fit *f, router_fit *r)
@@ -257,8 +253,8 @@ static int store(const samples *s, const nsqrt_route_table *t, const linear_fit 
     return 0;
 }
 
-int router_fit_run(const char *model_path, const char *text_path, uint32_t windows, int threads, router_fit *r,
-                   char *err, size_t errlen)
+int router_fit_run(const char *model_path, const char *text, size_t len, const char *name, uint32_t windows, int threads,
+                   router_fit *r, char *err, size_t errlen)
 {
     double t0 = cli_now();
     nsqrt_model *m;
@@ -276,9 +272,9 @@ int router_fit_run(const char *model_path, const char *text_path, uint32_t windo
     if (!rc) nsqrt_route_all_full(&t, full);
     if (!rc) rc = nsqrt_route_apply(m, full, err, errlen);
     if (!rc && c->ctx < ROUTER_WINDOW) rc = FAIL("router: the model's context is below %d tokens", ROUTER_WINDOW);
-    if (!rc) rc = tokens(m, text_path, &ids, &n_ids, err, errlen);
+    if (!rc) rc = tokens(m, text, len, name, &ids, &n_ids, err, errlen);
     s.n = (uint32_t)(n_ids / ROUTER_WINDOW < windows ? n_ids / ROUTER_WINDOW : windows);
-    if (!rc && s.n < 8) rc = FAIL("--calib %s: %zu tokens, the router needs 8 windows of %d", text_path, n_ids, ROUTER_WINDOW);
+    if (!rc && s.n < 8) rc = FAIL("calibration text %s: %zu tokens, the router needs 8 windows of %d", name, n_ids, ROUTER_WINDOW);
     s.D = c->hidden, s.O = 3 * t.n_blocks;
     s.x = rc ? NULL : malloc((size_t)s.n * s.D * sizeof *s.x);
     s.y = rc ? NULL : calloc((size_t)s.n * s.O, sizeof *s.y);

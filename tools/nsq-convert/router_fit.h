@@ -25,11 +25,11 @@ typedef struct {
     double *fixed;            /* [3*block_count]: the static policy, mean measured damage */
 } router_fit;
 
-/* Measures on up to `windows` windows of text_path with the model in
- * model_path (a quantized .nsq with refinements) and fits. -1 with a message
- * in err. */
-int router_fit_run(const char *model_path, const char *text_path, uint32_t windows, int threads, router_fit *r,
-                   char *err, size_t errlen);
+/* Measures on up to `windows` windows of text (len bytes; name is for
+ * messages) with the model in model_path (a quantized .nsq with refinements)
+ * and fits. -1 with a message in err. */
+int router_fit_run(const char *model_path, const char *text, size_t len, const char *name, uint32_t windows, int threads,
+                   router_fit *r, char *err, size_t errlen);
 void router_fit_free(router_fit *r);
 
 #endif
