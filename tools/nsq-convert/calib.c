@@ -101,6 +101,13 @@ static void calib_window(void *ctx, uint32_t k, uint32_t thread)
     pthread_mutex_unlock(&j->mu);
 }
 
+static int zero_columns(calib_stats *s)
+{
+    size_t per_layer = 0;
+    for (int k = 0; k < CALIB_N_INPUTS; k++) per_layer += s->dim[k];
+    return (s->mean_x2 = calloc(per_layer * s->n_layers, sizeof *s->mean_x2)) ? 0 : -1;
+}
+
 static int run_windows(const nsqrt_model *m, const int32_t *ids, uint64_t n_ids, int threads, calib_stats *s)
 {
     const nsqrt_config *c = nsqrt_model_config(m);
@@ -157,7 +164,7 @@ int calib_kld(const char *model_path, const calib_stats *s, int threads, double 
 }
 
 int calib_collect(const char *model_path, const char *text, size_t len, const char *name, uint64_t max_tokens,
-                  uint64_t probe_tokens, int threads, calib_stats *s, char *err, size_t errlen)
+                  uint64_t probe_tokens, int moments, int threads, calib_stats *s, char *err, size_t errlen)
 {
     double t0 = cli_now();
     nsqrt_model *m = NULL;
@@ -185,7 +192,7 @@ int calib_collect(const char *model_path, const char *text, size_t len, const ch
         s->probe_tokens = s->tokens < probe_tokens ? s->tokens : probe_tokens;
         s->probe_ids = ids;
         ids = NULL;
-        if (run_windows(m, s->probe_ids, s->tokens, threads, s) ||
+        if ((moments ? run_windows(m, s->probe_ids, s->tokens, threads, s) : zero_columns(s)) ||
             (s->probe_tokens && (!(s->probe_logits = malloc(s->probe_tokens * s->vocab * sizeof *s->probe_logits)) ||
                                  run_logits(m, s->probe_ids, s->probe_tokens, s->window, threads, s->probe_logits))))
             rc = (snprintf(err, errlen, "calibration: out of memory"), -1);
@@ -205,14 +212,27 @@ void calib_free(calib_stats *s)
     memset(s, 0, sizeof *s);
 }
 
-const float *calib_columns(const calib_stats *s, int role, int L, uint64_t cols)
+/* Where layer L's mean x^2 of input k begin in s->mean_x2. */
+static size_t columns_at(const calib_stats *s, int k, uint32_t L)
 {
-    int k = calib_input(role);
-    if (!s || !s->mean_x2 || k < 0 || L < 0 || (uint32_t)L >= s->n_layers || s->dim[k] != cols) return NULL;
     size_t per_layer = 0, off = 0;
     for (int i = 0; i < CALIB_N_INPUTS; i++) {
         if (i == k) off = per_layer;
         per_layer += s->dim[i];
     }
-    return s->mean_x2 + (size_t)L * per_layer + off;
+    return (size_t)L * per_layer + off;
+}
+
+const float *calib_columns(const calib_stats *s, int role, int L, uint64_t cols)
+{
+    int k = calib_input(role);
+    if (!s || !s->mean_x2 || k < 0 || L < 0 || (uint32_t)L >= s->n_layers || s->dim[k] != cols) return NULL;
+    return s->mean_x2 + columns_at(s, k, (uint32_t)L);
+}
+
+void calib_set_columns(calib_stats *s, int k, uint32_t L, const float *h, uint32_t dim)
+{
+    if (!s->mean_x2 || k < 0 || k >= CALIB_N_INPUTS || L >= s->n_layers || s->dim[k] != dim) return;
+    float *c = s->mean_x2 + columns_at(s, k, L);
+    for (uint32_t i = 0; i < dim; i++) c[i] = h[(size_t)i * dim + i];
 }

@@ -30,9 +30,12 @@ typedef struct {
 
 /* Runs the model in model_path (an unquantized .nsq) over the first
  * max_tokens tokens of text (len bytes; name is for messages), threads windows
- * at a time. The result does not depend on threads. -1 with a message in err. */
+ * at a time, for the mean x^2 of every input column when moments is set (else
+ * they are zero, for calib_set_columns), and for the reference logits of the
+ * first probe_tokens. The result does not depend on threads. -1 with a message
+ * in err. */
 int calib_collect(const char *model_path, const char *text, size_t len, const char *name, uint64_t max_tokens,
-                  uint64_t probe_tokens, int threads, calib_stats *s, char *err, size_t errlen);
+                  uint64_t probe_tokens, int moments, int threads, calib_stats *s, char *err, size_t errlen);
 /* Mean KL divergence of the model in model_path from the reference over the
  * probe tokens (s->probe_tokens > 0). -1 with a message in err. */
 int calib_kld(const char *model_path, const calib_stats *s, int threads, double *kld, char *err, size_t errlen);
@@ -41,6 +44,9 @@ void calib_free(calib_stats *s);
 /* Mean x^2 per input column of layer L's matrix of this role (NSQRT_ROLE_*; cols
  * columns), or NULL when the statistics do not cover it. */
 const float *calib_columns(const calib_stats *s, int role, int L, uint64_t cols);
+/* Sets layer L's mean x^2 of input k (CALIB_*) from the diagonal of its
+ * second moment h ([dim][dim]); nothing if dim is not the input's width. */
+void calib_set_columns(calib_stats *s, int k, uint32_t L, const float *h, uint32_t dim);
 
 /* Which input (CALIB_*) an observed product (NSQRT_LIN_*) reads, counted once:
  * -1 for k, v and gate, which see the same input as q or up. */

@@ -177,6 +177,7 @@ typedef struct {
     const tensor_plan *p;
     const quant_opts *o;
     lat_book *b;
+    calib_stats *cs; /* the columns' mean x^2 are set from the second moments */
     double t0;
     int show;
 } encode_job;
@@ -221,19 +222,21 @@ static int encode_layer(void *ctx, uint32_t L, const hessian_site *sites, char *
         if (!rc) rc = spill(j->b, i, out, size, err, n);
         free(w), free(out);
     }
-    for (int k = 0; k < CALIB_N_INPUTS; k++)
+    for (int k = 0; k < CALIB_N_INPUTS; k++) {
         if (ready[k]) lat_site_free(&site[k]);
+        if (j->cs && sites) calib_set_columns(j->cs, k, L, sites[k].h, sites[k].dim);
+    }
     if (j->show)
         fprintf(stderr, "\r" TOOL ": coded layer %u of %llu  %.0fs   ", L + 1, (unsigned long long)j->b->n_layers,
                 cli_now() - j->t0);
     return rc;
 }
 
-int lat_encode_all(const char *model_path, const char *out_path, const tensor_plan *p, const quant_opts *o, uint64_t n_layers,
-                   int show, lat_book *b, char *err, size_t n)
+int lat_encode_all(const char *model_path, const char *out_path, const tensor_plan *p, const quant_opts *o, calib_stats *cs,
+                   uint64_t n_layers, int show, lat_book *b, char *err, size_t n)
 {
     char why[512];
-    encode_job j = {p, o, b, cli_now(), show};
+    encode_job j = {p, o, b, cs, cli_now(), show};
     b->n_layers = n_layers;
     if ((b->fd = cli_tmpfile(out_path, why, sizeof why)) < 0) return snprintf(err, n, "%s: %s", out_path, why), -1;
     int rc = 0;

@@ -392,12 +392,13 @@ static int write_scratch(const convert_job *o, const hf_config *c, const st_mode
     return fd;
 }
 
-/* --calib: an unquantized copy of the model in an unnamed file next to the
- * output, run over the text by the runtime. */
-static int calibrate(convert_job *o, const hf_config *c, const st_model *m, const tensor_plan *p, calib_stats *cs, char *err,
-                     size_t errlen)
+/* Calibration: an unquantized copy of the model in an unnamed file next to
+ * the output (path names it), run over the text by the runtime, for the
+ * column moments (TIERED) and the probes' reference. Returns the copy's
+ * descriptor, or -1. */
+static int calibrate(convert_job *o, const hf_config *c, const st_model *m, const tensor_plan *p, int moments, calib_stats *cs,
+                     char path[32], char *err, size_t errlen)
 {
-    char path[32];
     convert_job lo = *o;
     snprintf(o->calib_hash, sizeof o->calib_hash, "%016llx", (unsigned long long)nsq_xxh3(o->calib_text, o->calib_len));
     lo.q.lossless = 1;
@@ -407,13 +408,14 @@ static int calibrate(convert_job *o, const hf_config *c, const st_model *m, cons
     lo.recipe_path = NULL;
     int fd = write_scratch(&lo, c, m, p, NULL, path, err, errlen);
     uint64_t probe = o->q.bpw > 0 ? o->calib_probe : 0;
-    int rc = fd < 0 ? -1 : calib_collect(path, o->calib_text, o->calib_len, o->calib_path, o->calib_tokens, probe,
+    int rc = fd < 0 ? -1 : calib_collect(path, o->calib_text, o->calib_len, o->calib_path, o->calib_tokens, probe, moments,
                                                 o->q.threads, cs, err, errlen);
-    if (fd >= 0) close(fd);
-    if (!rc && !o->quiet)
+    if (rc && fd >= 0) close(fd);
+    if (!rc && !o->quiet && (moments || probe))
         fprintf(stderr, TOOL ": calibrated on %llu tokens of %s in %.1f s\n", (unsigned long long)cs->tokens, o->calib_path,
                 cs->seconds);
-    return rc ? -1 : 0;
+    if (!rc) o->q.calib = cs;
+    return rc ? -1 : fd;
 }
 
 /* --calib-probe: each budgeted matrix is quantized alone to 4 bits and the
@@ -504,30 +506,60 @@ static int weigh_lattice(const convert_job *o, const convert_state *s, lat_book 
     return rc ? -1 : 0;
 }
 
-/* LATTICE layer matrices: measure, weigh, budget, then code them all. */
+/* Defaults that keep a large model's conversion within minutes: the second
+ * moments' pass costs tokens x weights, the probes matrices x probe tokens x
+ * weights (with a copy of the model each). */
+#define CALIB_WORK 4e12   /* tokens x layer weights */
+#define PROBE_WORK 1e12   /* matrices x probe tokens x layer weights */
+static void size_defaults(convert_job *o, const tensor_plan *p)
+{
+    double weights = 0, matrices = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->t[i].layer >= 0) weights += (double)p->t[i].src->n_elements;
+        matrices += lat_budgeted(&p->t[i], &o->q);
+    }
+    if (!o->calib_tokens_set)
+        while (o->calib_tokens > 2048 && (double)o->calib_tokens * weights > CALIB_WORK) o->calib_tokens /= 2;
+    if (!o->calib_probe_set && matrices * (double)o->calib_probe * weights > PROBE_WORK) {
+        o->calib_probe = 0;
+        if (!o->quiet)
+            fprintf(stderr, TOOL ": no sensitivity probes for a model of this size (--calib-probe N makes them)\n");
+    }
+    convert_describe(o);
+}
+
+/* LATTICE layer matrices: measure, weigh, budget, then code them all. The
+ * unquantized copy serves the probes and the second moments; the columns'
+ * mean x^2 come from the latter. */
 static int plan_lattice(convert_job *o, convert_state *s, char *err, size_t errlen)
 {
-    char path[32];
+    char path[32] = "";
+    if (o->calib_path) size_defaults(o, &s->p);
+    int fd = o->calib_path ? calibrate(o, &s->c, &s->m, &s->p, 0, &s->cs, path, err, errlen) : -2;
+    if (fd == -1) return -1;
     int rc = lat_measure(&s->p, &o->q, &s->lb, err, errlen);
     if (!rc && o->q.calib && o->q.calib->probe_tokens) rc = weigh_lattice(o, s, &s->lb, err, errlen);
     if (!rc) rc = lat_budget(&s->p, &o->q, &s->lb, err, errlen);
-    if (rc) return -1;
-    convert_job lo = *o;
-    lo.q.lossless = 1, lo.q.calib = NULL, lo.zstd = 0, lo.quiet = 1, lo.recipe_path = NULL;
-    int fd = o->q.calib ? write_scratch(&lo, &s->c, &s->m, &s->p, NULL, path, err, errlen) : 0;
-    if (fd < 0) return -1;
-    rc = lat_encode_all(path, o->out, &s->p, &o->q, s->c.n_layers, !o->quiet && isatty(2), &s->lb, err, errlen);
-    if (o->q.calib) close(fd);
+    if (!rc)
+        rc = lat_encode_all(path, o->out, &s->p, &o->q, o->q.calib ? &s->cs : NULL, s->c.n_layers, !o->quiet && isatty(2), &s->lb,
+                            err, errlen);
+    if (fd >= 0) close(fd);
     if (!rc) o->q.lat = &s->lb;
     return rc;
 }
 
 int convert_plan(convert_job *o, convert_state *s, char *err, size_t errlen)
 {
+    char path[32];
     int rc = arch_plan(&s->c, &s->m, &s->p, err, errlen);
-    if (!rc && o->calib_path && !(rc = calibrate(o, &s->c, &s->m, &s->p, &s->cs, err, errlen))) o->q.calib = &s->cs;
-    if (!rc && o->q.lattice && !o->q.lossless) rc = plan_lattice(o, s, err, errlen);
-    else if (!rc && o->q.bpw > 0 && !o->q.lossless) {
+    if (!rc && o->q.lattice) {
+        rc = plan_lattice(o, s, err, errlen);
+    } else if (!rc && o->calib_path) {
+        int fd = calibrate(o, &s->c, &s->m, &s->p, 1, &s->cs, path, err, errlen);
+        if (fd < 0) rc = -1;
+        else close(fd);
+    }
+    if (!rc && !o->q.lattice && o->q.bpw > 0 && !o->q.lossless) {
         rc = policy_measure(&s->p, &o->q, &s->bp, err, errlen);
         if (!rc && o->q.calib && o->q.calib->probe_tokens) rc = weigh_tensors(o, &s->c, &s->m, &s->p, &s->bp, err, errlen);
         if (!rc) rc = policy_budget(&s->p, &o->q, &s->bp, err, errlen);

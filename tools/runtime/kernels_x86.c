@@ -152,21 +152,46 @@ AVX512_T static inline __m512 plain16_512(uint32_t scheme, const uint8_t *p, uin
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+/* Rows [r, r+R) of a row-major plain matrix times tokens [t, t+T), into y.
+ * Each sum runs in the order of a single row and token (16 lanes, their sum,
+ * then the tail), so the blocking changes no result; it loads each weight
+ * once for T tokens and each input once for R rows. */
+#define PLAIN_BLOCK(NAME, TARGET, VEC, LANES, ZERO, LOAD_W, FMA, LOADU, HSUM)                                        \
+    TARGET static inline __attribute__((always_inline)) void NAME(const wmat *w, uint64_t base, const float *x,    \
+                                                                  uint64_t in, uint32_t R, uint32_t T, float *y,  \
+                                                                  size_t ys)                                       \
+    {                                                                                                             \
+        uint64_t body = in / LANES * LANES;                                                                      \
+        VEC s[4][4];                                                                                              \
+        for (uint32_t a = 0; a < R; a++)                                                                          \
+            for (uint32_t b = 0; b < T; b++) s[a][b] = ZERO();                                                    \
+        for (uint64_t i = 0; i < body; i += LANES) {                                                             \
+            VEC wv[4], xv[4];                                                                                     \
+            for (uint32_t a = 0; a < R; a++) wv[a] = LOAD_W(w->v.scheme, w->v.data, base + a * in + i);          \
+            for (uint32_t b = 0; b < T; b++) xv[b] = LOADU(x + b * in + i);                                       \
+            for (uint32_t a = 0; a < R; a++)                                                                      \
+                for (uint32_t b = 0; b < T; b++) s[a][b] = FMA(wv[a], xv[b], s[a][b]);                           \
+        }                                                                                                         \
+        for (uint32_t a = 0; a < R; a++)                                                                          \
+            for (uint32_t b = 0; b < T; b++) {                                                                    \
+                float acc = HSUM(s[a][b]);                                                                        \
+                for (uint64_t i = body; i < in; i++) acc += kern_plain_at(w, base + a * in + i) * x[b * in + i];  \
+                y[b * ys + a] = acc;                                                                              \
+            }                                                                                                     \
+    }
+PLAIN_BLOCK(plain_block_512, AVX512_T, __m512, 16, _mm512_setzero_ps, plain16_512, _mm512_fmadd_ps, _mm512_loadu_ps, hsum512)
+
 AVX512_T static void rows_plain_512(const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
                                     float *y, uint32_t ys)
 {
-    uint64_t in = w->v.cols, body = in / 16 * 16;
-    for (uint32_t r = r0; r < r1; r++) {
+    uint64_t in = w->v.cols;
+    for (uint32_t r = r0; r < r1; r += 4) {
         uint64_t base = ((uint64_t)off + r) * in;
-        for (uint32_t t = 0; t < n; t++) {
-            const float *xt = x + (size_t)t * in;
-            __m512 s = _mm512_setzero_ps();
-            for (uint64_t i = 0; i < body; i += 16)
-                s = _mm512_fmadd_ps(plain16_512(w->v.scheme, w->v.data, base + i), _mm512_loadu_ps(xt + i), s);
-            float acc = hsum512(s);
-            for (uint64_t i = body; i < in; i++) acc += kern_plain_at(w, base + i) * xt[i];
-            y[(size_t)t * ys + r - r0] = acc;
-        }
+        uint32_t t = 0;
+        if (r + 4 <= r1)
+            for (; t + 4 <= n; t += 4) plain_block_512(w, base, x + (size_t)t * in, in, 4, 4, y + (size_t)t * ys + r - r0, ys);
+        for (uint32_t a = 0; a < 4 && r + a < r1; a++)
+            for (uint32_t u = t; u < n; u++) plain_block_512(w, base + a * in, x + (size_t)u * in, in, 1, 1, y + (size_t)u * ys + r + a - r0, ys);
     }
 }
 
@@ -256,21 +281,20 @@ AVX2_T static inline __m256 plain8_256(uint32_t scheme, const uint8_t *p, uint64
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+PLAIN_BLOCK(plain_block_256, AVX2_T, __m256, 8, _mm256_setzero_ps, plain8_256, _mm256_fmadd_ps, _mm256_loadu_ps, hsum256)
+
+/* 4 rows by 2 tokens: 8 accumulators and 6 operands fit AVX2's 16 registers. */
 AVX2_T static void rows_plain_256(const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
                                   float *y, uint32_t ys)
 {
-    uint64_t in = w->v.cols, body = in / 8 * 8;
-    for (uint32_t r = r0; r < r1; r++) {
+    uint64_t in = w->v.cols;
+    for (uint32_t r = r0; r < r1; r += 4) {
         uint64_t base = ((uint64_t)off + r) * in;
-        for (uint32_t t = 0; t < n; t++) {
-            const float *xt = x + (size_t)t * in;
-            __m256 s = _mm256_setzero_ps();
-            for (uint64_t i = 0; i < body; i += 8)
-                s = _mm256_fmadd_ps(plain8_256(w->v.scheme, w->v.data, base + i), _mm256_loadu_ps(xt + i), s);
-            float acc = hsum256(s);
-            for (uint64_t i = body; i < in; i++) acc += kern_plain_at(w, base + i) * xt[i];
-            y[(size_t)t * ys + r - r0] = acc;
-        }
+        uint32_t t = 0;
+        if (r + 4 <= r1)
+            for (; t + 2 <= n; t += 2) plain_block_256(w, base, x + (size_t)t * in, in, 4, 2, y + (size_t)t * ys + r - r0, ys);
+        for (uint32_t a = 0; a < 4 && r + a < r1; a++)
+            for (uint32_t u = t; u < n; u++) plain_block_256(w, base + a * in, x + (size_t)u * in, in, 1, 1, y + (size_t)u * ys + r + a - r0, ys);
     }
 }
 
