@@ -2,7 +2,8 @@
 # Decode speed and streaming on a TinyLlama-1.1B-shaped synthetic model.
 #   bench/speed.sh [BUILD_DIR] [WORK_DIR]   (after `make`)
 # Builds the model with ../shared/scripts/synth_hf.py (SYNTH=), converts it in
-# the default mode, at --bpw 4.5 and lossless, and prints two markdown tables:
+# TIERED's default mode (--scheme tiered, "default" below), at TIERED --bpw 4.5
+# and lossless, and prints two markdown tables:
 #  1. per mode and thread count: prompt tokens/s (128-token prompt), generation
 #     tokens/s (64 tokens), weight bytes read per generated token, the memory
 #     read bandwidth measured in the same run, and generation as a fraction of
@@ -20,7 +21,7 @@ PY=/usr/bin/python3
 THREADS=${THREADS:-1 2}
 mkdir -p "$W"
 [ -f "$W/hf/config.json" ] || $PY "$SYNTH" "$W/hf" >/dev/null
-declare -A OPTS=([default]="" [bpw4.5]="--bpw 4.5" [lossless]="--lossless")
+declare -A OPTS=([default]="--scheme tiered" [bpw4.5]="--scheme tiered --bpw 4.5" [lossless]="--lossless")
 for mode in default bpw4.5 lossless; do
     # shellcheck disable=SC2086
     [ -f "$W/$mode.nsq" ] || "$B/nsq-convert" --quiet ${OPTS[$mode]} "$W/hf" "$W/$mode.nsq"

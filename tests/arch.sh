@@ -246,10 +246,10 @@ sys.exit(bad)
 EOF
 }
 
-# A default (quantized) conversion runs: exit 0 and 8 ids in the vocabulary.
+# A TIERED (quantized) conversion runs: exit 0 and 8 ids in the vocabulary.
 ar_quantized() { # ar_quantized B NAME
     local b=$1 m=$ARD/$2-q out
-    "$b/nsq-convert" "$(ar_model "$2")" "$m.nsq" --quiet || return 1
+    "$b/nsq-convert" "$(ar_model "$2")" "$m.nsq" --quiet --scheme tiered || return 1
     out=$("$b/nsq-run" "$m.nsq" --prompt-ids "$AR_IDS" -n 8 --print-ids --ignore-eos) || { echo "nsq-run exited $?"; return 1; }
     echo "ids: $out"
     "$AR_PY" -c 'import sys; ids = [int(s) for s in sys.argv[1].split()]; sys.exit(not (len(ids) == 8 and all(0 <= i < 4096 for i in ids)))' "$out"

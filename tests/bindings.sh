@@ -48,11 +48,11 @@ bt_python_only() {
     check "python reader: unknown tensor" exit_code 1 "$BT_PY" "$BT_NSQ" dump "$CONF/f32.nsq" no.such.tensor
 }
 
-# Converted tiny-llama models: default mode, one refinement level, and zstd.
+# Converted tiny-llama models: TIERED's defaults, one refinement level, and zstd.
 bt_models() {
     local b=$1 m d=$TMP/bt-$(echo "${1%/}" | tr / _)
     mkdir -p "$d"
-    check "$b python vs libnsq: convert tiny-llama" "$b/nsq-convert" "$BT_LLAMA" "$d/default.nsq" --quiet
+    check "$b python vs libnsq: convert tiny-llama --scheme tiered" "$b/nsq-convert" "$BT_LLAMA" "$d/default.nsq" --scheme tiered --quiet
     check "$b python vs libnsq: convert tiny-llama --refine 2" "$b/nsq-convert" "$BT_LLAMA" "$d/refine.nsq" --refine 2 --quiet
     check "$b python vs libnsq: convert tiny-llama --refine 2 --zstd" "$b/nsq-convert" "$BT_LLAMA" "$d/zstd.nsq" --refine 2 --zstd --quiet
     for m in default refine zstd; do

@@ -3,8 +3,8 @@
 #   convert_tests BUILD_DIR
 # Checkpoints made by tests/gen_hf.py are generated once, under $TMP/cv-models,
 # and shared by every build directory; each build directory's outputs go to
-# $TMP/cv-<dir>. The costly checks (a ~25 MB model, the kill test) run only
-# against tools built without sanitizers.
+# $TMP/cv-<dir>. The costly checks (a ~25 MB model, the kill test, calibration
+# on the built-in text) run only against tools built without sanitizers.
 
 CV_PY=/usr/bin/python3
 CV_LLAMA=fixtures/models/tiny-llama
@@ -74,7 +74,7 @@ cv_generate() {
 # t: tensors by name, blocks) and nsq-convert --json output (s).
 cv_assert() { # cv_assert INSPECT_JSON SUMMARY_JSON|- EXPRS... (each line of each argument one expression)
     "$CV_PY" - "$@" <<'EOF'
-import json, sys
+import json, os, sys
 d = json.load(open(sys.argv[1]))
 s = json.load(open(sys.argv[2])) if sys.argv[2] != "-" else {}
 m = {e["key"]: e["value"] for e in d.get("metadata", [])}
@@ -92,6 +92,15 @@ def split_is(a, b, c):
         q8, q4 = x["tiers"]["q8"], x["tiers"]["q4"]
         ok &= abs(q8 - a * n) <= 1 and abs(q8 + q4 - (a + b) * n) <= 1 and x["tiers"]["f16"] == 0
     return ok
+
+def layer_schemes():
+    """The schemes of the layer matrices (the 2-D weights of the layers)."""
+    return {x["scheme"] for n, x in t.items() if (".layers." in n or ".h." in n) and n.endswith(".weight") and len(x["shape"]) == 2}
+
+def same_as(name, keys=("recipe", "body_bytes", "tiers", "rmse_quantized")):
+    """The summary of NAME.nsq, next to this one, agrees on KEYS: the same quantization."""
+    o = json.load(open(os.path.join(os.path.dirname(sys.argv[2]), name + ".nsq.summary")))
+    return all(s[k] == o[k] for k in keys)
 
 def schemes(prefix=""):
     return {x["scheme"] for n, x in t.items() if n.startswith(prefix)}
@@ -236,7 +245,7 @@ cv_replaces() { # cv_replaces B
     rm -rf "$dir"
     mkdir -p "$dir"
     cp "$CVD/ref.nsq" "$dir/OUT.nsq"
-    "$b/nsq-convert" "$(cv_model qwen2-tied)" "$dir/OUT.nsq" --quiet || return 1
+    "$b/nsq-convert" "$(cv_model qwen2-tied)" "$dir/OUT.nsq" --quiet --scheme tiered || return 1
     [ "$(ls -A "$dir")" = OUT.nsq ] || { echo "left behind: $(ls -A "$dir")"; return 1; }
     ! cmp -s "$CVD/ref.nsq" "$dir/OUT.nsq" || { echo "OUT.nsq was not replaced"; return 1; }
     "$b/nsq-verify" "$dir/OUT.nsq"
@@ -254,7 +263,7 @@ cv_interrupted() { # cv_interrupted B
     rm -rf "$dir"
     mkdir -p "$dir"
     cp "$CVD/ref.nsq" "$dir/OUT.nsq"
-    "$b/nsq-convert" "$big" "$dir/OUT.nsq" --quiet --threads 1 --zstd=19 2>"$CVD/kill.err" &
+    "$b/nsq-convert" "$big" "$dir/OUT.nsq" --quiet --scheme tiered --threads 1 --zstd=19 2>"$CVD/kill.err" &
     pid=$!
     for ((i = 0; i < 1000; i++)); do # until it holds a file in $dir open
         for fd in "/proc/$pid/fd/"*; do
@@ -290,10 +299,10 @@ cv_calib_tests() { # cv_calib_tests B
     check "$n --calib-tokens 10" exit_code 2 "$C" "$CV_LLAMA" "$CVD/x.nsq" --calib "$CV_CALIB" --calib-tokens 10
     check "$n --calib-tokens message" stderr_says "--calib-tokens wants an integer in 64\.\." "$C" "$CV_LLAMA" "$CVD/x.nsq" --calib "$CV_CALIB" --calib-tokens 1x
     check "$n --calib-probe -1" exit_code 2 "$C" "$CV_LLAMA" "$CVD/x.nsq" --calib "$CV_CALIB" --calib-probe -1
-    check "$n with --lossless" stderr_says "--calib does nothing with --lossless" "$C" "$CV_LLAMA" "$CVD/x.nsq" --calib "$CV_CALIB" --lossless
+    check "$n with --lossless" stderr_says "--calib and --no-calib do nothing with --lossless" "$C" "$CV_LLAMA" "$CVD/x.nsq" --calib "$CV_CALIB" --lossless
     check "$n missing file" cv_fails "$b" "--calib $CVD/no-such\.txt: cannot read" "$CV_GPT2" --calib "$CVD/no-such.txt"
-    check "$n empty text" cv_fails "$b" "--calib $CVD/empty\.txt: 0 tokens, calibration needs at least 64" "$CV_GPT2" --calib "$CVD/empty.txt"
-    check "$n too few tokens" cv_fails "$b" "--calib $CVD/short\.txt: [0-9] tokens, calibration needs at least 64" "$CV_GPT2" --calib "$CVD/short.txt"
+    check "$n empty text" cv_fails "$b" "calibration text $CVD/empty\.txt: 0 tokens, calibration needs at least 64" "$CV_GPT2" --calib "$CVD/empty.txt"
+    check "$n too few tokens" cv_fails "$b" "calibration text $CVD/short\.txt: [0-9] tokens, calibration needs at least 64" "$CV_GPT2" --calib "$CVD/short.txt"
     check "$n directory as text" cv_fails "$b" "--calib $CVD: cannot read" "$CV_GPT2" --calib "$CVD"
     for m in llama gpt2; do
         local src=$CV_LLAMA
@@ -308,11 +317,62 @@ s['calibration_tokens'] == 512 and s['calibration_seconds'] > 0
 'importance=calibrated calib_tokens=512 calib_probe=0' in s['recipe']" $c --tiers 10:20:70
         check "$n tiny-$m calibration changes the tiers" bash -c "! cmp -s '$CVD/$m-calib.nsq' '$CVD/$m-tiers.nsq'"
         cv_sanitized "$b" && continue # the probes run the model once per layer matrix
-        check "$n tiny-$m --bpw 3.5" cv_mode "$b" "$src" $m-calib-bpw 0.8 "3.4 <= s['bpw_body'] <= 3.5
-'calib_probe=128' in s['recipe'] and d['importance']['target_bpw'] == 3.5" $c --bpw 3.5
-        check "$n tiny-$m --bpw: same output on 1 and 2 threads" cv_same_output "$b" "$src" $c --bpw 3.5 --threads 1 -- $c --bpw 3.5 --threads 2
+        check "$n tiny-$m --scheme tiered --bpw 3.5" cv_mode "$b" "$src" $m-calib-bpw 0.8 "3.4 <= s['bpw_body'] <= 3.5
+layer_schemes() == {'tiered'}
+'calib_probe=128' in s['recipe'] and d['importance']['target_bpw'] == 3.5" $c --scheme tiered --bpw 3.5
+        check "$n tiny-$m --scheme tiered --bpw: same output on 1 and 2 threads" cv_same_output "$b" "$src" \
+            $c --scheme tiered --bpw 3.5 --threads 1 -- $c --scheme tiered --bpw 3.5 --threads 2
         check "$n tiny-$m --bpw: no temporary file left" bash -c "! ls '$CVD' | grep -q '\.tmp\$'"
     done
+}
+
+# The scheme picked: LATTICE unless told TIERED or given an option of TIERED
+# alone (--tiers, --group-size, --refine, on the command line or in a recipe);
+# LATTICE calibrates on the built-in text unless given one or --no-calib.
+cv_scheme_tests() { # cv_scheme_tests B
+    local b=$1 C=$1/nsq-convert src c n="$1 nsq-convert scheme:"
+    src=$(cv_model llama-v4)
+    printf 'embed: q8\nscheme: bogus\n' >"$CVD/scheme-bogus.yaml"
+    printf 'scheme: tiered\n' >"$CVD/scheme-tiered.yaml"
+    printf 'scheme: lattice\ntiers: "10:20:70"\n' >"$CVD/scheme-lattice-tiers.yaml"
+    local calib="--calib and --no-calib contradict each other" lossless="--calib and --no-calib do nothing with --lossless"
+    local nc="--no-calib is for lattice" opts="TIERED options, not --scheme lattice's"
+    check "$n --no-calib with --calib" fails_cleanly 60 2 "$calib" "$C" "$src" "$CVD/x.nsq" --no-calib --calib "$CV_CALIB"
+    check "$n --no-calib with --lossless" fails_cleanly 60 2 "$lossless" "$C" "$src" "$CVD/x.nsq" --no-calib --lossless
+    check "$n --no-calib with --tiers" fails_cleanly 60 2 "$nc" "$C" "$src" "$CVD/x.nsq" --no-calib --tiers 10:20:70
+    check "$n --no-calib with --scheme tiered" fails_cleanly 60 2 "$nc" "$C" "$src" "$CVD/x.nsq" --scheme tiered --no-calib
+    check "$n --scheme lattice --tiers" fails_cleanly 60 2 "$opts" "$C" "$src" "$CVD/x.nsq" --scheme lattice --tiers 10:20:70
+    check "$n --scheme lattice --group-size" fails_cleanly 60 2 "$opts" "$C" "$src" "$CVD/x.nsq" --scheme lattice --group-size 32
+    check "$n recipe scheme: bogus names the line" fails_cleanly 60 2 "scheme-bogus\.yaml:2: expected lattice or tiered for scheme" \
+        "$C" "$src" "$CVD/x.nsq" --recipe "$CVD/scheme-bogus.yaml"
+    check "$n recipe scheme: lattice with tiers" fails_cleanly 60 2 "$opts" "$C" "$src" "$CVD/x.nsq" --recipe "$CVD/scheme-lattice-tiers.yaml"
+    check "$n usage errors write nothing" test ! -e "$CVD/x.nsq"
+    check "$n recipe scheme: tiered is --scheme tiered" cv_mode "$b" "$src" scheme-recipe 0.5 \
+        "layer_schemes() == {'tiered'} and split_is(0.1, 0.2, 0.7) and same_as('llama-v4')" --recipe "$CVD/scheme-tiered.yaml"
+    check "$n --scheme lattice --no-calib is LATTICE, uncalibrated" cv_mode "$b" "$src" scheme-nocalib 0.5 \
+        "layer_schemes() == {'lattice'} and 'lattice' in d['required_features']
+not any(k.startswith('provenance.calibration.') for k in m) and s['calibration_tokens'] is None
+d['importance']['method'] == 'magnitude' and s['recipe'].startswith('scheme=lattice bpw=4 ')
+3.85 <= s['bpw_body'] <= 4.0" --scheme lattice --no-calib
+    check "$n --no-calib alone is the same" cv_same_output "$b" "$src" --scheme lattice --no-calib -- --no-calib
+    check "$n --scheme lattice wins over the recipe's scheme: tiered" cv_mode "$b" "$src" scheme-override 0.5 \
+        "layer_schemes() == {'lattice'} and same_as('scheme-nocalib')" --recipe "$CVD/scheme-tiered.yaml" --scheme lattice --no-calib
+    cv_sanitized "$b" && return 0 # calibration on the built-in text
+    check "$n no options: LATTICE at 4 bpw, calibrated on the built-in text" cv_mode "$b" "$src" scheme-default 0.5 \
+        "layer_schemes() == {'lattice'} and 'lattice' in d['required_features']
+m['provenance.calibration.text'] == 'built-in calib-default.txt' and m['provenance.calibration.tokens'] == 65536
+d['importance']['method'] == 'calibrated' and 'of built-in calib-default.txt' in d['importance']['provenance']
+s['bpw_target'] == 4.0 and 3.85 <= s['bpw_body'] <= 4.0
+s['recipe'].startswith('scheme=lattice bpw=4 ') and s['recipe'].endswith(' calib_tokens=65536 calib_probe=1024')"
+    c="--calib-tokens 2048 --calib-probe 128"
+    check "$n --bpw 3.5 alone is LATTICE (2048 calibration tokens, 128 probed)" cv_mode "$b" "$src" scheme-bpw 0.5 \
+        "layer_schemes() == {'lattice'} and 3.35 <= s['bpw_body'] <= 3.5 and s['bpw_target'] == 3.5
+m['provenance.calibration.text'] == 'built-in calib-default.txt' and m['provenance.calibration.tokens'] == 2048" --bpw 3.5 $c
+    check "$n --bpw 3.5 --calib calib-default.txt (2048 calibration tokens, 128 probed)" cv_mode "$b" "$src" scheme-file 0.5 \
+        "m['provenance.calibration.text'] == 'calib-default.txt'" --bpw 3.5 $c --calib tools/nsq-convert/calib-default.txt
+    check "$n the built-in text is calib-default.txt" cv_assert "$CVD/scheme-bpw.nsq.json" "$CVD/scheme-bpw.nsq.summary" \
+        "m['provenance.calibration.text_xxh3'] == {e['key']: e['value'] for e in json.load(open('$CVD/scheme-file.nsq.json'))['metadata']}['provenance.calibration.text_xxh3']
+s['rmse_quantized'] == json.load(open('$CVD/scheme-file.nsq.summary'))['rmse_quantized']"
 }
 
 cv_sanitized() { grep -aqE '__(asan|ubsan|msan|tsan)_' "$1/nsq-convert"; }
@@ -344,34 +404,36 @@ convert_tests() {
     check "$b nsq-convert usage errors write nothing" bash -c "[ ! -e '$CVD/x.nsq' ] && [ ! -e '$CVD/y.nsq' ]"
 
     check "$b nsq-convert: generate checkpoints" cv_generate
-    check "$b nsq-convert: reference output" "$C" "$(cv_model llama-v4)" "$CVD/ref.nsq" --quiet
-    check "$b nsq-convert --bpw 1.0 names the minimum" cv_fails "$b" \
-        "--bpw 1\.000 is below what this model can reach \(2\.[0-9]+ with every group at 2 bits\)" "$CV_LLAMA" --bpw 1.0
+    check "$b nsq-convert: reference output" "$C" "$(cv_model llama-v4)" "$CVD/ref.nsq" --quiet --scheme tiered
+    check "$b nsq-convert --scheme tiered --bpw 1.0 names the minimum" cv_fails "$b" \
+        "--bpw 1\.000 is below what this model can reach \(2\.[0-9]+ with every group at 2 bits\)" "$CV_LLAMA" --scheme tiered --bpw 1.0
 
     # ---- every mode on the bundled models ----
     for m in llama gpt2; do
         if [ $m = llama ]; then src=$CV_LLAMA arch=llama layers=6 tm=model.layers.0.mlp.down_proj.weight
         else src=$CV_GPT2 arch=gpt2 layers=4 tm=transformer.h.0.mlp.c_proj.weight; fi
         local n="$b nsq-convert tiny-$m"
-        check "$n default" cv_mode "$b" "$src" $m-default 0.5 "m['general.architecture'] == '$arch'
+        check "$n --scheme tiered" cv_mode "$b" "$src" $m-tiered 0.5 "m['general.architecture'] == '$arch'
 d['block_count'] == $layers + 2
+layer_schemes() == {'tiered'} and 'lattice' not in d['required_features']
 split_is(0.1, 0.2, 0.7)
 s['recipe'].startswith('tiers=10:20:70 group_size=64 refine=0 embed=q8 head=q8 layers_per_block=1 zstd=0')
 all(b['compression'] == 'none' for b in blocks) and d['refinement_count'] == 0
 t['$tm']['group_size'] == 64
-d['importance']['method'] == 'magnitude' and d['importance']['entries'] > 0"
+d['importance']['method'] == 'magnitude' and d['importance']['entries'] > 0" --scheme tiered
         check "$n --lossless" cv_mode "$b" "$src" $m-lossless exact "schemes() == {'$([ $m = llama ] && echo bf16 || echo f16)'}
 d['importance'] is None
 m.get('model.conv1d_transposed', False) is False" --lossless
-        check "$n --tiers 10:20:70" cv_mode "$b" "$src" $m-tiers 0.5 "split_is(0.1, 0.2, 0.7)" --tiers 10:20:70
-        check "$n --tiers 10:20:70 is the default" cmp "$CVD/$m-default.nsq" "$CVD/$m-tiers.nsq"
+        check "$n --tiers 10:20:70 alone is TIERED" cv_mode "$b" "$src" $m-tiers 0.5 "split_is(0.1, 0.2, 0.7)
+layer_schemes() == {'tiered'} and 'scheme=lattice' not in s['recipe']" --tiers 10:20:70
+        check "$n --tiers 10:20:70 is --scheme tiered's default" cmp "$CVD/$m-tiered.nsq" "$CVD/$m-tiers.nsq"
         check "$n --tiers 100:0:0" cv_mode "$b" "$src" $m-q8 0.01 "split_is(1, 0, 0)" --tiers 100:0:0
         check "$n --tiers 0:100:0" cv_mode "$b" "$src" $m-q4 0.15 "split_is(0, 1, 0)" --tiers 0:100:0
-        check "$n --bpw 3.0" cv_mode "$b" "$src" $m-bpw3 0.5 "2.9 <= s['bpw_body'] <= 3.0
-s['bpw_target'] == 3.0 and s['lambda'] > 0
-d['importance']['target_bpw'] == 3.0" --bpw 3.0
-        check "$n --bpw 4.5" cv_mode "$b" "$src" $m-bpw45 0.5 "4.4 <= s['bpw_body'] <= 4.5
-s['tiers']['q2'] < json.load(open('$CVD/$m-bpw3.nsq.summary'))['tiers']['q2']" --bpw 4.5
+        check "$n --scheme tiered --bpw 3.0" cv_mode "$b" "$src" $m-bpw3 0.5 "2.9 <= s['bpw_body'] <= 3.0
+s['bpw_target'] == 3.0 and s['lambda'] > 0 and layer_schemes() == {'tiered'}
+d['importance']['target_bpw'] == 3.0" --scheme tiered --bpw 3.0
+        check "$n --scheme tiered --bpw 4.5" cv_mode "$b" "$src" $m-bpw45 0.5 "4.4 <= s['bpw_body'] <= 4.5
+s['tiers']['q2'] < json.load(open('$CVD/$m-bpw3.nsq.summary'))['tiers']['q2']" --scheme tiered --bpw 4.5
         check "$n --refine 2" cv_mode "$b" "$src" $m-refine 0.5 "d['refinement_count'] == $layers
 s['refinement_bytes'] > 0
 all(len(b['refinements']) == 1 for b in blocks if b['kind'] == 'layers')
@@ -379,24 +441,24 @@ all(len(x['refinements']) == 1 for x in layer_matrices())" --refine 2
         check "$n --group-size 32" cv_mode "$b" "$src" $m-g32 0.5 "{x['group_size'] for x in layer_matrices()} == {32}" --group-size 32
         check "$n --group-size 128" cv_mode "$b" "$src" $m-g128 0.5 "{x['group_size'] for x in layer_matrices()} == {128}" --group-size 128
         check "$n --zstd" cv_mode "$b" "$src" $m-zstd 0.5 "all(b['compression'] == 'zstd' for b in blocks)
-d['file_size'] < json.load(open('$CVD/$m-default.nsq.json'))['file_size']" --zstd
+d['file_size'] < json.load(open('$CVD/$m-tiered.nsq.json'))['file_size']" --scheme tiered --zstd
         check "$n --layers-per-block 2" cv_mode "$b" "$src" $m-lpb2 0.5 "d['block_count'] == $layers // 2 + 2
-[(b['first_layer'], b['n_layers']) for b in blocks if b['kind'] == 'layers'] == [(i, 2) for i in range(0, $layers, 2)]" --layers-per-block 2
+[(b['first_layer'], b['n_layers']) for b in blocks if b['kind'] == 'layers'] == [(i, 2) for i in range(0, $layers, 2)]" --scheme tiered --layers-per-block 2
         if [ $m = llama ]; then
             check "$n --embed f16 --head source" cv_mode "$b" "$src" $m-dense 0.5 "t['model.embed_tokens.weight']['scheme'] == 'f16'
-t['lm_head.weight']['scheme'] == 'bf16'" --embed f16 --head source
+t['lm_head.weight']['scheme'] == 'bf16'" --scheme tiered --embed f16 --head source
         else
             check "$n --embed f16 --head source" cv_mode "$b" "$src" $m-dense 0.5 "t['transformer.wte.weight']['scheme'] == 'f16'
-t['transformer.wpe.weight']['scheme'] == 'f16'" --embed f16 --head source
+t['transformer.wpe.weight']['scheme'] == 'f16'" --scheme tiered --embed f16 --head source
         fi
-        check "$n --json" cv_json_ok "$b" "$src" "$CVD/$m-json.nsq"
+        check "$n --json" cv_json_ok "$b" "$src" "$CVD/$m-json.nsq" --scheme tiered
     done
 
-    # ---- generated checkpoints: default and --lossless ----
+    # ---- generated checkpoints: TIERED and --lossless ----
     local g
     for g in llama-v4 llama-v5 llama-linear-v4 llama-linear-v5 llama-llama3 llama-f32 llama-f16 llama-sharded \
         mistral-v4 mistral-v5 qwen2-tied qwen2-untied gpt2-tied gpt2-untied; do
-        check "$b nsq-convert $g default" cv_mode "$b" "$(cv_model $g)" $g 0.5 ""
+        check "$b nsq-convert $g --scheme tiered" cv_mode "$b" "$(cv_model $g)" $g 0.5 "" --scheme tiered
         check "$b nsq-convert $g --lossless" cv_mode "$b" "$(cv_model $g)" $g-lossless exact "" --lossless
     done
     local L="$CVD/llama-v4.nsq.json" common="m['model.hidden_size'] == 64 and m['model.n_layers'] == 2
@@ -451,9 +513,11 @@ d['tokenizer']['kind'] == 'gpt2_bpe' and m['provenance.source.dtype'] == 'float3
     check "$b nsq-convert replaces an existing OUT.nsq" cv_replaces "$b"
 
     # ---- determinism ----
-    check "$b nsq-convert deterministic" cv_same_output "$b" "$CV_LLAMA" -- 
-    check "$b nsq-convert --threads 1 = --threads 2" cv_same_output "$b" "$CV_LLAMA" --threads 1 -- --threads 2
-    check "$b nsq-convert --bpw --threads 1 = 2" cv_same_output "$b" "$CV_GPT2" --bpw 3.5 --threads 1 -- --bpw 3.5 --threads 2
+    check "$b nsq-convert --scheme tiered deterministic" cv_same_output "$b" "$CV_LLAMA" --scheme tiered -- --scheme tiered
+    check "$b nsq-convert --scheme tiered --threads 1 = --threads 2" cv_same_output "$b" "$CV_LLAMA" --scheme tiered --threads 1 -- \
+        --scheme tiered --threads 2
+    check "$b nsq-convert --scheme tiered --bpw --threads 1 = 2" cv_same_output "$b" "$CV_GPT2" --scheme tiered --bpw 3.5 --threads 1 -- \
+        --scheme tiered --bpw 3.5 --threads 2
     check "$b nsq-convert --zstd --refine --threads 1 = 2" cv_same_output "$b" "$CV_GPT2" --zstd --refine 4 --threads 1 -- --zstd --refine 4 --threads 2
 
     # ---- failures: exit 1, a message naming the file or tensor, nothing left behind ----
@@ -483,8 +547,9 @@ d['tokenizer']['kind'] == 'gpt2_bpe' and m['provenance.source.dtype'] == 'float3
     check "$b nsq-convert unwritable output directory" cv_unwritable "$b"
     check "$b nsq-convert output under a missing directory" cv_no_dir "$b" "$CVD/no-such-dir"
     check "$b nsq-convert output under a regular file" cv_no_dir "$b" "$CVD/ref.nsq"
-    check "$b nsq-convert file too large" cv_fails_efbig "$b" "OUT\.nsq: NSQ_E_IO: .*File too large" "$CV_LLAMA"
+    check "$b nsq-convert file too large" cv_fails_efbig "$b" "OUT\.nsq: NSQ_E_IO: .*File too large" "$CV_LLAMA" --scheme tiered
     cv_calib_tests "$b"
+    cv_scheme_tests "$b"
     if ! cv_sanitized "$b"; then
         check "$b nsq-convert killed mid-write" cv_interrupted "$b"
     fi

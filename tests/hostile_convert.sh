@@ -116,7 +116,7 @@ hc_killed() { # hc_killed B SIGNAL
     echo "the user's own file" >"$dir/OUT.nsq.calib.tmp"
     echo "an older OUT.nsq" >"$dir/OUT.nsq"
     before=$(hc_state "$dir")
-    "$b/nsq-convert" "$HC/llama" "$dir/OUT.nsq" --calib "$HC_CALIB" --calib-tokens 4096 --quiet 2>"$HC/kill.err" &
+    "$b/nsq-convert" "$HC/llama" "$dir/OUT.nsq" --scheme tiered --calib "$HC_CALIB" --calib-tokens 4096 --quiet 2>"$HC/kill.err" &
     pid=$!
     for ((i = 0; i < 3000; i++)); do # the output and the scratch copy for calibration
         [ "$(hc_open_in $pid "$dir")" -ge 2 ] && seen=1 && break
@@ -139,7 +139,7 @@ hc_scratch_names() { # hc_scratch_names B
     for f in calib probe router; do echo "mine: $f" >"$dir/OUT.nsq.$f.tmp"; done
     before=$(hc_state "$dir")
     "$b/nsq-convert" "$HC/gpt2" "$dir/OUT.nsq" --quiet --calib "$HC_CALIB" --calib-tokens 2048 --calib-probe 64 \
-        --bpw 4 --router --router-windows 8 || return 1
+        --scheme tiered --bpw 4 --router --router-windows 8 || return 1
     "$b/nsq-verify" "$dir/OUT.nsq" >/dev/null || return 1
     [ "$(hc_state "$dir" | grep -v 'OUT\.nsq$')" = "$(echo "$before")" ] || { echo "left behind:"; ls -lA "$dir"; return 1; }
 }
@@ -206,7 +206,7 @@ hc_late_failures() {
     hc_model "$m" tiny-llama "config.json=$(sed 's/"intermediate_size": 768/"intermediate_size": 512/' fixtures/models/tiny-llama/config.json)"
     check "$b convert: a shape error" hc_fails 1 "shape" "$o" "$b/nsq-convert" "$m" "$o/OUT.nsq"
     check "$b convert: a write error" hc_fails 1 "File too large" "$o" \
-        bash -c 'trap "" XFSZ; ulimit -f 2000; exec "$@"' efbig "$b/nsq-convert" "$HC/llama" "$o/OUT.nsq"
+        bash -c 'trap "" XFSZ; ulimit -f 2000; exec "$@"' efbig "$b/nsq-convert" "$HC/llama" "$o/OUT.nsq" --scheme tiered
     printf 'Too short.' >"$HC/short.txt"
     check "$b convert: a calibration error" hc_fails 1 "calibration needs at least" "$o" \
         "$b/nsq-convert" "$HC/gpt2" "$o/OUT.nsq" --calib "$HC/short.txt"
@@ -219,7 +219,7 @@ hostile_convert_tests() {
     local b=$1
     mkdir -p "$HC"
     hc_copy gpt2 tiny-gpt2 && hc_copy llama tiny-llama
-    [ -f "$HC/gpt2.nsq" ] || "$b/nsq-convert" "$HC/gpt2" "$HC/gpt2.nsq" --quiet
+    [ -f "$HC/gpt2.nsq" ] || "$b/nsq-convert" "$HC/gpt2" "$HC/gpt2.nsq" --quiet --scheme tiered
     hc_output_tests "$b"
     hc_input_tests "$b"
     hc_tokenizer_tests "$b"

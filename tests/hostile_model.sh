@@ -29,8 +29,8 @@ hm_case() {
 hostile_model_tests() {
     local b=$1 G=$TMP/hm-gpt2.nsq L=$TMP/hm-llama.nsq tj=$TMP/hm-tok.json
     head -c 2000 fixtures/corpus/eval-dev.txt >"$TMP/hm-text.txt"
-    check "$b hostile: convert gpt2" "$b/nsq-convert" fixtures/models/tiny-gpt2 "$G" --quiet
-    check "$b hostile: convert llama" "$b/nsq-convert" fixtures/models/tiny-llama "$L" --quiet
+    check "$b hostile: convert gpt2" "$b/nsq-convert" fixtures/models/tiny-gpt2 "$G" --quiet --scheme tiered
+    check "$b hostile: convert llama" "$b/nsq-convert" fixtures/models/tiny-llama "$L" --quiet --scheme tiered
     check "$b hostile: the unedited files pass --model" bash -c "'$b/nsq-verify' --model '$G' && '$b/nsq-verify' --model '$L'"
 
     # a tensor placed in a block that does not hold its layer (a freed buffer, once)

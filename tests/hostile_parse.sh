@@ -130,7 +130,7 @@ hp_recipe_tests() {
     printf 'tiers: "nan:nan:nan"\n' >"$r/nan.yaml"
     printf 'refine: 3\n' >"$r/refine3.yaml"
     printf 'tensors:\n  - match: "*.v_proj.weight"\n    group_size: 48\n' >"$r/rule-g48.yaml"
-    printf 'tensors:\n  - match: "*.v_proj.weight"\n    policy: q8\n  - match: "*.k_proj.weight"\n    tiers: "0:100:0"\n' \
+    printf 'scheme: tiered\ntensors:\n  - match: "*.v_proj.weight"\n    policy: q8\n  - match: "*.k_proj.weight"\n    tiers: "0:100:0"\n' \
         >"$r/rules.yaml"
     python3 -c "print('tensors:'); [print('  - {match: t%d}' % i) for i in range(4097)]" >"$r/many.yaml"
     head -c $((1024 * 1024 + 1)) /dev/zero | tr '\0' ' ' >"$r/big.yaml"

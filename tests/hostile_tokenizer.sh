@@ -36,7 +36,7 @@ hostile_tokenizer_tests() {
     check "$b tokenizer: added token id 16000000" ht_refused "added token 2 has id 16000000" \
         "$b/nsq-tokenize" "$HT/added-huge"
     # an id below the cap that is no token, in a model: the model check refuses it
-    check "$b tokenizer: convert gpt2" "$b/nsq-convert" fixtures/models/tiny-gpt2 "$g" --quiet
+    check "$b tokenizer: convert gpt2" "$b/nsq-convert" fixtures/models/tiny-gpt2 "$g" --quiet --scheme tiered
     check "$b tokenizer: edit the post-processor" "$b/tests/nsq_edit" "$g" "$HT/pp-gap.nsq" \
         "tok:tokenizer.json=$HT/pp-gap/tokenizer.json"
     check "$b tokenizer: nsq-run, post-processor id 4096" ht_refused "post-processor id 4096 is not a token" \

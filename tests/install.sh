@@ -146,7 +146,7 @@ install_tests() {
         check "install: consumer decodes $f as decode_ref.py" in_consumer_matches "$CONF/$f"
     done
     mkdir -p "$TMP/in-models"
-    for m in "tiny-llama|--refine 2 --zstd" "tiny-gpt2|"; do # model|nsq-convert options
+    for m in "tiny-llama|--refine 2 --zstd" "tiny-gpt2|--scheme tiered"; do # model|nsq-convert options
         name=${m%%|*} f=$TMP/in-models/${m%%|*}.nsq
         check "install: nsq-convert $name ${m#*|}" "$IN_PREFIX/bin/nsq-convert" --quiet ${m#*|} "fixtures/models/$name" "$f"
         check "install: nsq-verify $name" "$IN_PREFIX/bin/nsq-verify" "$f"

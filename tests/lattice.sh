@@ -5,7 +5,8 @@
 # tests/run.sh, whose check/exit_code/stderr_says helpers and $TMP it uses:
 #   lattice_tests BUILD_DIR
 # The divergences and the calibrated conversions run only against tools built
-# without sanitizers.
+# without sanitizers; the others are --no-calib (quick, and what they test
+# does not depend on calibration).
 
 LT_PY=/usr/bin/python3
 LT_TEXT=fixtures/corpus/eval-dev.txt
@@ -87,12 +88,12 @@ lt_kld_below() { # lt_kld_below NAME BOUND|NAME2: NAME's KLD below a number or b
 # (rounded up) is then reachable.
 lt_minimum() { # lt_minimum B
     local b=$1 min
-    lt_convert "$b" tiny-llama low --scheme lattice --bpw 1.0 2>"$LTD/low.err"
+    lt_convert "$b" tiny-llama low --scheme lattice --bpw 1.0 --no-calib 2>"$LTD/low.err"
     [ $? -eq 1 ] && [ ! -e "$LTD/low.nsq" ] || { echo "want exit 1 and no file"; cat "$LTD/low.err"; return 1; }
     min=$(sed -n 's/.*--bpw 1.000 is below what this model can reach (\([0-9.]*\) with every matrix at its fewest bits).*/\1/p' "$LTD/low.err")
     [ -n "$min" ] || { echo "no minimum named:"; cat "$LTD/low.err"; return 1; }
     min=$(awk -v m="$min" 'BEGIN { printf "%.3f", m + 0.001 }')
-    lt_convert "$b" tiny-llama low --scheme lattice --bpw "$min" && lt_file_ok "$b" low "$min"
+    lt_convert "$b" tiny-llama low --scheme lattice --bpw "$min" --no-calib && lt_file_ok "$b" low "$min"
 }
 
 # A copy of tiny-llama (sharded) with one weight of layer 0's up_proj set to +inf (bf16 0x7f80).
@@ -122,15 +123,15 @@ lattice_tests() {
     # ---- files ----
     for m in tiny-llama tiny-gpt2; do
         check "$b lattice: convert $m --lossless" lt_convert "$b" $m $m-ll --lossless
-        check "$b lattice: convert $m --scheme lattice --bpw 3" lt_convert "$b" $m $m-3 --scheme lattice --bpw 3
-        check "$b lattice: convert $m --scheme lattice (4 bpw)" lt_convert "$b" $m $m-4 --scheme lattice
+        check "$b lattice: convert $m --scheme lattice --bpw 3 --no-calib" lt_convert "$b" $m $m-3 --scheme lattice --bpw 3 --no-calib
+        check "$b lattice: convert $m --scheme lattice --no-calib (4 bpw)" lt_convert "$b" $m $m-4 --scheme lattice --no-calib
         check "$b lattice: $m 3 bpw verifies and inspects as lattice" lt_file_ok "$b" $m-3 3
         check "$b lattice: $m 4 bpw verifies and inspects as lattice" lt_file_ok "$b" $m-4 4
         check "$b lattice: $m 3 bpw greedy decoding" lt_run "$b" $m-3 int8
         check "$b lattice: $m 4 bpw greedy decoding" lt_run "$b" $m-4 int8
     done
-    check "$b lattice: the default budget is --bpw 4" bash -c "'$b/nsq-convert' fixtures/models/tiny-llama '$LTD/x4.nsq' --quiet --scheme lattice --bpw 4 && cmp '$LTD/x4.nsq' '$LTD/tiny-llama-4.nsq'"
-    check "$b lattice: same file on 1 and 2 threads" bash -c "'$b/nsq-convert' fixtures/models/tiny-gpt2 '$LTD/t1.nsq' --quiet --scheme lattice --bpw 3 --threads 1 && cmp '$LTD/t1.nsq' '$LTD/tiny-gpt2-3.nsq'"
+    check "$b lattice: the default budget is --bpw 4" bash -c "'$b/nsq-convert' fixtures/models/tiny-llama '$LTD/x4.nsq' --quiet --scheme lattice --bpw 4 --no-calib && cmp '$LTD/x4.nsq' '$LTD/tiny-llama-4.nsq'"
+    check "$b lattice: same file on 1 and 2 threads" bash -c "'$b/nsq-convert' fixtures/models/tiny-gpt2 '$LTD/t1.nsq' --quiet --scheme lattice --bpw 3 --no-calib --threads 1 && cmp '$LTD/t1.nsq' '$LTD/tiny-gpt2-3.nsq'"
     check "$b lattice: int8 and --exact runs give the same greedy ids" lt_int8_exact "$b" tiny-llama-4
 
     # ---- usage ----
@@ -141,15 +142,15 @@ lattice_tests() {
     check "$b lattice: --refine is refused with --scheme lattice" exit_code 2 "$b/nsq-convert" fixtures/models/tiny-llama "$LTD/x.nsq" --scheme lattice --refine 2
     check "$b lattice: --tiers is refused with --scheme lattice" stderr_says "TIERED options" "$b/nsq-convert" fixtures/models/tiny-llama "$LTD/x.nsq" --scheme lattice --tiers 10:20:70
     check "$b lattice: make a model with an infinite weight" lt_inf_model
-    check "$b lattice: an infinite weight fails cleanly" exit_code 1 "$b/nsq-convert" "$LTD/inf-model" "$LTD/inf.nsq" --quiet --scheme lattice
-    check "$b lattice: an infinite weight is named" stderr_says "model.layers.0.mlp.up_proj.weight: a weight is not finite" "$b/nsq-convert" "$LTD/inf-model" "$LTD/inf.nsq" --quiet --scheme lattice
+    check "$b lattice: an infinite weight fails cleanly" exit_code 1 "$b/nsq-convert" "$LTD/inf-model" "$LTD/inf.nsq" --quiet --scheme lattice --no-calib
+    check "$b lattice: an infinite weight is named" stderr_says "model.layers.0.mlp.up_proj.weight: a weight is not finite" "$b/nsq-convert" "$LTD/inf-model" "$LTD/inf.nsq" --quiet --scheme lattice --no-calib
     check "$b lattice: a failed conversion leaves no file" test ! -e "$LTD/inf.nsq"
     check "$b lattice: --lossless wins over --scheme lattice" bash -c "'$b/nsq-convert' fixtures/models/tiny-llama '$LTD/xl.nsq' --quiet --scheme lattice --lossless && cmp '$LTD/xl.nsq' '$LTD/tiny-llama-ll.nsq'"
     lt_sanitized "$b" && return 0
 
     # ---- divergences from the lossless model ----
-    check "$b lattice: convert tiny-llama TIERED --bpw 4" lt_convert "$b" tiny-llama tiered-4 --bpw 4
-    check "$b lattice: TIERED stays the default scheme" bash -c "! grep -q lattice '$LTD/tiered-4.nsq.summary' && '$b/nsq-inspect' --tensors '$LTD/tiered-4.nsq' | grep -q '^required features: none' && ! '$b/nsq-inspect' --tensors '$LTD/tiered-4.nsq' | grep -q ' lattice '"
+    check "$b lattice: convert tiny-llama TIERED --bpw 4" lt_convert "$b" tiny-llama tiered-4 --scheme tiered --bpw 4
+    check "$b lattice: --scheme tiered --bpw 4 is all TIERED" bash -c "! grep -q lattice '$LTD/tiered-4.nsq.summary' && '$b/nsq-inspect' --tensors '$LTD/tiered-4.nsq' | grep -q '^required features: none' && ! '$b/nsq-inspect' --tensors '$LTD/tiered-4.nsq' | grep -q ' lattice '"
     for m in tiny-llama-3 tiny-llama-4 tiered-4; do
         check "$b lattice: KLD of $m" lt_kld "$b" $m tiny-llama-ll
     done

@@ -109,7 +109,7 @@ runtime_tests() {
         check "$b nsq-run $name --no-mmap matches" bash -c "'$b/nsq-run' '$m' --prompt-ids 5,6,7 -n 8 --print-ids --ignore-eos > '$TMP/a.ids' && '$b/nsq-run' '$m' --no-mmap --prompt-ids 5,6,7 -n 8 --print-ids --ignore-eos > '$TMP/b.ids' && cmp '$TMP/a.ids' '$TMP/b.ids'"
     done
     local q="$TMP/rt-$b/q.nsq" r="$TMP/rt-$b/r.nsq"
-    check "$b convert tiny-llama default, one layer a block" "$b/nsq-convert" --quiet fixtures/models/tiny-llama "$q"
+    check "$b convert tiny-llama --scheme tiered, one layer a block" "$b/nsq-convert" --quiet --scheme tiered fixtures/models/tiny-llama "$q"
     check "$b convert tiny-gpt2 --refine 2" "$b/nsq-convert" --quiet --refine 2 fixtures/models/tiny-gpt2 "$r"
     for m in "$q" "$r"; do
         check "$b kernel levels agree bit for bit ($(basename "$m"))" rt_kernels_agree "$b" "$m"

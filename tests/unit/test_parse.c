@@ -265,6 +265,41 @@ static void test_recipe_values(void **state)
     recipe_refused("layers_per_block: 65537\n", "layers_per_block");
 }
 
+/* scheme picks one; without it, a top-level tiers, group_size or refine (the
+ * options of TIERED alone) makes the converter pick TIERED. */
+static void test_recipe_scheme(void **state)
+{
+    (void)state;
+    quant_opts q;
+    recipe_opts o;
+    char err[1024];
+    assert_int_equal(recipe("scheme: lattice\n", &q, &o, err, sizeof err), 0);
+    assert_int_equal(o.scheme, 1);
+    assert_int_equal(o.tiered, 0);
+    assert_int_equal(recipe("scheme: \"tiered\"\nembed: q4\n", &q, &o, err, sizeof err), 0);
+    assert_int_equal(o.scheme, 0);
+    assert_int_equal(o.tiered, 0);
+    assert_int_equal(recipe("embed: q4\nbpw: 3.5\nzstd: 3\nlayers_per_block: 2\n", &q, &o, err, sizeof err), 0);
+    assert_int_equal(o.scheme, -1);
+    assert_int_equal(o.tiered, 0);
+    static const char *tiered[] = {"tiers: \"10:20:70\"\n", "group_size: 128\n", "refine: 2\n",
+                                   "scheme: tiered\ngroup_size: 32\n"};
+    for (size_t i = 0; i < sizeof tiered / sizeof tiered[0]; i++) {
+        assert_int_equal(recipe(tiered[i], &q, &o, err, sizeof err), 0);
+        if (o.tiered != 1) fail_msg("recipe '%s' does not set tiered", tiered[i]);
+        assert_int_equal(o.scheme, i == 3 ? 0 : -1);
+    }
+    /* the same keys in a tensors rule are that rule's, not the file's */
+    assert_int_equal(recipe("tensors:\n  - match: \"*\"\n    tiers: \"0:100:0\"\n    group_size: 32\n", &q, &o, err, sizeof err), 0);
+    assert_int_equal(o.tiered, 0);
+    recipe_free(&q);
+    recipe_refused("scheme: bogus\n", "r.yaml:1: expected lattice or tiered for scheme");
+    recipe_refused("embed: q8\nscheme: Lattice\n", "r.yaml:2: expected lattice or tiered for scheme");
+    recipe_refused("scheme: [lattice]\n", "r.yaml:1: expected lattice or tiered for scheme");
+    recipe_refused("scheme: {a: tiered}\n", "expected lattice or tiered for scheme");
+    recipe_refused("scheme:\n", "expected lattice or tiered for scheme");
+}
+
 static void test_recipe_shape(void **state)
 {
     (void)state;
@@ -385,8 +420,9 @@ int main(void)
         cmocka_unit_test(test_config_heads),          cmocka_unit_test(test_config_floats),
         cmocka_unit_test(test_config_rope_scaling),   cmocka_unit_test(test_config_ids_and_window),
         cmocka_unit_test(test_config_malformed),      cmocka_unit_test(test_recipe_values),
-        cmocka_unit_test(test_recipe_shape),          cmocka_unit_test(test_recipe_limits),
-        cmocka_unit_test(test_options),               cmocka_unit_test(test_route_options),
+        cmocka_unit_test(test_recipe_scheme),         cmocka_unit_test(test_recipe_shape),
+        cmocka_unit_test(test_recipe_limits),         cmocka_unit_test(test_options),
+        cmocka_unit_test(test_route_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
