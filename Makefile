@@ -163,7 +163,7 @@ fuzz-smoke: fuzz
 fuzz-long: fuzz
 	fuzz/long.sh $(FUZZ_RUNS) $(FUZZ_JOBS) $(FUZZ_TARGETS)
 
-# The main job on a bundled model: convert it to ~3.5 bits per weight, verify
+# The main job on a bundled model: convert it to 4 bits per weight (LATTICE, calibrated), verify
 # the file, and continue a prompt with it.
 demo: tools
 	@mkdir -p $(BUILD)/demo

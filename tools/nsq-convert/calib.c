@@ -17,6 +17,8 @@
 
 /* Every block resident, from its base: calibration and its probes measure the base weights. */
 static const nsqrt_opts whole = {0, 0, 0, 0, NSQRT_UNROUTED};
+/* No layer block read: for the tokenizer and the config alone. */
+static const nsqrt_opts header = {NSQ_OPEN_PREAD, 0, 0, 0, NSQRT_ROUTED};
 
 #define WINDOW 512
 
@@ -171,7 +173,7 @@ int calib_collect(const char *model_path, const char *text, size_t len, const ch
     int32_t *ids = NULL;
     size_t n_ids = 0;
     memset(s, 0, sizeof *s);
-    int rc = nsqrt_open(model_path, &whole, &m, err, errlen) ? -1 : 0;
+    int rc = nsqrt_open(model_path, moments || probe_tokens ? &whole : &header, &m, err, errlen) ? -1 : 0;
     const nsq_tokenizer *tok = rc ? NULL : nsqrt_model_tokenizer(m);
     if (!rc && !tok) rc = (snprintf(err, errlen, "calibration: the model has no tokenizer"), -1);
     nsq_diag d;

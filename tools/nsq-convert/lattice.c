@@ -11,7 +11,7 @@
 
 /* LAPACK (from OpenBLAS): Cholesky factor and the inverse from it. */
 void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
-void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda, int *info);
 void openblas_set_num_threads(int n);
 
 const lat_type lat_types[] = {
@@ -72,19 +72,32 @@ static void e8_init(void)
     openblas_set_num_threads(1); /* parallel over fixed row chunks instead */
 }
 
+/* Sorts 8 keys descending: a branchless network of 19 exchanges. */
+static void sort8_desc(uint64_t *k)
+{
+    static const uint8_t net[19][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}, {0, 4}, {1, 5}, {2, 6}, {3, 7}, {0, 1}, {2, 3},
+                                       {4, 5}, {6, 7}, {2, 4}, {3, 5}, {1, 4}, {3, 6}, {1, 2}, {3, 4}, {5, 6}};
+    for (int i = 0; i < 19; i++) {
+        uint64_t a = k[net[i][0]], b = k[net[i][1]];
+        k[net[i][0]] = a > b ? a : b, k[net[i][1]] = a > b ? b : a;
+    }
+}
+
 /* The codebook vector (shift removed) nearest to z: its index, r and *dist. */
 static int e8_search(const float *z, float *r, float *dist)
 {
     float az[8];
     int ord[8], neg = 0;
-    for (int k = 0; k < 8; k++) {
-        az[k] = fabsf(z[k]), ord[k] = k;
+    uint64_t key8[8];
+    for (int k = 0; k < 8; k++) { /* |z| descending, ties in coordinate order: the bits of a float >= 0 sort as it does */
+        uint32_t bits;
+        az[k] = fabsf(z[k]);
+        memcpy(&bits, &az[k], sizeof bits);
+        key8[k] = (uint64_t)bits << 3 | (uint64_t)(7 - k);
         neg += z[k] < 0;
-        for (int m = k; m > 0 && az[ord[m]] > az[ord[m - 1]]; m--) {
-            int t = ord[m];
-            ord[m] = ord[m - 1], ord[m - 1] = t;
-        }
     }
+    sort8_desc(key8);
+    for (int k = 0; k < 8; k++) ord[k] = 7 - (int)(key8[k] & 7);
     float best = INFINITY;
     int bp = 0, flip = 0;
     for (int p = 0; p < e8_n_pat; p++) {
@@ -210,19 +223,28 @@ static double *rotated_h(const lat_site *s, const float *h)
     return hd;
 }
 
+static void reverse(double *a, size_t n)
+{
+    for (size_t i = 0; i < n / 2; i++) {
+        double t = a[i];
+        a[i] = a[n - 1 - i], a[n - 1 - i] = t;
+    }
+}
+
 /* s->v, s->uinv from H' (n x n, overwritten): U is the upper Cholesky factor
- * of H'^-1. Returns LAPACK's info (0: done). */
+ * of H'^-1. With J the order reversed and J H' J = L L^T, U = J L^-1 J: one
+ * factorization and one triangular inverse. Returns LAPACK's info (0: done). */
 static int ldlq_factors(lat_site *s, double *a)
 {
     int n = (int)s->cols, info = 0;
+    size_t nn = (size_t)n * n;
+    reverse(a, nn); /* J H' J: both indices reversed */
     dpotrf_("L", &n, a, &n, &info);
+    if (!info) dtrtri_("L", "N", &n, a, &n, &info); /* column-major: L^-1 (i, j) at a[j n + i] */
     if (info) return info;
-    dpotri_("L", &n, a, &n, &info);
-    if (info) return info;
-    dpotrf_("L", &n, a, &n, &info); /* column-major L, H'^-1 = L L^T: read row-major it is U = L^T */
-    if (info) return info;
+    reverse(a, nn); /* now U[j][i] = L^-1(n-1-j, n-1-i), i >= j, is at a[i n + j]: transpose it into place */
     for (int i = 0; i < n; i++)
-        for (int j = 0; j < i; j++) a[(size_t)i * n + j] = 0;
+        for (int j = 0; j < i; j++) a[(size_t)j * n + i] = a[(size_t)i * n + j], a[(size_t)i * n + j] = 0;
     for (int g = 0; g < n; g += 8) { /* V rows g..g+7 = U_gg^-1 U[g..g+7][:] */
         double inv[8][8] = {{0}};
         for (int c = 7; c >= 0; c--) { /* back substitution, column by column of the identity */

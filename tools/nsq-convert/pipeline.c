@@ -509,6 +509,7 @@ static int weigh_lattice(const convert_job *o, const convert_state *s, lat_book 
 /* Defaults that keep a large model's conversion within minutes: the second
  * moments' pass costs tokens x weights, the probes matrices x probe tokens x
  * weights (with a copy of the model each). */
+#define LATTICE_TOKENS 262144 /* all of the built-in text: more tokens, better second moments */
 #define CALIB_WORK 4e12   /* tokens x layer weights */
 #define PROBE_WORK 1e12   /* matrices x probe tokens x layer weights */
 static void size_defaults(convert_job *o, const tensor_plan *p)
@@ -519,7 +520,8 @@ static void size_defaults(convert_job *o, const tensor_plan *p)
         matrices += lat_budgeted(&p->t[i], &o->q);
     }
     if (!o->calib_tokens_set)
-        while (o->calib_tokens > 2048 && (double)o->calib_tokens * weights > CALIB_WORK) o->calib_tokens /= 2;
+        for (o->calib_tokens = LATTICE_TOKENS; o->calib_tokens > 2048 && (double)o->calib_tokens * weights > CALIB_WORK;)
+            o->calib_tokens /= 2;
     if (!o->calib_probe_set && matrices * (double)o->calib_probe * weights > PROBE_WORK) {
         o->calib_probe = 0;
         if (!o->quiet)
