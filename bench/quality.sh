@@ -44,6 +44,8 @@ MODES=(
     "lattice --bpw 4.5 + calib|lattice|--scheme lattice --bpw 4.5 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
     "lattice --bpw 5.0 + calib|lattice|--scheme lattice --bpw 5.0 --calib $CALIB --calib-tokens $CT --calib-probe $CP"
     "lattice --bpw 4.0, no calibration|latticenc|--scheme lattice --bpw 4.0 --no-calib"
+    "default (lattice, 4 bpw, built-in text)|default|"
+    "default --bpw 3.0 (built-in text)|default|--bpw 3.0"
 )
 shift 2 || true
 MODELS=("$@")
@@ -85,14 +87,15 @@ if command -v gnuplot >/dev/null; then
     gp="set terminal pngcairo size 1100,460 font 'sans,10'; set output '$OUT/quality.png'; set multiplot layout 1,${#MODELS[@]};"
     gp+="set logscale y; set xrange [2:8.5]; set xlabel 'body bits per weight'; set ylabel 'mean KLD vs lossless'; set grid; set key top right;"
     for model in "${MODELS[@]}"; do
-        for s in bpw seed seedc fixed lattice latticenc; do
+        for s in bpw seed seedc fixed lattice latticenc default; do
             awk -F'\t' -v m="$model" -v s="$s" '$1 == m && $3 == s { print $4, $8 }' "$TSV" >"$OUT/$model-$s.dat"
         done
         d="$OUT/$model"
         gp+="set title '$model'; plot '$d-bpw.dat' with linespoints pt 7 title '--bpw + calib',"
         gp+=" '$d-seed.dat' with points pt 5 ps 1.5 title 'seed split', '$d-seedc.dat' with points pt 9 ps 1.5 title 'seed split + calib',"
         gp+=" '$d-fixed.dat' with points pt 13 ps 1.5 title 'uniform 4 / 2-bit (min/max)',"
-        gp+=" '$d-lattice.dat' with linespoints pt 9 lw 2 title 'lattice --bpw + calib', '$d-latticenc.dat' with points pt 11 ps 1.5 title 'lattice, no calibration'"
+        gp+=" '$d-lattice.dat' with linespoints pt 9 lw 2 title 'lattice --bpw + calib', '$d-latticenc.dat' with points pt 11 ps 1.5 title 'lattice, no calibration',"
+        gp+=" '$d-default.dat' with points pt 6 ps 2 lw 2 title 'defaults (built-in text)'"
         [ "$model" = tiny-llama ] && gp+=", 'bench/llamacpp.tsv' using 2:3 with points pt 4 ps 1.3 lc rgb 'black' title 'llama.cpp + imatrix'"
         gp+=";"
     done

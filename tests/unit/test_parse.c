@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "cli_route.h"
 #include "convert.h"
+#include "pipeline.h"
 
 /* ---- config.json ---- */
 
@@ -267,6 +268,48 @@ static void test_recipe_values(void **state)
 
 /* scheme picks one; without it, a top-level tiers, group_size or refine (the
  * options of TIERED alone) makes the converter pick TIERED. */
+/* A plan of n layer matrices of rows x cols each (no data: only sizes count). */
+static void size_plan(tensor_plan *p, plan_tensor *t, st_tensor *src, size_t n, uint64_t rows, uint64_t cols)
+{
+    for (size_t i = 0; i < n; i++) {
+        src[i] = (st_tensor){0};
+        src[i].name = "model.layers.0.mlp.up_proj.weight";
+        src[i].n_elements = rows * cols;
+        t[i] = (plan_tensor){&src[i], NSQRT_ROLE_UP, NSQRT_KIND_MATRIX, (int)i, 0, rows, cols};
+    }
+    *p = (tensor_plan){t, n};
+}
+
+/* LATTICE's calibration defaults follow the model's size, unless given. */
+static void test_size_defaults(void **state)
+{
+    (void)state;
+    static plan_tensor t[154];
+    static st_tensor src[154];
+    tensor_plan p;
+    convert_job o = {0};
+    o.q.lattice = 1, o.q.bpw = 4, o.quiet = 1, o.calib_path = "t.txt";
+    size_plan(&p, t, src, 42, 256, 448); /* tiny-llama's 4.8 M layer weights */
+    o.calib_tokens = 65536, o.calib_probe = 1024;
+    convert_size_defaults(&o, &p);
+    assert_int_equal(o.calib_tokens, 262144);
+    assert_int_equal(o.calib_probe, 1024);
+    size_plan(&p, t, src, 154, 2048, 3072); /* 969 M, as TinyLlama-1.1B */
+    o.calib_tokens = 65536, o.calib_probe = 1024;
+    convert_size_defaults(&o, &p);
+    assert_int_equal(o.calib_tokens, 4096);
+    assert_int_equal(o.calib_probe, 0);
+    assert_non_null(strstr(o.recipe, "calib_tokens=4096 calib_probe=0"));
+    o.calib_tokens = 300, o.calib_probe = 64, o.calib_tokens_set = o.calib_probe_set = 1;
+    convert_size_defaults(&o, &p);
+    assert_int_equal(o.calib_tokens, 300);
+    assert_int_equal(o.calib_probe, 64);
+    size_plan(&p, t, src, 154, 8192, 8192); /* 10 G: never below 2048 tokens */
+    o.calib_tokens_set = o.calib_probe_set = 0;
+    convert_size_defaults(&o, &p);
+    assert_int_equal(o.calib_tokens, 2048);
+}
+
 static void test_recipe_scheme(void **state)
 {
     (void)state;
@@ -420,7 +463,7 @@ int main(void)
         cmocka_unit_test(test_config_heads),          cmocka_unit_test(test_config_floats),
         cmocka_unit_test(test_config_rope_scaling),   cmocka_unit_test(test_config_ids_and_window),
         cmocka_unit_test(test_config_malformed),      cmocka_unit_test(test_recipe_values),
-        cmocka_unit_test(test_recipe_scheme),         cmocka_unit_test(test_recipe_shape),
+        cmocka_unit_test(test_recipe_scheme),         cmocka_unit_test(test_size_defaults),         cmocka_unit_test(test_recipe_shape),
         cmocka_unit_test(test_recipe_limits),         cmocka_unit_test(test_options),
         cmocka_unit_test(test_route_options),
     };

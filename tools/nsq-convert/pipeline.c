@@ -506,13 +506,12 @@ static int weigh_lattice(const convert_job *o, const convert_state *s, lat_book 
     return rc ? -1 : 0;
 }
 
-/* Defaults that keep a large model's conversion within minutes: the second
- * moments' pass costs tokens x weights, the probes matrices x probe tokens x
- * weights (with a copy of the model each). */
+/* The second moments' pass costs tokens x weights, the probes matrices x
+ * probe tokens x weights (with a copy of the model each). */
 #define LATTICE_TOKENS 262144 /* all of the built-in text: more tokens, better second moments */
 #define CALIB_WORK 4e12   /* tokens x layer weights */
 #define PROBE_WORK 1e12   /* matrices x probe tokens x layer weights */
-static void size_defaults(convert_job *o, const tensor_plan *p)
+void convert_size_defaults(convert_job *o, const tensor_plan *p)
 {
     double weights = 0, matrices = 0;
     for (size_t i = 0; i < p->n; i++) {
@@ -536,7 +535,7 @@ static void size_defaults(convert_job *o, const tensor_plan *p)
 static int plan_lattice(convert_job *o, convert_state *s, char *err, size_t errlen)
 {
     char path[32] = "";
-    if (o->calib_path) size_defaults(o, &s->p);
+    if (o->calib_path) convert_size_defaults(o, &s->p);
     int fd = o->calib_path ? calibrate(o, &s->c, &s->m, &s->p, 0, &s->cs, path, err, errlen) : -2;
     if (fd == -1) return -1;
     int rc = lat_measure(&s->p, &o->q, &s->lb, err, errlen);

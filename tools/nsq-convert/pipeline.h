@@ -61,6 +61,11 @@ typedef struct {
 
 /* o->recipe: the provenance line describing o's settings. */
 void convert_describe(convert_job *o);
+/* LATTICE's calibration defaults for plan p's size, where not given: all of
+ * the text (262144 tokens) halved down to 2048 until tokens x layer weights
+ * is at most 4e12; no probes when matrices x probe tokens x layer weights
+ * exceeds 1e12. Then convert_describe(o). */
+void convert_size_defaults(convert_job *o, const tensor_plan *p);
 /* Reads the config, maps the checkpoint and reads the tokenizer and recipe
  * files; -1 with a message in err. */
 int convert_open(convert_job *o, convert_state *s, char *err, size_t errlen);
