@@ -358,12 +358,13 @@ d['importance']['method'] == 'magnitude' and s['recipe'].startswith('scheme=latt
     check "$n --scheme lattice wins over the recipe's scheme: tiered" cv_mode "$b" "$src" scheme-override 0.5 \
         "layer_schemes() == {'lattice'} and same_as('scheme-nocalib')" --recipe "$CVD/scheme-tiered.yaml" --scheme lattice --no-calib
     cv_sanitized "$b" && return 0 # calibration on the built-in text
+    # all of the built-in text: 216013 tokens with tiny-llama's tokenizer
     check "$n no options: LATTICE at 4 bpw, calibrated on the built-in text" cv_mode "$b" "$src" scheme-default 0.5 \
         "layer_schemes() == {'lattice'} and 'lattice' in d['required_features']
-m['provenance.calibration.text'] == 'built-in calib-default.txt' and m['provenance.calibration.tokens'] == 65536
+m['provenance.calibration.text'] == 'built-in calib-default.txt' and m['provenance.calibration.tokens'] == 216013
 d['importance']['method'] == 'calibrated' and 'of built-in calib-default.txt' in d['importance']['provenance']
 s['bpw_target'] == 4.0 and 3.85 <= s['bpw_body'] <= 4.0
-s['recipe'].startswith('scheme=lattice bpw=4 ') and s['recipe'].endswith(' calib_tokens=65536 calib_probe=1024')"
+s['recipe'].startswith('scheme=lattice bpw=4 ') and s['recipe'].endswith(' calib_tokens=262144 calib_probe=1024')"
     c="--calib-tokens 2048 --calib-probe 128"
     check "$n --bpw 3.5 alone is LATTICE (2048 calibration tokens, 128 probed)" cv_mode "$b" "$src" scheme-bpw 0.5 \
         "layer_schemes() == {'lattice'} and 3.35 <= s['bpw_body'] <= 3.5 and s['bpw_target'] == 3.5
