@@ -197,6 +197,8 @@ uint64_t policy_fixed_bytes(const plan_tensor *t, const quant_opts *o);
  * moments of its inputs, and the payloads kept in a spill file. */
 #define LAT_PROBE_TYPE 2 /* e8+e8 */
 typedef struct lat_book {
+    float **moments;   /* [n_layers * CALIB_N_INPUTS]: every layer's input second moments, or NULL */
+    uint32_t moment_dim[CALIB_N_INPUTS]; /* their widths, by input */
     size_t n;          /* plan tensors */
     int *type;         /* [n]: lat_types index, -1 for a matrix not in LATTICE */
     double *err;       /* [n][lat_n_types]: predicted damage */
@@ -207,6 +209,15 @@ typedef struct lat_book {
 } lat_book;
 
 int lat_budgeted(const plan_tensor *t, const quant_opts *o);
+/* Keeps every layer's input second moments in b (before lat_measure) when
+ * they fit in LAT_MOMENTS_MAX bytes: then lat_measure and the probes code
+ * with error feedback, as the final encoding does. 0 also when they do not
+ * fit (nothing kept); -1 with a message in err. */
+#define LAT_MOMENTS_MAX (512ull << 20)
+int lat_keep_moments(const char *model_path, const quant_opts *o, uint64_t n_layers, const uint32_t dim[CALIB_N_INPUTS],
+                     lat_book *b, char *err, size_t n);
+/* Each budgeted matrix's damage at every type: its relative error, weighed by
+ * its inputs' second moments and with feedback when b keeps them. */
 int lat_measure(const tensor_plan *p, const quant_opts *o, lat_book *b, char *err, size_t n);
 double lat_error(const lat_book *b, size_t i, uint32_t type);
 void lat_scale(lat_book *b, size_t i, double factor);
@@ -218,7 +229,7 @@ int lat_budget(const tensor_plan *p, const quant_opts *o, lat_book *b, char *err
 int lat_encode_all(const char *model_path, const char *out_path, const tensor_plan *p, const quant_opts *o, calib_stats *cs,
                    uint64_t n_layers, int show, lat_book *b, char *err, size_t n);
 int lat_payload(const lat_book *b, size_t i, const plan_tensor *t, encoded *e);
-int lat_probe_encode(const plan_tensor *t, encoded *e);
+int lat_probe_encode(const plan_tensor *t, const lat_book *b, encoded *e);
 void lat_book_free(lat_book *b);
 
 /* Runs fn(i, ctx) for i in [0, n) on up to threads threads. */

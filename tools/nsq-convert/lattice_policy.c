@@ -33,8 +33,35 @@ typedef struct {
     atomic_long bad; /* a matrix with a weight LATTICE cannot hold, or -1 */
 } measure_job;
 
-/* Relative squared error of each type on an even sample of the rows, coded
- * without feedback: how the types compare on this matrix. */
+/* Seeds the signs of one layer's input: matrices reading it share them. */
+static uint64_t site_seed(int layer, int input) { return 0x6e73716c61747469ull ^ ((uint64_t)layer << 8 | (uint64_t)input); }
+
+/* The second moment of matrix t's input that b keeps, or NULL. */
+static const float *kept_moment(const lat_book *b, const plan_tensor *t)
+{
+    int k = calib_input(t->role);
+    if (!b || !b->moments || k < 0 || t->layer < 0 || (uint64_t)t->layer >= b->n_layers || b->moment_dim[k] != t->cols) return NULL;
+    return b->moments[(size_t)t->layer * CALIB_N_INPUTS + (size_t)k];
+}
+
+/* sum over rows s_r h s_r^T, or sum s^2 without h. */
+static double weighted_norm(const float *s, uint64_t nr, uint64_t n, const float *h)
+{
+    double norm = 0;
+    for (uint64_t r = 0; r < nr; r++)
+        for (uint64_t a = 0; a < n; a++) {
+            double hs = 0;
+            if (!h) hs = s[r * n + a];
+            for (uint64_t c = 0; h && c < n; c++) hs += (double)h[a * n + c] * s[r * n + c];
+            norm += s[r * n + a] * hs;
+        }
+    return norm;
+}
+
+/* Relative squared error of each type on an even sample of the rows: coded
+ * as the final encoding codes them, with feedback and weighed by the inputs'
+ * second moment where b keeps it, else plainly: how the types compare on
+ * this matrix. */
 static void measure_one(size_t i, void *arg)
 {
     measure_job *j = arg;
@@ -42,17 +69,17 @@ static void measure_one(size_t i, void *arg)
     if (!lat_budgeted(t, j->o)) return;
     uint64_t step = t->rows > SAMPLE_ROWS ? t->rows / SAMPLE_ROWS : 1, nr = t->rows / step;
     float *w = policy_load_matrix(t), *s = malloc(nr * t->cols * sizeof *s);
+    const float *h = kept_moment(j->b, t);
     lat_site site;
     char err[128];
     st_release(t->src);
-    if (!w || !s || lat_site_init(&site, t->cols, 1, NULL, err, sizeof err)) {
+    if (!w || !s || lat_site_init(&site, t->cols, site_seed(t->layer, calib_input(t->role)), h, err, sizeof err)) {
         j->failed = 1;
         free(w), free(s);
         return;
     }
-    double norm = 0;
     for (uint64_t r = 0; r < nr; r++) memcpy(s + r * t->cols, w + r * step * t->cols, t->cols * sizeof *s);
-    for (uint64_t k = 0; k < nr * t->cols; k++) norm += (double)s[k] * s[k];
+    double norm = weighted_norm(s, nr, t->cols, h);
     for (uint64_t k = 0; k < t->rows * t->cols; k++)
         if (!isfinite(w[k])) j->bad = (long)i;
     for (uint32_t ty = 0; ty < lat_n_types && j->bad != (long)i; ty++) {
@@ -70,7 +97,6 @@ static void measure_one(size_t i, void *arg)
 
 int lat_measure(const tensor_plan *p, const quant_opts *o, lat_book *b, char *err, size_t n)
 {
-    memset(b, 0, sizeof *b);
     b->fd = -1;
     b->n = p->n;
     b->type = malloc((p->n ? p->n : 1) * sizeof *b->type);
@@ -182,9 +208,6 @@ typedef struct {
     int show;
 } encode_job;
 
-/* Seeds the signs of one layer's input: matrices reading it share them. */
-static uint64_t site_seed(int layer, int input) { return 0x6e73716c61747469ull ^ ((uint64_t)layer << 8 | (uint64_t)input); }
-
 static int spill(lat_book *b, size_t i, const uint8_t *data, uint64_t size, char *err, size_t n)
 {
     for (uint64_t done = 0; done < size;) {
@@ -264,9 +287,9 @@ int lat_payload(const lat_book *b, size_t i, const plan_tensor *t, encoded *e)
     return 0;
 }
 
-/* A probe: matrix t alone at 4 bits (e8+e8), without feedback: small enough
- * a change that the divergences of several add up. */
-int lat_probe_encode(const plan_tensor *t, encoded *e)
+/* A probe: matrix t alone at 4 bits (e8+e8), small enough a change that the
+ * divergences of several add up; with feedback where b keeps the moments. */
+int lat_probe_encode(const plan_tensor *t, const lat_book *b, encoded *e)
 {
     lat_site site;
     char err[128];
@@ -276,7 +299,8 @@ int lat_probe_encode(const plan_tensor *t, encoded *e)
     e->dims[0] = t->rows, e->dims[1] = t->cols;
     e->group_size = lat_block(t->cols);
     e->size = lat_size(&lat_types[LAT_PROBE_TYPE], t->rows, t->cols);
-    int rc = !w || !(e->data = malloc(e->size)) || lat_site_init(&site, t->cols, site_seed(t->layer, calib_input(t->role)), NULL, err, sizeof err);
+    int rc = !w || !(e->data = malloc(e->size)) ||
+             lat_site_init(&site, t->cols, site_seed(t->layer, calib_input(t->role)), kept_moment(b, t), err, sizeof err);
     if (!rc) {
         rc = lat_encode(&site, w, t->rows, &lat_types[LAT_PROBE_TYPE], 1, e->data, NULL);
         lat_site_free(&site);
@@ -287,9 +311,36 @@ int lat_probe_encode(const plan_tensor *t, encoded *e)
     return rc;
 }
 
+static int keep_layer(void *ctx, uint32_t L, const hessian_site *sites, char *err, size_t n)
+{
+    lat_book *b = ctx;
+    for (int k = 0; k < CALIB_N_INPUTS; k++) {
+        size_t d = sites[k].dim;
+        if (!d || d != b->moment_dim[k]) continue;
+        float *h = malloc(d * d * sizeof *h);
+        if (!h) return snprintf(err, n, "out of memory keeping the second moments"), -1;
+        b->moments[(size_t)L * CALIB_N_INPUTS + (size_t)k] = memcpy(h, sites[k].h, d * d * sizeof *h);
+    }
+    return 0;
+}
+
+int lat_keep_moments(const char *model_path, const quant_opts *o, uint64_t n_layers, const uint32_t dim[CALIB_N_INPUTS],
+                     lat_book *b, char *err, size_t n)
+{
+    double bytes = 0;
+    for (int k = 0; k < CALIB_N_INPUTS; k++) bytes += (double)n_layers * dim[k] * dim[k] * sizeof(float);
+    if (!o->calib || bytes > LAT_MOMENTS_MAX) return 0;
+    if (!(b->moments = calloc(n_layers * CALIB_N_INPUTS, sizeof *b->moments))) return snprintf(err, n, "out of memory"), -1;
+    memcpy(b->moment_dim, dim, sizeof b->moment_dim);
+    b->n_layers = n_layers;
+    return hessian_run(model_path, o->calib->probe_ids, o->calib->tokens, o->calib->window, o->threads, keep_layer, b, err, n);
+}
+
 void lat_book_free(lat_book *b)
 {
     if (b->type && b->fd >= 0) close(b->fd);
+    for (uint64_t k = 0; b->moments && k < b->n_layers * CALIB_N_INPUTS; k++) free(b->moments[k]);
+    free(b->moments);
     free(b->type), free(b->err), free(b->off), free(b->size);
     memset(b, 0, sizeof *b);
     b->fd = -1;

@@ -495,7 +495,7 @@ static int weigh_lattice(const convert_job *o, const convert_state *s, lat_book 
         if (!lat_budgeted(&s->p.t[i], &o->q)) continue;
         convert_job po = *o;
         double kld = 0, e = lat_error(b, i, LAT_PROBE_TYPE);
-        po.q.probe = (long)i, po.q.bpw = 0, po.zstd = 0, po.quiet = 1, po.recipe_path = NULL;
+        po.q.probe = (long)i, po.q.bpw = 0, po.zstd = 0, po.quiet = 1, po.recipe_path = NULL, po.q.lat = b;
         int fd = write_scratch(&po, &s->c, &s->m, &s->p, NULL, path, err, errlen);
         rc = fd < 0 ? -1 : calib_kld(path, o->q.calib, o->q.threads, &kld, err, errlen);
         if (fd >= 0) close(fd);
@@ -538,7 +538,10 @@ static int plan_lattice(convert_job *o, convert_state *s, char *err, size_t errl
     if (o->calib_path) convert_size_defaults(o, &s->p);
     int fd = o->calib_path ? calibrate(o, &s->c, &s->m, &s->p, 0, &s->cs, path, err, errlen) : -2;
     if (fd == -1) return -1;
-    int rc = lat_measure(&s->p, &o->q, &s->lb, err, errlen);
+    uint32_t dim[CALIB_N_INPUTS] = {(uint32_t)s->c.hidden, (uint32_t)(s->c.n_heads * s->c.head_dim), (uint32_t)s->c.hidden,
+                                    (uint32_t)s->c.inter};
+    int rc = o->q.calib && o->q.calib->probe_tokens ? lat_keep_moments(path, &o->q, s->c.n_layers, dim, &s->lb, err, errlen) : 0;
+    if (!rc) rc = lat_measure(&s->p, &o->q, &s->lb, err, errlen);
     if (!rc && o->q.calib && o->q.calib->probe_tokens) rc = weigh_lattice(o, s, &s->lb, err, errlen);
     if (!rc) rc = lat_budget(&s->p, &o->q, &s->lb, err, errlen);
     if (!rc)

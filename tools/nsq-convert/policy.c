@@ -374,7 +374,7 @@ int policy_encode(const tensor_plan *p, size_t i, const quant_opts *o, const bpw
         return -1;
     }
     if (o->probe >= 0 && o->lattice)
-        rc = (size_t)o->probe == i ? lat_probe_encode(t, e) : copy_source(t, t->conv1d, e);
+        rc = (size_t)o->probe == i ? lat_probe_encode(t, o->lat, e) : copy_source(t, t->conv1d, e);
     else if (o->probe >= 0)
         rc = (size_t)o->probe == i ? encode_matrix(p, i, o, NULL, NSQ_TIER_Q4, e) : copy_source(t, t->conv1d, e);
     else if (o->lat && o->lat->type[i] >= 0) {
