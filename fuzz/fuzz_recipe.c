@@ -8,7 +8,7 @@
  * leak); an accepted recipe holds only values the command line accepts too
  * (group sizes 32/64/128/256, refinement bits 1/2/4/8, tiers of finite
  * fractions in [0, 1] summing to 1, bpw in (0, 32], layers per block
- * 1..65536, zstd level -7..22), at most RECIPE_MAX_RULES rules, each with a
+ * 1..65536, zstd level -7..22, scheme unset, lattice or tiered), at most RECIPE_MAX_RULES rules, each with a
  * non-empty NUL-terminated pattern. recipe_match then runs over a few names.
  *
  *   make build-fuzz/fuzz_recipe && build-fuzz/fuzz_recipe -max_len=4096 CORPUS fuzz/corpus/fuzz_recipe
@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     quant_opts q;
     memset(&q, 0, sizeof q);
     q.group_size = 64, q.split[0] = 0.1, q.split[1] = 0.2, q.split[2] = 0.7, q.embed = q.head = UNIFORM_Q8;
-    recipe_opts o = {1, 0, 9};
+    recipe_opts o = {1, 0, 9, -1, 0};
     char err[1024];
     if (recipe_parse("recipe.yaml", (const char *)data, size, &o, &q, err, sizeof err)) {
         CHECK(memchr(err, 0, sizeof err) && strncmp(err, "recipe.yaml:", 12) == 0);
@@ -62,6 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(q.embed <= UNIFORM_Q2 && q.head <= UNIFORM_Q2);
     CHECK(o.layers_per_block >= 1 && o.layers_per_block <= 65536);
     CHECK(o.zstd_level >= -7 && o.zstd_level <= 22 && (o.zstd == 0 || o.zstd == 1));
+    CHECK(o.scheme >= -1 && o.scheme <= 1 && (o.tiered == 0 || o.tiered == 1));
     CHECK(q.n_rules <= RECIPE_MAX_RULES && (q.n_rules == 0) == (q.rules == NULL));
     for (size_t i = 0; i < q.n_rules; i++) check_rule(&q.rules[i]);
     static const char *const names[] = {"model.layers.0.mlp.down_proj.weight", "lm_head.weight", "", "h.1.attn.c_attn.weight"};
