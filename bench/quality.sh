@@ -46,6 +46,7 @@ MODES=(
     "lattice --bpw 4.0, no calibration|latticenc|--scheme lattice --bpw 4.0 --no-calib"
     "default (lattice, 4 bpw, built-in text)|default|"
     "default --bpw 3.0 (built-in text)|default|--bpw 3.0"
+    "default --bpw 2.5 (built-in text)|default|--bpw 2.5"
 )
 shift 2 || true
 MODELS=("$@")
