@@ -222,10 +222,10 @@ int lat_measure(const tensor_plan *p, const quant_opts *o, lat_book *b, char *er
 double lat_error(const lat_book *b, size_t i, uint32_t type);
 void lat_scale(lat_book *b, size_t i, double factor);
 int lat_budget(const tensor_plan *p, const quant_opts *o, lat_book *b, char *err, size_t n);
-/* Codes every budgeted matrix (with o->calib, running the unquantized model
- * at model_path layer by layer for its inputs' second moments, whose
- * diagonals become cs's column statistics); the spill file is made next to
- * out_path. */
+/* Codes every budgeted matrix (with o->calib, with its inputs' second
+ * moments: those b keeps, else from running the unquantized model at
+ * model_path layer by layer; their diagonals become cs's column statistics);
+ * the spill file is made next to out_path. */
 int lat_encode_all(const char *model_path, const char *out_path, const tensor_plan *p, const quant_opts *o, calib_stats *cs,
                    uint64_t n_layers, int show, lat_book *b, char *err, size_t n);
 int lat_payload(const lat_book *b, size_t i, const plan_tensor *t, encoded *e);

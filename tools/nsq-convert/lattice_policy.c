@@ -255,6 +255,23 @@ static int encode_layer(void *ctx, uint32_t L, const hessian_site *sites, char *
     return rc;
 }
 
+/* Every layer with the second moments b keeps (none without calibration),
+ * rather than running the model again for them. */
+static int encode_kept(encode_job *j, char *err, size_t n)
+{
+    const lat_book *b = j->b;
+    int rc = 0;
+    for (uint64_t L = 0; L < b->n_layers && !rc; L++) {
+        hessian_site sites[CALIB_N_INPUTS];
+        for (int k = 0; b->moments && k < CALIB_N_INPUTS; k++) {
+            float *h = b->moments[L * CALIB_N_INPUTS + (uint64_t)k];
+            sites[k] = (hessian_site){h ? b->moment_dim[k] : 0, j->o->calib->tokens, h};
+        }
+        rc = encode_layer(j, (uint32_t)L, b->moments ? sites : NULL, err, n);
+    }
+    return rc;
+}
+
 int lat_encode_all(const char *model_path, const char *out_path, const tensor_plan *p, const quant_opts *o, calib_stats *cs,
                    uint64_t n_layers, int show, lat_book *b, char *err, size_t n)
 {
@@ -262,11 +279,9 @@ int lat_encode_all(const char *model_path, const char *out_path, const tensor_pl
     encode_job j = {p, o, b, cs, cli_now(), show};
     b->n_layers = n_layers;
     if ((b->fd = cli_tmpfile(out_path, why, sizeof why)) < 0) return snprintf(err, n, "%s: %s", out_path, why), -1;
-    int rc = 0;
-    if (o->calib)
-        rc = hessian_run(model_path, o->calib->probe_ids, o->calib->tokens, o->calib->window, o->threads, encode_layer, &j, err, n);
-    else
-        for (uint64_t L = 0; L < n_layers && !rc; L++) rc = encode_layer(&j, (uint32_t)L, NULL, err, n);
+    int rc = o->calib && !b->moments ? hessian_run(model_path, o->calib->probe_ids, o->calib->tokens, o->calib->window,
+                                                   o->threads, encode_layer, &j, err, n)
+                                       : encode_kept(&j, err, n);
     if (show) fputc('\n', stderr);
     return rc;
 }
