@@ -181,19 +181,23 @@ AVX512_T static inline __m512 plain16_512(uint32_t scheme, const uint8_t *p, uin
     }
 PLAIN_BLOCK(plain_block_512, AVX512_T, __m512, 16, _mm512_setzero_ps, plain16_512, _mm512_fmadd_ps, _mm512_loadu_ps, hsum512)
 
-AVX512_T static void rows_plain_512(const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
-                                    float *y, uint32_t ys)
-{
-    uint64_t in = w->v.cols;
-    for (uint32_t r = r0; r < r1; r += 4) {
-        uint64_t base = ((uint64_t)off + r) * in;
-        uint32_t t = 0;
-        if (r + 4 <= r1)
-            for (; t + 4 <= n; t += 4) plain_block_512(w, base, x + (size_t)t * in, in, 4, 4, y + (size_t)t * ys + r - r0, ys);
-        for (uint32_t a = 0; a < 4 && r + a < r1; a++)
-            for (uint32_t u = t; u < n; u++) plain_block_512(w, base + a * in, x + (size_t)u * in, in, 1, 1, y + (size_t)u * ys + r + a - r0, ys);
+/* Rows [r0, r1) for n tokens: blocks of 4 rows by T tokens, the rest one by one. */
+#define PLAIN_ROWS(NAME, TARGET, BLOCK, T)                                                                          \
+    TARGET static void NAME(const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,    \
+                            float *y, uint32_t ys)                                                                 \
+    {                                                                                                             \
+        uint64_t in = w->v.cols;                                                                                 \
+        for (uint32_t r = r0; r < r1; r += 4) {                                                                   \
+            uint64_t base = ((uint64_t)off + r) * in;                                                            \
+            uint32_t t = 0;                                                                                       \
+            if (r + 4 <= r1)                                                                                      \
+                for (; t + T <= n; t += T) BLOCK(w, base, x + (size_t)t * in, in, 4, T, y + (size_t)t * ys + r - r0, ys); \
+            for (uint32_t a = 0; a < 4 && r + a < r1; a++)                                                        \
+                for (uint32_t u = t; u < n; u++)                                                                  \
+                    BLOCK(w, base + a * in, x + (size_t)u * in, in, 1, 1, y + (size_t)u * ys + r + a - r0, ys);  \
+        }                                                                                                         \
     }
-}
+PLAIN_ROWS(rows_plain_512, AVX512_T, plain_block_512, 4)
 
 /* In-major: every output column sums over the input rows in order. Columns
  * past the last full 16 take the scalar tail, whatever the split. */
@@ -284,19 +288,7 @@ AVX2_T static inline __m256 plain8_256(uint32_t scheme, const uint8_t *p, uint64
 PLAIN_BLOCK(plain_block_256, AVX2_T, __m256, 8, _mm256_setzero_ps, plain8_256, _mm256_fmadd_ps, _mm256_loadu_ps, hsum256)
 
 /* 4 rows by 2 tokens: 8 accumulators and 6 operands fit AVX2's 16 registers. */
-AVX2_T static void rows_plain_256(const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0, uint32_t r1,
-                                  float *y, uint32_t ys)
-{
-    uint64_t in = w->v.cols;
-    for (uint32_t r = r0; r < r1; r += 4) {
-        uint64_t base = ((uint64_t)off + r) * in;
-        uint32_t t = 0;
-        if (r + 4 <= r1)
-            for (; t + 2 <= n; t += 2) plain_block_256(w, base, x + (size_t)t * in, in, 4, 2, y + (size_t)t * ys + r - r0, ys);
-        for (uint32_t a = 0; a < 4 && r + a < r1; a++)
-            for (uint32_t u = t; u < n; u++) plain_block_256(w, base + a * in, x + (size_t)u * in, in, 1, 1, y + (size_t)u * ys + r + a - r0, ys);
-    }
-}
+PLAIN_ROWS(rows_plain_256, AVX2_T, plain_block_256, 2)
 
 AVX2_T static void cols_plain_256(const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t c0, uint32_t c1,
                                   float *y, uint32_t ys)
