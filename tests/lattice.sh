@@ -66,8 +66,27 @@ lt_run() { # lt_run B NAME TAG [nsq-run options]: 24 greedy ids into $LTD/NAME.T
     [ "$(wc -w <"$f.$tag.ids")" -eq 24 ] || { echo "want 24 ids:"; cat "$f.$tag.ids"; return 1; }
 }
 
-lt_int8_exact() { # lt_int8_exact B NAME: the default int8 path and --exact agree on the greedy ids
-    lt_run "$1" "$2" int8 && lt_run "$1" "$2" exact --exact && cmp "$LTD/$2.nsq.int8.ids" "$LTD/$2.nsq.exact.ids"
+# lt_int8_exact B NAME: the default int8 path against --exact on the first 200
+# tokens of the text: mean KL(exact || int8) below 1e-3, and the same most
+# likely token wherever --exact's top two are 0.1 apart (near-ties may flip).
+lt_int8_exact() {
+    local b=$1 f=$LTD/$2.nsq ids
+    ids=$(head -c 1500 "$LT_TEXT" | "$b/nsq-tokenize" "$f" --ids --add-special | tr ' ' ',' | cut -d, -f1-200) || return 1
+    "$b/nsq-run" "$f" --prompt-ids "$ids" -n 1 --dump-logits "$f.int8.logits" >/dev/null &&
+        "$b/nsq-run" "$f" --prompt-ids "$ids" -n 1 --exact --dump-logits "$f.exact.logits" >/dev/null || return 1
+    "$LT_PY" - "$f.exact.logits" "$f.int8.logits" <<'PY'
+import sys
+import numpy as np
+e, q = (np.fromfile(p, dtype="<f4").astype(np.float64).reshape(200, -1) for p in sys.argv[1:3])
+def logp(x):
+    x = x - x.max(1, keepdims=True)
+    return x - np.log(np.exp(x).sum(1, keepdims=True))
+kl = (np.exp(logp(e)) * (logp(e) - logp(q))).sum(1).mean()
+top = np.sort(e, 1)
+flips = ((e.argmax(1) != q.argmax(1)) & (top[:, -1] - top[:, -2] > 0.1)).sum()
+print(f"mean KL {kl:.3g}, clear top-1 flips {flips}")
+sys.exit(not (kl < 1e-3 and flips == 0))
+PY
 }
 
 lt_kld() { # lt_kld B NAME BASE: mean KL(BASE || NAME) on 8 windows, --exact, into $LTD/NAME.kld
@@ -132,7 +151,7 @@ lattice_tests() {
     done
     check "$b lattice: the default budget is --bpw 4" bash -c "'$b/nsq-convert' fixtures/models/tiny-llama '$LTD/x4.nsq' --quiet --scheme lattice --bpw 4 --no-calib && cmp '$LTD/x4.nsq' '$LTD/tiny-llama-4.nsq'"
     check "$b lattice: same file on 1 and 2 threads" bash -c "'$b/nsq-convert' fixtures/models/tiny-gpt2 '$LTD/t1.nsq' --quiet --scheme lattice --bpw 3 --no-calib --threads 1 && cmp '$LTD/t1.nsq' '$LTD/tiny-gpt2-3.nsq'"
-    check "$b lattice: int8 and --exact runs give the same greedy ids" lt_int8_exact "$b" tiny-llama-4
+    check "$b lattice: the int8 path stays within KL 1e-3 of --exact" lt_int8_exact "$b" tiny-llama-4
 
     # ---- usage ----
     check "$b lattice: --scheme bogus is a usage error" exit_code 2 "$b/nsq-convert" fixtures/models/tiny-llama "$LTD/x.nsq" --scheme bogus

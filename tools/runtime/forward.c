@@ -11,13 +11,14 @@
 
 /* Bytes of each buffer of a state: the KV cache, then the scratch rows (with
  * rotated inputs, their copy and its int8 rounding, and the signs they were
- * rotated by). */
+ * rotated by); an int8 rounding (act8) takes a byte a column, 640 bytes a
+ * 512-column chunk and 8 bytes a 64-column block. */
 static void state_sizes(const nsqrt_model *m, uint64_t B, uint64_t *kv, uint64_t *scratch)
 {
     const nsqrt_config *c = &m->c;
     uint64_t kvd = (uint64_t)c->n_kv_heads * c->head_dim, qd = (uint64_t)c->n_heads * c->head_dim;
     uint64_t wide = qd > c->hidden ? qd : c->hidden, widest = wide > c->inter ? wide : c->inter;
-    uint64_t rounded = B * (widest + 2 * sizeof(float) * act8_blocks((uint32_t)widest));
+    uint64_t rounded = B * (widest + 640 * (uint64_t)act8_chunks((uint32_t)widest) + 8 * act8_blocks((uint32_t)widest));
     *kv = 2 * (uint64_t)c->n_layers * c->ctx * kvd * sizeof(float);
     *scratch = (B * (2 * c->hidden + wide + 2 * qd + 2 * kvd + 2 * (uint64_t)c->inter) + c->ctx) * sizeof(float) + rounded;
     if (m->rotated) *scratch += B * widest * sizeof(float) + rounded + widest / 8;
@@ -111,11 +112,10 @@ static void matmul_task(void *ctx, uint32_t task)
         return;
     }
     for (uint32_t t0 = 0; t0 < j->n; t0 += TOKENS) {
-        uint32_t nt = j->n - t0 < TOKENS ? j->n - t0 : TOKENS, nb = act8_blocks(l->in);
+        uint32_t nt = j->n - t0 < TOKENS ? j->n - t0 : TOKENS;
         const float *x = j->x + (size_t)t0 * l->in;
         float *y = j->y + (size_t)t0 * l->out + o0;
-        act8 a = *j->a; /* a view of rows t0.. */
-        if (a.q) a.q += (size_t)t0 * l->in, a.s += (size_t)t0 * nb, a.ms += (size_t)t0 * nb;
+        act8 a = j->a->q ? act8_rows(j->a, t0) : *j->a;
         if (l->in_major) kern_cols(j->kern, l->w, l->off, x, nt, o0, o1, y, l->out);
         else kern_rows(j->kern, l->w, l->off, x, &a, nt, o0, o1, y, l->out);
         for (uint32_t t = 0; l->b && t < nt; t++)

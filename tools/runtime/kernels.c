@@ -69,11 +69,14 @@ int act8_reserve(act8 *a, uint32_t n, uint32_t in)
     n = n > a->cap_n ? n : a->cap_n;
     in = in > a->cap_in ? in : a->cap_in;
     act8_free(a);
-    size_t nb = (size_t)n * act8_blocks(in);
+    size_t nb = (size_t)n * act8_blocks(in), nl = (size_t)n * act8_chunks(in) * 16;
     a->q = aligned_alloc(64, ((size_t)n * in + 63) / 64 * 64); /* sizes: multiples of the alignment */
+    a->qc = aligned_alloc(64, nl * 32);
     a->s = malloc(nb * sizeof *a->s);
     a->ms = malloc(nb * sizeof *a->ms);
-    if (!a->q || !a->s || !a->ms) {
+    a->cs = malloc(nl * sizeof *a->cs);
+    a->csum = malloc(nl * sizeof *a->csum);
+    if (!a->q || !a->qc || !a->s || !a->ms || !a->cs || !a->csum) {
         act8_free(a);
         return -1;
     }
@@ -83,8 +86,34 @@ int act8_reserve(act8 *a, uint32_t n, uint32_t in)
 
 void act8_free(act8 *a)
 {
-    free(a->q), free(a->s), free(a->ms);
+    free(a->q), free(a->qc), free(a->s), free(a->ms), free(a->cs), free(a->csum);
     memset(a, 0, sizeof *a);
+}
+
+act8 act8_rows(const act8 *a, uint32_t t0)
+{
+    act8 v = *a;
+    size_t lanes = (size_t)t0 * act8_chunks(a->in) * 16;
+    v.q += (size_t)t0 * a->in, v.s += (size_t)t0 * act8_blocks(a->in), v.ms += (size_t)t0 * act8_blocks(a->in);
+    v.qc += lanes * 32, v.cs += lanes, v.csum += lanes;
+    return v;
+}
+
+/* Row t's chunks for the LATTICE kernels (kernels.h). */
+static void act8_chunk(act8 *a, uint32_t t)
+{
+    uint32_t in = a->in, nch = act8_chunks(in), nb = act8_blocks(in);
+    const int8_t *q = a->q + (size_t)t * in;
+    int8_t *qc = a->qc + (size_t)t * nch * 512;
+    int32_t *sum = a->csum + (size_t)t * nch * 16;
+    float *cs = a->cs + (size_t)t * nch * 16;
+    memset(qc, 0, (size_t)nch * 512);
+    memset(sum, 0, (size_t)nch * 16 * sizeof *sum);
+    for (uint32_t j = 0; j < in; j++) {
+        qc[j / 512 * 512 + j % 8 * 64 + j % 512 / 8] = q[j];
+        sum[j / 32] += q[j];
+    }
+    for (uint32_t l = 0; l < nch * 16; l++) cs[l] = 32 * l < in ? a->s[(size_t)t * nb + l / 2] : 0;
 }
 
 /* Blocks round to nearest with their largest magnitude at 127. */
@@ -92,7 +121,7 @@ void act8_quantize(act8 *a, const float *x, uint32_t n, uint32_t in)
 {
     uint32_t nb = act8_blocks(in);
     a->in = in;
-    for (uint32_t t = 0; t < n; t++)
+    for (uint32_t t = 0; t < n; t++) {
         for (uint32_t b = 0; b < nb; b++) {
             uint32_t len = in - b * QBLOCK < QBLOCK ? in - b * QBLOCK : QBLOCK;
             const float *xb = x + (size_t)t * in + (size_t)b * QBLOCK;
@@ -107,6 +136,8 @@ void act8_quantize(act8 *a, const float *x, uint32_t n, uint32_t in)
             a->s[(size_t)t * nb + b] = s;
             a->ms[(size_t)t * nb + b] = s * (float)sum;
         }
+        act8_chunk(a, t);
+    }
 }
 
 void kern_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,

@@ -22,16 +22,19 @@
  * activations and may differ between levels by f32 reassociation.
  *
  * LATTICE matrices hold W' = W R^T: they multiply x' = R x (kern_rotate,
- * the same code at every level), rounded to int8 as above. A stage's code values times 4 (E8), or as they
- * are (SIGN, INT8), are integers w_j, so a weight block of B columns is cut
- * in units of U = min(B, 64) columns, each inside one activation block a,
- * with I = (w . xq) over the unit. For one row and token, canonically:
+ * the same code at every level), rounded to int8 as above. A stage's code
+ * values times 4 (E8), or as they are (SIGN, INT8), are integers w_j. A row
+ * is cut in segments of G = min(B, 32) columns, each inside one activation
+ * block a, with I = (w . xq) over the segment; segment columns [c, c+G) go to
+ * lane (c / 32) % 16. For one row and token, canonically (every operation
+ * rounded to f32, fma rounded once):
  *   - stage by stage, each stage's blocks in row order; block b of stage s
- *     gives p = the sum over its B/U units, in order, of s_a * I (the first
- *     unit's term, then p = p + term), and v = (f * d) * p with d its scale
- *     and f = 1/4 for E8, 1 otherwise; every operation rounded to f32;
- *   - v goes to accumulator b % 8 (acc += v);
- *   - the result is kern_tree8(acc).
+ *     sums in each lane l it reaches P_l = fma(s_a, I, P_l) over its segments
+ *     of lane l in column order, from P_l = +0; then acc_l = fma(f * d, P_l,
+ *     acc_l) for those lanes, with d its scale and f = 1/4 for E8, 1 otherwise;
+ *   - the result is kern_tree8 of (acc_l + acc_l+8), l < 8.
+ * The 16 lanes and 32-column segments are those of one AVX-512 register
+ * over a 512-column chunk (kernels_lattice_x86.c).
  * Exact mode (kern_rows_f32) multiplies the f32 x' by the rotated-basis
  * weights decoded as libnsq decodes them, summed as refined TIERED rows. */
 #ifndef NSQ_KERNELS_H
@@ -45,6 +48,8 @@
 
 /* Blocks of a row of in activations (the last may be shorter). */
 static inline uint32_t act8_blocks(uint32_t in) { return (in + QBLOCK - 1) / QBLOCK; }
+/* 512-column chunks of a row (LATTICE). */
+static inline uint32_t act8_chunks(uint32_t in) { return (in + 511) / 512; }
 
 /* A weight matrix as the file stores it, kept packed. */
 typedef struct {
@@ -58,11 +63,16 @@ typedef struct {
 } wmat;
 
 /* n rows of activations rounded to int8: q[n][in], and per block of 64 the
- * scale s and s * sum(q) ([n][act8_blocks(in)]). Owned by the caller;
- * zero-initialise it. */
+ * scale s and s * sum(q) ([n][act8_blocks(in)]). For the LATTICE kernels
+ * also, per 512-column chunk of a row (act8_chunks(in), the last maybe
+ * short), qc: q again, byte 64k + c holding column 8c + k (0 past the row's
+ * end), at t * 512 * chunks for row t; and per chunk 16 lanes, lane l for
+ * columns 32l..32l+31: csum, the sum of q, and cs, the scale s (0 past the
+ * end). Owned by the caller; zero-initialise it. */
 typedef struct {
-    int8_t *q;
-    float *s, *ms;
+    int8_t *q, *qc;
+    float *s, *ms, *cs;
+    int32_t *csum;
     uint32_t in, cap_n, cap_in;
 } act8;
 
@@ -87,6 +97,8 @@ int wmat_int8(const wmat *w);
 int act8_reserve(act8 *a, uint32_t n, uint32_t in);
 void act8_free(act8 *a);
 void act8_quantize(act8 *a, const float *x, uint32_t n, uint32_t in);
+/* A view of a's rows from t0 on. */
+act8 act8_rows(const act8 *a, uint32_t t0);
 
 /* 1 when the scheme's products take their input rotated (LATTICE): x' =
  * kern_rotate(x), for kern_rows, kern_rows_f32 and act8_quantize alike. */

@@ -68,13 +68,26 @@ static inline uint64_t kern_e8_word(uint32_t code)
 {
     return (kern_e8_mag[code & 0xFF] ^ kern_e8_neg[code >> 8]) + kern_e8_add[code >> 8];
 }
-/* v of block b of stage st (kernels.h) for one token; the canonical order's term. */
-float kern_lat_term(const nsq_lattice *L, uint32_t st, uint64_t row, uint32_t b, const int8_t *xq, const float *s);
+/* LATTICE's canonical sum (kernels.h): segments of kern_lat_seg(B) columns;
+ * kern_lat_stage adds one stage of one row for one token into the 16 lanes
+ * acc, from I[i], the integer dot of segment i, and s, the token's
+ * activation scales; kern_tree16 sums the lanes. */
+uint32_t kern_lat_seg(uint32_t B);
+void kern_lat_stage(const nsq_lattice *L, uint32_t st, uint64_t row, const int32_t *I, const float *s, float acc[16]);
+float kern_tree16(const float a[16]);
+/* E8 codes byte-wise: kern_e8_quad[h][i] holds for low byte i the magnitude
+ * indices m_k = (u_k - 1) / 2 of coordinates k = 4h..4h+3, two bits each
+ * from bit 0; kern_e8_val[e] = 4v + 16 of m = e & 3, negated if e & 4,
+ * shift -1/4 if e & 8 (bits 4, 5 ignored). */
+extern uint8_t kern_e8_quad[2][256];
+extern uint8_t kern_e8_val[64];
 
 kern_level kern_x86_best(void);
 /* 0 when the level has no kernel for this matrix (the caller runs the scalar one). */
 int kern_x86_rows_tiered(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
                          uint32_t r0, uint32_t r1, float *y, uint32_t ys);
+/* I[i] for segments of G columns of v (a row's values) times xq. */
+int kern_x86_lat_dots(kern_level k, const int8_t *v, const int8_t *xq, uint32_t in, uint32_t G, int32_t *I);
 int kern_x86_rows_lattice(kern_level k, const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
                           float *y, uint32_t ys);
 int kern_x86_rows_dense(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0,

@@ -1,16 +1,30 @@
 /* kernels_lattice.c - the LATTICE scheme's kernels: the input rotation, the
  * canonical product of kernels.h, and row decoding (rotated basis for exact
  * products, original basis for embedding lookups); the x86 SIMD products are
- * in kernels_x86.c. */
+ * in kernels_lattice_x86.c. */
 #include "kernels_impl.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ONES 0x0101010101010101ull
 
 uint64_t kern_e8_mag[256], kern_e8_neg[256], kern_e8_add[256], kern_sign8[256];
+uint8_t kern_e8_quad[2][256];
+uint8_t kern_e8_val[64];
+
+/* The tables of the byte-wise decoding (kernels_impl.h). */
+static void byte_tables_init(const uint8_t (*A)[8])
+{
+    for (uint32_t i = 0; i < 256; i++)
+        for (int k = 0; k < 8; k++) kern_e8_quad[k / 4][i] |= (uint8_t)((A[i][k] - 1) / 2 << 2 * (k % 4));
+    for (int e = 0; e < 64; e++) {
+        int m = e & 3, neg = e >> 2 & 1, shift = e >> 3 & 1;
+        kern_e8_val[e] = (uint8_t)(16 + (neg ? -1 : 1) * 2 * (2 * m + 1) + (shift ? -1 : 1));
+    }
+}
 
 /* An E8 code (spec: Code values) in two lookups. The low byte i gives the
  * magnitudes 2u, with coordinate 7 already negated when P(i) is odd; the high
@@ -34,6 +48,7 @@ static void tables_init(void)
         kern_e8_mag[i] = mag, kern_e8_neg[i] = neg, kern_sign8[i] = sign;
         kern_e8_add[i] = (neg & ONES) + (i & 0x80 ? 0 - ONES : ONES);
     }
+    byte_tables_init(A);
 }
 
 static int lattice_index(wmat *w)
@@ -69,46 +84,72 @@ static void values8(uint32_t kind, const uint8_t *codes, uint64_t g, int8_t out[
     for (int k = 0; k < 8; k++) out[k] = (int8_t)(uint8_t)(v >> 8 * k);
 }
 
-float kern_lat_term(const nsq_lattice *L, uint32_t st, uint64_t row, uint32_t b, const int8_t *xq, const float *s)
+uint32_t kern_lat_seg(uint32_t B) { return B < 32 ? B : 32; }
+
+float kern_tree16(const float a[16])
 {
-    uint32_t B = L->block, U = B < QBLOCK ? B : QBLOCK;
-    const uint8_t *codes = L->codes[st] + row * L->row_bytes[st];
-    float p = 0;
-    for (uint32_t k = 0; k < B / U; k++) {
-        uint64_t c0 = (uint64_t)b * B + (uint64_t)k * U;
-        int32_t dot = 0;
-        for (uint64_t g = c0 / 8; g < (c0 + U) / 8; g++) {
-            int8_t v[8];
-            values8(L->kind[st], codes, g, v);
-            for (int j = 0; j < 8; j++) dot += v[j] * xq[8 * g + j];
-        }
-        float q = s[c0 / QBLOCK] * (float)dot;
-        p = k ? p + q : q;
-    }
-    float f = L->kind[st] == NSQ_LAT_E8 ? 0.25f : 1.0f;
-    return f * nsq_f16_to_f32(rd16(L->scales[st] + 2 * (row * L->n_blocks + b))) * p;
+    float s[8];
+    for (int l = 0; l < 8; l++) s[l] = a[l] + a[l + 8];
+    return kern_tree8(s);
 }
 
-static void rows_scalar(const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1, float *y,
-                        uint32_t ys)
+void kern_lat_stage(const nsq_lattice *L, uint32_t st, uint64_t row, const int32_t *I, const float *s, float acc[16])
+{
+    uint32_t B = L->block, G = kern_lat_seg(B);
+    const uint8_t *sc = L->scales[st] + 2 * row * L->n_blocks;
+    float f = L->kind[st] == NSQ_LAT_E8 ? 0.25f : 1.0f;
+    for (uint32_t b = 0; b < L->n_blocks; b++) {
+        float P[16] = {0};
+        uint32_t touched = 0;
+        for (uint64_t c = (uint64_t)b * B; c < (uint64_t)(b + 1) * B; c += G) {
+            uint32_t l = c / 32 % 16;
+            P[l] = fmaf(s[c / QBLOCK], (float)I[c / G], P[l]);
+            touched |= 1u << l;
+        }
+        float fd = f * nsq_f16_to_f32(rd16(sc + 2 * b));
+        for (uint32_t l = 0; l < 16; l++)
+            if (touched >> l & 1) acc[l] = fmaf(fd, P[l], acc[l]);
+    }
+}
+
+/* Per row: each stage decoded once to signed bytes, then for each token the
+ * segments' integer dots (SIMD where the level has them) and the float steps. */
+static void rows_generic(kern_level k, const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
+                         float *y, uint32_t ys)
 {
     const nsq_lattice *L = &w->lv;
-    uint32_t in = (uint32_t)w->v.cols, nb = act8_blocks(in);
-    for (uint32_t r = r0; r < r1; r++)
-        for (uint32_t t = 0; t < n; t++) {
-            float acc[8] = {0};
-            for (uint32_t st = 0; st < L->n_stages; st++)
-                for (uint32_t b = 0; b < L->n_blocks; b++)
-                    acc[b % 8] += kern_lat_term(L, st, (uint64_t)off + r, b, a->q + (size_t)t * in, a->s + (size_t)t * nb);
-            y[(size_t)t * ys + r - r0] = kern_tree8(acc);
+    uint32_t in = (uint32_t)w->v.cols, G = kern_lat_seg(L->block), nba = act8_blocks(in);
+    int8_t *v = malloc(in);
+    int32_t *I = malloc(in / G * sizeof *I);
+    float (*acc)[16] = malloc((size_t)n * sizeof *acc);
+    if (!v || !I || !acc) abort();
+    for (uint32_t r = r0; r < r1; r++) {
+        uint64_t row = (uint64_t)off + r;
+        memset(acc, 0, (size_t)n * sizeof *acc);
+        for (uint32_t st = 0; st < L->n_stages; st++) {
+            const uint8_t *codes = L->codes[st] + row * L->row_bytes[st];
+            for (uint32_t g = 0; g < in / 8; g++) values8(L->kind[st], codes, g, v + 8 * g);
+            for (uint32_t t = 0; t < n; t++) {
+                const int8_t *xq = a->q + (size_t)t * in;
+                if (k == KERN_SCALAR || !kern_x86_lat_dots(k, v, xq, in, G, I))
+                    for (uint32_t i = 0; i < in / G; i++) {
+                        int32_t dot = 0;
+                        for (uint32_t j = i * G; j < (i + 1) * G; j++) dot += v[j] * xq[j];
+                        I[i] = dot;
+                    }
+                kern_lat_stage(L, st, row, I, a->s + (size_t)t * nba, acc[t]);
+            }
         }
+        for (uint32_t t = 0; t < n; t++) y[(size_t)t * ys + r - r0] = kern_tree16(acc[t]);
+    }
+    free(v), free(I), free(acc);
 }
 
 static void lattice_rows(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
                          uint32_t r0, uint32_t r1, float *y, uint32_t ys)
 {
     (void)x;
-    if (k == KERN_SCALAR || !kern_x86_rows_lattice(k, w, off, a, n, r0, r1, y, ys)) rows_scalar(w, off, a, n, r0, r1, y, ys);
+    if (k == KERN_SCALAR || !kern_x86_rows_lattice(k, w, off, a, n, r0, r1, y, ys)) rows_generic(k, w, off, a, n, r0, r1, y, ys);
 }
 
 static void lattice_row_rotated(const wmat *w, uint32_t r, float *out) { nsq_lattice_rows_rotated(&w->v, r, 1, out); }

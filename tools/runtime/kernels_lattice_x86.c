@@ -1,0 +1,241 @@
+/* kernels_lattice_x86.c - LATTICE products on x86 (kernels.h gives the sum
+ * they reproduce bit for bit).
+ *
+ * AVX2: the segments' integer dots of rows decoded to bytes (kernels_lattice.c
+ * does the rest). AVX-512 (with VBMI and GFNI), whole rows in 512-column
+ * chunks of 64 codes, coordinate-major: vector k holds coordinate k of the
+ * chunk's 64 codes, and act8's qc holds the activations in the same order,
+ * so dword lane l of the products gathers codes 4l..4l+3, which is segment
+ * l. The weights are the unsigned operand of VNNI, biased by 16 (128 for
+ * INT8), and the bias times the lane's activation sum (csum) comes off. An E8 code
+ * decodes in bytes with no gather: its low byte looks up (two-register byte
+ * permutes) the magnitude indices m = (u-1)/2 of two coordinates per table;
+ * its high byte, through a GF(2) affine map, puts each coordinate's sign (the
+ * eighth from the parity, with P(i) from the table) and the shift next to
+ * them, and a 64-entry byte permute turns the 4 bits into 4v + 16. */
+#include "kernels_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define AVX2_T __attribute__((target("avx2,fma,f16c")))
+#define LAT512_T __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,gfni,avx2,fma,f16c,bmi2")))
+
+/* ---------------- AVX2: segment dots ---------------- */
+
+/* Lane g: the sum of the 8 lanes of v[g] (exact: integers). */
+AVX2_T static inline __m256i sum8x8(const __m256i v[8])
+{
+    __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
+    __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
+    __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+/* |w| (unsigned) times x with w's signs, pairs summed: no saturation, |w| <= 128 and |x| <= 127. */
+AVX2_T static inline __m256i seg_256(const int8_t *v, const int8_t *xq)
+{
+    __m256i w = _mm256_loadu_si256((const __m256i *)v), x = _mm256_loadu_si256((const __m256i *)xq);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1));
+}
+
+AVX2_T static void dots_256(const int8_t *v, const int8_t *xq, uint32_t in, int32_t *I)
+{
+    uint32_t ns = in / 32, i = 0;
+    for (; i + 8 <= ns; i += 8) {
+        __m256i d[8];
+        for (int g = 0; g < 8; g++) d[g] = seg_256(v + 32 * (i + g), xq + 32 * (i + g));
+        _mm256_storeu_si256((__m256i *)(I + i), sum8x8(d));
+    }
+    for (; i < ns; i++) {
+        __m256i d = seg_256(v + 32 * i, xq + 32 * i);
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+        I[i] = _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1)));
+    }
+}
+
+int kern_x86_lat_dots(kern_level k, const int8_t *v, const int8_t *xq, uint32_t in, uint32_t G, int32_t *I)
+{
+    if (k < KERN_AVX2 || G != 32) return 0;
+    dots_256(v, xq, in, I);
+    return 1;
+}
+
+/* ---------------- AVX-512: whole rows ---------------- */
+
+static int lat512_supported(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("gfni");
+}
+
+/* Output bit i of a byte is the parity of (input & byte 7-i of the matrix):
+ * for table j < 3, bit 2 <- sign 2j, bit 6 <- sign 2j+1; for j = 3, bit 2 <-
+ * sign 6 and bit 6 <- the parity of signs 0..6; always bits 3 and 7 <- the shift. */
+#define AFF(b2, b6) ((uint64_t)(b2) << 40 | 0x80ull << 32 | (uint64_t)(b6) << 8 | 0x80ull)
+static const uint64_t affine[4] = {AFF(0x01, 0x02), AFF(0x04, 0x08), AFF(0x10, 0x20), AFF(0x40, 0x7F)};
+/* The magnitude indices of coordinates 2j, 2j+1 from the table byte of
+ * coordinates 4h..4h+3 (h = j / 2) to bits 0-1 and 4-5; bit 6 <- P(i), the
+ * parity of the low bits of all eight, half from each table byte. */
+#define MAG(b0, b1, b4, b5, b6) \
+    ((uint64_t)(b0) << 56 | (uint64_t)(b1) << 48 | (uint64_t)(b4) << 24 | (uint64_t)(b5) << 16 | (uint64_t)(b6) << 8)
+static const uint64_t mag[4] = {MAG(1, 2, 4, 8, 0), MAG(0x10, 0x20, 0x40, 0x80, 0), MAG(1, 2, 4, 8, 0),
+                                MAG(0x10, 0x20, 0x40, 0x80, 0x55)};
+static const uint64_t parity_low = MAG(0, 0, 0, 0, 0x55);
+
+/* Coordinate k of the chunk's nc codes (nc <= 64) into W[k]; codes past nc
+ * decode to values the zero activations there cancel. */
+LAT512_T static inline void e8_chunk(const uint8_t *p, uint32_t nc, __m512i W[8])
+{
+    const __m512i even = _mm512_set_epi64(0x7E7C7A7876747270, 0x6E6C6A6866646260, 0x5E5C5A5856545250,
+                                          0x4E4C4A4846444240, 0x3E3C3A3836343230, 0x2E2C2A2826242220,
+                                          0x1E1C1A1816141210, 0x0E0C0A0806040200);
+    const __m512i odd = _mm512_add_epi8(even, _mm512_set1_epi8(1)), V = _mm512_loadu_si512(kern_e8_val);
+    __m512i c0 = _mm512_maskz_loadu_epi8(_cvtu64_mask64(_bzhi_u64(~0ull, 2 * nc)), p);
+    __m512i c1 = _mm512_maskz_loadu_epi8(_cvtu64_mask64(nc > 32 ? _bzhi_u64(~0ull, 2 * nc - 64) : 0), p + 64);
+    __m512i lo = _mm512_permutex2var_epi8(c0, even, c1), hi = _mm512_permutex2var_epi8(c0, odd, c1), q[2];
+    __mmask64 top = _mm512_movepi8_mask(lo);
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *T = kern_e8_quad[h];
+        __m512i a = _mm512_permutex2var_epi8(_mm512_loadu_si512(T), lo, _mm512_loadu_si512(T + 64));
+        __m512i b = _mm512_permutex2var_epi8(_mm512_loadu_si512(T + 128), lo, _mm512_loadu_si512(T + 192));
+        q[h] = _mm512_mask_blend_epi8(top, a, b);
+    }
+    __m512i p0 = _mm512_gf2p8affine_epi64_epi8(q[0], _mm512_set1_epi64((long long)parity_low), 0);
+    for (int j = 0; j < 4; j++) {
+        __m512i m = _mm512_gf2p8affine_epi64_epi8(q[j / 2], _mm512_set1_epi64((long long)mag[j]), 0);
+        __m512i s = _mm512_gf2p8affine_epi64_epi8(hi, _mm512_set1_epi64((long long)affine[j]), 0);
+        __m512i pb = j == 3 ? _mm512_ternarylogic_epi64(m, s, p0, 0x96) : _mm512_xor_si512(m, s);
+        W[2 * j] = _mm512_permutexvar_epi8(pb, V);
+        W[2 * j + 1] = _mm512_permutexvar_epi8(_mm512_srli_epi16(pb, 4), V);
+    }
+}
+
+LAT512_T static inline void sign_chunk(const uint8_t *p, uint32_t nc, __m512i W[8])
+{
+    __m512i b = _mm512_maskz_loadu_epi8(_cvtu64_mask64(_bzhi_u64(~0ull, nc)), p);
+    for (int k = 0; k < 8; k++)
+        W[k] = _mm512_mask_blend_epi8(_mm512_test_epi8_mask(b, _mm512_set1_epi8((char)(1 << k))), _mm512_set1_epi8(17),
+                                      _mm512_set1_epi8(15));
+}
+
+LAT512_T static inline void int8_chunk(const uint8_t *p, uint32_t nc, __m512i W[8])
+{
+    uint8_t buf[512] = {0};
+    for (uint32_t c = 0; c < nc; c++)
+        for (int k = 0; k < 8; k++) buf[64 * k + c] = p[8 * c + k] ^ 0x80;
+    for (int k = 0; k < 8; k++) W[k] = _mm512_loadu_si512(buf + 64 * k);
+}
+
+/* f * d of each lane's block for a chunk at column c0 (blocks under 512 columns). */
+LAT512_T static inline __m512 lane_scales(const uint8_t *sc, uint32_t B, uint32_t nb, uint32_t c0, float f)
+{
+    uint32_t b0 = c0 / B, cnt = nb - b0 < 16 ? nb - b0 : 16;
+    __m256i d = _mm256_maskz_loadu_epi16((__mmask16)_bzhi_u32(0xFFFF, cnt), sc + 2 * b0);
+    __m256i idx = _mm256_srli_epi16(_mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                    (int)(__builtin_ctz(B) - 5));
+    return _mm512_mul_ps(_mm512_set1_ps(f), _mm512_cvtph_ps(_mm256_permutexvar_epi16(idx, d)));
+}
+
+LAT512_T static inline float tree16_512(__m512 v)
+{
+    __m256 s = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+
+/* Lane l: segment l's integer dot, from the biased weights W and the bias
+ * times the activation sums. */
+LAT512_T static inline __m512i chunk_dot(const __m512i W[8], __m512i bias, const int8_t *xq)
+{
+    __m512i z = _mm512_setzero_si512(), e = z, o = z;
+    for (int k = 0; k < 8; k += 2) {
+        e = _mm512_dpbusd_epi32(e, W[k], _mm512_loadu_si512(xq + 64 * k));
+        o = _mm512_dpbusd_epi32(o, W[k + 1], _mm512_loadu_si512(xq + 64 * (k + 1)));
+    }
+    return _mm512_sub_epi32(_mm512_add_epi32(e, o), bias);
+}
+
+/* One stage of one row for tokens t < n, into acc[t]. */
+LAT512_T static inline __attribute__((always_inline)) void stage_512(const nsq_lattice *L, uint32_t st, uint64_t row,
+                                                                      const act8 *a, uint32_t n, __m512 *acc)
+{
+    uint32_t in = a->in, B = L->block, kind = L->kind[st], shift = kind == NSQ_LAT_INT8 ? 7 : 4;
+    const uint8_t *codes = L->codes[st] + row * L->row_bytes[st], *sc = L->scales[st] + 2 * row * L->n_blocks;
+    size_t stride = act8_chunks(in) * 16;
+    float f = kind == NSQ_LAT_E8 ? 0.25f : 1.0f;
+    __m512 P[TOKENS_MAX];
+    for (uint32_t t = 0; t < n; t++) P[t] = _mm512_setzero_ps();
+    for (uint32_t c0 = 0; c0 < in; c0 += 512) {
+        uint32_t nc = (in - c0) / 8 < 64 ? (in - c0) / 8 : 64;
+        __m512i W[8];
+        /* the same chunk two rows on: the hardware prefetcher alone leaves the loads waiting on memory */
+        const char *ahead = (const char *)codes + 2 * L->row_bytes[st] + c0 * nsq_lattice_kind_bits(kind) / 8;
+        _mm_prefetch(ahead, _MM_HINT_T0), _mm_prefetch(ahead + 64, _MM_HINT_T0);
+        if (kind == NSQ_LAT_E8) e8_chunk(codes + c0 / 4, nc, W);
+        else if (kind == NSQ_LAT_SIGN) sign_chunk(codes + c0 / 8, nc, W);
+        else int8_chunk(codes + c0, nc, W);
+        for (uint32_t t = 0; t < n; t++) {
+            size_t lane0 = t * stride + c0 / 32;
+            __m512i bias = _mm512_slli_epi32(_mm512_loadu_si512(a->csum + lane0), (int)shift);
+            __m512i I = chunk_dot(W, bias, a->qc + lane0 * 32);
+            P[t] = _mm512_fmadd_ps(_mm512_loadu_ps(a->cs + lane0), _mm512_cvtepi32_ps(I), P[t]);
+        }
+        if (B >= 512 && (c0 + 512) % B) continue;
+        __mmask16 lanes = (__mmask16)_bzhi_u32(0xFFFF, nc / 4);
+        __m512 fd = B >= 512 ? _mm512_set1_ps(f * _cvtsh_ss(rd16(sc + 2 * (c0 / B)))) : lane_scales(sc, B, L->n_blocks, c0, f);
+        for (uint32_t t = 0; t < n; t++) {
+            acc[t] = _mm512_mask3_fmadd_ps(fd, P[t], acc[t], lanes);
+            P[t] = _mm512_setzero_ps();
+        }
+    }
+}
+
+LAT512_T static inline __attribute__((always_inline)) void rows_512(const wmat *w, uint32_t off, const act8 *a, uint32_t n,
+                                                                     uint32_t r0, uint32_t r1, float *y, uint32_t ys)
+{
+    const nsq_lattice *L = &w->lv;
+    for (uint32_t r = r0; r < r1; r++) {
+        __m512 acc[TOKENS_MAX];
+        for (uint32_t t = 0; t < n; t++) acc[t] = _mm512_setzero_ps();
+        for (uint32_t st = 0; st < L->n_stages; st++) stage_512(L, st, (uint64_t)off + r, a, n, acc);
+        for (uint32_t t = 0; t < n; t++) y[(size_t)t * ys + r - r0] = tree16_512(acc[t]);
+    }
+}
+
+LAT512_T static void rows_lattice_512(const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
+                                      float *y, uint32_t ys)
+{
+    if (n == 1) rows_512(w, off, a, 1, r0, r1, y, ys);
+    else rows_512(w, off, a, n, r0, r1, y, ys);
+}
+
+int kern_x86_rows_lattice(kern_level k, const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
+                          float *y, uint32_t ys)
+{
+    if (k != KERN_AVX512 || w->lv.block < 32 || !lat512_supported()) return 0;
+    for (uint32_t t0 = 0; t0 < n; t0 += TOKENS_MAX) {
+        act8 v = act8_rows(a, t0);
+        rows_lattice_512(w, off, &v, n - t0 < TOKENS_MAX ? n - t0 : TOKENS_MAX, r0, r1, y + (size_t)t0 * ys, ys);
+    }
+    return 1;
+}
+
+#else
+int kern_x86_lat_dots(kern_level k, const int8_t *v, const int8_t *xq, uint32_t in, uint32_t G, int32_t *I)
+{
+    (void)k, (void)v, (void)xq, (void)in, (void)G, (void)I;
+    return 0;
+}
+int kern_x86_rows_lattice(kern_level k, const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
+                          float *y, uint32_t ys)
+{
+    (void)k, (void)w, (void)off, (void)a, (void)n, (void)r0, (void)r1, (void)y, (void)ys;
+    return 0;
+}
+#endif
