@@ -75,8 +75,8 @@ int act8_reserve(act8 *a, uint32_t n, uint32_t in)
     a->s = malloc(nb * sizeof *a->s);
     a->ms = malloc(nb * sizeof *a->ms);
     a->cs = malloc(nl * sizeof *a->cs);
-    a->csum = malloc(nl * sizeof *a->csum);
-    if (!a->q || !a->qc || !a->s || !a->ms || !a->cs || !a->csum) {
+    a->cbias = malloc(nl * sizeof *a->cbias);
+    if (!a->q || !a->qc || !a->s || !a->ms || !a->cs || !a->cbias) {
         act8_free(a);
         return -1;
     }
@@ -86,7 +86,7 @@ int act8_reserve(act8 *a, uint32_t n, uint32_t in)
 
 void act8_free(act8 *a)
 {
-    free(a->q), free(a->qc), free(a->s), free(a->ms), free(a->cs), free(a->csum);
+    free(a->q), free(a->qc), free(a->s), free(a->ms), free(a->cs), free(a->cbias);
     memset(a, 0, sizeof *a);
 }
 
@@ -95,7 +95,7 @@ act8 act8_rows(const act8 *a, uint32_t t0)
     act8 v = *a;
     size_t lanes = (size_t)t0 * act8_chunks(a->in) * 16;
     v.q += (size_t)t0 * a->in, v.s += (size_t)t0 * act8_blocks(a->in), v.ms += (size_t)t0 * act8_blocks(a->in);
-    v.qc += lanes * 32, v.cs += lanes, v.csum += lanes;
+    v.qc += lanes * 32, v.cs += lanes, v.cbias += lanes;
     return v;
 }
 
@@ -105,15 +105,17 @@ static void act8_chunk(act8 *a, uint32_t t)
     uint32_t in = a->in, nch = act8_chunks(in), nb = act8_blocks(in);
     const int8_t *q = a->q + (size_t)t * in;
     int8_t *qc = a->qc + (size_t)t * nch * 512;
-    int32_t *sum = a->csum + (size_t)t * nch * 16;
+    int32_t *bias = a->cbias + (size_t)t * nch * 16;
     float *cs = a->cs + (size_t)t * nch * 16;
     memset(qc, 0, (size_t)nch * 512);
-    memset(sum, 0, (size_t)nch * 16 * sizeof *sum);
+    memset(bias, 0, (size_t)nch * 16 * sizeof *bias);
+    memset(cs, 0, (size_t)nch * 16 * sizeof *cs);
     for (uint32_t j = 0; j < in; j++) {
-        qc[j / 512 * 512 + j % 8 * 64 + j % 512 / 8] = q[j];
-        sum[j / 32] += q[j];
+        uint32_t base = j / 512 * 512, pos = act8_pos(j % 512 / 8);
+        qc[base + j % 8 * 64 + pos] = q[j];
+        bias[base / 32 + pos / 4] -= 16 * q[j];
+        cs[base / 32 + pos / 4] = a->s[(size_t)t * nb + j / QBLOCK];
     }
-    for (uint32_t l = 0; l < nch * 16; l++) cs[l] = 32 * l < in ? a->s[(size_t)t * nb + l / 2] : 0;
 }
 
 /* Blocks round to nearest with their largest magnitude at 127. */
@@ -127,12 +129,16 @@ void act8_quantize(act8 *a, const float *x, uint32_t n, uint32_t in)
             const float *xb = x + (size_t)t * in + (size_t)b * QBLOCK;
             int8_t *q = a->q + (size_t)t * in + (size_t)b * QBLOCK;
             float amax = 0;
-            for (uint32_t j = 0; j < len; j++) amax = fmaxf(amax, fabsf(xb[j]));
+            for (uint32_t j = 0; j < len; j++) amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax; /* NaN skipped */
             float s = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0;
             int32_t sum = 0;
             /* Clamped so that a NaN or infinity from a broken weight converts
              * to a defined code (NaN goes to -127) instead of undefined behaviour. */
-            for (uint32_t j = 0; j < len; j++) sum += q[j] = (int8_t)nearbyintf(fminf(fmaxf(xb[j] * inv, -127.0f), 127.0f));
+            for (uint32_t j = 0; j < len; j++) {
+                float v = xb[j] * inv;
+                v = v > -127.0f ? v : -127.0f;
+                sum += q[j] = (int8_t)nearbyintf(v < 127.0f ? v : 127.0f);
+            }
             a->s[(size_t)t * nb + b] = s;
             a->ms[(size_t)t * nb + b] = s * (float)sum;
         }

@@ -26,7 +26,7 @@
  * values times 4 (E8), or as they are (SIGN, INT8), are integers w_j. A row
  * is cut in segments of G = min(B, 32) columns, each inside one activation
  * block a, with I = (w . xq) over the segment; segment columns [c, c+G) go to
- * lane (c / 32) % 16. For one row and token, canonically (every operation
+ * lane act8_pos(4i) / 4, i = (c / 32) % 16. For one row and token, canonically (every operation
  * rounded to f32, fma rounded once):
  *   - stage by stage, each stage's blocks in row order; block b of stage s
  *     sums in each lane l it reaches P_l = fma(s_a, I, P_l) over its segments
@@ -48,8 +48,11 @@
 
 /* Blocks of a row of in activations (the last may be shorter). */
 static inline uint32_t act8_blocks(uint32_t in) { return (in + QBLOCK - 1) / QBLOCK; }
-/* 512-column chunks of a row (LATTICE). */
+/* 512-column chunks of a row (LATTICE), and the byte of a chunk's vectors
+ * that holds its code c (columns 8c..8c+7): the order in which AVX-512
+ * packs 16-bit codes to bytes, 8 codes at a time from either half. */
 static inline uint32_t act8_chunks(uint32_t in) { return (in + 511) / 512; }
+static inline uint32_t act8_pos(uint32_t c) { return 16 * (c % 32 / 8) + 8 * (c / 32) + c % 8; }
 
 /* A weight matrix as the file stores it, kept packed. */
 typedef struct {
@@ -65,14 +68,15 @@ typedef struct {
 /* n rows of activations rounded to int8: q[n][in], and per block of 64 the
  * scale s and s * sum(q) ([n][act8_blocks(in)]). For the LATTICE kernels
  * also, per 512-column chunk of a row (act8_chunks(in), the last maybe
- * short), qc: q again, byte 64k + c holding column 8c + k (0 past the row's
- * end), at t * 512 * chunks for row t; and per chunk 16 lanes, lane l for
- * columns 32l..32l+31: csum, the sum of q, and cs, the scale s (0 past the
- * end). Owned by the caller; zero-initialise it. */
+ * short), qc: q again, byte 64k + act8_pos(c) holding column 8c + k (0 past
+ * the row's end), at t * 512 * chunks for row t; and per chunk 16 lanes,
+ * lane act8_pos(4i) / 4 for columns 32i..32i+31: cbias, -16 times the sum of
+ * q, and cs, the scale s (0 past the end). Owned by the caller;
+ * zero-initialise it. */
 typedef struct {
     int8_t *q, *qc;
     float *s, *ms, *cs;
-    int32_t *csum;
+    int32_t *cbias;
     uint32_t in, cap_n, cap_in;
 } act8;
 

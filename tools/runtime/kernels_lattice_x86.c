@@ -4,10 +4,11 @@
  * AVX2: the segments' integer dots of rows decoded to bytes (kernels_lattice.c
  * does the rest). AVX-512 (with VBMI and GFNI), whole rows in 512-column
  * chunks of 64 codes, coordinate-major: vector k holds coordinate k of the
- * chunk's 64 codes, and act8's qc holds the activations in the same order,
+ * chunk's 64 codes (code c in byte act8_pos(c), the order of a byte pack of
+ * 16-bit codes), and act8's qc holds the activations in the same order,
  * so dword lane l of the products gathers codes 4l..4l+3, which is segment
  * l. The weights are the unsigned operand of VNNI, biased by 16 (128 for
- * INT8), and the bias times the lane's activation sum (csum) comes off. An E8 code
+ * INT8), and the bias times the lane's activation sum comes off (cbias). An E8 code
  * decodes in bytes with no gather: its low byte looks up (two-register byte
  * permutes) the magnitude indices m = (u-1)/2 of two coordinates per table;
  * its high byte, through a GF(2) affine map, puts each coordinate's sign (the
@@ -91,13 +92,12 @@ static const uint64_t parity_low = MAG(0, 0, 0, 0, 0x55);
  * decode to values the zero activations there cancel. */
 LAT512_T static inline void e8_chunk(const uint8_t *p, uint32_t nc, __m512i W[8])
 {
-    const __m512i even = _mm512_set_epi64(0x7E7C7A7876747270, 0x6E6C6A6866646260, 0x5E5C5A5856545250,
-                                          0x4E4C4A4846444240, 0x3E3C3A3836343230, 0x2E2C2A2826242220,
-                                          0x1E1C1A1816141210, 0x0E0C0A0806040200);
-    const __m512i odd = _mm512_add_epi8(even, _mm512_set1_epi8(1)), V = _mm512_loadu_si512(kern_e8_val);
+    const __m512i V = _mm512_loadu_si512(kern_e8_val), low = _mm512_set1_epi16(0xFF);
     __m512i c0 = _mm512_maskz_loadu_epi8(_cvtu64_mask64(_bzhi_u64(~0ull, 2 * nc)), p);
     __m512i c1 = _mm512_maskz_loadu_epi8(_cvtu64_mask64(nc > 32 ? _bzhi_u64(~0ull, 2 * nc - 64) : 0), p + 64);
-    __m512i lo = _mm512_permutex2var_epi8(c0, even, c1), hi = _mm512_permutex2var_epi8(c0, odd, c1), q[2];
+    /* code c to byte act8_pos(c) */
+    __m512i lo = _mm512_packus_epi16(_mm512_and_si512(c0, low), _mm512_and_si512(c1, low));
+    __m512i hi = _mm512_packus_epi16(_mm512_srli_epi16(c0, 8), _mm512_srli_epi16(c1, 8)), q[2];
     __mmask64 top = _mm512_movepi8_mask(lo);
     for (int h = 0; h < 2; h++) {
         const uint8_t *T = kern_e8_quad[h];
@@ -117,7 +117,10 @@ LAT512_T static inline void e8_chunk(const uint8_t *p, uint32_t nc, __m512i W[8]
 
 LAT512_T static inline void sign_chunk(const uint8_t *p, uint32_t nc, __m512i W[8])
 {
-    __m512i b = _mm512_maskz_loadu_epi8(_cvtu64_mask64(_bzhi_u64(~0ull, nc)), p);
+    const __m512i code_at = _mm512_set_epi64(0x3F3E3D3C3B3A3938, 0x1F1E1D1C1B1A1918, 0x3736353433323130,
+                                             0x1716151413121110, 0x2F2E2D2C2B2A2928, 0x0F0E0D0C0B0A0908,
+                                             0x2726252423222120, 0x0706050403020100); /* byte p <- code c, act8_pos(c) = p */
+    __m512i b = _mm512_permutexvar_epi8(code_at, _mm512_maskz_loadu_epi8(_cvtu64_mask64(_bzhi_u64(~0ull, nc)), p));
     for (int k = 0; k < 8; k++)
         W[k] = _mm512_mask_blend_epi8(_mm512_test_epi8_mask(b, _mm512_set1_epi8((char)(1 << k))), _mm512_set1_epi8(17),
                                       _mm512_set1_epi8(15));
@@ -127,17 +130,19 @@ LAT512_T static inline void int8_chunk(const uint8_t *p, uint32_t nc, __m512i W[
 {
     uint8_t buf[512] = {0};
     for (uint32_t c = 0; c < nc; c++)
-        for (int k = 0; k < 8; k++) buf[64 * k + c] = p[8 * c + k] ^ 0x80;
+        for (int k = 0; k < 8; k++) buf[64 * k + act8_pos(c)] = p[8 * c + k] ^ 0x80;
     for (int k = 0; k < 8; k++) W[k] = _mm512_loadu_si512(buf + 64 * k);
 }
+
+/* Segment (columns 32i..32i+31 of a chunk) of each lane: act8_pos(4i) / 4 inverted. */
+#define LANE_SEGMENTS _mm512_setr_epi32(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15)
 
 /* f * d of each lane's block for a chunk at column c0 (blocks under 512 columns). */
 LAT512_T static inline __m512 lane_scales(const uint8_t *sc, uint32_t B, uint32_t nb, uint32_t c0, float f)
 {
     uint32_t b0 = c0 / B, cnt = nb - b0 < 16 ? nb - b0 : 16;
     __m256i d = _mm256_maskz_loadu_epi16((__mmask16)_bzhi_u32(0xFFFF, cnt), sc + 2 * b0);
-    __m256i idx = _mm256_srli_epi16(_mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                    (int)(__builtin_ctz(B) - 5));
+    __m256i idx = _mm512_cvtepi32_epi16(_mm512_srli_epi32(LANE_SEGMENTS, __builtin_ctz(B) - 5));
     return _mm512_mul_ps(_mm512_set1_ps(f), _mm512_cvtph_ps(_mm256_permutexvar_epi16(idx, d)));
 }
 
@@ -149,63 +154,93 @@ LAT512_T static inline float tree16_512(__m512 v)
     return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
 }
 
-/* Lane l: segment l's integer dot, from the biased weights W and the bias
- * times the activation sums. */
-LAT512_T static inline __m512i chunk_dot(const __m512i W[8], __m512i bias, const int8_t *xq)
+/* Lane l: segment l's integer dot for each of R rows, from the biased
+ * weights W[r] and minus the bias times the activation sums; the rows share
+ * each activation load. */
+LAT512_T static inline __attribute__((always_inline)) void chunk_dots(uint32_t R, __m512i W[][8], __m512i bias,
+                                                                       const int8_t *xq, __m512i *I)
 {
-    __m512i z = _mm512_setzero_si512(), e = z, o = z;
+    __m512i e[2], o[2];
+    for (uint32_t r = 0; r < R; r++) e[r] = bias, o[r] = _mm512_setzero_si512();
     for (int k = 0; k < 8; k += 2) {
-        e = _mm512_dpbusd_epi32(e, W[k], _mm512_loadu_si512(xq + 64 * k));
-        o = _mm512_dpbusd_epi32(o, W[k + 1], _mm512_loadu_si512(xq + 64 * (k + 1)));
+        __m512i x0 = _mm512_loadu_si512(xq + 64 * k), x1 = _mm512_loadu_si512(xq + 64 * (k + 1));
+        for (uint32_t r = 0; r < R; r++) {
+            e[r] = _mm512_dpbusd_epi32(e[r], W[r][k], x0);
+            o[r] = _mm512_dpbusd_epi32(o[r], W[r][k + 1], x1);
+        }
     }
-    return _mm512_sub_epi32(_mm512_add_epi32(e, o), bias);
+    for (uint32_t r = 0; r < R; r++) I[r] = _mm512_add_epi32(e[r], o[r]);
 }
 
-/* One stage of one row for tokens t < n, into acc[t]. */
-LAT512_T static inline __attribute__((always_inline)) void stage_512(const nsq_lattice *L, uint32_t st, uint64_t row,
-                                                                      const act8 *a, uint32_t n, __m512 *acc)
+LAT512_T static inline __attribute__((always_inline)) void decode_chunk(uint32_t kind, const uint8_t *codes, uint32_t c0,
+                                                                         uint32_t nc, __m512i W[8])
 {
-    uint32_t in = a->in, B = L->block, kind = L->kind[st], shift = kind == NSQ_LAT_INT8 ? 7 : 4;
-    const uint8_t *codes = L->codes[st] + row * L->row_bytes[st], *sc = L->scales[st] + 2 * row * L->n_blocks;
+    if (kind == NSQ_LAT_E8) e8_chunk(codes + c0 / 4, nc, W);
+    else if (kind == NSQ_LAT_SIGN) sign_chunk(codes + c0 / 8, nc, W);
+    else int8_chunk(codes + c0, nc, W);
+}
+
+/* One stage of R rows from row on (R = 1 or 2) for tokens t < n, into acc[r][t]. */
+LAT512_T static inline __attribute__((always_inline)) void stage_512(const nsq_lattice *L, uint32_t st, uint64_t row,
+                                                                      uint32_t R, const act8 *a, uint32_t n,
+                                                                      __m512 (*acc)[TOKENS_MAX])
+{
+    uint32_t in = a->in, B = L->block, kind = L->kind[st], shift = kind == NSQ_LAT_INT8 ? 3 : 0;
+    uint64_t rb = L->row_bytes[st];
+    const uint8_t *codes = L->codes[st] + row * rb, *sc = L->scales[st] + 2 * row * L->n_blocks;
     size_t stride = act8_chunks(in) * 16;
     float f = kind == NSQ_LAT_E8 ? 0.25f : 1.0f;
-    __m512 P[TOKENS_MAX];
-    for (uint32_t t = 0; t < n; t++) P[t] = _mm512_setzero_ps();
+    __m512 P[2][TOKENS_MAX];
+    for (uint32_t r = 0; r < R; r++)
+        for (uint32_t t = 0; t < n; t++) P[r][t] = _mm512_setzero_ps();
     for (uint32_t c0 = 0; c0 < in; c0 += 512) {
         uint32_t nc = (in - c0) / 8 < 64 ? (in - c0) / 8 : 64;
-        __m512i W[8];
-        /* the same chunk two rows on: the hardware prefetcher alone leaves the loads waiting on memory */
-        const char *ahead = (const char *)codes + 2 * L->row_bytes[st] + c0 * nsq_lattice_kind_bits(kind) / 8;
-        _mm_prefetch(ahead, _MM_HINT_T0), _mm_prefetch(ahead + 64, _MM_HINT_T0);
-        if (kind == NSQ_LAT_E8) e8_chunk(codes + c0 / 4, nc, W);
-        else if (kind == NSQ_LAT_SIGN) sign_chunk(codes + c0 / 8, nc, W);
-        else int8_chunk(codes + c0, nc, W);
+        __m512i W[2][8], I[2];
+        for (uint32_t r = 0; r < R; r++) {
+            /* the same chunk two rows on: the hardware prefetcher alone leaves the loads waiting on memory */
+            const char *ahead = (const char *)codes + (r + 2) * rb + c0 * nsq_lattice_kind_bits(kind) / 8;
+            _mm_prefetch(ahead, _MM_HINT_T0), _mm_prefetch(ahead + 64, _MM_HINT_T0);
+            decode_chunk(kind, codes + r * rb, c0, nc, W[r]);
+        }
         for (uint32_t t = 0; t < n; t++) {
             size_t lane0 = t * stride + c0 / 32;
-            __m512i bias = _mm512_slli_epi32(_mm512_loadu_si512(a->csum + lane0), (int)shift);
-            __m512i I = chunk_dot(W, bias, a->qc + lane0 * 32);
-            P[t] = _mm512_fmadd_ps(_mm512_loadu_ps(a->cs + lane0), _mm512_cvtepi32_ps(I), P[t]);
+            __m512 cs = _mm512_loadu_ps(a->cs + lane0);
+            chunk_dots(R, W, _mm512_slli_epi32(_mm512_loadu_si512(a->cbias + lane0), (int)shift), a->qc + lane0 * 32, I);
+            for (uint32_t r = 0; r < R; r++) P[r][t] = _mm512_fmadd_ps(cs, _mm512_cvtepi32_ps(I[r]), P[r][t]);
         }
         if (B >= 512 && (c0 + 512) % B) continue;
-        __mmask16 lanes = (__mmask16)_bzhi_u32(0xFFFF, nc / 4);
-        __m512 fd = B >= 512 ? _mm512_set1_ps(f * _cvtsh_ss(rd16(sc + 2 * (c0 / B)))) : lane_scales(sc, B, L->n_blocks, c0, f);
-        for (uint32_t t = 0; t < n; t++) {
-            acc[t] = _mm512_mask3_fmadd_ps(fd, P[t], acc[t], lanes);
-            P[t] = _mm512_setzero_ps();
+        __mmask16 lanes = _mm512_cmplt_epu32_mask(LANE_SEGMENTS, _mm512_set1_epi32((int)(nc / 4)));
+        for (uint32_t r = 0; r < R; r++) {
+            const uint8_t *scr = sc + 2 * r * L->n_blocks;
+            __m512 fd = B >= 512 ? _mm512_set1_ps(f * _cvtsh_ss(rd16(scr + 2 * (c0 / B)))) : lane_scales(scr, B, L->n_blocks, c0, f);
+            for (uint32_t t = 0; t < n; t++) {
+                acc[r][t] = _mm512_mask3_fmadd_ps(fd, P[r][t], acc[r][t], lanes);
+                P[r][t] = _mm512_setzero_ps();
+            }
         }
     }
 }
 
+/* R rows from r (R = 1 or 2): every stage, then the lane sums. */
+LAT512_T static inline __attribute__((always_inline)) void rows_r(const wmat *w, uint64_t row, uint32_t R, const act8 *a,
+                                                                   uint32_t n, float *y, uint32_t ys)
+{
+    const nsq_lattice *L = &w->lv;
+    __m512 acc[2][TOKENS_MAX];
+    for (uint32_t r = 0; r < R; r++)
+        for (uint32_t t = 0; t < n; t++) acc[r][t] = _mm512_setzero_ps();
+    for (uint32_t st = 0; st < L->n_stages; st++) stage_512(L, st, row, R, a, n, acc);
+    for (uint32_t r = 0; r < R; r++)
+        for (uint32_t t = 0; t < n; t++) y[(size_t)t * ys + r] = tree16_512(acc[r][t]);
+}
+
+/* Several tokens: rows in pairs that share the activation loads. */
 LAT512_T static inline __attribute__((always_inline)) void rows_512(const wmat *w, uint32_t off, const act8 *a, uint32_t n,
                                                                      uint32_t r0, uint32_t r1, float *y, uint32_t ys)
 {
-    const nsq_lattice *L = &w->lv;
-    for (uint32_t r = r0; r < r1; r++) {
-        __m512 acc[TOKENS_MAX];
-        for (uint32_t t = 0; t < n; t++) acc[t] = _mm512_setzero_ps();
-        for (uint32_t st = 0; st < L->n_stages; st++) stage_512(L, st, (uint64_t)off + r, a, n, acc);
-        for (uint32_t t = 0; t < n; t++) y[(size_t)t * ys + r - r0] = tree16_512(acc[t]);
-    }
+    uint32_t r = r0;
+    for (; n > 1 && r + 2 <= r1; r += 2) rows_r(w, (uint64_t)off + r, 2, a, n, y + r - r0, ys);
+    for (; r < r1; r++) rows_r(w, (uint64_t)off + r, 1, a, n, y + r - r0, ys);
 }
 
 LAT512_T static void rows_lattice_512(const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
