@@ -67,8 +67,8 @@ lt_run() { # lt_run B NAME TAG [nsq-run options]: 24 greedy ids into $LTD/NAME.T
 }
 
 # lt_int8_exact B NAME: the default int8 path against --exact on the first 200
-# tokens of the text: mean KL(exact || int8) below 1e-3, and the same most
-# likely token wherever --exact's top two are 0.1 apart (near-ties may flip).
+# tokens of the text: mean KL(exact || int8) below 1e-3 and every logit within
+# 0.25 (the largest logit is about 16). Near-ties may flip the greedy token.
 lt_int8_exact() {
     local b=$1 f=$LTD/$2.nsq ids
     ids=$(head -c 1500 "$LT_TEXT" | "$b/nsq-tokenize" "$f" --ids --add-special | tr ' ' ',' | cut -d, -f1-200) || return 1
@@ -82,10 +82,9 @@ def logp(x):
     x = x - x.max(1, keepdims=True)
     return x - np.log(np.exp(x).sum(1, keepdims=True))
 kl = (np.exp(logp(e)) * (logp(e) - logp(q))).sum(1).mean()
-top = np.sort(e, 1)
-flips = ((e.argmax(1) != q.argmax(1)) & (top[:, -1] - top[:, -2] > 0.1)).sum()
-print(f"mean KL {kl:.3g}, clear top-1 flips {flips}")
-sys.exit(not (kl < 1e-3 and flips == 0))
+dev = np.abs(e - q).max()
+print(f"mean KL {kl:.3g}, largest logit difference {dev:.3g}")
+sys.exit(not (kl < 1e-3 and dev < 0.25))
 PY
 }
 
