@@ -19,7 +19,7 @@ uint8_t kern_e8_val[64];
 static void byte_tables_init(const uint8_t (*A)[8])
 {
     for (uint32_t i = 0; i < 256; i++)
-        for (int k = 0; k < 8; k++) kern_e8_quad[k / 4][i] |= (uint8_t)((A[i][k] - 1) / 2 << 2 * (k % 4));
+        for (int k = 0; k < 8; k++) kern_e8_quad[k / 4][i] |= (uint8_t)((A[i][k] - 1) / 2 << (4 * (k % 2) + 2 * (k % 4 / 2)));
     for (int e = 0; e < 64; e++) {
         int m = e & 3, neg = e >> 2 & 1, shift = e >> 3 & 1;
         kern_e8_val[e] = (uint8_t)(16 + (neg ? -1 : 1) * 2 * (2 * m + 1) + (shift ? -1 : 1));

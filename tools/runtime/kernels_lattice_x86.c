@@ -79,14 +79,8 @@ static int lat512_supported(void)
  * sign 6 and bit 6 <- the parity of signs 0..6; always bits 3 and 7 <- the shift. */
 #define AFF(b2, b6) ((uint64_t)(b2) << 40 | 0x80ull << 32 | (uint64_t)(b6) << 8 | 0x80ull)
 static const uint64_t affine[4] = {AFF(0x01, 0x02), AFF(0x04, 0x08), AFF(0x10, 0x20), AFF(0x40, 0x7F)};
-/* The magnitude indices of coordinates 2j, 2j+1 from the table byte of
- * coordinates 4h..4h+3 (h = j / 2) to bits 0-1 and 4-5; bit 6 <- P(i), the
- * parity of the low bits of all eight, half from each table byte. */
-#define MAG(b0, b1, b4, b5, b6) \
-    ((uint64_t)(b0) << 56 | (uint64_t)(b1) << 48 | (uint64_t)(b4) << 24 | (uint64_t)(b5) << 16 | (uint64_t)(b6) << 8)
-static const uint64_t mag[4] = {MAG(1, 2, 4, 8, 0), MAG(0x10, 0x20, 0x40, 0x80, 0), MAG(1, 2, 4, 8, 0),
-                                MAG(0x10, 0x20, 0x40, 0x80, 0x55)};
-static const uint64_t parity_low = MAG(0, 0, 0, 0, 0x55);
+/* Bit 6 <- the parity of bits 0, 2, 4, 6 (the magnitude indices' low bits). */
+static const uint64_t parity_low = 0x55ull << 8;
 
 /* Coordinate k of the chunk's nc codes (nc <= 64) into W[k]; codes past nc
  * decode to values the zero activations there cancel. */
@@ -105,11 +99,13 @@ LAT512_T static inline void e8_chunk(const uint8_t *p, uint32_t nc, __m512i W[8]
         __m512i b = _mm512_permutex2var_epi8(_mm512_loadu_si512(T + 128), lo, _mm512_loadu_si512(T + 192));
         q[h] = _mm512_mask_blend_epi8(top, a, b);
     }
-    __m512i p0 = _mm512_gf2p8affine_epi64_epi8(q[0], _mm512_set1_epi64((long long)parity_low), 0);
+    /* P(i) is the parity of all eight low bits */
+    __m512i par = _mm512_gf2p8affine_epi64_epi8(_mm512_xor_si512(q[0], q[1]), _mm512_set1_epi64((long long)parity_low), 0);
     for (int j = 0; j < 4; j++) {
-        __m512i m = _mm512_gf2p8affine_epi64_epi8(q[j / 2], _mm512_set1_epi64((long long)mag[j]), 0);
+        __m512i m = j % 2 ? _mm512_srli_epi16(q[j / 2], 2) : q[j / 2];
         __m512i s = _mm512_gf2p8affine_epi64_epi8(hi, _mm512_set1_epi64((long long)affine[j]), 0);
-        __m512i pb = j == 3 ? _mm512_ternarylogic_epi64(m, s, p0, 0x96) : _mm512_xor_si512(m, s);
+        if (j == 3) s = _mm512_xor_si512(s, par);
+        __m512i pb = _mm512_ternarylogic_epi64(m, s, _mm512_set1_epi8(0x33), 0xE4); /* bits 0-1, 4-5 from m */
         W[2 * j] = _mm512_permutexvar_epi8(pb, V);
         W[2 * j + 1] = _mm512_permutexvar_epi8(_mm512_srli_epi16(pb, 4), V);
     }
@@ -121,9 +117,9 @@ LAT512_T static inline void sign_chunk(const uint8_t *p, uint32_t nc, __m512i W[
                                              0x1716151413121110, 0x2F2E2D2C2B2A2928, 0x0F0E0D0C0B0A0908,
                                              0x2726252423222120, 0x0706050403020100); /* byte p <- code c, act8_pos(c) = p */
     __m512i b = _mm512_permutexvar_epi8(code_at, _mm512_maskz_loadu_epi8(_cvtu64_mask64(_bzhi_u64(~0ull, nc)), p));
+    /* 16 + 1 - 2 * (bit k): the affine map puts bit k in bit 1 */
     for (int k = 0; k < 8; k++)
-        W[k] = _mm512_mask_blend_epi8(_mm512_test_epi8_mask(b, _mm512_set1_epi8((char)(1 << k))), _mm512_set1_epi8(17),
-                                      _mm512_set1_epi8(15));
+        W[k] = _mm512_sub_epi8(_mm512_set1_epi8(17), _mm512_gf2p8affine_epi64_epi8(b, _mm512_set1_epi64(1ll << (48 + k)), 0));
 }
 
 LAT512_T static inline void int8_chunk(const uint8_t *p, uint32_t nc, __m512i W[8])
