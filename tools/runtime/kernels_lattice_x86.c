@@ -136,7 +136,7 @@ LAT512_T static inline void int8_chunk(const uint8_t *p, uint32_t nc, __m512i W[
 /* f * d of each lane's block for a chunk at column c0 (blocks under 512 columns). */
 LAT512_T static inline __m512 lane_scales(const uint8_t *sc, uint32_t B, uint32_t nb, uint32_t c0, float f)
 {
-    uint32_t b0 = c0 / B, cnt = nb - b0 < 16 ? nb - b0 : 16;
+    uint32_t b0 = c0 >> __builtin_ctz(B), cnt = nb - b0 < 16 ? nb - b0 : 16;
     __m256i d = _mm256_maskz_loadu_epi16((__mmask16)_bzhi_u32(0xFFFF, cnt), sc + 2 * b0);
     __m256i idx = _mm512_cvtepi32_epi16(_mm512_srli_epi32(LANE_SEGMENTS, __builtin_ctz(B) - 5));
     return _mm512_mul_ps(_mm512_set1_ps(f), _mm512_cvtph_ps(_mm256_permutexvar_epi16(idx, d)));
@@ -160,6 +160,7 @@ LAT512_T static inline __attribute__((always_inline)) void chunk_dots(uint32_t R
     for (uint32_t r = 0; r < R; r++) e[r] = bias, o[r] = _mm512_setzero_si512();
     for (int k = 0; k < 8; k += 2) {
         __m512i x0 = _mm512_loadu_si512(xq + 64 * k), x1 = _mm512_loadu_si512(xq + 64 * (k + 1));
+        if (R > 1) __asm__("" : "+v"(x0), "+v"(x1)); /* one load for both rows, not a memory operand each */
         for (uint32_t r = 0; r < R; r++) {
             e[r] = _mm512_dpbusd_epi32(e[r], W[r][k], x0);
             o[r] = _mm512_dpbusd_epi32(o[r], W[r][k + 1], x1);
@@ -204,11 +205,11 @@ LAT512_T static inline __attribute__((always_inline)) void stage_512(const nsq_l
             chunk_dots(R, W, _mm512_slli_epi32(_mm512_loadu_si512(a->cbias + lane0), (int)shift), a->qc + lane0 * 32, I);
             for (uint32_t r = 0; r < R; r++) P[r][t] = _mm512_fmadd_ps(cs, _mm512_cvtepi32_ps(I[r]), P[r][t]);
         }
-        if (B >= 512 && (c0 + 512) % B) continue;
+        if (B >= 512 && (c0 + 512) & (B - 1)) continue; /* B: a power of two */
         __mmask16 lanes = _mm512_cmplt_epu32_mask(LANE_SEGMENTS, _mm512_set1_epi32((int)(nc / 4)));
         for (uint32_t r = 0; r < R; r++) {
             const uint8_t *scr = sc + 2 * r * L->n_blocks;
-            __m512 fd = B >= 512 ? _mm512_set1_ps(f * _cvtsh_ss(rd16(scr + 2 * (c0 / B)))) : lane_scales(scr, B, L->n_blocks, c0, f);
+            __m512 fd = B >= 512 ? _mm512_set1_ps(f * _cvtsh_ss(rd16(scr + 2 * (c0 >> __builtin_ctz(B))))) : lane_scales(scr, B, L->n_blocks, c0, f);
             for (uint32_t t = 0; t < n; t++) {
                 acc[r][t] = _mm512_mask3_fmadd_ps(fd, P[r][t], acc[r][t], lanes);
                 P[r][t] = _mm512_setzero_ps();
