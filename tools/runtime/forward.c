@@ -20,7 +20,9 @@ static void state_sizes(const nsqrt_model *m, uint64_t B, uint64_t *kv, uint64_t
     uint64_t wide = qd > c->hidden ? qd : c->hidden, widest = wide > c->inter ? wide : c->inter;
     uint64_t rounded = B * (widest + 640 * (uint64_t)act8_chunks((uint32_t)widest) + 8 * act8_blocks((uint32_t)widest));
     *kv = 2 * (uint64_t)c->n_layers * c->ctx * kvd * sizeof(float);
-    *scratch = (B * (2 * c->hidden + wide + 2 * qd + 2 * kvd + 2 * (uint64_t)c->inter) + c->ctx) * sizeof(float) + rounded;
+    *scratch = (B * (2 * c->hidden + wide + 2 * qd + 2 * kvd + 2 * (uint64_t)c->inter) + (uint64_t)c->n_heads * c->ctx) *
+                   sizeof(float) +
+               rounded;
     if (m->rotated) *scratch += B * widest * sizeof(float) + rounded + widest / 8;
 }
 
@@ -51,7 +53,7 @@ nsqrt_state *nsqrt_state_new(const nsqrt_model *m, uint32_t max_batch, uint32_t 
     s->o = malloc(B * c->hidden * sizeof *s->o);
     s->f1 = malloc(B * c->inter * sizeof *s->f1);
     s->f2 = malloc(B * c->inter * sizeof *s->f2);
-    s->scores = malloc((size_t)c->ctx * sizeof *s->scores);
+    s->scores = malloc((size_t)c->n_heads * c->ctx * sizeof *s->scores);
     size_t widest = wide > c->inter ? wide : c->inter;
     int rot_fail = m->rotated && (!(s->xr = malloc(B * widest * sizeof *s->xr)) || !(s->rot_signs = malloc(widest / 8 + 1)) ||
                                   act8_reserve(&s->ar, max_batch, (uint32_t)widest));
@@ -127,29 +129,60 @@ static void matmul_task(void *ctx, uint32_t task)
  * rounded to int8, or rotated and rounded) is computed once, when first needed. */
 static void new_input(nsqrt_state *s) { s->input_gen++; }
 
-/* The rotated input for w: kept while the input and w's signs and block
- * size are those it was rotated with (stacked or same-signed matrices). */
-static void rotate_input(nsqrt_state *s, const wmat *w, const float *x, uint32_t n, uint32_t in)
+/* What a product needs of its input, per position: rotated for w (LATTICE)
+ * into xr, rounded to int8 into a. Positions are independent tasks. */
+typedef struct {
+    const wmat *w;
+    const float *x;
+    float *xr;
+    act8 *a;
+    uint32_t in;
+} input_job;
+
+static void input_task(void *ctx, uint32_t t)
 {
-    const nsq_lattice *L = &w->lv;
-    if (s->rot_gen == s->input_gen && s->rot_block == L->block && memcmp(s->rot_signs, L->signs, in / 8) == 0) return;
-    kern_rotate(w, x, n, s->xr);
-    memcpy(s->rot_signs, L->signs, in / 8);
-    s->rot_gen = s->input_gen, s->rot_block = L->block, s->ar_gen = 0;
+    const input_job *j = ctx;
+    const float *x = j->x + (size_t)t * j->in;
+    if (j->xr) {
+        kern_rotate(j->w, x, 1, j->xr + (size_t)t * j->in);
+        x = j->xr + (size_t)t * j->in;
+    }
+    if (j->a) {
+        act8 v = act8_rows(j->a, t);
+        act8_quantize(&v, x, 1, j->in);
+    }
 }
 
-/* y[n][out] = x[n][in] W^T + b; x is the input new_input announced last. */
+static void prepare_input(nsqrt_state *s, input_job *j, uint32_t n)
+{
+    if (j->a) j->a->in = j->in; /* act8_rows's offsets */
+    if (n == 1) input_task(j, 0);
+    else if (j->xr || j->a) nsqrt_pool_run(s->pool, input_task, j, n);
+}
+
+/* y[n][out] = x[n][in] W^T + b; x is the input new_input announced last. The
+ * rotated input is kept while the input and w's signs and block size are
+ * those it was rotated with (stacked or same-signed matrices). */
 static void matmul(nsqrt_state *s, const linear *l, const float *x, uint32_t n, float *y)
 {
     int f32 = !l->in_major && wmat_int8(l->w) && (s->exact || l->w->n_ref);
     int int8 = !l->in_major && wmat_int8(l->w) && !f32;
     act8 *a = &s->a;
     uint64_t *gen = &s->a_gen;
+    input_job in = {l->w, x, NULL, NULL, l->in};
     if (kern_rotates(l->w->v.scheme)) {
-        rotate_input(s, l->w, x, n, l->in);
+        const nsq_lattice *L = &l->w->lv;
+        if (s->rot_gen != s->input_gen || s->rot_block != L->block || memcmp(s->rot_signs, L->signs, l->in / 8)) {
+            in.xr = s->xr;
+            memcpy(s->rot_signs, L->signs, l->in / 8);
+            s->rot_gen = s->input_gen, s->rot_block = L->block, s->ar_gen = 0;
+        } else {
+            in.x = s->xr;
+        }
         x = s->xr, a = &s->ar, gen = &s->ar_gen;
     }
-    if (int8 && *gen != s->input_gen) act8_quantize(a, x, n, l->in), *gen = s->input_gen;
+    if (int8 && *gen != s->input_gen) in.a = a, *gen = s->input_gen;
+    prepare_input(s, &in, n);
     matmul_job j = {l, x, a, y, n, s->kern, f32};
     nsqrt_pool_run(s->pool, matmul_task, &j, (l->out + SLICE - 1) / SLICE);
 }
@@ -227,35 +260,47 @@ static void rope(const nsqrt_model *m, float *v, uint32_t n_heads, uint32_t pos)
 
 /* Causal attention of the positions pos0..pos0+n-1, whose keys and values are
  * already in the cache; in a layer with a sliding window W a position sees
- * the last W. */
-static void attention(const nsqrt_model *m, nsqrt_state *s, uint32_t L, uint32_t n, uint32_t pos0)
+ * the last W. One task a head, with scores of its own. */
+typedef struct {
+    const nsqrt_model *m;
+    nsqrt_state *s;
+    uint32_t L, n, pos0;
+} attn_job;
+
+static void attention_head(void *ctx, uint32_t h)
 {
-    const nsqrt_config *c = &m->c;
+    const attn_job *j = ctx;
+    const nsqrt_config *c = &j->m->c;
+    nsqrt_state *s = j->s;
     uint32_t d = c->head_dim, kvd = c->n_kv_heads * d, group = c->n_heads / c->n_kv_heads;
-    uint32_t W = nsqrt_arch_layer_windowed(c, L) ? c->sliding_window : 0;
-    const float *kc = s->k_cache + (size_t)L * c->ctx * kvd, *vc = s->v_cache + (size_t)L * c->ctx * kvd;
-    float scale = (float)c->attn_scale, cap = (float)c->attn_softcap;
-    for (uint32_t t = 0; t < n; t++) {
-        uint32_t p = pos0 + t, lo = W && p + 1 > W ? p + 1 - W : 0;
-        for (uint32_t h = 0; h < c->n_heads; h++) {
-            const float *q = s->q + ((size_t)t * c->n_heads + h) * d;
-            size_t kv_off = (size_t)(h / group) * d;
-            float mx = -INFINITY, sum = 0, *out = s->att + ((size_t)t * c->n_heads + h) * d;
-            for (uint32_t j = lo; j <= p; j++) {
-                const float *k = kc + (size_t)j * kvd + kv_off;
-                float dot = 0;
-                for (uint32_t i = 0; i < d; i++) dot += q[i] * k[i];
-                s->scores[j] = cap > 0 ? softcap(dot * scale, cap) : dot * scale;
-                mx = s->scores[j] > mx ? s->scores[j] : mx;
-            }
-            for (uint32_t j = lo; j <= p; j++) sum += (s->scores[j] = expf(s->scores[j] - mx));
-            memset(out, 0, d * sizeof *out);
-            for (uint32_t j = lo; j <= p; j++) {
-                const float *v = vc + (size_t)j * kvd + kv_off, w = s->scores[j] / sum;
-                for (uint32_t i = 0; i < d; i++) out[i] += w * v[i];
-            }
+    uint32_t W = nsqrt_arch_layer_windowed(c, j->L) ? c->sliding_window : 0;
+    const float *kc = s->k_cache + (size_t)j->L * c->ctx * kvd, *vc = s->v_cache + (size_t)j->L * c->ctx * kvd;
+    float scale = (float)c->attn_scale, cap = (float)c->attn_softcap, *scores = s->scores + (size_t)h * c->ctx;
+    size_t kv_off = (size_t)(h / group) * d;
+    for (uint32_t t = 0; t < j->n; t++) {
+        uint32_t p = j->pos0 + t, lo = W && p + 1 > W ? p + 1 - W : 0;
+        const float *q = s->q + ((size_t)t * c->n_heads + h) * d;
+        float mx = -INFINITY, sum = 0, *out = s->att + ((size_t)t * c->n_heads + h) * d;
+        for (uint32_t i = lo; i <= p; i++) {
+            const float *k = kc + (size_t)i * kvd + kv_off;
+            float dot = 0;
+            for (uint32_t e = 0; e < d; e++) dot += q[e] * k[e];
+            scores[i] = cap > 0 ? softcap(dot * scale, cap) : dot * scale;
+            mx = scores[i] > mx ? scores[i] : mx;
+        }
+        for (uint32_t i = lo; i <= p; i++) sum += (scores[i] = expf(scores[i] - mx));
+        memset(out, 0, d * sizeof *out);
+        for (uint32_t i = lo; i <= p; i++) {
+            const float *v = vc + (size_t)i * kvd + kv_off, w = scores[i] / sum;
+            for (uint32_t e = 0; e < d; e++) out[e] += w * v[e];
         }
     }
+}
+
+static void attention(const nsqrt_model *m, nsqrt_state *s, uint32_t L, uint32_t n, uint32_t pos0)
+{
+    attn_job j = {m, s, L, n, pos0};
+    nsqrt_pool_run(s->pool, attention_head, &j, m->c.n_heads);
 }
 
 static void attention_block(const nsqrt_model *m, nsqrt_state *s, uint32_t L, uint32_t n, uint32_t pos0)
