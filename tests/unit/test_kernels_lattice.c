@@ -215,6 +215,8 @@ static const shape shapes[] = {
     {6, 2304, 256, 2, {NSQ_LAT_E8, NSQ_LAT_E8}},    /* 9 blocks */
     {5, 256, 256, 3, {NSQ_LAT_INT8, NSQ_LAT_SIGN, NSQ_LAT_E8}},
     {3, 2048, 1024, 1, {NSQ_LAT_E8}},
+    {4, 4096, 2048, 2, {NSQ_LAT_E8, NSQ_LAT_SIGN}}, /* blocks of four 512-column chunks */
+    {6, 1536, 512, 2, {NSQ_LAT_E8, NSQ_LAT_E8}},
 };
 
 static void test_int8_products(void **state)
