@@ -2,18 +2,18 @@
  * they reproduce bit for bit).
  *
  * AVX2: the segments' integer dots of rows decoded to bytes (kernels_lattice.c
- * does the rest). AVX-512 (with VBMI and GFNI), whole rows in 512-column
+ * does the rest). AVX-512 (with VBMI and GFNI): whole rows in 512-column
  * chunks of 64 codes, coordinate-major: vector k holds coordinate k of the
- * chunk's 64 codes (code c in byte act8_pos(c), the order of a byte pack of
- * 16-bit codes), and act8's qc holds the activations in the same order,
- * so dword lane l of the products gathers codes 4l..4l+3, which is segment
- * l. The weights are the unsigned operand of VNNI, biased by 16 (128 for
- * INT8), and the bias times the lane's activation sum comes off (cbias). An E8 code
- * decodes in bytes with no gather: its low byte looks up (two-register byte
- * permutes) the magnitude indices m = (u-1)/2 of two coordinates per table;
- * its high byte, through a GF(2) affine map, puts each coordinate's sign (the
- * eighth from the parity, with P(i) from the table) and the shift next to
- * them, and a 64-entry byte permute turns the 4 bits into 4v + 16. */
+ * chunk's 64 codes, code c in byte act8_pos(c) (the order in which a byte
+ * pack leaves 16-bit codes), and act8's qc holds the activations in the same
+ * order, so each dword lane of a product sums one 32-column segment. The
+ * weights are the unsigned operand of VNNI, biased by 16 (128 for INT8), and
+ * act8's cbias takes the bias times the activations off. An E8 code decodes
+ * in bytes with no gather: its low byte looks up (two-register byte permutes)
+ * the magnitude indices m = (u-1)/2 of four coordinates per table; a GF(2)
+ * affine map of its high byte puts each coordinate's sign (the eighth from
+ * the parity, with P(i) from the magnitudes) and the shift next to them; a
+ * 64-entry byte permute turns the 4 bits into 4v + 16. */
 #include "kernels_impl.h"
 
 #include <stdlib.h>
@@ -74,9 +74,10 @@ static int lat512_supported(void)
     return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("gfni");
 }
 
-/* Output bit i of a byte is the parity of (input & byte 7-i of the matrix):
- * for table j < 3, bit 2 <- sign 2j, bit 6 <- sign 2j+1; for j = 3, bit 2 <-
- * sign 6 and bit 6 <- the parity of signs 0..6; always bits 3 and 7 <- the shift. */
+/* Output bit i of a byte is the parity of (input & byte 7-i of the matrix).
+ * From the high byte, for coordinates 2j and 2j+1: j < 3, bit 2 <- sign 2j,
+ * bit 6 <- sign 2j+1; j = 3, bit 2 <- sign 6, bit 6 <- the parity of signs
+ * 0..6; always bits 3 and 7 <- the shift. */
 #define AFF(b2, b6) ((uint64_t)(b2) << 40 | 0x80ull << 32 | (uint64_t)(b6) << 8 | 0x80ull)
 static const uint64_t affine[4] = {AFF(0x01, 0x02), AFF(0x04, 0x08), AFF(0x10, 0x20), AFF(0x40, 0x7F)};
 /* Bit 6 <- the parity of bits 0, 2, 4, 6 (the magnitude indices' low bits). */
