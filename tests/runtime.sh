@@ -120,6 +120,7 @@ runtime_tests() {
     check "$b --max-memory below the minimum names it" stderr_says "below the minimum of" "$b/nsq-run" "$q" --max-memory 100K --prompt-ids 1 -n 1
     check "$b --max-memory bad size" exit_code 2 "$b/nsq-run" "$q" --max-memory 12X --prompt-ids 1 -n 1
     check "$b --plan" bash -c "'$b/nsq-run' '$q' --plan --max-memory 3M | grep -q 'expected generation'"
+    check "$b --plan names the kernels NSQ_KERNELS chose" bash -c "NSQ_KERNELS=scalar '$b/nsq-run' '$q' --plan | grep -q '^  kernels  *scalar\$'"
     check "$b refinements degrade under a budget" rt_refine_degrades "$b" "$r"
     check "$b nsq-perplexity --max-memory equals unlimited" rt_ppl_budget_agrees "$b" "$q"
     check "$b nsq-run context overflow" stderr_says "exceeds the model's context" "$b/nsq-run" "$TMP/rt-$b/tiny-gpt2.nsq" --prompt-ids 1,2,3 -n 100000

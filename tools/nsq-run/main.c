@@ -308,6 +308,7 @@ static void print_plan(const options *o, const nsqrt_model *m)
     printf("  weights read per token               %10.1f MiB from memory, %.1f MiB from the file\n",
            MIB(u.token_bytes), MIB(u.reads_per_token));
     printf("  measured: memory read %.1f GB/s (%u threads), file read %.2f GB/s (cold)\n", mem, o->threads, disk);
+    printf("  kernels                              %s\n", nsqrt_probe_kernels());
     if (mem > 0 && disk > 0)
         printf("  expected generation, bandwidth bound %10.1f tokens/s\n",
                1.0 / ((double)u.token_bytes / (mem * 1e9) + (double)u.reads_per_token / (disk * 1e9)));

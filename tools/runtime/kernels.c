@@ -5,6 +5,7 @@
  * features. The x86 SIMD paths are in kernels_x86.c; another architecture
  * adds its own file and a kern_level. */
 #include "kernels_impl.h"
+#include "nsqrt.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -22,6 +23,15 @@ kern_level kern_detect(void)
 const char *kern_name(kern_level k)
 {
     return k == KERN_AVX512 ? "avx512" : k == KERN_AVX2 ? "avx2" : "scalar";
+}
+
+const char *nsqrt_probe_kernels(void)
+{
+    kern_level k = kern_detect();
+    if (k == KERN_AVX512 && !kern_x86_lattice_512())
+        return "avx512 (LATTICE codes decoded by table lookups: the CPU lacks AVX-512 VBMI or GFNI)";
+    if (k == KERN_AVX2) return "avx2 (LATTICE codes decoded by table lookups)";
+    return kern_name(k);
 }
 
 static const kern_scheme *scheme_of(uint32_t scheme)

@@ -88,6 +88,8 @@ int kern_x86_rows_tiered(kern_level k, const wmat *w, uint32_t off, const float 
                          uint32_t r0, uint32_t r1, float *y, uint32_t ys);
 /* I[i] for segments of G columns of v (a row's values) times xq. */
 int kern_x86_lat_dots(kern_level k, const int8_t *v, const int8_t *xq, uint32_t in, uint32_t G, int32_t *I);
+/* 1 when the CPU runs the AVX-512 LATTICE products (VBMI and GFNI). */
+int kern_x86_lattice_512(void);
 int kern_x86_rows_lattice(kern_level k, const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
                           float *y, uint32_t ys);
 int kern_x86_rows_dense(kern_level k, const wmat *w, uint32_t off, const float *x, uint32_t n, uint32_t r0,

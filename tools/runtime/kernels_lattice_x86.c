@@ -68,7 +68,7 @@ int kern_x86_lat_dots(kern_level k, const int8_t *v, const int8_t *xq, uint32_t 
 
 /* ---------------- AVX-512: whole rows ---------------- */
 
-static int lat512_supported(void)
+int kern_x86_lattice_512(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("gfni");
@@ -251,7 +251,7 @@ LAT512_T static void rows_lattice_512(const wmat *w, uint32_t off, const act8 *a
 int kern_x86_rows_lattice(kern_level k, const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
                           float *y, uint32_t ys)
 {
-    if (k != KERN_AVX512 || w->lv.block < 32 || !lat512_supported()) return 0;
+    if (k != KERN_AVX512 || w->lv.block < 32 || !kern_x86_lattice_512()) return 0;
     for (uint32_t t0 = 0; t0 < n; t0 += TOKENS_MAX) {
         act8 v = act8_rows(a, t0);
         rows_lattice_512(w, off, &v, n - t0 < TOKENS_MAX ? n - t0 : TOKENS_MAX, r0, r1, y + (size_t)t0 * ys, ys);
@@ -265,6 +265,7 @@ int kern_x86_lat_dots(kern_level k, const int8_t *v, const int8_t *xq, uint32_t 
     (void)k, (void)v, (void)xq, (void)in, (void)G, (void)I;
     return 0;
 }
+int kern_x86_lattice_512(void) { return 0; }
 int kern_x86_rows_lattice(kern_level k, const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
                           float *y, uint32_t ys)
 {

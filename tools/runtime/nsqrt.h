@@ -373,5 +373,7 @@ double nsqrt_probe_mem_read(uint32_t threads, uint64_t bytes, int reps);
 /* Read bandwidth of path's bytes [off, off+len) in GB/s; with cold, the
  * file's pages are dropped from the page cache first. Negative on error. */
 double nsqrt_probe_file_read(const char *path, uint64_t off, uint64_t len, int cold);
+/* The kernels this CPU runs (NSQ_KERNELS may lower them), in words. */
+const char *nsqrt_probe_kernels(void);
 
 #endif
