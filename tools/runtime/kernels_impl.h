@@ -73,6 +73,8 @@ static inline uint64_t kern_e8_word(uint32_t code)
  * acc, from I[i], the integer dot of segment i, and s, the token's
  * activation scales; kern_tree16 sums the lanes. */
 uint32_t kern_lat_seg(uint32_t B);
+/* The code values of stage st of a row (in columns) as signed bytes. */
+void kern_lat_values(const nsq_lattice *L, uint32_t st, uint64_t row, uint32_t in, int8_t *v);
 void kern_lat_stage(const nsq_lattice *L, uint32_t st, uint64_t row, const int32_t *I, const float *s, float acc[16]);
 float kern_tree16(const float a[16]);
 /* E8 codes byte-wise: kern_e8_quad[h][i] holds for low byte i the magnitude
@@ -86,8 +88,6 @@ kern_level kern_x86_best(void);
 /* 0 when the level has no kernel for this matrix (the caller runs the scalar one). */
 int kern_x86_rows_tiered(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n,
                          uint32_t r0, uint32_t r1, float *y, uint32_t ys);
-/* I[i] for segments of G columns of v (a row's values) times xq. */
-int kern_x86_lat_dots(kern_level k, const int8_t *v, const int8_t *xq, uint32_t in, uint32_t G, int32_t *I);
 /* 1 when the CPU runs the AVX-512 LATTICE products (VBMI and GFNI). */
 int kern_x86_lattice_512(void);
 int kern_x86_rows_lattice(kern_level k, const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,

@@ -89,15 +89,18 @@ static void lattice_rotate(const wmat *w, const float *x, uint32_t n, float *xr)
     }
 }
 
-/* The code values of columns 8g..8g+7 of a stage's row. */
-static void values8(uint32_t kind, const uint8_t *codes, uint64_t g, int8_t out[8])
+void kern_lat_values(const nsq_lattice *L, uint32_t st, uint64_t row, uint32_t in, int8_t *v)
 {
+    uint32_t kind = L->kind[st];
+    const uint8_t *codes = L->codes[st] + row * L->row_bytes[st];
     if (kind == NSQ_LAT_INT8) {
-        memcpy(out, codes + 8 * g, 8);
+        memcpy(v, codes, in);
         return;
     }
-    uint64_t v = kind == NSQ_LAT_E8 ? kern_e8_word(rd16(codes + 2 * g)) : kern_sign8[codes[g]];
-    for (int k = 0; k < 8; k++) out[k] = (int8_t)(uint8_t)(v >> 8 * k);
+    for (uint32_t g = 0; g < in / 8; g++) {
+        uint64_t w = kind == NSQ_LAT_E8 ? kern_e8_word(rd16(codes + 2 * g)) : kern_sign8[codes[g]];
+        for (int k = 0; k < 8; k++) v[8 * g + k] = (int8_t)(uint8_t)(w >> 8 * k);
+    }
 }
 
 uint32_t kern_lat_seg(uint32_t B) { return B < 32 ? B : 32; }
@@ -129,9 +132,9 @@ void kern_lat_stage(const nsq_lattice *L, uint32_t st, uint64_t row, const int32
 }
 
 /* Per row: each stage decoded once to signed bytes, then for each token the
- * segments' integer dots (SIMD where the level has them) and the float steps. */
-static void rows_generic(kern_level k, const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
-                         float *y, uint32_t ys)
+ * segments' integer dots and the float steps. */
+static void rows_scalar(const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1, float *y,
+                        uint32_t ys)
 {
     const nsq_lattice *L = &w->lv;
     uint32_t in = (uint32_t)w->v.cols, G = kern_lat_seg(L->block), nba = act8_blocks(in);
@@ -143,16 +146,14 @@ static void rows_generic(kern_level k, const wmat *w, uint32_t off, const act8 *
         uint64_t row = (uint64_t)off + r;
         memset(acc, 0, (size_t)n * sizeof *acc);
         for (uint32_t st = 0; st < L->n_stages; st++) {
-            const uint8_t *codes = L->codes[st] + row * L->row_bytes[st];
-            for (uint32_t g = 0; g < in / 8; g++) values8(L->kind[st], codes, g, v + 8 * g);
+            kern_lat_values(L, st, row, in, v);
             for (uint32_t t = 0; t < n; t++) {
                 const int8_t *xq = a->q + (size_t)t * in;
-                if (k == KERN_SCALAR || !kern_x86_lat_dots(k, v, xq, in, G, I))
-                    for (uint32_t i = 0; i < in / G; i++) {
-                        int32_t dot = 0;
-                        for (uint32_t j = i * G; j < (i + 1) * G; j++) dot += v[j] * xq[j];
-                        I[i] = dot;
-                    }
+                for (uint32_t i = 0; i < in / G; i++) {
+                    int32_t dot = 0;
+                    for (uint32_t j = i * G; j < (i + 1) * G; j++) dot += v[j] * xq[j];
+                    I[i] = dot;
+                }
                 kern_lat_stage(L, st, row, I, a->s + (size_t)t * nba, acc[t]);
             }
         }
@@ -165,7 +166,7 @@ static void lattice_rows(kern_level k, const wmat *w, uint32_t off, const float 
                          uint32_t r0, uint32_t r1, float *y, uint32_t ys)
 {
     (void)x;
-    if (k == KERN_SCALAR || !kern_x86_rows_lattice(k, w, off, a, n, r0, r1, y, ys)) rows_generic(k, w, off, a, n, r0, r1, y, ys);
+    if (k == KERN_SCALAR || !kern_x86_rows_lattice(k, w, off, a, n, r0, r1, y, ys)) rows_scalar(w, off, a, n, r0, r1, y, ys);
 }
 
 static void lattice_row_rotated(const wmat *w, uint32_t r, float *out) { nsq_lattice_rows_rotated(&w->v, r, 1, out); }

@@ -1,8 +1,9 @@
 /* kernels_lattice_x86.c - LATTICE products on x86 (kernels.h gives the sum
  * they reproduce bit for bit).
  *
- * AVX2: the segments' integer dots of rows decoded to bytes (kernels_lattice.c
- * does the rest). AVX-512 (with VBMI and GFNI): whole rows in 512-column
+ * AVX2 (and AVX-512 without VBMI or GFNI): rows decoded to bytes by tables,
+ * then per 512-column chunk the 16 segments' dots in lane order and the
+ * float steps in two halves of 8 lanes. AVX-512 (with VBMI and GFNI): whole rows in 512-column
  * chunks of 64 codes, coordinate-major: vector k holds coordinate k of the
  * chunk's 64 codes, code c in byte act8_pos(c) (the order in which a byte
  * pack leaves 16-bit codes), and act8's qc holds the activations in the same
@@ -25,7 +26,10 @@
 #define AVX2_T __attribute__((target("avx2,fma,f16c")))
 #define LAT512_T __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,gfni,avx2,fma,f16c,bmi2")))
 
-/* ---------------- AVX2: segment dots ---------------- */
+/* ---------------- AVX2: rows decoded to bytes ---------------- */
+
+/* Segment (columns 32i..32i+31 of a chunk) of each lane: act8_pos(4i) / 4 inverted. */
+static const uint8_t lane_segment[16] = {0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15};
 
 /* Lane g: the sum of the 8 lanes of v[g] (exact: integers). */
 AVX2_T static inline __m256i sum8x8(const __m256i v[8])
@@ -43,27 +47,74 @@ AVX2_T static inline __m256i seg_256(const int8_t *v, const int8_t *xq)
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1));
 }
 
-AVX2_T static void dots_256(const int8_t *v, const int8_t *xq, uint32_t in, int32_t *I)
+/* The integer dots of the chunk's segments in lanes h*8..h*8+7 (0 for
+ * segments past ns, the chunk's last). */
+AVX2_T static inline __m256i lane_dots(const int8_t *v, const int8_t *xq, uint32_t h, uint32_t ns)
 {
-    uint32_t ns = in / 32, i = 0;
-    for (; i + 8 <= ns; i += 8) {
-        __m256i d[8];
-        for (int g = 0; g < 8; g++) d[g] = seg_256(v + 32 * (i + g), xq + 32 * (i + g));
-        _mm256_storeu_si256((__m256i *)(I + i), sum8x8(d));
+    __m256i d[8];
+    for (uint32_t g = 0; g < 8; g++) {
+        uint32_t sg = lane_segment[8 * h + g];
+        d[g] = sg < ns ? seg_256(v + 32 * sg, xq + 32 * sg) : _mm256_setzero_si256();
     }
-    for (; i < ns; i++) {
-        __m256i d = seg_256(v + 32 * i, xq + 32 * i);
-        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
-        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
-        I[i] = _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1)));
+    return sum8x8(d);
+}
+
+/* One stage of one row for tokens t < n (values v), into acc[t][2]: the
+ * float steps of kernels.h in two halves of 8 lanes. */
+AVX2_T static void stage_256(const nsq_lattice *L, uint32_t st, uint64_t row, const int8_t *v, const act8 *a, uint32_t n,
+                             __m256 (*acc)[2])
+{
+    uint32_t in = a->in, B = L->block, nch = act8_chunks(in);
+    const uint8_t *sc = L->scales[st] + 2 * row * L->n_blocks;
+    float f = L->kind[st] == NSQ_LAT_E8 ? 0.25f : 1.0f;
+    for (uint32_t t = 0; t < n; t++) {
+        const int8_t *xq = a->q + (size_t)t * in;
+        const float *cs = a->cs + (size_t)t * nch * 16;
+        __m256 P[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (uint32_t c0 = 0; c0 < in; c0 += 512) {
+            uint32_t ns = (in - c0 < 512 ? in - c0 : 512) / 32;
+            for (uint32_t h = 0; h < 2; h++)
+                P[h] = _mm256_fmadd_ps(_mm256_loadu_ps(cs + c0 / 32 + 8 * h), _mm256_cvtepi32_ps(lane_dots(v + c0, xq + c0, h, ns)), P[h]);
+            if (B >= 512 && (c0 + 512) & (B - 1)) continue; /* B: a power of two */
+            float fd[16];
+            int32_t live[16];
+            for (uint32_t l = 0; l < 16; l++) {
+                uint32_t sg = lane_segment[l];
+                live[l] = sg < ns ? -1 : 0;
+                fd[l] = sg < ns ? f * _cvtsh_ss(rd16(sc + 2 * ((c0 + 32 * sg) >> __builtin_ctz(B)))) : 0;
+            }
+            for (uint32_t h = 0; h < 2; h++) {
+                __m256 m = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(live + 8 * h)));
+                acc[t][h] = _mm256_blendv_ps(acc[t][h], _mm256_fmadd_ps(_mm256_loadu_ps(fd + 8 * h), P[h], acc[t][h]), m);
+                P[h] = _mm256_setzero_ps();
+            }
+        }
     }
 }
 
-int kern_x86_lat_dots(kern_level k, const int8_t *v, const int8_t *xq, uint32_t in, uint32_t G, int32_t *I)
+AVX2_T static void rows_256(const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1, float *y,
+                            uint32_t ys)
 {
-    if (k < KERN_AVX2 || G != 32) return 0;
-    dots_256(v, xq, in, I);
-    return 1;
+    const nsq_lattice *L = &w->lv;
+    int8_t *v = malloc(a->in);
+    __m256(*acc)[2] = aligned_alloc(32, (size_t)n * sizeof *acc);
+    if (!v || !acc) abort();
+    for (uint32_t r = r0; r < r1; r++) {
+        uint64_t row = (uint64_t)off + r;
+        for (uint32_t t = 0; t < n; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+        for (uint32_t st = 0; st < L->n_stages; st++) {
+            kern_lat_values(L, st, row, a->in, v);
+            stage_256(L, st, row, v, a, n, acc);
+        }
+        for (uint32_t t = 0; t < n; t++) {
+            /* kern_tree16: lanes l and l + 8, then kern_tree8's order */
+            __m256 s8 = _mm256_add_ps(acc[t][0], acc[t][1]);
+            __m128 q = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+            q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+            y[(size_t)t * ys + r - r0] = _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+        }
+    }
+    free(v), free(acc);
 }
 
 /* ---------------- AVX-512: whole rows ---------------- */
@@ -251,7 +302,11 @@ LAT512_T static void rows_lattice_512(const wmat *w, uint32_t off, const act8 *a
 int kern_x86_rows_lattice(kern_level k, const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
                           float *y, uint32_t ys)
 {
-    if (k != KERN_AVX512 || w->lv.block < 32 || !kern_x86_lattice_512()) return 0;
+    if (k == KERN_SCALAR || w->lv.block < 32) return 0;
+    if (k == KERN_AVX2 || !kern_x86_lattice_512()) {
+        rows_256(w, off, a, n, r0, r1, y, ys);
+        return 1;
+    }
     for (uint32_t t0 = 0; t0 < n; t0 += TOKENS_MAX) {
         act8 v = act8_rows(a, t0);
         rows_lattice_512(w, off, &v, n - t0 < TOKENS_MAX ? n - t0 : TOKENS_MAX, r0, r1, y + (size_t)t0 * ys, ys);
@@ -260,11 +315,6 @@ int kern_x86_rows_lattice(kern_level k, const wmat *w, uint32_t off, const act8 
 }
 
 #else
-int kern_x86_lat_dots(kern_level k, const int8_t *v, const int8_t *xq, uint32_t in, uint32_t G, int32_t *I)
-{
-    (void)k, (void)v, (void)xq, (void)in, (void)G, (void)I;
-    return 0;
-}
 int kern_x86_lattice_512(void) { return 0; }
 int kern_x86_rows_lattice(kern_level k, const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
                           float *y, uint32_t ys)
