@@ -182,8 +182,7 @@ LAT512_T static inline void int8_chunk(const uint8_t *p, uint32_t nc, __m512i W[
     for (int k = 0; k < 8; k++) W[k] = _mm512_loadu_si512(buf + 64 * k);
 }
 
-/* Segment (columns 32i..32i+31 of a chunk) of each lane: act8_pos(4i) / 4 inverted. */
-#define LANE_SEGMENTS _mm512_setr_epi32(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15)
+#define LANE_SEGMENTS _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)lane_segment))
 
 /* f * d of each lane's block for a chunk at column c0 (blocks under 512 columns). */
 LAT512_T static inline __m512 lane_scales(const uint8_t *sc, uint32_t B, uint32_t nb, uint32_t c0, float f)
