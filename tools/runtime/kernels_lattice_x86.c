@@ -21,24 +21,14 @@
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
+#include "kernels_x86.h"
 
-#define AVX2_T __attribute__((target("avx2,fma,f16c")))
 #define LAT512_T __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,gfni,avx2,fma,f16c,bmi2")))
 
 /* ---------------- AVX2: rows decoded to bytes ---------------- */
 
 /* Segment (columns 32i..32i+31 of a chunk) of each lane: act8_pos(4i) / 4 inverted. */
 static const uint8_t lane_segment[16] = {0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15};
-
-/* Lane g: the sum of the 8 lanes of v[g] (exact: integers). */
-AVX2_T static inline __m256i sum8x8(const __m256i v[8])
-{
-    __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
-    __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
-    __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
-}
 
 /* |w| (unsigned) times x with w's signs, pairs summed: no saturation, |w| <= 128 and |x| <= 127. */
 AVX2_T static inline __m256i seg_256(const int8_t *v, const int8_t *xq)
@@ -106,13 +96,7 @@ AVX2_T static void rows_256(const wmat *w, uint32_t off, const act8 *a, uint32_t
             kern_lat_values(L, st, row, a->in, v);
             stage_256(L, st, row, v, a, n, acc);
         }
-        for (uint32_t t = 0; t < n; t++) {
-            /* kern_tree16: lanes l and l + 8, then kern_tree8's order */
-            __m256 s8 = _mm256_add_ps(acc[t][0], acc[t][1]);
-            __m128 q = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-            q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-            y[(size_t)t * ys + r - r0] = _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
-        }
+        for (uint32_t t = 0; t < n; t++) y[(size_t)t * ys + r - r0] = hsum256(_mm256_add_ps(acc[t][0], acc[t][1])); /* kern_tree16 */
     }
     free(v), free(acc);
 }
@@ -193,12 +177,10 @@ LAT512_T static inline __m512 lane_scales(const uint8_t *sc, uint32_t B, uint32_
     return _mm512_mul_ps(_mm512_set1_ps(f), _mm512_cvtph_ps(_mm256_permutexvar_epi16(idx, d)));
 }
 
+/* kern_tree16: lanes l and l + 8, then kern_tree8's order. */
 LAT512_T static inline float tree16_512(__m512 v)
 {
-    __m256 s = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+    return hsum256(_mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
 }
 
 /* Lane l: segment l's integer dot for each of R rows, from the biased

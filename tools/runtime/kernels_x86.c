@@ -14,10 +14,9 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
-#include <immintrin.h>
 
-#define AVX2_T __attribute__((target("avx2,fma,f16c")))
-#define AVX512_T __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,bmi2")))
+#include "kernels_x86.h"
+
 #define TILE 4
 
 kern_level kern_x86_best(void)
@@ -30,14 +29,6 @@ kern_level kern_x86_best(void)
     int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c) return KERN_AVX2;
     return KERN_SCALAR;
-}
-
-/* The canonical lane sum, kern_tree8. */
-AVX2_T static inline float hsum256(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
 /* ---------------- AVX-512 ---------------- */
@@ -87,15 +78,6 @@ AVX2_T static inline __m256 chunk_value_256(__m256i I, __m256 d, __m256 m, __m25
     __m256 s = _mm256_i32gather_ps(a->s + tt * nb, j, 4), ms = _mm256_i32gather_ps(a->ms + tt * nb, j, 4);
     __m256 v = _mm256_add_ps(_mm256_mul_ps(d, _mm256_mul_ps(s, _mm256_cvtepi32_ps(I))), _mm256_mul_ps(m, ms));
     return _mm256_and_ps(v, _mm256_castsi256_ps(lanes));
-}
-
-/* Lane g: the sum of the 8 lanes of v[g] (exact: integers). */
-AVX2_T static inline __m256i sum8x8(const __m256i v[8])
-{
-    __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
-    __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
-    __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
 }
 
 AVX2_T static inline __m256i lane_mask(uint32_t ng)
