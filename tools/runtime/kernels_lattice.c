@@ -58,22 +58,6 @@ static int lattice_index(wmat *w)
     return nsq_lattice_view(&w->v, &w->lv) ? -1 : 0;
 }
 
-/* nsq_lattice_hadamard's butterfly, each step on halves that do not overlap
- * (so that it vectorizes): the same operations in the same order. */
-static void halves(float *restrict a, float *restrict b, uint32_t h)
-{
-    for (uint32_t j = 0; j < h; j++) {
-        float x = a[j], y = b[j];
-        a[j] = x + y, b[j] = x - y;
-    }
-}
-
-static void hadamard(float *u, uint32_t n)
-{
-    for (uint32_t h = 1; h < n; h *= 2)
-        for (uint32_t i = 0; i < n; i += 2 * h) halves(u + i, u + i + h, h);
-}
-
 /* Sign, butterfly, then c = fl32(1/sqrt(B)), block by block. */
 static void lattice_rotate(const wmat *w, const float *x, uint32_t n, float *xr)
 {
@@ -84,7 +68,7 @@ static void lattice_rotate(const wmat *w, const float *x, uint32_t n, float *xr)
         const float *xt = x + (size_t)t * in;
         float *o = xr + (size_t)t * in;
         for (uint32_t j = 0; j < in; j++) o[j] = L->signs[j / 8] >> (j % 8) & 1 ? -xt[j] : xt[j];
-        for (uint32_t j = 0; j < in; j += B) hadamard(o + j, B);
+        for (uint32_t j = 0; j < in; j += B) nsq_lattice_hadamard(o + j, B);
         for (uint32_t j = 0; j < in; j++) o[j] *= c;
     }
 }
