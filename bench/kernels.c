@@ -85,7 +85,7 @@ int main(int argc, char **argv)
     uint64_t size = nsq_tiered_size(ng, 64, n);
     uint8_t *pay = malloc(size);
     wmat m = {0};
-    act8 a = {0};
+    act8 a = {.chunks = 1};
     if (nsq_quantize_tiered(w, rows, cols, 64, tiers, NULL, pay, size) ||
         nsq_view_init(NSQ_SCHEME_TIERED, rows, cols, 64, pay, size, &m.v, NULL) || wmat_index(&m) ||
         act8_reserve(&a, nt, cols))

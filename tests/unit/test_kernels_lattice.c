@@ -123,7 +123,7 @@ static void check_int8(const lmat *m, uint32_t n)
     uint32_t R = (uint32_t)m->w.v.rows, in = (uint32_t)m->w.v.cols, nba = act8_blocks(in);
     float *x = rand_x(n, in), *xr = malloc((size_t)n * in * sizeof *xr), *rot = malloc((size_t)R * in * sizeof *rot);
     float *ys = calloc((size_t)n * R, sizeof *ys);
-    act8 a = {0};
+    act8 a = {.chunks = 1};
     assert_true(kern_rotates(NSQ_SCHEME_LATTICE) && wmat_int8(&m->w));
     kern_rotate(&m->w, x, n, xr);
     assert_int_equal(act8_reserve(&a, n, in), 0);
@@ -142,8 +142,14 @@ static void check_int8(const lmat *m, uint32_t n)
                 fail_msg("row %u token %u: %.9g, float64 %.9g (magnitude %.3g)", r, t, got, ref, mag);
         }
     check_levels_and_splits(m, &a, n, ys);
-    act8_free(&a);
-    free(x), free(xr), free(rot), free(ys);
+    act8 plain = {0}; /* no chunk layout: every level takes the scalar kernel */
+    float *yp = calloc((size_t)n * R, sizeof *yp);
+    assert_int_equal(act8_reserve(&plain, n, in), 0);
+    act8_quantize(&plain, xr, n, in);
+    kern_rows(kern_detect(), &m->w, 0, NULL, &plain, n, 0, R, yp, R);
+    assert_same(yp, ys, (size_t)n * R, "without chunks");
+    act8_free(&a), act8_free(&plain);
+    free(x), free(xr), free(rot), free(ys), free(yp);
 }
 
 /* kern_rows_f32 over x' against libnsq's original-basis rows times x, and

@@ -11,19 +11,19 @@
 
 /* Bytes of each buffer of a state: the KV cache, then the scratch rows (with
  * rotated inputs, their copy and its int8 rounding, and the signs they were
- * rotated by); an int8 rounding (act8) takes a byte a column, 640 bytes a
- * 512-column chunk and 8 bytes a 64-column block. */
+ * rotated by); an int8 rounding (act8) takes a byte a column and 8 bytes a
+ * 64-column block, the rotated one also 640 bytes a 512-column chunk. */
 static void state_sizes(const nsqrt_model *m, uint64_t B, uint64_t *kv, uint64_t *scratch)
 {
     const nsqrt_config *c = &m->c;
     uint64_t kvd = (uint64_t)c->n_kv_heads * c->head_dim, qd = (uint64_t)c->n_heads * c->head_dim;
     uint64_t wide = qd > c->hidden ? qd : c->hidden, widest = wide > c->inter ? wide : c->inter;
-    uint64_t rounded = B * (widest + 640 * (uint64_t)act8_chunks((uint32_t)widest) + 8 * act8_blocks((uint32_t)widest));
+    uint64_t rounded = B * (widest + 8 * act8_blocks((uint32_t)widest)), chunks = B * 640 * act8_chunks((uint32_t)widest);
     *kv = 2 * (uint64_t)c->n_layers * c->ctx * kvd * sizeof(float);
     *scratch = (B * (2 * c->hidden + wide + 2 * qd + 2 * kvd + 2 * (uint64_t)c->inter) + (uint64_t)c->n_heads * c->ctx) *
                    sizeof(float) +
                rounded;
-    if (m->rotated) *scratch += B * widest * sizeof(float) + rounded + widest / 8;
+    if (m->rotated) *scratch += B * widest * sizeof(float) + rounded + chunks + widest / 8;
 }
 
 void nsqrt_state_bytes(const nsqrt_model *m, uint32_t max_batch, uint64_t *kv, uint64_t *scratch)
@@ -55,6 +55,7 @@ nsqrt_state *nsqrt_state_new(const nsqrt_model *m, uint32_t max_batch, uint32_t 
     s->f2 = malloc(B * c->inter * sizeof *s->f2);
     s->scores = malloc((size_t)c->n_heads * c->ctx * sizeof *s->scores);
     size_t widest = wide > c->inter ? wide : c->inter;
+    s->ar.chunks = 1; /* rotated inputs are LATTICE's */
     int rot_fail = m->rotated && (!(s->xr = malloc(B * widest * sizeof *s->xr)) || !(s->rot_signs = malloc(widest / 8 + 1)) ||
                                   act8_reserve(&s->ar, max_batch, (uint32_t)widest));
     if (!s->pool || !s->k_cache || !s->v_cache || !s->x || !s->h || !s->q || !s->k || !s->v || !s->att || !s->o ||

@@ -76,17 +76,21 @@ void kern_rotate(const wmat *w, const float *x, uint32_t n, float *xr) { scheme_
 int act8_reserve(act8 *a, uint32_t n, uint32_t in)
 {
     if (n <= a->cap_n && in <= a->cap_in) return 0;
+    int chunks = a->chunks;
     n = n > a->cap_n ? n : a->cap_n;
     in = in > a->cap_in ? in : a->cap_in;
     act8_free(a);
-    size_t nb = (size_t)n * act8_blocks(in), nl = (size_t)n * act8_chunks(in) * 16;
+    a->chunks = chunks;
+    size_t nb = (size_t)n * act8_blocks(in), nl = chunks ? (size_t)n * act8_chunks(in) * 16 : 0;
     a->q = aligned_alloc(64, ((size_t)n * in + 63) / 64 * 64); /* sizes: multiples of the alignment */
-    a->qc = aligned_alloc(64, nl * 32);
     a->s = malloc(nb * sizeof *a->s);
     a->ms = malloc(nb * sizeof *a->ms);
-    a->cs = malloc(nl * sizeof *a->cs);
-    a->cbias = malloc(nl * sizeof *a->cbias);
-    if (!a->q || !a->qc || !a->s || !a->ms || !a->cs || !a->cbias) {
+    if (chunks) {
+        a->qc = aligned_alloc(64, nl * 32);
+        a->cs = malloc(nl * sizeof *a->cs);
+        a->cbias = malloc(nl * sizeof *a->cbias);
+    }
+    if (!a->q || !a->s || !a->ms || (chunks && (!a->qc || !a->cs || !a->cbias))) {
         act8_free(a);
         return -1;
     }
@@ -103,28 +107,27 @@ void act8_free(act8 *a)
 act8 act8_rows(const act8 *a, uint32_t t0)
 {
     act8 v = *a;
-    size_t lanes = (size_t)t0 * act8_chunks(a->in) * 16;
     v.q += (size_t)t0 * a->in, v.s += (size_t)t0 * act8_blocks(a->in), v.ms += (size_t)t0 * act8_blocks(a->in);
-    v.qc += lanes * 32, v.cs += lanes, v.cbias += lanes;
+    if (a->chunks) {
+        size_t lanes = (size_t)t0 * act8_chunks(a->in) * 16;
+        v.qc += lanes * 32, v.cs += lanes, v.cbias += lanes;
+    }
     return v;
 }
 
 /* Row t's chunks for the LATTICE kernels (kernels.h). */
 static void act8_chunk(act8 *a, uint32_t t)
 {
-    uint32_t in = a->in, nch = act8_chunks(in), nb = act8_blocks(in);
-    const int8_t *q = a->q + (size_t)t * in;
-    int8_t *qc = a->qc + (size_t)t * nch * 512;
-    int32_t *bias = a->cbias + (size_t)t * nch * 16;
-    float *cs = a->cs + (size_t)t * nch * 16;
-    memset(qc, 0, (size_t)nch * 512);
-    memset(bias, 0, (size_t)nch * 16 * sizeof *bias);
-    memset(cs, 0, (size_t)nch * 16 * sizeof *cs);
+    act8 v = act8_rows(a, t);
+    uint32_t in = a->in, lanes = act8_chunks(in) * 16;
+    memset(v.qc, 0, (size_t)lanes * 32);
+    memset(v.cbias, 0, lanes * sizeof *v.cbias);
+    memset(v.cs, 0, lanes * sizeof *v.cs);
     for (uint32_t j = 0; j < in; j++) {
         uint32_t base = j / 512 * 512, pos = act8_pos(j % 512 / 8);
-        qc[base + j % 8 * 64 + pos] = q[j];
-        bias[base / 32 + pos / 4] -= 16 * q[j];
-        cs[base / 32 + pos / 4] = a->s[(size_t)t * nb + j / QBLOCK];
+        v.qc[base + j % 8 * 64 + pos] = v.q[j];
+        v.cbias[base / 32 + pos / 4] -= 16 * v.q[j];
+        v.cs[base / 32 + pos / 4] = v.s[j / QBLOCK];
     }
 }
 
@@ -152,7 +155,7 @@ void act8_quantize(act8 *a, const float *x, uint32_t n, uint32_t in)
             a->s[(size_t)t * nb + b] = s;
             a->ms[(size_t)t * nb + b] = s * (float)sum;
         }
-        act8_chunk(a, t);
+        if (a->chunks) act8_chunk(a, t);
     }
 }
 

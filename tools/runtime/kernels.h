@@ -66,18 +66,20 @@ typedef struct {
 } wmat;
 
 /* n rows of activations rounded to int8: q[n][in], and per block of 64 the
- * scale s and s * sum(q) ([n][act8_blocks(in)]). For the LATTICE kernels
- * also, per 512-column chunk of a row (act8_chunks(in), the last maybe
- * short), qc: q again, byte 64k + act8_pos(c) holding column 8c + k (0 past
- * the row's end), at t * 512 * chunks for row t; and per chunk 16 lanes,
- * lane act8_pos(4i) / 4 for columns 32i..32i+31: cbias, -16 times the sum of
- * q, and cs, the scale s (0 past the end). Owned by the caller;
- * zero-initialise it. */
+ * scale s and s * sum(q) ([n][act8_blocks(in)]). With chunks set (before
+ * act8_reserve), for the SIMD LATTICE kernels also, per 512-column chunk of a
+ * row (act8_chunks(in), the last maybe short), qc: q again, byte 64k +
+ * act8_pos(c) holding column 8c + k (0 past the row's end), at t * 512 *
+ * chunks for row t; and per chunk 16 lanes, lane act8_pos(4i) / 4 for columns
+ * 32i..32i+31: cbias, -16 times the sum of q, and cs, the scale s (0 past
+ * the end); without, LATTICE products take the scalar kernel. Owned by the
+ * caller; zero-initialise it. */
 typedef struct {
     int8_t *q, *qc;
     float *s, *ms, *cs;
     int32_t *cbias;
     uint32_t in, cap_n, cap_in;
+    int chunks;
 } act8;
 
 typedef enum { KERN_SCALAR, KERN_AVX2, KERN_AVX512 } kern_level;

@@ -283,7 +283,7 @@ LAT512_T static void rows_lattice_512(const wmat *w, uint32_t off, const act8 *a
 int kern_x86_rows_lattice(kern_level k, const wmat *w, uint32_t off, const act8 *a, uint32_t n, uint32_t r0, uint32_t r1,
                           float *y, uint32_t ys)
 {
-    if (k == KERN_SCALAR || w->lv.block < 32) return 0;
+    if (k == KERN_SCALAR || w->lv.block < 32 || !a->chunks) return 0;
     if (k == KERN_AVX2 || !kern_x86_lattice_512()) {
         rows_256(w, off, a, n, r0, r1, y, ys);
         return 1;
