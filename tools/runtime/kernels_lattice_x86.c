@@ -49,34 +49,37 @@ AVX2_T static inline __m256i lane_dots(const int8_t *v, const int8_t *xq, uint32
     return sum8x8(d);
 }
 
-/* One stage of one row for tokens t < n (values v), into acc[t][2]: the
- * float steps of kernels.h in two halves of 8 lanes. */
+/* One stage of one row for tokens t < n (values v), into acc[t][2] (P:
+ * room for as many partial sums): the float steps of kernels.h in two halves
+ * of 8 lanes, chunk by chunk. */
 AVX2_T static void stage_256(const nsq_lattice *L, uint32_t st, uint64_t row, const int8_t *v, const act8 *a, uint32_t n,
-                             __m256 (*acc)[2])
+                             __m256 (*acc)[2], __m256 (*P)[2])
 {
     uint32_t in = a->in, B = L->block, nch = act8_chunks(in);
     const uint8_t *sc = L->scales[st] + 2 * row * L->n_blocks;
     float f = L->kind[st] == NSQ_LAT_E8 ? 0.25f : 1.0f;
-    for (uint32_t t = 0; t < n; t++) {
-        const int8_t *xq = a->q + (size_t)t * in;
-        const float *cs = a->cs + (size_t)t * nch * 16;
-        __m256 P[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-        for (uint32_t c0 = 0; c0 < in; c0 += 512) {
-            uint32_t ns = (in - c0 < 512 ? in - c0 : 512) / 32;
+    for (uint32_t t = 0; t < n; t++) P[t][0] = P[t][1] = _mm256_setzero_ps();
+    for (uint32_t c0 = 0; c0 < in; c0 += 512) {
+        uint32_t ns = (in - c0 < 512 ? in - c0 : 512) / 32;
+        for (uint32_t t = 0; t < n; t++) {
+            const int8_t *xq = a->q + (size_t)t * in + c0;
+            const float *cs = a->cs + (size_t)t * nch * 16 + c0 / 32;
             for (uint32_t h = 0; h < 2; h++)
-                P[h] = _mm256_fmadd_ps(_mm256_loadu_ps(cs + c0 / 32 + 8 * h), _mm256_cvtepi32_ps(lane_dots(v + c0, xq + c0, h, ns)), P[h]);
-            if (B >= 512 && (c0 + 512) & (B - 1)) continue; /* B: a power of two */
-            float fd[16];
-            int32_t live[16];
-            for (uint32_t l = 0; l < 16; l++) {
-                uint32_t sg = lane_segment[l];
-                live[l] = sg < ns ? -1 : 0;
-                fd[l] = sg < ns ? f * _cvtsh_ss(rd16(sc + 2 * ((c0 + 32 * sg) >> __builtin_ctz(B)))) : 0;
-            }
-            for (uint32_t h = 0; h < 2; h++) {
-                __m256 m = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(live + 8 * h)));
-                acc[t][h] = _mm256_blendv_ps(acc[t][h], _mm256_fmadd_ps(_mm256_loadu_ps(fd + 8 * h), P[h], acc[t][h]), m);
-                P[h] = _mm256_setzero_ps();
+                P[t][h] = _mm256_fmadd_ps(_mm256_loadu_ps(cs + 8 * h), _mm256_cvtepi32_ps(lane_dots(v + c0, xq, h, ns)), P[t][h]);
+        }
+        if (B >= 512 && (c0 + 512) & (B - 1)) continue; /* B: a power of two */
+        float fd[16];
+        int32_t live[16];
+        for (uint32_t l = 0; l < 16; l++) {
+            uint32_t sg = lane_segment[l];
+            live[l] = sg < ns ? -1 : 0;
+            fd[l] = sg < ns ? f * _cvtsh_ss(rd16(sc + 2 * ((c0 + 32 * sg) >> __builtin_ctz(B)))) : 0;
+        }
+        for (uint32_t h = 0; h < 2; h++) {
+            __m256 m = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(live + 8 * h))), d = _mm256_loadu_ps(fd + 8 * h);
+            for (uint32_t t = 0; t < n; t++) {
+                acc[t][h] = _mm256_blendv_ps(acc[t][h], _mm256_fmadd_ps(d, P[t][h], acc[t][h]), m);
+                P[t][h] = _mm256_setzero_ps();
             }
         }
     }
@@ -87,18 +90,18 @@ AVX2_T static void rows_256(const wmat *w, uint32_t off, const act8 *a, uint32_t
 {
     const nsq_lattice *L = &w->lv;
     int8_t *v = malloc(a->in);
-    __m256(*acc)[2] = aligned_alloc(32, (size_t)n * sizeof *acc);
-    if (!v || !acc) abort();
+    __m256(*acc)[2] = aligned_alloc(32, (size_t)n * sizeof *acc), (*P)[2] = aligned_alloc(32, (size_t)n * sizeof *P);
+    if (!v || !acc || !P) abort();
     for (uint32_t r = r0; r < r1; r++) {
         uint64_t row = (uint64_t)off + r;
         for (uint32_t t = 0; t < n; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
         for (uint32_t st = 0; st < L->n_stages; st++) {
             kern_lat_values(L, st, row, a->in, v);
-            stage_256(L, st, row, v, a, n, acc);
+            stage_256(L, st, row, v, a, n, acc, P);
         }
         for (uint32_t t = 0; t < n; t++) y[(size_t)t * ys + r - r0] = hsum256(_mm256_add_ps(acc[t][0], acc[t][1])); /* kern_tree16 */
     }
-    free(v), free(acc);
+    free(v), free(acc), free(P);
 }
 
 /* ---------------- AVX-512: whole rows ---------------- */
