@@ -8,8 +8,9 @@
  * leak); an accepted recipe holds only values the command line accepts too
  * (group sizes 32/64/128/256, refinement bits 1/2/4/8, tiers of finite
  * fractions in [0, 1] summing to 1, bpw in (0, 32], layers per block
- * 1..65536, zstd level -7..22, scheme unset, lattice or tiered), at most RECIPE_MAX_RULES rules, each with a
- * non-empty NUL-terminated pattern. recipe_match then runs over a few names.
+ * 1..65536, zstd level -7..22, scheme unset, lattice or tiered), at most
+ * RECIPE_MAX_RULES rules, each with a non-empty NUL-terminated pattern.
+ * recipe_match then runs over a few names.
  *
  *   make build-fuzz/fuzz_recipe && build-fuzz/fuzz_recipe -max_len=4096 CORPUS fuzz/corpus/fuzz_recipe
  */

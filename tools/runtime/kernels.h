@@ -26,8 +26,8 @@
  * values times 4 (E8), or as they are (SIGN, INT8), are integers w_j. A row
  * is cut in segments of G = min(B, 32) columns, each inside one activation
  * block a, with I = (w . xq) over the segment; segment columns [c, c+G) go to
- * lane act8_pos(4i) / 4, i = (c / 32) % 16. For one row and token, canonically (every operation
- * rounded to f32, fma rounded once):
+ * lane act8_pos(4i) / 4, i = (c / 32) % 16. For one row and token,
+ * canonically (every operation rounded to f32, fma rounded once):
  *   - stage by stage, each stage's blocks in row order; block b of stage s
  *     sums in each lane l it reaches P_l = fma(s_a, I, P_l) over its segments
  *     of lane l in column order, from P_l = +0; then acc_l = fma(f * d, P_l,

@@ -79,8 +79,9 @@ void kern_lat_stage(const nsq_lattice *L, uint32_t st, uint64_t row, const int32
 float kern_tree16(const float a[16]);
 /* E8 codes byte-wise: kern_e8_quad[h][i] holds for low byte i the magnitude
  * indices m_k = (u_k - 1) / 2 of coordinates k = 4h..4h+3, two bits each,
- * in bits 0-1, 4-5, 2-3, 6-7 (pairs of coordinates a mask apart); kern_e8_val[e] = 4v + 16 of m = e & 3, negated if e & 4,
- * shift -1/4 if e & 8 (bits 4, 5 ignored). */
+ * in bits 0-1, 4-5, 2-3, 6-7 (pairs of coordinates a mask apart);
+ * kern_e8_val[e] = 4v + 16 of m = e & 3, negated if e & 4, shift -1/4 if
+ * e & 8 (bits 4, 5 ignored). */
 extern uint8_t kern_e8_quad[2][256];
 extern uint8_t kern_e8_val[64];
 
