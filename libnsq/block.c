@@ -1,6 +1,7 @@
 /* block.c - loading blocks and refinements (checksum, decompression) and
  * locating tensors inside them; nsq_verify walks every one. */
 #include "internal.h"
+#include "scheme.h"
 
 #include <stdlib.h>
 #include <zstd.h>
@@ -114,8 +115,16 @@ nsq_status nsq_tensor_view(const nsq_file *f, uint32_t i, const nsq_loaded *blk,
     const nsq__tensor *t = &f->tensors[i];
     if (blk->size != f->blocks[t->block].b.raw_size)
         return nsq__fail(d, NSQ_E_ARG, UINT64_MAX, "", "tensor %s: the loaded range is not block %u", t->name, t->block);
-    return in_tensor(nsq_view_init(t->scheme, t->rows, t->cols, t->group_size, blk->data + t->offset, t->size, out, d),
-                     t, d);
+    nsq_status st = nsq_view_init(t->scheme, t->rows, t->cols, t->group_size, blk->data + t->offset, t->size, out, d);
+    nsq_lattice L;
+    if (!st && t->scheme == NSQ_SCHEME_LATTICE && t->n_refine && !nsq_lattice_view(out, &L)) {
+        uint32_t stages = L.n_stages;
+        for (uint32_t l = 0; l < t->n_refine; l++) stages += t->refine[l].bits;
+        if (stages > NSQ_LATTICE_MAX_STAGES)
+            st = nsq__fail(d, NSQ_E_TENSOR, 0, "R-LAT-6", "%u base stages and %u in refinements: over %d", L.n_stages,
+                           stages - L.n_stages, NSQ_LATTICE_MAX_STAGES);
+    }
+    return in_tensor(st, t, d);
 }
 
 nsq_status nsq_tensor_refine_view(const nsq_file *f, uint32_t i, uint32_t level, const nsq_view *base,
@@ -127,7 +136,7 @@ nsq_status nsq_tensor_refine_view(const nsq_file *f, uint32_t i, uint32_t level,
     if (level == 0 || level > t->n_refine || nsq_refinement_at(f, t->block, level, &r) || ref->size != r.raw_size)
         return nsq__fail(d, NSQ_E_ARG, UINT64_MAX, "", "tensor %s has no refinement level %u in that range", t->name, level);
     const nsq_tensor_refinement *tr = &t->refine[level - 1];
-    return in_tensor(nsq_refine_view_init(base, tr->bits, ref->data + tr->offset, tr->size, out, d), t, d);
+    return in_tensor(nsq__refine_view(base, tr, ref->data + tr->offset, out, d), t, d);
 }
 
 /* Zero padding between the tensors of a loaded range (spec: Block contents). */

@@ -47,7 +47,7 @@
 enum { NSQ__SEC_METADATA = 1, NSQ__SEC_TOKENIZER = 2, NSQ__SEC_DIRECTORY = 3,
        NSQ__SEC_IMPORTANCE = 4, NSQ__SEC_ROUTER = 5 };
 
-#define NSQ__KNOWN_REQUIRED ((uint64_t)(NSQ_REQ_ZSTD | NSQ_REQ_LATTICE))
+#define NSQ__KNOWN_REQUIRED ((uint64_t)(NSQ_REQ_ZSTD | NSQ_REQ_LATTICE | NSQ_REQ_LATTICE_LEVELS))
 #define NSQ__KNOWN_OPTIONAL ((uint64_t)(NSQ_OPT_REFINEMENTS | NSQ_OPT_IMPORTANCE | NSQ_OPT_ROUTER))
 
 /* ---- little-endian loads/stores: never cast file bytes to structs ---- */

@@ -36,7 +36,7 @@ extern "C" {
 
 /* The format version this library reads and writes. */
 #define NSQ_FORMAT_MAJOR 1
-#define NSQ_FORMAT_MINOR 2
+#define NSQ_FORMAT_MINOR 3
 
 /*-************************************
  *  Status codes
@@ -95,7 +95,7 @@ NSQ_API const char *nsq_version_string(void);
 /*-************************************
  *  Constants of the format
  **************************************/
-enum { NSQ_REQ_ZSTD = 1u << 0, NSQ_REQ_LATTICE = 1u << 1 };
+enum { NSQ_REQ_ZSTD = 1u << 0, NSQ_REQ_LATTICE = 1u << 1, NSQ_REQ_LATTICE_LEVELS = 1u << 2 };
 enum { NSQ_OPT_REFINEMENTS = 1u << 0, NSQ_OPT_IMPORTANCE = 1u << 1, NSQ_OPT_ROUTER = 1u << 2 };
 
 typedef enum { NSQ_META_U64 = 1, NSQ_META_I64 = 2, NSQ_META_F64 = 3, NSQ_META_BOOL = 4,
@@ -315,8 +315,11 @@ NSQ_API nsq_status nsq_refinement_at(const nsq_file *f, uint32_t block, uint32_t
                                      nsq_refinement *out);
 
 /* ---- Tensors ---- */
+/* One refinement level of a tensor. TIERED: bits of each code. LATTICE:
+ * bits is the number of stages the level adds (0..3) and kind[] their
+ * kinds (nsq_lattice_kind, 0 past them). */
 typedef struct {
-    uint8_t bits;
+    uint8_t bits, kind[3];
     uint64_t offset, size; /* within the refinement's raw bytes */
 } nsq_tensor_refinement;
 
@@ -362,8 +365,8 @@ typedef struct {
 typedef struct {
     const char *name;   /* "f32", "f16", "bf16", "tiered", "lattice" */
     uint32_t elem_bits; /* bits of every element of a dense scheme (32, 16); 0 for a grouped one */
-    int grouped;        /* 1 when group_size and importance entries apply (TIERED, LATTICE);
-                         * refinement levels apply to TIERED only */
+    int grouped;        /* 1 when group_size, importance entries and refinement levels
+                         * apply (TIERED, LATTICE) */
 } nsq_scheme_info;
 
 /*! nsq_scheme_get() : the scheme's description; NSQ_E_NOT_FOUND for a value
@@ -387,6 +390,15 @@ static inline uint32_t nsq_tier_bits(uint32_t tier) { return tier == NSQ_TIER_F1
 /*! nsq_tier_name() : "f16", "q8", "q4", "q2"; NULL when tier is no tier. */
 NSQ_API const char *nsq_tier_name(uint32_t tier);
 
+/* One refinement level of a tensor. TIERED: its codes of `bits` bits.
+ * LATTICE: bits stages (0..3) of kinds kind[], each its scales then its
+ * codes, padded as in the payload, from codes on. */
+typedef struct {
+    uint32_t bits, kind[3];
+    const uint8_t *codes;
+    uint64_t size;
+} nsq_refine_view;
+
 /* The LATTICE layout of a view (spec: LATTICE payload). The matrix is
  * stored in a rotated basis, W' = W R^T, R = blockdiag(c H_B D) over the
  * n_blocks column blocks of B = block columns; each weight of W' is the sum
@@ -402,6 +414,12 @@ typedef struct {
 
 /*! nsq_lattice_view() : the layout of a LATTICE view; NSQ_E_ARG for another scheme. */
 NSQ_API nsq_status nsq_lattice_view(const nsq_view *v, nsq_lattice *out);
+/*! nsq_lattice_view_refined() : the layout of a LATTICE view with its
+ *  refinement levels 1..n_ref: their stages follow the base's, in level
+ *  order. NSQ_E_TENSOR (R-LAT-6) when that makes more than 4 stages,
+ *  NSQ_E_ARG for another scheme. */
+NSQ_API nsq_status nsq_lattice_view_refined(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref,
+                                            nsq_lattice *out);
 /*! nsq_lattice_kind_bits() : bits a weight of a stage of this kind takes: 2
  *  (E8), 1 (SIGN), 8 (INT8); 0 for no kind. Each stage adds an f16 scale per
  *  row and block. */
@@ -429,22 +447,26 @@ NSQ_API void nsq_lattice_hadamard(float *u, uint32_t n);
  *  rotated basis), nrows*cols floats; nsq_dequantize_rows gives W itself.
  *  NSQ_E_ARG for another scheme or rows outside the matrix. */
 NSQ_API nsq_status nsq_lattice_rows_rotated(const nsq_view *v, uint64_t row0, uint64_t nrows, float *out);
+/*! nsq_lattice_rows_rotated_refined() : the same with refinement levels
+ *  1..n_ref applied (nsq_lattice_view_refined's errors too). */
+NSQ_API nsq_status nsq_lattice_rows_rotated_refined(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref,
+                                                    uint64_t row0, uint64_t nrows, float *out);
 
-/* One refinement level's codes for a TIERED tensor. */
-typedef struct {
-    uint32_t bits;
-    const uint8_t *codes;
-    uint64_t size;
-} nsq_refine_view;
 
 /*! nsq_view_init() : validates an encoded payload of `scheme` holding a
  *  rows x cols matrix (group_size 0 unless TIERED or LATTICE) and fills *out. This is what
  *  nsq_tensor_view() runs on a tensor inside a loaded block. */
 NSQ_API nsq_status nsq_view_init(uint32_t scheme, uint64_t rows, uint64_t cols, uint32_t group_size,
                                  const uint8_t *data, uint64_t size, nsq_view *out, nsq_diag *diag);
-/*! nsq_refine_view_init() : validates one refinement level's codes for base. */
+/*! nsq_refine_view_init() : validates one refinement level's codes for a
+ *  TIERED base. */
 NSQ_API nsq_status nsq_refine_view_init(const nsq_view *base, uint32_t bits, const uint8_t *codes,
                                         uint64_t size, nsq_refine_view *out, nsq_diag *diag);
+/*! nsq_lattice_refine_view_init() : validates one refinement level of a
+ *  LATTICE base: n_stages (0..3) stages of these kinds in data[0..size). */
+NSQ_API nsq_status nsq_lattice_refine_view_init(const nsq_view *base, uint32_t n_stages, const uint32_t *kinds,
+                                                const uint8_t *data, uint64_t size, nsq_refine_view *out,
+                                                nsq_diag *diag);
 
 /*! nsq_tensor_view() : locates tensor i in its loaded block and validates its
  *  layout (tier map, exact size, finite scales, zero padding). */
@@ -588,9 +610,14 @@ NSQ_API nsq_status nsq_writer_add_tensor(nsq_writer *w, const char *name, nsq_sc
                                          uint32_t n_dims, const uint64_t *dims, uint32_t group_size,
                                          const void *data, uint64_t size);
 /*! nsq_writer_add_refinement() : the level-th (1-based) refinement codes of the
- *  tensor added last. Levels must be added in order. */
+ *  TIERED tensor added last. Levels must be added in order. */
 NSQ_API nsq_status nsq_writer_add_refinement(nsq_writer *w, uint32_t level, uint32_t bits,
                                              const void *codes, uint64_t size);
+/*! nsq_writer_add_lattice_refinement() : the level-th (1-based) refinement
+ *  of the LATTICE tensor added last: n_stages (0..3) more stages of these
+ *  kinds, laid out as in the payload (nsq_lattice_refine_view_init). */
+NSQ_API nsq_status nsq_writer_add_lattice_refinement(nsq_writer *w, uint32_t level, uint32_t n_stages,
+                                                     const uint32_t *kinds, const void *data, uint64_t size);
 NSQ_API nsq_status nsq_writer_end_block(nsq_writer *w, nsq_diag *diag);
 
 NSQ_API nsq_status nsq_writer_importance(nsq_writer *w, nsq_importance_method method,

@@ -232,13 +232,17 @@ static nsq_status check_layout(nsq_file *f, uint64_t toff, nsq_diag *d)
 
 static nsq_status check_features(nsq_file *f, nsq_diag *d)
 {
-    int zstd = 0, lattice = 0;
+    int zstd = 0, lattice = 0, levels = 0;
     for (uint32_t i = 0; i < f->block_count; i++) zstd |= f->blocks[i].b.compression == NSQ_COMP_ZSTD;
     for (uint32_t i = 0; i < f->refine_count; i++) zstd |= f->refines[i].r.compression == NSQ_COMP_ZSTD;
-    for (uint32_t i = 0; i < f->tensor_count; i++) lattice |= f->tensors[i].scheme == NSQ_SCHEME_LATTICE;
+    for (uint32_t i = 0; i < f->tensor_count; i++) {
+        lattice |= f->tensors[i].scheme == NSQ_SCHEME_LATTICE;
+        levels |= f->tensors[i].scheme == NSQ_SCHEME_LATTICE && f->tensors[i].n_refine > 0;
+    }
     struct { int flag_set, present; const char *what; uint64_t off; } c[] = {
         {!!(f->required & NSQ_REQ_ZSTD), zstd, "required ZSTD", 16},
         {!!(f->required & NSQ_REQ_LATTICE), lattice, "required LATTICE", 16},
+        {!!(f->required & NSQ_REQ_LATTICE_LEVELS), levels, "required LATTICE_LEVELS", 16},
         {!!(f->optional & NSQ_OPT_REFINEMENTS), f->refine_count > 0, "optional REFINEMENTS", 24},
         {!!(f->optional & NSQ_OPT_IMPORTANCE), f->has_importance, "optional IMPORTANCE", 24},
         {!!(f->optional & NSQ_OPT_ROUTER), f->has_router, "optional ROUTER", 24},

@@ -38,12 +38,32 @@ nsq_status nsq_view_init(uint32_t scheme, uint64_t rows, uint64_t cols, uint32_t
     return s->view(v, d);
 }
 
+nsq_status nsq__refine_view(const nsq_view *base, const nsq_tensor_refinement *part, const uint8_t *codes,
+                            nsq_refine_view *out, nsq_diag *d)
+{
+    const nsq__scheme *s = base ? nsq__scheme_of(base->scheme) : NULL;
+    if (!s || !s->refine_view || !out || (!codes && part->size)) return NSQ_E_ARG;
+    return s->refine_view(base, part, codes, out, d);
+}
+
 nsq_status nsq_refine_view_init(const nsq_view *base, uint32_t bits, const uint8_t *codes, uint64_t size,
                                 nsq_refine_view *out, nsq_diag *d)
 {
-    const nsq__scheme *s = base ? nsq__scheme_of(base->scheme) : NULL;
-    if (!s || !s->refine_view || !out || (!codes && size)) return NSQ_E_ARG;
-    return s->refine_view(base, bits, codes, size, out, d);
+    nsq_tensor_refinement part = {(uint8_t)bits, {0, 0, 0}, 0, size};
+    if (!base || base->scheme != NSQ_SCHEME_TIERED || bits > 255) return NSQ_E_ARG;
+    return nsq__refine_view(base, &part, codes, out, d);
+}
+
+nsq_status nsq_lattice_refine_view_init(const nsq_view *base, uint32_t n_stages, const uint32_t *kinds,
+                                        const uint8_t *data, uint64_t size, nsq_refine_view *out, nsq_diag *d)
+{
+    nsq_tensor_refinement part = {(uint8_t)n_stages, {0, 0, 0}, 0, size};
+    if (!base || base->scheme != NSQ_SCHEME_LATTICE || n_stages > 3 || (n_stages && !kinds)) return NSQ_E_ARG;
+    for (uint32_t s = 0; s < n_stages; s++) {
+        if (!nsq_lattice_kind_bits(kinds[s])) return NSQ_E_ARG;
+        part.kind[s] = (uint8_t)kinds[s];
+    }
+    return nsq__refine_view(base, &part, data, out, d);
 }
 
 nsq_status nsq_dequantize_rows(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref, uint64_t row0,

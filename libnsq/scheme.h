@@ -24,8 +24,9 @@ typedef struct {
     /* nsq_view_init past the common fields: checks the payload and fills the
      * view's private state. NSQ_E_ARG for a group size the scheme cannot have. */
     nsq_status (*view)(nsq_view *v, nsq_diag *d);
-    /* nsq_refine_view_init for a base view of this scheme; NULL without refinements. */
-    nsq_status (*refine_view)(const nsq_view *base, uint32_t bits, const uint8_t *codes, uint64_t size,
+    /* A refinement level of a base view of this scheme (part: its form and
+     * size; its offset is not used); NULL without refinements. */
+    nsq_status (*refine_view)(const nsq_view *base, const nsq_tensor_refinement *part, const uint8_t *codes,
                               nsq_refine_view *out, nsq_diag *d);
     /* nsq_dequantize_rows with rows [row0, row0 + nrows) inside the matrix. */
     nsq_status (*dequantize)(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref, uint64_t row0,
@@ -36,6 +37,9 @@ extern const nsq__scheme nsq__scheme_f32, nsq__scheme_f16, nsq__scheme_bf16, nsq
 
 /* The entry of scheme id, or NULL when the format defines no such scheme. */
 const nsq__scheme *nsq__scheme_of(uint32_t id);
+/* A refinement level of base from its record part and its bytes. */
+nsq_status nsq__refine_view(const nsq_view *base, const nsq_tensor_refinement *part, const uint8_t *codes,
+                            nsq_refine_view *out, nsq_diag *d);
 
 static inline uint64_t nsq__pad64(uint64_t v) { return nsq__align_up(v, NSQ__TENSOR_ALIGN); }
 

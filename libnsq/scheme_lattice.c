@@ -70,20 +70,46 @@ static int possible_size(const nsq__tensor *t)
     return 0;
 }
 
+/* The exact size of a refinement part's stages; 0 when its form is invalid
+ * (stage count over 3, a kind in use not 1..3 or one past them not 0). */
+static uint64_t part_size(uint64_t rows, uint64_t cols, uint64_t b, const nsq_tensor_refinement *p)
+{
+    uint64_t size = 0;
+    if (p->bits > 3) return 0;
+    for (uint32_t s = 0; s < 3; s++) {
+        uint32_t bits = nsq_lattice_kind_bits(p->kind[s]);
+        if ((s < p->bits) != (bits != 0)) return 0;
+        if (bits && nsq__add(size, stage_size(rows, cols, b, bits), &size)) return 0;
+    }
+    return size ? size : p->bits == 0 ? 0 : UINT64_MAX;
+}
+
 static nsq_status check_record(const nsq__tensor *t, uint32_t refinements, nsq_diag *d)
 {
-    (void)refinements;
     uint64_t off = t->record_off;
+    uint32_t stages = 0;
     if (t->n_dims != 2 || !valid_block(t->group_size) || t->cols % t->group_size)
         return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-7",
                          "tensor %s: LATTICE needs 2 dims and group_size a power of two in 8..16384 dividing %llu",
                          t->name, (unsigned long long)t->cols);
-    if (t->n_refine)
-        return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-5", "tensor %s: a LATTICE tensor has no refinement levels",
-                         t->name);
     if (!possible_size(t))
         return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-6", "tensor %s: size %llu is no LATTICE payload size of %llu x %llu",
                          t->name, (unsigned long long)t->size, (unsigned long long)t->rows, (unsigned long long)t->cols);
+    if (t->n_refine > refinements)
+        return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-8", "tensor %s: %u refinement levels, its block has %u", t->name,
+                         t->n_refine, refinements);
+    for (uint32_t l = 0; l < t->n_refine; l++) {
+        const nsq_tensor_refinement *p = &t->refine[l];
+        uint64_t want = part_size(t->rows, t->cols, t->group_size, p);
+        stages += p->bits;
+        if ((!want && p->bits) || stages > NSQ_LATTICE_MAX_STAGES - 1)
+            return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-9",
+                             "tensor %s: refinement %u: stage count or kinds invalid, or over %d stages in all", t->name,
+                             l + 1, NSQ_LATTICE_MAX_STAGES);
+        if (p->size != want)
+            return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-9", "tensor %s: refinement %u is %llu bytes, its stages take %llu",
+                             t->name, l + 1, (unsigned long long)p->size, (unsigned long long)want);
+    }
     return NSQ_OK;
 }
 
@@ -161,9 +187,33 @@ static nsq_status view(nsq_view *v, nsq_diag *d)
     return st;
 }
 
-nsq_status nsq_lattice_view(const nsq_view *v, nsq_lattice *out)
+/* A refinement level: its stages' streams, as check_stage checks a payload's. */
+static nsq_status refine_view(const nsq_view *base, const nsq_tensor_refinement *part, const uint8_t *data,
+                              nsq_refine_view *out, nsq_diag *d)
 {
-    if (!v || !out || v->scheme != NSQ_SCHEME_LATTICE) return NSQ_E_ARG;
+    uint64_t want = part_size(base->rows, base->cols, base->group_size, part), at = 0;
+    if ((!want && part->bits) || want != part->size) return NSQ_E_ARG;
+    nsq_view v = *base; /* the part's stages, checked as stages 0.. of a view over its bytes */
+    v.data = data, v.size = part->size;
+    nsq_status st = NSQ_OK;
+    for (uint32_t s = 0; s < part->bits && !st; s++) {
+        v.state_[ST_KIND + s] = part->kind[s];
+        st = check_stage(&v, s, &at, d);
+    }
+    if (st) return st;
+    memset(out, 0, sizeof *out);
+    out->bits = part->bits;
+    for (uint32_t s = 0; s < part->bits; s++) out->kind[s] = part->kind[s];
+    out->codes = data;
+    out->size = part->size;
+    return NSQ_OK;
+}
+
+nsq_status nsq_lattice_view(const nsq_view *v, nsq_lattice *out) { return nsq_lattice_view_refined(v, NULL, 0, out); }
+
+nsq_status nsq_lattice_view_refined(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref, nsq_lattice *out)
+{
+    if (!v || !out || v->scheme != NSQ_SCHEME_LATTICE || (n_ref && !refs)) return NSQ_E_ARG;
     memset(out, 0, sizeof *out);
     out->n_stages = n_stages(v);
     out->block = v->group_size;
@@ -174,6 +224,19 @@ nsq_status nsq_lattice_view(const nsq_view *v, nsq_lattice *out)
         out->scales[s] = scales_of(v, s);
         out->codes[s] = codes_of(v, s);
         out->row_bytes[s] = v->cols / 8 * nsq_lattice_kind_bits(out->kind[s]);
+    }
+    for (uint32_t l = 0; l < n_ref; l++) {
+        const uint8_t *at = refs[l].codes;
+        for (uint32_t k = 0; k < refs[l].bits; k++) {
+            uint32_t s = out->n_stages++, kind = refs[l].kind[k];
+            if (s >= NSQ_LATTICE_MAX_STAGES || !nsq_lattice_kind_bits(kind)) return NSQ_E_TENSOR;
+            uint64_t ns = v->rows * out->n_blocks, nc = v->rows * v->cols / 8 * nsq_lattice_kind_bits(kind);
+            out->kind[s] = kind;
+            out->scales[s] = at;
+            out->codes[s] = at + pad64(2 * ns);
+            out->row_bytes[s] = v->cols / 8 * nsq_lattice_kind_bits(kind);
+            at += pad64(2 * ns) + pad64(nc);
+        }
     }
     return NSQ_OK;
 }
@@ -193,10 +256,10 @@ void nsq_lattice_hadamard(float *u, uint32_t n)
 }
 
 /* The values of stage s for columns 8g..8g+7 of row r (exact in f32). */
-static void stage_values(const nsq_view *v, uint32_t s, uint64_t r, uint64_t g, float x[8])
+static void stage_values(const nsq_lattice *L, uint32_t s, uint64_t r, uint64_t g, float x[8])
 {
-    uint32_t kind = kind_of(v, s);
-    const uint8_t *row = codes_of(v, s) + r * (v->cols / 8 * nsq_lattice_kind_bits(kind));
+    uint32_t kind = L->kind[s];
+    const uint8_t *row = L->codes[s] + r * L->row_bytes[s];
     if (kind == NSQ_LAT_E8) {
         int8_t v4[8];
         nsq_lattice_e8_value(nsq__rd16(row + 2 * g), v4);
@@ -208,15 +271,15 @@ static void stage_values(const nsq_view *v, uint32_t s, uint64_t r, uint64_t g, 
     }
 }
 
-/* Row r of W': the stages' products d * v summed in stage order. */
-static void rotated_row(const nsq_view *v, uint64_t r, float *out)
+/* Row r of W' (cols columns): the stages' products d * v summed in stage order. */
+static void rotated_row(const nsq_lattice *L, uint64_t cols, uint64_t r, float *out)
 {
-    uint64_t nb = v->cols / v->group_size;
+    uint64_t nb = L->n_blocks;
     float x[8];
-    for (uint32_t s = 0; s < n_stages(v); s++)
-        for (uint64_t g = 0; g < v->cols / 8; g++) {
-            float d = nsq_f16_to_f32(nsq__rd16(scales_of(v, s) + 2 * (r * nb + 8 * g / v->group_size)));
-            stage_values(v, s, r, g, x);
+    for (uint32_t s = 0; s < L->n_stages; s++)
+        for (uint64_t g = 0; g < cols / 8; g++) {
+            float d = nsq_f16_to_f32(nsq__rd16(L->scales[s] + 2 * (r * nb + 8 * g / L->block)));
+            stage_values(L, s, r, g, x);
             for (int k = 0; k < 8; k++) out[8 * g + k] = s ? out[8 * g + k] + d * x[k] : d * x[k];
         }
 }
@@ -230,9 +293,18 @@ static float block_scale(uint32_t b)
 
 nsq_status nsq_lattice_rows_rotated(const nsq_view *v, uint64_t row0, uint64_t nrows, float *out)
 {
+    return nsq_lattice_rows_rotated_refined(v, NULL, 0, row0, nrows, out);
+}
+
+nsq_status nsq_lattice_rows_rotated_refined(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref, uint64_t row0,
+                                            uint64_t nrows, float *out)
+{
     uint64_t end;
+    nsq_lattice L;
     if (!v || !out || v->scheme != NSQ_SCHEME_LATTICE || nsq__add(row0, nrows, &end) || end > v->rows) return NSQ_E_ARG;
-    for (uint64_t r = 0; r < nrows; r++) rotated_row(v, row0 + r, out + r * v->cols);
+    nsq_status st = nsq_lattice_view_refined(v, refs, n_ref, &L);
+    if (st) return st;
+    for (uint64_t r = 0; r < nrows; r++) rotated_row(&L, v->cols, row0 + r, out + r * v->cols);
     return NSQ_OK;
 }
 
@@ -240,14 +312,15 @@ nsq_status nsq_lattice_rows_rotated(const nsq_view *v, uint64_t row0, uint64_t n
 static nsq_status dequantize(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref, uint64_t row0,
                              uint64_t nrows, float *out)
 {
-    (void)refs;
-    if (n_ref) return NSQ_E_ARG;
+    nsq_lattice L;
+    nsq_status st = nsq_lattice_view_refined(v, refs, n_ref, &L);
+    if (st) return st;
     uint32_t B = v->group_size;
     float c = block_scale(B);
     const uint8_t *signs = v->data + HEADER;
     for (uint64_t r = 0; r < nrows; r++) {
         float *w = out + r * v->cols;
-        rotated_row(v, row0 + r, w);
+        rotated_row(&L, v->cols, row0 + r, w);
         for (uint64_t b = 0; b < v->cols; b += B) nsq_lattice_hadamard(w + b, B);
         for (uint64_t j = 0; j < v->cols; j++) {
             float x = w[j] * c;
@@ -257,5 +330,5 @@ static nsq_status dequantize(const nsq_view *v, const nsq_refine_view *refs, uin
     return NSQ_OK;
 }
 
-const nsq__scheme nsq__scheme_lattice = {NSQ_SCHEME_LATTICE, "lattice", 0, 1, check_record, check_add, view, NULL,
+const nsq__scheme nsq__scheme_lattice = {NSQ_SCHEME_LATTICE, "lattice", 0, 1, check_record, check_add, view, refine_view,
                                          dequantize};

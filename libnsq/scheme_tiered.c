@@ -155,9 +155,11 @@ nsq_status nsq_tiered_view(const nsq_view *v, nsq_tiered *out)
     return NSQ_OK;
 }
 
-static nsq_status refine_view(const nsq_view *base, uint32_t bits, const uint8_t *codes, uint64_t size,
+static nsq_status refine_view(const nsq_view *base, const nsq_tensor_refinement *part, const uint8_t *codes,
                               nsq_refine_view *out, nsq_diag *d)
 {
+    uint32_t bits = part->bits;
+    uint64_t size = part->size;
     if (!valid_refine_bits(bits)) return NSQ_E_ARG;
     uint64_t nq = n_groups(base) - n_tier(base, NSQ_TIER_F16);
     uint64_t cb = nq * base->group_size * bits / 8;
@@ -166,6 +168,7 @@ static nsq_status refine_view(const nsq_view *base, uint32_t bits, const uint8_t
                          (unsigned long long)size, (unsigned long long)nq, (unsigned long long)pad64(cb));
     if (size > cb && !nsq__all_zero(codes + cb, size - cb)) /* codes may be NULL when size is 0 */
         return nsq__fail(d, NSQ_E_TENSOR, cb, "R-TIER-2", "refinement padding not zero");
+    memset(out, 0, sizeof *out);
     out->bits = bits;
     out->codes = codes;
     out->size = size;

@@ -105,7 +105,7 @@ struct nsq_writer {
     uint32_t block_count, refine_count;
     wtensor *tensors;
     uint32_t tensor_count, tensor_cap;
-    int in_block, any_zstd, any_lattice;
+    int in_block, any_zstd, any_lattice, any_lattice_levels;
     uint32_t kind, first_layer, n_layers, comp, block_first_tensor;
     buf raw, level[NSQ_MAX_REFINEMENTS];
     nsq_view last_view; /* of the tensor added last, for its refinements */
@@ -451,26 +451,54 @@ nsq_status nsq_writer_add_tensor(nsq_writer *w, const char *name, nsq_scheme sch
     return st;
 }
 
-nsq_status nsq_writer_add_refinement(nsq_writer *w, uint32_t level, uint32_t bits, const void *codes, uint64_t size)
+/* Level `level` of the tensor added last, in the form part gives. */
+static nsq_status add_refinement(nsq_writer *w, uint32_t scheme, uint32_t level, nsq_tensor_refinement part,
+                                 const void *data)
 {
     if (w->err) return w->err;
     wtensor *t = w->tensor_count > w->block_first_tensor ? &w->tensors[w->tensor_count - 1] : NULL;
-    if (!w->in_block || !t || !nsq__scheme_of(t->scheme)->refine_view)
-        return werr(w, NSQ_E_STATE, "", "add_refinement needs a TIERED tensor just added to the open block");
+    if (!w->in_block || !t || t->scheme != scheme)
+        return werr(w, NSQ_E_STATE, "", "a refinement needs a %s tensor just added to the open block",
+                    scheme == NSQ_SCHEME_TIERED ? "TIERED" : "LATTICE");
     if (level != t->n_refine + 1 || level > NSQ_MAX_REFINEMENTS)
         return werr(w, NSQ_E_ARG, "R-DIR-10", "%s: refinement level %u, expected %u", t->name, level, t->n_refine + 1);
     nsq_refine_view rv;
     nsq_diag d = {0};
-    nsq_status st = nsq_refine_view_init(&w->last_view, bits, codes, size, &rv, &d);
-    if (st)
-        return werr(w, st, d.rule, "%s: refinement %u: %s", t->name, level, d.message[0] ? d.message : "invalid bits");
-    if (size == 0) return werr(w, NSQ_E_ARG, "R-TEN-11", "%s: no quantized groups to refine", t->name);
+    nsq_status st = nsq__refine_view(&w->last_view, &part, data, &rv, &d);
+    if (st) return werr(w, st, d.rule, "%s: refinement %u: %s", t->name, level, d.message[0] ? d.message : "invalid form");
+    nsq_lattice L;
+    if (scheme == NSQ_SCHEME_LATTICE && !nsq_lattice_view(&w->last_view, &L)) {
+        uint32_t stages = L.n_stages + part.bits;
+        for (uint32_t l = 0; l + 1 < level; l++) stages += t->refine[l].bits;
+        if (stages > NSQ_LATTICE_MAX_STAGES)
+            return werr(w, NSQ_E_ARG, "R-LAT-6", "%s: more than %d LATTICE stages with refinement %u", t->name,
+                        NSQ_LATTICE_MAX_STAGES, level);
+    }
+    if (scheme == NSQ_SCHEME_TIERED && part.size == 0)
+        return werr(w, NSQ_E_ARG, "R-TEN-11", "%s: no quantized groups to refine", t->name);
     buf *b = &w->level[level - 1];
     if (buf_align(b, NSQ__TENSOR_ALIGN)) return nomem(w);
-    t->refine[level - 1] = (nsq_tensor_refinement){(uint8_t)bits, b->len, size};
-    if (buf_put(b, codes, (size_t)size)) return nomem(w);
+    part.offset = b->len;
+    t->refine[level - 1] = part;
+    if (buf_put(b, data, (size_t)part.size)) return nomem(w);
     t->n_refine = level;
+    w->any_lattice_levels |= scheme == NSQ_SCHEME_LATTICE;
     return NSQ_OK;
+}
+
+nsq_status nsq_writer_add_refinement(nsq_writer *w, uint32_t level, uint32_t bits, const void *codes, uint64_t size)
+{
+    if (bits > 255) return werr(w, NSQ_E_ARG, "R-TEN-9", "refinement bits %u", bits);
+    return add_refinement(w, NSQ_SCHEME_TIERED, level, (nsq_tensor_refinement){(uint8_t)bits, {0, 0, 0}, 0, size}, codes);
+}
+
+nsq_status nsq_writer_add_lattice_refinement(nsq_writer *w, uint32_t level, uint32_t n_stages, const uint32_t *kinds,
+                                             const void *data, uint64_t size)
+{
+    nsq_tensor_refinement part = {(uint8_t)n_stages, {0, 0, 0}, 0, size};
+    if (n_stages > 3 || (n_stages && !kinds)) return werr(w, NSQ_E_ARG, "R-TEN-9", "%u stages in a refinement", n_stages);
+    for (uint32_t s = 0; s < n_stages; s++) part.kind[s] = (uint8_t)(kinds[s] < 256 ? kinds[s] : 0);
+    return add_refinement(w, NSQ_SCHEME_LATTICE, level, part, data);
 }
 
 /* Writes one 4096-aligned range, zstd-compressed when asked and when the
@@ -669,7 +697,8 @@ static int encode_tensor(buf *b, const wtensor *t)
         if (buf_u64(b, t->dims[k])) return -1;
     if (buf_u64(b, t->offset) || buf_u64(b, t->size)) return -1;
     for (uint32_t l = 0; l < t->n_refine; l++)
-        if (buf_u8(b, t->refine[l].bits) || buf_zeros(b, 7) || buf_u64(b, t->refine[l].offset) ||
+        if (buf_u8(b, t->refine[l].bits) || buf_put(b, t->refine[l].kind, 3) || buf_zeros(b, 4) ||
+            buf_u64(b, t->refine[l].offset) ||
             buf_u64(b, t->refine[l].size))
             return -1;
     return 0;
@@ -718,7 +747,8 @@ static void fill_header(nsq_writer *w, uint8_t *h, uint64_t table_off, uint32_t 
     nsq__wr16(h + 8, NSQ_FORMAT_MAJOR);
     nsq__wr16(h + 10, NSQ_FORMAT_MINOR);
     nsq__wr32(h + 12, NSQ__HEADER_SIZE);
-    nsq__wr64(h + 16, (w->any_zstd ? NSQ_REQ_ZSTD : 0) | (w->any_lattice ? NSQ_REQ_LATTICE : 0));
+    nsq__wr64(h + 16, (w->any_zstd ? NSQ_REQ_ZSTD : 0) | (w->any_lattice ? NSQ_REQ_LATTICE : 0) |
+                          (w->any_lattice_levels ? NSQ_REQ_LATTICE_LEVELS : 0));
     nsq__wr64(h + 24, (w->refine_count ? NSQ_OPT_REFINEMENTS : 0) | (w->has_importance ? NSQ_OPT_IMPORTANCE : 0) |
                           (w->has_router ? NSQ_OPT_ROUTER : 0));
     nsq__wr64(h + 32, w->pos);

@@ -51,6 +51,8 @@ static const variant variants[] = {
     {"router", NSQ_SCHEME_TIERED, NSQ_COMP_NONE, 32, 2, 1, 1, 0, NSQ_TOK_HF_JSON, "llama"},
     {"router-zstd", NSQ_SCHEME_TIERED, NSQ_COMP_ZSTD, 32, 1, 1, 1, 0, NSQ_TOK_HF_JSON, "llama"},
     {"lattice", NSQ_SCHEME_LATTICE, NSQ_COMP_NONE, 32, 0, 1, 0, 0, NSQ_TOK_HF_JSON, "llama"},
+    /* LATTICE refinement levels: each matrix's first stage in its base, the next in level 1, the rest in level 2 */
+    {"lattice-levels", NSQ_SCHEME_LATTICE, NSQ_COMP_NONE, 32, 2, 1, 0, 0, NSQ_TOK_HF_JSON, "llama"},
     {"gpt2-tok", NSQ_SCHEME_F16, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_GPT2_BPE, "gpt2"},
     /* values no runtime knows: a valid container all the same (R-META-12) */
     {"valid-unknown-architecture", NSQ_SCHEME_F16, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_HF_JSON, UNKNOWN_ARCH},
@@ -295,7 +297,16 @@ static void add_lattice(nsq_writer *w, const variant *v, const char *name, const
             at = codes + pad64(rows * row_bytes);
         }
     }
-    CHECK(nsq_writer_add_tensor(w, name, NSQ_SCHEME_LATTICE, 2, dims, B, p, size));
+    if (!v->refine || S == 1) {
+        CHECK(nsq_writer_add_tensor(w, name, NSQ_SCHEME_LATTICE, 2, dims, B, p, size));
+    } else { /* the stages lie one after the other: the base is a prefix, each level a slice */
+        uint64_t base = nsq_lattice_payload_size(rows, cols, B, 1, kinds), two = nsq_lattice_payload_size(rows, cols, B, 2, kinds);
+        p[0] = 1;
+        memset(p + 2, 0, 3);
+        CHECK(nsq_writer_add_tensor(w, name, NSQ_SCHEME_LATTICE, 2, dims, B, p, base));
+        CHECK(nsq_writer_add_lattice_refinement(w, 1, 1, kinds + 1, p + base, two - base));
+        if (S > 2) CHECK(nsq_writer_add_lattice_refinement(w, 2, S - 2, kinds + 2, p + two, size - two));
+    }
     free(p);
     free(target);
     free(acc);
@@ -458,7 +469,8 @@ typedef struct {
 #define P(...) {__VA_ARGS__}
 #define ROUTER "router"
 #define LAT "lattice"
-#define LAT_T "model.layers.0.self_attn.k_proj.weight" /* 16 x 32, B = 32, stages E8, SIGN */
+#define LAT_T "model.layers.0.self_attn.k_proj.weight" /* 16 x 32, B = 32, stages E8, SIGN (lattice-levels: SIGN in level 1) */
+#define LATL "lattice-levels"
 static const mutation mutations[] = {
     /* valid: what readers must accept */
     {"valid-future-minor", ROUTER, "NSQ_OK", "", F_HDR, 0,
@@ -482,6 +494,10 @@ static const mutation mutations[] = {
     {"R-HDR-11-lattice", LAT, "NSQ_E_FEATURE", "R-HDR-11", F_HDR, 0, {P(A_ABS, 0, 0, 16, OP_XOR, 8, NSQ_REQ_LATTICE)}},
     {"R-HDR-11-lattice-absent", ROUTER, "NSQ_E_FEATURE", "R-HDR-11", F_HDR, 0,
      {P(A_ABS, 0, 0, 16, OP_XOR, 8, NSQ_REQ_LATTICE)}},
+    {"R-HDR-11-lattice-levels", LATL, "NSQ_E_FEATURE", "R-HDR-11", F_HDR, 0,
+     {P(A_ABS, 0, 0, 16, OP_XOR, 8, NSQ_REQ_LATTICE_LEVELS)}},
+    {"R-HDR-11-lattice-levels-absent", LAT, "NSQ_E_FEATURE", "R-HDR-11", F_HDR, 0,
+     {P(A_ABS, 0, 0, 16, OP_XOR, 8, NSQ_REQ_LATTICE_LEVELS)}},
     /* section table */
     {"R-SEC-1", ROUTER, "NSQ_E_RESERVED", "R-SEC-1", F_HDR, 0, {P(A_TABLE, 0, 0, 4, OP_SET, 4, 1)}},
     {"R-SEC-2", ROUTER, "NSQ_E_FORMAT", "R-SEC-2", F_HDR, 0, {P(A_TABLE, 1, 0, 0, OP_SET, 4, 1)}},
@@ -552,9 +568,12 @@ static const mutation mutations[] = {
     {"R-TEN-6", ROUTER, "NSQ_E_DIRECTORY", "R-TEN-6", F_SECT | F_HDR, 0,
      {P(A_TFIELD, 0, "model.norm.weight", 32, OP_ADD, 8, 4)}},
     {"R-TEN-7", ROUTER, "NSQ_E_DIRECTORY", "R-TEN-7", F_SECT | F_HDR, 0, {P(A_TFIELD, 0, "lm_head.weight", 6, OP_SET, 4, 48)}},
-    /* LATTICE records: one refinement part of zeros inserted, a size no stage list has, B not a power of two */
-    {"R-TEN-5-lattice", LAT, "NSQ_E_DIRECTORY", "R-TEN-5", F_SECT | F_HDR, 0,
+    /* LATTICE records: a refinement part of no stages inserted where the block has no levels, a size no stage
+     * list has, B not a power of two; with levels, a part one byte too long and one of an unknown kind */
+    {"R-TEN-8-lattice", LAT, "NSQ_E_DIRECTORY", "R-TEN-8", F_SECT | F_HDR, 0,
      {P(A_TFIELD, 0, LAT_T, 10, OP_SET, 1, 1), P(A_TFIELD, 0, LAT_T, 48, OP_INSERT, 0, 24)}},
+    {"R-TEN-9-lattice-size", LATL, "NSQ_E_DIRECTORY", "R-TEN-9", F_SECT | F_HDR, 0, {P(A_TFIELD, 0, LAT_T, 64, OP_ADD, 8, 1)}},
+    {"R-TEN-9-lattice-kind", LATL, "NSQ_E_DIRECTORY", "R-TEN-9", F_SECT | F_HDR, 0, {P(A_TFIELD, 0, LAT_T, 49, OP_SET, 1, 4)}},
     {"R-TEN-6-lattice", LAT, "NSQ_E_DIRECTORY", "R-TEN-6", F_SECT | F_HDR, 0, {P(A_TFIELD, 0, LAT_T, 40, OP_ADD, 8, 8)}},
     {"R-TEN-7-lattice", LAT, "NSQ_E_DIRECTORY", "R-TEN-7", F_SECT | F_HDR, 0, {P(A_TFIELD, 0, LAT_T, 6, OP_SET, 4, 12)}},
     {"R-TEN-8", ROUTER, "NSQ_E_DIRECTORY", "R-TEN-8", F_SECT | F_HDR, 0,

@@ -404,13 +404,13 @@ static void test_view_fields(void **state)
     assert_int_equal(nsq_lattice_kind_bits(4), 0);
 
     float out[3 * 48];
-    nsq_refine_view rv = {2, L.p, 64};
+    nsq_refine_view rv = {.bits = 2, .codes = L.p, .size = 64}; /* stages of no kind */
     assert_status(nsq_lattice_rows_rotated(&v, 2, 2, out), NSQ_E_ARG);
     assert_status(nsq_lattice_rows_rotated(&v, UINT64_MAX, 2, out), NSQ_E_ARG);
     assert_status(nsq_lattice_rows_rotated(&v, 0, 1, NULL), NSQ_E_ARG);
     assert_status(nsq_lattice_rows_rotated(NULL, 0, 1, out), NSQ_E_ARG);
-    assert_status(nsq_dequantize_rows(&v, &rv, 1, 0, 1, out), NSQ_E_ARG); /* no refinements */
-    assert_status(nsq_refine_view_init(&v, 2, L.p, 64, &rv, NULL), NSQ_E_ARG);
+    assert_status(nsq_dequantize_rows(&v, &rv, 1, 0, 1, out), NSQ_E_TENSOR);
+    assert_status(nsq_refine_view_init(&v, 2, L.p, 64, &rv, NULL), NSQ_E_ARG); /* TIERED's */
     assert_status(nsq_lattice_view(NULL, &lv), NSQ_E_ARG);
     assert_status(nsq_lattice_view(&v, NULL), NSQ_E_ARG);
     uint8_t f16[8] = {0};
@@ -627,7 +627,7 @@ static void test_file_round_trip(void **state)
     assert_ok(nsq_open(path, 0, &f, &d));
     nsq_info info;
     nsq_get_info(f, &info);
-    assert_int_equal(info.version_minor, 2);
+    assert_int_equal(info.version_minor, NSQ_FORMAT_MINOR);
     assert_int_equal(info.required_features, NSQ_REQ_ZSTD | NSQ_REQ_LATTICE);
     assert_ok(nsq_verify(f, &d));
     nsq_loaded blk;
@@ -664,7 +664,7 @@ static void test_file_round_trip(void **state)
     assert_ok(write_model(path, L, 0));
     assert_ok(nsq_open(path, 0, &f, &d));
     nsq_get_info(f, &info);
-    assert_int_equal(info.version_minor, 2);
+    assert_int_equal(info.version_minor, NSQ_FORMAT_MINOR);
     assert_int_equal(info.required_features, NSQ_REQ_ZSTD);
     nsq_close(f);
     free(path);
@@ -825,10 +825,10 @@ static void test_records(void **state)
         expect_open(&m, NSQ_E_DIRECTORY, edits[i].at == 6 ? "R-TEN-7" : "R-TEN-6");
         free(m.p);
     }
-    load_image(path, &m); /* one refinement part of zeros: R-TEN-5 before anything else */
+    load_image(path, &m); /* a refinement part of no stages, in a block without levels */
     m.p[m.rec + fields + 10] = 1;
     insert_zeros(&m, m.rec + fields + 48, 24);
-    expect_open(&m, NSQ_E_DIRECTORY, "R-TEN-5");
+    expect_open(&m, NSQ_E_DIRECTORY, "R-TEN-8");
     free(m.p);
 
     load_image(path, &m); /* LATTICE bit clear with a LATTICE tensor */
@@ -838,7 +838,7 @@ static void test_records(void **state)
     load_image(plain, &m); /* set without one */
     m.p[16] |= NSQ_REQ_LATTICE;
     expect_open(&m, NSQ_E_FEATURE, "R-HDR-11");
-    m.p[16] |= 1u << 2; /* an unknown required bit */
+    m.p[16] |= 1u << 3; /* an unknown required bit */
     expect_open(&m, NSQ_E_UNSUPPORTED, "R-HDR-4");
     free(m.p);
 
@@ -854,6 +854,131 @@ static void test_records(void **state)
     free(path);
     free(plain);
     for (int i = 0; i < NMAT; i++) free(L[i].p);
+}
+
+/* ---- refinement levels ---- */
+
+/* The payload of L's first k stages: its bytes are a prefix of L's. */
+static void lat_prefix(const lat *L, uint32_t k, lat *out)
+{
+    lat_init(out, L->rows, L->cols, L->B, k, L->kind);
+    memcpy(out->p + 64, L->p + 64, out->size - 64);
+}
+
+/* Level l of tensor i adds stages [cut[i][l-1], cut[i][l]) of L[i]. */
+static nsq_status write_levels(const char *path, const lat *L, const uint32_t cut[2][3], int n)
+{
+    nsq_writer *w;
+    uint64_t emb[2] = {TU_VOCAB, 8}, vec[1] = {8};
+    nsq_status st = nsq_writer_open(path, &w, NULL);
+    if (st) return st;
+    if ((st = tu_write_required_meta(w, 1, 8, NULL)) || (st = tu_write_tokenizer(w)) ||
+        (st = nsq_writer_begin_block(w, NSQ_BLOCK_EMBEDDINGS, 0, 0, NSQ_COMP_NONE)) ||
+        (st = tu_add_f32(w, "tok_embeddings.weight", 2, emb, 0.0f)) || (st = nsq_writer_end_block(w, NULL)) ||
+        (st = nsq_writer_begin_block(w, NSQ_BLOCK_LAYERS, 0, 1, NSQ_COMP_NONE)) ||
+        (st = tu_add_f32(w, "layers.0.norm.weight", 1, vec, 1.0f)))
+        return nsq_writer_abort(w), st;
+    for (int i = 0; i < n && !st; i++) {
+        lat base;
+        uint64_t dims[2] = {L[i].rows, L[i].cols};
+        lat_prefix(&L[i], cut[i][0], &base);
+        st = nsq_writer_add_tensor(w, mats[i].name, NSQ_SCHEME_LATTICE, 2, dims, L[i].B, base.p, base.size);
+        for (uint32_t l = 1; l < 3 && !st && cut[i][l]; l++) {
+            uint64_t from = l == 1 ? base.size : L[i].scales[cut[i][l - 1]];
+            uint64_t to = cut[i][l] < L[i].S ? L[i].scales[cut[i][l]] : L[i].size;
+            st = nsq_writer_add_lattice_refinement(w, l, cut[i][l] - cut[i][l - 1], L[i].kind + cut[i][l - 1],
+                                                   L[i].p + from, to - from);
+        }
+        free(base.p);
+    }
+    if (st || (st = nsq_writer_end_block(w, NULL)) || (st = nsq_writer_begin_block(w, NSQ_BLOCK_OUTPUT, 0, 0, NSQ_COMP_NONE)) ||
+        (st = tu_add_f32(w, "output.weight", 2, emb, 1.0f)) || (st = nsq_writer_end_block(w, NULL)))
+        return nsq_writer_abort(w), st;
+    return nsq_writer_finish(w, NULL);
+}
+
+/* A LATTICE tensor at depth d decodes, in both bases and bit for bit, as
+ * the payload of its base's and its first d levels' stages. */
+static void test_levels(void **state)
+{
+    static const uint32_t kinds[2][4] = {{NSQ_LAT_E8, NSQ_LAT_SIGN, NSQ_LAT_E8, NSQ_LAT_INT8}, {NSQ_LAT_E8, NSQ_LAT_E8}};
+    static const uint32_t cut[2][3] = {{1, 2, 4}, {1, 1, 2}}; /* the second adds no stage at level 1 */
+    char *path = tu_join(*state, "levels.nsq");
+    lat L[NMAT];
+    tu_rng g = {5};
+    for (int i = 0; i < NMAT; i++) {
+        lat_init(&L[i], mats[i].rows, mats[i].cols, mats[i].B, i ? 2 : 4, kinds[i]);
+        lat_random(&L[i], &g);
+    }
+    assert_ok(write_levels(path, L, cut, NMAT));
+    nsq_file *f;
+    nsq_diag d = {0};
+    nsq_info info;
+    assert_ok(nsq_open(path, 0, &f, &d));
+    nsq_get_info(f, &info);
+    assert_int_equal(info.required_features, NSQ_REQ_LATTICE | NSQ_REQ_LATTICE_LEVELS);
+    assert_ok(nsq_verify(f, &d));
+    nsq_loaded blk, ref[2];
+    assert_ok(nsq_block_load(f, 1, &blk, &d));
+    for (uint32_t l = 0; l < 2; l++) assert_ok(nsq_refinement_load(f, 1, l + 1, &ref[l], &d));
+    for (int i = 0; i < NMAT; i++) {
+        uint32_t idx;
+        nsq_tensor t;
+        nsq_view v;
+        nsq_refine_view rv[2];
+        assert_ok(nsq_tensor_find(f, mats[i].name, &idx));
+        assert_ok(nsq_tensor_at(f, idx, &t));
+        assert_int_equal(t.n_refine, 2);
+        assert_ok(nsq_tensor_view(f, idx, &blk, &v, &d));
+        for (uint32_t l = 0; l < 2; l++) {
+            assert_int_equal(t.refine[l].bits, cut[i][l + 1] - cut[i][l]);
+            assert_ok(nsq_tensor_refine_view(f, idx, l + 1, &v, &ref[l], &rv[l], &d));
+        }
+        uint64_t n = L[i].rows * L[i].cols;
+        float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+        for (uint32_t depth = 0; depth <= 2; depth++) {
+            lat want;
+            nsq_view wv;
+            nsq_lattice lv;
+            lat_prefix(&L[i], cut[i][depth], &want);
+            lat_view(&want, &wv);
+            assert_ok(nsq_lattice_view_refined(&v, rv, depth, &lv));
+            assert_int_equal(lv.n_stages, cut[i][depth]);
+            assert_ok(nsq_dequantize_rows(&v, rv, depth, 0, L[i].rows, a));
+            assert_ok(nsq_dequantize_rows(&wv, NULL, 0, 0, L[i].rows, b));
+            assert_bits(a, b, n, "original basis at a depth");
+            assert_ok(nsq_lattice_rows_rotated_refined(&v, rv, depth, 0, L[i].rows, a));
+            assert_ok(nsq_lattice_rows_rotated(&wv, 0, L[i].rows, b));
+            assert_bits(a, b, n, "rotated basis at a depth");
+            free(want.p);
+        }
+        free(a), free(b);
+    }
+    for (uint32_t l = 0; l < 2; l++) nsq_loaded_free(&ref[l]);
+    nsq_loaded_free(&blk);
+    nsq_close(f);
+
+    nsq_writer *w;
+    lat base;
+    uint64_t dims[2] = {L[0].rows, L[0].cols};
+    lat_prefix(&L[0], 3, &base); /* 3 base stages and a level of 2: R-LAT-6 */
+    assert_ok(nsq_writer_open(path, &w, NULL));
+    assert_ok(nsq_writer_begin_block(w, NSQ_BLOCK_LAYERS, 0, 1, NSQ_COMP_NONE));
+    assert_ok(nsq_writer_add_tensor(w, mats[0].name, NSQ_SCHEME_LATTICE, 2, dims, L[0].B, base.p, base.size));
+    assert_status(nsq_writer_add_lattice_refinement(w, 1, 2, L[0].kind + 1, L[0].p + L[0].scales[1],
+                                                    L[0].scales[3] - L[0].scales[1]),
+                  NSQ_E_ARG);
+    nsq_writer_abort(w);
+    assert_ok(nsq_writer_open(path, &w, NULL)); /* a level one byte short: R-TEN-9's exact size */
+    assert_ok(nsq_writer_begin_block(w, NSQ_BLOCK_LAYERS, 0, 1, NSQ_COMP_NONE));
+    assert_ok(nsq_writer_add_tensor(w, mats[0].name, NSQ_SCHEME_LATTICE, 2, dims, L[0].B, base.p, base.size));
+    assert_status(nsq_writer_add_lattice_refinement(w, 1, 1, L[0].kind + 3, L[0].p + L[0].scales[3],
+                                                    L[0].size - L[0].scales[3] - 1),
+                  NSQ_E_ARG);
+    nsq_writer_abort(w);
+    free(base.p);
+    for (int i = 0; i < NMAT; i++) free(L[i].p);
+    free(path);
 }
 
 /* ---- spec 9.15, the worked example ---- */
@@ -929,6 +1054,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_round_trip, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_writer_refuses, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_records, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_levels, tu_setup_tmpdir, tu_teardown_tmpdir),
     };
     return cmocka_run_group_tests(tests, ref_setup, NULL);
 }

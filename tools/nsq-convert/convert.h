@@ -99,11 +99,14 @@ typedef struct {
     uint32_t group_size;  /* 0: the global one */
 } tensor_rule;
 
+#define LAT_MAX_LEVELS 3 /* a base of one stage and three more: LATTICE's four */
 typedef struct {
     int lossless;
     uint32_t group_size;
     double split[3];     /* fractions of groups at Q8, Q4, Q2 (--tiers) */
     double bpw;          /* > 0: allocate tiers for this body bpw (--bpw) */
+    uint32_t n_levels;   /* LATTICE refinement levels (--bpw X,Y,...): body bpw at depth l in level_bpw[l-1] */
+    double level_bpw[LAT_MAX_LEVELS];
     uint32_t refine_bits;
     dense_policy embed, head;
     int threads;
@@ -147,6 +150,10 @@ typedef struct {
     uint64_t size;
     uint8_t *refine;
     uint64_t refine_size;
+    /* LATTICE refinement levels 1..n_levels: stages and kinds each adds, and
+     * where its bytes are in data (after the base payload's size bytes). */
+    uint32_t n_levels, level_stages[LAT_MAX_LEVELS], level_kind[LAT_MAX_LEVELS][3];
+    uint64_t level_off[LAT_MAX_LEVELS], level_size[LAT_MAX_LEVELS];
     float *group_stats; /* importance per group (TIERED) */
     uint64_t n_groups;
     const float *col_stats; /* mean x^2 per input column (calibrated), not owned */
@@ -200,11 +207,14 @@ typedef struct lat_book {
     float **moments;   /* [n_layers * CALIB_N_INPUTS]: every layer's input second moments, or NULL */
     uint32_t moment_dim[CALIB_N_INPUTS]; /* their widths, by input */
     size_t n;          /* plan tensors */
-    int *type;         /* [n]: lat_types index, -1 for a matrix not in LATTICE */
-    double *err;       /* [n][lat_n_types]: predicted damage */
+    const struct lat_type *types; /* lat_types, or lat_nested with refinement levels */
+    uint32_t n_types, n_levels;
+    int *type;         /* [n]: index in types (with levels, the deepest), -1 for a matrix not in LATTICE */
+    int *chain;        /* with levels: [n][n_levels + 1], the type at each depth */
+    double *err;       /* [n][n_types]: predicted damage */
     uint64_t *off, *size; /* [n]: payload in the spill file */
     uint64_t elements, n_layers, spill_end;
-    double predicted_bpw;
+    double predicted_bpw, level_bpw[LAT_MAX_LEVELS];
     int fd; /* spill file, -1 */
 } lat_book;
 
@@ -220,6 +230,8 @@ int lat_keep_moments(const char *model_path, const quant_opts *o, uint64_t n_lay
  * its inputs' second moments and with feedback when b keeps them. */
 int lat_measure(const tensor_plan *p, const quant_opts *o, lat_book *b, char *err, size_t n);
 double lat_error(const lat_book *b, size_t i, uint32_t type);
+/* Predicted damage of matrix i at depth k (0: base), less that at its deepest. */
+double lat_depth_damage(const lat_book *b, size_t i, uint32_t k);
 void lat_scale(lat_book *b, size_t i, double factor);
 int lat_budget(const tensor_plan *p, const quant_opts *o, lat_book *b, char *err, size_t n);
 /* Codes every budgeted matrix (with o->calib, with its inputs' second

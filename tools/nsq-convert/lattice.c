@@ -15,14 +15,41 @@ void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const 
 void openblas_set_num_threads(int n);
 
 const lat_type lat_types[] = {
-    {1, {NSQ_LAT_E8}, "e8"},
-    {2, {NSQ_LAT_E8, NSQ_LAT_SIGN}, "e8+sign"},
-    {2, {NSQ_LAT_E8, NSQ_LAT_E8}, "e8+e8"},
-    {3, {NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_SIGN}, "e8+e8+sign"},
-    {3, {NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_E8}, "e8+e8+e8"},
-    {1, {NSQ_LAT_INT8}, "int8"},
+    {1, {NSQ_LAT_E8}, 0, "e8"},
+    {2, {NSQ_LAT_E8, NSQ_LAT_SIGN}, 0, "e8+sign"},
+    {2, {NSQ_LAT_E8, NSQ_LAT_E8}, 0, "e8+e8"},
+    {3, {NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_SIGN}, 0, "e8+e8+sign"},
+    {3, {NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_E8}, 0, "e8+e8+e8"},
+    {1, {NSQ_LAT_INT8}, 0, "int8"},
 };
 const uint32_t lat_n_types = sizeof lat_types / sizeof lat_types[0];
+
+#define E8 NSQ_LAT_E8
+#define SG NSQ_LAT_SIGN
+#define EACH 0xe /* every stage a pass of its own */
+const lat_type lat_nested[] = {
+    {1, {E8}, EACH, "e8"},
+    {2, {E8, SG}, EACH, "e8+sign"},
+    {2, {E8, E8}, EACH, "e8+e8"},
+    {3, {E8, SG, E8}, EACH, "e8+sign+e8"},
+    {3, {E8, E8, SG}, EACH, "e8+e8+sign"},
+    {3, {E8, E8, E8}, EACH, "e8+e8+e8"},
+    {4, {E8, SG, E8, SG}, EACH, "e8+sign+e8+sign"},
+    {4, {E8, E8, SG, E8}, EACH, "e8+e8+sign+e8"},
+    {4, {E8, E8, E8, SG}, EACH, "e8+e8+e8+sign"},
+};
+const uint32_t lat_n_nested = sizeof lat_nested / sizeof lat_nested[0];
+#undef E8
+#undef SG
+#undef EACH
+
+int lat_prefix(const lat_type *a, const lat_type *b)
+{
+    if (a->n_stages > b->n_stages) return 0;
+    for (uint32_t s = 0; s < a->n_stages; s++)
+        if (a->kind[s] != b->kind[s]) return 0;
+    return 1;
+}
 
 #define CHUNK_ROWS 64 /* rows coded together: fixed, so the result does not depend on threads */
 #define PANEL 128     /* columns between two deferred updates of the columns after them */
@@ -368,16 +395,17 @@ typedef struct {
     int failed;
 } enc_job;
 
-/* Chooses every stage's scales for row r of the chunk from x (its values as
- * they will be coded: each stage on what the ones before leave, coded
- * without feedback) and writes them. */
-static void row_scales(const enc_job *j, uint64_t r, const float *x, float (*d)[NSQ_LATTICE_MAX_STAGES], float *y)
+/* Chooses the scales of stages s0..s1-1 for row r of the chunk from x (its
+ * values as they will be coded: each stage on what the ones before leave,
+ * coded without feedback) and writes them. */
+static void row_scales(const enc_job *j, uint64_t r, uint32_t s0, uint32_t s1, const float *x,
+                       float (*d)[NSQ_LATTICE_MAX_STAGES], float *y)
 {
     const lat_site *s = j->s;
     uint64_t nb = s->cols / s->block;
     memcpy(y, x, s->cols * sizeof *y);
     for (uint64_t b = 0; b < nb; b++)
-        for (uint32_t st = 0; st < j->t->n_stages; st++) {
+        for (uint32_t st = s0; st < s1; st++) {
             float *yb = y + b * s->block;
             const float *wt = s->hdiag ? s->hdiag + b * s->block : NULL;
             float dd = choose_scale(j->t->kind[st], yb, wt, s->block);
@@ -390,21 +418,24 @@ static void row_scales(const enc_job *j, uint64_t r, const float *x, float (*d)[
         }
 }
 
-/* Codes the 8 columns from g of row r (work: its current values), all
- * stages, leaving the coding error in work. */
-static void code_group(const enc_job *j, uint64_t r, uint64_t g, float (*d)[NSQ_LATTICE_MAX_STAGES], float *work)
+/* Codes the 8 columns from g of row r (work: its current values) with
+ * stages s0..s1-1, leaving the coding error in work. */
+static void code_group(const enc_job *j, uint64_t r, uint64_t g, uint32_t s0, uint32_t s1, float (*d)[NSQ_LATTICE_MAX_STAGES],
+                       float *work)
 {
     uint32_t b = (uint32_t)(g / j->s->block);
-    for (uint32_t st = 0; st < j->t->n_stages; st++) {
+    for (uint32_t st = s0; st < s1; st++) {
         uint64_t rb = j->row_bytes[st];
         stage_code(j->t->kind[st], d[b][st], work, j->codes[st] + r * rb + g * rb / j->s->cols);
     }
 }
 
-/* One pass over the chunk's nr rows from r0 (w: their rotated values,
- * overwritten), coding each group of 8 columns and feeding its error into
- * the columns after it. Returns the proxy loss. */
-static double ldlq_pass(const enc_job *j, uint64_t r0, uint64_t nr, float (*d)[NSQ_LATTICE_MAX_STAGES], float *w, float *dl)
+/* One pass over the chunk's nr rows from r0 with stages s0..s1-1 (w: the
+ * values they code, overwritten), coding each group of 8 columns and feeding
+ * its error into the columns after it; what is coded is taken off res.
+ * Returns the proxy loss. */
+static double ldlq_pass(const enc_job *j, uint64_t r0, uint64_t nr, uint32_t s0, uint32_t s1, float (*d)[NSQ_LATTICE_MAX_STAGES],
+                        float *w, float *dl, float *res)
 {
     const lat_site *s = j->s;
     uint64_t n = s->cols, nb = n / s->block;
@@ -415,7 +446,8 @@ static double ldlq_pass(const enc_job *j, uint64_t r0, uint64_t nr, float (*d)[N
             for (uint64_t r = 0; r < nr; r++) {
                 float e[8], *wg = w + r * n + g;
                 memcpy(e, wg, sizeof e);
-                code_group(j, r0 + r, g, d + r * nb, e);
+                code_group(j, r0 + r, g, s0, s1, d + r * nb, e);
+                for (int k = 0; k < 8; k++) res[r * n + g + k] -= wg[k] - e[k];
                 memcpy(dl + r * PANEL + (g - p0), e, sizeof e);
                 if (!s->v) {
                     for (int k = 0; k < 8; k++) proxy += (double)e[k] * e[k];
@@ -444,14 +476,27 @@ static void enc_chunk(size_t ci, void *ctx)
     uint64_t nr = j->rows - r0 < CHUNK_ROWS ? j->rows - r0 : CHUNK_ROWS;
     float *w = malloc(nr * n * sizeof *w), *dl = malloc(nr * PANEL * sizeof *dl), *y = malloc(n * sizeof *y);
     float(*d)[NSQ_LATTICE_MAX_STAGES] = malloc(nr * nb * sizeof *d);
+    float *res = j->wr + r0 * n; /* what the stages coded so far leave */
     if (!w || !dl || !y || !d) {
         j->failed = 1;
     } else {
-        for (uint64_t r = 0; r < nr; r++) row_scales(j, r0 + r, j->wr + (r0 + r) * n, d + r * nb, y);
-        memcpy(w, j->wr + r0 * n, nr * n * sizeof *w);
-        j->proxy[ci] = ldlq_pass(j, r0, nr, d, w, dl);
+        for (uint32_t s0 = 0, ps = 0; s0 < j->t->n_stages; ps++) { /* pass ps: stages s0..s1-1 */
+            uint32_t s1 = s0 + 1;
+            while (s1 < j->t->n_stages && !(j->t->split >> s1 & 1)) s1++;
+            for (uint64_t r = 0; r < nr; r++) row_scales(j, r0 + r, s0, s1, res + r * n, d + r * nb, y);
+            memcpy(w, res, nr * n * sizeof *w);
+            j->proxy[ci * NSQ_LATTICE_MAX_STAGES + ps] = ldlq_pass(j, r0, nr, s0, s1, d, w, dl, res);
+            s0 = s1;
+        }
     }
     free(w), free(dl), free(y), free(d);
+}
+
+uint32_t lat_passes(const lat_type *t)
+{
+    uint32_t n = 1;
+    for (uint32_t st = 1; st < t->n_stages; st++) n += t->split >> st & 1;
+    return n;
 }
 
 int lat_encode(const lat_site *s, const float *w, uint64_t rows, const lat_type *t, int threads, uint8_t *out,
@@ -467,7 +512,7 @@ int lat_encode(const lat_site *s, const float *w, uint64_t rows, const lat_type 
     nsq_view v; /* header and signs written, the rest zero: a valid payload, whose layout libnsq gives */
     nsq_lattice L;
     if (nsq_view_init(NSQ_SCHEME_LATTICE, rows, n, s->block, out, size, &v, NULL) || nsq_lattice_view(&v, &L)) return -1;
-    enc_job j = {s, t, malloc(rows * n * sizeof(float)), rows, {0}, {0}, {0}, calloc(chunks ? chunks : 1, sizeof(double)), 0};
+    enc_job j = {s, t, malloc(rows * n * sizeof(float)), rows, {0}, {0}, {0}, calloc((chunks ? chunks : 1) * NSQ_LATTICE_MAX_STAGES, sizeof(double)), 0};
     if (!j.wr || !j.proxy) return free(j.wr), free(j.proxy), -1;
     for (uint32_t st = 0; st < t->n_stages; st++) {
         j.scales[st] = out + (L.scales[st] - out);
@@ -479,9 +524,10 @@ int lat_encode(const lat_site *s, const float *w, uint64_t rows, const lat_type 
         rotate(s, j.wr + r * n);
     }
     parallel_for(chunks, threads, enc_chunk, &j);
-    double sum = 0;
-    for (uint64_t c = 0; c < chunks; c++) sum += j.proxy[c];
-    if (proxy) *proxy = sum;
+    for (uint32_t ps = 0; proxy && ps < lat_passes(t); ps++) {
+        proxy[ps] = 0;
+        for (uint64_t c = 0; c < chunks; c++) proxy[ps] += j.proxy[c * NSQ_LATTICE_MAX_STAGES + ps];
+    }
     free(j.wr), free(j.proxy);
     if (j.failed) return -1;
     for (uint32_t st = 0; st < t->n_stages; st++) /* an f16 scale that overflowed */

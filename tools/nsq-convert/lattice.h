@@ -15,15 +15,28 @@
 
 #include "nsq.h"
 
-/* A LATTICE type: its stages' kinds (nsq_lattice_kind), base first. */
-typedef struct {
+/* A LATTICE type: its stages' kinds (nsq_lattice_kind), base first, coded
+ * in passes: bit s of split set starts a new pass at stage s. A pass codes
+ * what the passes before leave, with its own error feedback, so the stages
+ * of the first k passes are as good a code on their own as they can be: what
+ * refinement levels need. The stages of one pass are coded together, and
+ * are the better code of the whole when nothing stops before its end. */
+typedef struct lat_type {
     uint32_t n_stages, kind[NSQ_LATTICE_MAX_STAGES];
+    uint32_t split;
     const char *name;
 } lat_type;
 
 /* The types a matrix may take, fewest bits first. */
 extern const lat_type lat_types[];
 extern const uint32_t lat_n_types;
+/* The types of files with refinement levels: each stage coded on what the
+ * ones before leave, so that a matrix's type at each depth is a prefix of
+ * its type at the next. Index LAT_PROBE_TYPE is e8+e8, as in lat_types. */
+extern const lat_type lat_nested[];
+extern const uint32_t lat_n_nested;
+/* 1 when a's stages are the first stages of b. */
+int lat_prefix(const lat_type *a, const lat_type *b);
 
 /* What the matrices reading one input (q/k/v, gate/up, o, down) share: the
  * rotation and, with calibration, the rotated second moment's factors. */
@@ -49,12 +62,16 @@ void lat_site_free(lat_site *s);
 /* Payload bytes of a rows x cols matrix of type t. */
 uint64_t lat_size(const lat_type *t, uint64_t rows, uint64_t cols);
 
+/* The number of passes of t: 1 + the bits of split below n_stages. */
+uint32_t lat_passes(const lat_type *t);
+
 /* Encodes w (rows x cols, row-major, original basis) as a LATTICE payload of
- * type t into out (lat_size bytes). *proxy (if not NULL) receives the
- * output-error proxy: sum over rows of d H' d^T for the coding error d in the
- * rotated basis (with H' damped), or sum of d^2 without H. Deterministic for
- * any threads. -1 when out of memory, -2 when a weight is not finite or too
- * large for the f16 scales. */
+ * type t into out (lat_size bytes). proxy (if not NULL) receives, for each
+ * pass, the output-error proxy when the stages up to that pass's end are
+ * kept: sum over rows of d H' d^T for the coding error d in the rotated basis
+ * (with H' damped), or sum of d^2 without H. Deterministic for any threads.
+ * -1 when out of memory, -2 when a weight is not finite or too large for the
+ * f16 scales. */
 int lat_encode(const lat_site *s, const float *w, uint64_t rows, const lat_type *t, int threads, uint8_t *out,
                double *proxy);
 

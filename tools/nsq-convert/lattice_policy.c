@@ -82,13 +82,24 @@ static void measure_one(size_t i, void *arg)
     double norm = weighted_norm(s, nr, t->cols, h);
     for (uint64_t k = 0; k < t->rows * t->cols; k++)
         if (!isfinite(w[k])) j->bad = (long)i;
-    for (uint32_t ty = 0; ty < lat_n_types && j->bad != (long)i; ty++) {
-        uint8_t *out = malloc(lat_size(&lat_types[ty], nr, t->cols));
-        double e = 0;
-        int rc = out ? lat_encode(&site, s, nr, &lat_types[ty], 1, out, &e) : -1;
+    const lat_book *b = j->b;
+    uint8_t done[16] = {0};
+    for (uint32_t ty = b->n_types; ty-- > 0 && j->bad != (long)i;) { /* deepest first: their passes give their prefixes */
+        const lat_type *tt = &b->types[ty];
+        uint8_t *out = done[ty] ? NULL : malloc(lat_size(tt, nr, t->cols));
+        double e[NSQ_LATTICE_MAX_STAGES];
+        if (done[ty]) continue;
+        int rc = out ? lat_encode(&site, s, nr, tt, 1, out, e) : -1;
         if (rc == -2) j->bad = (long)i;
         else if (rc) j->failed = 1;
-        j->b->err[i * lat_n_types + ty] = norm > 0 ? e / norm : 0;
+        for (uint32_t ps = 0, end = 0; !rc && ps < lat_passes(tt); ps++) {
+            while (++end < tt->n_stages && !(tt->split >> end & 1)) {}
+            lat_type pre = *tt;
+            pre.n_stages = end;
+            for (uint32_t u = 0; u < b->n_types; u++)
+                if (!done[u] && b->types[u].n_stages == end && lat_prefix(&b->types[u], &pre))
+                    done[u] = 1, b->err[i * b->n_types + u] = norm > 0 ? e[ps] / norm : 0;
+        }
         free(out);
     }
     lat_site_free(&site);
@@ -99,11 +110,15 @@ int lat_measure(const tensor_plan *p, const quant_opts *o, lat_book *b, char *er
 {
     b->fd = -1;
     b->n = p->n;
+    b->n_levels = o->n_levels;
+    b->types = o->n_levels ? lat_nested : lat_types;
+    b->n_types = o->n_levels ? lat_n_nested : lat_n_types;
     b->type = malloc((p->n ? p->n : 1) * sizeof *b->type);
-    b->err = calloc((p->n ? p->n : 1) * lat_n_types, sizeof *b->err);
+    b->chain = calloc((p->n ? p->n : 1) * (o->n_levels + 1), sizeof *b->chain);
+    b->err = calloc((p->n ? p->n : 1) * b->n_types, sizeof *b->err);
     b->off = calloc(p->n ? p->n : 1, sizeof *b->off);
     b->size = calloc(p->n ? p->n : 1, sizeof *b->size);
-    if (!b->type || !b->err || !b->off || !b->size) goto nomem;
+    if (!b->type || !b->chain || !b->err || !b->off || !b->size) goto nomem;
     for (size_t i = 0; i < p->n; i++) {
         b->type[i] = -1;
         if (p->t[i].layer >= 0) b->elements += p->t[i].src->n_elements;
@@ -123,19 +138,31 @@ nomem:
 
 void lat_scale(lat_book *b, size_t i, double factor)
 {
-    for (uint32_t t = 0; t < lat_n_types; t++) b->err[i * lat_n_types + t] *= factor;
+    for (uint32_t t = 0; t < b->n_types; t++) b->err[i * b->n_types + t] *= factor;
 }
 
-double lat_error(const lat_book *b, size_t i, uint32_t type) { return b->err[i * lat_n_types + type]; }
+double lat_error(const lat_book *b, size_t i, uint32_t type) { return b->err[i * b->n_types + type]; }
 
-/* Bits of the layer blocks when each budgeted matrix takes type[i]. */
-static double body_bits(const tensor_plan *p, const quant_opts *o, const int *type)
+double lat_depth_damage(const lat_book *b, size_t i, uint32_t k)
+{
+    const int *c = b->chain + i * (b->n_levels + 1);
+    return b->type[i] < 0 ? 0 : fmax(0, lat_error(b, i, (uint32_t)c[k]) - lat_error(b, i, (uint32_t)c[b->n_levels]));
+}
+
+/* Bits of matrix i at type ty. */
+static double type_bits(const tensor_plan *p, const lat_book *b, size_t i, int ty)
+{
+    return 8.0 * (double)lat_size(&b->types[ty], p->t[i].rows, p->t[i].cols);
+}
+
+/* Bits of the layer blocks when each budgeted matrix takes type[i] (at stride apart). */
+static double body_bits(const tensor_plan *p, const quant_opts *o, const lat_book *b, const int *type, size_t stride)
 {
     double bits = 0;
     for (size_t i = 0; i < p->n; i++) {
         const plan_tensor *t = &p->t[i];
         if (t->layer < 0) continue;
-        bits += 8.0 * (double)(lat_budgeted(t, o) ? lat_size(&lat_types[type[i]], t->rows, t->cols) : policy_fixed_bytes(t, o));
+        bits += lat_budgeted(t, o) ? type_bits(p, b, i, type[i * stride]) : 8.0 * (double)policy_fixed_bytes(t, o);
     }
     return bits;
 }
@@ -147,8 +174,8 @@ static void choose(const tensor_plan *p, const quant_opts *o, const lat_book *b,
         if (!lat_budgeted(&p->t[i], o)) continue;
         double best = INFINITY;
         type[i] = 0;
-        for (uint32_t t = 0; t < lat_n_types; t++) {
-            double c = lat_error(b, i, t) + lambda * 8.0 * (double)lat_size(&lat_types[t], p->t[i].rows, p->t[i].cols);
+        for (uint32_t t = 0; t < b->n_types; t++) {
+            double c = lat_error(b, i, t) + lambda * type_bits(p, b, i, (int)t);
             if (c < best) best = c, type[i] = (int)t;
         }
     }
@@ -159,14 +186,14 @@ static void choose(const tensor_plan *p, const quant_opts *o, const lat_book *b,
 static void fill(const tensor_plan *p, const quant_opts *o, const lat_book *b, double budget, int *type)
 {
     for (;;) {
-        double have = body_bits(p, o, type), best = 0;
+        double have = body_bits(p, o, b, type, 1), best = 0;
         size_t bi = 0;
         int bt = -1;
         for (size_t i = 0; i < p->n; i++) {
             if (!lat_budgeted(&p->t[i], o)) continue;
-            double s0 = 8.0 * (double)lat_size(&lat_types[type[i]], p->t[i].rows, p->t[i].cols);
-            for (uint32_t t = 0; t < lat_n_types; t++) {
-                double ds = 8.0 * (double)lat_size(&lat_types[t], p->t[i].rows, p->t[i].cols) - s0;
+            double s0 = type_bits(p, b, i, type[i]);
+            for (uint32_t t = 0; t < b->n_types; t++) {
+                double ds = type_bits(p, b, i, (int)t) - s0;
                 double gain = lat_error(b, i, (uint32_t)type[i]) - lat_error(b, i, t);
                 if (ds > 0 && gain > 0 && have + ds <= budget && gain / ds > best) best = gain / ds, bi = i, bt = (int)t;
             }
@@ -176,24 +203,139 @@ static void fill(const tensor_plan *p, const quant_opts *o, const lat_book *b, d
     }
 }
 
+/* ---- refinement levels ----
+ * Each matrix takes a chain of types, one per depth, each a prefix of the
+ * next; the chains minimise the sum over depths of damage + lambda_k * bits,
+ * with each lambda_k set so that depth k fits its budget. */
+
+#define MAX_CHAINS 4096
+
+typedef struct {
+    int c[LAT_MAX_LEVELS + 1];
+} chain;
+
+/* Every chain of the nested types of K + 1 depths into out; their count. */
+static uint32_t all_chains(const lat_book *b, chain *out)
+{
+    uint32_t n = 0, K = b->n_levels;
+    chain cur;
+    int depth = 0;
+    cur.c[0] = -1;
+    while (depth >= 0) { /* depth-first over the prefix tree */
+        if (++cur.c[depth] >= (int)b->n_types) {
+            depth--;
+            continue;
+        }
+        if (depth && !lat_prefix(&b->types[cur.c[depth - 1]], &b->types[cur.c[depth]])) continue;
+        if ((uint32_t)depth == K) {
+            if (n < MAX_CHAINS) out[n++] = cur;
+            continue;
+        }
+        cur.c[depth + 1] = -1;
+        depth++;
+    }
+    return n;
+}
+
+static void choose_chains(const tensor_plan *p, const quant_opts *o, lat_book *b, const chain *ch, uint32_t nc,
+                          const double *lambda)
+{
+    uint32_t K = b->n_levels;
+    for (size_t i = 0; i < p->n; i++) {
+        if (!lat_budgeted(&p->t[i], o)) continue;
+        double best = INFINITY;
+        uint32_t bi = 0;
+        for (uint32_t c = 0; c < nc; c++) {
+            double cost = 0;
+            for (uint32_t k = 0; k <= K; k++) cost += lat_error(b, i, (uint32_t)ch[c].c[k]) + lambda[k] * type_bits(p, b, i, ch[c].c[k]);
+            if (cost < best) best = cost, bi = c;
+        }
+        for (uint32_t k = 0; k <= K; k++) b->chain[i * (K + 1) + k] = ch[bi].c[k];
+    }
+}
+
+/* Upgrades, deepest depth first, that keep every chain nested, while each
+ * depth's bits fit: the most damage saved per bit first. */
+static void fill_nested(const tensor_plan *p, const quant_opts *o, lat_book *b, const double *budget)
+{
+    uint32_t K = b->n_levels;
+    for (uint32_t k = K + 1; k-- > 0;)
+        for (;;) {
+            double have = body_bits(p, o, b, b->chain + k, K + 1), best = 0;
+            size_t bi = 0;
+            int bt = -1;
+            for (size_t i = 0; i < p->n; i++) {
+                if (!lat_budgeted(&p->t[i], o)) continue;
+                int *c = b->chain + i * (K + 1);
+                for (uint32_t t = 0; t < b->n_types; t++) {
+                    if (!lat_prefix(&b->types[c[k]], &b->types[t]) || (k < K && !lat_prefix(&b->types[t], &b->types[c[k + 1]])))
+                        continue;
+                    double ds = type_bits(p, b, i, (int)t) - type_bits(p, b, i, c[k]);
+                    double gain = lat_error(b, i, (uint32_t)c[k]) - lat_error(b, i, t);
+                    if (ds > 0 && gain > 0 && have + ds <= budget[k] && gain / ds > best) best = gain / ds, bi = i, bt = (int)t;
+                }
+            }
+            if (bt < 0) break;
+            b->chain[bi * (K + 1) + k] = bt;
+        }
+}
+
+static int budget_nested(const tensor_plan *p, const quant_opts *o, lat_book *b, char *err, size_t n)
+{
+    uint32_t K = b->n_levels, nc;
+    double budget[LAT_MAX_LEVELS + 1], lambda[LAT_MAX_LEVELS + 1];
+    chain *ch = malloc(MAX_CHAINS * sizeof *ch);
+    if (!ch) return snprintf(err, n, "out of memory"), -1;
+    nc = all_chains(b, ch);
+    for (uint32_t k = 0; k <= K; k++) {
+        budget[k] = (k ? o->level_bpw[k - 1] : o->bpw) * (double)b->elements;
+        lambda[k] = pow(10, 40);
+    }
+    int fits = 0;
+    for (int round = 0; round < 20 && !fits; round++) {
+        for (uint32_t k = 0; k <= K; k++) { /* the least lambda_k that fits depth k, the others held */
+            double lo = -60, hi = 40;
+            for (int it = 0; it < 60; it++) {
+                lambda[k] = pow(10, (lo + hi) / 2);
+                choose_chains(p, o, b, ch, nc, lambda);
+                if (body_bits(p, o, b, b->chain + k, K + 1) > budget[k]) lo = (lo + hi) / 2;
+                else hi = (lo + hi) / 2;
+            }
+            lambda[k] = pow(10, hi);
+        }
+        choose_chains(p, o, b, ch, nc, lambda);
+        fits = 1;
+        for (uint32_t k = 0; k <= K; k++) fits &= body_bits(p, o, b, b->chain + k, K + 1) <= budget[k];
+    }
+    free(ch);
+    if (!fits) return snprintf(err, n, "--bpw: no nested choice of types fits every depth's budget"), -1;
+    fill_nested(p, o, b, budget);
+    for (size_t i = 0; i < p->n; i++)
+        if (lat_budgeted(&p->t[i], o)) b->type[i] = b->chain[i * (K + 1) + K];
+    b->predicted_bpw = body_bits(p, o, b, b->chain, K + 1) / (double)b->elements;
+    for (uint32_t k = 1; k <= K; k++) b->level_bpw[k - 1] = body_bits(p, o, b, b->chain + k, K + 1) / (double)b->elements;
+    return 0;
+}
+
 int lat_budget(const tensor_plan *p, const quant_opts *o, lat_book *b, char *err, size_t n)
 {
     double budget = o->bpw * (double)b->elements, lo = -60, hi = 40; /* log10 lambda */
     choose(p, o, b, pow(10, hi), b->type);
-    if (body_bits(p, o, b->type) > budget) {
+    if (body_bits(p, o, b, b->type, 1) > budget) {
         snprintf(err, n, "--bpw %.3f is below what this model can reach (%.3f with every matrix at its fewest bits)", o->bpw,
-                 body_bits(p, o, b->type) / (double)b->elements);
+                 body_bits(p, o, b, b->type, 1) / (double)b->elements);
         return -1;
     }
+    if (o->n_levels) return budget_nested(p, o, b, err, n);
     for (int it = 0; it < 100; it++) {
         double mid = (lo + hi) / 2;
         choose(p, o, b, pow(10, mid), b->type);
-        if (body_bits(p, o, b->type) > budget) lo = mid;
+        if (body_bits(p, o, b, b->type, 1) > budget) lo = mid;
         else hi = mid;
     }
     choose(p, o, b, pow(10, hi), b->type);
     fill(p, o, b, budget, b->type);
-    b->predicted_bpw = body_bits(p, o, b->type) / (double)b->elements;
+    b->predicted_bpw = body_bits(p, o, b, b->type, 1) / (double)b->elements;
     return 0;
 }
 
@@ -234,7 +376,7 @@ static int encode_layer(void *ctx, uint32_t L, const hessian_site *sites, char *
         const float *h = sites && sites[k].dim == t->cols ? sites[k].h : NULL;
         if (!ready[k] && lat_site_init(&site[k], t->cols, site_seed(t->layer, k), h, err, n)) return -1;
         ready[k] = 1;
-        const lat_type *ty = &lat_types[j->b->type[i]];
+        const lat_type *ty = &j->b->types[j->b->type[i]];
         uint64_t size = lat_size(ty, t->rows, t->cols);
         float *w = policy_load_matrix(t);
         uint8_t *out = malloc(size);
@@ -286,6 +428,27 @@ int lat_encode_all(const char *model_path, const char *out_path, const tensor_pl
     return rc;
 }
 
+/* With refinement levels: the payload of the base's stages, and where
+ * each level's stages are. The payload lays the stages out one after the
+ * other, so the bytes of stages s0..s1-1 start at the size of a payload of
+ * s0 stages. */
+static void split_levels(const lat_book *b, size_t i, const plan_tensor *t, encoded *e)
+{
+    const int *c = b->chain + i * (b->n_levels + 1);
+    const lat_type *base = &b->types[c[0]];
+    e->size = lat_size(base, t->rows, t->cols);
+    e->data[0] = (uint8_t)base->n_stages;
+    for (uint32_t s = base->n_stages; s < NSQ_LATTICE_MAX_STAGES; s++) e->data[1 + s] = 0;
+    e->n_levels = b->n_levels;
+    for (uint32_t l = 1; l <= b->n_levels; l++) {
+        const lat_type *lo = &b->types[c[l - 1]], *hi = &b->types[c[l]];
+        e->level_stages[l - 1] = hi->n_stages - lo->n_stages;
+        for (uint32_t s = lo->n_stages; s < hi->n_stages; s++) e->level_kind[l - 1][s - lo->n_stages] = hi->kind[s];
+        e->level_off[l - 1] = lat_size(lo, t->rows, t->cols);
+        e->level_size[l - 1] = lat_size(hi, t->rows, t->cols) - e->level_off[l - 1];
+    }
+}
+
 int lat_payload(const lat_book *b, size_t i, const plan_tensor *t, encoded *e)
 {
     e->scheme = NSQ_SCHEME_LATTICE;
@@ -299,6 +462,7 @@ int lat_payload(const lat_book *b, size_t i, const plan_tensor *t, encoded *e)
         if (k <= 0) return -1;
         done += (uint64_t)k;
     }
+    if (b->n_levels) split_levels(b, i, t, e);
     return 0;
 }
 
@@ -313,11 +477,11 @@ int lat_probe_encode(const plan_tensor *t, const lat_book *b, encoded *e)
     e->n_dims = 2;
     e->dims[0] = t->rows, e->dims[1] = t->cols;
     e->group_size = lat_block(t->cols);
-    e->size = lat_size(&lat_types[LAT_PROBE_TYPE], t->rows, t->cols);
+    e->size = lat_size(&b->types[LAT_PROBE_TYPE], t->rows, t->cols);
     int rc = !w || !(e->data = malloc(e->size)) ||
              lat_site_init(&site, t->cols, site_seed(t->layer, calib_input(t->role)), kept_moment(b, t), err, sizeof err);
     if (!rc) {
-        rc = lat_encode(&site, w, t->rows, &lat_types[LAT_PROBE_TYPE], 1, e->data, NULL);
+        rc = lat_encode(&site, w, t->rows, &b->types[LAT_PROBE_TYPE], 1, e->data, NULL);
         lat_site_free(&site);
     } else {
         rc = -1;
@@ -356,7 +520,7 @@ void lat_book_free(lat_book *b)
     if (b->type && b->fd >= 0) close(b->fd);
     for (uint64_t k = 0; b->moments && k < b->n_layers * CALIB_N_INPUTS; k++) free(b->moments[k]);
     free(b->moments);
-    free(b->type), free(b->err), free(b->off), free(b->size);
+    free(b->type), free(b->chain), free(b->err), free(b->off), free(b->size);
     memset(b, 0, sizeof *b);
     b->fd = -1;
 }

@@ -33,8 +33,10 @@ static void usage(FILE *out)
             "  --scheme S              layer matrices as lattice (rotated E8 codes, the default)\n"
             "                          or tiered (the default when --tiers, --group-size or\n"
             "                          --refine is given: options of tiered only)\n"
-            "  --bpw X                 the layer blocks take at most X bits per weight (lattice:\n"
-            "                          default 4; tiered: tiers chosen for all matrices together)\n"
+            "  --bpw X[,Y,...]         the layer blocks take at most X bits per weight (lattice:\n"
+            "                          default 4; tiered: tiers chosen for all matrices together);\n"
+            "                          lattice: Y,... add refinement levels, loaded to depth 1,\n"
+            "                          2, 3 the blocks take Y,... bits per weight (e.g. 2.5,3.5,4.5)\n"
             "  --tiers Q8:Q4:Q2        tiered: percent of each layer matrix's groups per tier, by\n"
             "                          importance (default 10:20:70)\n"
             "  --calib FILE            run the unquantized model over the UTF-8 text FILE and\n"
@@ -93,6 +95,8 @@ static int resolve_scheme(convert_job *o)
     if (o->calib_path && o->no_calib) why = "--calib and --no-calib contradict each other";
     else if ((o->calib_path || o->no_calib) && o->q.lossless) why = "--calib and --no-calib do nothing with --lossless";
     else if (o->scheme == 1 && o->tiered_opts) why = "--tiers, --group-size and --refine are TIERED options, not --scheme lattice's";
+    else if (o->q.n_levels && (o->scheme == 0 || o->tiered_opts || o->q.lossless))
+        why = "--bpw with refinement levels (X,Y,...) is for lattice (tiered: --refine)";
     else if (o->no_calib && !(o->scheme == 1 || (o->scheme < 0 && !o->tiered_opts)))
         why = "--no-calib is for lattice: tiered calibrates only when given --calib";
     if (why) return fprintf(stderr, TOOL ": %s\n", why), 1;
@@ -106,6 +110,25 @@ static int resolve_scheme(convert_job *o)
     }
     if (o->router && !o->calib_path)
         return fprintf(stderr, TOOL ": --router needs calibration and a quantized file (not --lossless or --no-calib)\n"), 1;
+    return 0;
+}
+
+/* --bpw X, or X,Y,... : the base and each refinement level's depth, rising. */
+static int parse_bpw(const char *arg, quant_opts *q)
+{
+    char buf[256], *save = NULL;
+    snprintf(buf, sizeof buf, "%s", arg);
+    q->n_levels = 0;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        double v;
+        if (cli_opt_real(TOOL, "--bpw", tok, 0, 32, 1, &v)) return 1;
+        if (q->bpw > 0 && q->n_levels == LAT_MAX_LEVELS)
+            return fprintf(stderr, TOOL ": --bpw %s: at most %d refinement levels\n", arg, LAT_MAX_LEVELS), 1;
+        double prev = q->n_levels ? q->level_bpw[q->n_levels - 1] : q->bpw;
+        if (tok != buf && v <= prev) return fprintf(stderr, TOOL ": --bpw %s: each depth must take more bits\n", arg), 1;
+        if (tok == buf) q->bpw = v;
+        else q->level_bpw[q->n_levels++] = v;
+    }
     return 0;
 }
 
@@ -141,7 +164,7 @@ static int parse_args(int argc, char **argv, convert_job *o)
             if ((bad = option_tiers(optarg, o->q.split)))
                 fprintf(stderr, TOOL ": --tiers wants Q8:Q4:Q2 percentages in 0..100 summing to 100, not '%s'\n", optarg);
             break;
-        case 'b': bad = cli_opt_real(TOOL, "--bpw", optarg, 0, 32, 1, &o->q.bpw); break;
+        case 'b': bad = parse_bpw(optarg, &o->q); break;
         case 'g':
             o->tiered_opts = 1;
             if ((bad = cli_opt_uint(TOOL, "--group-size", optarg, 32, 256, &u) || option_group_size(u)))

@@ -26,8 +26,11 @@ void convert_describe(convert_job *o)
                  o->zstd ? o->zstd_level : 0);
         return;
     }
-    char mode[64];
-    if (o->q.lattice) snprintf(mode, sizeof mode, "scheme=lattice bpw=%g", o->q.bpw);
+    char mode[96];
+    if (o->q.lattice) {
+        int k = snprintf(mode, sizeof mode, "scheme=lattice bpw=%g", o->q.bpw);
+        for (uint32_t l = 0; l < o->q.n_levels; l++) k += snprintf(mode + k, sizeof mode - (size_t)k, ",%g", o->q.level_bpw[l]);
+    }
     else if (o->q.bpw > 0) snprintf(mode, sizeof mode, "bpw=%g", o->q.bpw);
     else snprintf(mode, sizeof mode, "tiers=%g:%g:%g", 100 * o->q.split[0], 100 * o->q.split[1], 100 * o->q.split[2]);
     char imp[64] = "importance=magnitude";
@@ -239,13 +242,33 @@ static void progress_show(progress *pg)
     if (pg->done == pg->total) fputc('\n', stderr);
 }
 
-static nsq_status add_encoded(nsq_writer *w, const plan_tensor *t, const encoded *e, const quant_opts *q, convert_summary *s)
+/* The LATTICE refinement levels of e, numbered as the block's: the levels
+ * in used (a bit per level) that some tensor of the block adds stages to,
+ * up to the last one e adds to. */
+static nsq_status add_levels(nsq_writer *w, const encoded *e, uint32_t used, convert_summary *s)
+{
+    uint32_t last = 0, level = 0;
+    nsq_status st = NSQ_OK;
+    for (uint32_t l = 0; l < e->n_levels; l++)
+        if (e->level_stages[l]) last = l + 1;
+    for (uint32_t l = 0; l < last && !st; l++) {
+        if (!(used >> l & 1)) continue;
+        st = nsq_writer_add_lattice_refinement(w, ++level, e->level_stages[l], e->level_kind[l], e->data + e->level_off[l],
+                                               e->level_size[l]);
+        s->refine_bytes += e->level_size[l];
+    }
+    return st;
+}
+
+static nsq_status add_encoded(nsq_writer *w, const plan_tensor *t, const encoded *e, const quant_opts *q, uint32_t used,
+                              convert_summary *s)
 {
     nsq_scheme_info si;
     int grouped = !nsq_scheme_get(e->scheme, &si) && si.grouped; /* quantized, with importance */
     nsq_status st = nsq_writer_add_tensor(w, t->src->name, (nsq_scheme)e->scheme, e->n_dims, e->dims, e->group_size,
                                           e->data, e->size);
     if (!st && e->refine) st = nsq_writer_add_refinement(w, 1, q->refine_bits, e->refine, e->refine_size);
+    if (!st && e->n_levels) st = add_levels(w, e, used, s);
     if (!st && grouped && !q->lossless)
         st = nsq_writer_importance_entry(w, t->src->name, e->group_stats, e->n_groups, e->col_stats, e->n_col_stats);
     s->elements += t->src->n_elements;
@@ -263,6 +286,23 @@ static nsq_status add_encoded(nsq_writer *w, const plan_tensor *t, const encoded
     return st;
 }
 
+/* The block's predicted damage at each of its depths 0..L (L: the levels in
+ * used): at depth d its tensors take the levels up to the d-th used one. */
+static int depth_damage(const quant_opts *q, const size_t *idx, size_t n, uint32_t used, convert_summary *s)
+{
+    uint32_t L = (uint32_t)__builtin_popcount(used), k = 0;
+    double *v = realloc(s->depth_damage, (s->n_depth_damage + L + 1) * sizeof *v);
+    if (!v) return -1;
+    s->depth_damage = v, v += s->n_depth_damage;
+    s->n_depth_damage += L + 1;
+    for (uint32_t d = 0; d <= L; d++) {
+        while (d && !(used >> k++ & 1)) {} /* k: global depth of the d-th used level */
+        v[d] = 0;
+        for (size_t i = 0; i < n; i++) v[d] += q->lat->type[idx[i]] >= 0 ? lat_depth_damage(q->lat, idx[i], k) : 0;
+    }
+    return 0;
+}
+
 /* Encodes the tensors idx[0..n) in parallel and adds them in order as one block. */
 static int write_block(nsq_writer *w, const convert_job *o, const tensor_plan *p, const bpw_plan *bp, nsq_block_kind kind,
                        uint32_t first, uint32_t layers, const size_t *idx, size_t n, progress *pg, convert_summary *s, char *err,
@@ -277,13 +317,18 @@ static int write_block(nsq_writer *w, const convert_job *o, const tensor_plan *p
         parallel_for(n, o->q.threads, encode_one, &j);
     }
     nsq_status st = rc ? 0 : nsq_writer_begin_block(w, kind, first, layers, o->zstd ? NSQ_COMP_ZSTD : NSQ_COMP_NONE);
+    uint32_t used = 0; /* levels that some tensor of the block adds stages to */
+    for (size_t k = 0; k < n && !rc; k++)
+        for (uint32_t l = 0; l < enc[k].n_levels; l++) used |= (uint32_t)(enc[k].level_stages[l] > 0) << l;
+    if (!rc && o->q.lat && o->q.lat->n_levels && depth_damage(&o->q, idx, n, used, s))
+        rc = (snprintf(err, errlen, "out of memory"), -1);
     for (size_t k = 0; k < n && !rc && !st; k++) {
         if (failed[k]) {
             snprintf(err, errlen, "%s", errs[k]);
             rc = -1;
             break;
         }
-        st = add_encoded(w, &p->t[idx[k]], &enc[k], &o->q, s);
+        st = add_encoded(w, &p->t[idx[k]], &enc[k], &o->q, used, s);
         st_release(p->t[idx[k]].src);
         pg->done++;
         pg->bytes_done += p->t[idx[k]].src->size;
@@ -363,6 +408,10 @@ static int write_file(const convert_job *o, int fd, const hf_config *c, const st
         *st = nsq_writer_router(w, &rp);
     }
     if (!rc && !*st && (rc = write_blocks(w, o, c, p, bp, s, err, errlen)) == -2) rc = 0, *st = NSQ_E_ARG;
+    if (!rc && !*st && s->n_depth_damage)
+        *st = nsq_writer_meta_array(w, NSQRT_DEPTH_DAMAGE_KEY, NSQ_META_F64, s->depth_damage, s->n_depth_damage);
+    free(s->depth_damage);
+    s->depth_damage = NULL, s->n_depth_damage = 0;
     if (w && (rc || *st)) {
         if (*st) *st = nsq_writer_end_block(w, d); /* the writer's sticky error, with its message */
         nsq_writer_abort(w);

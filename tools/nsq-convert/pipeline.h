@@ -43,6 +43,8 @@ typedef struct {
 typedef struct {
     uint64_t file_size, elements, body_elements, body_bytes, refine_bytes, n_tier[4];
     double sq_error, sq_error_refined, quant_elements, seconds;
+    double *depth_damage; /* LATTICE refinement levels: each block's predicted damage at each depth */
+    uint32_t n_depth_damage;
 } convert_summary;
 
 

@@ -299,6 +299,9 @@ static void print_plan(const options *o, const nsqrt_model *m)
     printf("  refinement levels                    %10.1f MiB, %llu of %llu levels fit\n", MIB(u.all_refinements),
            (unsigned long long)(u.streaming ? 0 : u.refine_levels_total ? u.refine_levels_loaded : 0),
            (unsigned long long)u.refine_levels_total);
+    if (u.predicted_damage >= 0)
+        printf("  predicted quality                    mean KL divergence %.5f from the file at full depth\n",
+               u.predicted_damage);
     printf("  minimum budget                       %10.1f MiB\n", ceil(MIB(u.minimum) * 10) / 10);
     printf("  KV cache (%u positions)            %10.1f MiB (not in the budget)\n", nsqrt_model_config(m)->ctx, MIB(kv));
     printf("  scratch, 1 / 512 positions at a time %10.1f / %.1f MiB (not in the budget)\n", MIB(scratch1), MIB(scratchp));

@@ -166,7 +166,7 @@ static void prepare_input(nsqrt_state *s, input_job *j, uint32_t n)
  * those it was rotated with (stacked or same-signed matrices). */
 static void matmul(nsqrt_state *s, const linear *l, const float *x, uint32_t n, float *y)
 {
-    int f32 = !l->in_major && wmat_int8(l->w) && (s->exact || l->w->n_ref);
+    int f32 = !l->in_major && wmat_int8(l->w) && (s->exact || wmat_refined_f32(l->w));
     int int8 = !l->in_major && wmat_int8(l->w) && !f32;
     act8 *a = &s->a;
     uint64_t *gen = &s->a_gen;

@@ -63,7 +63,16 @@ int kern_has_cols(uint32_t scheme)
     return s && s->cols;
 }
 
-int wmat_int8(const wmat *w) { return scheme_of(w->v.scheme)->int8; }
+int wmat_int8(const wmat *w) { return scheme_of(w->v.scheme)->int8 != 0; }
+
+int wmat_refined_f32(const wmat *w) { return w->n_ref && scheme_of(w->v.scheme)->int8 == 1; }
+
+void wmat_set_refine(wmat *w, uint32_t n)
+{
+    const kern_scheme *s = scheme_of(w->v.scheme);
+    w->n_ref = n < w->n_loaded ? n : w->n_loaded;
+    if (s->depth) s->depth(w);
+}
 
 int kern_rotates(uint32_t scheme)
 {

@@ -99,6 +99,11 @@ int kern_has_cols(uint32_t scheme);
 /* 1 when kern_rows multiplies w by activations rounded to int8 (act8), so
  * that kern_rows_f32 is the exact product. */
 int wmat_int8(const wmat *w);
+/* 1 when w's refinement levels applied make its products take f32
+ * activations (TIERED; LATTICE's levels are more stages of its kernel). */
+int wmat_refined_f32(const wmat *w);
+/* Applies the first n of w's loaded refinement levels (at most n_loaded). */
+void wmat_set_refine(wmat *w, uint32_t n);
 
 int act8_reserve(act8 *a, uint32_t n, uint32_t in);
 void act8_free(act8 *a);

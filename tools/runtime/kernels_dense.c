@@ -53,6 +53,6 @@ static void dense_row(const wmat *w, uint32_t r, float *out)
     for (uint64_t i = 0; i < v->cols; i++) out[i] = kern_plain_at(w, (uint64_t)r * v->cols + i);
 }
 
-const kern_scheme kern_scheme_f32 = {NSQ_SCHEME_F32, NULL, 0, 0, NULL, dense_rows, NULL, dense_cols, dense_row};
-const kern_scheme kern_scheme_f16 = {NSQ_SCHEME_F16, NULL, 0, 0, NULL, dense_rows, NULL, dense_cols, dense_row};
-const kern_scheme kern_scheme_bf16 = {NSQ_SCHEME_BF16, NULL, 0, 0, NULL, dense_rows, NULL, dense_cols, dense_row};
+const kern_scheme kern_scheme_f32 = {NSQ_SCHEME_F32, NULL, 0, 0, NULL, NULL, dense_rows, NULL, dense_cols, dense_row};
+const kern_scheme kern_scheme_f16 = {NSQ_SCHEME_F16, NULL, 0, 0, NULL, NULL, dense_rows, NULL, dense_cols, dense_row};
+const kern_scheme kern_scheme_bf16 = {NSQ_SCHEME_BF16, NULL, 0, 0, NULL, NULL, dense_rows, NULL, dense_cols, dense_row};

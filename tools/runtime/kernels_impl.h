@@ -24,7 +24,9 @@ typedef struct {
     /* Prepares w at load (wmat_index), or NULL; index_row_bytes: what it keeps per row. */
     int (*index)(wmat *w);
     uint64_t index_row_bytes;
-    int int8;   /* rows takes activations rounded to int8 (wmat_int8) */
+    int int8;   /* rows takes activations rounded to int8 (wmat_int8); 2: with refinement levels too */
+    /* Sets up what depends on w->n_ref after it changed (wmat_set_refine), or NULL. */
+    void (*depth)(wmat *w);
     /* The input as the products take it (kern_rotate); NULL: x as it is. */
     void (*rotate)(const wmat *w, const float *x, uint32_t n, float *xr);
     void (*rows)(kern_level k, const wmat *w, uint32_t off, const float *x, const act8 *a, uint32_t n, uint32_t r0,

@@ -51,12 +51,15 @@ static void tables_init(void)
     byte_tables_init(A);
 }
 
+/* The stages of the base and of the refinement levels applied. */
 static int lattice_index(wmat *w)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, tables_init);
-    return nsq_lattice_view(&w->v, &w->lv) ? -1 : 0;
+    return nsq_lattice_view_refined(&w->v, w->ref, w->n_ref, &w->lv) ? -1 : 0;
 }
+
+static void lattice_depth(wmat *w) { lattice_index(w); }
 
 /* Sign, butterfly, then c = fl32(1/sqrt(B)), block by block. */
 static void lattice_rotate(const wmat *w, const float *x, uint32_t n, float *xr)
@@ -153,10 +156,13 @@ static void lattice_rows(kern_level k, const wmat *w, uint32_t off, const float 
     if (k == KERN_SCALAR || !kern_x86_rows_lattice(k, w, off, a, n, r0, r1, y, ys)) rows_scalar(w, off, a, n, r0, r1, y, ys);
 }
 
-static void lattice_row_rotated(const wmat *w, uint32_t r, float *out) { nsq_lattice_rows_rotated(&w->v, r, 1, out); }
+static void lattice_row_rotated(const wmat *w, uint32_t r, float *out)
+{
+    nsq_lattice_rows_rotated_refined(&w->v, w->ref, w->n_ref, r, 1, out);
+}
 
-static void lattice_row(const wmat *w, uint32_t r, float *out) { nsq_dequantize_rows(&w->v, NULL, 0, r, 1, out); }
+static void lattice_row(const wmat *w, uint32_t r, float *out) { nsq_dequantize_rows(&w->v, w->ref, w->n_ref, r, 1, out); }
 
 /* no in-major products: quantized in-major weights are refused at load */
-const kern_scheme kern_scheme_lattice = {NSQ_SCHEME_LATTICE, lattice_index, 0, 1, lattice_rotate, lattice_rows,
+const kern_scheme kern_scheme_lattice = {NSQ_SCHEME_LATTICE, lattice_index, 0, 2, lattice_depth, lattice_rotate, lattice_rows,
                                          lattice_row_rotated, NULL, lattice_row};

@@ -138,5 +138,5 @@ static void tiered_row(const wmat *w, uint32_t r, float *out)
 }
 
 /* no in-major products: quantized in-major weights are refused at load */
-const kern_scheme kern_scheme_tiered = {NSQ_SCHEME_TIERED, tiered_index, 4 * sizeof(uint32_t), 1, NULL, tiered_rows,
+const kern_scheme kern_scheme_tiered = {NSQ_SCHEME_TIERED, tiered_index, 4 * sizeof(uint32_t), 1, NULL, NULL, tiered_rows,
                                         tiered_row, NULL, tiered_row};

@@ -227,6 +227,21 @@ static void prefix_path(const char *path, char *err, size_t errlen)
     snprintf(err, errlen, "%s: %s", path, msg);
 }
 
+/* The file predicts each block's damage at each depth and the budget holds
+ * every block's base: then depths, not skipping, are what a budget changes. */
+static int depths_fit(const nsq_file *f, uint64_t budget)
+{
+    double *dmg;
+    uint32_t *first;
+    nsq_info info;
+    uint64_t bases = 0;
+    if (nsqrt_depth_damage(f, &dmg, &first)) return 0;
+    free(dmg), free(first);
+    nsq_get_info(f, &info);
+    for (uint32_t b = 0; b < info.block_count; b++) bases += block_cost(f, b, 0);
+    return bases <= budget;
+}
+
 int nsqrt_open(const char *path, const nsqrt_opts *o, nsqrt_model **out, char *err, size_t errlen)
 {
     nsq_diag d;
@@ -238,7 +253,7 @@ int nsqrt_open(const char *path, const nsqrt_opts *o, nsqrt_model **out, char *e
     if (!rc && ro.routed == NSQRT_ROUTED_IF_ROUTER) {
         nsq_info info;
         nsq_get_info(m->f, &info);
-        ro.routed = info.has_router && ro.max_memory ? NSQRT_ROUTED : NSQRT_UNROUTED;
+        ro.routed = info.has_router && ro.max_memory && !depths_fit(m->f, ro.max_memory) ? NSQRT_ROUTED : NSQRT_UNROUTED;
     }
     if (!rc && nsqrt_check_file(m->f, &m->c, &m->tok, err, errlen)) rc = (prefix_path(path, err, errlen), -1);
     if (!rc && !(m->layers = calloc(m->c.n_layers, sizeof *m->layers))) rc = FAIL("out of memory");

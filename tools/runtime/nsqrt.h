@@ -199,6 +199,9 @@ typedef struct {
     uint64_t token_bytes;     /* weight bytes one generated token reads from memory */
     int streaming, prefetch;
     double read_s; /* time spent reading, verifying and indexing blocks */
+    double predicted_damage; /* the depths chosen under the budget by the file's predicted damages
+                                (router.depth_damage): their predicted mean KL divergence from the
+                                file at full depth; -1 when not chosen so */
 } nsqrt_usage;
 void nsqrt_get_usage(const nsqrt_model *m, nsqrt_usage *u);
 /* Refinement levels chosen for block b under the budget. */
@@ -256,6 +259,8 @@ void nsqrt_state_set_hidden(const nsqrt_model *m, nsqrt_state *s, uint32_t n, co
  * damage that fits a memory budget. */
 /* Metadata key of the static policy: mean damage per block and choice. */
 #define NSQRT_ROUTE_STATIC_KEY "router.static_damage"
+/* Metadata key of the predicted damage of each block at each depth (LATTICE refinement levels). */
+#define NSQRT_DEPTH_DAMAGE_KEY "router.depth_damage"
 /* Prompt tokens the router looks at when the file does not say. */
 #define NSQRT_ROUTE_PROMPT_TOKENS 32
 
@@ -296,6 +301,17 @@ int nsqrt_route_predict(const nsqrt_route_table *t, const nsqrt_model *m, const 
  * choice. -1 when even the cheapest choices do not fit. */
 int nsqrt_route_select(const nsqrt_route_table *t, const uint8_t *mask, const double (*dmg)[3], uint64_t budget,
                        uint8_t *choice);
+/* The multiple-choice knapsack under both: item b (of n) takes one choice c
+ * of first[b + 1] - first[b] (at most 256), of bytes cost[first[b] + c] and
+ * damage dmg[first[b] + c] (INFINITY: not allowed), so that the bytes fit
+ * budget and the damages' sum is least; among equal damages the higher c.
+ * -1 when nothing fits. */
+int nsqrt_knapsack(uint32_t n, const uint32_t *first, const uint64_t *cost, const double *dmg, uint64_t budget,
+                   uint8_t *choice);
+/* The file's router.depth_damage: block b's predicted damage at depth d
+ * (0..its refinement count) at dmg[first[b] + d]. -1 when it has none that
+ * fits its blocks. The caller frees both. */
+int nsqrt_depth_damage(const nsq_file *f, double **dmg, uint32_t **first);
 /* Bytes of the cheapest choices within mask: the smallest budget that works. */
 uint64_t nsqrt_route_minimum(const nsqrt_route_table *t, const uint8_t *mask);
 

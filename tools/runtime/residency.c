@@ -45,7 +45,7 @@ struct residency {
     uint32_t *of_layer;  /* layer -> block */
     uint64_t budget, used, peak, pinned, largest, all_blocks, all_refinements, loads, bytes_read, token_bytes;
     uint32_t refine_loaded, refine_total;
-    double read_s;
+    double read_s, predicted; /* predicted: the depth plan's damage, -1 without one */
     int streaming, prefetch, stop, failed, routed;
     int cold_fd; /* >= 0: drop the file pages of each block read */
     int32_t current, want;
@@ -264,6 +264,33 @@ done:
     free(order);
 }
 
+/* Depths within the budget by the file's predicted damages (router.depth_damage):
+ * the multiple-choice knapsack over every block's depths. 0 when done. */
+static int plan_depths(const nsqrt_model *m, residency *rs)
+{
+    double *dmg;
+    uint32_t *first, *fc = malloc((rs->n_blocks + 1) * sizeof *fc);
+    if (nsqrt_depth_damage(m->f, &dmg, &first) || !fc) return free(fc), -1;
+    uint64_t *cost = malloc((first[rs->n_blocks] ? first[rs->n_blocks] : 1) * sizeof *cost);
+    double *d = malloc((first[rs->n_blocks] ? first[rs->n_blocks] : 1) * sizeof *d);
+    uint8_t *choice = malloc(rs->n_blocks + 1);
+    int rc = cost && d && choice ? 0 : -1;
+    for (uint32_t b = 0, k = 0; !rc && b < rs->n_blocks; b++) { /* depths up to max_levels only */
+        fc[b] = k;
+        for (uint32_t l = 0; l <= rs->full[b]; l++, k++) cost[k] = block_cost(m->f, b, l), d[k] = dmg[first[b] + l];
+        fc[b + 1] = k;
+    }
+    if (!rc) rc = nsqrt_knapsack(rs->n_blocks, fc, cost, d, rs->budget, choice);
+    rs->predicted = 0;
+    for (uint32_t b = 0; !rc && b < rs->n_blocks; b++) {
+        rs->levels[b] = choice[b], rs->cost[b] = cost[fc[b] + choice[b]];
+        rs->predicted += d[fc[b] + choice[b]];
+    }
+    if (rc) rs->predicted = -1;
+    free(dmg), free(first), free(fc), free(cost), free(d), free(choice);
+    return rc;
+}
+
 static int alloc_tables(nsqrt_model *m, residency *rs, char *err, size_t errlen)
 {
     nsq_info info;
@@ -316,6 +343,7 @@ static int plan(nsqrt_model *m, residency *rs, const nsqrt_opts *o, char *err, s
         rs->skip[b] = o->routed && rs->blk[b].kind == NSQ_BLOCK_LAYERS;
     }
     rs->budget = o->max_memory;
+    rs->predicted = -1;
     rs->routed = o->routed;
     if (rs->budget && !rs->routed) {
         char what[160];
@@ -323,8 +351,8 @@ static int plan(nsqrt_model *m, residency *rs, const nsqrt_opts *o, char *err, s
                  "this file: the embedding and output blocks (%.1f MiB) plus its largest layer block (%.1f MiB)",
                  rs->pinned / 1048576.0, rs->largest / 1048576.0);
         if (budget_check(rs->budget, rs->pinned + rs->largest, what, err, errlen)) return -1;
-        if (bases <= rs->budget) plan_refinements(m, rs, max_levels, rs->budget - bases);
-        else rs->streaming = 1;
+        if (bases > rs->budget) rs->streaming = 1;
+        else if (plan_depths(m, rs)) plan_refinements(m, rs, max_levels, rs->budget - bases);
         rs->prefetch = rs->streaming && rs->budget >= rs->pinned + 2 * rs->largest && rs->n_cycle > 1;
     }
     token_bytes(m, rs);
@@ -399,7 +427,7 @@ void nsqrt_get_usage(const nsqrt_model *m, nsqrt_usage *u)
     *u = (nsqrt_usage){rs->budget, rs->pinned, rs->largest, rs->all_blocks, rs->all_refinements,
                        rs->pinned + rs->largest, rs->peak, rs->loads, rs->bytes_read, rs->refine_loaded,
                        rs->refine_total, simulate_reads(rs), rs->token_bytes, rs->streaming, rs->prefetch,
-                       rs->read_s};
+                       rs->read_s, rs->predicted};
     pthread_mutex_unlock(&rs->mu);
 }
 
@@ -443,5 +471,5 @@ void model_try_choice(nsqrt_model *m, uint32_t b, int c)
     residency *rs = m->rs;
     resident *r = &rs->res[b];
     rs->skip[b] = c == NSQRT_ROUTE_SKIP && rs->blk[b].kind == NSQ_BLOCK_LAYERS;
-    for (uint32_t i = 0; i < r->n_mats; i++) r->mats[i].n_ref = c == NSQRT_ROUTE_FULL ? r->mats[i].n_loaded : 0;
+    for (uint32_t i = 0; i < r->n_mats; i++) wmat_set_refine(&r->mats[i], c == NSQRT_ROUTE_FULL ? r->mats[i].n_loaded : 0);
 }

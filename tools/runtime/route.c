@@ -127,20 +127,22 @@ static uint32_t units(uint64_t bytes, uint64_t budget, uint32_t U)
     return (uint32_t)(((unsigned __int128)bytes * U + budget - 1) / budget);
 }
 
-int nsqrt_route_select(const nsqrt_route_table *t, const uint8_t *mask, const double (*dmg)[3], uint64_t budget, uint8_t *choice)
+int nsqrt_knapsack(uint32_t n, const uint32_t *first, const uint64_t *cost, const double *dmg, uint64_t budget,
+                   uint8_t *choice)
 {
-    uint32_t B = t->n_blocks, U = !budget ? 0 : B * (ROUTE_UNITS + 1) <= ROUTE_TABLE ? ROUTE_UNITS : ROUTE_TABLE / B;
+    uint32_t U = !budget ? 0 : n * (ROUTE_UNITS + 1) <= ROUTE_TABLE ? ROUTE_UNITS : ROUTE_TABLE / n;
     double *dp = malloc((U + 1) * sizeof *dp), *nx = malloc((U + 1) * sizeof *nx);
-    uint8_t *ch = malloc((size_t)B * (U + 1));
+    uint8_t *ch = malloc((size_t)n * (U + 1));
     int rc = dp && nx && ch ? 0 : -1;
-    for (uint32_t u = 0; !rc && u <= U; u++) dp[u] = 0; /* dp[u]: least damage of the blocks so far within u units */
-    for (uint32_t b = 0; !rc && b < B; b++) {
+    for (uint32_t u = 0; !rc && u <= U; u++) dp[u] = 0; /* dp[u]: least damage of the items so far within u units */
+    for (uint32_t b = 0; !rc && b < n; b++) {
+        uint32_t nc = first[b + 1] - first[b];
         for (uint32_t u = 0; u <= U; u++) {
             nx[u] = INFINITY;
-            for (int c = 2; c >= 0; c--) {
-                uint32_t k = units(t->cost[b][c], budget, U);
-                if (!(mask[b] >> c & 1) || k > u || !isfinite(dp[u - k])) continue;
-                double v = dp[u - k] + dmg[b][c] + TIE * (2 - c);
+            for (uint32_t c = nc; c-- > 0;) {
+                uint32_t k = units(cost[first[b] + c], budget, U);
+                if (k > u || !isfinite(dp[u - k]) || !isfinite(dmg[first[b] + c])) continue;
+                double v = dp[u - k] + dmg[first[b] + c] + TIE * (nc - 1 - c);
                 if (v < nx[u]) nx[u] = v, ch[(size_t)b * (U + 1) + u] = (uint8_t)c;
             }
         }
@@ -148,12 +150,51 @@ int nsqrt_route_select(const nsqrt_route_table *t, const uint8_t *mask, const do
         dp = nx, nx = tmp;
     }
     if (!rc && !isfinite(dp[U])) rc = -1;
-    for (uint32_t b = B, u = U; !rc && b-- > 0;) {
+    for (uint32_t b = n, u = U; !rc && b-- > 0;) {
         choice[b] = ch[(size_t)b * (U + 1) + u];
-        u -= units(t->cost[b][choice[b]], budget, U);
+        u -= units(cost[first[b] + choice[b]], budget, U);
     }
     free(dp), free(nx), free(ch);
     return rc;
+}
+
+int nsqrt_route_select(const nsqrt_route_table *t, const uint8_t *mask, const double (*dmg)[3], uint64_t budget, uint8_t *choice)
+{
+    uint32_t B = t->n_blocks, *first = malloc((B + 1) * sizeof *first);
+    double *d = malloc(3 * (size_t)B * sizeof *d);
+    int rc = first && d ? 0 : -1;
+    for (uint32_t b = 0; !rc && b <= B; b++) first[b] = 3 * b;
+    for (uint32_t b = 0; !rc && b < B; b++)
+        for (int c = 0; c < 3; c++) d[3 * b + (uint32_t)c] = mask[b] >> c & 1 ? dmg[b][c] : INFINITY;
+    if (!rc) rc = nsqrt_knapsack(B, first, &t->cost[0][0], d, budget, choice);
+    free(first), free(d);
+    return rc;
+}
+
+int nsqrt_depth_damage(const nsq_file *f, double **dmg, uint32_t **first)
+{
+    nsq_info info;
+    nsq_meta md;
+    uint32_t i, n = 0;
+    *dmg = NULL, *first = NULL;
+    nsq_get_info(f, &info);
+    if (nsq_meta_find(f, NSQRT_DEPTH_DAMAGE_KEY, &i) || nsq_meta_at(f, i, &md) || md.type != (NSQ_META_F64 | NSQ_META_ARRAY))
+        return -1;
+    uint32_t *fi = malloc((info.block_count + 1) * sizeof *fi);
+    for (uint32_t b = 0; fi && b < info.block_count; b++) {
+        nsq_block blk;
+        nsq_block_at(f, b, &blk);
+        fi[b] = n, n += blk.refinement_count + 1;
+    }
+    double *d = fi && md.count == n ? malloc((n ? n : 1) * sizeof *d) : NULL;
+    for (uint32_t k = 0; d && k < n; k++) {
+        nsq_meta_value_f64(f, i, k, &d[k]);
+        if (!isfinite(d[k]) || d[k] < 0) d[k] = 0;
+    }
+    if (!d) return free(fi), -1; /* absent, or not for this file: ignored (spec section 5.3) */
+    fi[info.block_count] = n;
+    *dmg = d, *first = fi;
+    return 0;
 }
 
 /* The rest of a pass after block b changed: from the residual stream that
