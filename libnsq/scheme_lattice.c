@@ -78,7 +78,7 @@ static uint64_t part_size(uint64_t rows, uint64_t cols, uint64_t b, const nsq_te
     if (p->bits > 3) return 0;
     for (uint32_t s = 0; s < 3; s++) {
         uint32_t bits = nsq_lattice_kind_bits(p->kind[s]);
-        if ((s < p->bits) != (bits != 0)) return 0;
+        if (s < p->bits ? !bits : p->kind[s] != 0) return 0;
         if (bits && nsq__add(size, stage_size(rows, cols, b, bits), &size)) return 0;
     }
     return size ? size : p->bits == 0 ? 0 : UINT64_MAX;
@@ -104,8 +104,8 @@ static nsq_status check_record(const nsq__tensor *t, uint32_t refinements, nsq_d
         stages += p->bits;
         if ((!want && p->bits) || stages > NSQ_LATTICE_MAX_STAGES - 1)
             return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-9",
-                             "tensor %s: refinement %u: stage count or kinds invalid, or over %d stages in all", t->name,
-                             l + 1, NSQ_LATTICE_MAX_STAGES);
+                             "tensor %s: refinement %u: stage count or kinds invalid, or over %d stages in its parts", t->name,
+                             l + 1, NSQ_LATTICE_MAX_STAGES - 1);
         if (p->size != want)
             return nsq__fail(d, NSQ_E_DIRECTORY, off, "R-TEN-9", "tensor %s: refinement %u is %llu bytes, its stages take %llu",
                              t->name, l + 1, (unsigned long long)p->size, (unsigned long long)want);

@@ -132,6 +132,53 @@ open(p, "wb").write(b)
 PY
 }
 
+# A file with refinement levels (--bpw 2.5,3.5,4.5): it verifies and needs
+# the LATTICE_LEVELS feature; its base and full depth are within their
+# budgets; every layer block has levels.
+lt_levels_ok() { # lt_levels_ok B NAME
+    local b=$1 f=$LTD/$2.nsq
+    "$b/nsq-verify" "$f" && "$b/nsq-verify" --model "$f" || return 1
+    "$b/nsq-inspect" --json --blocks --tensors "$f" >"$f.json" || return 1
+    "$LT_PY" - "$f.json" "$f.summary" <<'EOF'
+import json, sys
+d, s = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+bad = []
+if d["required_features"] != ["lattice", "lattice_levels"]:
+    bad.append("features %s" % d["required_features"])
+if not (2.35 <= s["bpw_body"] <= 2.5 and 4.35 <= s["bpw_body_with_refinements"] <= 4.5):
+    bad.append("bpw %s, with levels %s" % (s["bpw_body"], s["bpw_body_with_refinements"]))
+layers = [bl for bl in d["blocks"] if bl["kind"] == "layers"]
+if any(len(bl["refinements"]) < 1 for bl in layers):
+    bad.append("a layer block without levels: %s" % [len(bl["refinements"]) for bl in layers])
+lat = [t for t in d["tensors"] if t["scheme"] == "lattice"]
+if not any(t.get("refinements") for t in lat):
+    bad.append("no tensor has levels")
+print("; ".join(bad) or "ok: %d lattice tensors, levels per layer block %s" % (len(lat), [len(bl["refinements"]) for bl in layers]))
+sys.exit(bool(bad))
+EOF
+}
+
+lt_kld_depth() { # lt_kld_depth B NAME BASE K: as lt_kld with every block at depth K, into $LTD/NAME.K.kld
+    local out
+    out=$("$1/nsq-perplexity" "$LTD/$2.nsq" "$LT_TEXT" --exact --refine-levels "$4" --kld "$LTD/$3.nsq" --max-windows 8 --json --quiet) || return 1
+    "$LT_PY" -c 'import json, sys; print(json.loads(sys.argv[1])["base"]["mean_kld"])' "$out" >"$LTD/$2.$4.kld"
+}
+
+# Halfway between the bases and full depth, --plan predicts the quality and
+# loads some levels but not all; with room for everything it loads all and
+# predicts no loss.
+lt_levels_plan() { # lt_levels_plan B NAME
+    local b=$1 f=$LTD/$2.nsq full base
+    full=$("$b/nsq-perplexity" "$f" "$LT_TEXT" --max-windows 1 --json --quiet | "$LT_PY" -c 'import json, sys; print(json.load(sys.stdin)["weights_peak_bytes"])') &&
+        base=$("$b/nsq-perplexity" "$f" "$LT_TEXT" --max-windows 1 --refine-levels 0 --json --quiet | "$LT_PY" -c 'import json, sys; print(json.load(sys.stdin)["weights_peak_bytes"])') || return 1
+    "$b/nsq-run" "$f" --plan --max-memory $(((full + base) / 2)) >"$f.plan" || return 1
+    grep -Eq "predicted quality .*mean KL divergence 0\.0*[1-9]" "$f.plan" && grep -q "levels fit" "$f.plan" &&
+        ! grep -Eq " (0|([0-9]+)) of \2 levels fit" "$f.plan" || { cat "$f.plan"; return 1; }
+    "$b/nsq-run" "$f" --plan --max-memory "$full" >"$f.plan" &&
+        grep -q "predicted quality .*mean KL divergence 0.00000 " "$f.plan" && grep -Eq " ([0-9]+) of \1 levels fit" "$f.plan" ||
+        { cat "$f.plan"; return 1; }
+}
+
 lattice_tests() {
     local b=$1 m
     LTD=$TMP/lt-$(echo "${b%/}" | tr / _)
@@ -192,4 +239,20 @@ lattice_tests() {
     check "$b lattice: calibrated greedy decoding" lt_run "$b" cal-2 int8
     check "$b lattice: KLD of calibrated 3 bpw" lt_kld "$b" cal-2 tiny-llama-ll
     check "$b lattice: calibration lowers the KLD at 3 bpw" lt_kld_below cal-2 tiny-llama-3
+
+    # ---- refinement levels ----
+    check "$b lattice: convert tiny-llama --bpw 2.5,3.5,4.5 calibrated" lt_convert "$b" tiny-llama lv --bpw 2.5,3.5,4.5 "${LT_CALIB[@]}"
+    check "$b lattice: levels: verifies, LATTICE_LEVELS, within the budgets, levels in every layer block" lt_levels_ok "$b" lv
+    for k in 0 1 2; do
+        check "$b lattice: levels: KLD at depth $k" lt_kld_depth "$b" lv tiny-llama-ll $k
+    done
+    check "$b lattice: levels: depth 1 below depth 0" lt_kld_below lv.1 lv.0
+    check "$b lattice: levels: depth 2 below depth 1" lt_kld_below lv.2 lv.1
+    check "$b lattice: levels: depth 1 (3.5 bpw) below a direct 3 bpw file" lt_kld_below lv.1 cal-2
+    check "$b lattice: levels: --plan predicts the quality at a budget" lt_levels_plan "$b" lv
+    check "$b lattice: levels: full depth under a budget that holds it decodes as without one" \
+        bash -c "'$b/nsq-run' '$LTD/lv.nsq' 'The quick brown fox' -n 16 --print-ids >'$LTD/lv.a' && '$b/nsq-run' '$LTD/lv.nsq' 'The quick brown fox' -n 16 --print-ids --max-memory 64M >'$LTD/lv.b' && cmp '$LTD/lv.a' '$LTD/lv.b'"
+    check "$b lattice: levels: --bpw must rise" exit_code 2 "$b/nsq-convert" fixtures/models/tiny-llama "$LTD/x.nsq" --bpw 3,2.5
+    check "$b lattice: levels: at most 3 levels" stderr_says "at most 3 refinement levels" "$b/nsq-convert" fixtures/models/tiny-llama "$LTD/x.nsq" --bpw 2,3,4,5,6
+    check "$b lattice: levels: not for tiered" stderr_says "is for lattice" "$b/nsq-convert" fixtures/models/tiny-llama "$LTD/x.nsq" --bpw 2.5,3.5 --scheme tiered
 }

@@ -13,7 +13,7 @@
  * line; keys in this order; new keys are only ever appended to an object.
  *
  * {"format_version":"1.2","file_size":N,
- *  "required_features":["zstd","lattice"],"optional_features":["refinements","importance","router"],
+ *  "required_features":["zstd","lattice","lattice_levels"],"optional_features":["refinements","importance","router"],
  *  "metadata":[{"key":"...","type":"u64|i64|f64|bool|string","array":false,"value":V}],
  *     arrays: "array":true, "value":[V,...] (every element)
  *  "tokenizer":{"kind":"hf_json|gpt2_bpe|sentencepiece","files":[{"name":"...","size":N}]},
@@ -35,7 +35,9 @@
  *              "refinements":[{"level":1,"bits":2,"size":N}]}]}
  *     only with --tensors; group_size, tiers and refinements only for tiered
  *     tensors; a lattice tensor has instead "group_size":N (its rotation
- *     block) and "stages":["e8","sign","int8"] (its stage kinds, in order);
+ *     block), "stages":["e8","sign","int8"] (its base's stage kinds, in order)
+ *     and "refinements":[{"level":1,"stages":["e8"],"size":N}] (the stages
+ *     each level adds);
  *     bpw = 8*size / elements
  *
  * Integers are exact; stored floats (f64 metadata, target_bpw, temperature) use
@@ -71,7 +73,7 @@ typedef struct {
 /*-************************************
  *  Names
  **************************************/
-static const char *const req_names[] = {"zstd", "lattice"};
+static const char *const req_names[] = {"zstd", "lattice", "lattice_levels"};
 static const char *const opt_names[] = {"refinements", "importance", "router"};
 #define N_REQ (sizeof req_names / sizeof req_names[0])
 #define N_OPT (sizeof opt_names / sizeof opt_names[0])
@@ -447,6 +449,11 @@ static void human_lattice(const model *m, uint32_t i, const nsq_tensor *t)
     const uint32_t *kind = m->payload[i].kind;
     printf("  rotation block %" PRIu32 "  stages ", t->group_size);
     for (uint32_t s = 0; s < NSQ_LATTICE_MAX_STAGES && kind[s]; s++) printf("%s%s", s ? "+" : "", stage_name(kind[s]));
+    for (uint32_t l = 0; l < t->n_refine; l++) {
+        printf("%s", l ? ", " : "  refinements ");
+        for (uint32_t s = 0; s < t->refine[l].bits; s++) printf("+%s", stage_name(t->refine[l].kind[s]));
+        printf("%s %" PRIu64, t->refine[l].bits ? "" : "none", t->refine[l].size);
+    }
 }
 
 static void human_tensors(const model *m)
@@ -678,6 +685,20 @@ static void json_lattice(cli_json *j, const model *m, uint32_t i, const nsq_tens
     cli_json_key(j, "stages");
     cli_json_array(j);
     for (uint32_t s = 0; s < NSQ_LATTICE_MAX_STAGES && kind[s]; s++) cli_json_cstr(j, stage_name(kind[s]));
+    cli_json_end_array(j);
+    if (!t->n_refine) return;
+    cli_json_key(j, "refinements");
+    cli_json_array(j);
+    for (uint32_t l = 0; l < t->n_refine; l++) {
+        cli_json_object(j);
+        cli_json_kv_u64(j, "level", l + 1);
+        cli_json_key(j, "stages");
+        cli_json_array(j);
+        for (uint32_t s = 0; s < t->refine[l].bits; s++) cli_json_cstr(j, stage_name(t->refine[l].kind[s]));
+        cli_json_end_array(j);
+        cli_json_kv_u64(j, "size", t->refine[l].size);
+        cli_json_end_object(j);
+    }
     cli_json_end_array(j);
 }
 

@@ -40,7 +40,8 @@ typedef struct {
     double seconds;
     double route_bytes, route_pred; /* sums over windows */
     uint64_t choices[3];
-    uint64_t weights_peak;
+    uint64_t weights_peak, weights_pinned; /* pinned: the embedding and output blocks */
+    double predicted; /* the depth plan's predicted damage, -1 without one */
 } result;
 
 static void usage(FILE *out)
@@ -294,6 +295,8 @@ static int evaluate(const options *o, const runner *mod, const runner *base, con
     nsqrt_usage u;
     nsqrt_get_usage(mod->m, &u);
     res->weights_peak = u.resident_peak;
+    res->weights_pinned = u.pinned;
+    res->predicted = u.predicted_damage;
     snprintf(err, errlen, "%s", j.err[0] ? j.err : *nsqrt_error(mod->m) ? nsqrt_error(mod->m) : "out of memory");
     res->windows = windows;
     res->seconds = cli_now() - j.t0;
@@ -362,6 +365,10 @@ static void report(const options *o, const result *r, size_t n_ids)
         cli_json_null(&j);
     }
     cli_json_kv_u64(&j, "weights_peak_bytes", r->weights_peak);
+    cli_json_kv_u64(&j, "weights_pinned_bytes", r->weights_pinned);
+    cli_json_key(&j, "predicted_kld");
+    if (r->predicted >= 0) cli_json_f64(&j, r->predicted);
+    else cli_json_null(&j);
     cli_json_key(&j, "peak_rss_mib");
     cli_json_f64(&j, cli_peak_rss_mib());
     cli_json_key(&j, "seconds");

@@ -127,9 +127,27 @@ static uint32_t units(uint64_t bytes, uint64_t budget, uint32_t U)
     return (uint32_t)(((unsigned __int128)bytes * U + budget - 1) / budget);
 }
 
+/* Each item's least damage, when together they fit: the table's rounding
+ * of bytes up to units could miss that. */
+static int least_fits(uint32_t n, const uint32_t *first, const uint64_t *cost, const double *dmg, uint64_t budget,
+                      uint8_t *choice)
+{
+    uint64_t sum = 0;
+    for (uint32_t b = 0; b < n; b++) {
+        uint32_t best = 0;
+        for (uint32_t c = 1; c < first[b + 1] - first[b]; c++)
+            if (dmg[first[b] + c] <= dmg[first[b] + best]) best = c;
+        if (!isfinite(dmg[first[b] + best])) return -1;
+        choice[b] = (uint8_t)best;
+        sum += cost[first[b] + best];
+    }
+    return !budget || sum <= budget ? 0 : -1;
+}
+
 int nsqrt_knapsack(uint32_t n, const uint32_t *first, const uint64_t *cost, const double *dmg, uint64_t budget,
                    uint8_t *choice)
 {
+    if (!least_fits(n, first, cost, dmg, budget, choice)) return 0;
     uint32_t U = !budget ? 0 : n * (ROUTE_UNITS + 1) <= ROUTE_TABLE ? ROUTE_UNITS : ROUTE_TABLE / n;
     double *dp = malloc((U + 1) * sizeof *dp), *nx = malloc((U + 1) * sizeof *nx);
     uint8_t *ch = malloc((size_t)n * (U + 1));
