@@ -6,7 +6,7 @@ meta:
   endian: le
   bit-endian: le
 doc: |
-  The .nsq format of spec/nsq-format.md, version 1.2, which is the normative
+  The .nsq format of spec/nsq-format.md, version 1.3, which is the normative
   text; this description follows it section by section and names the rule
   (R-...) that each `valid` key enforces in that key's `doc`.
 
@@ -60,6 +60,7 @@ seq:
       expr: >-
         ((header.required_features & 1) != 0) == directory.any_zstd
         and ((header.required_features & 2) != 0) == directory.any_lattice
+        and ((header.required_features & 4) != 0) == directory.any_lattice_levels
         and ((header.optional_features & 1) != 0) == (directory.refinement_count != 0)
         and ((header.optional_features & 2) != 0) == (find_importance.index >= 0)
         and ((header.optional_features & 4) != 0) == (find_router.index >= 0)
@@ -124,8 +125,10 @@ types:
       - id: required_features
         type: u8
         valid:
-          max: 3
-        doc: Bits 0 (ZSTD) and 1 (LATTICE) are the only bits defined (R-HDR-4).
+          max: 7
+        doc: |
+          Bits 0 (ZSTD), 1 (LATTICE) and 2 (LATTICE_LEVELS) are the only bits
+          defined (R-HDR-4).
       - id: optional_features
         type: u8
         doc: Bits 0 REFINEMENTS, 1 IMPORTANCE, 2 ROUTER; others ignored.
@@ -155,8 +158,8 @@ types:
       - id: reserved
         size: 64
         valid:
-          expr: version_minor > 2 or _.max == 0
-        doc: Zero unless version_minor is above 2, this description's minor version (R-HDR-9).
+          expr: version_minor > 3 or _.max == 0
+        doc: Zero unless version_minor is above 3, this description's minor version (R-HDR-9).
       - id: table_in_file
         size: 0
         valid:
@@ -546,7 +549,8 @@ types:
         type: >-
           tensor_record(_index, _index == 0 ? -1 : tensors[_index - 1].block,
           _index == 0 ? 0 : tensors[_index - 1].end,
-          _index == 0 ? false : tensors[_index - 1].lattice_so_far)
+          _index == 0 ? false : tensors[_index - 1].lattice_so_far,
+          _index == 0 ? false : tensors[_index - 1].lattice_levels_so_far)
         repeat: expr
         repeat-expr: tensor_count
         doc: A record that does not fit fails here (R-DIR-11).
@@ -574,6 +578,11 @@ types:
       any_lattice:
         value: tensors.last.lattice_so_far
         doc: Some tensor is LATTICE (the LATTICE feature, R-HDR-11).
+      any_lattice_levels:
+        value: tensors.last.lattice_levels_so_far
+        doc: |
+          Some LATTICE tensor has refinement levels (the LATTICE_LEVELS
+          feature, R-HDR-11).
 
   block_record:
     params:
@@ -808,6 +817,8 @@ types:
         type: u8
       - id: prev_lattice
         type: bool
+      - id: prev_lattice_levels
+        type: bool
     seq:
       - id: name_len
         type: u2
@@ -849,8 +860,8 @@ types:
       - id: n_refine
         type: u1
         valid:
-          expr: _ <= 16 and (scheme == scheme::tiered or _ == 0)
-        doc: At most 16 (R-TEN-4), 0 unless TIERED (R-TEN-5; LATTICE too).
+          expr: _ <= 16 and (scheme == scheme::tiered or scheme == scheme::lattice or _ == 0)
+        doc: At most 16 (R-TEN-4), 0 unless TIERED or LATTICE (R-TEN-5).
       - id: reserved
         size: 5
         valid:
@@ -870,7 +881,7 @@ types:
       - id: size
         type: u8
       - id: refine
-        type: refinement_part(_index + 1)
+        type: 'refinement_part(_index + 1, _index == 0 ? 0 : refine[_index - 1].stages_so_far)'
         repeat: expr
         repeat-expr: n_refine
         doc: Parts of levels 1..n_refine.
@@ -937,6 +948,15 @@ types:
       lattice_so_far:
         value: prev_lattice or scheme == scheme::lattice
         doc: This or an earlier tensor is LATTICE.
+      lattice_levels_so_far:
+        value: prev_lattice_levels or (scheme == scheme::lattice and n_refine > 0)
+        doc: This or an earlier tensor is LATTICE with refinement levels.
+      rows:
+        value: n_elements / cols
+        doc: Rows of a 2-D tensor (TIERED, LATTICE).
+      part_stages:
+        value: 'n_refine == 0 ? 0 : refine.last.stages_so_far'
+        doc: The stages that a LATTICE tensor's refinement parts add, all levels together.
       map_len:
         value: (n_groups + 3) / 4
         doc: Unpadded tier map length.
@@ -975,7 +995,7 @@ types:
         io: range.raw._io
         pos: offset
         size: size
-        type: lattice_payload(n_elements / cols, cols, group_size)
+        type: lattice_payload(rows, cols, group_size, part_stages)
         if: range.compression == compression::none and scheme == scheme::lattice
         doc: Section 9.10.
 
@@ -994,28 +1014,62 @@ types:
         encoding: ASCII
 
   refinement_part:
+    doc: |
+      A tensor's part of refinement level `level` (section 7.5): the bits of
+      its refinement codes for a TIERED tensor, the stages it adds for a
+      LATTICE tensor (sections 8.4, 9.10).
     params:
       - id: level
         type: u4
+      - id: prev_stages
+        type: u1
+        doc: LATTICE - the stages of the tensor's parts of levels 1..level-1.
     seq:
       - id: bits
         type: u1
+        if: not is_lattice
         valid:
           any-of: [1, 2, 4, 8]
-        doc: R-TEN-9
+        doc: TIERED - bits per refinement code (R-TEN-9).
+      - id: n_stages
+        type: u1
+        if: is_lattice
+        doc: LATTICE - how many stages this level adds, 0..3 (R-TEN-9, checked below).
+      - id: kinds
+        type: u1
+        repeat: expr
+        repeat-expr: 3
+        if: is_lattice
+        doc: LATTICE - the kinds of the part's stages (enum lattice_kind); 0 past n_stages.
       - id: reserved
-        size: 7
+        size: 'is_lattice ? 4 : 7'
         valid:
           expr: _.max == 0
-        doc: R-DIR-3
+        doc: Bytes 1..7, or 4..7 for a LATTICE tensor (R-DIR-3).
+      - id: lattice_form
+        size: 0
+        if: is_lattice
+        valid:
+          expr: >-
+            n_stages <= 3 and stages_so_far <= 3
+            and (n_stages > 0 ? (kinds[0] >= 1 and kinds[0] <= 3) : kinds[0] == 0)
+            and (n_stages > 1 ? (kinds[1] >= 1 and kinds[1] <= 3) : kinds[1] == 0)
+            and (n_stages > 2 ? (kinds[2] >= 1 and kinds[2] <= 3) : kinds[2] == 0)
+        doc: |
+          At most 3 stages, each of kind 1..3, the kinds past them 0, and at
+          most 3 stages in the tensor's parts 1..level together (R-TEN-9).
       - id: offset
         type: u8
         doc: Position in the raw bytes of the refinement range (block, level).
       - id: size
         type: u8
         valid:
-          expr: _ <= (_parent.n_groups * _parent.group_size * bits / 8 + 63) / 64 * 64
-        doc: R-TEN-9
+          expr: >-
+            is_lattice ? _ == lattice_size
+            : _ <= (_parent.n_groups * _parent.group_size * bits / 8 + 63) / 64 * 64
+        doc: |
+          TIERED - at most the codes of every group; LATTICE - exactly the
+          padded scales and codes of the part's stages (R-TEN-9).
       - id: previous
         type: part_finder(_parent._parent, level, _parent.block, _parent.index - 1)
         doc: The previous part of this level in the block.
@@ -1025,6 +1079,25 @@ types:
           expr: offset == (previous.end + 63) / 64 * 64
         doc: At the next multiple of 64 after the previous part (R-TEN-10).
     instances:
+      is_lattice:
+        value: _parent.scheme == scheme::lattice
+      stages_so_far:
+        value: 'prev_stages + (is_lattice ? n_stages : 0)'
+        doc: LATTICE - the stages of the tensor's parts of levels 1..level.
+      scales_padded:
+        value: (2 * _parent.rows * (_parent.cols / _parent.group_size) + 63) / 64 * 64
+        if: is_lattice
+        doc: LATTICE - one stage's scales with their padding.
+      lattice_size:
+        value: >-
+          n_stages * scales_padded
+          + (n_stages < 1 ? 0 : (_parent.n_elements * (kinds[0] == 1 ? 2 : kinds[0] == 2 ? 1 : 8) / 8 + 63) / 64 * 64)
+          + (n_stages < 2 ? 0 : (_parent.n_elements * (kinds[1] == 1 ? 2 : kinds[1] == 2 ? 1 : 8) / 8 + 63) / 64 * 64)
+          + (n_stages < 3 ? 0 : (_parent.n_elements * (kinds[2] == 1 ? 2 : kinds[2] == 2 ? 1 : 8) / 8 + 63) / 64 * 64)
+        if: is_lattice
+        doc: |
+          LATTICE - the part's size, sum over its stages of
+          pad64(2*rows*nb) + pad64(rows*cols*bits(kind)/8) (section 9.10).
       end:
         value: offset + size
       padding_before:
@@ -1044,9 +1117,19 @@ types:
         size: size
         type: refinement_codes(_parent.tiered_payload.n_quantized, _parent.group_size, bits)
         if: >-
-          range.compression == compression::none
+          not is_lattice and range.compression == compression::none
           and _parent.range.compression == compression::none
         doc: Section 9.6; needs the base tier map for the number of quantized groups.
+      stages:
+        io: range.raw._io
+        pos: offset
+        size: size
+        type: lattice_part(_parent.rows, _parent.cols, _parent.group_size, n_stages, kinds[0], kinds[1], kinds[2])
+        if: is_lattice and range.compression == compression::none
+        doc: |
+          Section 9.10 - the stages this level adds, after the payload's and
+          those of the levels before it; decoded at depth L >= level as
+          section 9.12 says for that stage list (section 8.4).
 
   # ---- section 9: payloads -----------------------------------------------
   plain_payload:
@@ -1238,6 +1321,9 @@ types:
         type: u8
       - id: block
         type: u4
+      - id: part_stages
+        type: u1
+        doc: The stages of the tensor's refinement parts, all levels together.
     seq:
       - id: header_fits
         size: 0
@@ -1293,6 +1379,13 @@ types:
         type: lattice_stage(rows, cols, block, kinds[_index])
         repeat: expr
         repeat-expr: n_stages
+      - id: stage_limit
+        size: 0
+        valid:
+          expr: n_stages + part_stages <= 4
+        doc: |
+          At most 4 stages in the payload and the refinement parts together
+          (R-LAT-6).
     instances:
       scales_padded:
         value: (2 * rows * (cols / block) + 63) / 64 * 64
@@ -1309,8 +1402,36 @@ types:
           : (rows * cols * (kinds[3] == 1 ? 2 : 1) / 8 + 63) / 64 * 64)
         doc: The size of section 9.10 for these stages.
 
+  lattice_part:
+    doc: |
+      The bytes of a LATTICE tensor's refinement part (section 9.10): for
+      each of its stages, scales then codes, each padded to 64 bytes, as in a
+      payload; no header and no signs (the payload's are used). Its size is
+      checked at open (R-TEN-9); its padding and scales when it is read
+      (R-LAT-4, R-LAT-5).
+    params:
+      - id: rows
+        type: u8
+      - id: cols
+        type: u8
+      - id: block
+        type: u4
+      - id: n_stages
+        type: u1
+      - id: kind0
+        type: u1
+      - id: kind1
+        type: u1
+      - id: kind2
+        type: u1
+    seq:
+      - id: stages
+        type: 'lattice_stage(rows, cols, block, _index == 0 ? kind0 : _index == 1 ? kind1 : kind2)'
+        repeat: expr
+        repeat-expr: n_stages
+
   lattice_stage:
-    doc: One stage's scales and codes (section 9.10).
+    doc: One stage's scales and codes, in a payload or a refinement part (section 9.10).
     params:
       - id: rows
         type: u8

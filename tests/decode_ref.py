@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Decodes every tensor of an .nsq file to f32 with numpy, from the spec alone
 (sections 8 and 9), as a reference that shares no code with libnsq. LATTICE
-tensors decode to the original basis W, as libnsq's nsq_dequantize_rows does.
+tensors decode to the original basis W, as libnsq's nsq_dequantize_rows does,
+with the stages of their refinement parts after the payload's (section 8.4).
 
     decode_ref.py FILE.nsq INSPECT.json OUTDIR
 
@@ -59,7 +60,8 @@ def tiered(p, rows, cols, g, parts):
         step[tier == t] = dm[:, 0]
     quant = tier != 0  # refinement codes follow the quantized rank
     v, s = out[quant], step[quant][:, None]
-    for bits, part in parts:
+    for r, part in parts:
+        bits = r["bits"]
         c = (F32(2) * codes(part, len(v), g, bits) + F32(1)) / F32(2 ** (bits + 1)) - F32(0.5)
         v = v + s * c
         s = s / F32(2 ** bits)
@@ -81,25 +83,41 @@ def e8_values():
     return (np.where(neg, -u, u) / 2 + shift).astype(F32)
 
 
-def lattice(p, rows, cols, b):
-    """A LATTICE payload (section 9.10): W' summed stage by stage, then W = W' R (9.12)."""
-    n_stages, kinds, nb = p[0], p[1:1 + p[0]], cols // b
-    signs = np.unpackbits(np.frombuffer(p, np.uint8, cols // 8, 64), bitorder="little").astype(bool)
-    pos, acc = 64 + pad64(cols // 8), None
+LATTICE_KINDS = {"e8": 1, "sign": 2, "int8": 3}
+
+
+def lattice_stages(buf, pos, kinds, rows, cols, b):
+    """(kind, scales, codes) of stages of these kinds laid out from buf[pos], each
+    its scales then its codes, padded to 64 (section 9.10)."""
+    nb, out = cols // b, []
     for k in kinds:
-        d = np.frombuffer(p, "<f2", rows * nb, pos).astype(F32).reshape(rows, nb)
+        d = np.frombuffer(buf, "<f2", rows * nb, pos).astype(F32).reshape(rows, nb)
         pos += pad64(2 * rows * nb)
         nbytes = rows * cols * {1: 2, 2: 1, 3: 8}[k] // 8
+        out.append((k, d, buf[pos:pos + nbytes]))
+        pos += pad64(nbytes)
+    return out
+
+
+def lattice(p, rows, cols, b, parts):
+    """A LATTICE payload (section 9.10) with the stages of its refinement parts after
+    its own, in level order (section 8.4): W' summed stage by stage, then W = W' R (9.12)."""
+    kinds, nb = list(p[1:1 + p[0]]), cols // b
+    signs = np.unpackbits(np.frombuffer(p, np.uint8, cols // 8, 64), bitorder="little").astype(bool)
+    stages = lattice_stages(p, 64 + pad64(cols // 8), kinds, rows, cols, b)
+    for r, part in parts:
+        stages += lattice_stages(part, 0, [LATTICE_KINDS[k] for k in r["stages"]], rows, cols, b)
+    acc = None
+    for k, d, c in stages:
         if k == 1:
-            v = e8_values()[np.frombuffer(p, "<u2", rows * cols // 8, pos)].reshape(rows, cols)
+            v = e8_values()[np.frombuffer(c, "<u2", rows * cols // 8)].reshape(rows, cols)
         elif k == 2:
-            bits = np.unpackbits(np.frombuffer(p, np.uint8, nbytes, pos), bitorder="little")
+            bits = np.unpackbits(np.frombuffer(c, np.uint8), bitorder="little")
             v = np.where(bits, F32(-1), F32(1)).reshape(rows, cols)
         else:
-            v = np.frombuffer(p, np.int8, nbytes, pos).astype(F32).reshape(rows, cols)
-        pos += pad64(nbytes)
+            v = np.frombuffer(c, np.int8).astype(F32).reshape(rows, cols)
         prod = np.repeat(d, b, axis=1) * v
-        acc = prod if acc is None else acc + prod
+        acc = prod if acc is None else acc + prod  # in stage order, each sum rounded to f32
     u, h = acc.reshape(rows, nb, b).copy(), 1
     while h < b:  # pairs (i, i + h) with i & h == 0, passes in increasing h
         v = u.reshape(rows, nb, b // (2 * h), 2, h)
@@ -120,9 +138,9 @@ def refinement_parts(tensors, block, ranges):
         for i, t in enumerate(tensors):
             if t["block"] != block or len(t.get("refinements", [])) < level:
                 continue
-            r = t["refinements"][level - 1]
+            r = t["refinements"][level - 1]  # TIERED: its bits; LATTICE: the stages it adds
             off = pad64(pos)
-            parts.setdefault(i, []).append((r["bits"], raw[off:off + r["size"]]))
+            parts.setdefault(i, []).append((r, raw[off:off + r["size"]]))
             pos = off + r["size"]
     return parts
 
@@ -142,7 +160,7 @@ def main(path, inspect, outdir):
             if t["scheme"] == "tiered":
                 w = tiered(p, t["shape"][0], t["shape"][1], t["group_size"], parts.get(i, []))
             elif t["scheme"] == "lattice":
-                w = lattice(p, t["shape"][0], t["shape"][1], t["group_size"])
+                w = lattice(p, t["shape"][0], t["shape"][1], t["group_size"], parts.get(i, []))
             elif t["scheme"] == "bf16":
                 w = (np.frombuffer(p, "<u2", n).astype(np.uint32) << 16).view(F32)
             else:

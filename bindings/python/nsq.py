@@ -5,7 +5,7 @@
     f.metadata                       # {key: value}
     f.tensors, f.blocks              # records of the directory, in file order
     f.verify()                       # full verification: block checksums, R-BLK-*, R-TIER-*, R-LAT-*
-    f.dequantize(name, refinements=2)  # -> array('f'), bit-exact (spec 9.5, 9.6, 9.12)
+    f.dequantize(name, refinements=2)  # -> array('f'), bit-exact (spec 8.4, 9.5, 9.6, 9.12)
     f.dequantize(name, rotated=True)   # a LATTICE tensor's stored, rotated basis W' (spec 9.12)
 
 Invalid files raise NsqError, whose .rule and .status name the violated rule of
@@ -331,10 +331,13 @@ class Block(Range):
 class Tensor:
     SCHEMES = {1: "f32", 2: "f16", 3: "bf16", 16: "tiered", 17: "lattice"}
 
-    def __init__(self, index, name, scheme, dims, block, group_size, offset, size, refine):
+    def __init__(self, index, name, scheme, dims, block, group_size, offset, size, refine, kinds=None):
         self.index, self.name, self.scheme, self.dims = index, name, scheme, dims
         self.block, self.group_size, self.offset, self.size = block, group_size, offset, size
-        self.refine = refine    # [(bits, offset, size)] for levels 1..n_refine
+        # [(bits, offset, size)] for levels 1..n_refine; for LATTICE, bits is the
+        # part's n_stages and kinds[l - 1] the kinds of level l's stages
+        self.refine = refine
+        self.kinds = kinds or [[] for _ in refine]
         self.n_elements = math.prod(dims)
         self.cols = dims[-1]
         self.n_groups = self.n_elements // group_size if group_size else 0
@@ -371,7 +374,7 @@ def _utf8(raw):
 # ---------------------------------------------------------------------------
 # The file
 
-FORMAT_MAJOR, FORMAT_MINOR = 1, 2   # the format version this module reads (spec 13)
+FORMAT_MAJOR, FORMAT_MINOR = 1, 3   # the format version this module reads (spec 13)
 _SECTION_CAPS = {1: 64 << 20, 2: 256 << 20, 3: 256 << 20, 4: 4 << 30, 5: 256 << 20}
 _META_TYPES = {1: "u64", 2: "i64", 3: "f64", 4: "bool", 5: "string"}
 _REQUIRED_KEYS = [   # (key, type); spec 5.2, in sort order. Any STRING value is valid.
@@ -434,10 +437,10 @@ class NsqFile:
          entry_size, self.header_checksum) = struct.unpack_from("<HHIQQQQIIQ", d, 8)
         _check(self.version_major == FORMAT_MAJOR, "R-HDR-2", "VERSION", "major version %d" % self.version_major)
         _check(header_size == 128, "R-HDR-3", "FORMAT", "header_size %d" % header_size)
-        known = (1 if self._zstd else 0) | 2   # ZSTD with a decoder, LATTICE (spec 3.2)
+        known = (1 if self._zstd else 0) | 2 | 4   # ZSTD with a decoder, LATTICE, LATTICE_LEVELS (spec 3.2)
         _check(self.required_features & ~known == 0, "R-HDR-4", "UNSUPPORTED",
                "required_features 0x%x: " % self.required_features +
-               ("unknown feature bits" if self.required_features & ~3 else
+               ("unknown feature bits" if self.required_features & ~7 else
                 "the file has Zstandard-compressed blocks and no decoder is available "
                 "(install python3-zstandard or the zstd program)"))
         _check(file_size == n, "R-HDR-5", "TRUNCATED", "file_size %d, actual length %d" % (file_size, n))
@@ -637,15 +640,18 @@ class NsqFile:
         vals = struct.unpack_from("<%dQ" % (ndims + 2), rest, 0)
         dims, offset, size = list(vals[:ndims]), vals[ndims], vals[ndims + 1]
         parts = [struct.unpack_from("<B7sQQ", rest, 8 * ndims + 16 + 24 * k) for k in range(nref)]
-        _check(all(p[1] == bytes(7) for p in parts), "R-DIR-3", "RESERVED", "%s refinement reserved bytes" % name)
+        # bytes 1..3 of a LATTICE part are its stage kinds, reserved otherwise (spec 7.5)
+        first = 3 if scheme == 17 else 0
+        _check(all(p[1][first:] == bytes(7 - first) for p in parts), "R-DIR-3", "RESERVED",
+               "%s refinement reserved bytes" % name)
         _check(scheme in Tensor.SCHEMES, "R-TEN-2", "DIRECTORY", "%s scheme %d" % (name, scheme))
         _check(block < len(blocks), "R-TEN-3", "DIRECTORY", "%s block %d" % (name, block))
         _check(all(1 <= d < 1 << 32 for d in dims) and math.prod(dims) <= 1 << 40, "R-TEN-4", "LIMIT",
                "%s dims %s" % (name, dims))
         t = Tensor(index, name, scheme, dims, block, gs if scheme in (16, 17) else 0, offset, size,
-                   [(p[0], p[2], p[3]) for p in parts])
+                   [(p[0], p[2], p[3]) for p in parts], [list(p[1][:3]) for p in parts] if scheme == 17 else None)
         if scheme == 17:
-            return self._lattice_record(t, ndims, gs, nref)
+            return self._lattice_record(t, ndims, gs, len(blocks[block].refinements))
         if scheme != 16:
             _check(gs == 0 and nref == 0, "R-TEN-5", "DIRECTORY", "%s has group_size or refinements" % name)
             _check(size == (4 if scheme == 1 else 2) * t.n_elements, "R-TEN-6", "DIRECTORY", "%s size %d" % (name, size))
@@ -663,13 +669,24 @@ class NsqFile:
         return t
 
     @staticmethod
-    def _lattice_record(t, ndims, gs, nref):
+    def _lattice_record(t, ndims, gs, levels):
+        """R-TEN-7, R-TEN-6, R-TEN-8, then R-TEN-9 part by part (form, then size), as spec 14.3 orders them."""
         _check(ndims == 2 and 8 <= gs <= 16384 and gs & (gs - 1) == 0 and t.cols % gs == 0, "R-TEN-7",
                "DIRECTORY", "%s: LATTICE needs 2 dims and a power-of-two group size 8..16384 dividing cols" % t.name)
-        _check(nref == 0, "R-TEN-5", "DIRECTORY", "%s: a LATTICE tensor has no refinements" % t.name)
         counts = [(e, s, i) for e in range(5) for s in range(5 - e) for i in range(5 - e - s) if e + s + i]
         _check(any(_lattice_size(t, [1] * e + [2] * s + [3] * i) == t.size for e, s, i in counts), "R-TEN-6",
                "DIRECTORY", "%s size %d is no LATTICE payload size" % (t.name, t.size))
+        _check(t.n_refine <= levels, "R-TEN-8", "DIRECTORY",
+               "%s has %d levels, its block %d" % (t.name, t.n_refine, levels))
+        total = 0
+        for level, ((n, _, psize), kinds) in enumerate(zip(t.refine, t.kinds), 1):
+            total += n
+            _check(n <= 3 and all(k in _LAT_BITS for k in kinds[:n]) and not any(kinds[n:]) and total <= 3,
+                   "R-TEN-9", "DIRECTORY", "%s level %d: %d stages of kinds %s, %d in parts 1..%d" % (
+                       t.name, level, n, kinds, total, level))
+            want = _lattice_size(t, kinds[:n], header=False)
+            _check(psize == want, "R-TEN-9", "DIRECTORY",
+                   "%s level %d: size %d, its stages take %d" % (t.name, level, psize, want))
         return t
 
     @staticmethod
@@ -769,6 +786,7 @@ class NsqFile:
         ranges = [r for b in self.blocks for r in [b] + b.refinements]
         checks = [("required", self.required_features, 0, any(r.compression == 1 for r in ranges)),
                   ("required", self.required_features, 1, any(t.scheme == 17 for t in self.tensors)),
+                  ("required", self.required_features, 2, any(t.scheme == 17 and t.n_refine for t in self.tensors)),
                   ("optional", self.optional_features, 0, any(b.refinements for b in self.blocks)),
                   ("optional", self.optional_features, 1, 4 in self._sections),
                   ("optional", self.optional_features, 2, 5 in self._sections)]
@@ -821,6 +839,8 @@ class NsqFile:
                             self._part(t, rng.level, nq)
                     elif t.scheme == 17:
                         self._lattice_view(t)
+                        if rng.level:
+                            self._lattice_part(t, rng.level)
 
     # -- decoding (spec 9) --
 
@@ -885,7 +905,7 @@ class NsqFile:
         if t.scheme == 3:
             return _bits_to_f32(array("I", (h << 16 for h in _le_array("H", payload))))
         if t.scheme == 17:
-            return self._decode_lattice(t, rotated)
+            return self._decode_lattice(t, rotated, min(refinements, t.n_refine))
         return self._decode_tiered(t, min(refinements, t.n_refine))
 
     def _decode_tiered(self, t, levels):
@@ -931,7 +951,7 @@ class NsqFile:
 
     def _lattice_view(self, t):
         """(signs, [(kind, scales, codes)]) of a LATTICE payload, after R-LAT-1..5
-        in the order of spec 9.13."""
+        in the order of spec 9.13, then R-LAT-6 when the tensor has refinement parts."""
         p = memoryview(self._load(self.blocks[t.block]))[t.offset:t.offset + t.size]
         _check(len(p) >= 64, "R-LAT-1", "TENSOR", "%s shorter than its header" % t.name)
         n = p[0]
@@ -941,22 +961,47 @@ class NsqFile:
         kinds = list(p[1:1 + n])
         _check(len(p) == _lattice_size(t, kinds), "R-LAT-3", "TENSOR",
                "%s size %d does not match its header" % (t.name, len(p)))
-        rows, nb = t.n_elements // t.cols, t.cols // t.group_size
-        lengths = [t.cols // 8] + [x for k in kinds for x in (2 * rows * nb, t.n_elements * _LAT_BITS[k] // 8)]
-        parts, pos = [], 64
-        for i, length in enumerate(lengths):
-            s = p[pos:pos + length]
-            _check(i % 2 == 0 or all(h & 0x7C00 != 0x7C00 for h in _le_array("H", s)), "R-LAT-5", "TENSOR",
-                   "%s has a non-finite scale" % t.name)
-            _check(p[pos + length:pos + _pad64(length)] == bytes(_pad64(length) - length), "R-LAT-4", "TENSOR",
-                   "%s padding" % t.name)
-            parts.append(s)
-            pos += _pad64(length)
-        return parts[0], [(k, parts[1 + 2 * s], parts[2 + 2 * s]) for s, k in enumerate(kinds)]
+        length = t.cols // 8
+        _check(p[64 + length:64 + _pad64(length)] == bytes(_pad64(length) - length), "R-LAT-4", "TENSOR",
+               "%s padding" % t.name)
+        stages = self._lattice_stages(t, p, 64 + _pad64(length), kinds, "")
+        n_parts = sum(part[0] for part in t.refine)
+        _check(n + n_parts <= 4, "R-LAT-6", "TENSOR",
+               "%s: %d base stages and %d in refinements: over 4" % (t.name, n, n_parts))
+        return p[64:64 + length], stages
 
-    def _decode_lattice(self, t, rotated):
-        """W' (rotated) or W = W' R, bit-exact (spec 9.12)."""
+    def _lattice_part(self, t, level):
+        """[(kind, scales, codes)] of the stages that LATTICE tensor t's level-`level`
+        part adds, after R-LAT-5 and R-LAT-4 (spec 9.13); its size was checked at open."""
+        n, off, size = t.refine[level - 1]
+        part = memoryview(self._load(self.blocks[t.block].refinements[level - 1]))[off:off + size]
+        return self._lattice_stages(t, part, 0, t.kinds[level - 1][:n], " level %d" % level)
+
+    @staticmethod
+    def _lattice_stages(t, buf, pos, kinds, where):
+        """The stages of these kinds laid out from buf[pos]: for each, scales (R-LAT-5,
+        then R-LAT-4 for their padding) and codes (R-LAT-4 for their padding)."""
+        rows, nb = t.n_elements // t.cols, t.cols // t.group_size
+        out = []
+        for k in kinds:
+            streams = []
+            for i, length in enumerate((2 * rows * nb, t.n_elements * _LAT_BITS[k] // 8)):
+                s = buf[pos:pos + length]
+                _check(i or all(h & 0x7C00 != 0x7C00 for h in _le_array("H", s)), "R-LAT-5", "TENSOR",
+                       "%s%s has a non-finite scale" % (t.name, where))
+                _check(buf[pos + length:pos + _pad64(length)] == bytes(_pad64(length) - length), "R-LAT-4",
+                       "TENSOR", "%s%s padding" % (t.name, where))
+                streams.append(s)
+                pos += _pad64(length)
+            out.append((k, streams[0], streams[1]))
+        return out
+
+    def _decode_lattice(self, t, rotated, levels=0):
+        """W' (rotated) or W = W' R, bit-exact (spec 9.12), for the stage list of depth
+        `levels` (spec 8.4): the payload's stages, then those of parts 1..levels in order."""
         signs, stages = self._lattice_view(t)
+        for level in range(1, levels + 1):
+            stages = stages + self._lattice_part(t, level)
         B, cols, n = t.group_size, t.cols, t.n_elements
         nb = cols // B
         acc = None
@@ -993,7 +1038,7 @@ class NsqFile:
         """A JSON-friendly summary, shaped like nsq-inspect --json --blocks --tensors.
         payloads: also read the TIERED and LATTICE payloads (tier counts, stage kinds)."""
         comp = ("none", "zstd")
-        req = _flag_names(self.required_features, ("zstd", "lattice"))
+        req = _flag_names(self.required_features, ("zstd", "lattice", "lattice_levels"))
         opt = _flag_names(self.optional_features, ("refinements", "importance", "router"))
         blocks = [{"index": b.index, "kind": Block.KINDS[b.kind], "first_layer": b.first_layer,
                    "n_layers": b.n_layers, "compression": comp[b.compression], "offset": b.offset,
@@ -1015,6 +1060,9 @@ class NsqFile:
                 d["refinements"] = [{"level": i + 1, "bits": p[0], "size": p[2]} for i, p in enumerate(t.refine)]
             if t.scheme == 17 and payloads:
                 d["stages"] = self.lattice_stages(t.name)
+            if t.scheme == 17 and t.n_refine:   # the stages each level adds
+                d["refinements"] = [{"level": i + 1, "stages": [_LAT_NAMES[k] for k in kinds[:p[0]]], "size": p[2]}
+                                    for i, (p, kinds) in enumerate(zip(t.refine, t.kinds))]
             tensors.append(d)
         return {"format_version": "%d.%d" % (self.version_major, self.version_minor),
                 "file_size": self.file_size, "required_features": req, "optional_features": opt,
@@ -1030,11 +1078,12 @@ _LAT_BITS = {1: 2, 2: 1, 3: 8}   # bits per weight of the LATTICE stage kinds E8
 _LAT_NAMES = {1: "e8", 2: "sign", 3: "int8"}
 
 
-def _lattice_size(t, kinds):
-    """The payload size of LATTICE tensor t with these stage kinds (spec 9.10)."""
+def _lattice_size(t, kinds, header=True):
+    """The payload size of LATTICE tensor t with these stage kinds (spec 9.10); without
+    the header and signs, the size of a refinement part with these stages."""
     rows, nb = t.n_elements // t.cols, t.cols // t.group_size
-    return 64 + _pad64(t.cols // 8) + sum(_pad64(2 * rows * nb) + _pad64(t.n_elements * _LAT_BITS[k] // 8)
-                                          for k in kinds)
+    return (64 + _pad64(t.cols // 8) if header else 0) + sum(
+        _pad64(2 * rows * nb) + _pad64(t.n_elements * _LAT_BITS[k] // 8) for k in kinds)
 
 
 @functools.lru_cache(maxsize=1)

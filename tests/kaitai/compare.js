@@ -14,7 +14,14 @@ function exact64(bytes, obj, field, signed) {
 
 const name = (e, v) => e[v].toLowerCase();
 const hex16 = (v) => v.toString(16).padStart(16, '0');
-const fixed6 = (x) => Number(x.toFixed(6));
+// x rounded to 6 decimals as C's printf("%f") does: an exact tie goes to the
+// even digit, where toFixed would round it up. toFixed(100) is exact for every
+// x >= 2^-48 (a multiple of 2^-100, so at most 100 fractional digits).
+function fixed6(x) {
+  const [whole, frac] = x.toFixed(100).split('.');
+  const tie = /^50*$/.test(frac.slice(6)) && Number(frac[5]) % 2 === 0;
+  return Number(tie ? `${whole}.${frac.slice(0, 6)}` : x.toFixed(6));
+}
 const bpw = (bytes, elements) => (elements ? fixed6((bytes * 8) / elements) : 0);
 
 function featureNames(bits, names) {
@@ -80,7 +87,7 @@ function latticePayload(ctx, t) {
   if (t.latticePayload) return t.latticePayload;
   const raw = ctx.rawOf(t.block);
   const io = new KaitaiStream(raw.slice(t.offset, t.offset + t.size).buffer);
-  const p = new ctx.Nsq.LatticePayload(io, null, ctx.nsq, t.nElements / t.cols, t.cols, t.groupSize);
+  const p = new ctx.Nsq.LatticePayload(io, null, ctx.nsq, t.nElements / t.cols, t.cols, t.groupSize, t.partStages);
   p._read();
   return p;
 }
@@ -91,7 +98,12 @@ function tensorView(ctx, t) {
   if (t.scheme === ctx.Nsq.Scheme.LATTICE) {
     const p = latticePayload(ctx, t);
     const stages = p.kinds.slice(0, p.nStages).map((k) => name(ctx.Nsq.LatticeKind, k));
-    return { ...out, group_size: t.groupSize, stages };
+    const view = { ...out, group_size: t.groupSize, stages };
+    if (t.nRefine === 0) return view;
+    // The stages each level adds (0..3; kinds past nStages are 0).
+    view.refinements = t.refine.map((r) => ({ level: r.level,
+      stages: r.kinds.slice(0, r.nStages).map((k) => name(ctx.Nsq.LatticeKind, k)), size: r.size }));
+    return view;
   }
   if (t.scheme !== ctx.Nsq.Scheme.TIERED) return out;
   const p = tieredPayload(ctx, t);
@@ -125,7 +137,7 @@ function inspectView(ctx) {
   return {
     format_version: `${h.versionMajor}.${h.versionMinor}`,
     file_size: h.fileSize,
-    required_features: featureNames(exact64(bytes, h, 'requiredFeatures'), ['zstd', 'lattice']),
+    required_features: featureNames(exact64(bytes, h, 'requiredFeatures'), ['zstd', 'lattice', 'lattice_levels']),
     optional_features: featureNames(exact64(bytes, h, 'optionalFeatures'), ['refinements', 'importance', 'router']),
     metadata: metadataView(ctx),
     tokenizer: { kind: name(Nsq.TokenizerKind, nsq.tokenizer.kind),
