@@ -423,7 +423,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 else CHECK((hb & 0x7C00) == 0x7C00 && (hb & 0x3FF));
             }
         }
-        nsq_refine_view dummy = {1, NULL, 0};
+        nsq_refine_view dummy = {.bits = 1, .codes = NULL, .size = 0};
         CHECK(nsq_refine_view_init(&v, 1, NULL, 0, &dummy, NULL) == NSQ_E_ARG);
         CHECK(nsq_dequantize_rows(&v, &dummy, 1, 0, rows, base) == NSQ_E_ARG);
         /* quantize the decoded values with tiers from the input */

@@ -32,7 +32,12 @@
  *  - every row decodes in both bases to the bits of the reference decoder
  *    here; sub-ranges decode to the same bits as the whole; out-of-range rows
  *    are refused; nsq_lattice_hadamard is the spec's butterfly;
- *  - table A (nsq_lattice_e8_table) is the one its rule builds.
+ *  - table A (nsq_lattice_e8_table) is the one its rule builds;
+ *  - an accepted payload of 2 or more stages, split into a base of its first
+ *    stage and a refinement level of the rest (spec 8.4), validates and
+ *    decodes in both bases to the same bits as the payload; a level of the
+ *    input's own bytes and stage kinds is accepted or refused cleanly, and
+ *    decodes when accepted.
  */
 #include "nsq.h"
 
@@ -259,10 +264,10 @@ static void check_decode(const nsq_view *v, src *in, uint8_t r0, uint8_t r1)
         free(part);
     }
     float one;
-    nsq_refine_view rv = {1, NULL, 0};
+    nsq_refine_view rv = {.bits = 1, .codes = NULL, .size = 0}; /* a stage of no kind */
     CHECK(nsq_dequantize_rows(v, NULL, 0, rows, 1, &one) == NSQ_E_ARG);
     CHECK(nsq_dequantize_rows(v, NULL, 0, 1, UINT64_MAX, &one) == NSQ_E_ARG);
-    CHECK(nsq_dequantize_rows(v, &rv, 1, 0, 0, &one) == NSQ_E_ARG); /* no refinement levels */
+    CHECK(nsq_dequantize_rows(v, &rv, 1, 0, 0, &one) == NSQ_E_TENSOR);
     CHECK(nsq_lattice_rows_rotated(v, rows, 1, &one) == NSQ_E_ARG);
     CHECK(nsq_lattice_rows_rotated(v, 1, UINT64_MAX, &one) == NSQ_E_ARG);
     CHECK(nsq_lattice_rows_rotated(v, 0, 0, NULL) == NSQ_E_ARG);
@@ -283,6 +288,35 @@ static void check_accepted(const nsq_view *v, src *in, uint8_t r0, uint8_t r1)
 }
 
 /* Unbounded shapes (h[2] bit 7): an accepted view has exactly its payload's size. */
+/* The payload p (S >= 2 stages) as a base of its first stage and a level of
+ * the others: both decode as p. Then a level of whatever the input holds. */
+static void check_levels(const nsq_view *v, const uint8_t *p, src *in)
+{
+    uint32_t S = p[0], kinds[3] = {p[2], p[3], p[4]};
+    uint64_t sc[4], co[4], base = layout(v->rows, v->cols, v->group_size, 1, p + 1, sc, co), n = v->rows * v->cols;
+    uint8_t *b = exact(p, base), *part = exact(p + base, v->size - base);
+    b[0] = 1, b[2] = b[3] = b[4] = 0;
+    nsq_view bv;
+    nsq_refine_view rv;
+    CHECK(nsq_view_init(NSQ_SCHEME_LATTICE, v->rows, v->cols, v->group_size, b, base, &bv, NULL) == NSQ_OK);
+    CHECK(nsq_lattice_refine_view_init(&bv, S - 1, kinds, part, v->size - base, &rv, NULL) == NSQ_OK);
+    float *x = floats(n), *y = floats(n);
+    CHECK(nsq_dequantize_rows(&bv, &rv, 1, 0, v->rows, x) == NSQ_OK && nsq_dequantize_rows(v, NULL, 0, 0, v->rows, y) == NSQ_OK);
+    CHECK(memcmp(x, y, n * sizeof *x) == 0);
+    CHECK(nsq_lattice_rows_rotated_refined(&bv, &rv, 1, 0, v->rows, x) == NSQ_OK);
+    CHECK(nsq_lattice_rows_rotated(v, 0, v->rows, y) == NSQ_OK);
+    CHECK(memcmp(x, y, n * sizeof *x) == 0);
+    uint8_t h = byte(in); /* a level from the input: 0..3 stages of its kinds, its bytes */
+    uint32_t k2[3] = {(h >> 2 & 3) % 3 + 1, (h >> 4 & 3) % 3 + 1, (h >> 6) % 3 + 1};
+    uint8_t *q = exact(in->p + in->i, in->n - in->i);
+    nsq_diag d;
+    memset(&d, 0, sizeof d);
+    nsq_status st = nsq_lattice_refine_view_init(&bv, h & 3, k2, q, in->n - in->i, &rv, &d);
+    CHECK(st == NSQ_OK || st == NSQ_E_ARG || (st == NSQ_E_TENSOR && !strncmp(d.rule, "R-LAT-", 6)));
+    if (st == NSQ_OK) CHECK(nsq_dequantize_rows(&bv, &rv, 1, 0, 1, x) == NSQ_OK); /* 1 + 3 stages at most */
+    free(b), free(part), free(q), free(x), free(y);
+}
+
 static int huge_shape(src *in)
 {
     uint64_t rows = 0, cols = 0;
@@ -404,6 +438,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (st == NSQ_OK) {
         CHECK(v.rows == rows && v.cols == cols && v.size == psize && v.data == payload);
         check_accepted(&v, &in, h[4], h[5]);
+        if (!raw && payload[0] >= 2) check_levels(&v, payload, &in);
         /* the stage kinds fix the size, not their order */
         uint32_t k[4] = {payload[1], payload[2], payload[3], payload[4]}, t = k[0];
         k[0] = k[payload[0] - 1], k[payload[0] - 1] = t;
