@@ -116,14 +116,9 @@ nsq_status nsq_tensor_view(const nsq_file *f, uint32_t i, const nsq_loaded *blk,
     if (blk->size != f->blocks[t->block].b.raw_size)
         return nsq__fail(d, NSQ_E_ARG, UINT64_MAX, "", "tensor %s: the loaded range is not block %u", t->name, t->block);
     nsq_status st = nsq_view_init(t->scheme, t->rows, t->cols, t->group_size, blk->data + t->offset, t->size, out, d);
-    nsq_lattice L;
-    if (!st && t->scheme == NSQ_SCHEME_LATTICE && t->n_refine && !nsq_lattice_view(out, &L)) {
-        uint32_t stages = L.n_stages;
-        for (uint32_t l = 0; l < t->n_refine; l++) stages += t->refine[l].bits;
-        if (stages > NSQ_LATTICE_MAX_STAGES)
-            st = nsq__fail(d, NSQ_E_TENSOR, 0, "R-LAT-6", "%u base stages and %u in refinements: over %d", L.n_stages,
-                           stages - L.n_stages, NSQ_LATTICE_MAX_STAGES);
-    }
+    if (!st && t->scheme == NSQ_SCHEME_LATTICE && nsq__lattice_stages(out, t->refine, t->n_refine) > NSQ_LATTICE_MAX_STAGES)
+        st = nsq__fail(d, NSQ_E_TENSOR, 0, "R-LAT-6", "%u stages with its refinements: over %d",
+                       nsq__lattice_stages(out, t->refine, t->n_refine), NSQ_LATTICE_MAX_STAGES);
     return in_tensor(st, t, d);
 }
 

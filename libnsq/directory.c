@@ -151,8 +151,9 @@ static nsq_status parse_tensor(nsq_file *f, nsq__cur *c, uint32_t i, nsq_diag *d
     p += 16;
     for (uint32_t l = 0; l < t->n_refine; l++, p += 24) {
         t->refine[l].bits = p[0];
-        memcpy(t->refine[l].kind, p + 1, 3); /* LATTICE's stage kinds; reserved otherwise */
-        if (!nsq__all_zero(p + (t->scheme == NSQ_SCHEME_LATTICE ? 4 : 1), t->scheme == NSQ_SCHEME_LATTICE ? 4 : 7))
+        uint32_t kinds = t->scheme == NSQ_SCHEME_LATTICE ? 3 : 0; /* LATTICE's stage kinds; reserved otherwise */
+        memcpy(t->refine[l].kind, p + 1, 3);
+        if (!nsq__all_zero(p + 1 + kinds, 7 - kinds))
             return nsq__fail(d, NSQ_E_RESERVED, t->record_off, "R-DIR-3", "tensor %s refinement reserved bytes", t->name);
         t->refine[l].offset = nsq__rd64(p + 8);
         t->refine[l].size = nsq__rd64(p + 16);

@@ -37,6 +37,9 @@ extern const nsq__scheme nsq__scheme_f32, nsq__scheme_f16, nsq__scheme_bf16, nsq
 
 /* The entry of scheme id, or NULL when the format defines no such scheme. */
 const nsq__scheme *nsq__scheme_of(uint32_t id);
+/* The stages of a LATTICE base view and of its refinement parts 0..n-1
+ * together: R-LAT-6 caps them at NSQ_LATTICE_MAX_STAGES. */
+uint32_t nsq__lattice_stages(const nsq_view *base, const nsq_tensor_refinement *parts, uint32_t n);
 /* A refinement level of base from its record part and its bytes. */
 nsq_status nsq__refine_view(const nsq_view *base, const nsq_tensor_refinement *part, const uint8_t *codes,
                             nsq_refine_view *out, nsq_diag *d);

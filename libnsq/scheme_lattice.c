@@ -209,6 +209,13 @@ static nsq_status refine_view(const nsq_view *base, const nsq_tensor_refinement 
     return NSQ_OK;
 }
 
+uint32_t nsq__lattice_stages(const nsq_view *base, const nsq_tensor_refinement *parts, uint32_t n)
+{
+    uint32_t stages = n_stages(base);
+    for (uint32_t l = 0; l < n; l++) stages += parts[l].bits;
+    return stages;
+}
+
 nsq_status nsq_lattice_view(const nsq_view *v, nsq_lattice *out) { return nsq_lattice_view_refined(v, NULL, 0, out); }
 
 nsq_status nsq_lattice_view_refined(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref, nsq_lattice *out)
@@ -228,14 +235,13 @@ nsq_status nsq_lattice_view_refined(const nsq_view *v, const nsq_refine_view *re
     for (uint32_t l = 0; l < n_ref; l++) {
         const uint8_t *at = refs[l].codes;
         for (uint32_t k = 0; k < refs[l].bits; k++) {
-            uint32_t s = out->n_stages++, kind = refs[l].kind[k];
-            if (s >= NSQ_LATTICE_MAX_STAGES || !nsq_lattice_kind_bits(kind)) return NSQ_E_TENSOR;
-            uint64_t ns = v->rows * out->n_blocks, nc = v->rows * v->cols / 8 * nsq_lattice_kind_bits(kind);
+            uint32_t s = out->n_stages++, kind = refs[l].kind[k], bits = nsq_lattice_kind_bits(kind);
+            if (s >= NSQ_LATTICE_MAX_STAGES || !bits) return NSQ_E_TENSOR;
             out->kind[s] = kind;
             out->scales[s] = at;
-            out->codes[s] = at + pad64(2 * ns);
-            out->row_bytes[s] = v->cols / 8 * nsq_lattice_kind_bits(kind);
-            at += pad64(2 * ns) + pad64(nc);
+            out->codes[s] = at + pad64(2 * v->rows * out->n_blocks);
+            out->row_bytes[s] = v->cols / 8 * bits;
+            at += stage_size(v->rows, v->cols, v->group_size, bits);
         }
     }
     return NSQ_OK;

@@ -466,14 +466,10 @@ static nsq_status add_refinement(nsq_writer *w, uint32_t scheme, uint32_t level,
     nsq_diag d = {0};
     nsq_status st = nsq__refine_view(&w->last_view, &part, data, &rv, &d);
     if (st) return werr(w, st, d.rule, "%s: refinement %u: %s", t->name, level, d.message[0] ? d.message : "invalid form");
-    nsq_lattice L;
-    if (scheme == NSQ_SCHEME_LATTICE && !nsq_lattice_view(&w->last_view, &L)) {
-        uint32_t stages = L.n_stages + part.bits;
-        for (uint32_t l = 0; l + 1 < level; l++) stages += t->refine[l].bits;
-        if (stages > NSQ_LATTICE_MAX_STAGES)
-            return werr(w, NSQ_E_ARG, "R-LAT-6", "%s: more than %d LATTICE stages with refinement %u", t->name,
-                        NSQ_LATTICE_MAX_STAGES, level);
-    }
+    if (scheme == NSQ_SCHEME_LATTICE &&
+        nsq__lattice_stages(&w->last_view, t->refine, level - 1) + part.bits > NSQ_LATTICE_MAX_STAGES)
+        return werr(w, NSQ_E_ARG, "R-LAT-6", "%s: more than %d LATTICE stages with refinement %u", t->name,
+                    NSQ_LATTICE_MAX_STAGES, level);
     if (scheme == NSQ_SCHEME_TIERED && part.size == 0)
         return werr(w, NSQ_E_ARG, "R-TEN-11", "%s: no quantized groups to refine", t->name);
     buf *b = &w->level[level - 1];
