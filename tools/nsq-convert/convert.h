@@ -214,7 +214,6 @@ typedef struct lat_book {
     double *err;       /* [n][n_types]: predicted damage */
     uint64_t *off, *size; /* [n]: payload in the spill file */
     uint64_t elements, n_layers, spill_end;
-    double predicted_bpw, level_bpw[LAT_MAX_LEVELS];
     int fd; /* spill file, -1 */
 } lat_book;
 

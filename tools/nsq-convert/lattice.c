@@ -481,8 +481,7 @@ static void enc_chunk(size_t ci, void *ctx)
         j->failed = 1;
     } else {
         for (uint32_t s0 = 0, ps = 0; s0 < j->t->n_stages; ps++) { /* pass ps: stages s0..s1-1 */
-            uint32_t s1 = s0 + 1;
-            while (s1 < j->t->n_stages && !(j->t->split >> s1 & 1)) s1++;
+            uint32_t s1 = lat_pass_end(j->t, s0);
             for (uint64_t r = 0; r < nr; r++) row_scales(j, r0 + r, s0, s1, res + r * n, d + r * nb, y);
             memcpy(w, res, nr * n * sizeof *w);
             j->proxy[ci * NSQ_LATTICE_MAX_STAGES + ps] = ldlq_pass(j, r0, nr, s0, s1, d, w, dl, res);
@@ -492,10 +491,17 @@ static void enc_chunk(size_t ci, void *ctx)
     free(w), free(dl), free(y), free(d);
 }
 
+uint32_t lat_pass_end(const lat_type *t, uint32_t s0)
+{
+    uint32_t s1 = s0 + 1;
+    while (s1 < t->n_stages && !(t->split >> s1 & 1)) s1++;
+    return s1;
+}
+
 uint32_t lat_passes(const lat_type *t)
 {
-    uint32_t n = 1;
-    for (uint32_t st = 1; st < t->n_stages; st++) n += t->split >> st & 1;
+    uint32_t n = 0;
+    for (uint32_t s0 = 0; s0 < t->n_stages; s0 = lat_pass_end(t, s0)) n++;
     return n;
 }
 

@@ -62,6 +62,8 @@ void lat_site_free(lat_site *s);
 /* Payload bytes of a rows x cols matrix of type t. */
 uint64_t lat_size(const lat_type *t, uint64_t rows, uint64_t cols);
 
+/* The stage after the pass of t that starts at stage s0. */
+uint32_t lat_pass_end(const lat_type *t, uint32_t s0);
 /* The number of passes of t: 1 + the bits of split below n_stages. */
 uint32_t lat_passes(const lat_type *t);
 

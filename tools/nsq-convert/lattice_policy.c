@@ -83,19 +83,18 @@ static void measure_one(size_t i, void *arg)
     for (uint64_t k = 0; k < t->rows * t->cols; k++)
         if (!isfinite(w[k])) j->bad = (long)i;
     const lat_book *b = j->b;
-    uint8_t done[16] = {0};
+    uint8_t done[16] = {0}; /* types measured, at most 16 (lat_nested has 9) */
     for (uint32_t ty = b->n_types; ty-- > 0 && j->bad != (long)i;) { /* deepest first: their passes give their prefixes */
         const lat_type *tt = &b->types[ty];
-        uint8_t *out = done[ty] ? NULL : malloc(lat_size(tt, nr, t->cols));
-        double e[NSQ_LATTICE_MAX_STAGES];
         if (done[ty]) continue;
+        uint8_t *out = malloc(lat_size(tt, nr, t->cols));
+        double e[NSQ_LATTICE_MAX_STAGES];
         int rc = out ? lat_encode(&site, s, nr, tt, 1, out, e) : -1;
         if (rc == -2) j->bad = (long)i;
         else if (rc) j->failed = 1;
-        for (uint32_t ps = 0, end = 0; !rc && ps < lat_passes(tt); ps++) {
-            while (++end < tt->n_stages && !(tt->split >> end & 1)) {}
+        for (uint32_t ps = 0, end = 0; !rc && end < tt->n_stages; ps++) {
             lat_type pre = *tt;
-            pre.n_stages = end;
+            pre.n_stages = end = lat_pass_end(tt, end);
             for (uint32_t u = 0; u < b->n_types; u++)
                 if (!done[u] && b->types[u].n_stages == end && lat_prefix(&b->types[u], &pre))
                     done[u] = 1, b->err[i * b->n_types + u] = norm > 0 ? e[ps] / norm : 0;
@@ -312,8 +311,6 @@ static int budget_nested(const tensor_plan *p, const quant_opts *o, lat_book *b,
     fill_nested(p, o, b, budget);
     for (size_t i = 0; i < p->n; i++)
         if (lat_budgeted(&p->t[i], o)) b->type[i] = b->chain[i * (K + 1) + K];
-    b->predicted_bpw = body_bits(p, o, b, b->chain, K + 1) / (double)b->elements;
-    for (uint32_t k = 1; k <= K; k++) b->level_bpw[k - 1] = body_bits(p, o, b, b->chain + k, K + 1) / (double)b->elements;
     return 0;
 }
 
@@ -335,7 +332,6 @@ int lat_budget(const tensor_plan *p, const quant_opts *o, lat_book *b, char *err
     }
     choose(p, o, b, pow(10, hi), b->type);
     fill(p, o, b, budget, b->type);
-    b->predicted_bpw = body_bits(p, o, b, b->type, 1) / (double)b->elements;
     return 0;
 }
 

@@ -122,7 +122,7 @@ static int parse_bpw(const char *arg, quant_opts *q)
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         double v;
         if (cli_opt_real(TOOL, "--bpw", tok, 0, 32, 1, &v)) return 1;
-        if (q->bpw > 0 && q->n_levels == LAT_MAX_LEVELS)
+        if (tok != buf && q->n_levels == LAT_MAX_LEVELS)
             return fprintf(stderr, TOOL ": --bpw %s: at most %d refinement levels\n", arg, LAT_MAX_LEVELS), 1;
         double prev = q->n_levels ? q->level_bpw[q->n_levels - 1] : q->bpw;
         if (tok != buf && v <= prev) return fprintf(stderr, TOOL ": --bpw %s: each depth must take more bits\n", arg), 1;
