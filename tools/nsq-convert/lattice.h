@@ -15,12 +15,13 @@
 
 #include "nsq.h"
 
-/* A LATTICE type: its stages' kinds (nsq_lattice_kind), base first, coded
- * in passes: bit s of split set starts a new pass at stage s. A pass codes
- * what the passes before leave, with its own error feedback, so the stages
- * of the first k passes are as good a code on their own as they can be: what
- * refinement levels need. The stages of one pass are coded together, and
- * are the better code of the whole when nothing stops before its end. */
+/* A LATTICE type: its stages' kinds (nsq_lattice_kind), base first, in
+ * passes: bit s of split set starts a new pass at stage s. The end of each
+ * pass is a depth, a code on its own (what refinement levels need): each
+ * depth has its own target, the weights plus its own error fed forward, and
+ * a pass's stages code that target blended with the deeper ones'. The
+ * stages of one pass are coded together, and are the better code of the
+ * whole when nothing stops before its end. */
 typedef struct lat_type {
     uint32_t n_stages, kind[NSQ_LATTICE_MAX_STAGES];
     uint32_t split;
