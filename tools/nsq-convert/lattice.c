@@ -64,7 +64,7 @@ int lat_prefix(const lat_type *a, const lat_type *b)
  * code's, that the next stages refine 1.5 x worse than a direct code of
  * those bits (tiny-llama's matrices, e8+e8); coding a blend of the deeper
  * targets, weights BLEND^k, and scales refitted to what was coded, 1.1 x
- * their fit, brings that to 1.25 x for a 7 % worse base. */
+ * their fit, brings that to about 1.2 x for a base about 10 % worse. */
 #define BLEND 0.5f
 #define REFIT_SCALE 1.1f
 
