@@ -545,7 +545,7 @@ static void enc_chunk(size_t ci, void *ctx)
         double proxy[NSQ_LATTICE_MAX_STAGES] = {0};
         if (run) refit_scales(j, r0, nr, in, d);
         for (uint32_t p = 0; p < np; p++) memcpy(w[p], x, nr * n * sizeof *w[p]);
-        ldlq_pass(j, r0, nr, d, w, dl, in, proxy);
+        ldlq_pass(j, r0, nr, d, w, dl, run ? NULL : in, proxy);
         for (uint32_t p = 0; p < np; p++) j->proxy[ci * NSQ_LATTICE_MAX_STAGES + p] = proxy[p];
     }
     if (!ok) j->failed = 1;
@@ -594,7 +594,7 @@ int lat_encode(const lat_site *s, const float *w, uint64_t rows, const lat_type 
         rotate(s, wr + r * n);
     }
     parallel_for(chunks, threads, enc_chunk, &j);
-    for (uint32_t ps = 0; proxy && ps < lat_passes(t); ps++) {
+    for (uint32_t ps = 0; proxy && ps < j.n_pass; ps++) {
         proxy[ps] = 0;
         for (uint64_t c = 0; c < chunks; c++) proxy[ps] += j.proxy[c * NSQ_LATTICE_MAX_STAGES + ps];
     }

@@ -202,6 +202,21 @@ static void fill(const tensor_plan *p, const quant_opts *o, const lat_book *b, d
     }
 }
 
+/* Each matrix's type for one budget: the least lambda that fits (log10
+ * lambda bisected in -60..40), then the bits left by fill. */
+static void fit_types(const tensor_plan *p, const quant_opts *o, const lat_book *b, double budget, int *type)
+{
+    double lo = -60, hi = 40;
+    for (int it = 0; it < 100; it++) {
+        double mid = (lo + hi) / 2;
+        choose(p, o, b, pow(10, mid), type);
+        if (body_bits(p, o, b, type, 1) > budget) lo = mid;
+        else hi = mid;
+    }
+    choose(p, o, b, pow(10, hi), type);
+    fill(p, o, b, budget, type);
+}
+
 /* ---- refinement levels ----
  * Each matrix takes a chain of types, one per depth, each a prefix of the
  * next; the chains minimise the sum over depths of weight_k * damage +
@@ -283,15 +298,8 @@ static void fill_nested(const tensor_plan *p, const quant_opts *o, lat_book *b, 
 /* The least damage of types chosen for one depth's budget alone, unnested. */
 static double best_damage(const tensor_plan *p, const quant_opts *o, const lat_book *b, double budget, int *type)
 {
-    double lo = -60, hi = 40, damage = 0;
-    for (int it = 0; it < 100; it++) {
-        double mid = (lo + hi) / 2;
-        choose(p, o, b, pow(10, mid), type);
-        if (body_bits(p, o, b, type, 1) > budget) lo = mid;
-        else hi = mid;
-    }
-    choose(p, o, b, pow(10, hi), type);
-    fill(p, o, b, budget, type);
+    double damage = 0;
+    fit_types(p, o, b, budget, type);
     for (size_t i = 0; i < p->n; i++)
         if (lat_budgeted(&p->t[i], o)) damage += lat_error(b, i, (uint32_t)type[i]);
     return damage;
@@ -380,22 +388,15 @@ static int budget_nested(const tensor_plan *p, const quant_opts *o, lat_book *b,
 
 int lat_budget(const tensor_plan *p, const quant_opts *o, lat_book *b, char *err, size_t n)
 {
-    double budget = o->bpw * (double)b->elements, lo = -60, hi = 40; /* log10 lambda */
-    choose(p, o, b, pow(10, hi), b->type);
+    double budget = o->bpw * (double)b->elements;
+    choose(p, o, b, pow(10, 40), b->type);
     if (body_bits(p, o, b, b->type, 1) > budget) {
         snprintf(err, n, "--bpw %.3f is below what this model can reach (%.3f with every matrix at its fewest bits)", o->bpw,
                  body_bits(p, o, b, b->type, 1) / (double)b->elements);
         return -1;
     }
     if (o->n_levels) return budget_nested(p, o, b, err, n);
-    for (int it = 0; it < 100; it++) {
-        double mid = (lo + hi) / 2;
-        choose(p, o, b, pow(10, mid), b->type);
-        if (body_bits(p, o, b, b->type, 1) > budget) lo = mid;
-        else hi = mid;
-    }
-    choose(p, o, b, pow(10, hi), b->type);
-    fill(p, o, b, budget, b->type);
+    fit_types(p, o, b, budget, b->type);
     return 0;
 }
 
