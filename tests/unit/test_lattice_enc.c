@@ -430,7 +430,7 @@ static void test_nested_depths(void **state)
     static const struct {
         uint32_t nested, direct[3];
         double bound[3];
-    } cases[] = {{2, {0, 2}, {1.3, 2.2}}, {5, {0, 2, 4}, {1.5, 2.2, 3.0}}};
+    } cases[] = {{2, {0, 2}, {1.3, 2.2}}, {6, {0, 2, 4}, {1.5, 2.2, 3.0}}};
     uint64_t rows = 96, n = 256;
     float *h = second_moment(n, 31), *w = gauss_matrix(rows, n, 0.05, 32);
     lat_site s;
@@ -438,7 +438,8 @@ static void test_nested_depths(void **state)
     assert_int_equal(lat_site_init(&s, n, 6, h, err, sizeof err), 0);
     double *hr = rotated_h(&s, h, s.damp);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        const lat_type *t = &lat_nested[cases[c].nested];
+        lat_type tn = lat_nested[cases[c].nested], *t = &tn;
+        tn.split = 0xe, tn.blend = 0.5f; /* every stage a depth */
         double pe[NSQ_LATTICE_MAX_STAGES];
         enc e;
         encode(&s, w, rows, t, 2, &e);

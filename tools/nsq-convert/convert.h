@@ -210,8 +210,12 @@ typedef struct lat_book {
     const struct lat_type *types; /* lat_types, or lat_nested with refinement levels */
     uint32_t n_types, n_levels;
     int *type;         /* [n]: index in types (with levels, the deepest), -1 for a matrix not in LATTICE */
-    int *chain;        /* with levels: [n][n_levels + 1], the type at each depth */
-    double *err;       /* [n][n_types]: predicted damage */
+    int *chain;        /* [n][n_levels + 1]: the type at each depth, those of chains[pick[i]] */
+    int *pick;         /* [n]: index in chains */
+    int *chains;       /* every nested sequence of types, one per depth: [sequences][n_levels + 1] */
+    uint32_t n_chains; /* the sequences, each with every blend it may be coded with */
+    double *err;       /* [n][n_types]: predicted damage, each type coded alone */
+    double *cerr;      /* [n][n_chains][n_levels + 1]: predicted damage at each depth, coded as that chain */
     uint64_t *off, *size; /* [n]: payload in the spill file */
     uint64_t elements, n_layers, spill_end;
     int fd; /* spill file, -1 */

@@ -15,33 +15,35 @@ void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const 
 void openblas_set_num_threads(int n);
 
 const lat_type lat_types[] = {
-    {1, {NSQ_LAT_E8}, 0, "e8"},
-    {2, {NSQ_LAT_E8, NSQ_LAT_SIGN}, 0, "e8+sign"},
-    {2, {NSQ_LAT_E8, NSQ_LAT_E8}, 0, "e8+e8"},
-    {3, {NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_SIGN}, 0, "e8+e8+sign"},
-    {3, {NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_E8}, 0, "e8+e8+e8"},
-    {1, {NSQ_LAT_INT8}, 0, "int8"},
+    {1, {NSQ_LAT_E8}, 0, "e8", 0},
+    {2, {NSQ_LAT_E8, NSQ_LAT_SIGN}, 0, "e8+sign", 0},
+    {2, {NSQ_LAT_E8, NSQ_LAT_E8}, 0, "e8+e8", 0},
+    {3, {NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_SIGN}, 0, "e8+e8+sign", 0},
+    {3, {NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_E8}, 0, "e8+e8+e8", 0},
+    {1, {NSQ_LAT_INT8}, 0, "int8", 0},
 };
 const uint32_t lat_n_types = sizeof lat_types / sizeof lat_types[0];
 
 #define E8 NSQ_LAT_E8
 #define SG NSQ_LAT_SIGN
-#define EACH 0xe /* every stage a pass of its own */
 const lat_type lat_nested[] = {
-    {1, {E8}, EACH, "e8"},
-    {2, {E8, SG}, EACH, "e8+sign"},
-    {2, {E8, E8}, EACH, "e8+e8"},
-    {3, {E8, SG, E8}, EACH, "e8+sign+e8"},
-    {3, {E8, E8, SG}, EACH, "e8+e8+sign"},
-    {3, {E8, E8, E8}, EACH, "e8+e8+e8"},
-    {4, {E8, SG, E8, SG}, EACH, "e8+sign+e8+sign"},
-    {4, {E8, E8, SG, E8}, EACH, "e8+e8+sign+e8"},
-    {4, {E8, E8, E8, SG}, EACH, "e8+e8+e8+sign"},
+    {1, {E8}, 0, "e8", 0},
+    {2, {E8, SG}, 0, "e8+sign", 0},
+    {2, {E8, E8}, 0, "e8+e8", 0},
+    {3, {E8, SG, SG}, 0, "e8+sign+sign", 0},
+    {3, {E8, SG, E8}, 0, "e8+sign+e8", 0},
+    {3, {E8, E8, SG}, 0, "e8+e8+sign", 0},
+    {3, {E8, E8, E8}, 0, "e8+e8+e8", 0},
+    {4, {E8, SG, SG, SG}, 0, "e8+sign+sign+sign", 0},
+    {4, {E8, SG, SG, E8}, 0, "e8+sign+sign+e8", 0},
+    {4, {E8, SG, E8, SG}, 0, "e8+sign+e8+sign", 0},
+    {4, {E8, E8, SG, SG}, 0, "e8+e8+sign+sign", 0},
+    {4, {E8, E8, SG, E8}, 0, "e8+e8+sign+e8", 0},
+    {4, {E8, E8, E8, SG}, 0, "e8+e8+e8+sign", 0},
 };
 const uint32_t lat_n_nested = sizeof lat_nested / sizeof lat_nested[0];
 #undef E8
 #undef SG
-#undef EACH
 
 int lat_prefix(const lat_type *a, const lat_type *b)
 {
@@ -63,9 +65,9 @@ int lat_prefix(const lat_type *a, const lat_type *b)
  * depth for its own target alone leaves residuals, wider than a direct
  * code's, that the next stages refine 1.5 x worse than a direct code of
  * those bits (tiny-llama's matrices, e8+e8); coding a blend of the deeper
- * targets, weights BLEND^k, and scales refitted to what was coded, 1.1 x
- * their fit, brings that to about 1.2 x for a base about 10 % worse. */
-#define BLEND 0.5f
+ * targets (the type's blend, weights blend^k) and scales refitted to what
+ * was coded, 1.1 x their fit, brings that to about 1.2 x (blend 0.5) for a
+ * base about 10 % worse. */
 #define REFIT_SCALE 1.1f
 
 /* ---- the E8 codebook ----
@@ -453,7 +455,7 @@ static void refit_scales(const enc_job *j, uint64_t r0, uint64_t nr, const float
 
 /* Codes the 8 columns from g of row r at every depth (t[p]: depth p's
  * targets there), leaving depth p's error in e[p]. The stages of depth p
- * code its target blended with the deeper ones' (weights BLEND^k); the last
+ * code its target blended with the deeper ones' (weights blend^k); the last
  * depth codes its own, so with one pass this is plain LDLQ. When in is not
  * NULL, in[st * stride] receives what stage st coded. */
 static void code_group(const enc_job *j, uint64_t r, uint64_t g, float (*d)[NSQ_LATTICE_MAX_STAGES], float *const *t,
@@ -465,7 +467,7 @@ static void code_group(const enc_job *j, uint64_t r, uint64_t g, float (*d)[NSQ_
         float y[8], x[8], wk = 1, wsum = 1;
         for (int k = 0; k < 8; k++) y[k] = t[p][k] - pre[k];
         for (uint32_t q = p + 1; q < j->n_pass; q++) {
-            wk *= BLEND, wsum += wk;
+            wk *= j->t->blend, wsum += wk;
             for (int k = 0; k < 8; k++) y[k] += wk * (t[q][k] - pre[k]);
         }
         if (wsum != 1)

@@ -26,14 +26,16 @@ typedef struct lat_type {
     uint32_t n_stages, kind[NSQ_LATTICE_MAX_STAGES];
     uint32_t split;
     const char *name;
+    float blend; /* the weight of the next depth's target in a pass's blend, of the one after its square, ... */
 } lat_type;
 
 /* The types a matrix may take, fewest bits first. */
 extern const lat_type lat_types[];
 extern const uint32_t lat_n_types;
-/* The types of files with refinement levels: each stage coded on what the
- * ones before leave, so that a matrix's type at each depth is a prefix of
- * its type at the next. Index LAT_PROBE_TYPE is e8+e8, as in lat_types. */
+/* The types of files with refinement levels, a matrix's type at each depth
+ * a prefix of its type at the next; their passes (split) are set from the
+ * depths that matrix stops at. Index LAT_PROBE_TYPE is e8+e8, as in
+ * lat_types. */
 extern const lat_type lat_nested[];
 extern const uint32_t lat_n_nested;
 /* 1 when a's stages are the first stages of b. */

@@ -58,10 +58,77 @@ static double weighted_norm(const float *s, uint64_t nr, uint64_t n, const float
     return norm;
 }
 
-/* Relative squared error of each type on an even sample of the rows: coded
- * as the final encoding codes them, with feedback and weighed by the inputs'
- * second moment where b keeps it, else plainly: how the types compare on
- * this matrix. */
+/* Each sequence of types is a chain with each of these blends: how much a
+ * depth's coding leans to the deeper depths' targets trades its error for
+ * theirs, and matrices differ in which of their depths matter more. */
+static const float blends[] = {0.35f, 0.7f, 1.4f};
+
+/* The blends of each sequence: one, unused, without levels. */
+static uint32_t n_blends(const lat_book *b) { return b->n_levels ? (uint32_t)(sizeof blends / sizeof blends[0]) : 1; }
+
+/* Chain c's type at each depth. */
+static const int *chain_seq(const lat_book *b, uint32_t c) { return b->chains + (size_t)(c / n_blends(b)) * (b->n_levels + 1); }
+
+/* The type that codes chain c: its deepest, in a pass for each depth that
+ * adds stages, so that stages no depth stops between are coded together. */
+static lat_type chain_type(const lat_book *b, uint32_t c)
+{
+    const int *ch = chain_seq(b, c);
+    lat_type t = b->types[ch[b->n_levels]];
+    t.blend = b->n_levels ? blends[c % n_blends(b)] : 0;
+    t.split = 0;
+    for (uint32_t k = 0; k < b->n_levels; k++)
+        if (b->types[ch[k]].n_stages < t.n_stages) t.split |= 1u << b->types[ch[k]].n_stages;
+    return t;
+}
+
+static double *chain_err(const lat_book *b, size_t i, uint32_t c)
+{
+    return b->cerr + ((size_t)i * b->n_chains + c) * (b->n_levels + 1);
+}
+
+/* Relative squared error of each chain at each depth on an even sample of
+ * the rows: coded as the final encoding codes them, with feedback and
+ * weighed by the inputs' second moment where b keeps it, else plainly: how
+ * the chains compare on this matrix. Chains of one type and pass structure
+ * share a coding; a type alone is the chain of that type at every depth. */
+static int measure_chains(const lat_site *site, const float *s, uint64_t nr, uint64_t cols, double norm, lat_book *b,
+                          size_t i)
+{
+    uint32_t K = b->n_levels, n_seen = 0;
+    struct {
+        int deepest;
+        uint32_t split;
+        float blend;
+        double e[NSQ_LATTICE_MAX_STAGES];
+    } *seen = malloc(b->n_chains * sizeof *seen);
+    int rc = seen ? 0 : -1;
+    for (uint32_t c = 0; c < b->n_chains && !rc; c++) {
+        const int *ch = chain_seq(b, c);
+        lat_type tt = chain_type(b, c);
+        uint32_t v = 0;
+        if (!tt.split) tt.blend = 0; /* one pass: nothing to blend */
+        while (v < n_seen && (seen[v].deepest != ch[K] || seen[v].split != tt.split || seen[v].blend != tt.blend)) v++;
+        if (v == n_seen) {
+            uint8_t *out = malloc(lat_size(&tt, nr, cols));
+            seen[v].deepest = ch[K], seen[v].split = tt.split, seen[v].blend = tt.blend;
+            rc = out ? lat_encode(site, s, nr, &tt, 1, out, seen[v].e) : -1;
+            free(out);
+            n_seen++;
+        }
+        double *e = chain_err(b, i, c);
+        int alone = 1;
+        for (uint32_t k = 0; k <= K && !rc; k++) { /* depth k ends pass: the splits in 1 .. its stages - 1 */
+            uint32_t ns = b->types[ch[k]].n_stages, pass = (uint32_t)__builtin_popcount(tt.split & ((1u << ns) - 2));
+            e[k] = norm > 0 ? seen[v].e[pass] / norm : 0;
+            alone &= ch[k] == ch[K];
+        }
+        if (alone && !rc) b->err[i * b->n_types + (size_t)ch[K]] = e[K];
+    }
+    free(seen);
+    return rc;
+}
+
 static void measure_one(size_t i, void *arg)
 {
     measure_job *j = arg;
@@ -79,30 +146,39 @@ static void measure_one(size_t i, void *arg)
         return;
     }
     for (uint64_t r = 0; r < nr; r++) memcpy(s + r * t->cols, w + r * step * t->cols, t->cols * sizeof *s);
-    double norm = weighted_norm(s, nr, t->cols, h);
     for (uint64_t k = 0; k < t->rows * t->cols; k++)
         if (!isfinite(w[k])) j->bad = (long)i;
-    const lat_book *b = j->b;
-    uint8_t done[16] = {0}; /* types measured, at most 16 (lat_nested has 9) */
-    for (uint32_t ty = b->n_types; ty-- > 0 && j->bad != (long)i;) { /* deepest first: their passes give their prefixes */
-        const lat_type *tt = &b->types[ty];
-        if (done[ty]) continue;
-        uint8_t *out = malloc(lat_size(tt, nr, t->cols));
-        double e[NSQ_LATTICE_MAX_STAGES];
-        int rc = out ? lat_encode(&site, s, nr, tt, 1, out, e) : -1;
+    if (j->bad != (long)i) {
+        int rc = measure_chains(&site, s, nr, t->cols, weighted_norm(s, nr, t->cols, h), j->b, i);
         if (rc == -2) j->bad = (long)i;
         else if (rc) j->failed = 1;
-        for (uint32_t ps = 0, end = 0; !rc && end < tt->n_stages; ps++) {
-            lat_type pre = *tt;
-            pre.n_stages = end = lat_pass_end(tt, end);
-            for (uint32_t u = 0; u < b->n_types; u++)
-                if (!done[u] && b->types[u].n_stages == end && lat_prefix(&b->types[u], &pre))
-                    done[u] = 1, b->err[i * b->n_types + u] = norm > 0 ? e[ps] / norm : 0;
-        }
-        free(out);
     }
     lat_site_free(&site);
     free(w), free(s);
+}
+
+/* Every chain of the types of K + 1 depths, each a prefix of the next, into
+ * out (when not NULL); their count. */
+static uint32_t all_chains(const lat_book *b, int *out)
+{
+    uint32_t n = 0, K = b->n_levels;
+    int cur[LAT_MAX_LEVELS + 1], depth = 0;
+    cur[0] = -1;
+    while (depth >= 0) { /* depth-first over the prefix tree */
+        if (++cur[depth] >= (int)b->n_types) {
+            depth--;
+            continue;
+        }
+        if (depth && !lat_prefix(&b->types[cur[depth - 1]], &b->types[cur[depth]])) continue;
+        if ((uint32_t)depth == K) {
+            if (out) memcpy(out + (size_t)n * (K + 1), cur, (K + 1) * sizeof *cur);
+            n++;
+            continue;
+        }
+        cur[depth + 1] = -1;
+        depth++;
+    }
+    return n;
 }
 
 int lat_measure(const tensor_plan *p, const quant_opts *o, lat_book *b, char *err, size_t n)
@@ -114,10 +190,15 @@ int lat_measure(const tensor_plan *p, const quant_opts *o, lat_book *b, char *er
     b->n_types = o->n_levels ? lat_n_nested : lat_n_types;
     b->type = malloc((p->n ? p->n : 1) * sizeof *b->type);
     b->chain = calloc((p->n ? p->n : 1) * (o->n_levels + 1), sizeof *b->chain);
+    b->pick = calloc(p->n ? p->n : 1, sizeof *b->pick);
+    b->n_chains = all_chains(b, NULL) * n_blends(b);
+    b->chains = malloc(b->n_chains / n_blends(b) * (o->n_levels + 1) * sizeof *b->chains);
     b->err = calloc((p->n ? p->n : 1) * b->n_types, sizeof *b->err);
+    b->cerr = calloc((p->n ? p->n : 1) * b->n_chains * (o->n_levels + 1), sizeof *b->cerr);
     b->off = calloc(p->n ? p->n : 1, sizeof *b->off);
     b->size = calloc(p->n ? p->n : 1, sizeof *b->size);
-    if (!b->type || !b->chain || !b->err || !b->off || !b->size) goto nomem;
+    if (!b->type || !b->chain || !b->pick || !b->chains || !b->err || !b->cerr || !b->off || !b->size) goto nomem;
+    all_chains(b, b->chains);
     for (size_t i = 0; i < p->n; i++) {
         b->type[i] = -1;
         if (p->t[i].layer >= 0) b->elements += p->t[i].src->n_elements;
@@ -138,14 +219,15 @@ nomem:
 void lat_scale(lat_book *b, size_t i, double factor)
 {
     for (uint32_t t = 0; t < b->n_types; t++) b->err[i * b->n_types + t] *= factor;
+    for (uint32_t k = 0; k < b->n_chains * (b->n_levels + 1); k++) chain_err(b, i, 0)[k] *= factor;
 }
 
 double lat_error(const lat_book *b, size_t i, uint32_t type) { return b->err[i * b->n_types + type]; }
 
 double lat_depth_damage(const lat_book *b, size_t i, uint32_t k)
 {
-    const int *c = b->chain + i * (b->n_levels + 1);
-    return b->type[i] < 0 ? 0 : fmax(0, lat_error(b, i, (uint32_t)c[k]) - lat_error(b, i, (uint32_t)c[b->n_levels]));
+    const double *e = chain_err(b, i, (uint32_t)b->pick[i]);
+    return b->type[i] < 0 ? 0 : fmax(0, e[k] - e[b->n_levels]);
 }
 
 /* Bits of matrix i at type ty. */
@@ -220,78 +302,97 @@ static void fit_types(const tensor_plan *p, const quant_opts *o, const lat_book 
 /* ---- refinement levels ----
  * Each matrix takes a chain of types, one per depth, each a prefix of the
  * next; the chains minimise the sum over depths of weight_k * damage +
- * lambda_k * bits, with each lambda_k set so that depth k fits its budget. */
+ * lambda_k * bits, with each lambda_k set so that depth k fits its budget.
+ * A chain's damages are measured coded as that chain: where a depth adds no
+ * stages, the stages around it are coded together. */
 
-#define MAX_CHAINS 4096
-
-typedef struct {
-    int c[LAT_MAX_LEVELS + 1];
-} chain;
-
-/* Every chain of the nested types of K + 1 depths into out; their count. */
-static uint32_t all_chains(const lat_book *b, chain *out)
+static void set_pick(lat_book *b, size_t i, uint32_t c)
 {
-    uint32_t n = 0, K = b->n_levels;
-    chain cur;
-    int depth = 0;
-    cur.c[0] = -1;
-    while (depth >= 0) { /* depth-first over the prefix tree */
-        if (++cur.c[depth] >= (int)b->n_types) {
-            depth--;
-            continue;
-        }
-        if (depth && !lat_prefix(&b->types[cur.c[depth - 1]], &b->types[cur.c[depth]])) continue;
-        if ((uint32_t)depth == K) {
-            if (n < MAX_CHAINS) out[n++] = cur;
-            continue;
-        }
-        cur.c[depth + 1] = -1;
-        depth++;
-    }
-    return n;
+    b->pick[i] = (int)c;
+    memcpy(b->chain + i * (b->n_levels + 1), chain_seq(b, c), (b->n_levels + 1) * sizeof *b->chain);
 }
 
-static void choose_chains(const tensor_plan *p, const quant_opts *o, lat_book *b, const chain *ch, uint32_t nc,
-                          const double *weight, const double *lambda)
+static double chain_bits(const tensor_plan *p, const lat_book *b, size_t i, uint32_t c, uint32_t k)
 {
-    uint32_t K = b->n_levels;
+    return type_bits(p, b, i, chain_seq(b, c)[k]);
+}
+
+/* Weighed damage of matrix i as chain c less as chain c0. */
+static double chain_loss(const lat_book *b, size_t i, uint32_t c, uint32_t c0, const double *weight)
+{
+    double d = 0;
+    for (uint32_t k = 0; k <= b->n_levels; k++) d += weight[k] * (chain_err(b, i, c)[k] - chain_err(b, i, c0)[k]);
+    return d;
+}
+
+static void choose_chains(const tensor_plan *p, const quant_opts *o, lat_book *b, const double *weight, const double *lambda)
+{
     for (size_t i = 0; i < p->n; i++) {
         if (!lat_budgeted(&p->t[i], o)) continue;
         double best = INFINITY;
         uint32_t bi = 0;
-        for (uint32_t c = 0; c < nc; c++) {
+        for (uint32_t c = 0; c < b->n_chains; c++) {
             double cost = 0;
-            for (uint32_t k = 0; k <= K; k++)
-                cost += weight[k] * lat_error(b, i, (uint32_t)ch[c].c[k]) + lambda[k] * type_bits(p, b, i, ch[c].c[k]);
+            for (uint32_t k = 0; k <= b->n_levels; k++) cost += weight[k] * chain_err(b, i, c)[k] + lambda[k] * chain_bits(p, b, i, c, k);
             if (cost < best) best = cost, bi = c;
         }
-        for (uint32_t k = 0; k <= K; k++) b->chain[i * (K + 1) + k] = ch[bi].c[k];
+        set_pick(b, i, bi);
     }
 }
 
-/* Upgrades, deepest depth first, that keep every chain nested, while each
- * depth's bits fit: the most damage saved per bit first. */
-static void fill_nested(const tensor_plan *p, const quant_opts *o, lat_book *b, const double *budget)
+/* The change of one matrix's chain that, at depth k, saves (shrink) or
+ * spends the most weighed damage per bit: shrinking, one with fewer bits at
+ * k and no more elsewhere; filling, one with more bits at k that fit in
+ * room and the same elsewhere. 0 when there is none. */
+static int best_move(const tensor_plan *p, const quant_opts *o, lat_book *b, const double *weight, uint32_t k, int shrink,
+                     double room, size_t *bi, uint32_t *bc)
 {
-    uint32_t K = b->n_levels;
-    for (uint32_t k = K + 1; k-- > 0;)
-        for (;;) {
-            double have = body_bits(p, o, b, b->chain + k, K + 1), best = 0;
-            size_t bi = 0;
-            int bt = -1;
-            for (size_t i = 0; i < p->n; i++) {
-                if (!lat_budgeted(&p->t[i], o)) continue;
-                int *c = b->chain + i * (K + 1);
-                for (uint32_t t = 0; t < b->n_types; t++) {
-                    if (!lat_prefix(&b->types[c[k]], &b->types[t]) || (k < K && !lat_prefix(&b->types[t], &b->types[c[k + 1]])))
-                        continue;
-                    double ds = type_bits(p, b, i, (int)t) - type_bits(p, b, i, c[k]);
-                    double gain = lat_error(b, i, (uint32_t)c[k]) - lat_error(b, i, t);
-                    if (ds > 0 && gain > 0 && have + ds <= budget[k] && gain / ds > best) best = gain / ds, bi = i, bt = (int)t;
-                }
+    double best = shrink ? INFINITY : 0;
+    int found = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        if (!lat_budgeted(&p->t[i], o)) continue;
+        uint32_t c0 = (uint32_t)b->pick[i];
+        for (uint32_t c = 0; c < b->n_chains; c++) {
+            double ds = chain_bits(p, b, i, c, k) - chain_bits(p, b, i, c0, k);
+            int ok = shrink ? ds < 0 : ds > 0 && ds <= room;
+            for (uint32_t q = 0; q <= b->n_levels && ok; q++) {
+                double dq = chain_bits(p, b, i, c, q) - chain_bits(p, b, i, c0, q);
+                ok = q == k || (shrink ? dq <= 0 : dq == 0);
             }
-            if (bt < 0) break;
-            b->chain[bi * (K + 1) + k] = bt;
+            if (!ok) continue;
+            double r = chain_loss(b, i, c, c0, weight) / fabs(ds);
+            if (shrink ? r < best : -r > best) best = shrink ? r : -r, *bi = i, *bc = c, found = 1;
+        }
+    }
+    return found;
+}
+
+/* Where the lambdas cycle with a depth over its budget: the cheapest
+ * downgrades, from depth 0 up, until each fits. Fewer bits never unfit a
+ * depth done. */
+static int shrink_nested(const tensor_plan *p, const quant_opts *o, lat_book *b, const double *weight, const double *budget)
+{
+    for (uint32_t k = 0; k <= b->n_levels; k++)
+        while (body_bits(p, o, b, b->chain + k, b->n_levels + 1) > budget[k]) {
+            size_t i;
+            uint32_t c;
+            if (!best_move(p, o, b, weight, k, 1, 0, &i, &c)) return -1;
+            set_pick(b, i, c);
+        }
+    return 0;
+}
+
+/* The bits each depth has left, deepest first, to the upgrades that save
+ * the most weighed damage per bit, while they fit. */
+static void fill_nested(const tensor_plan *p, const quant_opts *o, lat_book *b, const double *weight, const double *budget)
+{
+    for (uint32_t k = b->n_levels + 1; k-- > 0;)
+        for (;;) {
+            size_t i;
+            uint32_t c;
+            double room = budget[k] - body_bits(p, o, b, b->chain + k, b->n_levels + 1);
+            if (!best_move(p, o, b, weight, k, 0, room, &i, &c)) break;
+            set_pick(b, i, c);
         }
 }
 
@@ -307,8 +408,7 @@ static double best_damage(const tensor_plan *p, const quant_opts *o, const lat_b
 
 /* Chains whose depth k weighs weight[k], each lambda_k by bisection, the
  * others held, for a few rounds: the depths may still not all fit. */
-static void lagrange_chains(const tensor_plan *p, const quant_opts *o, lat_book *b, const chain *ch, uint32_t nc,
-                            const double *weight, const double *budget)
+static void lagrange_chains(const tensor_plan *p, const quant_opts *o, lat_book *b, const double *weight, const double *budget)
 {
     uint32_t K = b->n_levels;
     double lambda[LAT_MAX_LEVELS + 1];
@@ -318,46 +418,16 @@ static void lagrange_chains(const tensor_plan *p, const quant_opts *o, lat_book 
             double lo = -60, hi = 40;
             for (int it = 0; it < 60; it++) {
                 lambda[k] = pow(10, (lo + hi) / 2);
-                choose_chains(p, o, b, ch, nc, weight, lambda);
+                choose_chains(p, o, b, weight, lambda);
                 if (body_bits(p, o, b, b->chain + k, K + 1) > budget[k]) lo = (lo + hi) / 2;
                 else hi = (lo + hi) / 2;
             }
             lambda[k] = pow(10, hi);
         }
-        choose_chains(p, o, b, ch, nc, weight, lambda);
+        choose_chains(p, o, b, weight, lambda);
         fits = 1;
         for (uint32_t k = 0; k <= K; k++) fits &= body_bits(p, o, b, b->chain + k, K + 1) <= budget[k];
     }
-}
-
-/* Where the lambdas cycle with a depth over its budget: downgrades, from
- * depth 0 up, that cost the least weighed damage per bit saved, until each
- * depth fits. A downgrade to t at depth k takes along the depths before it
- * whose types t no longer extends. Fewer bits never unfit a depth done. */
-static int shrink_nested(const tensor_plan *p, const quant_opts *o, lat_book *b, const double *weight, const double *budget)
-{
-    uint32_t K = b->n_levels;
-    for (uint32_t k = 0; k <= K; k++)
-        while (body_bits(p, o, b, b->chain + k, K + 1) > budget[k]) {
-            double best = INFINITY;
-            size_t bi = 0;
-            int bt = -1;
-            for (size_t i = 0; i < p->n; i++) {
-                if (!lat_budgeted(&p->t[i], o)) continue;
-                const int *c = b->chain + i * (K + 1);
-                for (uint32_t t = 0; t < b->n_types; t++) {
-                    double ds = type_bits(p, b, i, c[k]) - type_bits(p, b, i, (int)t), dd = 0;
-                    if (ds <= 0 || !lat_prefix(&b->types[t], &b->types[c[k]])) continue;
-                    for (uint32_t q = 0; q <= k; q++)
-                        if (!lat_prefix(&b->types[c[q]], &b->types[t])) dd += weight[q] * (lat_error(b, i, t) - lat_error(b, i, (uint32_t)c[q]));
-                    if (dd / ds < best) best = dd / ds, bi = i, bt = (int)t;
-                }
-            }
-            if (bt < 0) return -1;
-            for (uint32_t q = 0; q <= k; q++)
-                if (!lat_prefix(&b->types[b->chain[bi * (K + 1) + q]], &b->types[bt])) b->chain[bi * (K + 1) + q] = bt;
-        }
-    return 0;
 }
 
 /* Each depth's damage is weighed against the least its budget allows, so
@@ -366,21 +436,19 @@ static int shrink_nested(const tensor_plan *p, const quant_opts *o, lat_book *b,
  * 2.5,3.5,4.5: the deepest 1.49 x a direct file, 1.18 x when weighed). */
 static int budget_nested(const tensor_plan *p, const quant_opts *o, lat_book *b, char *err, size_t n)
 {
-    uint32_t K = b->n_levels, nc;
+    uint32_t K = b->n_levels;
     double budget[LAT_MAX_LEVELS + 1], weight[LAT_MAX_LEVELS + 1];
-    chain *ch = malloc(MAX_CHAINS * sizeof *ch);
     int *type = malloc((p->n ? p->n : 1) * sizeof *type);
-    if (!ch || !type) return free(ch), free(type), snprintf(err, n, "out of memory"), -1;
-    nc = all_chains(b, ch);
+    if (!type) return snprintf(err, n, "out of memory"), -1;
     for (uint32_t k = 0; k <= K; k++) {
         budget[k] = (k ? o->level_bpw[k - 1] : o->bpw) * (double)b->elements;
         double least = best_damage(p, o, b, budget[k], type);
         weight[k] = least > 0 ? 1 / least : 1;
     }
-    lagrange_chains(p, o, b, ch, nc, weight, budget);
-    free(ch), free(type);
+    free(type);
+    lagrange_chains(p, o, b, weight, budget);
     if (shrink_nested(p, o, b, weight, budget)) return snprintf(err, n, "--bpw: no nested choice of types fits every depth's budget"), -1;
-    fill_nested(p, o, b, budget);
+    fill_nested(p, o, b, weight, budget);
     for (size_t i = 0; i < p->n; i++)
         if (lat_budgeted(&p->t[i], o)) b->type[i] = b->chain[i * (K + 1) + K];
     return 0;
@@ -437,12 +505,12 @@ static int encode_layer(void *ctx, uint32_t L, const hessian_site *sites, char *
         const float *h = sites && sites[k].dim == t->cols ? sites[k].h : NULL;
         if (!ready[k] && lat_site_init(&site[k], t->cols, site_seed(t->layer, k), h, err, n)) return -1;
         ready[k] = 1;
-        const lat_type *ty = &j->b->types[j->b->type[i]];
-        uint64_t size = lat_size(ty, t->rows, t->cols);
+        lat_type ty = j->b->n_levels ? chain_type(j->b, (uint32_t)j->b->pick[i]) : j->b->types[j->b->type[i]];
+        uint64_t size = lat_size(&ty, t->rows, t->cols);
         float *w = policy_load_matrix(t);
         uint8_t *out = malloc(size);
         st_release(t->src);
-        int erc = !w || !out ? -1 : lat_encode(&site[k], w, t->rows, ty, j->o->threads, out, NULL);
+        int erc = !w || !out ? -1 : lat_encode(&site[k], w, t->rows, &ty, j->o->threads, out, NULL);
         if (erc == -2) rc = (snprintf(err, n, "tensor %s: a weight is too large for LATTICE's f16 scales", t->src->name), -1);
         else if (erc) rc = (snprintf(err, n, "out of memory"), -1);
         if (!rc) rc = spill(j->b, i, out, size, err, n);
@@ -581,7 +649,7 @@ void lat_book_free(lat_book *b)
     if (b->type && b->fd >= 0) close(b->fd);
     for (uint64_t k = 0; b->moments && k < b->n_layers * CALIB_N_INPUTS; k++) free(b->moments[k]);
     free(b->moments);
-    free(b->type), free(b->chain), free(b->err), free(b->off), free(b->size);
+    free(b->type), free(b->chain), free(b->pick), free(b->chains), free(b->err), free(b->cerr), free(b->off), free(b->size);
     memset(b, 0, sizeof *b);
     b->fd = -1;
 }
