@@ -462,6 +462,33 @@ static void test_nested_depths(void **state)
     lat_site_free(&s);
 }
 
+/* A type's blend trades its depths: leaning further to the deeper targets
+ * costs the base and helps the deepest, what the converter's choice of a
+ * blend per matrix counts on. */
+static void test_nested_blend(void **state)
+{
+    (void)state;
+    uint64_t rows = 96, n = 256;
+    float *h = second_moment(n, 31), *w = gauss_matrix(rows, n, 0.05, 32);
+    lat_site s;
+    char err[128];
+    double pe[2][NSQ_LATTICE_MAX_STAGES];
+    assert_int_equal(lat_site_init(&s, n, 6, h, err, sizeof err), 0);
+    for (int k = 0; k < 2; k++) {
+        lat_type t = lat_nested[6]; /* e8+e8+e8 */
+        t.split = 0xe, t.blend = k ? 1.4f : 0.35f;
+        uint8_t *out = malloc(lat_size(&t, rows, n));
+        assert_non_null(out);
+        assert_int_equal(lat_encode(&s, w, rows, &t, 1, out, pe[k]), 0);
+        print_message("blend %.2f: depths %.6g %.6g %.6g\n", t.blend, pe[k][0], pe[k][1], pe[k][2]);
+        free(out);
+    }
+    assert_true(pe[0][0] < pe[1][0]);
+    assert_true(pe[1][2] < pe[0][2]);
+    free(h), free(w);
+    lat_site_free(&s);
+}
+
 /* ---- determinism ---- */
 
 static void test_threads(void **state)
@@ -529,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_nearest_shared_scale),
         cmocka_unit_test(test_proxy_with_h),
         cmocka_unit_test(test_nested_depths),
+        cmocka_unit_test(test_nested_blend),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_gaussian_error),
     };

@@ -129,12 +129,23 @@ static int measure_chains(const lat_site *site, const float *s, uint64_t nr, uin
     return rc;
 }
 
+/* With levels each matrix is coded 100 to 180 ways (its chains with one to
+ * three levels, each blend): matrices wider than 1024 columns, whose rows
+ * cost cols^2 each, sample fewer rows, at least 16 (tens of thousands of
+ * weights; the chains are compared on the same rows). */
+static uint64_t sample_rows(const lat_book *b, uint64_t cols)
+{
+    if (!b->n_levels || cols <= 1024) return SAMPLE_ROWS;
+    double r = SAMPLE_ROWS * (1024.0 / (double)cols) * (1024.0 / (double)cols);
+    return r > 16 ? (uint64_t)r : 16;
+}
+
 static void measure_one(size_t i, void *arg)
 {
     measure_job *j = arg;
     const plan_tensor *t = &j->p->t[i];
     if (!lat_budgeted(t, j->o)) return;
-    uint64_t step = t->rows > SAMPLE_ROWS ? t->rows / SAMPLE_ROWS : 1, nr = t->rows / step;
+    uint64_t want = sample_rows(j->b, t->cols), step = t->rows > want ? t->rows / want : 1, nr = t->rows / step;
     float *w = policy_load_matrix(t), *s = malloc(nr * t->cols * sizeof *s);
     const float *h = kept_moment(j->b, t);
     lat_site site;
