@@ -216,6 +216,7 @@ typedef struct lat_book {
     uint32_t n_chains; /* the sequences, each with every blend it may be coded with */
     double *err;       /* [n][n_types]: predicted damage, each type coded alone */
     double *cerr;      /* [n][n_chains][n_levels + 1]: predicted damage at each depth, coded as that chain */
+    double *bits;      /* [n][n_types]: payload bits at each type, for the allocation's many lookups */
     uint64_t *off, *size; /* [n]: payload in the spill file */
     uint64_t elements, n_layers, spill_end;
     int fd; /* spill file, -1 */

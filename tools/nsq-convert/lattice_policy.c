@@ -75,10 +75,10 @@ static lat_type chain_type(const lat_book *b, uint32_t c)
 {
     const int *ch = chain_seq(b, c);
     lat_type t = b->types[ch[b->n_levels]];
-    t.blend = b->n_levels ? blends[c % n_blends(b)] : 0;
     t.split = 0;
     for (uint32_t k = 0; k < b->n_levels; k++)
         if (b->types[ch[k]].n_stages < t.n_stages) t.split |= 1u << b->types[ch[k]].n_stages;
+    t.blend = t.split ? blends[c % n_blends(b)] : 0; /* one pass: nothing to blend */
     return t;
 }
 
@@ -107,7 +107,6 @@ static int measure_chains(const lat_site *site, const float *s, uint64_t nr, uin
         const int *ch = chain_seq(b, c);
         lat_type tt = chain_type(b, c);
         uint32_t v = 0;
-        if (!tt.split) tt.blend = 0; /* one pass: nothing to blend */
         while (v < n_seen && (seen[v].deepest != ch[K] || seen[v].split != tt.split || seen[v].blend != tt.blend)) v++;
         if (v == n_seen) {
             uint8_t *out = malloc(lat_size(&tt, nr, cols));
@@ -206,10 +205,14 @@ int lat_measure(const tensor_plan *p, const quant_opts *o, lat_book *b, char *er
     b->chains = malloc(b->n_chains / n_blends(b) * (o->n_levels + 1) * sizeof *b->chains);
     b->err = calloc((p->n ? p->n : 1) * b->n_types, sizeof *b->err);
     b->cerr = calloc((p->n ? p->n : 1) * b->n_chains * (o->n_levels + 1), sizeof *b->cerr);
+    b->bits = calloc((p->n ? p->n : 1) * b->n_types, sizeof *b->bits);
     b->off = calloc(p->n ? p->n : 1, sizeof *b->off);
     b->size = calloc(p->n ? p->n : 1, sizeof *b->size);
-    if (!b->type || !b->chain || !b->pick || !b->chains || !b->err || !b->cerr || !b->off || !b->size) goto nomem;
+    if (!b->type || !b->chain || !b->pick || !b->chains || !b->err || !b->cerr || !b->bits || !b->off || !b->size) goto nomem;
     all_chains(b, b->chains);
+    for (size_t i = 0; i < p->n; i++)
+        for (uint32_t t = 0; t < b->n_types && lat_budgeted(&p->t[i], o); t++)
+            b->bits[i * b->n_types + t] = 8.0 * (double)lat_size(&b->types[t], p->t[i].rows, p->t[i].cols);
     for (size_t i = 0; i < p->n; i++) {
         b->type[i] = -1;
         if (p->t[i].layer >= 0) b->elements += p->t[i].src->n_elements;
@@ -242,9 +245,9 @@ double lat_depth_damage(const lat_book *b, size_t i, uint32_t k)
 }
 
 /* Bits of matrix i at type ty. */
-static double type_bits(const tensor_plan *p, const lat_book *b, size_t i, int ty)
+static double type_bits(const lat_book *b, size_t i, int ty)
 {
-    return 8.0 * (double)lat_size(&b->types[ty], p->t[i].rows, p->t[i].cols);
+    return b->bits[i * b->n_types + (size_t)ty];
 }
 
 /* Bits of the layer blocks when each budgeted matrix takes type[i] (at stride apart). */
@@ -254,7 +257,7 @@ static double body_bits(const tensor_plan *p, const quant_opts *o, const lat_boo
     for (size_t i = 0; i < p->n; i++) {
         const plan_tensor *t = &p->t[i];
         if (t->layer < 0) continue;
-        bits += lat_budgeted(t, o) ? type_bits(p, b, i, type[i * stride]) : 8.0 * (double)policy_fixed_bytes(t, o);
+        bits += lat_budgeted(t, o) ? type_bits(b, i, type[i * stride]) : 8.0 * (double)policy_fixed_bytes(t, o);
     }
     return bits;
 }
@@ -267,7 +270,7 @@ static void choose(const tensor_plan *p, const quant_opts *o, const lat_book *b,
         double best = INFINITY;
         type[i] = 0;
         for (uint32_t t = 0; t < b->n_types; t++) {
-            double c = lat_error(b, i, t) + lambda * type_bits(p, b, i, (int)t);
+            double c = lat_error(b, i, t) + lambda * type_bits(b, i, (int)t);
             if (c < best) best = c, type[i] = (int)t;
         }
     }
@@ -283,9 +286,9 @@ static void fill(const tensor_plan *p, const quant_opts *o, const lat_book *b, d
         int bt = -1;
         for (size_t i = 0; i < p->n; i++) {
             if (!lat_budgeted(&p->t[i], o)) continue;
-            double s0 = type_bits(p, b, i, type[i]);
+            double s0 = type_bits(b, i, type[i]);
             for (uint32_t t = 0; t < b->n_types; t++) {
-                double ds = type_bits(p, b, i, (int)t) - s0;
+                double ds = type_bits(b, i, (int)t) - s0;
                 double gain = lat_error(b, i, (uint32_t)type[i]) - lat_error(b, i, t);
                 if (ds > 0 && gain > 0 && have + ds <= budget && gain / ds > best) best = gain / ds, bi = i, bt = (int)t;
             }
@@ -323,9 +326,9 @@ static void set_pick(lat_book *b, size_t i, uint32_t c)
     memcpy(b->chain + i * (b->n_levels + 1), chain_seq(b, c), (b->n_levels + 1) * sizeof *b->chain);
 }
 
-static double chain_bits(const tensor_plan *p, const lat_book *b, size_t i, uint32_t c, uint32_t k)
+static double chain_bits(const lat_book *b, size_t i, uint32_t c, uint32_t k)
 {
-    return type_bits(p, b, i, chain_seq(b, c)[k]);
+    return type_bits(b, i, chain_seq(b, c)[k]);
 }
 
 /* Weighed damage of matrix i as chain c less as chain c0. */
@@ -344,7 +347,7 @@ static void choose_chains(const tensor_plan *p, const quant_opts *o, lat_book *b
         uint32_t bi = 0;
         for (uint32_t c = 0; c < b->n_chains; c++) {
             double cost = 0;
-            for (uint32_t k = 0; k <= b->n_levels; k++) cost += weight[k] * chain_err(b, i, c)[k] + lambda[k] * chain_bits(p, b, i, c, k);
+            for (uint32_t k = 0; k <= b->n_levels; k++) cost += weight[k] * chain_err(b, i, c)[k] + lambda[k] * chain_bits(b, i, c, k);
             if (cost < best) best = cost, bi = c;
         }
         set_pick(b, i, bi);
@@ -364,10 +367,10 @@ static int best_move(const tensor_plan *p, const quant_opts *o, lat_book *b, con
         if (!lat_budgeted(&p->t[i], o)) continue;
         uint32_t c0 = (uint32_t)b->pick[i];
         for (uint32_t c = 0; c < b->n_chains; c++) {
-            double ds = chain_bits(p, b, i, c, k) - chain_bits(p, b, i, c0, k);
+            double ds = chain_bits(b, i, c, k) - chain_bits(b, i, c0, k);
             int ok = shrink ? ds < 0 : ds > 0 && ds <= room;
             for (uint32_t q = 0; q <= b->n_levels && ok; q++) {
-                double dq = chain_bits(p, b, i, c, q) - chain_bits(p, b, i, c0, q);
+                double dq = chain_bits(b, i, c, q) - chain_bits(b, i, c0, q);
                 ok = q == k || (shrink ? dq <= 0 : dq == 0);
             }
             if (!ok) continue;
@@ -660,7 +663,7 @@ void lat_book_free(lat_book *b)
     if (b->type && b->fd >= 0) close(b->fd);
     for (uint64_t k = 0; b->moments && k < b->n_layers * CALIB_N_INPUTS; k++) free(b->moments[k]);
     free(b->moments);
-    free(b->type), free(b->chain), free(b->pick), free(b->chains), free(b->err), free(b->cerr), free(b->off), free(b->size);
+    free(b->type), free(b->chain), free(b->pick), free(b->chains), free(b->err), free(b->cerr), free(b->bits), free(b->off), free(b->size);
     memset(b, 0, sizeof *b);
     b->fd = -1;
 }
