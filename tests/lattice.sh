@@ -158,6 +158,32 @@ sys.exit(bool(bad))
 EOF
 }
 
+# Loaded to depth k (each layer block's first k levels), the layer blocks
+# take at most the k-th budget of --bpw X,Y,...: a block stores only the
+# levels its matrices add stages to, so one that skipped a level would give a
+# reader that loads k levels a deeper depth's stages.
+lt_depths_within() { # lt_depths_within B NAME X,Y,...
+    "$1/nsq-inspect" --json --blocks --tensors "$LTD/$2.nsq" >"$LTD/$2.depths.json" || return 1
+    "$LT_PY" - "$LTD/$2.depths.json" "$3" <<'EOF'
+import json, sys
+d, budgets = json.load(open(sys.argv[1])), [float(x) for x in sys.argv[2].split(",")]
+layer_blocks = {bl["index"] for bl in d["blocks"] if bl["kind"] == "layers"}
+bits, elements = [0.0] * len(budgets), 0
+for t in d["tensors"]:
+    if t["block"] not in layer_blocks:
+        continue
+    n = 1
+    for x in t["shape"]:
+        n *= x
+    elements += n
+    for k in range(len(budgets)):
+        bits[k] += 8 * (t["size"] + sum(r["size"] for r in t.get("refinements", []) if r["level"] <= k))
+bpw = [b / elements for b in bits]
+print("depths at %s bpw, budgets %s" % (["%.4f" % x for x in bpw], budgets))
+sys.exit(any(x > budgets[k] + 1e-9 for k, x in enumerate(bpw)))
+EOF
+}
+
 lt_kld_depth() { # lt_kld_depth B NAME BASE K: as lt_kld with every block at depth K, into $LTD/NAME.K.kld
     local out
     out=$("$1/nsq-perplexity" "$LTD/$2.nsq" "$LT_TEXT" --exact --refine-levels "$4" --kld "$LTD/$3.nsq" --max-windows 8 --json --quiet) || return 1
@@ -243,6 +269,9 @@ lattice_tests() {
     # ---- refinement levels ----
     check "$b lattice: convert tiny-llama --bpw 2.5,3.5,4.5 calibrated" lt_convert "$b" tiny-llama lv --bpw 2.5,3.5,4.5 "${LT_CALIB[@]}"
     check "$b lattice: levels: verifies, LATTICE_LEVELS, within the budgets, levels in every layer block" lt_levels_ok "$b" lv
+    check "$b lattice: levels: every depth within its budget" lt_depths_within "$b" lv 2.5,3.5,4.5
+    check "$b lattice: convert tiny-gpt2 --bpw 3,3.5,5 --no-calib" lt_convert "$b" tiny-gpt2 gpt-lv --bpw 3,3.5,5 --no-calib
+    check "$b lattice: levels: no layer block skips a level (tiny-gpt2 3,3.5,5)" lt_depths_within "$b" gpt-lv 3,3.5,5
     for k in 0 1 2; do
         check "$b lattice: levels: KLD at depth $k" lt_kld_depth "$b" lv tiny-llama-ll $k
     done

@@ -219,6 +219,7 @@ typedef struct lat_book {
     double *bits;      /* [n][n_types]: payload bits at each type, for the allocation's many lookups */
     uint64_t *off, *size; /* [n]: payload in the spill file */
     uint64_t elements, n_layers, spill_end;
+    uint32_t layers_per_block; /* the file's: a block stores only the levels its matrices use */
     int fd; /* spill file, -1 */
 } lat_book;
 

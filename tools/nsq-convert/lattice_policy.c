@@ -339,6 +339,43 @@ static double chain_loss(const lat_book *b, size_t i, uint32_t c, uint32_t c0, c
     return d;
 }
 
+static int block_of(const lat_book *b, const plan_tensor *t)
+{
+    return t->layer / (int)(b->layers_per_block ? b->layers_per_block : 1);
+}
+
+/* The levels (bit l - 1 for level l) at which a matrix of types seq adds stages. */
+static uint32_t grows(const lat_book *b, const int *seq)
+{
+    uint32_t m = 0;
+    for (uint32_t k = 1; k <= b->n_levels; k++) m |= (uint32_t)(b->types[seq[k]].n_stages > b->types[seq[k - 1]].n_stages) << (k - 1);
+    return m;
+}
+
+/* Whether matrix i as chain c leaves its block's levels without a gap. A
+ * block stores only the levels some matrix of it adds stages to, numbered
+ * from 1 (section 7.7): with a gap, the block's level l would hold a deeper
+ * depth's stages, and a reader that loads l levels would take more than
+ * depth l's budget. */
+static int gapless(const tensor_plan *p, const quant_opts *o, const lat_book *b, size_t i, uint32_t c)
+{
+    uint32_t used = grows(b, chain_seq(b, c));
+    for (size_t j = 0; j < p->n; j++)
+        if (j != i && lat_budgeted(&p->t[j], o) && block_of(b, &p->t[j]) == block_of(b, &p->t[i]))
+            used |= grows(b, b->chain + j * (b->n_levels + 1));
+    return (used & (used + 1)) == 0;
+}
+
+static double chain_cost(const lat_book *b, size_t i, uint32_t c, const double *weight, const double *lambda)
+{
+    double cost = 0;
+    for (uint32_t k = 0; k <= b->n_levels; k++) cost += weight[k] * chain_err(b, i, c)[k] + lambda[k] * chain_bits(b, i, c, k);
+    return cost;
+}
+
+/* Each matrix's chain of least cost; then, in a block with a gap between
+ * its levels, the change of one of its matrices that closes it for the
+ * least added cost, until none has. */
 static void choose_chains(const tensor_plan *p, const quant_opts *o, lat_book *b, const double *weight, const double *lambda)
 {
     for (size_t i = 0; i < p->n; i++) {
@@ -346,11 +383,25 @@ static void choose_chains(const tensor_plan *p, const quant_opts *o, lat_book *b
         double best = INFINITY;
         uint32_t bi = 0;
         for (uint32_t c = 0; c < b->n_chains; c++) {
-            double cost = 0;
-            for (uint32_t k = 0; k <= b->n_levels; k++) cost += weight[k] * chain_err(b, i, c)[k] + lambda[k] * chain_bits(b, i, c, k);
+            double cost = chain_cost(b, i, c, weight, lambda);
             if (cost < best) best = cost, bi = c;
         }
         set_pick(b, i, bi);
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        if (!lat_budgeted(&p->t[i], o) || gapless(p, o, b, i, (uint32_t)b->pick[i])) continue;
+        double best = INFINITY;
+        size_t bj = i;
+        uint32_t bc = (uint32_t)b->pick[i];
+        for (size_t j = 0; j < p->n; j++) {
+            if (!lat_budgeted(&p->t[j], o) || block_of(b, &p->t[j]) != block_of(b, &p->t[i])) continue;
+            double now = chain_cost(b, j, (uint32_t)b->pick[j], weight, lambda);
+            for (uint32_t c = 0; c < b->n_chains; c++) {
+                double d = chain_cost(b, j, c, weight, lambda) - now;
+                if (d < best && gapless(p, o, b, j, c)) best = d, bj = j, bc = c;
+            }
+        }
+        set_pick(b, bj, bc);
     }
 }
 
@@ -375,7 +426,7 @@ static int best_move(const tensor_plan *p, const quant_opts *o, lat_book *b, con
             }
             if (!ok) continue;
             double r = chain_loss(b, i, c, c0, weight) / fabs(ds);
-            if (shrink ? r < best : -r > best) best = shrink ? r : -r, *bi = i, *bc = c, found = 1;
+            if ((shrink ? r < best : -r > best) && gapless(p, o, b, i, c)) best = shrink ? r : -r, *bi = i, *bc = c, found = 1;
         }
     }
     return found;

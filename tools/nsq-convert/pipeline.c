@@ -592,6 +592,7 @@ static int plan_lattice(convert_job *o, convert_state *s, char *err, size_t errl
     int rc = o->q.calib && o->q.calib->probe_tokens ? lat_keep_moments(path, &o->q, s->c.n_layers, dim, &s->lb, err, errlen) : 0;
     if (!rc) rc = lat_measure(&s->p, &o->q, &s->lb, err, errlen);
     if (!rc && o->q.calib && o->q.calib->probe_tokens) rc = weigh_lattice(o, s, &s->lb, err, errlen);
+    s->lb.layers_per_block = o->layers_per_block;
     if (!rc) rc = lat_budget(&s->p, &o->q, &s->lb, err, errlen);
     if (!rc)
         rc = lat_encode_all(path, o->out, &s->p, &o->q, o->q.calib ? &s->cs : NULL, s->c.n_layers, !o->quiet && isatty(2), &s->lb,
