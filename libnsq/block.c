@@ -119,6 +119,8 @@ nsq_status nsq_tensor_view(const nsq_file *f, uint32_t i, const nsq_loaded *blk,
     if (!st && t->scheme == NSQ_SCHEME_LATTICE && nsq__lattice_stages(out, t->refine, t->n_refine) > NSQ_LATTICE_MAX_STAGES)
         st = nsq__fail(d, NSQ_E_TENSOR, 0, "R-LAT-6", "%u stages with its refinements: over %d",
                        nsq__lattice_stages(out, t->refine, t->n_refine), NSQ_LATTICE_MAX_STAGES);
+    if (!st && t->scheme == NSQ_SCHEME_LATTICE && !(f->required & NSQ_REQ_LATTICE_E8S) && nsq__lattice_e8s(out, NULL, 0))
+        st = nsq__fail(d, NSQ_E_FEATURE, 0, "R-HDR-11", "an E8S stage in a file whose required LATTICE_E8S flag is clear");
     return in_tensor(st, t, d);
 }
 
@@ -151,7 +153,8 @@ static nsq_status check_gaps(const nsq_file *f, const nsq_loaded *l, uint32_t b,
     return NSQ_OK;
 }
 
-static nsq_status verify_block(const nsq_file *f, uint32_t b, nsq_diag *d)
+/* *e8s |= whether the block has an E8S stage (R-HDR-11's bit 3). */
+static nsq_status verify_block(const nsq_file *f, uint32_t b, int *e8s, nsq_diag *d)
 {
     const nsq_block *blk = &f->blocks[b].b;
     nsq_loaded base, ref;
@@ -160,8 +163,11 @@ static nsq_status verify_block(const nsq_file *f, uint32_t b, nsq_diag *d)
     nsq_view *views = calloc(blk->tensor_count, sizeof *views);
     if (!views) st = nsq__fail(d, NSQ_E_NOMEM, UINT64_MAX, "", "views");
     if (!st) st = check_gaps(f, &base, b, 0, d);
-    for (uint32_t k = 0; k < blk->tensor_count && !st; k++)
+    for (uint32_t k = 0; k < blk->tensor_count && !st; k++) {
+        const nsq__tensor *t = &f->tensors[blk->first_tensor + k];
         st = nsq_tensor_view(f, blk->first_tensor + k, &base, &views[k], d);
+        if (!st && t->scheme == NSQ_SCHEME_LATTICE) *e8s |= nsq__lattice_e8s(&views[k], t->refine, t->n_refine);
+    }
     for (uint32_t l = 1; l <= blk->refinement_count && !st; l++) {
         if ((st = nsq_refinement_load(f, b, l, &ref, d))) break;
         st = check_gaps(f, &ref, b, l, d);
@@ -182,9 +188,12 @@ nsq_status nsq_verify(const nsq_file *f, nsq_diag *d)
     if (!f) return nsq__fail(d, NSQ_E_ARG, UINT64_MAX, "", "NULL file");
     nsq_file tmp = *f; /* verify always checks checksums, even if opened without */
     tmp.flags &= ~(unsigned)NSQ_OPEN_NO_CHECKSUMS;
+    int e8s = 0;
     for (uint32_t b = 0; b < f->block_count; b++) {
-        nsq_status st = verify_block(&tmp, b, d);
+        nsq_status st = verify_block(&tmp, b, &e8s, d);
         if (st) return st;
     }
+    if (!e8s && f->required & NSQ_REQ_LATTICE_E8S)
+        return nsq__fail(d, NSQ_E_FEATURE, 16, "R-HDR-11", "required LATTICE_E8S flag is set but no stage is E8S");
     return NSQ_OK;
 }

@@ -88,3 +88,26 @@ void nsq_lattice_e8_value(uint16_t code, int8_t v4[8])
     int shift = code & 0x8000u ? -1 : 1;
     for (int k = 0; k < 8; k++) v4[k] = (int8_t)((neg >> k & 1u ? -2 : 2) * u[k] + shift);
 }
+
+/* E8S: E8's 240 shortest vectors and the 16 vectors +-2e_k, one byte each.
+ * Codes 0..111: the pair (i, j), i < j, of index c/4 in order (0,1), (0,2),
+ * ..., (6,7), bit 0 negating coordinate i and bit 1 coordinate j, the other
+ * coordinates 0; 112..239: all coordinates +-1/2, bits 0..6 of c - 112
+ * negating coordinates 0..6 and coordinate 7 negated when their count is odd;
+ * 240..255: 2e_k, k = (c - 240)/2, negated when c is odd. */
+void nsq_lattice_e8s_value(uint8_t code, int8_t v4[8])
+{
+    memset(v4, 0, 8);
+    if (code < 112) {
+        uint32_t p = code / 4u, i = 0;
+        while (p >= 7 - i) p -= 7 - i, i++;
+        v4[i] = (int8_t)(code & 1 ? -4 : 4);
+        v4[i + 1 + p] = (int8_t)(code & 2 ? -4 : 4);
+    } else if (code < 240) {
+        uint32_t m = code - 112u;
+        m |= (uint32_t)(__builtin_popcount(m) & 1) << 7;
+        for (int k = 0; k < 8; k++) v4[k] = (int8_t)(m >> k & 1 ? -2 : 2);
+    } else {
+        v4[(code - 240) / 2] = (int8_t)(code & 1 ? -8 : 8);
+    }
+}

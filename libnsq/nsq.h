@@ -36,7 +36,7 @@ extern "C" {
 
 /* The format version this library reads and writes. */
 #define NSQ_FORMAT_MAJOR 1
-#define NSQ_FORMAT_MINOR 3
+#define NSQ_FORMAT_MINOR 4
 
 /*-************************************
  *  Status codes
@@ -95,7 +95,7 @@ NSQ_API const char *nsq_version_string(void);
 /*-************************************
  *  Constants of the format
  **************************************/
-enum { NSQ_REQ_ZSTD = 1u << 0, NSQ_REQ_LATTICE = 1u << 1, NSQ_REQ_LATTICE_LEVELS = 1u << 2 };
+enum { NSQ_REQ_ZSTD = 1u << 0, NSQ_REQ_LATTICE = 1u << 1, NSQ_REQ_LATTICE_LEVELS = 1u << 2, NSQ_REQ_LATTICE_E8S = 1u << 3 };
 enum { NSQ_OPT_REFINEMENTS = 1u << 0, NSQ_OPT_IMPORTANCE = 1u << 1, NSQ_OPT_ROUTER = 1u << 2 };
 
 typedef enum { NSQ_META_U64 = 1, NSQ_META_I64 = 2, NSQ_META_F64 = 3, NSQ_META_BOOL = 4,
@@ -111,7 +111,7 @@ typedef enum { NSQ_SCHEME_F32 = 1, NSQ_SCHEME_F16 = 2, NSQ_SCHEME_BF16 = 3,
                NSQ_SCHEME_TIERED = 16, NSQ_SCHEME_LATTICE = 17 } nsq_scheme;
 
 /* Stage kinds of the LATTICE scheme. */
-typedef enum { NSQ_LAT_E8 = 1, NSQ_LAT_SIGN = 2, NSQ_LAT_INT8 = 3 } nsq_lattice_kind;
+typedef enum { NSQ_LAT_E8 = 1, NSQ_LAT_SIGN = 2, NSQ_LAT_INT8 = 3, NSQ_LAT_E8S = 4 } nsq_lattice_kind;
 #define NSQ_LATTICE_MAX_STAGES 4
 
 /* Tier codes of the TIERED scheme's tier map. */
@@ -421,11 +421,11 @@ NSQ_API nsq_status nsq_lattice_view(const nsq_view *v, nsq_lattice *out);
 NSQ_API nsq_status nsq_lattice_view_refined(const nsq_view *v, const nsq_refine_view *refs, uint32_t n_ref,
                                             nsq_lattice *out);
 /*! nsq_lattice_kind_bits() : bits a weight of a stage of this kind takes: 2
- *  (E8), 1 (SIGN), 8 (INT8); 0 for no kind. Each stage adds an f16 scale per
- *  row and block. */
+ *  (E8), 1 (SIGN, E8S), 8 (INT8); 0 for no kind. Each stage adds an f16
+ *  scale per row and block. */
 static inline uint32_t nsq_lattice_kind_bits(uint32_t kind)
 {
-    return kind == NSQ_LAT_E8 ? 2 : kind == NSQ_LAT_SIGN ? 1 : kind == NSQ_LAT_INT8 ? 8 : 0;
+    return kind == NSQ_LAT_E8 ? 2 : kind == NSQ_LAT_SIGN || kind == NSQ_LAT_E8S ? 1 : kind == NSQ_LAT_INT8 ? 8 : 0;
 }
 /*! nsq_lattice_e8_table() : the E8 codebook's 256 magnitude vectors u (odd
  *  values 1..7, twice the coordinates' magnitudes), in code order. */
@@ -433,10 +433,13 @@ NSQ_API const uint8_t (*nsq_lattice_e8_table(void))[8];
 /*! nsq_lattice_e8_value() : 4 times the 8 values of an E8 code: odd integers
  *  in [-15, 15]. */
 NSQ_API void nsq_lattice_e8_value(uint16_t code, int8_t v4[8]);
+/*! nsq_lattice_e8s_value() : 4 times the 8 values of an E8S code: integers
+ *  in {-8, -4, -2, 0, 2, 4, 8}. */
+NSQ_API void nsq_lattice_e8s_value(uint8_t code, int8_t v4[8]);
 /*! nsq_lattice_payload_size() : exact byte size of a LATTICE payload with
  *  these stage kinds (n_stages of them); 0 if the arguments are no valid
  *  shape (block a power of two in 8..16384 dividing cols, rows and cols not
- *  0, 1..4 stages of kinds 1..3) or the size overflows. */
+ *  0, 1..4 stages of kinds 1..4) or the size overflows. */
 NSQ_API uint64_t nsq_lattice_payload_size(uint64_t rows, uint64_t cols, uint32_t block, uint32_t n_stages,
                                           const uint32_t *kinds);
 /*! nsq_lattice_hadamard() : u <- H_n u in place (Sylvester order,

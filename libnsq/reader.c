@@ -1,6 +1,7 @@
 /* reader.c - opening a file: header, section table, checksums and the
  * rule that byte ranges cover the file exactly. */
 #include "internal.h"
+#include "scheme.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -232,13 +233,18 @@ static nsq_status check_layout(nsq_file *f, uint64_t toff, nsq_diag *d)
 
 static nsq_status check_features(nsq_file *f, nsq_diag *d)
 {
-    int zstd = 0, lattice = 0, levels = 0;
+    int zstd = 0, lattice = 0, levels = 0, e8s = 0;
     for (uint32_t i = 0; i < f->block_count; i++) zstd |= f->blocks[i].b.compression == NSQ_COMP_ZSTD;
     for (uint32_t i = 0; i < f->refine_count; i++) zstd |= f->refines[i].r.compression == NSQ_COMP_ZSTD;
     for (uint32_t i = 0; i < f->tensor_count; i++) {
         lattice |= f->tensors[i].scheme == NSQ_SCHEME_LATTICE;
         levels |= f->tensors[i].scheme == NSQ_SCHEME_LATTICE && f->tensors[i].n_refine > 0;
+        if (f->tensors[i].scheme == NSQ_SCHEME_LATTICE)
+            e8s |= nsq__lattice_e8s(NULL, f->tensors[i].refine, f->tensors[i].n_refine);
     }
+    /* payloads' stages are seen when read (nsq_tensor_view, nsq_verify) */
+    if (e8s && !(f->required & NSQ_REQ_LATTICE_E8S))
+        return nsq__fail(d, NSQ_E_FEATURE, 16, "R-HDR-11", "required LATTICE_E8S flag is clear but a refinement has an E8S stage");
     struct { int flag_set, present; const char *what; uint64_t off; } c[] = {
         {!!(f->required & NSQ_REQ_ZSTD), zstd, "required ZSTD", 16},
         {!!(f->required & NSQ_REQ_LATTICE), lattice, "required LATTICE", 16},

@@ -40,6 +40,9 @@ const nsq__scheme *nsq__scheme_of(uint32_t id);
 /* The stages of a LATTICE base view and of its refinement parts 0..n-1
  * together: R-LAT-6 caps them at NSQ_LATTICE_MAX_STAGES. */
 uint32_t nsq__lattice_stages(const nsq_view *base, const nsq_tensor_refinement *parts, uint32_t n);
+/* Whether a LATTICE base view (NULL: none) or its parts 0..n-1 have an E8S
+ * stage, the content required feature bit 3 flags (R-HDR-11). */
+int nsq__lattice_e8s(const nsq_view *base, const nsq_tensor_refinement *parts, uint32_t n);
 /* A refinement level of base from its record part and its bytes. */
 nsq_status nsq__refine_view(const nsq_view *base, const nsq_tensor_refinement *part, const uint8_t *codes,
                             nsq_refine_view *out, nsq_diag *d);

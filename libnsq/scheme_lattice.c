@@ -9,6 +9,7 @@
 #define HEADER 64u
 #define MIN_BLOCK 8u
 #define MAX_BLOCK 16384u
+#define N_KINDS (NSQ_LAT_E8S + 1)
 
 static uint64_t pad64(uint64_t v) { return nsq__pad64(v); }
 
@@ -32,11 +33,11 @@ static uint64_t stage_size(uint64_t rows, uint64_t cols, uint64_t b, uint32_t bi
     return s;
 }
 
-/* The payload size for n_e8, n_sign and n_int8 stages of each kind; 0 on overflow. */
-static uint64_t size_for(uint64_t rows, uint64_t cols, uint64_t b, const uint32_t count[4])
+/* The payload size for count[k] stages of each kind k; 0 on overflow. */
+static uint64_t size_for(uint64_t rows, uint64_t cols, uint64_t b, const uint32_t count[N_KINDS])
 {
     uint64_t size = HEADER + pad64(cols / 8), part;
-    for (uint32_t k = NSQ_LAT_E8; k <= NSQ_LAT_INT8; k++)
+    for (uint32_t k = NSQ_LAT_E8; k < N_KINDS; k++)
         if (nsq__mul(count[k], stage_size(rows, cols, b, nsq_lattice_kind_bits(k)), &part) || nsq__add(size, part, &size))
             return 0;
     return size;
@@ -45,7 +46,7 @@ static uint64_t size_for(uint64_t rows, uint64_t cols, uint64_t b, const uint32_
 uint64_t nsq_lattice_payload_size(uint64_t rows, uint64_t cols, uint32_t block, uint32_t n_stages, const uint32_t *kinds)
 {
     uint64_t n;
-    uint32_t count[4] = {0, 0, 0, 0};
+    uint32_t count[N_KINDS] = {0};
     if (!valid_shape(rows, cols, block) || nsq__mul(rows, cols, &n) || n_stages < 1 ||
         n_stages > NSQ_LATTICE_MAX_STAGES || !kinds)
         return 0;
@@ -59,10 +60,10 @@ uint64_t nsq_lattice_payload_size(uint64_t rows, uint64_t cols, uint32_t block, 
 /* ---- the tensor record ---- */
 
 /* Whether size is the payload size of some list of 1..4 stages: only how
- * many stages of each kind matter, not their order. */
+ * many stages of each size matter, not their order (E8S: SIGN's size). */
 static int possible_size(const nsq__tensor *t)
 {
-    uint32_t c[4] = {0, 0, 0, 0};
+    uint32_t c[N_KINDS] = {0};
     for (c[1] = 0; c[1] <= NSQ_LATTICE_MAX_STAGES; c[1]++)
         for (c[2] = 0; c[1] + c[2] <= NSQ_LATTICE_MAX_STAGES; c[2]++)
             for (c[3] = c[1] + c[2] ? 0 : 1; c[1] + c[2] + c[3] <= NSQ_LATTICE_MAX_STAGES; c[3]++)
@@ -71,7 +72,7 @@ static int possible_size(const nsq__tensor *t)
 }
 
 /* The exact size of a refinement part's stages; 0 when its form is invalid
- * (stage count over 3, a kind in use not 1..3 or one past them not 0). */
+ * (stage count over 3, a kind in use not 1..4 or one past them not 0). */
 static uint64_t part_size(uint64_t rows, uint64_t cols, uint64_t b, const nsq_tensor_refinement *p)
 {
     uint64_t size = 0;
@@ -130,14 +131,14 @@ static nsq_status bad(nsq_diag *d, uint64_t at, const char *rule, const char *wh
 }
 
 /* Stage count and kinds (R-LAT-1), then the reserved bytes (R-LAT-2). */
-static nsq_status check_header(nsq_view *v, uint32_t count[4], nsq_diag *d)
+static nsq_status check_header(nsq_view *v, uint32_t count[N_KINDS], nsq_diag *d)
 {
     const uint8_t *p = v->data;
     if (v->size < HEADER) return bad(d, 0, "R-LAT-1", "payload shorter than its 64-byte header");
     uint32_t S = p[0];
     if (S < 1 || S > NSQ_LATTICE_MAX_STAGES) return bad(d, 0, "R-LAT-1", "n_stages is not 1..4");
     for (uint32_t s = 0; s < S; s++) {
-        if (!nsq_lattice_kind_bits(p[1 + s])) return bad(d, 1 + s, "R-LAT-1", "a stage kind is not 1, 2 or 3");
+        if (!nsq_lattice_kind_bits(p[1 + s])) return bad(d, 1 + s, "R-LAT-1", "a stage kind is not 1, 2, 3 or 4");
         v->state_[ST_KIND + s] = p[1 + s];
         count[p[1 + s]]++;
     }
@@ -174,7 +175,7 @@ static nsq_status check_stage(nsq_view *v, uint32_t s, uint64_t *at, nsq_diag *d
 static nsq_status view(nsq_view *v, nsq_diag *d)
 {
     if (!valid_shape(v->rows, v->cols, v->group_size)) return NSQ_E_ARG;
-    uint32_t count[4] = {0, 0, 0, 0};
+    uint32_t count[N_KINDS] = {0};
     nsq_status st = check_header(v, count, d);
     if (st) return st;
     uint64_t want = size_for(v->rows, v->cols, v->group_size, count), at = HEADER;
@@ -214,6 +215,15 @@ uint32_t nsq__lattice_stages(const nsq_view *base, const nsq_tensor_refinement *
     uint32_t stages = n_stages(base);
     for (uint32_t l = 0; l < n; l++) stages += parts[l].bits;
     return stages;
+}
+
+int nsq__lattice_e8s(const nsq_view *base, const nsq_tensor_refinement *parts, uint32_t n)
+{
+    int any = 0;
+    for (uint32_t s = 0; base && s < n_stages(base); s++) any |= kind_of(base, s) == NSQ_LAT_E8S;
+    for (uint32_t l = 0; l < n; l++)
+        for (uint32_t s = 0; s < parts[l].bits && s < 3; s++) any |= parts[l].kind[s] == NSQ_LAT_E8S;
+    return any;
 }
 
 nsq_status nsq_lattice_view(const nsq_view *v, nsq_lattice *out) { return nsq_lattice_view_refined(v, NULL, 0, out); }
@@ -272,6 +282,10 @@ static void stage_values(const nsq_lattice *L, uint32_t s, uint64_t r, uint64_t 
         for (int k = 0; k < 8; k++) x[k] = (float)v4[k] * 0.25f;
     } else if (kind == NSQ_LAT_SIGN) {
         for (int k = 0; k < 8; k++) x[k] = row[g] >> k & 1 ? -1.0f : 1.0f;
+    } else if (kind == NSQ_LAT_E8S) {
+        int8_t v4[8];
+        nsq_lattice_e8s_value(row[g], v4);
+        for (int k = 0; k < 8; k++) x[k] = (float)v4[k] * 0.25f;
     } else {
         for (int k = 0; k < 8; k++) x[k] = (float)(int8_t)row[8 * g + k];
     }

@@ -105,7 +105,7 @@ struct nsq_writer {
     uint32_t block_count, refine_count;
     wtensor *tensors;
     uint32_t tensor_count, tensor_cap;
-    int in_block, any_zstd, any_lattice, any_lattice_levels;
+    int in_block, any_zstd, any_lattice, any_lattice_levels, any_e8s;
     uint32_t kind, first_layer, n_layers, comp, block_first_tensor;
     buf raw, level[NSQ_MAX_REFINEMENTS];
     nsq_view last_view; /* of the tensor added last, for its refinements */
@@ -448,6 +448,7 @@ nsq_status nsq_writer_add_tensor(nsq_writer *w, const char *name, nsq_scheme sch
      * raw.p is still NULL when only empty payloads were added (no NULL + 0) */
     nsq_status st = check_payload(w, t, w->raw.p ? w->raw.p + t->offset : NULL, &w->last_view);
     w->any_lattice |= !st && scheme == NSQ_SCHEME_LATTICE;
+    w->any_e8s |= !st && scheme == NSQ_SCHEME_LATTICE && nsq__lattice_e8s(&w->last_view, NULL, 0);
     return st;
 }
 
@@ -479,6 +480,7 @@ static nsq_status add_refinement(nsq_writer *w, uint32_t scheme, uint32_t level,
     if (buf_put(b, data, (size_t)part.size)) return nomem(w);
     t->n_refine = level;
     w->any_lattice_levels |= scheme == NSQ_SCHEME_LATTICE;
+    w->any_e8s |= scheme == NSQ_SCHEME_LATTICE && nsq__lattice_e8s(NULL, &part, 1);
     return NSQ_OK;
 }
 
@@ -744,7 +746,7 @@ static void fill_header(nsq_writer *w, uint8_t *h, uint64_t table_off, uint32_t 
     nsq__wr16(h + 10, NSQ_FORMAT_MINOR);
     nsq__wr32(h + 12, NSQ__HEADER_SIZE);
     nsq__wr64(h + 16, (w->any_zstd ? NSQ_REQ_ZSTD : 0) | (w->any_lattice ? NSQ_REQ_LATTICE : 0) |
-                          (w->any_lattice_levels ? NSQ_REQ_LATTICE_LEVELS : 0));
+                          (w->any_lattice_levels ? NSQ_REQ_LATTICE_LEVELS : 0) | (w->any_e8s ? NSQ_REQ_LATTICE_E8S : 0));
     nsq__wr64(h + 24, (w->refine_count ? NSQ_OPT_REFINEMENTS : 0) | (w->has_importance ? NSQ_OPT_IMPORTANCE : 0) |
                           (w->has_router ? NSQ_OPT_ROUTER : 0));
     nsq__wr64(h + 32, w->pos);
