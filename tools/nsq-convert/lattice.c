@@ -16,34 +16,34 @@ void openblas_set_num_threads(int n);
 
 const lat_type lat_types[] = {
     {1, {NSQ_LAT_E8}, 0, "e8", 0},
-    {2, {NSQ_LAT_E8, NSQ_LAT_SIGN}, 0, "e8+sign", 0},
+    {2, {NSQ_LAT_E8, NSQ_LAT_E8S}, 0, "e8+e8s", 0},
     {2, {NSQ_LAT_E8, NSQ_LAT_E8}, 0, "e8+e8", 0},
-    {3, {NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_SIGN}, 0, "e8+e8+sign", 0},
+    {3, {NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_E8S}, 0, "e8+e8+e8s", 0},
     {3, {NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_E8}, 0, "e8+e8+e8", 0},
     {1, {NSQ_LAT_INT8}, 0, "int8", 0},
 };
 const uint32_t lat_n_types = sizeof lat_types / sizeof lat_types[0];
 
 #define E8 NSQ_LAT_E8
-#define SG NSQ_LAT_SIGN
+#define ES NSQ_LAT_E8S
 const lat_type lat_nested[] = {
     {1, {E8}, 0, "e8", 0},
-    {2, {E8, SG}, 0, "e8+sign", 0},
+    {2, {E8, ES}, 0, "e8+e8s", 0},
     {2, {E8, E8}, 0, "e8+e8", 0},
-    {3, {E8, SG, SG}, 0, "e8+sign+sign", 0},
-    {3, {E8, SG, E8}, 0, "e8+sign+e8", 0},
-    {3, {E8, E8, SG}, 0, "e8+e8+sign", 0},
+    {3, {E8, ES, ES}, 0, "e8+e8s+e8s", 0},
+    {3, {E8, ES, E8}, 0, "e8+e8s+e8", 0},
+    {3, {E8, E8, ES}, 0, "e8+e8+e8s", 0},
     {3, {E8, E8, E8}, 0, "e8+e8+e8", 0},
-    {4, {E8, SG, SG, SG}, 0, "e8+sign+sign+sign", 0},
-    {4, {E8, SG, SG, E8}, 0, "e8+sign+sign+e8", 0},
-    {4, {E8, SG, E8, SG}, 0, "e8+sign+e8+sign", 0},
-    {4, {E8, E8, SG, SG}, 0, "e8+e8+sign+sign", 0},
-    {4, {E8, E8, SG, E8}, 0, "e8+e8+sign+e8", 0},
-    {4, {E8, E8, E8, SG}, 0, "e8+e8+e8+sign", 0},
+    {4, {E8, ES, ES, ES}, 0, "e8+e8s+e8s+e8s", 0},
+    {4, {E8, ES, ES, E8}, 0, "e8+e8s+e8s+e8", 0},
+    {4, {E8, ES, E8, ES}, 0, "e8+e8s+e8+e8s", 0},
+    {4, {E8, E8, ES, ES}, 0, "e8+e8+e8s+e8s", 0},
+    {4, {E8, E8, ES, E8}, 0, "e8+e8+e8s+e8", 0},
+    {4, {E8, E8, E8, ES}, 0, "e8+e8+e8+e8s", 0},
 };
 const uint32_t lat_n_nested = sizeof lat_nested / sizeof lat_nested[0];
 #undef E8
-#undef SG
+#undef ES
 
 int lat_prefix(const lat_type *a, const lat_type *b)
 {
@@ -176,6 +176,34 @@ static uint16_t e8_nearest(const float *y, float *v)
     return code;
 }
 
+/* ---- the E8S codebook ----
+ * Every code of a class has the same norm, so the nearest in each class is
+ * the one most aligned with z: the two largest magnitudes (pairs), all
+ * signs with one flip of the smallest when their parity is odd (halves),
+ * the largest magnitude (2e_k); the nearest of the three wins. */
+static uint8_t e8s_nearest(const float *z)
+{
+    float a[8], sum = 0, mn = INFINITY;
+    int i = 0, j = 1, lo = 0, neg = 0;
+    for (int k = 0; k < 8; k++) {
+        a[k] = fabsf(z[k]), sum += a[k];
+        if (a[k] < mn) mn = a[k], lo = k;
+        neg |= (z[k] < 0) << k;
+    }
+    if (a[j] > a[i]) i = 1, j = 0;
+    for (int k = 2; k < 8; k++) /* i: largest, j: second */
+        if (a[k] > a[i]) j = i, i = k;
+        else if (a[k] > a[j]) j = k;
+    if (__builtin_popcount((unsigned)neg) & 1) neg ^= 1 << lo, sum -= 2 * mn;
+    float pair = 2 * (a[i] + a[j]) - 2, half = sum - 2, axis = 4 * a[i] - 4; /* 2 z.c - |c|^2 */
+    if (axis > pair && axis > half) return (uint8_t)(240 + 2 * i + (z[i] < 0));
+    if (half > pair) return (uint8_t)(112 + (neg & 0x7F));
+    int p = i < j ? i : j, q = i < j ? j : i, idx = 0;
+    for (int k = 0; k < p; k++) idx += 7 - k;
+    idx += q - p - 1;
+    return (uint8_t)(4 * idx + (z[p] < 0) + 2 * (z[q] < 0));
+}
+
 /* ---- one stage of 8 weights ---- */
 
 /* Codes y (8 weights) at scale d with kind, subtracts what is coded from y
@@ -188,13 +216,13 @@ static void stage_code(uint32_t kind, float d, float *y, uint8_t *p)
         for (int k = 0; k < 8; k++) z[k] = d != 0 ? y[k] / d : 0;
         uint16_t c = e8_nearest(z, v);
         p[0] = (uint8_t)c, p[1] = (uint8_t)(c >> 8);
-    } else if (kind == NSQ_LAT_SIGN) {
-        uint8_t c = 0;
-        for (int k = 0; k < 8; k++) {
-            c |= (uint8_t)((y[k] < 0) << k);
-            v[k] = y[k] < 0 ? -1.0f : 1.0f;
-        }
-        p[0] = c;
+    } else if (kind == NSQ_LAT_E8S) {
+        float z[8];
+        int8_t v4[8];
+        for (int k = 0; k < 8; k++) z[k] = d != 0 ? y[k] / d : 0;
+        p[0] = e8s_nearest(z);
+        nsq_lattice_e8s_value(p[0], v4);
+        for (int k = 0; k < 8; k++) v[k] = (float)v4[k] * 0.25f;
     } else {
         for (int k = 0; k < 8; k++) {
             float q = d != 0 ? rintf(y[k] / d) : 0;
@@ -382,8 +410,9 @@ static float choose_scale(uint32_t kind, const float *y, const float *wt, uint32
         ss += (double)y[k] * y[k];
         if (fabs(y[k]) > mx) mx = fabs(y[k]);
     }
-    float d = nsq_f16_to_f32(nsq_f32_to_f16(kind == NSQ_LAT_E8 ? 0.97f * (float)sqrt(ss / n)
-                                            : kind == NSQ_LAT_SIGN ? (float)sqrt(ss / n) : (float)(mx / 127)));
+    float rms = (float)sqrt(ss / n);
+    float d = nsq_f16_to_f32(nsq_f32_to_f16(kind == NSQ_LAT_E8 ? 0.97f * rms
+                                            : kind == NSQ_LAT_E8S ? 1.2f * rms : (float)(mx / 127)));
     double e = try_scale(kind, d, y, wt, n, &yv, &vv);
     for (int it = 0; it < 2 && vv > 0; it++) {
         float d2 = nsq_f16_to_f32(nsq_f32_to_f16((float)(yv / vv)));
