@@ -111,8 +111,63 @@ static void test_e8_values(void **state)
     assert_int_equal(v4[7], -5);
 }
 
+/* E8S codes in the spec's order, enumerated here: the 28 pairs, each with
+ * its 4 signs; the 128 half vectors with an even count of minus signs by
+ * their first 7 signs; the 16 +-2e_k. */
+static void ref_e8s_table(int t[256][8])
+{
+    int c = 0;
+    memset(t, 0, 256 * sizeof *t);
+    for (int i = 0; i < 8; i++)
+        for (int j = i + 1; j < 8; j++)
+            for (int sg = 0; sg < 4; sg++, c++) t[c][i] = sg & 1 ? -4 : 4, t[c][j] = sg & 2 ? -4 : 4;
+    for (int m = 0; m < 128; m++, c++) {
+        int neg = 0;
+        for (int k = 0; k < 7; k++) t[c][k] = m >> k & 1 ? -2 : 2, neg += m >> k & 1;
+        t[c][7] = neg % 2 ? -2 : 2;
+    }
+    for (int k = 0; k < 8; k++, c += 2) t[c][k] = 8, t[c + 1][k] = -8;
+    assert_int_equal(c, 256);
+}
+
+/* Every code as enumerated; E8's 240 shortest vectors (norm 2, in D8 or
+ * D8 + 1/2 with an even coordinate sum) and +-2e_k, no two alike. */
+static void test_e8s_values(void **state)
+{
+    (void)state;
+    int t[256][8];
+    uint64_t seen[256];
+    ref_e8s_table(t);
+    for (uint32_t c = 0; c < 256; c++) {
+        int8_t v4[8];
+        int norm = 0, sum = 0;
+        nsq_lattice_e8s_value((uint8_t)c, v4);
+        seen[c] = 0;
+        for (int k = 0; k < 8; k++) {
+            if (v4[k] != t[c][k]) fail_msg("E8S code %u coordinate %d: %d, expected %d", c, k, v4[k], t[c][k]);
+            norm += v4[k] * v4[k], sum += v4[k];
+            seen[c] = seen[c] << 5 | (uint64_t)(v4[k] + 16);
+        }
+        assert_int_equal(norm, c < 240 ? 32 : 64); /* 16 |v|^2 */
+        assert_int_equal((sum % 8 + 8) % 8, 0);    /* 4 * an even sum */
+    }
+    qsort(seen, 256, 8, cmp_u64);
+    for (uint32_t c = 1; c < 256; c++) assert_true(seen[c] != seen[c - 1]);
+    int8_t v4[8];
+    nsq_lattice_e8s_value(7, v4); /* pair (0, 2), both negated */
+    assert_int_equal(v4[0], -4);
+    assert_int_equal(v4[1], 0);
+    assert_int_equal(v4[2], -4);
+    nsq_lattice_e8s_value(113, v4); /* coordinate 0 negated, so 7 too */
+    assert_int_equal(v4[0], -2);
+    assert_int_equal(v4[6], 2);
+    assert_int_equal(v4[7], -2);
+    nsq_lattice_e8s_value(255, v4);
+    assert_int_equal(v4[7], -8);
+}
+
 /* ---- hand-built payloads ---- */
-static const uint32_t kind_bits[4] = {0, 2, 1, 8};
+static const uint32_t kind_bits[5] = {0, 2, 1, 8, 1};
 
 typedef struct {
     uint64_t rows, cols;
@@ -181,6 +236,11 @@ static float ref_value(const lat *L, uint32_t s, uint64_t r, uint64_t j)
         return (float)v4[j % 8] / 4.0f;
     }
     if (L->kind[s] == NSQ_LAT_SIGN) return row[j / 8] >> (j % 8) & 1 ? -1.0f : 1.0f;
+    if (L->kind[s] == NSQ_LAT_E8S) {
+        static int t[256][8], built;
+        if (!built) ref_e8s_table(t), built = 1;
+        return (float)t[row[j / 8]][j % 8] / 4.0f;
+    }
     return (float)(int8_t)row[j];
 }
 
@@ -258,6 +318,9 @@ static void test_decode_random(void **state)
         {1, 2048, 2048, 2, {NSQ_LAT_E8, NSQ_LAT_E8}},
         {2, 16384, 16384, 1, {NSQ_LAT_E8}},
         {7, 24, 8, 2, {NSQ_LAT_SIGN, NSQ_LAT_SIGN}},
+        {3, 64, 8, 4, {NSQ_LAT_E8, NSQ_LAT_E8S, NSQ_LAT_E8S, NSQ_LAT_INT8}},
+        {9, 32, 32, 1, {NSQ_LAT_E8S}},
+        {2, 4096, 1024, 3, {NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_E8S}},
     };
     tu_rng g = {17};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -400,8 +463,9 @@ static void test_view_fields(void **state)
     assert_int_equal(nsq_lattice_kind_bits(NSQ_LAT_E8), 2);
     assert_int_equal(nsq_lattice_kind_bits(NSQ_LAT_SIGN), 1);
     assert_int_equal(nsq_lattice_kind_bits(NSQ_LAT_INT8), 8);
+    assert_int_equal(nsq_lattice_kind_bits(NSQ_LAT_E8S), 1);
     assert_int_equal(nsq_lattice_kind_bits(0), 0);
-    assert_int_equal(nsq_lattice_kind_bits(4), 0);
+    assert_int_equal(nsq_lattice_kind_bits(5), 0);
 
     float out[3 * 48];
     nsq_refine_view rv = {.bits = 2, .codes = L.p, .size = 64}; /* stages of no kind */
@@ -463,7 +527,7 @@ static void test_invalid_payloads(void **state)
     poke(&L, 0, 0, "R-LAT-1", "no stages");
     poke(&L, 0, 5, "R-LAT-1", "five stages");
     poke(&L, 1, 0, "R-LAT-1", "kind 0 in use");
-    poke(&L, 2, 4, "R-LAT-1", "kind 4");
+    poke(&L, 2, 5, "R-LAT-1", "kind 5");
     poke(&L, 3, NSQ_LAT_E8, "R-LAT-2", "kind of an unused stage");
     poke(&L, 4, 1, "R-LAT-2", "kind of the last unused stage");
     poke(&L, 5, 1, "R-LAT-2", "reserved byte 5");
@@ -513,10 +577,10 @@ static void test_invalid_payloads(void **state)
 static void test_any_code(void **state)
 {
     (void)state;
-    uint32_t kinds[3] = {NSQ_LAT_E8, NSQ_LAT_SIGN, NSQ_LAT_INT8};
+    uint32_t kinds[4] = {NSQ_LAT_E8, NSQ_LAT_SIGN, NSQ_LAT_INT8, NSQ_LAT_E8S};
     lat L;
-    lat_init(&L, 2, 64, 32, 3, kinds);
-    for (uint32_t s = 0; s < 3; s++) {
+    lat_init(&L, 2, 64, 32, 4, kinds);
+    for (uint32_t s = 0; s < 4; s++) {
         memset(code_row(&L, s, 0), 0xFF, 2 * 64 * kind_bits[kinds[s]] / 8);
         for (uint64_t i = 0; i < 4; i++) set_scale(&L, s, i / 2, i % 2, (uint16_t[]){0x7BFF, 0xFBFF, 0x0000, 0x8000}[i]);
     }
@@ -531,7 +595,7 @@ static void test_payload_size(void **state)
     (void)state;
     static const uint32_t all[4] = {NSQ_LAT_E8, NSQ_LAT_SIGN, NSQ_LAT_INT8, NSQ_LAT_E8};
     static const uint32_t lists[2][4] = {{NSQ_LAT_E8, NSQ_LAT_SIGN, NSQ_LAT_INT8, NSQ_LAT_E8},
-                                         {NSQ_LAT_INT8, NSQ_LAT_INT8, NSQ_LAT_SIGN, NSQ_LAT_SIGN}};
+                                         {NSQ_LAT_INT8, NSQ_LAT_E8S, NSQ_LAT_SIGN, NSQ_LAT_E8S}};
     static const uint64_t shapes[][3] = {{1, 8, 8}, {3, 16, 8}, {5, 96, 32}, {64, 4096, 128}, {7, 16384, 16384}, {1000, 1024, 1024}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         for (uint32_t S = 1; S <= 4; S++)
@@ -838,7 +902,7 @@ static void test_records(void **state)
     load_image(plain, &m); /* set without one */
     m.p[16] |= NSQ_REQ_LATTICE;
     expect_open(&m, NSQ_E_FEATURE, "R-HDR-11");
-    m.p[16] |= 1u << 3; /* an unknown required bit */
+    m.p[16] |= 1u << 4; /* an unknown required bit */
     expect_open(&m, NSQ_E_UNSUPPORTED, "R-HDR-4");
     free(m.p);
 
@@ -981,6 +1045,74 @@ static void test_levels(void **state)
     free(path);
 }
 
+/* Writes a two-tensor levels file (kinds and cut of write_levels) and loads its image. */
+static void levels_image(const char *path, const uint32_t kinds[2][4], const uint32_t cut[2][3], image *m)
+{
+    lat L[NMAT];
+    tu_rng g = {31};
+    for (int i = 0; i < NMAT; i++) {
+        lat_init(&L[i], mats[i].rows, mats[i].cols, mats[i].B, cut[i][2], kinds[i]);
+        lat_random(&L[i], &g);
+    }
+    assert_ok(write_levels(path, L, cut, NMAT));
+    for (int i = 0; i < NMAT; i++) free(L[i].p);
+    load_image(path, m);
+}
+
+/* Opens the image (resealed), views mats[0] in block 1, and verifies. */
+static void expect_e8s(image *m, nsq_status open, nsq_status view, nsq_status verify)
+{
+    nsq_file *f = NULL;
+    nsq_diag d = {0};
+    reseal(m);
+    assert_status(nsq_open_memory(m->p, m->len, 0, &f, &d), open);
+    if (open) {
+        assert_diag(&d, open, "R-HDR-11");
+        return;
+    }
+    nsq_loaded blk;
+    nsq_view v;
+    uint32_t idx;
+    assert_ok(nsq_block_load(f, 1, &blk, &d));
+    assert_ok(nsq_tensor_find(f, mats[0].name, &idx));
+    assert_status(nsq_tensor_view(f, idx, &blk, &v, &d), view);
+    if (view) assert_diag(&d, view, "R-HDR-11");
+    assert_status(nsq_verify(f, &d), verify);
+    if (verify) assert_diag(&d, verify, "R-HDR-11");
+    nsq_loaded_free(&blk);
+    nsq_close(f);
+}
+
+/* Required bit 3 is set exactly when a stage is E8S: checked at open for
+ * refinement parts, when a payload is viewed, and by nsq_verify for the
+ * bit set with no such stage. */
+static void test_e8s_feature(void **state)
+{
+    static const uint32_t cut[2][3] = {{1, 2, 3}, {1, 1, 2}}; /* no level empty (R-TEN-11) */
+    static const uint32_t in_part[2][4] = {{NSQ_LAT_E8, NSQ_LAT_E8S, NSQ_LAT_E8}, {NSQ_LAT_E8, NSQ_LAT_E8}};
+    static const uint32_t in_base[2][4] = {{NSQ_LAT_E8S, NSQ_LAT_E8, NSQ_LAT_E8}, {NSQ_LAT_E8, NSQ_LAT_E8}};
+    static const uint32_t none[2][4] = {{NSQ_LAT_E8, NSQ_LAT_SIGN, NSQ_LAT_E8}, {NSQ_LAT_E8, NSQ_LAT_E8}};
+    char *path = tu_join(*state, "e8s.nsq");
+    image m;
+    levels_image(path, in_part, cut, &m);
+    assert_int_equal(tu_rd64(m.p + 16), NSQ_REQ_LATTICE | NSQ_REQ_LATTICE_LEVELS | NSQ_REQ_LATTICE_E8S);
+    expect_e8s(&m, NSQ_OK, NSQ_OK, NSQ_OK);
+    m.p[16] &= (uint8_t)~NSQ_REQ_LATTICE_E8S;
+    expect_e8s(&m, NSQ_E_FEATURE, NSQ_OK, NSQ_OK);
+    free(m.p);
+    levels_image(path, in_base, cut, &m);
+    assert_int_equal(tu_rd64(m.p + 16), NSQ_REQ_LATTICE | NSQ_REQ_LATTICE_LEVELS | NSQ_REQ_LATTICE_E8S);
+    m.p[16] &= (uint8_t)~NSQ_REQ_LATTICE_E8S;
+    expect_e8s(&m, NSQ_OK, NSQ_E_FEATURE, NSQ_E_FEATURE);
+    free(m.p);
+    levels_image(path, none, cut, &m);
+    assert_int_equal(tu_rd64(m.p + 16), NSQ_REQ_LATTICE | NSQ_REQ_LATTICE_LEVELS);
+    m.p[16] |= NSQ_REQ_LATTICE_E8S;
+    expect_e8s(&m, NSQ_OK, NSQ_OK, NSQ_E_FEATURE);
+    free(m.p);
+    free(path);
+}
+
 /* ---- spec 9.15, the worked example ---- */
 static const struct {
     uint16_t off;
@@ -1041,6 +1173,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_e8_table),
         cmocka_unit_test(test_e8_values),
+        cmocka_unit_test(test_e8s_values),
         cmocka_unit_test(test_decode_random),
         cmocka_unit_test(test_decode_stage_sums),
         cmocka_unit_test(test_original_basis),
@@ -1055,6 +1188,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_writer_refuses, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_records, tu_setup_tmpdir, tu_teardown_tmpdir),
         cmocka_unit_test_setup_teardown(test_levels, tu_setup_tmpdir, tu_teardown_tmpdir),
+        cmocka_unit_test_setup_teardown(test_e8s_feature, tu_setup_tmpdir, tu_teardown_tmpdir),
     };
     return cmocka_run_group_tests(tests, ref_setup, NULL);
 }
