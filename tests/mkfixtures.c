@@ -36,26 +36,30 @@ typedef struct {
     int importance, router, all_q4;
     uint32_t tok_kind;
     const char *arch;
+    int e8s; /* LATTICE: the stage lists with E8S stages */
 } variant;
 
 #define UNKNOWN_ARCH "x-test-arch"
 
 static const variant variants[] = {
-    {"f32", NSQ_SCHEME_F32, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_HF_JSON, "llama"},
-    {"f16", NSQ_SCHEME_F16, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_HF_JSON, "llama"},
-    {"bf16-zstd", NSQ_SCHEME_BF16, NSQ_COMP_ZSTD, 0, 0, 0, 0, 0, NSQ_TOK_HF_JSON, "mistral"},
-    {"tiered", NSQ_SCHEME_TIERED, NSQ_COMP_NONE, 32, 0, 0, 0, 0, NSQ_TOK_HF_JSON, "llama"},
-    {"tiered-zstd", NSQ_SCHEME_TIERED, NSQ_COMP_ZSTD, 32, 0, 0, 0, 0, NSQ_TOK_HF_JSON, "qwen2"},
-    {"tiered-q4-g64", NSQ_SCHEME_TIERED, NSQ_COMP_NONE, 64, 0, 0, 0, 1, NSQ_TOK_SENTENCEPIECE, "llama"},
-    {"refined", NSQ_SCHEME_TIERED, NSQ_COMP_NONE, 32, 2, 1, 0, 0, NSQ_TOK_HF_JSON, "llama"},
-    {"router", NSQ_SCHEME_TIERED, NSQ_COMP_NONE, 32, 2, 1, 1, 0, NSQ_TOK_HF_JSON, "llama"},
-    {"router-zstd", NSQ_SCHEME_TIERED, NSQ_COMP_ZSTD, 32, 1, 1, 1, 0, NSQ_TOK_HF_JSON, "llama"},
-    {"lattice", NSQ_SCHEME_LATTICE, NSQ_COMP_NONE, 32, 0, 1, 0, 0, NSQ_TOK_HF_JSON, "llama"},
+    {"f32", NSQ_SCHEME_F32, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_HF_JSON, "llama", 0},
+    {"f16", NSQ_SCHEME_F16, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_HF_JSON, "llama", 0},
+    {"bf16-zstd", NSQ_SCHEME_BF16, NSQ_COMP_ZSTD, 0, 0, 0, 0, 0, NSQ_TOK_HF_JSON, "mistral", 0},
+    {"tiered", NSQ_SCHEME_TIERED, NSQ_COMP_NONE, 32, 0, 0, 0, 0, NSQ_TOK_HF_JSON, "llama", 0},
+    {"tiered-zstd", NSQ_SCHEME_TIERED, NSQ_COMP_ZSTD, 32, 0, 0, 0, 0, NSQ_TOK_HF_JSON, "qwen2", 0},
+    {"tiered-q4-g64", NSQ_SCHEME_TIERED, NSQ_COMP_NONE, 64, 0, 0, 0, 1, NSQ_TOK_SENTENCEPIECE, "llama", 0},
+    {"refined", NSQ_SCHEME_TIERED, NSQ_COMP_NONE, 32, 2, 1, 0, 0, NSQ_TOK_HF_JSON, "llama", 0},
+    {"router", NSQ_SCHEME_TIERED, NSQ_COMP_NONE, 32, 2, 1, 1, 0, NSQ_TOK_HF_JSON, "llama", 0},
+    {"router-zstd", NSQ_SCHEME_TIERED, NSQ_COMP_ZSTD, 32, 1, 1, 1, 0, NSQ_TOK_HF_JSON, "llama", 0},
+    {"lattice", NSQ_SCHEME_LATTICE, NSQ_COMP_NONE, 32, 0, 1, 0, 0, NSQ_TOK_HF_JSON, "llama", 0},
     /* LATTICE refinement levels: each matrix's first stage in its base, the next in level 1, the rest in level 2 */
-    {"lattice-levels", NSQ_SCHEME_LATTICE, NSQ_COMP_NONE, 32, 2, 1, 0, 0, NSQ_TOK_HF_JSON, "llama"},
-    {"gpt2-tok", NSQ_SCHEME_F16, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_GPT2_BPE, "gpt2"},
+    {"lattice-levels", NSQ_SCHEME_LATTICE, NSQ_COMP_NONE, 32, 2, 1, 0, 0, NSQ_TOK_HF_JSON, "llama", 0},
+    /* E8S stages (required bit 3): in payloads only, and in payloads and refinement parts */
+    {"lattice-e8s", NSQ_SCHEME_LATTICE, NSQ_COMP_NONE, 32, 0, 1, 0, 0, NSQ_TOK_HF_JSON, "llama", 1},
+    {"lattice-e8s-levels", NSQ_SCHEME_LATTICE, NSQ_COMP_ZSTD, 32, 2, 1, 0, 0, NSQ_TOK_HF_JSON, "llama", 1},
+    {"gpt2-tok", NSQ_SCHEME_F16, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_GPT2_BPE, "gpt2", 0},
     /* values no runtime knows: a valid container all the same (R-META-12) */
-    {"valid-unknown-architecture", NSQ_SCHEME_F16, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_HF_JSON, UNKNOWN_ARCH},
+    {"valid-unknown-architecture", NSQ_SCHEME_F16, NSQ_COMP_NONE, 0, 0, 0, 0, 0, NSQ_TOK_HF_JSON, UNKNOWN_ARCH, 0},
 };
 
 #define CHECK(x)                                                                                                      \
@@ -209,6 +213,21 @@ static uint16_t e8_nearest(const double *y)
     return code;
 }
 
+/* The E8S code nearest to res at scale d, by trying all 256. */
+static uint8_t e8s_nearest(const double *res, float d)
+{
+    double best = INFINITY;
+    uint8_t code = 0;
+    for (uint32_t c = 0; c < 256; c++) {
+        int8_t v4[8];
+        double dist = 0;
+        nsq_lattice_e8s_value((uint8_t)c, v4);
+        for (int k = 0; k < 8; k++) dist += (res[k] - d * v4[k] / 4.0) * (res[k] - d * v4[k] / 4.0);
+        if (dist < best) best = dist, code = (uint8_t)c;
+    }
+    return code;
+}
+
 /* Row r of W' = W R^T in double: signs, Hadamard transform, 1/sqrt(B). */
 static void rotate_row(const float *x, const uint8_t *signs, uint64_t cols, uint32_t B, double *out)
 {
@@ -234,7 +253,8 @@ static void code_stage(uint32_t kind, int first, const double *target, float *ac
         mx = fmax(mx, fabs(res[i]));
         mean += fabs(res[i]) / B;
     }
-    uint16_t h = nsq_f32_to_f16((float)(kind == NSQ_LAT_E8 ? mx / 3.75 : kind == NSQ_LAT_SIGN ? mean : mx / 127));
+    uint16_t h = nsq_f32_to_f16((float)(kind == NSQ_LAT_E8 ? mx / 3.75 : kind == NSQ_LAT_SIGN ? mean
+                                        : kind == NSQ_LAT_E8S ? 1.5 * mean : mx / 127));
     float d = nsq_f16_to_f32(h), v[8];
     nsq__wr16(scale, h);
     for (uint32_t g = 0; g < B / 8; g++) {
@@ -246,6 +266,12 @@ static void code_stage(uint32_t kind, int first, const double *target, float *ac
             uint16_t c = e8_nearest(y);
             nsq__wr16(codes + 2 * (j / 8), c);
             nsq_lattice_e8_value(c, v4);
+            for (int k = 0; k < 8; k++) v[k] = (float)v4[k] * 0.25f;
+        }
+        if (kind == NSQ_LAT_E8S) {
+            codes[j / 8] = e8s_nearest(res + 8 * g, d);
+            int8_t v4[8];
+            nsq_lattice_e8s_value(codes[j / 8], v4);
             for (int k = 0; k < 8; k++) v[k] = (float)v4[k] * 0.25f;
         }
         for (int k = 0; k < 8 && kind == NSQ_LAT_SIGN; k++) {
@@ -270,13 +296,20 @@ static const uint32_t lattice_stages[][5] = {{1, NSQ_LAT_E8},
                                              {1, NSQ_LAT_INT8},
                                              {4, NSQ_LAT_SIGN, NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_SIGN},
                                              {2, NSQ_LAT_E8, NSQ_LAT_E8}};
+static const uint32_t lattice_e8s_stages[][5] = {{1, NSQ_LAT_E8S},
+                                                 {2, NSQ_LAT_E8, NSQ_LAT_E8S},
+                                                 {3, NSQ_LAT_E8, NSQ_LAT_E8S, NSQ_LAT_E8S},
+                                                 {4, NSQ_LAT_E8S, NSQ_LAT_E8, NSQ_LAT_INT8, NSQ_LAT_E8S},
+                                                 {2, NSQ_LAT_E8S, NSQ_LAT_SIGN},
+                                                 {3, NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_E8S}};
 static const uint32_t lattice_blocks[5] = {8, 32, 16, 64, 128};
 static uint32_t lattice_count;
 
 static void add_lattice(nsq_writer *w, const variant *v, const char *name, const float *x, uint64_t rows, uint64_t cols)
 {
-    uint32_t k = lattice_count++, S = lattice_stages[k % 6][0];
-    const uint32_t *kinds = lattice_stages[k % 6] + 1;
+    const uint32_t(*list)[5] = v->e8s ? lattice_e8s_stages : lattice_stages;
+    uint32_t k = lattice_count++, S = list[k % 6][0];
+    const uint32_t *kinds = list[k % 6] + 1;
     uint32_t B = strstr(name, "down_proj") ? v->group_size : lattice_blocks[k % 5];
     if (B > cols) B = (uint32_t)cols;
     uint64_t size = nsq_lattice_payload_size(rows, cols, B, S, kinds), nb = cols / B, dims[2] = {rows, cols};
@@ -471,6 +504,8 @@ typedef struct {
 #define LAT "lattice"
 #define LAT_T "model.layers.0.self_attn.k_proj.weight" /* 16 x 32, B = 32, stages E8, SIGN (lattice-levels: SIGN in level 1) */
 #define LATL "lattice-levels"
+#define LATE "lattice-e8s"            /* LAT_T: E8, E8S */
+#define LATEL "lattice-e8s-levels"    /* LAT_T: E8, E8S in level 1 */
 static const mutation mutations[] = {
     /* valid: what readers must accept */
     {"valid-future-minor", ROUTER, "NSQ_OK", "", F_HDR, 0,
@@ -498,6 +533,14 @@ static const mutation mutations[] = {
      {P(A_ABS, 0, 0, 16, OP_XOR, 8, NSQ_REQ_LATTICE_LEVELS)}},
     {"R-HDR-11-lattice-levels-absent", LAT, "NSQ_E_FEATURE", "R-HDR-11", F_HDR, 0,
      {P(A_ABS, 0, 0, 16, OP_XOR, 8, NSQ_REQ_LATTICE_LEVELS)}},
+    /* bit 3: seen at open in refinement parts, in payloads when they are read, absent by reading every block */
+    {"R-HDR-11-lattice-e8s", LATEL, "NSQ_E_FEATURE", "R-HDR-11", F_HDR, 0, {P(A_ABS, 0, 0, 16, OP_XOR, 8, NSQ_REQ_LATTICE_E8S)}},
+    {"R-HDR-11-lattice-e8s-part", LATL, "NSQ_E_FEATURE", "R-HDR-11", F_SECT | F_HDR, 0,
+     {P(A_TFIELD, 0, LAT_T, 49, OP_SET, 1, NSQ_LAT_E8S)}},
+    {"R-HDR-11-lattice-e8s-payload", LATE, "NSQ_E_FEATURE", "R-HDR-11", F_HDR, 0,
+     {P(A_ABS, 0, 0, 16, OP_XOR, 8, NSQ_REQ_LATTICE_E8S)}},
+    {"R-HDR-11-lattice-e8s-absent", LAT, "NSQ_E_FEATURE", "R-HDR-11", F_HDR, 0,
+     {P(A_ABS, 0, 0, 16, OP_XOR, 8, NSQ_REQ_LATTICE_E8S)}},
     /* section table */
     {"R-SEC-1", ROUTER, "NSQ_E_RESERVED", "R-SEC-1", F_HDR, 0, {P(A_TABLE, 0, 0, 4, OP_SET, 4, 1)}},
     {"R-SEC-2", ROUTER, "NSQ_E_FORMAT", "R-SEC-2", F_HDR, 0, {P(A_TABLE, 1, 0, 0, OP_SET, 4, 1)}},
@@ -573,7 +616,7 @@ static const mutation mutations[] = {
     {"R-TEN-8-lattice", LAT, "NSQ_E_DIRECTORY", "R-TEN-8", F_SECT | F_HDR, 0,
      {P(A_TFIELD, 0, LAT_T, 10, OP_SET, 1, 1), P(A_TFIELD, 0, LAT_T, 48, OP_INSERT, 0, 24)}},
     {"R-TEN-9-lattice-size", LATL, "NSQ_E_DIRECTORY", "R-TEN-9", F_SECT | F_HDR, 0, {P(A_TFIELD, 0, LAT_T, 64, OP_ADD, 8, 1)}},
-    {"R-TEN-9-lattice-kind", LATL, "NSQ_E_DIRECTORY", "R-TEN-9", F_SECT | F_HDR, 0, {P(A_TFIELD, 0, LAT_T, 49, OP_SET, 1, 4)}},
+    {"R-TEN-9-lattice-kind", LATL, "NSQ_E_DIRECTORY", "R-TEN-9", F_SECT | F_HDR, 0, {P(A_TFIELD, 0, LAT_T, 49, OP_SET, 1, 5)}},
     {"R-TEN-6-lattice", LAT, "NSQ_E_DIRECTORY", "R-TEN-6", F_SECT | F_HDR, 0, {P(A_TFIELD, 0, LAT_T, 40, OP_ADD, 8, 8)}},
     {"R-TEN-7-lattice", LAT, "NSQ_E_DIRECTORY", "R-TEN-7", F_SECT | F_HDR, 0, {P(A_TFIELD, 0, LAT_T, 6, OP_SET, 4, 12)}},
     {"R-TEN-8", ROUTER, "NSQ_E_DIRECTORY", "R-TEN-8", F_SECT | F_HDR, 0,
@@ -595,7 +638,7 @@ static const mutation mutations[] = {
     {"R-TIER-4", ROUTER, "NSQ_E_TENSOR", "R-TIER-4", F_BLK, 1,
      {P(A_TPARAM, NSQ_TIER_Q8, "model.layers.0.self_attn.q_proj.weight", 0, OP_SET, 2, 0x7E00)}},
     {"R-LAT-1", LAT, "NSQ_E_TENSOR", "R-LAT-1", F_BLK, 1, {P(A_TDATA, 0, LAT_T, 0, OP_SET, 1, 0)}},
-    {"R-LAT-1-kind", LAT, "NSQ_E_TENSOR", "R-LAT-1", F_BLK, 1, {P(A_TDATA, 0, LAT_T, 2, OP_SET, 1, 4)}},
+    {"R-LAT-1-kind", LAT, "NSQ_E_TENSOR", "R-LAT-1", F_BLK, 1, {P(A_TDATA, 0, LAT_T, 2, OP_SET, 1, 5)}},
     {"R-LAT-2", LAT, "NSQ_E_TENSOR", "R-LAT-2", F_BLK, 1, {P(A_TDATA, 0, LAT_T, 5, OP_SET, 1, 1)}},
     {"R-LAT-2-kind", LAT, "NSQ_E_TENSOR", "R-LAT-2", F_BLK, 1, {P(A_TDATA, 0, LAT_T, 3, OP_SET, 1, NSQ_LAT_E8)}},
     {"R-LAT-3", LAT, "NSQ_E_TENSOR", "R-LAT-3", F_BLK, 1, {P(A_TDATA, 0, LAT_T, 2, OP_SET, 1, NSQ_LAT_INT8)}},
