@@ -26,7 +26,7 @@ static uint16_t rand_scale(int for_model, uint32_t kind, uint32_t stage, uint32_
     float v = ldexpf(tu_unif(&rng, 1.0f, 2.0f), (int)tu_below(&rng, 26) - 22);
     if (for_model)
         v = tu_unif(&rng, 0.5f, 1.5f) * powf(0.3f, (float)stage) / sqrtf((float)cols) *
-            (kind == NSQ_LAT_E8 ? 0.8f : kind == NSQ_LAT_SIGN ? 1.0f : 1 / 74.0f);
+            (kind == NSQ_LAT_E8 ? 0.8f : kind == NSQ_LAT_SIGN ? 1.0f : kind == NSQ_LAT_E8S ? 2.0f : 1 / 74.0f);
     return tu_f32_to_f16_ref(tu_below(&rng, 4) ? v : -v);
 }
 
@@ -186,7 +186,8 @@ static void check_exact(const lmat *m, uint32_t n)
     free(x), free(xr), free(orig), free(rot), free(ys), free(row), free(yk);
 }
 
-/* Every code: the tables give libnsq's 4v, and SIGN bytes their +-1. */
+/* Every code: the tables give libnsq's 4v (E8S's also biased, coordinate
+ * by coordinate), and SIGN bytes their +-1. */
 static void test_e8_tables(void **state)
 {
     (void)state;
@@ -201,8 +202,15 @@ static void test_e8_tables(void **state)
             if ((int8_t)(uint8_t)(got >> 8 * k) != want[k])
                 fail_msg("code 0x%04x coordinate %d: %d, want %d", c, k, (int8_t)(uint8_t)(got >> 8 * k), want[k]);
     }
-    for (uint32_t b = 0; b < 256; b++)
-        for (int k = 0; k < 8; k++) assert_int_equal((int8_t)(uint8_t)(kern_sign8[b] >> 8 * k), b >> k & 1 ? -1 : 1);
+    for (uint32_t b = 0; b < 256; b++) {
+        int8_t want[8];
+        nsq_lattice_e8s_value((uint8_t)b, want);
+        for (int k = 0; k < 8; k++) {
+            assert_int_equal((int8_t)(uint8_t)(kern_sign8[b] >> 8 * k), b >> k & 1 ? -1 : 1);
+            assert_int_equal((int8_t)(uint8_t)(kern_e8s8[b] >> 8 * k), want[k]);
+            assert_int_equal(kern_e8s_col[k][b], want[k] + 16);
+        }
+    }
     free(m.payload);
 }
 
@@ -213,16 +221,21 @@ typedef struct {
 static const shape shapes[] = {
     {13, 40, 8, 1, {NSQ_LAT_E8}},                   /* 5 blocks: a short group, a short activation block */
     {37, 200, 8, 2, {NSQ_LAT_E8, NSQ_LAT_SIGN}},    /* 25 blocks: 3 groups and a tail */
+    {19, 120, 8, 2, {NSQ_LAT_E8S, NSQ_LAT_E8}},     /* 15 blocks: a tail */
     {11, 272, 16, 2, {NSQ_LAT_SIGN, NSQ_LAT_INT8}}, /* 17 blocks */
+    {10, 336, 16, 2, {NSQ_LAT_E8S, NSQ_LAT_SIGN}},  /* 21 blocks */
     {9, 608, 32, 4, {NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_E8, NSQ_LAT_E8}},
+    {8, 800, 32, 4, {NSQ_LAT_E8S, NSQ_LAT_E8, NSQ_LAT_E8S, NSQ_LAT_INT8}}, /* a short last chunk */
     {21, 256, 32, 1, {NSQ_LAT_INT8}},
     {7, 704, 64, 2, {NSQ_LAT_E8, NSQ_LAT_INT8}},    /* 11 blocks of one activation block each */
     {15, 640, 128, 1, {NSQ_LAT_E8}},                /* 5 blocks: masked lanes */
+    {12, 640, 128, 1, {NSQ_LAT_E8S}},
     {6, 2304, 256, 2, {NSQ_LAT_E8, NSQ_LAT_E8}},    /* 9 blocks */
     {5, 256, 256, 3, {NSQ_LAT_INT8, NSQ_LAT_SIGN, NSQ_LAT_E8}},
     {3, 2048, 1024, 1, {NSQ_LAT_E8}},
-    {4, 4096, 2048, 2, {NSQ_LAT_E8, NSQ_LAT_SIGN}}, /* blocks of four 512-column chunks */
+    {4, 4096, 2048, 3, {NSQ_LAT_E8, NSQ_LAT_SIGN, NSQ_LAT_E8S}}, /* blocks of four 512-column chunks */
     {6, 1536, 512, 2, {NSQ_LAT_E8, NSQ_LAT_E8}},
+    {5, 1536, 512, 2, {NSQ_LAT_E8S, NSQ_LAT_E8S}},
 };
 
 static void test_int8_products(void **state)
@@ -288,10 +301,10 @@ static const mspec layer_mats[] = {
     {"self_attn.q_proj.weight", HID, HID, 64, 2, {NSQ_LAT_E8, NSQ_LAT_E8}, 1},
     {"self_attn.k_proj.weight", HID / 2, HID, 64, 1, {NSQ_LAT_E8}, 1},
     {"self_attn.v_proj.weight", HID / 2, HID, 64, 2, {NSQ_LAT_SIGN, NSQ_LAT_INT8}, 1},
-    {"self_attn.o_proj.weight", HID, HID, 16, 1, {NSQ_LAT_E8}, 0},
+    {"self_attn.o_proj.weight", HID, HID, 16, 2, {NSQ_LAT_E8S, NSQ_LAT_E8}, 0},
     {"mlp.gate_proj.weight", 2 * HID, HID, 8, 1, {NSQ_LAT_E8}, 0},
     {"mlp.up_proj.weight", 2 * HID, HID, 32, 1, {NSQ_LAT_INT8}, 0},
-    {"mlp.down_proj.weight", HID, 2 * HID, 128, 2, {NSQ_LAT_E8, NSQ_LAT_SIGN}, 0},
+    {"mlp.down_proj.weight", HID, 2 * HID, 128, 2, {NSQ_LAT_E8, NSQ_LAT_E8S}, 0},
 };
 
 /* The matrix as LATTICE, or (f32) as the F32 tensor of its decoded weights. */

@@ -13,7 +13,8 @@
  * line; keys in this order; new keys are only ever appended to an object.
  *
  * {"format_version":"1.2","file_size":N,
- *  "required_features":["zstd","lattice","lattice_levels"],"optional_features":["refinements","importance","router"],
+ *  "required_features":["zstd","lattice","lattice_levels","lattice_e8s"],
+ *  "optional_features":["refinements","importance","router"],
  *  "metadata":[{"key":"...","type":"u64|i64|f64|bool|string","array":false,"value":V}],
  *     arrays: "array":true, "value":[V,...] (every element)
  *  "tokenizer":{"kind":"hf_json|gpt2_bpe|sentencepiece","files":[{"name":"...","size":N}]},
@@ -35,7 +36,7 @@
  *              "refinements":[{"level":1,"bits":2,"size":N}]}]}
  *     only with --tensors; group_size, tiers and refinements only for tiered
  *     tensors; a lattice tensor has instead "group_size":N (its rotation
- *     block), "stages":["e8","sign","int8"] (its base's stage kinds, in order)
+ *     block), "stages":["e8","sign","int8","e8s"] (its base's stage kinds, in order)
  *     and "refinements":[{"level":1,"stages":["e8"],"size":N}] (the stages
  *     each level adds);
  *     bpw = 8*size / elements
@@ -73,7 +74,7 @@ typedef struct {
 /*-************************************
  *  Names
  **************************************/
-static const char *const req_names[] = {"zstd", "lattice", "lattice_levels"};
+static const char *const req_names[] = {"zstd", "lattice", "lattice_levels", "lattice_e8s"};
 static const char *const opt_names[] = {"refinements", "importance", "router"};
 #define N_REQ (sizeof req_names / sizeof req_names[0])
 #define N_OPT (sizeof opt_names / sizeof opt_names[0])
@@ -106,8 +107,8 @@ static int has_payload_info(uint32_t s) { return s == NSQ_SCHEME_TIERED || s == 
 
 static const char *stage_name(uint32_t k)
 {
-    static const char *const n[] = {NULL, "e8", "sign", "int8"};
-    return pick(n, 4, k);
+    static const char *const n[] = {NULL, "e8", "sign", "int8", "e8s"};
+    return pick(n, 5, k);
 }
 
 static const char *tok_kind_name(uint32_t k)

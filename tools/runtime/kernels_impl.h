@@ -64,12 +64,14 @@ void kern_rows_tiered_scalar(const wmat *w, uint32_t off, const float *x, const 
                              uint32_t r1, float *y, uint32_t ys);
 
 /* LATTICE: 8 code values of a stage as 8 signed bytes (byte k: column 8g+k),
- * the E8 values times 4, from these tables (kernels_lattice.c). */
-extern uint64_t kern_e8_mag[256], kern_e8_neg[256], kern_e8_add[256], kern_sign8[256];
+ * the E8 and E8S values times 4, from these tables (kernels_lattice.c). */
+extern uint64_t kern_e8_mag[256], kern_e8_neg[256], kern_e8_add[256], kern_sign8[256], kern_e8s8[256];
 static inline uint64_t kern_e8_word(uint32_t code)
 {
     return (kern_e8_mag[code & 0xFF] ^ kern_e8_neg[code >> 8]) + kern_e8_add[code >> 8];
 }
+/* What a stage's bytes are multiplied by: E8 and E8S bytes hold 4 times the values. */
+static inline float kern_lat_mul(uint32_t kind) { return kind == NSQ_LAT_E8 || kind == NSQ_LAT_E8S ? 0.25f : 1.0f; }
 /* LATTICE's canonical sum (kernels.h): segments of kern_lat_seg(B) columns;
  * kern_lat_stage adds one stage of one row for one token into the 16 lanes
  * acc, from I[i], the integer dot of segment i, and s, the token's
@@ -86,6 +88,8 @@ float kern_tree16(const float a[16]);
  * e & 8 (bits 4, 5 ignored). */
 extern uint8_t kern_e8_quad[2][256];
 extern uint8_t kern_e8_val[64];
+/* E8S codes byte-wise: kern_e8s_col[k][c] = 4v + 16 of coordinate k of code c. */
+extern uint8_t kern_e8s_col[8][256];
 
 kern_level kern_x86_best(void);
 /* 0 when the level has no kernel for this matrix (the caller runs the scalar one). */

@@ -11,11 +11,12 @@
 
 #define ONES 0x0101010101010101ull
 
-uint64_t kern_e8_mag[256], kern_e8_neg[256], kern_e8_add[256], kern_sign8[256];
+uint64_t kern_e8_mag[256], kern_e8_neg[256], kern_e8_add[256], kern_sign8[256], kern_e8s8[256];
 uint8_t kern_e8_quad[2][256];
 uint8_t kern_e8_val[64];
+_Alignas(64) uint8_t kern_e8s_col[8][256];
 
-/* The tables of the byte-wise decoding (kernels_impl.h). */
+/* The tables of the byte-wise decoding and of E8S (kernels_impl.h). */
 static void byte_tables_init(const uint8_t (*A)[8])
 {
     for (uint32_t i = 0; i < 256; i++)
@@ -23,6 +24,14 @@ static void byte_tables_init(const uint8_t (*A)[8])
     for (int e = 0; e < 64; e++) {
         int m = e & 3, neg = e >> 2 & 1, shift = e >> 3 & 1;
         kern_e8_val[e] = (uint8_t)(16 + (neg ? -1 : 1) * 2 * (2 * m + 1) + (shift ? -1 : 1));
+    }
+    for (uint32_t c = 0; c < 256; c++) {
+        int8_t v4[8];
+        nsq_lattice_e8s_value((uint8_t)c, v4);
+        for (int k = 0; k < 8; k++) {
+            kern_e8s8[c] |= (uint64_t)(uint8_t)v4[k] << 8 * k;
+            kern_e8s_col[k][c] = (uint8_t)(v4[k] + 16);
+        }
     }
 }
 
@@ -84,8 +93,9 @@ void kern_lat_values(const nsq_lattice *L, uint32_t st, uint64_t row, uint32_t i
         memcpy(v, codes, in);
         return;
     }
+    const uint64_t *byte = kind == NSQ_LAT_E8S ? kern_e8s8 : kern_sign8; /* one byte per 8 columns */
     for (uint32_t g = 0; g < in / 8; g++) {
-        uint64_t w = kind == NSQ_LAT_E8 ? kern_e8_word(rd16(codes + 2 * g)) : kern_sign8[codes[g]];
+        uint64_t w = kind == NSQ_LAT_E8 ? kern_e8_word(rd16(codes + 2 * g)) : byte[codes[g]];
         for (int k = 0; k < 8; k++) v[8 * g + k] = (int8_t)(uint8_t)(w >> 8 * k);
     }
 }
@@ -103,7 +113,7 @@ void kern_lat_stage(const nsq_lattice *L, uint32_t st, uint64_t row, const int32
 {
     uint32_t B = L->block, G = kern_lat_seg(B);
     const uint8_t *sc = L->scales[st] + 2 * row * L->n_blocks;
-    float f = L->kind[st] == NSQ_LAT_E8 ? 0.25f : 1.0f;
+    float f = kern_lat_mul(L->kind[st]);
     for (uint32_t b = 0; b < L->n_blocks; b++) {
         float P[16] = {0};
         uint32_t touched = 0;

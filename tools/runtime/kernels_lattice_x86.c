@@ -14,7 +14,8 @@
  * the magnitude indices m = (u-1)/2 of four coordinates per table; a GF(2)
  * affine map of its high byte puts each coordinate's sign (the eighth from
  * the parity, with P(i) from the magnitudes) and the shift next to them; a
- * 64-entry byte permute turns the 4 bits into 4v + 16. */
+ * 64-entry byte permute turns the 4 bits into 4v + 16. An E8S code looks
+ * up each coordinate's 4v + 16 in a 256-byte table. */
 #include "kernels_impl.h"
 
 #include <stdlib.h>
@@ -57,7 +58,7 @@ AVX2_T static void stage_256(const nsq_lattice *L, uint32_t st, uint64_t row, co
 {
     uint32_t in = a->in, B = L->block, nch = act8_chunks(in);
     const uint8_t *sc = L->scales[st] + 2 * row * L->n_blocks;
-    float f = L->kind[st] == NSQ_LAT_E8 ? 0.25f : 1.0f;
+    float f = kern_lat_mul(L->kind[st]);
     for (uint32_t t = 0; t < n; t++) P[t][0] = P[t][1] = _mm256_setzero_ps();
     for (uint32_t c0 = 0; c0 < in; c0 += 512) {
         uint32_t ns = (in - c0 < 512 ? in - c0 : 512) / 32;
@@ -150,15 +151,35 @@ LAT512_T static inline void e8_chunk(const uint8_t *p, uint32_t nc, __m512i W[8]
     }
 }
 
-LAT512_T static inline void sign_chunk(const uint8_t *p, uint32_t nc, __m512i W[8])
+/* The chunk's nc one-byte codes, code c in byte act8_pos(c); 0 past nc. */
+LAT512_T static inline __m512i byte_codes(const uint8_t *p, uint32_t nc)
 {
     const __m512i code_at = _mm512_set_epi64(0x3F3E3D3C3B3A3938, 0x1F1E1D1C1B1A1918, 0x3736353433323130,
                                              0x1716151413121110, 0x2F2E2D2C2B2A2928, 0x0F0E0D0C0B0A0908,
                                              0x2726252423222120, 0x0706050403020100); /* byte p <- code c, act8_pos(c) = p */
-    __m512i b = _mm512_permutexvar_epi8(code_at, _mm512_maskz_loadu_epi8(_cvtu64_mask64(_bzhi_u64(~0ull, nc)), p));
+    return _mm512_permutexvar_epi8(code_at, _mm512_maskz_loadu_epi8(_cvtu64_mask64(_bzhi_u64(~0ull, nc)), p));
+}
+
+LAT512_T static inline void sign_chunk(const uint8_t *p, uint32_t nc, __m512i W[8])
+{
+    __m512i b = byte_codes(p, nc);
     /* 16 + 1 - 2 * (bit k): the affine map puts bit k in bit 1 */
     for (int k = 0; k < 8; k++)
         W[k] = _mm512_sub_epi8(_mm512_set1_epi8(17), _mm512_gf2p8affine_epi64_epi8(b, _mm512_set1_epi64(1ll << (48 + k)), 0));
+}
+
+/* Coordinate k from its 256-byte table: codes under 128 from its first half,
+ * the others from its second, each half two registers of a byte permute. */
+LAT512_T static inline void e8s_chunk(const uint8_t *p, uint32_t nc, __m512i W[8])
+{
+    __m512i b = byte_codes(p, nc);
+    __mmask64 top = _mm512_movepi8_mask(b);
+    for (int k = 0; k < 8; k++) {
+        const uint8_t *T = kern_e8s_col[k];
+        __m512i lo = _mm512_permutex2var_epi8(_mm512_load_si512(T), b, _mm512_load_si512(T + 64));
+        __m512i hi = _mm512_permutex2var_epi8(_mm512_load_si512(T + 128), b, _mm512_load_si512(T + 192));
+        W[k] = _mm512_mask_blend_epi8(top, lo, hi);
+    }
 }
 
 LAT512_T static inline void int8_chunk(const uint8_t *p, uint32_t nc, __m512i W[8])
@@ -210,6 +231,7 @@ LAT512_T static inline __attribute__((always_inline)) void decode_chunk(uint32_t
 {
     if (kind == NSQ_LAT_E8) e8_chunk(codes + c0 / 4, nc, W);
     else if (kind == NSQ_LAT_SIGN) sign_chunk(codes + c0 / 8, nc, W);
+    else if (kind == NSQ_LAT_E8S) e8s_chunk(codes + c0 / 8, nc, W);
     else int8_chunk(codes + c0, nc, W);
 }
 
@@ -222,7 +244,7 @@ LAT512_T static inline __attribute__((always_inline)) void stage_512(const nsq_l
     uint64_t rb = L->row_bytes[st];
     const uint8_t *codes = L->codes[st] + row * rb, *sc = L->scales[st] + 2 * row * L->n_blocks;
     size_t stride = act8_chunks(in) * 16;
-    float f = kind == NSQ_LAT_E8 ? 0.25f : 1.0f;
+    float f = kern_lat_mul(kind);
     __m512 P[2][TOKENS_MAX];
     for (uint32_t r = 0; r < R; r++)
         for (uint32_t t = 0; t < n; t++) P[r][t] = _mm512_setzero_ps();
