@@ -12,7 +12,7 @@
  *                  they are made finite)
  *        bits 6-7  corruption of a built payload: 1 a padding or reserved
  *                  header byte set, 2 one byte short, 3 one byte long
- *   h[1]           stage kinds, two bits per stage: 0 and 3 E8, 1 SIGN, 2 INT8
+ *   h[1]           stage kinds, two bits per stage: 0 E8, 1 SIGN, 2 INT8, 3 E8S
  *   h[2]           rows = (h[2] & 127) % 17 (0..16); bit 7: unbounded shape
  *                  (rows, cols as two u64 LE, B as a u32 LE, then the payload
  *                  as-is)
@@ -74,7 +74,7 @@ static void bytes(src *s, uint8_t *dst, uint64_t n)
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static uint64_t pad64(uint64_t v) { return (v + 63) & ~(uint64_t)63; }
-static uint32_t kind_bits(uint32_t k) { return k == 1 ? 2 : k == 2 ? 1 : 8; }
+static uint32_t kind_bits(uint32_t k) { return k == 1 ? 2 : k == 2 || k == 4 ? 1 : 8; }
 
 /* A heap copy of exactly n bytes (ASan then catches any read past it); NULL for 0. */
 static uint8_t *exact(const uint8_t *p, uint64_t n)
@@ -136,6 +136,24 @@ static void e8_values(uint16_t c, float v[8])
     for (int k = 0; k < 8; k++) v[k] = (neg >> k & 1 ? -0.5f : 0.5f) * u[k] + (c & 0x8000 ? -0.25f : 0.25f);
 }
 
+/* The 8 values of E8S code c (9.11): a signed pair, a half vector with an
+ * even count of minus signs, or +-2e_k. */
+static void e8s_values(uint8_t c, float v[8])
+{
+    memset(v, 0, 8 * sizeof *v);
+    if (c >= 240) {
+        v[(c - 240) / 2] = c & 1 ? -2.0f : 2.0f;
+    } else if (c >= 112) {
+        uint32_t m = c - 112u, odd = (uint32_t)__builtin_popcount(m) & 1;
+        for (int k = 0; k < 8; k++) v[k] = (k < 7 ? m >> k & 1 : odd) ? -0.5f : 0.5f;
+    } else {
+        uint32_t n = 0;
+        for (int i = 0; i < 8; i++)
+            for (int j = i + 1; j < 8; j++, n++)
+                if (n == c / 4u) v[i] = c & 1 ? -1.0f : 1.0f, v[j] = c & 2 ? -1.0f : 1.0f;
+    }
+}
+
 /* The layout of 9.10 for header kinds kind[0..S-1]: offsets of each stage's
  * scales and codes; returns the payload size. */
 static uint64_t layout(uint64_t rows, uint64_t cols, uint64_t B, uint32_t S, const uint8_t *kind, uint64_t *scales,
@@ -164,6 +182,7 @@ static void ref_rotated_row(const uint8_t *p, uint64_t rows, uint64_t cols, uint
             float v[8], d = nsq_f16_to_f32(rd16(p + sc[s] + 2 * (r * nb + j / B)));
             if (kind == 1) e8_values(rd16(row + j / 4), v);
             for (int k = 0; k < 8 && kind == 2; k++) v[k] = row[j / 8] >> k & 1 ? -1.0f : 1.0f;
+            if (kind == 4) e8s_values(row[j / 8], v);
             for (int k = 0; k < 8 && kind == 3; k++) v[k] = (float)(int8_t)row[j + k];
             for (int k = 0; k < 8; k++) {
                 float prod = d * v[k];
@@ -397,7 +416,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (h[2] & 0x80) return huge_shape(&in);
     uint32_t S = 1 + (h[0] & 3), raw = h[0] >> 2 & 1, keep_nonfinite = h[0] >> 3 & 1, corruption = h[0] >> 6;
     uint8_t kind[4];
-    for (uint32_t s = 0; s < 4; s++) kind[s] = (uint8_t)(s < S ? (h[1] >> (2 * s) & 3) % 3 + 1 : 0);
+    for (uint32_t s = 0; s < 4; s++) kind[s] = (uint8_t)(s < S ? (h[1] >> (2 * s) & 3) + 1 : 0);
     uint64_t B = 8u << (h[3] & 15) % 12, cols = B * (1 + (h[3] >> 4) % 4), rows = (h[2] & 0x7F) % 17;
     if (cols > MAX_COLS) cols = B;
     if (rows * cols > MAX_ELEMS) rows = MAX_ELEMS / cols;

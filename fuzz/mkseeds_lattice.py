@@ -11,8 +11,8 @@ import struct
 import sys
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus", "fuzz_lattice")
-KIND = {"e8": 0, "sign": 1, "int8": 2}   # two bits per stage in h[1]
-BITS = {"e8": 2, "sign": 1, "int8": 8}
+KIND = {"e8": 0, "sign": 1, "int8": 2, "e8s": 3}   # two bits per stage in h[1]
+BITS = {"e8": 2, "sign": 1, "int8": 8, "e8s": 1}
 rng = random.Random(4321)
 
 
@@ -89,7 +89,7 @@ def main():
     # raw payloads: the spec's example (rows 2, B 8, cols 16), and broken headers
     ex = spec_example()
     write("raw-spec-example", header(["e8"], 2, 0, 2, raw=True) + ex)
-    for name, off, val in (("raw-n-stages-0", 0, 0), ("raw-n-stages-5", 0, 5), ("raw-kind-4", 2, 4),
+    for name, off, val in (("raw-n-stages-0", 0, 0), ("raw-n-stages-5", 0, 5), ("raw-kind-5", 2, 5), ("raw-kind-e8s", 2, 4),
                            ("raw-unused-kind", 4, 1), ("raw-reserved", 63, 1)):
         p = bytearray(ex)
         p[off] = val
@@ -115,6 +115,11 @@ def main():
     p[64 + cols // 8 - 1] = 0x81
     p[64 + pad64(cols // 8):64 + pad64(cols // 8) + 2] = f16(0.5)
     write("huge-sign-16384", huge(rows, cols, b, bytes(p)))
+    # E8S stages alone and among the others
+    for stages, rows, log_b, nb in ((["e8s"], 3, 1, 2), (["e8", "e8s", "int8", "e8s"], 4, 2, 1)):
+        b = 8 << log_b
+        write("built-%s-%dx%d-b%d" % ("+".join(stages), rows, nb * b, b),
+              header(stages, rows, log_b, nb, r0=1, r1=rows) + body(stages, rows, nb * b, b) + bytes([0, 1]))
 
 
 if __name__ == "__main__":
