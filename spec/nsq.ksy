@@ -6,7 +6,7 @@ meta:
   endian: le
   bit-endian: le
 doc: |
-  The .nsq format of spec/nsq-format.md, version 1.3, which is the normative
+  The .nsq format of spec/nsq-format.md, version 1.4, which is the normative
   text; this description follows it section by section and names the rule
   (R-...) that each `valid` key enforces in that key's `doc`.
 
@@ -25,6 +25,8 @@ doc: |
     accessed. Reading every instance applies every rule stated here.
   * A Zstandard-compressed range is opaque bytes (`compressed`); the payloads
     of a range are described only where it is stored uncompressed (`raw`).
+    So required bit 3 (LATTICE_E8S) set with no E8S stage is found only when
+    no LATTICE payload lies in a compressed block (`lattice_e8s_used`).
   * u8 fields are exact in languages with 64-bit integers; Kaitai's
     JavaScript runtime reads them as doubles, exact up to 2^53, which covers
     every offset and size of a valid file (file_size <= 2^48) but not
@@ -61,10 +63,16 @@ seq:
         ((header.required_features & 1) != 0) == directory.any_zstd
         and ((header.required_features & 2) != 0) == directory.any_lattice
         and ((header.required_features & 4) != 0) == directory.any_lattice_levels
+        and ((header.required_features & 8) != 0 or not directory.any_lattice_e8s_part)
         and ((header.optional_features & 1) != 0) == (directory.refinement_count != 0)
         and ((header.optional_features & 2) != 0) == (find_importance.index >= 0)
         and ((header.optional_features & 4) != 0) == (find_router.index >= 0)
-    doc: The known feature bits agree with the content (R-HDR-11, section 3.2).
+    doc: |
+      The known feature bits agree with the content (R-HDR-11, section 3.2).
+      Bit 3 (LATTICE_E8S) only against the refinement parts here: each
+      LATTICE payload checks it against its own stage kinds, and the
+      instance lattice_e8s_used checks that some stage has kind 4 when it is
+      set.
 
 instances:
   section_table:
@@ -103,6 +111,22 @@ instances:
   router:
     value: section_table[find_router.index].body.as<router>
     if: find_router.index >= 0
+  lattice_e8s_used:
+    pos: 0
+    size: 0
+    if: (header.required_features & 8) != 0
+    valid:
+      expr: directory.any_lattice_e8s_part or e8s_payloads.e8s_or_opaque
+    doc: |
+      With required bit 3 (LATTICE_E8S) set, some stage of a LATTICE payload
+      or refinement part has kind 4 (R-HDR-11, section 3.2: full
+      verification). Payloads in compressed blocks are opaque here: such a
+      payload could hold the stage, so the rule is not applied then.
+  e8s_payloads:
+    pos: 0
+    type: e8s_payload_scan(0)
+    if: (header.required_features & 8) != 0
+    doc: Whether a LATTICE payload has a stage of kind 4 (for lattice_e8s_used).
 
 types:
   # ---- section 3: header -------------------------------------------------
@@ -125,10 +149,10 @@ types:
       - id: required_features
         type: u8
         valid:
-          max: 7
+          max: 15
         doc: |
-          Bits 0 (ZSTD), 1 (LATTICE) and 2 (LATTICE_LEVELS) are the only bits
-          defined (R-HDR-4).
+          Bits 0 (ZSTD), 1 (LATTICE), 2 (LATTICE_LEVELS) and 3 (LATTICE_E8S)
+          are the only bits defined (R-HDR-4).
       - id: optional_features
         type: u8
         doc: Bits 0 REFINEMENTS, 1 IMPORTANCE, 2 ROUTER; others ignored.
@@ -158,8 +182,10 @@ types:
       - id: reserved
         size: 64
         valid:
-          expr: version_minor > 3 or _.max == 0
-        doc: Zero unless version_minor is above 3, this description's minor version (R-HDR-9).
+          expr: version_minor > 4 or _.max == 0
+        doc: |
+          Bytes 64..127 are all zero, or version_minor is above 4, this
+          description's minor version (R-HDR-9).
       - id: table_in_file
         size: 0
         valid:
@@ -550,7 +576,8 @@ types:
           tensor_record(_index, _index == 0 ? -1 : tensors[_index - 1].block,
           _index == 0 ? 0 : tensors[_index - 1].end,
           _index == 0 ? false : tensors[_index - 1].lattice_so_far,
-          _index == 0 ? false : tensors[_index - 1].lattice_levels_so_far)
+          _index == 0 ? false : tensors[_index - 1].lattice_levels_so_far,
+          _index == 0 ? false : tensors[_index - 1].lattice_e8s_part_so_far)
         repeat: expr
         repeat-expr: tensor_count
         doc: A record that does not fit fails here (R-DIR-11).
@@ -583,6 +610,11 @@ types:
         doc: |
           Some LATTICE tensor has refinement levels (the LATTICE_LEVELS
           feature, R-HDR-11).
+      any_lattice_e8s_part:
+        value: tensors.last.lattice_e8s_part_so_far
+        doc: |
+          Some LATTICE refinement part has a stage of kind 4 (E8S), which
+          needs the LATTICE_E8S feature (R-HDR-11).
 
   block_record:
     params:
@@ -819,6 +851,8 @@ types:
         type: bool
       - id: prev_lattice_levels
         type: bool
+      - id: prev_lattice_e8s_part
+        type: bool
     seq:
       - id: name_len
         type: u2
@@ -881,7 +915,9 @@ types:
       - id: size
         type: u8
       - id: refine
-        type: 'refinement_part(_index + 1, _index == 0 ? 0 : refine[_index - 1].stages_so_far)'
+        type: >-
+          refinement_part(_index + 1, _index == 0 ? 0 : refine[_index - 1].stages_so_far,
+          _index == 0 ? false : refine[_index - 1].e8s_so_far)
         repeat: expr
         repeat-expr: n_refine
         doc: Parts of levels 1..n_refine.
@@ -951,6 +987,9 @@ types:
       lattice_levels_so_far:
         value: prev_lattice_levels or (scheme == scheme::lattice and n_refine > 0)
         doc: This or an earlier tensor is LATTICE with refinement levels.
+      lattice_e8s_part_so_far:
+        value: 'prev_lattice_e8s_part or (n_refine == 0 ? false : refine.last.e8s_so_far)'
+        doc: A refinement part of this or an earlier tensor has an E8S stage.
       rows:
         value: n_elements / cols
         doc: Rows of a 2-D tensor (TIERED, LATTICE).
@@ -1024,6 +1063,9 @@ types:
       - id: prev_stages
         type: u1
         doc: LATTICE - the stages of the tensor's parts of levels 1..level-1.
+      - id: prev_e8s
+        type: bool
+        doc: LATTICE - whether a part of levels 1..level-1 has an E8S stage.
     seq:
       - id: bits
         type: u1
@@ -1052,11 +1094,11 @@ types:
         valid:
           expr: >-
             n_stages <= 3 and stages_so_far <= 3
-            and (n_stages > 0 ? (kinds[0] >= 1 and kinds[0] <= 3) : kinds[0] == 0)
-            and (n_stages > 1 ? (kinds[1] >= 1 and kinds[1] <= 3) : kinds[1] == 0)
-            and (n_stages > 2 ? (kinds[2] >= 1 and kinds[2] <= 3) : kinds[2] == 0)
+            and (n_stages > 0 ? (kinds[0] >= 1 and kinds[0] <= 4) : kinds[0] == 0)
+            and (n_stages > 1 ? (kinds[1] >= 1 and kinds[1] <= 4) : kinds[1] == 0)
+            and (n_stages > 2 ? (kinds[2] >= 1 and kinds[2] <= 4) : kinds[2] == 0)
         doc: |
-          At most 3 stages, each of kind 1..3, the kinds past them 0, and at
+          At most 3 stages, each of kind 1..4, the kinds past them 0, and at
           most 3 stages in the tensor's parts 1..level together (R-TEN-9).
       - id: offset
         type: u8
@@ -1084,6 +1126,11 @@ types:
       stages_so_far:
         value: 'prev_stages + (is_lattice ? n_stages : 0)'
         doc: LATTICE - the stages of the tensor's parts of levels 1..level.
+      e8s_so_far:
+        value: prev_e8s or (is_lattice and (kinds[0] == 4 or kinds[1] == 4 or kinds[2] == 4))
+        doc: |
+          LATTICE - a part of levels 1..level has a stage of kind 4, E8S (the
+          kinds past n_stages are 0).
       scales_padded:
         value: (2 * _parent.rows * (_parent.cols / _parent.group_size) + 63) / 64 * 64
         if: is_lattice
@@ -1091,13 +1138,14 @@ types:
       lattice_size:
         value: >-
           n_stages * scales_padded
-          + (n_stages < 1 ? 0 : (_parent.n_elements * (kinds[0] == 1 ? 2 : kinds[0] == 2 ? 1 : 8) / 8 + 63) / 64 * 64)
-          + (n_stages < 2 ? 0 : (_parent.n_elements * (kinds[1] == 1 ? 2 : kinds[1] == 2 ? 1 : 8) / 8 + 63) / 64 * 64)
-          + (n_stages < 3 ? 0 : (_parent.n_elements * (kinds[2] == 1 ? 2 : kinds[2] == 2 ? 1 : 8) / 8 + 63) / 64 * 64)
+          + (n_stages < 1 ? 0 : (_parent.n_elements * (kinds[0] == 1 ? 2 : kinds[0] == 3 ? 8 : 1) / 8 + 63) / 64 * 64)
+          + (n_stages < 2 ? 0 : (_parent.n_elements * (kinds[1] == 1 ? 2 : kinds[1] == 3 ? 8 : 1) / 8 + 63) / 64 * 64)
+          + (n_stages < 3 ? 0 : (_parent.n_elements * (kinds[2] == 1 ? 2 : kinds[2] == 3 ? 8 : 1) / 8 + 63) / 64 * 64)
         if: is_lattice
         doc: |
           LATTICE - the part's size, sum over its stages of
-          pad64(2*rows*nb) + pad64(rows*cols*bits(kind)/8) (section 9.10).
+          pad64(2*rows*nb) + pad64(rows*cols*bits(kind)/8) (section 9.10),
+          bits 2 for E8, 8 for INT8 and 1 for SIGN and E8S.
       end:
         value: offset + size
       padding_before:
@@ -1278,6 +1326,7 @@ types:
       Whether `size` is the LATTICE payload size (section 9.10) of n_e8 E8,
       n_sign SIGN and n_int8 INT8 stages, 1..4 in all, for some counts: k
       runs over 0..124 as n_e8 = k / 25, n_sign = k / 5 mod 5, n_int8 = k mod 5.
+      An E8S stage has a SIGN stage's size, so n_sign counts E8S stages too.
     params:
       - id: size
         type: u8
@@ -1312,6 +1361,28 @@ types:
       some_list:
         value: here or (k < 124 and next.some_list.as<bool>)
 
+  e8s_payload_scan:
+    doc: |
+      Whether tensor record i or a later one is LATTICE and either has a
+      stage of kind 4 (E8S) in its payload or lies in a compressed block,
+      whose payloads are opaque here (for lattice_e8s_used, R-HDR-11).
+    params:
+      - id: i
+        type: u4
+    seq:
+      - id: next
+        type: e8s_payload_scan(i + 1)
+        if: i + 1 < _root.directory.tensor_count and not here
+    instances:
+      t:
+        value: _root.directory.tensors[i]
+      here:
+        value: >-
+          t.scheme == scheme::lattice
+          and (t.range.compression != compression::none or t.lattice_payload.has_e8s)
+      e8s_or_opaque:
+        value: here or (i + 1 < _root.directory.tensor_count and next.e8s_or_opaque.as<bool>)
+
   lattice_payload:
     doc: Section 9.10, checked in the order of section 9.13.
     params:
@@ -1345,10 +1416,10 @@ types:
         size: 0
         valid:
           expr: >-
-            kinds[0] >= 1 and kinds[0] <= 3
-            and (n_stages < 2 or (kinds[1] >= 1 and kinds[1] <= 3))
-            and (n_stages < 3 or (kinds[2] >= 1 and kinds[2] <= 3))
-            and (n_stages < 4 or (kinds[3] >= 1 and kinds[3] <= 3))
+            kinds[0] >= 1 and kinds[0] <= 4
+            and (n_stages < 2 or (kinds[1] >= 1 and kinds[1] <= 4))
+            and (n_stages < 3 or (kinds[2] >= 1 and kinds[2] <= 4))
+            and (n_stages < 4 or (kinds[3] >= 1 and kinds[3] <= 4))
         doc: R-LAT-1
       - id: kinds_unused
         size: 0
@@ -1386,7 +1457,17 @@ types:
         doc: |
           At most 4 stages in the payload and the refinement parts together
           (R-LAT-6).
+      - id: e8s_flagged
+        size: 0
+        valid:
+          expr: (_root.header.required_features & 8) != 0 or not has_e8s
+        doc: |
+          A stage of kind 4 (E8S) needs required feature bit 3, LATTICE_E8S
+          (R-HDR-11, checked when the payload is viewed, section 3.2).
     instances:
+      has_e8s:
+        value: kinds[0] == 4 or kinds[1] == 4 or kinds[2] == 4 or kinds[3] == 4
+        doc: A stage has kind 4, E8S (the kinds past n_stages are 0, R-LAT-2).
       scales_padded:
         value: (2 * rows * (cols / block) + 63) / 64 * 64
       expected_size:
@@ -1400,7 +1481,9 @@ types:
           : (rows * cols * (kinds[2] == 1 ? 2 : 1) / 8 + 63) / 64 * 64)
           + (n_stages < 4 ? 0 : kinds[3] == 3 ? (rows * cols + 63) / 64 * 64
           : (rows * cols * (kinds[3] == 1 ? 2 : 1) / 8 + 63) / 64 * 64)
-        doc: The size of section 9.10 for these stages.
+        doc: |
+          The size of section 9.10 for these stages: code bits 2 for E8 (1),
+          8 for INT8 (3) and 1 for SIGN (2) and E8S (4).
 
   lattice_part:
     doc: |
@@ -1456,7 +1539,10 @@ types:
         doc: R-LAT-4
       - id: codes
         size: code_bytes
-        doc: Row r at r * cols * bits / 8; any value is valid (section 9.11).
+        doc: |
+          Row r at r * cols * bits / 8; any value is valid (section 9.11).
+          E8: a u2 per 8 columns; SIGN: bit j mod 8 of byte j / 8; INT8: a
+          signed byte per column; E8S: byte j / 8 for the 8 columns of j.
       - id: codes_padding
         size: (code_bytes + 63) / 64 * 64 - code_bytes
         valid:
@@ -1464,7 +1550,8 @@ types:
         doc: R-LAT-4
     instances:
       bits:
-        value: 'kind == 1 ? 2 : kind == 2 ? 1 : 8'
+        value: 'kind == 1 ? 2 : kind == 3 ? 8 : 1'
+        doc: E8 2, SIGN 1, INT8 8, E8S 1 (section 9.10).
       code_bytes:
         value: rows * cols * bits / 8
 
@@ -1799,6 +1886,7 @@ enums:
     1: e8
     2: sign
     3: int8
+    4: e8s
   tier:
     0: f16
     1: q8

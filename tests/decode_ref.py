@@ -83,7 +83,24 @@ def e8_values():
     return (np.where(neg, -u, u) / 2 + shift).astype(F32)
 
 
-LATTICE_KINDS = {"e8": 1, "sign": 2, "int8": 3}
+def e8s_values():
+    """The 8 values of each of the 256 E8S codes (section 9.11), exact in f32."""
+    c = np.arange(256)
+    v = np.zeros((256, 8))
+    pairs = [(i, j) for i in range(8) for j in range(i + 1, 8)]  # (0,1), (0,2), ..., (6,7)
+    for k in range(112):  # +-1 at the pair of index k // 4
+        i, j = pairs[k // 4]
+        v[k, i], v[k, j] = (-1 if k & 1 else 1), (-1 if k & 2 else 1)
+    m = c[112:240] - 112  # +-1/2 everywhere, coordinate 7 negative when bits 0..6 hold an odd count
+    neg = (m[:, None] >> np.arange(7)) & 1
+    neg = np.concatenate([neg, (neg.sum(axis=1) % 2)[:, None]], axis=1)
+    v[112:240] = np.where(neg, -0.5, 0.5)
+    v[c[240:], (c[240:] - 240) // 2] = np.where(c[240:] & 1, -2, 2)  # +-2 at one coordinate
+    return v.astype(F32)
+
+
+LATTICE_KINDS = {"e8": 1, "sign": 2, "int8": 3, "e8s": 4}
+LATTICE_BITS = {1: 2, 2: 1, 3: 8, 4: 1}
 
 
 def lattice_stages(buf, pos, kinds, rows, cols, b):
@@ -93,7 +110,7 @@ def lattice_stages(buf, pos, kinds, rows, cols, b):
     for k in kinds:
         d = np.frombuffer(buf, "<f2", rows * nb, pos).astype(F32).reshape(rows, nb)
         pos += pad64(2 * rows * nb)
-        nbytes = rows * cols * {1: 2, 2: 1, 3: 8}[k] // 8
+        nbytes = rows * cols * LATTICE_BITS[k] // 8
         out.append((k, d, buf[pos:pos + nbytes]))
         pos += pad64(nbytes)
     return out
@@ -114,6 +131,8 @@ def lattice(p, rows, cols, b, parts):
         elif k == 2:
             bits = np.unpackbits(np.frombuffer(c, np.uint8), bitorder="little")
             v = np.where(bits, F32(-1), F32(1)).reshape(rows, cols)
+        elif k == 4:
+            v = e8s_values()[np.frombuffer(c, np.uint8, rows * cols // 8)].reshape(rows, cols)
         else:
             v = np.frombuffer(c, np.int8).astype(F32).reshape(rows, cols)
         prod = np.repeat(d, b, axis=1) * v

@@ -374,7 +374,7 @@ def _utf8(raw):
 # ---------------------------------------------------------------------------
 # The file
 
-FORMAT_MAJOR, FORMAT_MINOR = 1, 3   # the format version this module reads (spec 13)
+FORMAT_MAJOR, FORMAT_MINOR = 1, 4   # the format version this module reads (spec 13)
 _SECTION_CAPS = {1: 64 << 20, 2: 256 << 20, 3: 256 << 20, 4: 4 << 30, 5: 256 << 20}
 _META_TYPES = {1: "u64", 2: "i64", 3: "f64", 4: "bool", 5: "string"}
 _REQUIRED_KEYS = [   # (key, type); spec 5.2, in sort order. Any STRING value is valid.
@@ -437,10 +437,11 @@ class NsqFile:
          entry_size, self.header_checksum) = struct.unpack_from("<HHIQQQQIIQ", d, 8)
         _check(self.version_major == FORMAT_MAJOR, "R-HDR-2", "VERSION", "major version %d" % self.version_major)
         _check(header_size == 128, "R-HDR-3", "FORMAT", "header_size %d" % header_size)
-        known = (1 if self._zstd else 0) | 2 | 4   # ZSTD with a decoder, LATTICE, LATTICE_LEVELS (spec 3.2)
+        # ZSTD with a decoder, LATTICE, LATTICE_LEVELS, LATTICE_E8S (spec 3.2)
+        known = (1 if self._zstd else 0) | 2 | 4 | 8
         _check(self.required_features & ~known == 0, "R-HDR-4", "UNSUPPORTED",
                "required_features 0x%x: " % self.required_features +
-               ("unknown feature bits" if self.required_features & ~7 else
+               ("unknown feature bits" if self.required_features & ~15 else
                 "the file has Zstandard-compressed blocks and no decoder is available "
                 "(install python3-zstandard or the zstd program)"))
         _check(file_size == n, "R-HDR-5", "TRUNCATED", "file_size %d, actual length %d" % (file_size, n))
@@ -673,6 +674,7 @@ class NsqFile:
         """R-TEN-7, R-TEN-6, R-TEN-8, then R-TEN-9 part by part (form, then size), as spec 14.3 orders them."""
         _check(ndims == 2 and 8 <= gs <= 16384 and gs & (gs - 1) == 0 and t.cols % gs == 0, "R-TEN-7",
                "DIRECTORY", "%s: LATTICE needs 2 dims and a power-of-two group size 8..16384 dividing cols" % t.name)
+        # counts of E8, SIGN and INT8 stages; an E8S stage has a SIGN stage's size (spec 9.10)
         counts = [(e, s, i) for e in range(5) for s in range(5 - e) for i in range(5 - e - s) if e + s + i]
         _check(any(_lattice_size(t, [1] * e + [2] * s + [3] * i) == t.size for e, s, i in counts), "R-TEN-6",
                "DIRECTORY", "%s size %d is no LATTICE payload size" % (t.name, t.size))
@@ -783,6 +785,11 @@ class NsqFile:
         _check(pos == self.file_size, "R-LAY-3", "LAYOUT", "%d bytes after the last range" % (self.file_size - pos))
 
     def _check_features(self):
+        # bit 3 against the parts' kinds first; payloads' kinds are checked when
+        # viewed (_lattice_view) and bit 3 set without E8S by verify (spec 3.2)
+        _check(self.required_features & 8 or not any(
+            4 in kinds[:n] for t in self.tensors if t.scheme == 17 for (n, _, _), kinds in zip(t.refine, t.kinds)),
+            "R-HDR-11", "FEATURE", "required_features bit 3 is clear but a refinement part has an E8S stage")
         ranges = [r for b in self.blocks for r in [b] + b.refinements]
         checks = [("required", self.required_features, 0, any(r.compression == 1 for r in ranges)),
                   ("required", self.required_features, 1, any(t.scheme == 17 for t in self.tensors)),
@@ -822,6 +829,7 @@ class NsqFile:
 
     def verify(self):
         """Full verification (spec 14.3, last paragraph): every rule the open did not check."""
+        e8s = False   # some payload or part has an E8S stage (required bit 3, spec 3.2)
         for b in self.blocks:
             for rng in [b] + b.refinements:
                 raw = self._load(rng)
@@ -838,9 +846,11 @@ class NsqFile:
                         if rng.level:
                             self._part(t, rng.level, nq)
                     elif t.scheme == 17:
-                        self._lattice_view(t)
+                        e8s |= any(k == 4 for k, _, _ in self._lattice_view(t)[1])
                         if rng.level:
-                            self._lattice_part(t, rng.level)
+                            e8s |= any(k == 4 for k, _, _ in self._lattice_part(t, rng.level))
+        _check(e8s or not self.required_features & 8, "R-HDR-11", "FEATURE",
+               "required_features bit 3 is set but no stage is E8S")
 
     # -- decoding (spec 9) --
 
@@ -951,7 +961,8 @@ class NsqFile:
 
     def _lattice_view(self, t):
         """(signs, [(kind, scales, codes)]) of a LATTICE payload, after R-LAT-1..5
-        in the order of spec 9.13, then R-LAT-6 when the tensor has refinement parts."""
+        in the order of spec 9.13, then R-LAT-6 when the tensor has refinement parts,
+        then R-HDR-11 for an E8S stage in a file whose required bit 3 is clear."""
         p = memoryview(self._load(self.blocks[t.block]))[t.offset:t.offset + t.size]
         _check(len(p) >= 64, "R-LAT-1", "TENSOR", "%s shorter than its header" % t.name)
         n = p[0]
@@ -968,6 +979,8 @@ class NsqFile:
         n_parts = sum(part[0] for part in t.refine)
         _check(n + n_parts <= 4, "R-LAT-6", "TENSOR",
                "%s: %d base stages and %d in refinements: over 4" % (t.name, n, n_parts))
+        _check(self.required_features & 8 or 4 not in kinds, "R-HDR-11", "FEATURE",
+               "%s has an E8S stage and required_features bit 3 is clear" % t.name)
         return p[64:64 + length], stages
 
     def _lattice_part(self, t, level):
@@ -1031,14 +1044,14 @@ class NsqFile:
         return {k: tiers.count(i) for i, k in enumerate(("f16", "q8", "q4", "q2"))}
 
     def lattice_stages(self, name):
-        """['e8', 'sign', 'int8', ...]: the stage kinds of a LATTICE tensor, in order."""
+        """['e8', 'sign', 'int8', 'e8s', ...]: the stage kinds of a LATTICE tensor, in order."""
         return [_LAT_NAMES[k] for k, _, _ in self._lattice_view(self._by_name[name])[1]]
 
     def describe(self, payloads=True):
         """A JSON-friendly summary, shaped like nsq-inspect --json --blocks --tensors.
         payloads: also read the TIERED and LATTICE payloads (tier counts, stage kinds)."""
         comp = ("none", "zstd")
-        req = _flag_names(self.required_features, ("zstd", "lattice", "lattice_levels"))
+        req = _flag_names(self.required_features, ("zstd", "lattice", "lattice_levels", "lattice_e8s"))
         opt = _flag_names(self.optional_features, ("refinements", "importance", "router"))
         blocks = [{"index": b.index, "kind": Block.KINDS[b.kind], "first_layer": b.first_layer,
                    "n_layers": b.n_layers, "compression": comp[b.compression], "offset": b.offset,
@@ -1074,8 +1087,8 @@ class NsqFile:
                 "tensor_count": len(self.tensors), "blocks": blocks, "tensors": tensors}
 
 
-_LAT_BITS = {1: 2, 2: 1, 3: 8}   # bits per weight of the LATTICE stage kinds E8, SIGN, INT8 (spec 9.10)
-_LAT_NAMES = {1: "e8", 2: "sign", 3: "int8"}
+_LAT_BITS = {1: 2, 2: 1, 3: 8, 4: 1}   # bits per weight of the LATTICE stage kinds E8, SIGN, INT8, E8S (spec 9.10)
+_LAT_NAMES = {1: "e8", 2: "sign", 3: "int8", 4: "e8s"}
 
 
 def _lattice_size(t, kinds, header=True):
@@ -1101,11 +1114,34 @@ def _e8_values():
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _e8s_values():
+    """The 8 values of each of the 256 E8S codes, from the rule of spec 9.11."""
+    pairs = [(i, j) for i in range(8) for j in range(i + 1, 8)]   # (0,1), (0,2), ..., (6,7)
+    out = []
+    for c in range(256):
+        v = [0.0] * 8
+        if c < 112:   # +-1 at a pair of coordinates
+            i, j = pairs[c // 4]
+            v[i], v[j] = -1.0 if c & 1 else 1.0, -1.0 if c & 2 else 1.0
+        elif c < 240:   # +-1/2 everywhere, an even number of them negative
+            m = c - 112
+            m |= (bin(m).count("1") & 1) << 7
+            v = [-0.5 if m >> k & 1 else 0.5 for k in range(8)]
+        else:   # +-2 at one coordinate
+            v[(c - 240) // 2] = -2.0 if c & 1 else 2.0
+        out.append(v)
+    return out
+
+
 def _lattice_values(kind, codes):
     """The code values of one LATTICE stage, row-major (exact in binary32)."""
     if kind == 1:
         table = _e8_values()
         return [x / 4 for c in _le_array("H", codes) for x in table[c]]
+    if kind == 4:
+        table = _e8s_values()
+        return [x for c in codes for x in table[c]]
     if kind == 2:
         return [-1.0 if b >> k & 1 else 1.0 for b in codes for k in range(8)]
     return [float(b - 256 if b > 127 else b) for b in codes]

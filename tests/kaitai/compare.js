@@ -137,7 +137,7 @@ function inspectView(ctx) {
   return {
     format_version: `${h.versionMajor}.${h.versionMinor}`,
     file_size: h.fileSize,
-    required_features: featureNames(exact64(bytes, h, 'requiredFeatures'), ['zstd', 'lattice', 'lattice_levels']),
+    required_features: featureNames(exact64(bytes, h, 'requiredFeatures'), ['zstd', 'lattice', 'lattice_levels', 'lattice_e8s']),
     optional_features: featureNames(exact64(bytes, h, 'optionalFeatures'), ['refinements', 'importance', 'router']),
     metadata: metadataView(ctx),
     tokenizer: { kind: name(Nsq.TokenizerKind, nsq.tokenizer.kind),
