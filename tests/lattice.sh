@@ -133,7 +133,7 @@ PY
 }
 
 # A file with refinement levels (--bpw 2.5,3.5,4.5): it verifies and needs
-# the LATTICE_LEVELS feature; its base and full depth are within their
+# the LATTICE_LEVELS and LATTICE_E8S features; its base and full depth are within their
 # budgets; every layer block has levels.
 lt_levels_ok() { # lt_levels_ok B NAME
     local b=$1 f=$LTD/$2.nsq
@@ -143,7 +143,7 @@ lt_levels_ok() { # lt_levels_ok B NAME
 import json, sys
 d, s = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 bad = []
-if d["required_features"] != ["lattice", "lattice_levels"]:
+if d["required_features"] != ["lattice", "lattice_levels", "lattice_e8s"]:
     bad.append("features %s" % d["required_features"])
 if not (2.35 <= s["bpw_body"] <= 2.5 and 4.35 <= s["bpw_body_with_refinements"] <= 4.5):
     bad.append("bpw %s, with levels %s" % (s["bpw_body"], s["bpw_body_with_refinements"]))
