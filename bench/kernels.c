@@ -1,6 +1,6 @@
 /* kernels.c - times the runtime's matrix-vector kernels on matrices of a
  * TinyLlama-1.1B shape, at each kernel level this CPU runs: one TIERED
- * matrix, then LATTICE ones with one E8 stage and with two:
+ * matrix, then LATTICE ones of types E8, E8+E8, E8+SIGN and E8+E8S:
  *   bench/kernels [ROWS COLS [TIERS [BLOCK [TOKENS]]]]   (TIERS like 10:20:70,
  *   the Q8:Q4:Q2 split; BLOCK the LATTICE rotation block, 256 by default;
  *   TOKENS the inputs multiplied at once, 1 by default, as a prompt does)
@@ -94,11 +94,13 @@ int main(int argc, char **argv)
     char what[128];
     snprintf(what, sizeof what, "TIERED %u x %u, tiers %u:%u:%u", rows, cols, p8, p4, p2);
     timed(what, &m, x, &a, nt, y, size);
-    const uint32_t e8[2] = {NSQ_LAT_E8, NSQ_LAT_E8};
-    for (uint32_t S = 1; S <= 2; S++) {
+    static const struct { uint32_t S, kinds[2]; const char *name; } types[] = {
+        {1, {NSQ_LAT_E8}, "E8"}, {2, {NSQ_LAT_E8, NSQ_LAT_E8}, "E8+E8"},
+        {2, {NSQ_LAT_E8, NSQ_LAT_SIGN}, "E8+SIGN"}, {2, {NSQ_LAT_E8, NSQ_LAT_E8S}, "E8+E8S"}};
+    for (uint32_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         wmat l = {0};
         uint64_t lsize;
-        uint8_t *lp = lattice_payload(rows, cols, B, S, e8, &lsize);
+        uint8_t *lp = lattice_payload(rows, cols, B, types[t].S, types[t].kinds, &lsize);
         if (!lp || nsq_view_init(NSQ_SCHEME_LATTICE, rows, cols, B, lp, lsize, &l.v, NULL) || wmat_index(&l))
             return fprintf(stderr, "LATTICE setup failed (BLOCK must be a power of two in 8..16384 dividing COLS)\n"), 1;
         double best = 1e9;
@@ -109,7 +111,7 @@ int main(int argc, char **argv)
         }
         printf("LATTICE input rotation, blocks of %u: %.2f us\n", B, best * 1e6);
         act8_quantize(&a, xr, nt, cols);
-        snprintf(what, sizeof what, "LATTICE %u x %u, %s, blocks of %u", rows, cols, S == 1 ? "E8" : "E8+E8", B);
+        snprintf(what, sizeof what, "LATTICE %u x %u, %s, blocks of %u", rows, cols, types[t].name, B);
         timed(what, &l, xr, &a, nt, y, lsize);
         free(lp);
     }
