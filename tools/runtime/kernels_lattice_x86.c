@@ -122,6 +122,16 @@ static const uint64_t affine[4] = {AFF(0x01, 0x02), AFF(0x04, 0x08), AFF(0x10, 0
 /* Bit 6 <- the parity of bits 0, 2, 4, 6 (the magnitude indices' low bits). */
 static const uint64_t parity_low = 0x55ull << 8;
 
+/* T[i] for each byte i of idx (top: the bytes with bit 7 set): bytes under
+ * 128 from the table's first half, the others from its second, each half
+ * two registers of a byte permute. */
+LAT512_T static inline __m512i table256(const uint8_t *T, __m512i idx, __mmask64 top)
+{
+    __m512i a = _mm512_permutex2var_epi8(_mm512_loadu_si512(T), idx, _mm512_loadu_si512(T + 64));
+    __m512i b = _mm512_permutex2var_epi8(_mm512_loadu_si512(T + 128), idx, _mm512_loadu_si512(T + 192));
+    return _mm512_mask_blend_epi8(top, a, b);
+}
+
 /* Coordinate k of the chunk's nc codes (nc <= 64) into W[k]; codes past nc
  * decode to values the zero activations there cancel. */
 LAT512_T static inline void e8_chunk(const uint8_t *p, uint32_t nc, __m512i W[8])
@@ -133,12 +143,7 @@ LAT512_T static inline void e8_chunk(const uint8_t *p, uint32_t nc, __m512i W[8]
     __m512i lo = _mm512_packus_epi16(_mm512_and_si512(c0, low), _mm512_and_si512(c1, low));
     __m512i hi = _mm512_packus_epi16(_mm512_srli_epi16(c0, 8), _mm512_srli_epi16(c1, 8)), q[2];
     __mmask64 top = _mm512_movepi8_mask(lo);
-    for (int h = 0; h < 2; h++) {
-        const uint8_t *T = kern_e8_quad[h];
-        __m512i a = _mm512_permutex2var_epi8(_mm512_loadu_si512(T), lo, _mm512_loadu_si512(T + 64));
-        __m512i b = _mm512_permutex2var_epi8(_mm512_loadu_si512(T + 128), lo, _mm512_loadu_si512(T + 192));
-        q[h] = _mm512_mask_blend_epi8(top, a, b);
-    }
+    for (int h = 0; h < 2; h++) q[h] = table256(kern_e8_quad[h], lo, top);
     /* P(i) is the parity of all eight low bits */
     __m512i par = _mm512_gf2p8affine_epi64_epi8(_mm512_xor_si512(q[0], q[1]), _mm512_set1_epi64((long long)parity_low), 0);
     for (int j = 0; j < 4; j++) {
@@ -168,18 +173,12 @@ LAT512_T static inline void sign_chunk(const uint8_t *p, uint32_t nc, __m512i W[
         W[k] = _mm512_sub_epi8(_mm512_set1_epi8(17), _mm512_gf2p8affine_epi64_epi8(b, _mm512_set1_epi64(1ll << (48 + k)), 0));
 }
 
-/* Coordinate k from its 256-byte table: codes under 128 from its first half,
- * the others from its second, each half two registers of a byte permute. */
+/* Coordinate k from its 256-byte table. */
 LAT512_T static inline void e8s_chunk(const uint8_t *p, uint32_t nc, __m512i W[8])
 {
     __m512i b = byte_codes(p, nc);
     __mmask64 top = _mm512_movepi8_mask(b);
-    for (int k = 0; k < 8; k++) {
-        const uint8_t *T = kern_e8s_col[k];
-        __m512i lo = _mm512_permutex2var_epi8(_mm512_load_si512(T), b, _mm512_load_si512(T + 64));
-        __m512i hi = _mm512_permutex2var_epi8(_mm512_load_si512(T + 128), b, _mm512_load_si512(T + 192));
-        W[k] = _mm512_mask_blend_epi8(top, lo, hi);
-    }
+    for (int k = 0; k < 8; k++) W[k] = table256(kern_e8s_col[k], b, top);
 }
 
 LAT512_T static inline void int8_chunk(const uint8_t *p, uint32_t nc, __m512i W[8])
